@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run the pgTAP suites (tests/sql/*.sql) with pg_prove against DB_URL.
+#
+#   DB_URL=postgresql://postgres:postgres@127.0.0.1:54322/postgres scripts/local/pgtap.sh [files…]
+#
+# The database must have platform.sql and the migrations applied (scripts/local/db-apply.sh).
+# pgTAP lives in the `extensions` schema, which is on the search_path. Exit code non-zero
+# on any failure.
+set -euo pipefail
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+DB_URL=${DB_URL:-postgresql://postgres:postgres@127.0.0.1:${DB_PORT:-54322}/postgres}
+command -v pg_prove >/dev/null || { echo "pgtap.sh: pg_prove missing (apt-get install libtap-parser-sourcehandler-pgtap-perl; run scripts/setup.sh)" >&2; exit 1; }
+
+if [ $# -gt 0 ]; then files=("$@"); else files=("$REPO_ROOT"/tests/sql/*.sql); fi
+
+export PGOPTIONS="-c search_path=public,extensions -c client_min_messages=warning"
+exec pg_prove --psql-bin /usr/lib/postgresql/15/bin/psql --dbname "$DB_URL" --failures --comments "${files[@]}"

@@ -1,0 +1,40 @@
+/**
+ * The closed set of preview error codes. Each one is either retryable (the sweep tries the
+ * item again after a backoff) or terminal (the row stays `failed` with its reason). The
+ * backoff formula and the attempt cap live in SQL (`fail_preview`), in one place.
+ */
+export const ERROR_CODES = {
+  SOURCE_NOT_FOUND: { retryable: false },
+  SOURCE_UNREACHABLE: { retryable: true },
+  SOURCE_FORBIDDEN: { retryable: false },
+  SOURCE_TOO_LARGE: { retryable: false },
+  UNSUPPORTED_FORMAT: { retryable: false },
+  DECODE_FAILED: { retryable: false },
+  TOO_MANY_PIXELS: { retryable: false },
+  NO_VIDEO_FRAME: { retryable: false },
+  UPLOAD_FAILED: { retryable: true },
+  TIMEOUT: { retryable: true },
+  INTERNAL: { retryable: true },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** An error that carries one of the closed codes and a message fit for the row's `error`. */
+export class PreviewError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PreviewError';
+    this.code = code;
+  }
+  get retryable(): boolean {
+    return ERROR_CODES[this.code].retryable;
+  }
+}
+
+/** Any thrown value as a PreviewError; unknown errors become INTERNAL (retryable). */
+export function toPreviewError(err: unknown): PreviewError {
+  if (err instanceof PreviewError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new PreviewError('INTERNAL', `Internal error: ${message}`, { cause: err });
+}
