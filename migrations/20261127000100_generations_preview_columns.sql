@@ -1,0 +1,141 @@
+-- generations: the table and the preview columns.
+--
+-- Production already has `generations` (many more columns, more status/type values). This
+-- file creates it only when absent (a fresh local stack) and is otherwise purely
+-- additive: `add column if not exists`, no rewrite of existing values, no constraint on
+-- the platform's own columns. Re-runnable.
+
+create table if not exists public.generations (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null references auth.users (id) on delete cascade,
+  -- photo | video (previewed); product | audio | … (skipped)
+  type text not null,
+  -- pending | queued | generating | success | failed | cancelled
+  status text not null default 'pending',
+  task_id text,
+  model text,
+  prompt text,
+  asset_url text,
+  result_urls jsonb,
+  error text,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  -- Only on a table we create: the platform's table may hold other values.
+  constraint generations_status_check
+    check (status in ('pending', 'queued', 'generating', 'success', 'failed', 'cancelled')),
+  constraint generations_type_check
+    check (type in ('photo', 'video', 'product', 'audio'))
+);
+
+-- Columns this system reads (no-ops on the platform's table, which has them).
+alter table public.generations add column if not exists task_id text;
+alter table public.generations add column if not exists model text;
+alter table public.generations add column if not exists asset_url text;
+alter table public.generations add column if not exists result_urls jsonb;
+alter table public.generations add column if not exists error text;
+alter table public.generations add column if not exists created_at timestamptz not null default now();
+alter table public.generations add column if not exists updated_at timestamptz not null default now();
+
+-- Preview columns (the checklist's) and what reliability needs. A constant default is a
+-- catalog-only change on Postgres 11+: no table rewrite.
+alter table public.generations add column if not exists preview_path text;
+alter table public.generations add column if not exists poster_path text;
+alter table public.generations add column if not exists preview_status text not null default 'none';
+alter table public.generations add column if not exists preview_attempts int not null default 0;
+alter table public.generations add column if not exists preview_next_attempt_at timestamptz;
+alter table public.generations add column if not exists preview_started_at timestamptz;
+alter table public.generations add column if not exists preview_error_code text;
+alter table public.generations add column if not exists preview_width int;
+alter table public.generations add column if not exists preview_height int;
+alter table public.generations add column if not exists preview_thumbhash text;
+alter table public.generations add column if not exists original_path text;
+
+comment on column public.generations.preview_status is
+  'none → processing → ready | failed. Written only by claim_preview / complete_preview / fail_preview / reset_preview_for_retry and the asset-change reset trigger.';
+comment on column public.generations.preview_attempts is
+  'Claims made so far; the current value is the fencing token of the processing attempt.';
+comment on column public.generations.preview_started_at is
+  'Start of the current processing lease (claim time).';
+comment on column public.generations.preview_next_attempt_at is
+  'When a retryable failure is due again (null: not scheduled / terminal).';
+comment on column public.generations.original_path is
+  'The original asset copied into storage (KIE deletes its files after ~14 days).';
+
+-- preview_status is ours, so it gets a check. Added NOT VALID then validated: never a
+-- long lock, and it cannot fail on other columns' values.
+do $$
+begin
+  if not exists (
+    select 1 from pg_constraint
+    where conrelid = 'public.generations'::regclass and conname = 'generations_preview_status_check'
+  ) then
+    alter table public.generations add constraint generations_preview_status_check
+      check (preview_status in ('none', 'processing', 'ready', 'failed')) not valid;
+    alter table public.generations validate constraint generations_preview_status_check;
+  end if;
+end
+$$;
+
+-- task_id is unique when present. On a platform table that already holds duplicates the
+-- unique index cannot be built: fall back to a plain index and say so (a warning, not a
+-- failed deploy); apply_kie_result then updates the newest row of the task.
+do $$
+begin
+  if to_regclass('public.generations_task_id_key') is null
+     and to_regclass('public.generations_task_id_idx') is null then
+    begin
+      create unique index generations_task_id_key on public.generations (task_id) where task_id is not null;
+    exception when unique_violation then
+      raise warning 'generations.task_id has duplicates: created a non-unique index instead';
+      create index generations_task_id_idx on public.generations (task_id) where task_id is not null;
+    end;
+  end if;
+end
+$$;
+
+-- Rows that need (or may need) preview work: the sweep and the backfill.
+create index if not exists generations_preview_work_idx
+  on public.generations (preview_status, updated_at)
+  where status = 'success' and preview_status <> 'ready';
+-- Tasks still running at KIE: the scheduled kie-sync.
+create index if not exists generations_kie_pending_idx
+  on public.generations (created_at)
+  where task_id is not null and status in ('pending', 'queued', 'generating');
+-- Keyset pagination (backfill).
+create index if not exists generations_created_id_idx on public.generations (created_at, id);
+-- The library: a user's newest generations.
+create index if not exists generations_user_created_idx on public.generations (user_id, created_at desc);
+
+-- ---------------------------------------------------------------------------------------
+-- Honest updated_at
+-- ---------------------------------------------------------------------------------------
+-- BEFORE UPDATE triggers fire in name order: a guard, b reset, c touch, z suppress.
+
+-- Bumps updated_at only when the row really changed. An explicit updated_at in the UPDATE
+-- is kept (fixtures and repairs may set it).
+create or replace function public.generations_touch_updated_at() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.updated_at is distinct from old.updated_at then
+    return new;
+  end if;
+  if new is distinct from old then
+    new.updated_at := now();
+  end if;
+  return new;
+end
+$$;
+
+drop trigger if exists generations_c_touch_updated_at on public.generations;
+create trigger generations_c_touch_updated_at
+  before update on public.generations
+  for each row execute function public.generations_touch_updated_at();
+
+-- A no-op UPDATE writes no new row version and fires no AFTER trigger (so it can never
+-- queue a preview request). Named to run last among the BEFORE triggers.
+drop trigger if exists generations_z_suppress_noop_update on public.generations;
+create trigger generations_z_suppress_noop_update
+  before update on public.generations
+  for each row execute function suppress_redundant_updates_trigger();

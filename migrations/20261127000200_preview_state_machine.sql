@@ -1,0 +1,392 @@
+-- The preview state machine: one named function per state change.
+--
+--            claim                complete
+--   none ───────────▶ processing ──────────▶ ready
+--    ▲  ▲               │    ▲ │ lease expired + claim (attempts < cap)
+--    │  │               │    └─┘
+--    │  │               │ fail
+--    │  │               ▼
+--    │  │            failed ── retryable, attempts < cap: next_attempt_at = now() + backoff
+--    │  │               │      (claimable again once due)
+--    │  │               └───── terminal or cap reached: next_attempt_at = null
+--    │  └── reset_preview_for_retry (backfill --retry-failed)
+--    └───── asset_url changed (trigger)
+--
+-- preview_attempts is the fencing token: claim increments it and returns it; complete and
+-- fail only act when the row is still `processing` with that same attempt, so a stale
+-- worker (lease expired, row re-claimed) changes nothing.
+--
+-- All functions are SECURITY DEFINER with `search_path = ''` (every name qualified): they
+-- run from the edge functions as service role / postgres and from triggers and pg_cron, and
+-- must bypass RLS without being hijackable through the caller's search_path. EXECUTE is
+-- revoked from public, anon and authenticated and granted to service_role.
+
+-- ---------------------------------------------------------------------------------------
+-- The constants, each defined once
+-- ---------------------------------------------------------------------------------------
+create or replace function public.preview_max_attempts() returns int
+language sql immutable parallel safe
+set search_path = ''
+as $$ select 5 $$;
+comment on function public.preview_max_attempts() is
+  'Attempt cap: a retryable failure at this many attempts becomes terminal; failed/expired rows at the cap are not claimable.';
+
+-- least(30 s · 2^(attempt-1), 1 h): 30 s, 1 min, 2 min, 4 min, 8 min, …
+create or replace function public.preview_backoff(attempt int) returns interval
+language sql immutable parallel safe
+set search_path = ''
+as $$ select least(interval '30 seconds' * power(2, greatest(attempt, 1) - 1), interval '1 hour') $$;
+comment on function public.preview_backoff(int) is
+  'Delay before retry after failed attempt N: least(30s * 2^(N-1), 1h).';
+
+create or replace function public.preview_lease() returns interval
+language sql immutable parallel safe
+set search_path = ''
+as $$ select interval '2 minutes' $$;
+comment on function public.preview_lease() is
+  'How long a processing claim is owned before another caller may take it over (and the sweep re-dispatches it).';
+
+-- ---------------------------------------------------------------------------------------
+-- claim_preview
+-- ---------------------------------------------------------------------------------------
+-- One conditional UPDATE: of two concurrent callers, the second waits for the first's row
+-- lock, re-checks the WHERE against the new row (now `processing` with a fresh lease) and
+-- gets nothing. `none` is always claimable (a fresh request, e.g. after a reset); failed
+-- and expired rows only under the attempt cap.
+create or replace function public.claim_preview(
+  p_generation_id uuid,
+  p_lease interval default '2 minutes'
+) returns table (id uuid, user_id uuid, type text, asset_url text, result_urls jsonb, model text, attempt int)
+language sql volatile
+security definer
+set search_path = ''
+as $$
+  update public.generations g
+     set preview_status = 'processing',
+         preview_attempts = g.preview_attempts + 1,
+         preview_started_at = now(),
+         preview_next_attempt_at = null
+   where g.id = p_generation_id
+     and g.status = 'success'
+     and g.asset_url is not null
+     and g.type in ('photo', 'video')
+     and (
+          g.preview_status = 'none'
+       or (g.preview_status = 'failed'
+           and g.preview_next_attempt_at <= now()
+           and g.preview_attempts < public.preview_max_attempts())
+       or (g.preview_status = 'processing'
+           and g.preview_started_at + coalesce(p_lease, public.preview_lease()) < now()
+           and g.preview_attempts < public.preview_max_attempts())
+     )
+  returning g.id, g.user_id, g.type::text, g.asset_url, g.result_urls, g.model::text, g.preview_attempts
+$$;
+comment on function public.claim_preview(uuid, interval) is
+  'Claims a row for preview rendering (none | failed & due | processing past lease → processing, attempts+1). Returns the claim with its attempt (fencing token), or no row. SECURITY DEFINER: called by the service, bypasses RLS.';
+
+-- ---------------------------------------------------------------------------------------
+-- complete_preview
+-- ---------------------------------------------------------------------------------------
+create or replace function public.complete_preview(
+  p_generation_id uuid,
+  p_attempt int,
+  p_path text,
+  p_width int,
+  p_height int,
+  p_thumbhash text,
+  p_original_path text default null
+) returns boolean
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+begin
+  update public.generations g
+     set preview_status = 'ready',
+         preview_path = case when g.type = 'photo' then p_path else g.preview_path end,
+         poster_path = case when g.type = 'video' then p_path else g.poster_path end,
+         preview_width = p_width,
+         preview_height = p_height,
+         preview_thumbhash = p_thumbhash,
+         original_path = coalesce(p_original_path, g.original_path),
+         preview_error_code = null,
+         error = null,
+         preview_started_at = null,
+         preview_next_attempt_at = null
+   where g.id = p_generation_id
+     and g.preview_status = 'processing'
+     and g.preview_attempts = p_attempt;
+  return found;
+end
+$$;
+comment on function public.complete_preview(uuid, int, text, int, int, text, text) is
+  'Marks the claim ready (photo → preview_path, video → poster_path). False when fenced (not processing, or another attempt). SECURITY DEFINER: service only.';
+
+-- ---------------------------------------------------------------------------------------
+-- fail_preview
+-- ---------------------------------------------------------------------------------------
+create or replace function public.fail_preview(
+  p_generation_id uuid,
+  p_attempt int,
+  p_error_code text,
+  p_message text,
+  p_retryable boolean
+) returns text
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+  v_state text;
+begin
+  update public.generations g
+     set preview_status = 'failed',
+         preview_next_attempt_at =
+           case when coalesce(p_retryable, false) and g.preview_attempts < public.preview_max_attempts()
+                then now() + public.preview_backoff(g.preview_attempts)
+           end,
+         error = p_message,
+         preview_error_code = p_error_code,
+         preview_started_at = null
+   where g.id = p_generation_id
+     and g.preview_status = 'processing'
+     and g.preview_attempts = p_attempt
+  returning case when g.preview_next_attempt_at is not null then 'retry' else 'failed' end
+    into v_state;
+  return v_state;  -- null when fenced
+end
+$$;
+comment on function public.fail_preview(uuid, int, text, text, boolean) is
+  'Fails the claim: ''retry'' (retryable, under the cap: due at now() + preview_backoff(attempt)), ''failed'' (terminal or cap), null when fenced. Sets error = message. SECURITY DEFINER: service only.';
+
+-- ---------------------------------------------------------------------------------------
+-- reset_preview_for_retry (backfill --retry-failed)
+-- ---------------------------------------------------------------------------------------
+-- A failed row (terminal or waiting) back to `none` with a fresh attempt budget. No worker
+-- holds a failed row, so resetting the fencing counter is safe here. The dispatch trigger
+-- is muted for this one statement: the caller (the backfill) claims the row itself.
+create or replace function public.reset_preview_for_retry(p_generation_id uuid) returns boolean
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+  v_found boolean;
+  v_skip text := coalesce(current_setting('app.skip_preview_dispatch', true), '');
+begin
+  perform set_config('app.skip_preview_dispatch', 'on', true);
+  update public.generations g
+     set preview_status = 'none',
+         preview_attempts = 0,
+         preview_next_attempt_at = null,
+         preview_started_at = null,
+         preview_error_code = null,
+         error = null
+   where g.id = p_generation_id
+     and g.preview_status = 'failed';
+  v_found := found;
+  perform set_config('app.skip_preview_dispatch', v_skip, true);
+  return v_found;
+end
+$$;
+comment on function public.reset_preview_for_retry(uuid) is
+  'failed → none with attempts 0 (backfill --retry-failed). Does not queue a generate-preview request: the caller claims. SECURITY DEFINER: service only.';
+
+-- ---------------------------------------------------------------------------------------
+-- sweep_previews (read-only)
+-- ---------------------------------------------------------------------------------------
+create or replace function public.sweep_previews(
+  p_limit int default 100,
+  p_grace interval default '1 minute'
+) returns table (id uuid, reason text)
+language sql stable
+security definer
+set search_path = ''
+as $$
+  select s.id, s.reason
+  from (
+    select g.id, 'lost_webhook'::text as reason, g.updated_at as since
+      from public.generations g
+     where g.status = 'success' and g.asset_url is not null and g.type in ('photo', 'video')
+       and g.preview_status = 'none'
+       and g.updated_at < now() - p_grace
+    union all
+    select g.id, 'lease_expired', g.preview_started_at
+      from public.generations g
+     where g.status = 'success' and g.asset_url is not null and g.type in ('photo', 'video')
+       and g.preview_status = 'processing'
+       and g.preview_started_at + public.preview_lease() < now()
+       and g.preview_attempts < public.preview_max_attempts()
+    union all
+    select g.id, 'retry_due', g.preview_next_attempt_at
+      from public.generations g
+     where g.status = 'success' and g.asset_url is not null and g.type in ('photo', 'video')
+       and g.preview_status = 'failed'
+       and g.preview_next_attempt_at <= now()
+       and g.preview_attempts < public.preview_max_attempts()
+  ) s
+  order by s.since, s.id
+  limit greatest(p_limit, 0)
+$$;
+comment on function public.sweep_previews(int, interval) is
+  'Read-only: ids needing a (re)dispatch, oldest first: lost_webhook (success, none, older than grace), lease_expired, retry_due. SECURITY DEFINER: service and pg_cron.';
+
+-- Processing rows whose lease expired at the attempt cap can never be claimed again: make
+-- them terminal (TIMEOUT) instead of leaving them processing forever. Called by the sweep.
+create or replace function public.expire_preview_leases() returns int
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+  v_count int;
+begin
+  update public.generations g
+     set preview_status = 'failed',
+         preview_next_attempt_at = null,
+         preview_started_at = null,
+         preview_error_code = 'TIMEOUT',
+         error = format('Preview timed out after %s attempts', g.preview_attempts)
+   where g.preview_status = 'processing'
+     and g.preview_started_at + public.preview_lease() < now()
+     and g.preview_attempts >= public.preview_max_attempts();
+  get diagnostics v_count = row_count;
+  return v_count;
+end
+$$;
+comment on function public.expire_preview_leases() is
+  'processing rows past the lease at the attempt cap → failed (TIMEOUT, terminal). SECURITY DEFINER: pg_cron / service.';
+
+-- ---------------------------------------------------------------------------------------
+-- backfill_candidates (keyset pagination)
+-- ---------------------------------------------------------------------------------------
+create or replace function public.backfill_candidates(
+  p_after_created_at timestamptz,
+  p_after_id uuid,
+  p_limit int,
+  p_type text default null,
+  p_retry_failed boolean default false,
+  p_since timestamptz default null
+) returns table (id uuid, user_id uuid, type text, created_at timestamptz, preview_status text)
+language sql stable
+security definer
+set search_path = ''
+as $$
+  select g.id, g.user_id, g.type::text, g.created_at, g.preview_status
+    from public.generations g
+   where g.status = 'success'
+     and g.asset_url is not null
+     and g.type in ('photo', 'video')
+     and (p_type is null or g.type = p_type)
+     and (p_since is null or g.created_at >= p_since)
+     and (g.preview_status = 'none' or (coalesce(p_retry_failed, false) and g.preview_status = 'failed'))
+     and (p_after_created_at is null
+          or (g.created_at, g.id) > (p_after_created_at, coalesce(p_after_id, '00000000-0000-0000-0000-000000000000'::uuid)))
+   order by g.created_at, g.id
+   limit greatest(coalesce(p_limit, 100), 0)
+$$;
+comment on function public.backfill_candidates(timestamptz, uuid, int, text, boolean, timestamptz) is
+  'Backfill page: success photo/video rows with an asset whose preview is none (or failed with p_retry_failed), after the (created_at, id) cursor, oldest first. SECURITY DEFINER: service only.';
+
+-- ---------------------------------------------------------------------------------------
+-- Asset change → preview reset (BEFORE UPDATE, runs after the guard, before touch)
+-- ---------------------------------------------------------------------------------------
+-- Decision: paths, size and thumbhash are CLEARED (they describe the old asset; the
+-- library falls back to the asset until the new preview is ready; the objects themselves
+-- are overwritten by the next render, same deterministic path). original_path is kept
+-- (a platform column; generate-preview overwrites it when it copies the new original).
+-- Attempts go back to 0, except while a worker holds the row (`processing`): then the
+-- counter is kept so the next claim gets a higher attempt and the old worker stays fenced.
+create or replace function public.generations_reset_preview_on_asset_change() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.asset_url is distinct from old.asset_url
+     and old.asset_url is not null
+     and new.preview_status is not distinct from old.preview_status then
+    if old.preview_status = 'failed' then
+      new.error := null;  -- it was the preview's error
+    end if;
+    if old.preview_status <> 'processing' then
+      new.preview_attempts := 0;
+    end if;
+    new.preview_status := 'none';
+    new.preview_path := null;
+    new.poster_path := null;
+    new.preview_width := null;
+    new.preview_height := null;
+    new.preview_thumbhash := null;
+    new.preview_error_code := null;
+    new.preview_started_at := null;
+    new.preview_next_attempt_at := null;
+  end if;
+  return new;
+end
+$$;
+
+drop trigger if exists generations_b_reset_preview_on_asset_change on public.generations;
+create trigger generations_b_reset_preview_on_asset_change
+  before update of asset_url on public.generations
+  for each row execute function public.generations_reset_preview_on_asset_change();
+
+-- ---------------------------------------------------------------------------------------
+-- Guard: API roles never write preview state
+-- ---------------------------------------------------------------------------------------
+-- RLS gives anon/authenticated no write policies locally, but the platform's table may
+-- have its own (e.g. users editing a title). Whatever those allow, preview columns are
+-- written only by the functions above (which run as their owner).
+create or replace function public.generations_guard_preview_columns() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if current_user in ('anon', 'authenticated') then
+    if tg_op = 'INSERT' then
+      if new.preview_status is distinct from 'none' or new.preview_path is not null
+         or new.poster_path is not null or new.preview_attempts <> 0 then
+        raise exception 'preview columns are written by the service only' using errcode = '42501';
+      end if;
+    elsif (new.preview_status, new.preview_path, new.poster_path, new.preview_attempts,
+           new.preview_next_attempt_at, new.preview_started_at, new.preview_error_code,
+           new.preview_width, new.preview_height, new.preview_thumbhash)
+          is distinct from
+          (old.preview_status, old.preview_path, old.poster_path, old.preview_attempts,
+           old.preview_next_attempt_at, old.preview_started_at, old.preview_error_code,
+           old.preview_width, old.preview_height, old.preview_thumbhash) then
+      raise exception 'preview columns are written by the service only' using errcode = '42501';
+    end if;
+  end if;
+  return new;
+end
+$$;
+
+drop trigger if exists generations_a_guard_preview_columns on public.generations;
+create trigger generations_a_guard_preview_columns
+  before insert or update on public.generations
+  for each row execute function public.generations_guard_preview_columns();
+
+-- ---------------------------------------------------------------------------------------
+-- Privileges
+-- ---------------------------------------------------------------------------------------
+revoke all on function public.claim_preview(uuid, interval) from public, anon, authenticated;
+revoke all on function public.complete_preview(uuid, int, text, int, int, text, text) from public, anon, authenticated;
+revoke all on function public.fail_preview(uuid, int, text, text, boolean) from public, anon, authenticated;
+revoke all on function public.reset_preview_for_retry(uuid) from public, anon, authenticated;
+revoke all on function public.sweep_previews(int, interval) from public, anon, authenticated;
+revoke all on function public.expire_preview_leases() from public, anon, authenticated;
+revoke all on function public.backfill_candidates(timestamptz, uuid, int, text, boolean, timestamptz) from public, anon, authenticated;
+revoke all on function public.generations_touch_updated_at() from public, anon, authenticated;
+revoke all on function public.generations_reset_preview_on_asset_change() from public, anon, authenticated;
+revoke all on function public.generations_guard_preview_columns() from public, anon, authenticated;
+
+grant execute on function public.claim_preview(uuid, interval) to service_role;
+grant execute on function public.complete_preview(uuid, int, text, int, int, text, text) to service_role;
+grant execute on function public.fail_preview(uuid, int, text, text, boolean) to service_role;
+grant execute on function public.reset_preview_for_retry(uuid) to service_role;
+grant execute on function public.sweep_previews(int, interval) to service_role;
+grant execute on function public.expire_preview_leases() to service_role;
+grant execute on function public.backfill_candidates(timestamptz, uuid, int, text, boolean, timestamptz) to service_role;
+-- The constants are harmless to read.
+grant execute on function public.preview_max_attempts(), public.preview_backoff(int), public.preview_lease()
+  to service_role, authenticated, anon;

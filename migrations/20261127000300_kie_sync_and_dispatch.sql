@@ -1,0 +1,310 @@
+-- KIE sync (the one write of a task's result) and the preview dispatch (trigger + sweep).
+--
+-- Dispatch goes through pg_net (`net.http_post`): the request is queued in the row's
+-- transaction and sent by pg_net's worker after commit, so no preview work ever runs inside
+-- a database transaction and a rolled-back row sends nothing. The function URL and the key
+-- come from Vault (names `project_url`, `service_role_key`), never from literals here.
+
+-- pg_net on a real project (the local stack provides the `net` schema itself).
+do $$
+begin
+  if exists (select 1 from pg_available_extensions where name = 'pg_net')
+     and not exists (select 1 from pg_extension where extname = 'pg_net') then
+    create extension pg_net with schema extensions;
+  end if;
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------
+-- apply_kie_result
+-- ---------------------------------------------------------------------------------------
+-- Maps KIE's state onto the row. Terminal states are final: a late pending never undoes
+-- success/failed/cancelled, a failed after success changes nothing. success → success with
+-- a new asset URL updates it (and the asset-change trigger resets the preview). When
+-- nothing would change, nothing is written (no updated_at bump, no trigger).
+-- SECURITY DEFINER: called by kie-callback / kie-sync with the service connection; must
+-- bypass RLS and be the only writer of a task's result.
+create or replace function public.apply_kie_result(
+  p_task_id text,
+  p_state text,
+  p_result_urls jsonb,
+  p_asset_url text,
+  p_error text
+) returns table (id uuid, user_id uuid, type text, status text, preview_status text,
+                 previous_status text, changed boolean)
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  r public.generations%rowtype;
+  v_status text;
+  v_asset text;
+  v_result jsonb;
+  v_error text;
+begin
+  if p_state is null or p_state not in ('pending', 'success', 'failed') then
+    raise exception 'apply_kie_result: state must be pending, success or failed (got %)', p_state
+      using errcode = '22023';
+  end if;
+
+  select g.* into r
+    from public.generations g
+   where g.task_id = p_task_id
+   order by g.created_at desc
+   limit 1
+   for update;
+  if not found then
+    return;
+  end if;
+
+  v_status := r.status;
+  v_asset := r.asset_url;
+  v_result := r.result_urls;
+  v_error := r.error;
+
+  if p_state = 'success' then
+    if r.status::text not in ('failed', 'cancelled') then
+      v_status := 'success';
+      v_result := coalesce(p_result_urls, r.result_urls);
+      v_asset := coalesce(p_asset_url, p_result_urls ->> 0, r.asset_url);
+    end if;
+  elsif p_state = 'failed' then
+    if r.status::text in ('pending', 'queued', 'generating') then
+      v_status := 'failed';
+      v_error := coalesce(nullif(p_error, ''), 'Generation failed');
+    end if;
+  else -- pending: KIE is working on it
+    if r.status::text in ('pending', 'queued') then
+      v_status := 'generating';
+    end if;
+  end if;
+
+  if (v_status, v_asset, v_result, v_error) is not distinct from
+     (r.status::text, r.asset_url, r.result_urls, r.error) then
+    return query select r.id, r.user_id, r.type::text, r.status::text, r.preview_status,
+                        r.status::text, false;
+    return;
+  end if;
+
+  return query
+    with u as (
+      update public.generations g
+         set status = v_status,
+             asset_url = v_asset,
+             result_urls = v_result,
+             error = v_error
+       where g.id = r.id
+      returning g.id, g.user_id, g.type::text as type, g.status::text as status, g.preview_status
+    )
+    select u.id, u.user_id, u.type, u.status, u.preview_status, r.status::text, true from u;
+end
+$$;
+comment on function public.apply_kie_result(text, text, jsonb, text, text) is
+  'The one write of KIE sync: pending → generating (only from pending/queued), success → status/result_urls/asset_url, failed → status/error (only from a running state). Terminal states are final; no write when nothing changes; no row for an unknown task. SECURITY DEFINER: service only.';
+
+-- ---------------------------------------------------------------------------------------
+-- pending_kie_tasks (the scheduled kie-sync's work list)
+-- ---------------------------------------------------------------------------------------
+create or replace function public.pending_kie_tasks(
+  p_limit int default 50,
+  p_min_age interval default '30 seconds'
+) returns table (id uuid, task_id text, model text, type text, created_at timestamptz)
+language sql stable
+security definer
+set search_path = ''
+as $$
+  select g.id, g.task_id, g.model::text, g.type::text, g.created_at
+    from public.generations g
+   where g.task_id is not null
+     and g.status in ('pending', 'queued', 'generating')
+     and g.created_at < now() - p_min_age
+   order by g.created_at, g.id
+   limit greatest(coalesce(p_limit, 50), 0)
+$$;
+comment on function public.pending_kie_tasks(int, interval) is
+  'Tasks still running at KIE, older than p_min_age, oldest first (lost callbacks). SECURITY DEFINER: service only.';
+
+-- ---------------------------------------------------------------------------------------
+-- Calling an edge function through pg_net
+-- ---------------------------------------------------------------------------------------
+-- Reads `project_url` and `service_role_key` from Vault and queues one POST. Returns the
+-- pg_net request id, or null (with a WARNING) when a secret is missing or pg_net fails:
+-- a dispatch problem must never fail the caller's transaction (the sweep catches up).
+-- SECURITY DEFINER: only postgres / service_role may read vault and net; triggers fire
+-- under whatever role wrote the row.
+create or replace function public.invoke_edge_function(
+  p_function text,
+  p_body jsonb,
+  p_timeout_milliseconds int default 10000
+) returns bigint
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+  v_url text;
+  v_key text;
+  v_request_id bigint;
+begin
+  select rtrim(s.decrypted_secret, '/') into v_url
+    from vault.decrypted_secrets s where s.name = 'project_url' limit 1;
+  select s.decrypted_secret into v_key
+    from vault.decrypted_secrets s where s.name = 'service_role_key' limit 1;
+  if v_url is null or v_url = '' or v_key is null or v_key = '' then
+    raise warning 'invoke_edge_function(%): vault secret project_url or service_role_key is missing; request not sent', p_function;
+    return null;
+  end if;
+
+  begin
+    v_request_id := net.http_post(
+      url := v_url || '/functions/v1/' || p_function,
+      body := p_body,
+      headers := jsonb_build_object(
+        'Content-Type', 'application/json',
+        'Authorization', 'Bearer ' || v_key,
+        'apikey', v_key
+      ),
+      timeout_milliseconds := p_timeout_milliseconds
+    );
+  exception when others then
+    raise warning 'invoke_edge_function(%): net.http_post failed: %', p_function, sqlerrm;
+    return null;
+  end;
+  return v_request_id;
+end
+$$;
+comment on function public.invoke_edge_function(text, jsonb, int) is
+  'Queues POST <vault project_url>/functions/v1/<name> with the vault service_role_key via net.http_post; null + WARNING when not configured. SECURITY DEFINER: reads vault/net for triggers and pg_cron.';
+
+-- The request body for generate-preview: the Supabase database-webhook shape (type, table,
+-- schema, record, old_record) with a small record (ids and states, never the whole row:
+-- pg_net hangs on large bodies), plus version, generationId and reason.
+create or replace function public.preview_request_body(
+  p_op text,
+  p_id uuid,
+  p_user_id uuid,
+  p_type text,
+  p_status text,
+  p_preview_status text,
+  p_old_record jsonb,
+  p_reason text
+) returns jsonb
+language sql immutable
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'type', p_op,
+    'table', 'generations',
+    'schema', 'public',
+    'record', jsonb_build_object('id', p_id, 'user_id', p_user_id, 'type', p_type,
+                                 'status', p_status, 'preview_status', p_preview_status),
+    'old_record', p_old_record,
+    'version', 1,
+    'generationId', p_id,
+    'reason', p_reason
+  )
+$$;
+
+-- ---------------------------------------------------------------------------------------
+-- The dispatch trigger (AFTER INSERT OR UPDATE)
+-- ---------------------------------------------------------------------------------------
+-- Fires generate-preview once per transition into eligibility: success, asset present,
+-- photo/video, preview_status none — and not eligible before. `set local
+-- app.skip_preview_dispatch = on` mutes it for a transaction (fixtures, the backfill's
+-- retry reset, which claims itself).
+create or replace function public.generations_dispatch_preview() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_old_eligible boolean := false;
+  v_old jsonb := null;
+begin
+  if coalesce(current_setting('app.skip_preview_dispatch', true), '') = 'on' then
+    return null;
+  end if;
+  if not (new.status::text = 'success' and new.asset_url is not null
+          and new.type::text in ('photo', 'video') and new.preview_status = 'none') then
+    return null;
+  end if;
+  if tg_op = 'UPDATE' then
+    v_old_eligible := old.status::text = 'success' and old.asset_url is not null
+                      and old.type::text in ('photo', 'video') and old.preview_status = 'none';
+    if v_old_eligible then
+      return null;
+    end if;
+    v_old := jsonb_build_object('id', old.id, 'user_id', old.user_id, 'type', old.type::text,
+                                'status', old.status::text, 'preview_status', old.preview_status);
+  end if;
+
+  perform public.invoke_edge_function(
+    'generate-preview',
+    public.preview_request_body(tg_op, new.id, new.user_id, new.type::text, new.status::text,
+                                new.preview_status, v_old, 'needsPreview'),
+    10000
+  );
+  return null;
+exception when others then
+  -- Never fail the row's write because of the dispatch; the sweep will pick the row up.
+  raise warning 'generations_dispatch_preview(%): %', new.id, sqlerrm;
+  return null;
+end
+$$;
+
+drop trigger if exists generations_dispatch_preview on public.generations;
+create trigger generations_dispatch_preview
+  after insert or update on public.generations
+  for each row execute function public.generations_dispatch_preview();
+
+-- ---------------------------------------------------------------------------------------
+-- dispatch_preview_sweep (pg_cron, every minute)
+-- ---------------------------------------------------------------------------------------
+-- Terminates leases expired at the cap, then queues one generate-preview request per row
+-- that sweep_previews returns. Returns how many were queued.
+create or replace function public.dispatch_preview_sweep(p_limit int default 100) returns int
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+  r record;
+  v_count int := 0;
+begin
+  perform public.expire_preview_leases();
+  for r in
+    select s.id, s.reason, g.user_id, g.type::text as type, g.status::text as status, g.preview_status
+      from public.sweep_previews(p_limit) s
+      join public.generations g on g.id = s.id
+  loop
+    if public.invoke_edge_function(
+         'generate-preview',
+         public.preview_request_body('UPDATE', r.id, r.user_id, r.type, r.status,
+                                     r.preview_status, null, r.reason),
+         10000) is not null then
+      v_count := v_count + 1;
+    end if;
+  end loop;
+  return v_count;
+end
+$$;
+comment on function public.dispatch_preview_sweep(int) is
+  'pg_cron preview sweep: expire_preview_leases(), then one generate-preview request per sweep_previews() row (reason = lost_webhook | lease_expired | retry_due). Returns the number queued. SECURITY DEFINER: runs from pg_cron and reads vault.';
+
+-- ---------------------------------------------------------------------------------------
+-- Privileges
+-- ---------------------------------------------------------------------------------------
+revoke all on function public.apply_kie_result(text, text, jsonb, text, text) from public, anon, authenticated;
+revoke all on function public.pending_kie_tasks(int, interval) from public, anon, authenticated;
+revoke all on function public.invoke_edge_function(text, jsonb, int) from public, anon, authenticated;
+revoke all on function public.preview_request_body(text, uuid, uuid, text, text, text, jsonb, text) from public, anon, authenticated;
+revoke all on function public.generations_dispatch_preview() from public, anon, authenticated;
+revoke all on function public.dispatch_preview_sweep(int) from public, anon, authenticated;
+
+grant execute on function public.apply_kie_result(text, text, jsonb, text, text) to service_role;
+grant execute on function public.pending_kie_tasks(int, interval) to service_role;
+grant execute on function public.invoke_edge_function(text, jsonb, int) to service_role;
+grant execute on function public.preview_request_body(text, uuid, uuid, text, text, text, jsonb, text) to service_role;
+grant execute on function public.dispatch_preview_sweep(int) to service_role;
