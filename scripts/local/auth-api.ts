@@ -1,0 +1,98 @@
+/**
+ * A minimal stand-in for Supabase Auth (GoTrue) on the local stack: password sign-in,
+ * refresh, the current user, sign-out and admin user creation, over `auth.users` with
+ * pgcrypto password hashes. Enough for supabase-js's `auth.signInWithPassword`,
+ * `auth.getUser`, `auth.admin.createUser` and session refresh; nothing else of GoTrue.
+ */
+import type postgres from 'postgres';
+import { type Claims, signJwt, verifyJwt } from './keys.ts';
+
+const ACCESS_TTL = 3600;
+
+type UserRow = { id: string; email: string; raw_user_meta_data: Record<string, unknown> | null; created_at: Date };
+
+function userJson(u: UserRow) {
+  return {
+    id: u.id,
+    aud: 'authenticated',
+    role: 'authenticated',
+    email: u.email,
+    email_confirmed_at: u.created_at,
+    app_metadata: { provider: 'email', providers: ['email'] },
+    user_metadata: u.raw_user_meta_data ?? {},
+    created_at: u.created_at,
+    updated_at: u.created_at,
+  };
+}
+
+function authError(status: number, code: string, message: string): Response {
+  return Response.json({ code: status, error_code: code, msg: message, error: code, error_description: message }, { status });
+}
+
+export function createAuthHandler(sql: postgres.Sql) {
+  const refreshTokens = new Map<string, string>();
+
+  async function session(user: UserRow) {
+    const access = await signJwt({
+      sub: user.id, aud: 'authenticated', role: 'authenticated', email: user.email,
+      session_id: crypto.randomUUID(), app_metadata: { provider: 'email' }, user_metadata: user.raw_user_meta_data ?? {},
+    }, ACCESS_TTL);
+    const refresh = crypto.randomUUID().replaceAll('-', '');
+    refreshTokens.set(refresh, user.id);
+    return {
+      access_token: access, token_type: 'bearer', expires_in: ACCESS_TTL,
+      expires_at: Math.floor(Date.now() / 1000) + ACCESS_TTL, refresh_token: refresh, user: userJson(user),
+    };
+  }
+
+  async function userById(id: string): Promise<UserRow | undefined> {
+    const [u] = await sql<UserRow[]>`select id, email, raw_user_meta_data, created_at from auth.users where id = ${id}`;
+    return u;
+  }
+
+  return async function handle(req: Request, path: string, caller: Claims | null): Promise<Response> {
+    const url = new URL(req.url);
+    if (path === '/token' && req.method === 'POST') {
+      const body = await req.json().catch(() => ({}));
+      const grant = url.searchParams.get('grant_type');
+      if (grant === 'password') {
+        const [u] = await sql<UserRow[]>`
+          select id, email, raw_user_meta_data, created_at from auth.users
+          where email = ${String(body.email ?? '').toLowerCase()}
+            and encrypted_password = extensions.crypt(${String(body.password ?? '')}, encrypted_password)`;
+        if (!u) return authError(400, 'invalid_credentials', 'Invalid login credentials');
+        return Response.json(await session(u));
+      }
+      if (grant === 'refresh_token') {
+        const id = refreshTokens.get(String(body.refresh_token));
+        const u = id ? await userById(id) : undefined;
+        if (!u) return authError(400, 'refresh_token_not_found', 'Invalid Refresh Token: Refresh Token Not Found');
+        refreshTokens.delete(String(body.refresh_token));
+        return Response.json(await session(u));
+      }
+      return authError(400, 'unsupported_grant_type', `Unsupported grant type ${grant}`);
+    }
+    if (path === '/user' && req.method === 'GET') {
+      const token = req.headers.get('authorization')?.replace(/^Bearer\s+/i, '') ?? '';
+      const claims = await verifyJwt(token);
+      const u = claims?.sub ? await userById(claims.sub) : undefined;
+      if (!u) return authError(401, 'bad_jwt', 'invalid JWT: unable to parse or verify signature');
+      return Response.json(userJson(u));
+    }
+    if (path === '/logout') return new Response(null, { status: 204 });
+    if (path === '/admin/users' && req.method === 'POST') {
+      if (caller?.role !== 'service_role') return authError(403, 'not_admin', 'User not allowed');
+      const body = await req.json();
+      const [u] = await sql<UserRow[]>`
+        insert into auth.users (id, email, encrypted_password, raw_user_meta_data, role, aud)
+        values (${body.id ?? crypto.randomUUID()}, ${String(body.email).toLowerCase()},
+                extensions.crypt(${String(body.password ?? crypto.randomUUID())}, extensions.gen_salt('bf', 4)),
+                ${sql.json(body.user_metadata ?? {})}, 'authenticated', 'authenticated')
+        on conflict (email) do nothing
+        returning id, email, raw_user_meta_data, created_at`;
+      if (!u) return authError(422, 'email_exists', 'A user with this email address has already been registered');
+      return Response.json(userJson(u));
+    }
+    return authError(404, 'not_found', `No auth route ${req.method} ${path}`);
+  };
+}

@@ -1,0 +1,78 @@
+/**
+ * One function "isolate" of the local gateway: a Deno process started without FFI, subprocess
+ * or Worker rights (what Supabase's edge runtime forbids), that imports one function module
+ * and serves its `Deno.serve` handler on a loopback port the gateway proxies to.
+ *
+ * Control lines to the gateway start with `@@fnhost ` on stdout:
+ *   READY <port>          the module loaded and the server listens
+ *   BOOT_ERROR <message>  the module failed to load (the platform answers 503 BOOT_ERROR)
+ *   SETTLED <requestId>   the request's response and its EdgeRuntime.waitUntil work are done
+ */
+type Handler = (req: Request, info?: unknown) => Response | Promise<Response>;
+
+const entry = Deno.args[0];
+if (!entry) {
+  console.error('usage: function-host.ts <entry module>');
+  Deno.exit(2);
+}
+
+let handler: Handler | undefined;
+const background: Promise<unknown>[] = [];
+
+// The edge runtime's API for background work after the response.
+(globalThis as any).EdgeRuntime = {
+  waitUntil(promise: Promise<unknown>) {
+    background.push(Promise.resolve(promise).catch((err) => {
+      console.error(`[EdgeRuntime] waitUntil task failed: ${err instanceof Error ? err.stack : err}`);
+    }));
+  },
+};
+
+// The edge runtime has no Web Workers.
+(globalThis as any).Worker = class {
+  constructor() {
+    throw new Error('Web Workers are not available in the Supabase edge runtime');
+  }
+};
+
+const realServe = Deno.serve.bind(Deno);
+// Function modules call Deno.serve(handler) or Deno.serve(options, handler): capture the handler.
+(Deno as any).serve = (a: unknown, b?: unknown) => {
+  handler = (typeof a === 'function' ? a : typeof b === 'function' ? b : (a as any)?.handler) as Handler;
+  return { finished: new Promise(() => {}), shutdown: async () => {}, ref() {}, unref() {}, addr: null };
+};
+
+function control(line: string): void {
+  console.log(`@@fnhost ${line}`);
+}
+
+try {
+  await import(new URL(entry, `file://${Deno.cwd()}/`).href);
+  if (!handler) throw new Error('the module did not call Deno.serve(handler)');
+} catch (err) {
+  control(`BOOT_ERROR ${JSON.stringify(err instanceof Error ? `${err.name}: ${err.message}` : String(err))}`);
+  Deno.exit(1);
+}
+
+realServe({
+  hostname: '127.0.0.1',
+  port: 0,
+  onListen: ({ port }) => control(`READY ${port}`),
+}, async (req, info) => {
+  const requestId = req.headers.get('x-fnhost-request-id') ?? '';
+  let response: Response;
+  try {
+    response = await handler!(req, info);
+  } catch (err) {
+    console.error(`[EdgeRuntime] uncaught error: ${err instanceof Error ? err.stack : err}`);
+    response = Response.json({ code: 'INTERNAL_ERROR', message: 'The function threw an uncaught error' }, {
+      status: 500,
+    });
+  }
+  // Report when the background work of this request has settled (one request at a time).
+  queueMicrotask(async () => {
+    while (background.length) await background.shift();
+    control(`SETTLED ${requestId}`);
+  });
+  return response;
+});

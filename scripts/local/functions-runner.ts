@@ -1,0 +1,315 @@
+/**
+ * Runs edge functions the way Supabase's edge runtime does, closely enough to fail where
+ * the platform fails: each function gets its own pool of isolates (Deno processes started
+ * by function-host.ts without FFI, subprocess or Worker rights), each isolate serves one
+ * request at a time and is reused while warm, and every request's CPU time and peak memory
+ * are measured from /proc. Past the limits the isolate is killed and the caller gets the
+ * platform's answer: HTTP 546 WORKER_LIMIT.
+ */
+import { fromFileUrl } from './paths.ts';
+
+export type FunctionSpec = { name: string; entry: string; verifyJwt: boolean };
+
+export type RunnerLimits = {
+  cpuMs: number;
+  memoryMb: number;
+  responseMs: number;
+  backgroundMs: number;
+  isolatesPerFunction: number;
+};
+
+export type RequestStats = {
+  fn: string;
+  status: number;
+  wallMs: number;
+  cpuMs: number;
+  peakMb: number;
+  limit?: 'cpu' | 'memory' | 'wall';
+};
+
+const CLK_TCK = 100;
+const HOST = fromFileUrl(new URL('./function-host.ts', import.meta.url));
+
+function readCpuMs(pid: number): number | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+  } catch {
+    return null;
+  }
+}
+
+function readStatusKb(pid: number, key: 'VmRSS' | 'VmHWM'): number | null {
+  try {
+    const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(new RegExp(`${key}:\\s+(\\d+)`));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+function resetPeak(pid: number): void {
+  try {
+    Deno.writeTextFileSync(`/proc/${pid}/clear_refs`, '5');
+  } catch { /* not fatal: the peak then covers the isolate's life */ }
+}
+
+type LineSink = (fn: string, line: string) => void;
+
+class Isolate {
+  readonly proc: Deno.ChildProcess;
+  port = 0;
+  busy = false;
+  dead = false;
+  bootError: string | null = null;
+  readonly ready: Promise<void>;
+  private settled = new Map<string, () => void>();
+
+  constructor(readonly spec: FunctionSpec, args: { deno: string; cwd: string; env: Record<string, string>; tmp: string; sink: LineSink }) {
+    this.proc = new Deno.Command(args.deno, {
+      args: [
+        'run', '--no-prompt', '--quiet',
+        '--config', `${args.cwd}/deno.json`,
+        '--allow-net', '--allow-env', '--allow-sys',
+        `--allow-read=${args.cwd},${args.tmp}`,
+        `--allow-write=${args.tmp}`,
+        HOST, spec.entry,
+      ],
+      cwd: args.cwd,
+      env: { ...args.env, TMPDIR: args.tmp },
+      clearEnv: true,
+      stdin: 'null',
+      stdout: 'piped',
+      stderr: 'piped',
+    }).spawn();
+    let resolveReady!: () => void;
+    this.ready = new Promise((r) => (resolveReady = r));
+    const onLine = (line: string) => {
+      if (!line.startsWith('@@fnhost ')) return args.sink(spec.name, line);
+      const [, kind, rest = ''] = line.match(/^@@fnhost (\S+) ?(.*)$/) ?? [];
+      if (kind === 'READY') {
+        this.port = Number(rest);
+        resolveReady();
+      } else if (kind === 'BOOT_ERROR') {
+        this.bootError = rest;
+        args.sink(spec.name, `[Gateway] BOOT_ERROR fn=${spec.name} ${rest}`);
+      } else if (kind === 'SETTLED') {
+        this.settled.get(rest)?.();
+        this.settled.delete(rest);
+      }
+    };
+    pipeLines(this.proc.stdout, onLine);
+    pipeLines(this.proc.stderr, (l) => args.sink(spec.name, l));
+    this.proc.status.then(() => {
+      this.dead = true;
+      resolveReady();
+      for (const done of this.settled.values()) done();
+      this.settled.clear();
+    });
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  waitSettled(requestId: string): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.dead) return resolve();
+      this.settled.set(requestId, resolve);
+    });
+  }
+
+  kill(): void {
+    if (this.dead) return;
+    try {
+      this.proc.kill('SIGKILL');
+    } catch { /* already gone */ }
+  }
+}
+
+async function pipeLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void) {
+  let buffered = '';
+  const decoder = new TextDecoder();
+  for await (const bytes of stream) {
+    const chunk = decoder.decode(bytes, { stream: true });
+    buffered += chunk;
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      onLine(buffered.slice(0, nl));
+      buffered = buffered.slice(nl + 1);
+    }
+  }
+  if (buffered) onLine(buffered);
+}
+
+export class FunctionsRunner {
+  private pools = new Map<string, Isolate[]>();
+  private waiters = new Map<string, (() => void)[]>();
+  private baselineKb = 0;
+  private seq = 0;
+
+  constructor(
+    private specs: Map<string, FunctionSpec>,
+    private opts: { deno: string; cwd: string; env: Record<string, string>; tmp: string; limits: RunnerLimits; sink: LineSink; onStats: (s: RequestStats) => void },
+  ) {}
+
+  /** Measures the RSS of an isolate with no function loaded: the platform's limit is above it. */
+  async start(): Promise<void> {
+    await Deno.mkdir(this.opts.tmp, { recursive: true });
+    const probe = new Isolate({ name: '(baseline)', entry: fromFileUrl(new URL('./baseline-function.ts', import.meta.url)), verifyJwt: false }, { ...this.opts, sink: () => {} });
+    await probe.ready;
+    await new Promise((r) => setTimeout(r, 200));
+    this.baselineKb = readStatusKb(probe.pid, 'VmRSS') ?? 0;
+    probe.kill();
+    // Warm one isolate per function, as a deployed function is warm after its first call.
+    await Promise.all([...this.specs.values()].map(async (spec) => {
+      const iso = this.spawn(spec);
+      await iso.ready;
+    }));
+  }
+
+  get baselineMb(): number {
+    return Math.round(this.baselineKb / 1024);
+  }
+
+  has(name: string): boolean {
+    return this.specs.has(name);
+  }
+
+  spec(name: string): FunctionSpec | undefined {
+    return this.specs.get(name);
+  }
+
+  private spawn(spec: FunctionSpec): Isolate {
+    const iso = new Isolate(spec, this.opts);
+    const pool = this.pools.get(spec.name) ?? [];
+    pool.push(iso);
+    this.pools.set(spec.name, pool);
+    iso.proc.status.then(() => {
+      const p = this.pools.get(spec.name) ?? [];
+      this.pools.set(spec.name, p.filter((i) => i !== iso));
+      this.wake(spec.name);
+    });
+    return iso;
+  }
+
+  private wake(name: string) {
+    const w = this.waiters.get(name);
+    w?.shift()?.();
+  }
+
+  private async acquire(spec: FunctionSpec): Promise<Isolate> {
+    for (;;) {
+      const pool = this.pools.get(spec.name) ?? [];
+      const idle = pool.find((i) => !i.busy && !i.dead);
+      if (idle) {
+        idle.busy = true;
+        await idle.ready;
+        if (!idle.dead) return idle;
+        continue;
+      }
+      if (pool.filter((i) => !i.dead).length < this.opts.limits.isolatesPerFunction) {
+        const iso = this.spawn(spec);
+        iso.busy = true;
+        await iso.ready;
+        return iso;
+      }
+      await new Promise<void>((resolve) => {
+        const list = this.waiters.get(spec.name) ?? [];
+        list.push(resolve);
+        this.waiters.set(spec.name, list);
+      });
+    }
+  }
+
+  private release(iso: Isolate) {
+    iso.busy = false;
+    this.wake(iso.spec.name);
+  }
+
+  /** Proxies one request into an isolate of the function, enforcing the platform's limits. */
+  async handle(name: string, req: Request, subpath: string): Promise<Response> {
+    const spec = this.specs.get(name)!;
+    const limits = this.opts.limits;
+    const iso = await this.acquire(spec);
+    if (iso.dead) {
+      this.release(iso);
+      return Response.json({ code: 'BOOT_ERROR', message: 'Function failed to start (please check logs)' }, { status: 503 });
+    }
+    const requestId = String(++this.seq);
+    const started = performance.now();
+    resetPeak(iso.pid);
+    const cpuStart = readCpuMs(iso.pid) ?? 0;
+    let cpuMs = 0;
+    let peakKb = 0;
+    let limit: RequestStats['limit'];
+    const check = () => {
+      const cpu = readCpuMs(iso.pid);
+      const hwm = readStatusKb(iso.pid, 'VmHWM');
+      if (cpu !== null) cpuMs = cpu - cpuStart;
+      if (hwm !== null) peakKb = Math.max(peakKb, hwm - this.baselineKb);
+      if (limit) return;
+      if (cpuMs > limits.cpuMs) limit = 'cpu';
+      else if (peakKb > limits.memoryMb * 1024) limit = 'memory';
+      else if (performance.now() - started > limits.backgroundMs) limit = 'wall';
+      if (limit) iso.kill();
+    };
+    const monitor = setInterval(check, 25);
+    const settled = iso.waitSettled(requestId);
+
+    let response: Response;
+    try {
+      const target = new URL(`http://127.0.0.1:${iso.port}/${name}${subpath}`);
+      target.search = new URL(req.url).search;
+      const headers = new Headers(req.headers);
+      headers.set('x-fnhost-request-id', requestId);
+      const body = req.body ? await req.arrayBuffer() : undefined;
+      const upstream = await fetch(target, {
+        method: req.method,
+        headers,
+        body,
+        signal: AbortSignal.timeout(limits.responseMs),
+      });
+      const bytes = await upstream.arrayBuffer();
+      response = new Response(bytes, { status: upstream.status, headers: upstream.headers });
+    } catch (err) {
+      check();
+      if (limit === undefined && !iso.dead && err instanceof DOMException && err.name === 'TimeoutError') {
+        limit = 'wall';
+        iso.kill();
+      }
+      response = limit
+        ? workerLimit(limit)
+        : Response.json({ code: 'WORKER_ERROR', message: `Function crashed: ${String(err)}` }, { status: 500 });
+    }
+    settled.then(() => {
+      check();
+      clearInterval(monitor);
+      this.opts.onStats({
+        fn: name,
+        status: limit && response.status >= 500 ? 546 : response.status,
+        wallMs: Math.round(performance.now() - started),
+        cpuMs: Math.round(cpuMs),
+        peakMb: Math.round(peakKb / 1024),
+        limit,
+      });
+      this.release(iso);
+    });
+    return response;
+  }
+
+  async stop(): Promise<void> {
+    for (const pool of this.pools.values()) for (const iso of pool) iso.kill();
+    await Promise.all([...this.pools.values()].flat().map((i) => i.proc.status.catch(() => {})));
+  }
+}
+
+function workerLimit(limit: 'cpu' | 'memory' | 'wall'): Response {
+  const what = limit === 'cpu' ? 'CPU time' : limit === 'memory' ? 'memory' : 'wall clock time';
+  return Response.json({
+    code: 'WORKER_LIMIT',
+    message: `Function failed due to not having enough compute resources (${what} limit exceeded)`,
+  }, { status: 546 });
+}
+

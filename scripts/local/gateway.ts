@@ -1,0 +1,198 @@
+/**
+ * The local stack's API gateway on one port (54321 by default, like `supabase start`):
+ *   /functions/v1/<name>  the function modules of supabase/config.toml, each in its own
+ *                         isolate pool under the edge runtime's rules (functions-runner.ts)
+ *   /storage/v1/…         the Storage REST API (storage-api.ts)
+ *   /auth/v1/…            a minimal Auth API (auth-api.ts)
+ *   /library              the example library page (library.html)
+ * and, in the background, the pg_net stand-in (net-worker.ts).
+ *
+ * Environment (read in main only): STACK_DIR, GATEWAY_PORT, DB_URL, FUNCTIONS_ENV_FILE,
+ * EXTRA_FUNCTIONS_CONFIG, EDGE_CPU_LIMIT_MS, EDGE_MEMORY_LIMIT_MB, EDGE_ISOLATES_PER_FUNCTION.
+ */
+import postgres from 'postgres';
+import { createAuthHandler } from './auth-api.ts';
+import { identify, LOCAL_ANON_KEY, LOCAL_PUBLISHABLE_KEY, LOCAL_SECRET_KEY, LOCAL_SERVICE_ROLE_KEY } from './keys.ts';
+import { startNetWorker } from './net-worker.ts';
+import { type FunctionSpec, FunctionsRunner, type RequestStats } from './functions-runner.ts';
+import { createStorageHandler, type StorageFaults } from './storage-api.ts';
+import { dirname, repoRoot } from './paths.ts';
+
+/** Reads the [functions.NAME] tables of a supabase config.toml (the subset this project uses). */
+export function readFunctionSpecs(tomlPath: string): FunctionSpec[] {
+  const text = Deno.readTextFileSync(tomlPath);
+  const base = dirname(tomlPath);
+  const specs: FunctionSpec[] = [];
+  let current: Record<string, string> | null = null;
+  let currentName = '';
+  const flush = () => {
+    if (current && currentName) {
+      const entry = current.entrypoint ?? `./functions/${currentName}/index.ts`;
+      specs.push({
+        name: currentName,
+        entry: new URL(entry, `file://${base}/`).pathname,
+        verifyJwt: current.verify_jwt !== 'false',
+      });
+    }
+  };
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/#.*$/, '').trim();
+    const section = line.match(/^\[([^\]]+)\]$/);
+    if (section) {
+      flush();
+      const m = section[1].match(/^functions\.([\w-]+)$/);
+      current = m ? {} : null;
+      currentName = m ? m[1] : '';
+      continue;
+    }
+    const kv = line.match(/^([\w-]+)\s*=\s*(.+)$/);
+    if (kv && current) current[kv[1]] = kv[2].replace(/^"(.*)"$/, '$1');
+  }
+  flush();
+  return specs;
+}
+
+function parseEnvFile(path: string | undefined): Record<string, string> {
+  if (!path) return {};
+  const env: Record<string, string> = {};
+  for (const line of Deno.readTextFileSync(path).split('\n')) {
+    const m = line.match(/^\s*([A-Z0-9_]+)\s*=\s*(.*)\s*$/);
+    if (m) env[m[1]] = m[2].replace(/^"(.*)"$/, '$1');
+  }
+  return env;
+}
+
+function cors(res: Response): Response {
+  const headers = new Headers(res.headers);
+  headers.set('access-control-allow-origin', '*');
+  headers.set('access-control-allow-headers', 'authorization, x-client-info, apikey, content-type, x-upsert, range');
+  headers.set('access-control-allow-methods', 'GET, POST, PUT, DELETE, HEAD, OPTIONS');
+  headers.set('access-control-expose-headers', 'content-range, content-length');
+  return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+}
+
+async function main() {
+  const root = repoRoot();
+  const env = (n: string, d?: string) => Deno.env.get(n) || d;
+  const stackDir = env('STACK_DIR', `${root}/.local/dev`)!;
+  const port = Number(env('GATEWAY_PORT', '54321'));
+  const dbUrl = env('DB_URL', 'postgresql://postgres:postgres@127.0.0.1:54322/postgres')!;
+  const logDir = `${stackDir}/logs`;
+  await Deno.mkdir(logDir, { recursive: true });
+  const logFile = await Deno.open(`${logDir}/stack.log`, { create: true, append: true, write: true });
+  const encoder = new TextEncoder();
+  const write = (source: string, line: string) => {
+    const text = `${new Date().toISOString()} ${source} ${line}\n`;
+    logFile.writeSync(encoder.encode(text));
+    if (env('GATEWAY_QUIET') !== '1') Deno.stdout.writeSync(encoder.encode(text));
+  };
+  const log = (line: string) => write('gateway', line);
+
+  const sql = postgres(dbUrl, { max: 10, prepare: false, onnotice: () => {} });
+  const specs = readFunctionSpecs(`${root}/supabase/config.toml`);
+  const extra = env('EXTRA_FUNCTIONS_CONFIG');
+  if (extra) specs.push(...readFunctionSpecs(extra));
+
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const functionEnv: Record<string, string> = {
+    HOME: env('HOME', '/root')!,
+    ...(env('DENO_DIR') ? { DENO_DIR: env('DENO_DIR')! } : {}),
+    SUPABASE_URL: baseUrl,
+    SUPABASE_ANON_KEY: LOCAL_ANON_KEY,
+    SUPABASE_SERVICE_ROLE_KEY: LOCAL_SERVICE_ROLE_KEY,
+    SUPABASE_PUBLISHABLE_KEYS: JSON.stringify({ default: LOCAL_PUBLISHABLE_KEY }),
+    SUPABASE_SECRET_KEYS: JSON.stringify({ default: LOCAL_SECRET_KEY }),
+    SUPABASE_DB_URL: dbUrl,
+    ...parseEnvFile(env('FUNCTIONS_ENV_FILE')),
+  };
+
+  const runner = new FunctionsRunner(new Map(specs.map((s) => [s.name, s])), {
+    deno: Deno.execPath(),
+    cwd: root,
+    env: functionEnv,
+    tmp: `${stackDir}/tmp`,
+    limits: {
+      cpuMs: Number(env('EDGE_CPU_LIMIT_MS', '2000')),
+      memoryMb: Number(env('EDGE_MEMORY_LIMIT_MB', '256')),
+      responseMs: Number(env('EDGE_RESPONSE_LIMIT_MS', '150000')),
+      backgroundMs: Number(env('EDGE_BACKGROUND_LIMIT_MS', '400000')),
+      isolatesPerFunction: Number(env('EDGE_ISOLATES_PER_FUNCTION', '3')),
+    },
+    sink: (fn, line) => write(`fn:${fn}`, line),
+    onStats: (s: RequestStats) =>
+      log(`[Gateway] fn=${s.fn} status=${s.status} wallMs=${s.wallMs} cpuMs=${s.cpuMs} peakMb=${s.peakMb}${s.limit ? ` limit=${s.limit} WORKER_LIMIT` : ''}`),
+  });
+
+  const faults: StorageFaults = { failUploads: [] };
+  const storage = createStorageHandler({ sql, dir: `${stackDir}/storage`, log, faults });
+  const auth = createAuthHandler(sql);
+  const libraryPage = `${root}/scripts/local/library.html`;
+  const supabaseUmd = `${root}/node_modules/@supabase/supabase-js/dist/umd/supabase.js`;
+
+  const handler = async (req: Request): Promise<Response> => {
+    const url = new URL(req.url);
+    const path = url.pathname;
+    if (req.method === 'OPTIONS') return cors(new Response(null, { status: 204 }));
+    const fnMatch = path.match(/^\/functions\/v1\/([\w-]+)(\/.*)?$/);
+    if (fnMatch) {
+      const spec = runner.spec(fnMatch[1]);
+      if (!spec) return Response.json({ code: 'NOT_FOUND', message: 'Requested function was not found' }, { status: 404 });
+      if (spec.verifyJwt) {
+        const auth = req.headers.get('authorization');
+        if (!auth) return Response.json({ code: 401, message: 'Missing authorization header' }, { status: 401 });
+        const claims = await identify(new Headers({ authorization: auth }));
+        if (!claims) return Response.json({ code: 401, message: 'Invalid JWT' }, { status: 401 });
+      }
+      return cors(await runner.handle(spec.name, req, fnMatch[2] ?? ''));
+    }
+    if (path.startsWith('/storage/v1/')) {
+      return cors(await storage(req, path.slice('/storage/v1'.length), await identify(req.headers)));
+    }
+    if (path.startsWith('/auth/v1/')) {
+      return cors(await auth(req, path.slice('/auth/v1'.length), await identify(req.headers)));
+    }
+    if (path === '/library' || path === '/library/') {
+      return new Response(await Deno.readFile(libraryPage), { headers: { 'content-type': 'text/html; charset=utf-8' } });
+    }
+    if (path === '/vendor/supabase.js') {
+      return new Response(await Deno.readFile(supabaseUmd), { headers: { 'content-type': 'text/javascript' } });
+    }
+    if (path === '/_local/faults' && req.method === 'POST') {
+      const claims = await identify(req.headers);
+      if (claims?.role !== 'service_role') return Response.json({ message: 'service role only' }, { status: 403 });
+      const body = await req.json();
+      faults.failUploads = (body.failUploads ?? []).map((f: { pattern: string; times: number }) => ({ pattern: f.pattern, remaining: f.times }));
+      log(`[Gateway] faults set ${JSON.stringify(body)}`);
+      return Response.json({ ok: true });
+    }
+    if (path === '/_local/status') {
+      return Response.json({ status: 'ok', functions: specs.map((s) => s.name), baselineMb: runner.baselineMb });
+    }
+    return Response.json({ message: 'no Route matched with those values' }, { status: 404 });
+  };
+
+  await runner.start();
+  const net = startNetWorker(sql, log);
+  await net.ready;
+  const server = Deno.serve({ hostname: '127.0.0.1', port, onListen: () => log(`[Gateway] listening on ${baseUrl} functions=${specs.map((s) => s.name).join(',')} baselineMb=${runner.baselineMb}`) }, async (req) => {
+    try {
+      return await handler(req);
+    } catch (err) {
+      log(`[Gateway] error ${req.method} ${new URL(req.url).pathname}: ${err instanceof Error ? err.stack : err}`);
+      return Response.json({ message: 'gateway error' }, { status: 500 });
+    }
+  });
+
+  const shutdown = async () => {
+    log('[Gateway] stopping');
+    await net.stop();
+    await runner.stop();
+    await server.shutdown();
+    await sql.end({ timeout: 2 });
+    Deno.exit(0);
+  };
+  Deno.addSignalListener('SIGTERM', shutdown);
+  Deno.addSignalListener('SIGINT', shutdown);
+}
+
+if (import.meta.main) await main();

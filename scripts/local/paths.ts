@@ -1,0 +1,14 @@
+/** Tiny path helpers (deno std is out of reach here: JSR is not reachable). */
+export function fromFileUrl(url: URL | string): string {
+  return decodeURIComponent(new URL(url).pathname);
+}
+
+export function dirname(path: string): string {
+  const i = path.replace(/\/+$/, '').lastIndexOf('/');
+  return i <= 0 ? '/' : path.slice(0, i);
+}
+
+/** The repository root (two levels above scripts/local/). */
+export function repoRoot(): string {
+  return dirname(dirname(dirname(fromFileUrl(import.meta.url))));
+}

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# The local Supabase stack without Docker:
+#   npm run stack:start | stack:status | stack:stop
+#
+# Starts, idempotently: a private Postgres 15 cluster with pg_cron and pgTAP
+# (scripts/local/postgres.sh), the platform bootstrap SQL and the migrations (real supabase
+# CLI, scripts/local/db-apply.sh), the fake KIE server, and the Deno gateway (functions,
+# storage, auth, pg_net stand-in). Then stores the vault secrets the trigger and pg_cron
+# read, uploads the ffmpeg core's wasm to storage, and prints URLs and keys like
+# `supabase status`. State, logs and stored objects live in $STACK_DIR (.local/dev).
+#
+# Env: STACK_DIR (.local/dev), API_PORT (54321), DB_PORT (54322), KIE_PORT (54340),
+#      plus EDGE_* limits passed to the gateway.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+export STACK_DIR=${STACK_DIR:-$ROOT/.local/dev}
+case "$STACK_DIR" in /*) ;; *) STACK_DIR="$ROOT/$STACK_DIR" ;; esac
+export API_PORT=${API_PORT:-54321} DB_PORT=${DB_PORT:-54322} KIE_PORT=${KIE_PORT:-54340}
+export DB_URL="postgresql://postgres:postgres@127.0.0.1:${DB_PORT}/postgres"
+API_URL="http://127.0.0.1:${API_PORT}"
+KIE_URL="http://127.0.0.1:${KIE_PORT}"
+RUN="$STACK_DIR/run"
+LOGS="$STACK_DIR/logs"
+PSQL=/usr/lib/postgresql/15/bin/psql
+SERVICE_KEY='eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6InNlcnZpY2Vfcm9sZSIsImV4cCI6MTk4MzgxMjk5Nn0.EGIM96RAZx35lJzdJsyH-qQwv8Hdp7fsn3W0YpN81IU'
+ANON_KEY='eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6ImFub24iLCJleHAiOjE5ODM4MTI5OTZ9.CRXP1A7WOeoJeXxjNni43kdQwgnWNReilDMblYTn_I0'
+CALLBACK_SECRET=${KIE_CALLBACK_SECRET:-local-callback-secret}
+
+alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+wait_http() { # url seconds what
+  for _ in $(seq 1 $(( $2 * 10 ))); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "stack: $3 did not come up at $1 (see $LOGS)" >&2
+  return 1
+}
+
+start_bg() { # name logfile command…
+  local name=$1 logfile=$2; shift 2
+  if alive "$name"; then return 0; fi
+  setsid "$@" >>"$logfile" 2>&1 < /dev/null &
+  echo $! >"$RUN/$name.pid"
+}
+
+write_env_files() {
+  cat >"$STACK_DIR/functions.env" <<ENV
+KIE_API_KEY=local-kie-api-key
+KIE_API_BASE_URL=$KIE_URL
+KIE_CALLBACK_SECRET=$CALLBACK_SECRET
+PREVIEW_ALLOWED_PRIVATE_HOSTS=127.0.0.1:$KIE_PORT
+${KIE_WEBHOOK_HMAC_KEY:+KIE_WEBHOOK_HMAC_KEY=$KIE_WEBHOOK_HMAC_KEY}
+ENV
+  cat >"$STACK_DIR/stack.env" <<ENV
+API_URL=$API_URL
+DB_URL=$DB_URL
+KIE_URL=$KIE_URL
+ANON_KEY=$ANON_KEY
+SERVICE_ROLE_KEY=$SERVICE_KEY
+PUBLISHABLE_KEY=sb_publishable_ACJWlzQHlZjBrEguHvfOxg_3BJgxAaH
+SECRET_KEY=sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz
+KIE_CALLBACK_SECRET=$CALLBACK_SECRET
+KIE_WEBHOOK_HMAC_KEY=${KIE_WEBHOOK_HMAC_KEY:-}
+LOG_FILE=$LOGS/stack.log
+STACK_DIR=$STACK_DIR
+ENV
+}
+
+# The trigger and the cron jobs read where to call and with which key from the vault.
+store_vault_secrets() {
+  "$PSQL" "$DB_URL" -X -q -v ON_ERROR_STOP=1 -v url="$API_URL" -v key="$SERVICE_KEY" <<'SQL' >/dev/null
+select set_config('stack.url', :'url', false), set_config('stack.key', :'key', false);
+do $$
+declare
+  wanted jsonb := jsonb_build_object('project_url', current_setting('stack.url'), 'service_role_key', current_setting('stack.key'));
+  k text;
+  existing uuid;
+begin
+  for k in select jsonb_object_keys(wanted) loop
+    select id into existing from vault.secrets where name = k;
+    if existing is null then
+      perform vault.create_secret(wanted ->> k, k, 'local stack: read by the preview trigger and pg_cron');
+    else
+      perform vault.update_secret(existing, wanted ->> k, k, 'local stack: read by the preview trigger and pg_cron');
+    end if;
+  end loop;
+end $$;
+SQL
+}
+
+# The ffmpeg core's wasm (~31 MB) is over the 20 MB bundle limit: generate-preview loads it
+# from storage at cold start, as it does on the platform.
+upload_ffmpeg_core() {
+  local path="_runtime/ffmpeg-core-0.12.10.wasm"
+  if ! curl -fsS -o /dev/null -H "Authorization: Bearer $SERVICE_KEY" "$API_URL/storage/v1/object/info/generations/$path" 2>/dev/null; then
+    curl -fsS -o /dev/null -X POST -H "Authorization: Bearer $SERVICE_KEY" -H "x-upsert: true" \
+      -H "content-type: application/wasm" --data-binary @node_modules/@ffmpeg/core/dist/esm/ffmpeg-core.wasm \
+      "$API_URL/storage/v1/object/generations/$path"
+  fi
+}
+
+start() {
+  bash scripts/setup.sh
+  mkdir -p "$RUN" "$LOGS"
+  bash scripts/local/postgres.sh start >/dev/null
+  bash scripts/local/db-apply.sh >"$LOGS/db-apply.log" 2>&1 || { cat "$LOGS/db-apply.log" >&2; exit 1; }
+  write_env_files
+  store_vault_secrets
+  FAKE_KIE_PORT=$KIE_PORT FAKE_KIE_HMAC_KEY=${KIE_WEBHOOK_HMAC_KEY:-} \
+    start_bg fake-kie "$LOGS/fake-kie.log" bash scripts/run-deno.sh scripts/local/fake-kie.ts
+  GATEWAY_PORT=$API_PORT FUNCTIONS_ENV_FILE="$STACK_DIR/functions.env" GATEWAY_QUIET=1 \
+    start_bg gateway "$LOGS/gateway.out" bash scripts/run-deno.sh scripts/local/gateway.ts
+  wait_http "$KIE_URL/health" 30 "fake KIE"
+  wait_http "$API_URL/_local/status" 90 "gateway"
+  upload_ffmpeg_core
+  status
+}
+
+status() {
+  local ok=true
+  for s in gateway fake-kie; do alive "$s" || ok=false; done
+  bash scripts/local/postgres.sh status >/dev/null 2>&1 || ok=false
+  if [ "$ok" != true ]; then echo "stack: not running (npm run stack:start)"; return 1; fi
+  cat <<STATUS
+local stack is running ($STACK_DIR)
+
+         API URL: $API_URL
+   Functions URL: $API_URL/functions/v1
+     Storage URL: $API_URL/storage/v1
+    Library page: $API_URL/library
+          DB URL: $DB_URL
+  KIE (fake) URL: $KIE_URL
+        anon key: $ANON_KEY
+service_role key: $SERVICE_KEY
+ publishable key: sb_publishable_ACJWlzQHlZjBrEguHvfOxg_3BJgxAaH
+      secret key: sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz
+ callback secret: $CALLBACK_SECRET
+            logs: $LOGS/stack.log
+STATUS
+}
+
+stop() {
+  for s in gateway fake-kie; do
+    if alive "$s"; then
+      local pid; pid=$(cat "$RUN/$s.pid")
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+    rm -f "$RUN/$s.pid"
+  done
+  bash scripts/local/postgres.sh stop >/dev/null 2>&1 || true
+  echo "stack stopped ($STACK_DIR)"
+}
+
+case "${1:-}" in
+  start) start ;;
+  status) status ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|status|stop" >&2; exit 2 ;;
+esac

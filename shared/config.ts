@@ -1,0 +1,153 @@
+/**
+ * The one configuration loader. Nothing reads the environment at import time
+ * (scripts/audit-env-usage.sh enforces it): call `getConfig()` inside a handler. Values are
+ * validated once per isolate and a missing or malformed value fails with a message that
+ * names the variable.
+ */
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export type EnvReader = (name: string) => string | undefined;
+
+/** Reads a variable from Deno or Node, whichever runs this module. */
+export const readEnv: EnvReader = (name) => {
+  const g = globalThis as unknown as {
+    Deno?: { env: { get(n: string): string | undefined } };
+    process?: { env: Record<string, string | undefined> };
+  };
+  const value = g.Deno ? g.Deno.env.get(name) : g.process?.env[name];
+  return value === '' ? undefined : value;
+};
+
+export type Config = {
+  supabaseUrl: string;
+  dbUrl: string;
+  /** Keys that count as the service role: the legacy JWT and every new `sb_secret_…` key. */
+  serviceKeys: string[];
+  /** The key this code itself uses to call storage and functions (the first service key). */
+  serviceKey: string;
+  anonKey: string | undefined;
+  kie: {
+    apiKey: string | undefined;
+    baseUrl: string;
+    callbackSecret: string | undefined;
+    webhookHmacKey: string | undefined;
+    timeoutMs: number;
+    pendingBatch: number;
+  };
+  preview: {
+    bucket: string;
+    maxSide: number;
+    quality: number;
+    maxSourceBytes: number;
+    maxPixels: number;
+    downloadTimeoutMs: number;
+    leaseSeconds: number;
+    /** host:port pairs a download may reach even though they are private (local stack only). */
+    allowedPrivateHosts: string[];
+    ffmpegCoreWasmUrl: string | undefined;
+    ffmpegCoreWasmPath: string;
+  };
+  library: { signedUrlTtlSeconds: number; pageSize: number };
+};
+
+function required(env: EnvReader, name: string): string {
+  const value = env(name);
+  if (value === undefined) throw new ConfigError(`Missing environment variable ${name}`);
+  return value;
+}
+
+function integer(env: EnvReader, name: string, fallback: number, min: number, max: number): number {
+  const raw = env(name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function url(env: EnvReader, name: string, fallback?: string): string {
+  const raw = env(name) ?? fallback;
+  if (raw === undefined) throw new ConfigError(`Missing environment variable ${name}`);
+  try {
+    const parsed = new URL(raw);
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error('scheme');
+  } catch {
+    throw new ConfigError(`${name} must be an http(s) URL, got "${raw}"`);
+  }
+  return raw.replace(/\/+$/, '');
+}
+
+/** `SUPABASE_SECRET_KEYS` is a JSON object of named keys (`{"default":"sb_secret_…"}`). */
+function keyDictionary(env: EnvReader, name: string): string[] {
+  const raw = env(name);
+  if (raw === undefined) return [];
+  try {
+    const parsed = JSON.parse(raw);
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) {
+      return Object.values(parsed).filter((v): v is string => typeof v === 'string' && v !== '');
+    }
+  } catch { /* fall through */ }
+  throw new ConfigError(`${name} must be a JSON object of keys, e.g. {"default":"sb_secret_…"}`);
+}
+
+export function loadConfig(env: EnvReader = readEnv): Config {
+  const legacyService = env('SUPABASE_SERVICE_ROLE_KEY');
+  const secretKeys = keyDictionary(env, 'SUPABASE_SECRET_KEYS');
+  const serviceKeys = [...secretKeys, ...(legacyService ? [legacyService] : [])];
+  if (serviceKeys.length === 0) {
+    throw new ConfigError('Missing environment variable SUPABASE_SERVICE_ROLE_KEY (or SUPABASE_SECRET_KEYS)');
+  }
+  const anonKeys = keyDictionary(env, 'SUPABASE_PUBLISHABLE_KEYS');
+  return {
+    supabaseUrl: url(env, 'SUPABASE_URL'),
+    dbUrl: required(env, 'SUPABASE_DB_URL'),
+    serviceKeys,
+    serviceKey: legacyService ?? secretKeys[0],
+    anonKey: env('SUPABASE_ANON_KEY') ?? anonKeys[0],
+    kie: {
+      apiKey: env('KIE_API_KEY'),
+      baseUrl: url(env, 'KIE_API_BASE_URL', 'https://api.kie.ai'),
+      callbackSecret: env('KIE_CALLBACK_SECRET'),
+      webhookHmacKey: env('KIE_WEBHOOK_HMAC_KEY'),
+      timeoutMs: integer(env, 'KIE_TIMEOUT_MS', 10_000, 100, 120_000),
+      pendingBatch: integer(env, 'KIE_SYNC_BATCH', 20, 1, 200),
+    },
+    preview: {
+      bucket: env('PREVIEW_BUCKET') ?? 'generations',
+      maxSide: integer(env, 'PREVIEW_MAX_SIDE', 512, 32, 4096),
+      quality: integer(env, 'PREVIEW_QUALITY', 80, 1, 100),
+      maxSourceBytes: integer(env, 'PREVIEW_MAX_SOURCE_BYTES', 100 * 1024 * 1024, 1024, 2 ** 31),
+      maxPixels: integer(env, 'PREVIEW_MAX_PIXELS', 50_000_000, 1, 1_000_000_000),
+      downloadTimeoutMs: integer(env, 'PREVIEW_DOWNLOAD_TIMEOUT_MS', 20_000, 100, 140_000),
+      leaseSeconds: integer(env, 'PREVIEW_LEASE_SECONDS', 120, 5, 3600),
+      allowedPrivateHosts: (env('PREVIEW_ALLOWED_PRIVATE_HOSTS') ?? '')
+        .split(',').map((s) => s.trim()).filter(Boolean),
+      ffmpegCoreWasmUrl: env('FFMPEG_CORE_WASM_URL'),
+      ffmpegCoreWasmPath: env('FFMPEG_CORE_WASM_PATH') ?? '_runtime/ffmpeg-core-0.12.10.wasm',
+    },
+    library: {
+      signedUrlTtlSeconds: integer(env, 'LIBRARY_SIGNED_URL_TTL', 3600, 60, 7 * 24 * 3600),
+      pageSize: integer(env, 'LIBRARY_PAGE_SIZE', 50, 1, 500),
+    },
+  };
+}
+
+let cached: Config | undefined;
+
+/** The validated config, loaded on first use and kept for the isolate's life. */
+export function getConfig(): Config {
+  cached ??= loadConfig();
+  return cached;
+}
+
+/** Tests only: forget the cached config. */
+export function resetConfigForTests(): void {
+  cached = undefined;
+}

@@ -1,0 +1,105 @@
+/**
+ * The database, reached directly through SUPABASE_DB_URL with postgres.js (`prepare: false`
+ * so it also works through Supabase's transaction pooler). Every state change is a named SQL
+ * function from the migrations; this module only calls them and writes no ad-hoc UPDATE of
+ * preview state.
+ */
+import postgres from 'postgres';
+import { getConfig } from './config.ts';
+
+export type Sql = postgres.Sql;
+
+let sql: Sql | undefined;
+
+/** One small pool per isolate, created on first use. */
+export function getSql(): Sql {
+  sql ??= postgres(getConfig().dbUrl, {
+    max: 3,
+    prepare: false,
+    idle_timeout: 20,
+    connect_timeout: 10,
+    onnotice: () => {},
+  });
+  return sql;
+}
+
+export type GenerationType = 'photo' | 'video';
+
+export type Claim = {
+  id: string;
+  user_id: string;
+  type: GenerationType;
+  asset_url: string;
+  result_urls: unknown;
+  model: string | null;
+  attempt: number;
+};
+
+export type SyncOutcome = {
+  id: string;
+  user_id: string;
+  type: string;
+  status: string;
+  preview_status: string;
+  previous_status: string;
+  changed: boolean;
+};
+
+export type GenerationRef = {
+  id: string;
+  user_id: string;
+  task_id: string | null;
+  type: string;
+  status: string;
+  preview_status: string;
+  model: string | null;
+};
+
+/** The preview state machine as TypeScript sees it: the narrow interface tests can swap. */
+export interface PreviewStore {
+  claim(generationId: string, leaseSeconds: number): Promise<Claim | null>;
+  complete(c: Claim, r: { path: string; width: number; height: number; thumbhash: string; originalPath: string | null }): Promise<boolean>;
+  fail(c: Claim, e: { code: string; message: string; retryable: boolean }): Promise<'retry' | 'failed' | null>;
+}
+
+export function createPreviewStore(db: Sql = getSql()): PreviewStore {
+  return {
+    async claim(generationId, leaseSeconds) {
+      const rows = await db<Claim[]>`
+        select * from public.claim_preview(${generationId}::uuid, make_interval(secs => ${leaseSeconds}))`;
+      return rows[0] ?? null;
+    },
+    async complete(c, r) {
+      const [row] = await db`
+        select public.complete_preview(${c.id}::uuid, ${c.attempt}, ${r.path}, ${r.width}, ${r.height},
+          ${r.thumbhash}, ${r.originalPath}) as ok`;
+      return row.ok === true;
+    },
+    async fail(c, e) {
+      const [row] = await db`
+        select public.fail_preview(${c.id}::uuid, ${c.attempt}, ${e.code}, ${e.message}, ${e.retryable}) as state`;
+      return row.state ?? null;
+    },
+  };
+}
+
+/** The one write of a KIE sync (terminal states final; no write when nothing changes). */
+export async function applyKieResult(
+  r: { taskId: string; state: 'pending' | 'success' | 'failed'; resultUrls: string[]; assetUrl: string | null; error: string | null },
+  db: Sql = getSql(),
+): Promise<SyncOutcome | null> {
+  const rows = await db<SyncOutcome[]>`
+    select * from public.apply_kie_result(${r.taskId}, ${r.state}, ${db.json(r.resultUrls)}, ${r.assetUrl}, ${r.error})`;
+  return rows[0] ?? null;
+}
+
+export async function findGenerationByTask(taskId: string, db: Sql = getSql()): Promise<GenerationRef | null> {
+  const rows = await db<GenerationRef[]>`
+    select id, user_id, task_id, type, status, preview_status, model from public.generations where task_id = ${taskId}`;
+  return rows[0] ?? null;
+}
+
+export async function pendingKieTasks(limit: number, db: Sql = getSql()) {
+  return await db<{ id: string; task_id: string; model: string | null; type: string }[]>`
+    select id, task_id, model, type from public.pending_kie_tasks(${limit})`;
+}

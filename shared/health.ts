@@ -1,0 +1,30 @@
+/** The health function: liveness, and with ?deep=1 the database, storage and queue depth. */
+import { getConfig } from './config.ts';
+import { getSql } from './db.ts';
+import { json } from './http.ts';
+import { getAdminClient } from './storage.ts';
+
+
+export async function handleHealth(req: Request): Promise<Response> {
+  if (new URL(req.url).searchParams.get('deep') !== '1') return json({ status: 'ok' });
+  const checks: Record<string, unknown> = {};
+  let ok = true;
+  try {
+    const stats = await getSql()`select type, preview_status, count, oldest_waiting_seconds from public.preview_stats`;
+    checks.database = { ok: true };
+    checks.queue = stats;
+  } catch (err) {
+    ok = false;
+    checks.database = { ok: false, error: err instanceof Error ? err.message : String(err) };
+  }
+  try {
+    const { error } = await getAdminClient().storage.getBucket(getConfig().preview.bucket);
+    checks.storage = error ? { ok: false, error: error.message } : { ok: true };
+    ok &&= !error;
+  } catch (err) {
+    ok = false;
+    checks.storage = { ok: false, error: err instanceof Error ? err.message : String(err) };
+  }
+  return json({ status: ok ? 'ok' : 'degraded', checks }, ok ? 200 : 503);
+}
+

@@ -1,0 +1,53 @@
+/** Small HTTP helpers shared by the function entry files. */
+import { ConfigError } from './config.ts';
+import { log } from './log.ts';
+
+export function json(body: unknown, status = 200): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { 'content-type': 'application/json', 'access-control-allow-origin': '*' },
+  });
+}
+
+export function errorResponse(status: number, error: string, message: string): Response {
+  return json({ error, message }, status);
+}
+
+/** Reads a JSON body; an empty body is `{}`; anything unparsable is null. */
+export async function readJson(req: Request, maxBytes = 1024 * 1024): Promise<Record<string, unknown> | null> {
+  const text = await req.text();
+  if (text.length > maxBytes) return null;
+  if (text.trim() === '') return {};
+  try {
+    const value = JSON.parse(text);
+    return value && typeof value === 'object' && !Array.isArray(value) ? value : null;
+  } catch {
+    return null;
+  }
+}
+
+export const CORS_PREFLIGHT = new Response(null, {
+  status: 204,
+  headers: {
+    'access-control-allow-origin': '*',
+    'access-control-allow-headers': 'authorization, x-client-info, apikey, content-type',
+    'access-control-allow-methods': 'GET, POST, OPTIONS',
+  },
+});
+
+/** Wraps a handler: config errors name the missing variable (500), others are logged. */
+export function serveHandler(name: string, handler: (req: Request) => Promise<Response>) {
+  return async (req: Request): Promise<Response> => {
+    if (req.method === 'OPTIONS') return CORS_PREFLIGHT.clone();
+    try {
+      return await handler(req);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        log.error('[Config]', err.message, { fn: name });
+        return errorResponse(500, 'CONFIG_ERROR', err.message);
+      }
+      log.error('[Function]', `Unhandled error in ${name}: ${err instanceof Error ? err.stack : err}`);
+      return errorResponse(500, 'INTERNAL_ERROR', err instanceof Error ? err.message : String(err));
+    }
+  };
+}

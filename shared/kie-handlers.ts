@@ -1,0 +1,99 @@
+/**
+ * The two ways KIE results come in: KIE's webhook (kie-callback) and a manual or scheduled
+ * sync from record-info (kie-sync). Both end in syncKieTask.
+ */
+import { callerOf } from './auth.ts';
+import { ConfigError, getConfig } from './config.ts';
+import { applyKieResult, findGenerationByTask, pendingKieTasks } from './db.ts';
+import { errorResponse, json, readJson } from './http.ts';
+import { createKieClient, extractTaskId, type KieClient, KieParseError, parseKieCallback, timingSafeEqualString, verifyKieSignature } from './kie.ts';
+import { log } from './log.ts';
+import { type SyncStore, syncKieTask } from './sync.ts';
+
+const MAX_CALLBACK_BYTES = 256 * 1024;
+
+function syncStore(): SyncStore {
+  return { findByTask: (t) => findGenerationByTask(t), apply: (r) => applyKieResult(r) };
+}
+
+function kieClient(): KieClient | null {
+  const { kie } = getConfig();
+  return kie.apiKey ? createKieClient({ baseUrl: kie.baseUrl, apiKey: kie.apiKey, timeoutMs: kie.timeoutMs }) : null;
+}
+
+
+export async function handleKieCallback(req: Request): Promise<Response> {
+  const config = getConfig();
+  const expected = config.kie.callbackSecret;
+  if (!expected) throw new ConfigError('Missing environment variable KIE_CALLBACK_SECRET');
+  const presented = new URL(req.url).searchParams.get('secret') ?? '';
+  if (!timingSafeEqualString(presented, expected)) {
+    log.error('[Webhook]', 'Rejected callback: missing or wrong secret');
+    return errorResponse(401, 'UNAUTHORIZED', 'Missing or wrong callback secret');
+  }
+  if (req.method !== 'POST') return errorResponse(405, 'METHOD_NOT_ALLOWED', 'KIE callbacks are POST');
+  const declared = Number(req.headers.get('content-length') ?? 0);
+  if (declared > MAX_CALLBACK_BYTES) return errorResponse(413, 'PAYLOAD_TOO_LARGE', `Callback body over ${MAX_CALLBACK_BYTES} bytes`);
+  const body = await readJson(req, MAX_CALLBACK_BYTES);
+  if (body === null) return errorResponse(400, 'BAD_REQUEST', `Body is not a JSON object (or is over ${MAX_CALLBACK_BYTES} bytes)`);
+  const taskId = extractTaskId(body);
+  if (!taskId) return errorResponse(400, 'BAD_REQUEST', 'No task id at taskId, data.taskId or data.task_id');
+  if (config.kie.webhookHmacKey) {
+    const valid = await verifyKieSignature({
+      hmacKey: config.kie.webhookHmacKey,
+      taskId,
+      timestamp: req.headers.get('x-webhook-timestamp'),
+      signature: req.headers.get('x-webhook-signature'),
+    });
+    if (!valid) {
+      log.error('[Webhook]', 'Rejected callback: bad or stale signature', { taskId });
+      return errorResponse(401, 'UNAUTHORIZED', 'Missing, wrong or stale X-Webhook-Signature');
+    }
+  }
+  log.info('[Webhook]', `Received callback for task: ${taskId}`);
+  let result;
+  try {
+    result = parseKieCallback(body);
+  } catch (err) {
+    if (err instanceof KieParseError) return errorResponse(400, 'BAD_REQUEST', err.message);
+    throw err;
+  }
+  const report = await syncKieTask({ taskId, result, source: 'callback' }, { store: syncStore(), kie: kieClient() });
+  return json({ ok: true, ...report });
+}
+
+
+export async function handleKieSync(req: Request): Promise<Response> {
+  const config = getConfig();
+  const caller = callerOf(req, config);
+  if (caller.role === 'anon') return errorResponse(401, 'UNAUTHORIZED', 'A user JWT or the service role is required');
+  const body = await readJson(req);
+  if (body === null) return errorResponse(400, 'BAD_REQUEST', 'Body is not a JSON object');
+  const url = new URL(req.url);
+  const taskId = url.searchParams.get('taskId') ?? (typeof body.taskId === 'string' ? body.taskId : null);
+  const mode = url.searchParams.get('mode') ?? body.mode;
+  const deps = { store: syncStore(), kie: kieClient() };
+
+  if (taskId) {
+    const gen = await findGenerationByTask(taskId);
+    // A user may sync only their own task; another user's task looks unknown.
+    if (!gen || (caller.role === 'authenticated' && gen.user_id !== caller.userId)) {
+      return errorResponse(404, 'NOT_FOUND', `No generation for task ${taskId}`);
+    }
+    return json({ results: [await syncKieTask({ taskId, source: 'manual' }, deps)] });
+  }
+  if (mode === 'pending') {
+    if (caller.role !== 'service_role') return errorResponse(403, 'FORBIDDEN', 'mode=pending is for the service role');
+    const tasks = await pendingKieTasks(config.kie.pendingBatch);
+    const results = [];
+    for (const [i, t] of tasks.entries()) {
+      // KIE allows 10 record-info requests per second per key: stay under it.
+      if (i > 0) await new Promise((r) => setTimeout(r, 120));
+      results.push(await syncKieTask({ taskId: t.task_id, source: 'cron' }, deps));
+    }
+    log.info('[Sync]', 'Pending sweep done', { tasks: tasks.length, changed: results.filter((r) => r.changed).length });
+    return json({ results });
+  }
+  return errorResponse(400, 'BAD_REQUEST', 'Give ?taskId=…, {"taskId":"…"} or {"mode":"pending"}');
+}
+

@@ -1,0 +1,94 @@
+/**
+ * The library function: the signed-in user's generations, newest first, keyset-paginated,
+ * each with batch-signed URLs for its preview or poster and its original. The query runs
+ * under the `authenticated` role with the caller's claims, so the table's RLS decides what
+ * is visible (as PostgREST would), and only our own storage paths are ever signed.
+ */
+import { callerOf } from './auth.ts';
+import { getConfig } from './config.ts';
+import { getSql } from './db.ts';
+import { errorResponse, json, readJson } from './http.ts';
+import { createObjectStore } from './storage.ts';
+
+export type LibraryItem = {
+  id: string;
+  type: string;
+  status: string;
+  previewStatus: string;
+  width: number | null;
+  height: number | null;
+  thumbhash: string | null;
+  previewUrl: string | null;
+  originalUrl: string | null;
+  error: string | null;
+  createdAt: string;
+};
+
+type Row = {
+  id: string; type: string; status: string; preview_status: string; preview_path: string | null;
+  poster_path: string | null; original_path: string | null; preview_width: number | null;
+  preview_height: number | null; preview_thumbhash: string | null; error: string | null; created_at: Date;
+};
+
+function encodeCursor(row: Row): string {
+  return btoa(JSON.stringify([row.created_at.toISOString(), row.id]));
+}
+
+function decodeCursor(cursor: string | null): [string, string] | null {
+  if (!cursor) return null;
+  try {
+    const [at, id] = JSON.parse(atob(cursor));
+    if (typeof at === 'string' && typeof id === 'string') return [at, id];
+  } catch { /* invalid cursor: start over */ }
+  return null;
+}
+
+export async function listLibrary(userId: string, opts: { cursor: string | null; limit: number }) {
+  const config = getConfig();
+  const after = decodeCursor(opts.cursor);
+  const claims = JSON.stringify({ sub: userId, role: 'authenticated' });
+  const rows = await getSql().begin(async (tx) => {
+    await tx`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${claims}, true)`;
+    return await tx<Row[]>`
+      select id, type, status, preview_status, preview_path, poster_path, original_path, preview_width,
+             preview_height, preview_thumbhash, error, created_at
+      from public.generations
+      where type in ('photo', 'video')
+        and (${after === null} or (created_at, id) < (${after?.[0] ?? null}::timestamptz, ${after?.[1] ?? null}::uuid))
+      order by created_at desc, id desc
+      limit ${opts.limit + 1}`;
+  }) as Row[];
+  const page = rows.slice(0, opts.limit);
+  const paths = page.flatMap((r) => [r.type === 'video' ? r.poster_path : r.preview_path, r.original_path])
+    .filter((p): p is string => !!p && p.startsWith(`${userId}/`));
+  const signed = await createObjectStore().signMany([...new Set(paths)], config.library.signedUrlTtlSeconds);
+  const items: LibraryItem[] = page.map((r) => {
+    const preview = r.type === 'video' ? r.poster_path : r.preview_path;
+    return {
+      id: r.id,
+      type: r.type,
+      status: r.status,
+      previewStatus: r.preview_status,
+      width: r.preview_width,
+      height: r.preview_height,
+      thumbhash: r.preview_thumbhash,
+      previewUrl: r.preview_status === 'ready' && preview ? signed.get(preview) ?? null : null,
+      originalUrl: r.original_path ? signed.get(r.original_path) ?? null : null,
+      error: r.error,
+      createdAt: r.created_at.toISOString(),
+    };
+  });
+  return { items, nextCursor: rows.length > opts.limit ? encodeCursor(page[page.length - 1]) : null };
+}
+
+export async function handleLibrary(req: Request): Promise<Response> {
+  const config = getConfig();
+  const caller = callerOf(req, config);
+  if (caller.role !== 'authenticated') return errorResponse(401, 'UNAUTHORIZED', 'Sign in to see your library');
+  const url = new URL(req.url);
+  const body = req.method === 'POST' ? await readJson(req) ?? {} : {};
+  const cursor = url.searchParams.get('cursor') ?? (typeof body.cursor === 'string' ? body.cursor : null);
+  const limit = Number(url.searchParams.get('limit') ?? body.limit ?? config.library.pageSize);
+  const page = await listLibrary(caller.userId, { cursor, limit: Math.min(Math.max(1, limit || 1), config.library.pageSize) });
+  return json(page);
+}

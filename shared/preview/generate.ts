@@ -1,0 +1,108 @@
+/**
+ * One preview job: claim → fetch → render → upload → complete | fail. The claim is the only
+ * way in (one conditional UPDATE; one caller wins), its attempt number fences the result (a
+ * late worker from an older attempt changes nothing), and every failure lands on the row as a
+ * closed error code with a readable message. A crash anywhere leaves a `processing` claim
+ * whose lease expires; the sweep then dispatches it again.
+ */
+import type { Config } from '../config.ts';
+import type { Claim, PreviewStore } from '../db.ts';
+import { PreviewError, toPreviewError } from '../errors.ts';
+import { log } from '../log.ts';
+import type { ObjectStore } from '../storage.ts';
+import type { FetchedSource } from './fetch.ts';
+import { originalPath, previewPath, storageObjectFromUrl } from './paths.ts';
+import type { Rendered, RenderOptions } from './photo.ts';
+import type { PosterOptions } from './video.ts';
+import { sniff } from './sniff.ts';
+
+export type PreviewDeps = {
+  store: PreviewStore;
+  objects: ObjectStore;
+  fetchSource: (url: string) => Promise<FetchedSource>;
+  renderPhoto: (bytes: Uint8Array, options: RenderOptions) => Promise<Rendered>;
+  renderPoster: (bytes: Uint8Array, options: PosterOptions) => Promise<Rendered>;
+  loadCoreWasm?: () => Promise<Uint8Array>;
+  config: Pick<Config, 'supabaseUrl'> & { preview: Config['preview'] };
+};
+
+export type PreviewOutcome = {
+  generationId: string;
+  result: 'ready' | 'failed' | 'retry' | 'skipped' | 'fenced';
+  type?: string;
+  path?: string;
+  code?: string;
+  error?: string;
+  attempt?: number;
+};
+
+async function readSource(claim: Claim, deps: PreviewDeps): Promise<{ bytes: Uint8Array; storedAt: string | null }> {
+  const own = storageObjectFromUrl(claim.asset_url, deps.config.supabaseUrl);
+  if (own) return { bytes: await deps.objects.download(own.path, own.bucket), storedAt: own.path };
+  const { bytes } = await deps.fetchSource(claim.asset_url);
+  return { bytes, storedAt: null };
+}
+
+async function render(claim: Claim, deps: PreviewDeps): Promise<{ rendered: Rendered; original: string }> {
+  const { bytes, storedAt } = await readSource(claim, deps);
+  const kind = sniff(bytes);
+  const expected = claim.type === 'video' ? 'video' : 'image';
+  if (kind.kind !== expected) {
+    throw new PreviewError('UNSUPPORTED_FORMAT', `Expected a ${claim.type === 'video' ? 'video' : 'photo'} but the asset is ${kind.mime}`);
+  }
+  const options = {
+    maxSide: deps.config.preview.maxSide,
+    quality: deps.config.preview.quality,
+    maxPixels: deps.config.preview.maxPixels,
+    maxBytes: deps.config.preview.maxSourceBytes,
+  };
+  const rendered = claim.type === 'video'
+    ? await deps.renderPoster(bytes, { ...options, loadCoreWasm: deps.loadCoreWasm })
+    : await deps.renderPhoto(bytes, options);
+  // KIE deletes its files after about 14 days: keep our own copy of the original.
+  let original = storedAt;
+  if (!original) {
+    original = originalPath(claim.user_id, claim.id, kind.format);
+    await deps.objects.upload(original, bytes, kind.mime);
+  }
+  return { rendered, original };
+}
+
+export async function generatePreview(generationId: string, deps: PreviewDeps): Promise<PreviewOutcome> {
+  const claim = await deps.store.claim(generationId, deps.config.preview.leaseSeconds);
+  if (!claim) {
+    log.info('[Preview]', 'Skipped', { generationId, reason: 'not_claimable' });
+    return { generationId, result: 'skipped' };
+  }
+  log.info('[Preview]', 'Processing', { generationId, type: claim.type, attempt: claim.attempt });
+  const path = previewPath(claim.user_id, claim.id, claim.type);
+  try {
+    const { rendered, original } = await render(claim, deps);
+    await deps.objects.upload(path, rendered.webp, 'image/webp');
+    const stored = await deps.objects.size(path);
+    if (stored !== rendered.webp.length) {
+      throw new PreviewError('UPLOAD_FAILED', `Upload check failed: stored ${stored} bytes, expected ${rendered.webp.length}`);
+    }
+    const ok = await deps.store.complete(claim, {
+      path, width: rendered.width, height: rendered.height, thumbhash: rendered.thumbhash, originalPath: original,
+    });
+    if (!ok) {
+      log.info('[Preview]', 'Fenced', { generationId, attempt: claim.attempt, reason: 'newer_attempt' });
+      return { generationId, result: 'fenced', type: claim.type, attempt: claim.attempt };
+    }
+    log.info('[Preview]', 'Ready', { generationId, type: claim.type, path, width: rendered.width, height: rendered.height, bytes: rendered.webp.length });
+    return { generationId, result: 'ready', type: claim.type, path, attempt: claim.attempt };
+  } catch (err) {
+    const pe = toPreviewError(err);
+    const state = await deps.store.fail(claim, { code: pe.code, message: pe.message, retryable: pe.retryable });
+    log.error('[Preview]', `❌ Failed for ${generationId}: ${pe.message}`, { code: pe.code, attempt: claim.attempt, next: state ?? 'fenced' });
+    return {
+      generationId,
+      result: state === null ? 'fenced' : state,
+      type: claim.type,
+      code: pe.code,
+      error: pe.message,
+      attempt: claim.attempt,
+    };
+  }
+}

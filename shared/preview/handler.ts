@@ -1,0 +1,88 @@
+/**
+ * The generate-preview function: service role only; takes the trigger's body, a database
+ * webhook's or a plain {generationId}; answers 202 and works in EdgeRuntime.waitUntil, or
+ * with ?wait=1 answers with each item's outcome (backfill, tests).
+ */
+import { isServiceRequest } from '../auth.ts';
+import { getConfig } from '../config.ts';
+import { createPreviewStore } from '../db.ts';
+import { errorResponse, json, readJson } from '../http.ts';
+import { log } from '../log.ts';
+import { createObjectStore } from '../storage.ts';
+import { fetchSource } from './fetch.ts';
+import { generatePreview, type PreviewDeps } from './generate.ts';
+import { renderPhotoPreview } from './photo.ts';
+import { extractPoster } from './video.ts';
+
+declare const EdgeRuntime: { waitUntil(p: Promise<unknown>): void } | undefined;
+
+let coreWasm: Promise<Uint8Array> | undefined;
+
+/** The ffmpeg core's wasm (~31 MB, over the bundle limit): fetched once per isolate. */
+function loadCoreWasm(): Promise<Uint8Array> {
+  const { preview } = getConfig();
+  coreWasm ??= (async () => {
+    const started = performance.now();
+    let bytes: Uint8Array;
+    if (preview.ffmpegCoreWasmUrl) {
+      const res = await fetch(preview.ffmpegCoreWasmUrl);
+      if (!res.ok) throw new Error(`Loading the ffmpeg core from FFMPEG_CORE_WASM_URL failed: ${res.status}`);
+      bytes = new Uint8Array(await res.arrayBuffer());
+    } else {
+      bytes = await createObjectStore().download(preview.ffmpegCoreWasmPath);
+    }
+    log.info('[Preview]', 'ffmpeg core loaded', { bytes: bytes.length, ms: Math.round(performance.now() - started) });
+    return bytes;
+  })();
+  coreWasm.catch(() => (coreWasm = undefined));
+  return coreWasm;
+}
+
+export function previewDeps(): PreviewDeps {
+  const config = getConfig();
+  const limits = {
+    maxBytes: config.preview.maxSourceBytes,
+    timeoutMs: config.preview.downloadTimeoutMs,
+    allowedPrivateHosts: config.preview.allowedPrivateHosts,
+  };
+  return {
+    store: createPreviewStore(),
+    objects: createObjectStore(),
+    fetchSource: (url) => fetchSource(url, limits),
+    renderPhoto: renderPhotoPreview,
+    renderPoster: extractPoster,
+    loadCoreWasm,
+    config,
+  };
+}
+
+/** The ids a generate-preview body names: the trigger's / a database webhook's, or plain. */
+export function generationIdsOf(body: Record<string, unknown>): string[] {
+  const ids: unknown[] = [];
+  if (typeof body.generationId === 'string') ids.push(body.generationId);
+  if (Array.isArray(body.generationIds)) ids.push(...body.generationIds);
+  const record = body.record as Record<string, unknown> | undefined;
+  if (ids.length === 0 && record && typeof record.id === 'string') ids.push(record.id);
+  const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+  return [...new Set(ids.filter((v): v is string => typeof v === 'string' && uuid.test(v)))];
+}
+
+export async function handleGeneratePreview(req: Request): Promise<Response> {
+  const config = getConfig();
+  if (!isServiceRequest(req, config)) return errorResponse(401, 'UNAUTHORIZED', 'generate-preview is for the service role');
+  const body = await readJson(req);
+  if (body === null) return errorResponse(400, 'BAD_REQUEST', 'Body is not a JSON object');
+  const ids = generationIdsOf(body);
+  if (ids.length === 0) return errorResponse(400, 'BAD_REQUEST', 'No generation id (generationId, generationIds or record.id)');
+  const deps = previewDeps();
+  const run = async () => {
+    const results = [];
+    for (const id of ids) results.push(await generatePreview(id, deps));
+    return results;
+  };
+  if (new URL(req.url).searchParams.get('wait') === '1') return json({ results: await run() });
+  const work = run();
+  if (typeof EdgeRuntime !== 'undefined') EdgeRuntime.waitUntil(work);
+  return json({ accepted: ids }, 202);
+}
+

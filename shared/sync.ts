@@ -1,0 +1,87 @@
+/**
+ * syncKieTask: brings one KIE task's result into its `generations` row. The state mapping
+ * and the write are one SQL function (`apply_kie_result`): terminal states are final and a
+ * sync that changes nothing writes nothing, which is what makes re-syncs idempotent. The
+ * preview is queued by the row's trigger in the same transaction, never here.
+ */
+import type { GenerationRef, SyncOutcome } from './db.ts';
+import { familyForModel, type KieClient, type KieResult } from './kie.ts';
+import { log } from './log.ts';
+
+export type SyncSource = 'callback' | 'manual' | 'cron';
+
+export interface SyncStore {
+  findByTask(taskId: string): Promise<GenerationRef | null>;
+  apply(r: { taskId: string; state: KieResult['state']; resultUrls: string[]; assetUrl: string | null; error: string | null }): Promise<SyncOutcome | null>;
+}
+
+export type SyncReport = {
+  taskId: string;
+  found: boolean;
+  generationId?: string;
+  status?: string;
+  previewStatus?: string;
+  changed?: boolean;
+  needsPreview?: boolean;
+  note?: string;
+};
+
+const PREVIEWABLE = new Set(['photo', 'video']);
+
+/**
+ * `result` is what a callback said; when it is missing or incomplete, KIE's record-info has
+ * the final word (a failure to reach it leaves the row pending for the cron sweep).
+ */
+export async function syncKieTask(
+  input: { taskId: string; result?: KieResult; source: SyncSource },
+  deps: { store: SyncStore; kie: KieClient | null },
+): Promise<SyncReport> {
+  const { taskId } = input;
+  const gen = await deps.store.findByTask(taskId);
+  if (!gen) {
+    log.info('[Sync]', 'Unknown task', { taskId, source: input.source });
+    return { taskId, found: false, note: 'unknown task' };
+  }
+  log.info('[Sync ENTRY]', `taskId=${taskId}, genId=${gen.id}, status=${gen.status}, type=${gen.type}, preview_status=${gen.preview_status}`, { source: input.source });
+
+  let result = input.result;
+  if (!result || !result.complete) {
+    if (!deps.kie) {
+      log.error('[Sync]', 'Cannot ask KIE record-info: KIE_API_KEY is not set', { taskId });
+      return { taskId, found: true, generationId: gen.id, status: gen.status, previewStatus: gen.preview_status, changed: false, note: 'incomplete result and no KIE client' };
+    }
+    try {
+      result = await deps.kie.recordInfo(taskId, result?.family ?? familyForModel(gen.model));
+      log.info('[KIE]', 'record-info', { taskId, state: result.state, results: result.resultUrls.length });
+    } catch (err) {
+      log.error('[KIE]', `record-info failed for ${taskId}: ${err instanceof Error ? err.message : err}`);
+      return { taskId, found: true, generationId: gen.id, status: gen.status, previewStatus: gen.preview_status, changed: false, note: 'record-info failed; left for the next sync' };
+    }
+  }
+
+  const outcome = await deps.store.apply({
+    taskId,
+    state: result.state,
+    resultUrls: result.resultUrls,
+    assetUrl: result.state === 'success' ? result.resultUrls[0] ?? null : null,
+    error: result.state === 'failed' ? result.error ?? 'Generation failed' : null,
+  });
+  if (!outcome) return { taskId, found: false, note: 'unknown task' };
+
+  // The trigger queued a preview only if this write made the row eligible.
+  const eligible = outcome.status === 'success' && outcome.preview_status === 'none' && PREVIEWABLE.has(outcome.type);
+  const needsPreview = eligible && outcome.changed;
+  log.info('[Sync DEBUG]', `status=${outcome.status}, type=${outcome.type}, preview_status=${outcome.preview_status}, needsPreview=${needsPreview}`, { changed: outcome.changed });
+  if (needsPreview) {
+    log.info('[Preview]', 'Queued', { generationId: outcome.id, reason: 'needsPreview', type: outcome.type, status: outcome.status });
+  }
+  return {
+    taskId,
+    found: true,
+    generationId: outcome.id,
+    status: outcome.status,
+    previewStatus: outcome.preview_status,
+    changed: outcome.changed,
+    needsPreview,
+  };
+}
