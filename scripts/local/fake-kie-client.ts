@@ -24,8 +24,11 @@ export type FakeKieCallbackAttempt = {
   n: number;
   at: string;
   url: string;
+  /** HTTP status the receiver answered; 0 while in flight or when the request failed. */
   status: number;
   ok: boolean;
+  /** False while the request is in flight. */
+  done: boolean;
   error: string | null;
   durationMs: number;
   signed: boolean;

@@ -47,8 +47,9 @@ type CallbackAttempt = {
   n: number;
   at: string;
   url: string;
-  status: number; // HTTP status answered; 0 when the request failed
+  status: number; // HTTP status answered; 0 while in flight or when the request failed
   ok: boolean;
+  done: boolean; // false while the request is in flight
   error: string | null;
   durationMs: number;
   signed: boolean;
@@ -457,6 +458,7 @@ export function createFakeKie(opts: { publicUrl: () => string; hmacKey?: string 
       url: t.callBackUrl,
       status: 0,
       ok: false,
+      done: false,
       error: null,
       durationMs: 0,
       signed: hmacKey !== null,
@@ -479,6 +481,7 @@ export function createFakeKie(opts: { publicUrl: () => string; hmacKey?: string 
       attempt.error = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
     }
     attempt.durationMs = Date.now() - started;
+    attempt.done = true;
     log(
       `callback task=${t.taskId} family=${t.family} n=${attempt.n} status=${attempt.status}${
         attempt.error ? ` error=${JSON.stringify(attempt.error)}` : ''

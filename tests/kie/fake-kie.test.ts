@@ -61,6 +61,28 @@ async function waitFor<T>(
   }
 }
 
+async function waitForAsync<T>(
+  fn: () => Promise<T | undefined | false>,
+  what: string,
+  timeoutMs = 5000,
+): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The fake's view of a task once all its callback attempts have their answer recorded. */
+async function settledTask(kie: FakeKieClient, taskId: string, attempts: number) {
+  return await waitForAsync(async () => {
+    const t = await kie.getTask(taskId);
+    return t.callbacks.length === attempts && t.callbacks.every((c) => c.done) && t;
+  }, `the callback answers of ${taskId}`);
+}
+
 const callbacksFor = (taskId: string) => received.filter((r) => extractTaskId(r.body) === taskId);
 
 beforeAll(async () => {
@@ -182,7 +204,7 @@ describe.each(KIE_FAMILIES.map((f) => [f]))('fake KIE server: %s', (family) => {
     expect(cb.headers['content-type']).toContain('application/json');
 
     const parsed = parseKieCallback(cb.body);
-    const task = await kie.getTask(taskId);
+    const task = await settledTask(kie, taskId, 1);
     expect(parsed).toEqual({
       taskId,
       family,
@@ -220,13 +242,16 @@ describe.each(KIE_FAMILIES.map((f) => [f]))('fake KIE server: %s', (family) => {
 
     expect(task.callbacks).toHaveLength(1);
     expect(task.callbacks[0]).toMatchObject({ status: 200, ok: true, signed: true });
+    // stdout reaches us asynchronously: wait for the line rather than race it
+    await waitFor(
+      () =>
+        fakeLog.some((l) =>
+          l.includes(`[FakeKIE] callback task=${taskId}`) && l.includes('status=200')
+        ),
+      'the callback log line',
+    );
     expect(fakeLog.some((l) => l.includes(`[FakeKIE] created task=${taskId} family=${family}`)))
       .toBe(true);
-    expect(
-      fakeLog.some((l) =>
-        l.includes(`[FakeKIE] callback task=${taskId}`) && l.includes('status=200')
-      ),
-    ).toBe(true);
   });
 
   it('fail: failure callback with the message; record-info says the same', async () => {
@@ -304,6 +329,8 @@ describe('fake KIE server: task behaviour', () => {
       parseKieCallback(callbacksFor(twice)[0].body),
     );
     expect(callbacksFor(never)).toHaveLength(0);
+    const twiceTask = await settledTask(kie, twice, 2);
+    expect(twiceTask.callbacks.map((c) => c.status)).toEqual([200, 200]);
     const mj = await client.recordInfo(never, 'mj');
     expect(mj).toMatchObject({ state: 'success', complete: true });
     expect(mj.resultUrls).toHaveLength(2);
@@ -322,8 +349,7 @@ describe('fake KIE server: task behaviour', () => {
       fake: { callbackDelayMs: 10 },
     });
     await waitFor(() => callbacksFor(taskId).length === 1, 'the callback');
-    await new Promise((r) => setTimeout(r, 50));
-    const task = await kie.getTask(taskId);
+    const task = await settledTask(kie, taskId, 1);
     expect(task.callbacks).toHaveLength(1);
     expect(task.callbacks[0]).toMatchObject({ status: 500, ok: false });
   });
@@ -403,9 +429,11 @@ describe('fake KIE server: asset modes', () => {
     expect((await fetch(url, { headers: { range: 'bytes=9999-' } })).status).toBe(416);
     const reqs = await kie.requests(taskId);
     expect(reqs.map((r) => [r.status, r.bytes])).toEqual([[206, 4], [206, 4], [416, 0]]);
-    expect(
-      fakeLog.some((l) => l.includes(`[FakeKIE] file task=${taskId} name=photo.png status=206`)),
-    ).toBe(true);
+    await waitFor(
+      () =>
+        fakeLog.some((l) => l.includes(`[FakeKIE] file task=${taskId} name=photo.png status=206`)),
+      'the file log line',
+    );
     // files of another task, or unknown names, are 404
     expect((await fetch(`${fakeUrl}/files/${taskId}/clip.mp4`)).status).toBe(404);
   });
