@@ -119,7 +119,7 @@ as $$
     from public.generations g
    where g.task_id is not null
      and g.status in ('pending', 'queued', 'generating')
-     and g.created_at < now() - p_min_age
+     and g.created_at <= now() - p_min_age
    order by g.created_at, g.id
    limit greatest(coalesce(p_limit, 50), 0)
 $$;
