@@ -1,0 +1,94 @@
+/**
+ * Photo previews: sniff, check byte and pixel caps from the header, decode straight to the
+ * preview size (see decode.ts), apply EXIF orientation, encode lossy WebP, thumbhash.
+ * Runs on JavaScript + WebAssembly only (the edge runtime's rules), in Deno and in Node.
+ */
+import { PreviewError, toPreviewError } from '../errors.ts';
+import { decodeToSize } from './decode.ts';
+import { finishPreview, type Rendered } from './encode.ts';
+import { readImageHeader } from './header.ts';
+import { fitInside, orient } from './resize.ts';
+import { sniff } from './sniff.ts';
+
+export type { Rendered } from './encode.ts';
+
+export type RenderOptions = {
+  /** Long side of the preview box, px (default 512). Never enlarges. */
+  maxSide?: number;
+  /** WebP quality 0..100 (default 80). */
+  quality?: number;
+  /** Pixel cap checked from the header before decoding (default 50 MP). */
+  maxPixels?: number;
+  /** Byte cap of the input (default 50 MB). */
+  maxBytes?: number;
+};
+
+export const RENDER_DEFAULTS = {
+  maxSide: 512,
+  quality: 80,
+  maxPixels: 50_000_000,
+  maxBytes: 50 * 1024 * 1024,
+} as const;
+
+/**
+ * Formats that need one full-size RGBA bitmap (WebP, GIF, interlaced PNG) get a lower cap so
+ * they stay inside 256 MB: 4 bytes per pixel in the decoder's heap plus one JS copy.
+ */
+export const FULL_DECODE_MAX_PIXELS = 24_000_000;
+
+export function resolveOptions(options: RenderOptions = {}) {
+  const o: { maxSide: number; quality: number; maxPixels: number; maxBytes: number } = { ...RENDER_DEFAULTS };
+  for (const k of Object.keys(RENDER_DEFAULTS) as (keyof RenderOptions)[]) {
+    const v = options[k];
+    if (v !== undefined) {
+      if (!Number.isFinite(v) || v <= 0) throw new PreviewError('INTERNAL', `Internal error: invalid render option ${k}=${v}`);
+      (o as any)[k] = v;
+    }
+  }
+  o.quality = Math.min(100, o.quality);
+  o.maxSide = Math.max(1, Math.round(o.maxSide));
+  return o;
+}
+
+export function checkBytes(bytes: Uint8Array, maxBytes: number): void {
+  if (bytes.length > maxBytes) {
+    throw new PreviewError('SOURCE_TOO_LARGE', `Source too large: ${bytes.length} bytes (limit ${maxBytes})`);
+  }
+}
+
+export async function renderPhotoPreview(bytes: Uint8Array, options?: RenderOptions): Promise<Rendered> {
+  try {
+    const o = resolveOptions(options);
+    const up = await renderPhotoBitmap(bytes, o);
+    return await finishPreview(up.data, up.width, up.height, o.quality);
+  } catch (err) {
+    throw toPreviewError(err);
+  }
+}
+
+/** The upright, preview-sized RGBA bitmap of a photo (before WebP encoding). */
+export async function renderPhotoBitmap(
+  bytes: Uint8Array,
+  o: ReturnType<typeof resolveOptions>,
+): Promise<{ data: Uint8ClampedArray; width: number; height: number }> {
+  {
+    checkBytes(bytes, o.maxBytes);
+    const s = sniff(bytes);
+    if (s.kind !== 'image') {
+      throw new PreviewError('UNSUPPORTED_FORMAT', `Unsupported format: ${s.format} is a video, not a photo`);
+    }
+    const header = readImageHeader(bytes, s.format);
+    const pixels = header.width * header.height;
+    const fullDecode = s.format === 'webp' || s.format === 'gif' || (s.format === 'png' && header.interlaced);
+    const cap = fullDecode ? Math.min(o.maxPixels, FULL_DECODE_MAX_PIXELS) : o.maxPixels;
+    if (pixels > cap) {
+      throw new PreviewError(
+        'TOO_MANY_PIXELS',
+        `Too many pixels: ${header.width}x${header.height} (${pixels} > ${cap})`,
+      );
+    }
+    const box = fitInside(header.width, header.height, o.maxSide);
+    const rgba = await decodeToSize(bytes, s.format, header, box.width, box.height);
+    return orient(rgba, box.width, box.height, header.orientation);
+  }
+}

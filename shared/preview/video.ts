@@ -1,0 +1,201 @@
+/**
+ * Video posters with ffmpeg.wasm (see ffmpeg.ts for how the core is loaded and reused).
+ *
+ * One ffmpeg run decodes from the start, takes a sample every SAMPLE_STEP seconds, scales it
+ * to the preview box (area filter, rotation metadata applied by ffmpeg's autorotate) and
+ * prints its luma statistics. The log reaches JS synchronously, so the choice is made while
+ * ffmpeg runs, and ffmpeg is stopped (its own timeout hook) as soon as a sample is both not
+ * black/uniform and stable (the next sample's mean luma is close: the fade-in is over). That
+ * bounds decoding to a little past the fade. If no sample qualifies within MAX_WINDOW seconds,
+ * the best sample wins. Non-reference frames and the deblocking filter are skipped while
+ * decoding (the chosen frame is a reference frame; at a 3-4x downscale the difference is not
+ * visible, SSIM in bench/RESULTS.md), which roughly halves the CPU cost.
+ */
+import { PreviewError, toPreviewError } from '../errors.ts';
+import { finishPreview, type Rendered } from './encode.ts';
+import { runFfmpeg, withCore, WORK_DIR, type FFmpegCore } from './ffmpeg.ts';
+import { checkBytes, renderPhotoBitmap, resolveOptions, type RenderOptions } from './photo.ts';
+import { sniff } from './sniff.ts';
+
+export type { Rendered } from './encode.ts';
+
+export type PosterOptions = RenderOptions & {
+  /** Supplies the ffmpeg core's wasm (~31 MB) on first use in this isolate. */
+  loadCoreWasm?: () => Promise<Uint8Array | ArrayBuffer>;
+  /** A cover image from the provider (Runway image_url, Veo imageUrls): used if not black. */
+  coverImage?: Uint8Array;
+};
+
+/** Seconds between samples. */
+export const SAMPLE_STEP = 0.2;
+/** Decode at most this many seconds from the start. */
+export const MAX_WINDOW = 3;
+
+export type FrameStats = { mean: number; contrast: number };
+
+/** Luma statistics of an RGBA bitmap (BT.601, full range 0..255): mean and p90 - p10. */
+export function lumaStats(rgba: Uint8ClampedArray | Uint8Array): FrameStats {
+  const hist = new Uint32Array(256);
+  let sum = 0;
+  const n = rgba.length >> 2;
+  for (let i = 0; i < rgba.length; i += 4) {
+    const a = rgba[i + 3] / 255;
+    const y = (0.299 * rgba[i] + 0.587 * rgba[i + 1] + 0.114 * rgba[i + 2]) * a;
+    sum += y;
+    hist[y | 0]++;
+  }
+  const pct = (p: number) => {
+    let acc = 0;
+    for (let v = 0; v < 256; v++) if ((acc += hist[v]) >= p * n) return v;
+    return 255;
+  };
+  return { mean: n ? sum / n : 0, contrast: pct(0.9) - pct(0.1) };
+}
+
+/** Not black and not nearly uniform (full-range luma). */
+export function hasContent(s: FrameStats): boolean {
+  return s.mean >= 28 && s.contrast >= 16;
+}
+
+const score = (s: FrameStats) => (hasContent(s) ? 1000 : 0) + s.mean + 2 * s.contrast;
+
+export async function extractPoster(bytes: Uint8Array, options?: PosterOptions): Promise<Rendered> {
+  try {
+    const o = resolveOptions(options);
+    checkBytes(bytes, o.maxBytes);
+    if (options?.coverImage && options.coverImage.length > 0) {
+      const cover = await tryCover(options.coverImage, o);
+      if (cover) return cover;
+    }
+    const s = sniff(bytes);
+    if (s.kind !== 'video') {
+      throw new PreviewError('UNSUPPORTED_FORMAT', `Unsupported format: ${s.format} is not a video`);
+    }
+    const frame = await withCore(options?.loadCoreWasm, (core) => pickFrame(core, bytes, s.format, o));
+    if (frame.width * frame.height > o.maxPixels) {
+      throw new PreviewError('TOO_MANY_PIXELS', `Too many pixels: ${frame.width}x${frame.height}`);
+    }
+    return await finishPreview(frame.data, frame.width, frame.height, o.quality);
+  } catch (err) {
+    throw toPreviewError(err);
+  }
+}
+
+async function tryCover(cover: Uint8Array, o: ReturnType<typeof resolveOptions>): Promise<Rendered | null> {
+  try {
+    const bmp = await renderPhotoBitmap(cover, o);
+    if (!hasContent(lumaStats(bmp.data))) return null;
+    return await finishPreview(bmp.data, bmp.width, bmp.height, o.quality);
+  } catch {
+    return null; // a bad cover never fails the poster: ffmpeg is the path for every video
+  }
+}
+
+type Frame = { data: Uint8ClampedArray; width: number; height: number; time: number };
+
+function pickFrame(
+  core: FFmpegCore,
+  bytes: Uint8Array,
+  format: string,
+  o: ReturnType<typeof resolveOptions>,
+): Frame {
+  const FS = core.FS;
+  FS.mkdir(WORK_DIR);
+  const input = `${WORK_DIR}/in.${format}`;
+  FS.writeFile(input, bytes);
+  const box = o.maxSide;
+  const vf = [
+    `select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,${SAMPLE_STEP - 0.01})'`,
+    `scale='min(${box},iw)':'min(${box},ih)':force_original_aspect_ratio=decrease:flags=area`,
+    'format=rgba',
+  ].join(',');
+
+  const stats: FrameStats[] = [];
+  let chosen = -1;
+  let written = 0; // samples whose statistics are known
+  let shown = 0; // samples that passed showinfo (the last one may not be written yet)
+  const sampleFile = (i: number) => `${WORK_DIR}/f${String(i + 1).padStart(4, '0')}.pam`;
+  // showinfo logs each sample (synchronously, through the logger) just before it is encoded,
+  // so when sample n is logged, samples < n are on the in-memory file system.
+  const onSample = () => {
+    shown++;
+    while (chosen < 0 && written < shown - 1) {
+      stats[written] = lumaStats(readPam(FS.readFile(sampleFile(written))).data);
+      written++;
+      const k = written - 2; // judge sample k once sample k+1 is known
+      if (k >= 0 && isChosen(stats, k)) {
+        chosen = k;
+        core.setTimeout(0); // ffmpeg stops at its next timeout check
+      }
+    }
+  };
+  const log: string[] = [];
+  core.setLogger((m) => {
+    if (m.message.includes('Parsed_showinfo') && /\bn:\s*\d+/.test(m.message)) {
+      try {
+        onSample();
+      } catch {
+        // a sample that cannot be read is simply not a candidate
+      }
+    } else if (log.length < 200) log.push(m.message);
+  });
+  core.reset();
+  const code = core.exec(
+    '-nostats', '-loglevel', 'info',
+    '-skip_frame', 'noref', '-skip_loop_filter', 'all',
+    '-t', String(MAX_WINDOW),
+    '-i', input,
+    '-map', '0:v:0', '-an', '-sn', '-dn',
+    '-vf', `${vf},showinfo=checksum=0`, '-fps_mode', 'vfr',
+    '-c:v', 'pam', '-f', 'image2', `${WORK_DIR}/f%04d.pam`,
+  );
+  core.setLogger(() => {});
+  // account for everything written (the last sample has no successor)
+  const files = (FS.readdir(WORK_DIR) as string[]).filter((n) => n.endsWith('.pam')).sort();
+  while (written < files.length) {
+    try {
+      stats[written] = lumaStats(readPam(FS.readFile(sampleFile(written))).data);
+    } catch {
+      break;
+    }
+    written++;
+  }
+  if (written === 0) {
+    const reason = log.filter((l) => /error|invalid|not found|no such|does not contain/i.test(l)).slice(-2).join('; ');
+    throw new PreviewError('NO_VIDEO_FRAME', `No video frame: ffmpeg exit ${code}${reason ? `: ${reason}` : ''}`);
+  }
+  if (chosen < 0) {
+    for (let k = 0; k < written; k++) if (isChosen(stats, k)) { chosen = k; break; }
+  }
+  if (chosen < 0) {
+    chosen = 0;
+    for (let k = 1; k < written; k++) if (score(stats[k]) > score(stats[chosen])) chosen = k;
+  }
+  const pam = readPam(FS.readFile(sampleFile(chosen)));
+  return { ...pam, time: chosen * SAMPLE_STEP };
+}
+
+/** Sample k has content and the picture has settled (next sample's mean luma is close). */
+function isChosen(stats: FrameStats[], k: number): boolean {
+  const s = stats[k];
+  if (!s || !hasContent(s)) return false;
+  const next = stats[k + 1];
+  if (!next) return false;
+  return Math.abs(next.mean - s.mean) <= Math.max(4, 0.08 * s.mean);
+}
+
+/** Parse a PAM (P7, RGB_ALPHA) file written by ffmpeg. */
+function readPam(bytes: Uint8Array): { data: Uint8ClampedArray; width: number; height: number } {
+  let i = 0;
+  let header = '';
+  while (i < bytes.length && !header.endsWith('ENDHDR\n')) header += String.fromCharCode(bytes[i++]);
+  const w = Number(/WIDTH (\d+)/.exec(header)?.[1]);
+  const h = Number(/HEIGHT (\d+)/.exec(header)?.[1]);
+  const depth = Number(/DEPTH (\d+)/.exec(header)?.[1]);
+  if (!w || !h || depth !== 4 || bytes.length - i < w * h * 4) {
+    throw new PreviewError('NO_VIDEO_FRAME', 'No video frame: unreadable frame from ffmpeg');
+  }
+  return { data: new Uint8ClampedArray(bytes.buffer, bytes.byteOffset + i, w * h * 4).slice(), width: w, height: h };
+}
+
+export { runFfmpeg };

@@ -1,0 +1,124 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { renderPhotoPreview } from '../../shared/preview/photo.ts';
+import { encodePhoto, photoPng, read } from '../fixtures/media.ts';
+import { areaReference, rgba, ssim } from '../fixtures/quality.ts';
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'render-photo-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function golden(input: Uint8Array, maxSide = 512) {
+  const ours = await renderPhotoPreview(input, { maxSide, quality: 80 });
+  const oursPx = await rgba(ours.webp);
+  expect(oursPx.width).toBe(ours.width);
+  expect(oursPx.height).toBe(ours.height);
+  expect(Math.max(ours.width, ours.height)).toBe(maxSide);
+  const sharpWebp = await sharp(input, { limitInputPixels: false, animated: false })
+    .resize(maxSide, maxSide, { fit: 'inside', withoutEnlargement: true })
+    .webp({ quality: 80 })
+    .toBuffer();
+  const sharpPx = await rgba(new Uint8Array(sharpWebp));
+  expect([sharpPx.width, sharpPx.height]).toEqual([ours.width, ours.height]);
+  const ref = areaReference(await rgba(input), ours.width, ours.height);
+  const sOurs = ssim(oursPx.data, ref, ours.width, ours.height);
+  const sSharp = ssim(sharpPx.data, ref, ours.width, ours.height);
+  console.log(`ssim ours=${sOurs.toFixed(4)} sharp=${sSharp.toFixed(4)} ${ours.width}x${ours.height} ${ours.webp.length}B`);
+  return { ours, sOurs, sSharp };
+}
+
+describe('renderPhotoPreview golden (SSIM vs an area-average reference, sharp as anchor)', () => {
+  const cases: [string, 'jpeg' | 'png' | 'webp' | 'gif', number, number, { alpha?: boolean }][] = [
+    ['JPEG 2048²', 'jpeg', 2048, 2048, {}],
+    ['JPEG 1536×2752 portrait', 'jpeg', 1536, 2752, {}],
+    ['JPEG 1000×700 (non-integer DCT ratio)', 'jpeg', 1000, 700, {}],
+    ['PNG 2048²', 'png', 2048, 2048, {}],
+    ['PNG 1200×900 with alpha', 'png', 1200, 900, { alpha: true }],
+    ['WebP 2048²', 'webp', 2048, 2048, {}],
+    ['WebP 1000×1000 with alpha', 'webp', 1000, 1000, { alpha: true }],
+    ['GIF 800×600', 'gif', 800, 600, {}],
+  ];
+  for (const [name, format, w, h, opts] of cases) {
+    it(name, async () => {
+      const src = photoPng(dir, w, h, opts);
+      const file = await encodePhoto(src, format, join(dir, `${w}x${h}${opts.alpha ? 'a' : ''}.${format}`));
+      const { ours, sOurs, sSharp } = await golden(read(file));
+      expect(ours.thumbhash).toMatch(/^[A-Za-z0-9+/]+=*$/);
+      expect(ours.webp.length).toBeGreaterThan(100);
+      expect(sOurs, `ours ${sOurs.toFixed(4)} sharp ${sSharp.toFixed(4)}`).toBeGreaterThanOrEqual(sSharp - 0.01);
+      if (opts.alpha) {
+        const px = await rgba(ours.webp);
+        let transparent = 0;
+        for (let i = 3; i < px.data.length; i += 4) if (px.data[i] < 128) transparent++;
+        expect(transparent).toBeGreaterThan(0.1 * px.width * px.height);
+      }
+    });
+  }
+
+  it('never enlarges a small image', async () => {
+    const src = photoPng(dir, 300, 200);
+    const r = await renderPhotoPreview(read(await encodePhoto(src, 'png', join(dir, 'small.png'))));
+    expect([r.width, r.height]).toEqual([300, 200]);
+  });
+
+  it('honours maxSide and quality', async () => {
+    const src = photoPng(dir, 1000, 700);
+    const input = read(await encodePhoto(src, 'jpeg', join(dir, 'q.jpeg')));
+    const small = await renderPhotoPreview(input, { maxSide: 200, quality: 30 });
+    const big = await renderPhotoPreview(input, { maxSide: 200, quality: 95 });
+    expect([small.width, small.height]).toEqual([200, 140]);
+    expect(big.webp.length).toBeGreaterThan(small.webp.length);
+  });
+});
+
+describe('PNG variants through the streaming decoder', () => {
+  const variants: [string, string[]][] = [
+    ['palette', ['-pix_fmt', 'pal8']],
+    ['gray', ['-pix_fmt', 'gray']],
+    ['gray+alpha', ['-pix_fmt', 'ya8']],
+    ['16-bit RGB', ['-pix_fmt', 'rgb48be']],
+    ['16-bit RGBA', ['-pix_fmt', 'rgba64be']],
+    ['interlaced (imagescript decoder)', ['-pix_fmt', 'rgb24', '-pred', 'mixed']],
+  ];
+  for (const [name, args] of variants) {
+    it(name, async () => {
+      const src = photoPng(dir, 900, 600);
+      const out = join(dir, `var-${name.replace(/\W+/g, '_')}.png`);
+      const { ffmpeg } = await import('../fixtures/media.ts');
+      if (name.startsWith('interlaced')) {
+        await sharp(src).png({ progressive: true }).toFile(out);
+      } else {
+        ffmpeg(['-i', src, ...args, out]);
+      }
+      const input = read(out);
+      const { ours, sOurs, sSharp } = await golden(input);
+      expect([ours.width, ours.height]).toEqual([512, 341]);
+      expect(sOurs, `ours ${sOurs.toFixed(4)} sharp ${sSharp.toFixed(4)}`).toBeGreaterThanOrEqual(sSharp - 0.01);
+    });
+  }
+});
+
+describe('EXIF orientation', () => {
+  for (let o = 1; o <= 8; o++) {
+    it(`orientation ${o} comes out upright`, async () => {
+      // an asymmetric picture: sharp writes the tag without touching the pixels
+      const src = photoPng(dir, 640, 400, { seed: 3 });
+      const file = await encodePhoto(src, 'jpeg', join(dir, `orient${o}.jpeg`), { orientation: o });
+      const input = read(file);
+      const meta = await sharp(input).metadata();
+      expect(meta.orientation).toBe(o);
+      const ours = await renderPhotoPreview(input, { maxSide: 256 });
+      const upright = await sharp(input).rotate().resize(256, 256, { fit: 'inside' }).raw().ensureAlpha()
+        .toBuffer({ resolveWithObject: true });
+      expect([ours.width, ours.height]).toEqual([upright.info.width, upright.info.height]);
+      const px = await rgba(ours.webp);
+      const s = ssim(px.data, new Uint8Array(upright.data), ours.width, ours.height);
+      expect(s).toBeGreaterThan(0.85);
+    });
+  }
+});
