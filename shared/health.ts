@@ -10,7 +10,7 @@ export async function handleHealth(req: Request): Promise<Response> {
   const checks: Record<string, unknown> = {};
   let ok = true;
   try {
-    const stats = await getSql()`select type, preview_status, count, oldest_waiting_seconds from public.preview_stats`;
+    const stats = await getSql()`select type, preview_status, total, extract(epoch from oldest_waiting_age)::int as oldest_waiting_seconds, failures_by_code from public.preview_stats`;
     checks.database = { ok: true };
     checks.queue = stats;
   } catch (err) {

@@ -51,7 +51,9 @@ export async function syncKieTask(
       return { taskId, found: true, generationId: gen.id, status: gen.status, previewStatus: gen.preview_status, changed: false, note: 'incomplete result and no KIE client' };
     }
     try {
-      result = await deps.kie.recordInfo(taskId, result?.family ?? familyForModel(gen.model));
+      // The row's model names the family; an unrecognised callback shape would default to market.
+      const family = gen.model ? familyForModel(gen.model) : result?.family ?? 'market';
+      result = await deps.kie.recordInfo(taskId, family);
       log.info('[KIE]', 'record-info', { taskId, state: result.state, results: result.resultUrls.length });
     } catch (err) {
       log.error('[KIE]', `record-info failed for ${taskId}: ${err instanceof Error ? err.message : err}`);
