@@ -1,0 +1,37 @@
+/**
+ * The platform's side of a generation, as the tests drive it: the platform creates a KIE
+ * task with our callback URL, stores the row (status pending, task_id), and KIE later calls
+ * back. The fake task is held pending until the row exists, then released.
+ */
+import type { KieFamily } from '../../shared/kie.ts';
+import type { FakeKieBehaviour } from '../../scripts/local/fake-kie-client.ts';
+import { callbackUrl, insertGeneration, kie } from './stack.ts';
+
+export const MODELS: Record<KieFamily, string> = {
+  market: 'google/nano-banana',
+  '4o': 'gpt4o-image',
+  'flux-kontext': 'flux-kontext-pro',
+  mj: 'mj-v7',
+  veo: 'veo3_fast',
+  runway: 'runway-gen4',
+};
+
+export async function startGeneration(o: {
+  userId: string;
+  type: 'photo' | 'video';
+  family?: KieFamily;
+  fixture: string;
+  fake?: FakeKieBehaviour;
+  createdAt?: Date;
+}): Promise<{ id: string; taskId: string }> {
+  const family = o.family ?? 'market';
+  const taskId = await kie.createTask(family, {
+    model: MODELS[family],
+    callBackUrl: callbackUrl(),
+    fixture: o.fixture,
+    fake: { ...o.fake, stayPending: true },
+  });
+  const id = await insertGeneration({ userId: o.userId, type: o.type, taskId, model: MODELS[family], createdAt: o.createdAt });
+  if (!o.fake?.stayPending) await kie.setTask(taskId, { stayPending: false });
+  return { id, taskId };
+}
