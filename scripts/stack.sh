@@ -10,7 +10,8 @@
 # `supabase status`. State, logs and stored objects live in $STACK_DIR (.local/dev).
 #
 # Env: STACK_DIR (.local/dev), API_PORT (54321), DB_PORT (54322), KIE_PORT (54340),
-#      plus EDGE_* limits passed to the gateway.
+#      plus EDGE_* limits passed to the gateway, and PREVIEW_DOWNLOAD_TIMEOUT_MS /
+#      PREVIEW_MAX_SOURCE_BYTES written to functions.env when set (npm test sets them).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -52,6 +53,8 @@ KIE_API_BASE_URL=$KIE_URL
 KIE_CALLBACK_SECRET=$CALLBACK_SECRET
 PREVIEW_ALLOWED_PRIVATE_HOSTS=127.0.0.1:$KIE_PORT
 ${KIE_WEBHOOK_HMAC_KEY:+KIE_WEBHOOK_HMAC_KEY=$KIE_WEBHOOK_HMAC_KEY}
+${PREVIEW_DOWNLOAD_TIMEOUT_MS:+PREVIEW_DOWNLOAD_TIMEOUT_MS=$PREVIEW_DOWNLOAD_TIMEOUT_MS}
+${PREVIEW_MAX_SOURCE_BYTES:+PREVIEW_MAX_SOURCE_BYTES=$PREVIEW_MAX_SOURCE_BYTES}
 ENV
   cat >"$STACK_DIR/stack.env" <<ENV
 API_URL=$API_URL

@@ -62,6 +62,8 @@ class Isolate {
   port = 0;
   busy = false;
   dead = false;
+  /** The request this isolate is serving (until its background work settles): for /_local/isolates. */
+  current: { requestId: string; body: string; since: number } | null = null;
   bootError: string | null = null;
   readonly ready: Promise<void>;
   private settled = new Map<string, () => void>();
@@ -173,6 +175,20 @@ export class FunctionsRunner {
     return Math.round(this.baselineKb / 1024);
   }
 
+  /** Every live isolate with the request it serves (tests find and kill the one doing their work). */
+  isolates(): { fn: string; pid: number; busy: boolean; requestId: string | null; body: string | null; sinceMs: number | null }[] {
+    return [...this.pools.entries()].flatMap(([fn, pool]) =>
+      pool.filter((i) => !i.dead).map((i) => ({
+        fn,
+        pid: i.pid,
+        busy: i.busy,
+        requestId: i.current?.requestId ?? null,
+        body: i.current?.body ?? null,
+        sinceMs: i.current ? Math.round(performance.now() - i.current.since) : null,
+      }))
+    );
+  }
+
   has(name: string): boolean {
     return this.specs.has(name);
   }
@@ -225,6 +241,7 @@ export class FunctionsRunner {
 
   private release(iso: Isolate) {
     iso.busy = false;
+    iso.current = null;
     this.wake(iso.spec.name);
   }
 
@@ -265,6 +282,7 @@ export class FunctionsRunner {
       const headers = new Headers(req.headers);
       headers.set('x-fnhost-request-id', requestId);
       const body = req.body ? await req.arrayBuffer() : undefined;
+      iso.current = { requestId, body: body ? new TextDecoder().decode(body.slice(0, 2048)) : '', since: performance.now() };
       const upstream = await fetch(target, {
         method: req.method,
         headers,

@@ -5,6 +5,8 @@
  *   /storage/v1/…         the Storage REST API (storage-api.ts)
  *   /auth/v1/…            a minimal Auth API (auth-api.ts)
  *   /library              the example library page (library.html)
+ *   /_local/faults        (service key) injected storage upload failures
+ *   /_local/isolates      (service key) live function isolates: pid, busy, the request body
  * and, in the background, the pg_net stand-in (net-worker.ts).
  *
  * Environment (read in main only): STACK_DIR, GATEWAY_PORT, DB_URL, FUNCTIONS_ENV_FILE,
@@ -164,6 +166,11 @@ async function main() {
       faults.failUploads = (body.failUploads ?? []).map((f: { pattern: string; times: number }) => ({ pattern: f.pattern, remaining: f.times }));
       log(`[Gateway] faults set ${JSON.stringify(body)}`);
       return Response.json({ ok: true });
+    }
+    if (path === '/_local/isolates' && req.method === 'GET') {
+      const claims = await identify(req.headers);
+      if (claims?.role !== 'service_role') return Response.json({ message: 'service role only' }, { status: 403 });
+      return Response.json({ isolates: runner.isolates() });
     }
     if (path === '/_local/status') {
       return Response.json({ status: 'ok', functions: specs.map((s) => s.name), baselineMb: runner.baselineMb });
