@@ -1,0 +1,297 @@
+/**
+ * The preview backfill: walks old `success` photo/video rows without a ready preview, oldest
+ * first, by keyset pagination over `public.backfill_candidates` (never OFFSET, never a
+ * self-enqueuing chain), and sends each through `generate-preview?wait=1`, so the same claim,
+ * render and fencing apply as for new generations. At most `concurrency` requests run at once.
+ *
+ * Safe to interrupt and rerun: nothing is remembered between runs, the database is the
+ * state. Two runs at once race only at the claim, where one caller wins and the other gets
+ * `skipped`, so every object is written once.
+ *
+ * This module reads no environment: the CLI (scripts/backfill-previews.ts) builds the target
+ * and passes it in.
+ */
+import type postgres from 'postgres';
+
+export type BackfillType = 'photo' | 'video';
+
+export type BackfillOptions = {
+  /** At most this many items in this run (undefined: all). */
+  limit?: number;
+  /** Requests in flight at once. */
+  concurrency: number;
+  type?: BackfillType;
+  /** Also take terminal/waiting `failed` rows (reset to `none` first, then claimed). */
+  retryFailed?: boolean;
+  /** Only rows created at or after this instant. */
+  since?: Date;
+  /** Only rows created before this instant (the walk stops there). */
+  until?: Date;
+  /** List what would be queued; change nothing. */
+  dryRun?: boolean;
+  /** Rows per keyset page. */
+  pageSize?: number;
+};
+
+export type Candidate = {
+  id: string;
+  user_id: string;
+  type: BackfillType;
+  created_at: Date;
+  preview_status: string;
+};
+
+export type ItemResult = 'ready' | 'failed' | 'retry' | 'skipped' | 'fenced' | 'error' | 'listed';
+
+export type ItemOutcome = {
+  id: string;
+  type: BackfillType;
+  result: ItemResult;
+  path?: string;
+  code?: string;
+  error?: string;
+  ms: number;
+};
+
+export type Progress = {
+  queued: number;
+  done: number;
+  failed: number;
+  skipped: number;
+  inFlight: number;
+  /** Candidates known in advance (for the ETA); null when unknown. */
+  total: number | null;
+  startedAt: number;
+};
+
+export type BackfillEvents = {
+  onQueued?(c: Candidate): void;
+  onWorkerLimit?(c: Candidate, message: string): void;
+  onResult?(o: ItemOutcome, p: Progress): void;
+};
+
+export type BackfillTarget = {
+  sql: postgres.Sql;
+  /** Calls generate-preview?wait=1 for one id and returns its outcome. */
+  generatePreview(id: string): Promise<{ result: string; path?: string; code?: string; error?: string }>;
+  /** Resets a failed row to `none` (retry-failed); false when it was no longer failed. */
+  resetForRetry(id: string): Promise<boolean>;
+  /**
+   * After a WORKER_LIMIT: waits until the row is no longer held by the killed worker, then
+   * returns `retry()`'s outcome (or `ready` when the sweep finished it meanwhile).
+   */
+  afterLease?(id: string, retry: () => ReturnType<BackfillTarget['generatePreview']>): ReturnType<BackfillTarget['generatePreview']>;
+};
+
+/** generate-preview answered 546: the runtime stopped the worker (CPU, memory or wall clock). */
+export class WorkerLimitError extends Error {}
+
+export type BackfillSummary = {
+  candidates: number;
+  ready: number;
+  failed: number;
+  retry: number;
+  skipped: number;
+  errors: number;
+  listed: number;
+  byType: Record<BackfillType, { ready: number; failed: number; skipped: number; listed: number }>;
+  seconds: number;
+  perSecond: number;
+  outcomes: ItemOutcome[];
+};
+
+const NO_LIMIT = 2_147_483_647;
+
+/** One keyset page of candidates after the (created_at, id) cursor. */
+export async function candidatePage(
+  sql: postgres.Sql,
+  after: { createdAt: Date; id: string } | null,
+  pageSize: number,
+  o: Pick<BackfillOptions, 'type' | 'retryFailed' | 'since'>,
+): Promise<Candidate[]> {
+  return await sql<Candidate[]>`
+    select id, user_id, type, created_at, preview_status
+      from public.backfill_candidates(
+        ${after?.createdAt ?? null}::timestamptz, ${after?.id ?? null}::uuid, ${pageSize}::int,
+        ${o.type ?? null}::text, ${o.retryFailed ?? false}::boolean, ${o.since ?? null}::timestamptz)`;
+}
+
+/** Every candidate, oldest first, fetched a page at a time; stops at `limit` and `until`. */
+export async function* walkCandidates(sql: postgres.Sql, o: BackfillOptions): AsyncGenerator<Candidate> {
+  const pageSize = Math.max(1, o.pageSize ?? 100);
+  let remaining = o.limit ?? Infinity;
+  let after: { createdAt: Date; id: string } | null = null;
+  while (remaining > 0) {
+    const want = Math.min(pageSize, remaining);
+    const page = await candidatePage(sql, after, want, o);
+    for (const c of page) {
+      if (o.until && c.created_at >= o.until) return;
+      yield c;
+      if (--remaining <= 0) return;
+    }
+    if (page.length < want) return;
+    const last = page[page.length - 1];
+    after = { createdAt: last.created_at, id: last.id };
+  }
+}
+
+/** How many candidates a run would see (for the progress bar's ETA). */
+export async function countCandidates(sql: postgres.Sql, o: BackfillOptions): Promise<number> {
+  const [row] = await sql<{ n: number }[]>`
+    select count(*)::int as n
+      from public.backfill_candidates(null, null, ${o.limit ?? NO_LIMIT}::int, ${o.type ?? null}::text,
+        ${o.retryFailed ?? false}::boolean, ${o.since ?? null}::timestamptz) c
+     where ${o.until ?? null}::timestamptz is null or c.created_at < ${o.until ?? null}::timestamptz`;
+  return row.n;
+}
+
+/**
+ * Runs `worker` over `items` with at most `concurrency` calls in flight; pulls from the
+ * iterator only when a slot is free (so a huge walk never loads more than a page ahead).
+ */
+export async function runPool<T>(
+  items: AsyncIterable<T>,
+  concurrency: number,
+  worker: (item: T) => Promise<void>,
+): Promise<void> {
+  const it = items[Symbol.asyncIterator]();
+  let pulling: Promise<IteratorResult<T>> | null = null;
+  // One pull at a time: async generators are not safe to call next() on concurrently.
+  const next = async (): Promise<IteratorResult<T>> => {
+    while (pulling) await pulling.catch(() => {});
+    pulling = it.next();
+    try {
+      return await pulling;
+    } finally {
+      pulling = null;
+    }
+  };
+  const lane = async () => {
+    for (;;) {
+      const r = await next();
+      if (r.done) return;
+      await worker(r.value);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, lane));
+}
+
+export function queueLine(c: Pick<Candidate, 'id' | 'type'>): string {
+  return c.type === 'video' ? `🎬 Queuing video poster for ${c.id}` : `📸 Queuing photo preview for ${c.id}`;
+}
+
+function emptySummary(): BackfillSummary {
+  const t = () => ({ ready: 0, failed: 0, skipped: 0, listed: 0 });
+  return {
+    candidates: 0, ready: 0, failed: 0, retry: 0, skipped: 0, errors: 0, listed: 0,
+    byType: { photo: t(), video: t() }, seconds: 0, perSecond: 0, outcomes: [],
+  };
+}
+
+export async function runBackfill(target: BackfillTarget, o: BackfillOptions, events: BackfillEvents = {}): Promise<BackfillSummary> {
+  const summary = emptySummary();
+  const progress: Progress = {
+    queued: 0, done: 0, failed: 0, skipped: 0, inFlight: 0, total: null, startedAt: performance.now(),
+  };
+  progress.total = await countCandidates(target.sql, o).catch(() => null);
+
+  const record = (out: ItemOutcome) => {
+    summary.outcomes.push(out);
+    const t = summary.byType[out.type] ?? (summary.byType[out.type] = { ready: 0, failed: 0, skipped: 0, listed: 0 });
+    switch (out.result) {
+      case 'ready': summary.ready++; t.ready++; progress.done++; break;
+      case 'skipped': case 'fenced': summary.skipped++; t.skipped++; progress.skipped++; break;
+      case 'listed': summary.listed++; t.listed++; progress.done++; break;
+      case 'retry': summary.retry++; t.failed++; progress.failed++; break;
+      case 'error': summary.errors++; t.failed++; progress.failed++; break;
+      default: summary.failed++; t.failed++; progress.failed++;
+    }
+    events.onResult?.(out, progress);
+  };
+
+  await runPool(walkCandidates(target.sql, o), o.concurrency, async (c) => {
+    summary.candidates++;
+    progress.queued++;
+    events.onQueued?.(c);
+    const started = performance.now();
+    if (o.dryRun) {
+      record({ id: c.id, type: c.type, result: 'listed', ms: 0 });
+      return;
+    }
+    progress.inFlight++;
+    try {
+      if (c.preview_status === 'failed' && o.retryFailed) await target.resetForRetry(c.id);
+      let r: Awaited<ReturnType<BackfillTarget['generatePreview']>>;
+      try {
+        r = await target.generatePreview(c.id);
+      } catch (err) {
+        // A worker stopped by the runtime leaves its claim until the lease lapses: wait for
+        // that (or for the sweep to finish the row) and try once more, within this run.
+        if (!(err instanceof WorkerLimitError) || !target.afterLease) throw err;
+        events.onWorkerLimit?.(c, err.message);
+        r = await target.afterLease(c.id, () => target.generatePreview(c.id));
+      }
+      const result = (['ready', 'failed', 'retry', 'skipped', 'fenced'].includes(r.result) ? r.result : 'error') as ItemResult;
+      record({ id: c.id, type: c.type, result, path: r.path, code: r.code, error: r.error, ms: Math.round(performance.now() - started) });
+    } catch (err) {
+      record({ id: c.id, type: c.type, result: 'error', error: err instanceof Error ? err.message : String(err), ms: Math.round(performance.now() - started) });
+    } finally {
+      progress.inFlight--;
+    }
+  });
+
+  summary.seconds = (performance.now() - progress.startedAt) / 1000;
+  const processed = summary.ready + summary.failed + summary.retry + summary.errors;
+  summary.perSecond = summary.seconds > 0 ? processed / summary.seconds : 0;
+  return summary;
+}
+
+/** A target that reaches generate-preview over HTTP with a service key. */
+export function httpTarget(o: { sql: postgres.Sql; supabaseUrl: string; serviceKey: string; fetch?: typeof fetch; leaseWaitMs?: number }): BackfillTarget {
+  const doFetch = o.fetch ?? fetch;
+  const base = o.supabaseUrl.replace(/\/+$/, '');
+  const headers: Record<string, string> = { 'content-type': 'application/json', apikey: o.serviceKey };
+  // New opaque keys go in `apikey` only; legacy JWT keys also as the bearer token.
+  if (!o.serviceKey.startsWith('sb_')) headers.authorization = `Bearer ${o.serviceKey}`;
+  return {
+    sql: o.sql,
+    async generatePreview(id) {
+      const res = await doFetch(`${base}/functions/v1/generate-preview?wait=1`, {
+        method: 'POST', headers, body: JSON.stringify({ generationId: id }),
+      });
+      const text = await res.text();
+      if (res.status === 546) {
+        // The worker was stopped mid-render: the row stays `processing` until its lease
+        // expires, then the pg_cron sweep dispatches it again.
+        throw new WorkerLimitError(`generate-preview hit the edge runtime's WORKER_LIMIT: ${text.slice(0, 160)}`);
+      }
+      if (!res.ok) throw new Error(`generate-preview answered ${res.status}: ${text.slice(0, 200)}`);
+      const body = JSON.parse(text) as { results?: { generationId: string; result: string; path?: string; code?: string; error?: string }[] };
+      const r = body.results?.find((x) => x.generationId === id);
+      if (!r) throw new Error(`generate-preview gave no result for ${id}`);
+      return r;
+    },
+    async afterLease(id, retry) {
+      const deadline = Date.now() + (o.leaseWaitMs ?? 180_000);
+      for (;;) {
+        const [row] = await o.sql<{ preview_status: string; preview_path: string | null; poster_path: string | null; leased: boolean }[]>`
+          select preview_status, preview_path, poster_path,
+                 (preview_status = 'processing' and preview_started_at + public.preview_lease() >= now()) as leased
+            from public.generations where id = ${id}::uuid`;
+        if (!row) return { result: 'skipped' };
+        if (row.preview_status === 'ready') return { result: 'ready', path: row.poster_path ?? row.preview_path ?? undefined };
+        if (!row.leased) {
+          const r = await retry();
+          if (r.result !== 'skipped' || Date.now() > deadline) return r;
+        } else if (Date.now() > deadline) {
+          throw new Error('still held by a stopped worker after the lease wait; the preview sweep will retry it');
+        }
+        await new Promise((res) => setTimeout(res, 2000));
+      }
+    },
+    async resetForRetry(id) {
+      const [row] = await o.sql<{ ok: boolean }[]>`select public.reset_preview_for_retry(${id}::uuid) as ok`;
+      return row.ok === true;
+    },
+  };
+}

@@ -1,0 +1,172 @@
+// Checklist row 3 (../shared/ACCEPTANCE.md): the backfill CLI, run as a subprocess against
+// the test stack. Old success rows (inserted with the dispatch trigger muted) end `ready`,
+// each object is written once, a rerun and a second concurrent run find nothing to redo,
+// and --dry-run / --type / --retry-failed do what they say. Every test works in its own
+// far-past window (--since/--until) so other suites' rows are never picked up.
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createUser, generation, logMark, logSince, sql, type TestUser, writesOf } from '../helpers/stack.ts';
+import { kieFile, landscapeJpeg } from '../helpers/media.ts';
+import { read, videoMp4 } from '../fixtures/media.ts';
+import { insertOldSuccess, kieAssetUrl, pastWindow, runBackfillCli } from '../helpers/backfill.ts';
+
+let owner: TestUser;
+let photoUrl: string;
+let videoUrl: string;
+
+beforeAll(async () => {
+  owner = await createUser('backfill');
+  photoUrl = await kieAssetUrl(await kieFile(await landscapeJpeg(), 'jpg', 'image/jpeg'));
+  // A small clip with a black fade-in: a video render costs most of the edge CPU budget, and
+  // the backfill tests are about the walk, the claim and the writes, not the renderer.
+  videoUrl = await kieAssetUrl(await kieFile(read(videoMp4(join(process.cwd(), '.local', 'e2e-media'), 640, 360, 2, { black: 0.5, fade: 0.5 })), 'mp4', 'video/mp4'), 'veo');
+});
+
+const pathOf = (id: string, type: 'photo' | 'video') =>
+  type === 'video' ? `${owner.id}/posters/${id}_poster.webp` : `${owner.id}/previews/${id}_preview.webp`;
+
+async function seed(at: (i: number) => Date, rows: { type: 'photo' | 'video'; preview?: Parameters<typeof insertOldSuccess>[0]['preview']; assetUrl?: string }[]) {
+  const ids: { id: string; type: 'photo' | 'video' }[] = [];
+  for (const [i, r] of rows.entries()) {
+    const id = await insertOldSuccess({ userId: owner.id, type: r.type, assetUrl: r.assetUrl ?? (r.type === 'video' ? videoUrl : photoUrl), createdAt: at(i), preview: r.preview });
+    ids.push({ id, type: r.type });
+  }
+  return ids;
+}
+
+function queueLines(stdout: string) {
+  return stdout.split('\n').filter((l) => l.startsWith('📸 Queuing photo preview for ') || l.startsWith('🎬 Queuing video poster for '));
+}
+
+describe('backfill: npm run backfill:previews -- --limit=10 --concurrency=2', () => {
+  it('makes old rows (fresh and reset to none) ready, writes each object once, and a rerun finds nothing', async () => {
+    const w = pastWindow();
+    const items = await seed(w.at, [
+      { type: 'photo' },
+      { type: 'photo', preview: { status: 'none', attempts: 2, stalePath: true } }, // reset to none
+      { type: 'video', preview: { status: 'none', attempts: 1, stalePath: true } }, // reset to none
+      { type: 'photo' },
+      { type: 'photo' },
+    ]);
+    const mark = logMark();
+    const run = await runBackfillCli(['--limit=10', '--concurrency=2', ...w.args]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    console.log(`backfill: ${items.length} items (4 photos, 1 video) in ${run.ms} ms; ${run.stdout.match(/[\d.]+ items\/s/)?.[0]}`);
+
+    // Oldest first, one queue line per item, with the checklist's wording.
+    expect(queueLines(run.stdout)).toHaveLength(items.length);
+    for (const { id, type } of items) {
+      expect(run.stdout).toContain(type === 'video' ? `🎬 Queuing video poster for ${id}` : `📸 Queuing photo preview for ${id}`);
+    }
+    const firstQueued = queueLines(run.stdout).map((l) => l.split(' ').pop());
+    expect(firstQueued.slice(0, 2).sort()).toEqual(items.slice(0, 2).map((i) => i.id).sort());
+    expect(run.stdout).toMatch(/│ total\s+│\s+5 │\s+0 │\s+0 │/);
+
+    for (const { id, type } of items) {
+      const row = await generation(id);
+      expect(row.preview_status).toBe('ready');
+      expect(type === 'video' ? row.poster_path : row.preview_path).toBe(pathOf(id, type));
+      expect(row.preview_width).toBeGreaterThan(0);
+      expect(row.original_path).toMatch(new RegExp(`^${owner.id}/originals/${id}\\.`));
+      expect(writesOf(mark, pathOf(id, type))).toBe(1);
+      expect(writesOf(mark, row.original_path)).toBe(1);
+      expect(logSince(mark, `[Preview] Ready generationId=${id} type=${type} path=${pathOf(id, type)}`)).toHaveLength(1);
+    }
+
+    const rerunMark = logMark();
+    const rerun = await runBackfillCli(['--limit=10', '--concurrency=2', ...w.args]);
+    expect(rerun.code).toBe(0);
+    expect(queueLines(rerun.stdout)).toHaveLength(0);
+    expect(rerun.stdout).toContain('nothing to do');
+    for (const { id, type } of items) expect(writesOf(rerunMark, pathOf(id, type))).toBe(0);
+    expect(logSince(rerunMark, '[Preview] Processing', ...[]).filter((l) => items.some((i) => l.includes(i.id)))).toHaveLength(0);
+  }, 300_000);
+
+  it('two runs at once write every object exactly once', async () => {
+    const w = pastWindow();
+    const items = await seed(w.at, [{ type: 'photo' }, { type: 'photo' }, { type: 'photo' }, { type: 'photo' }, { type: 'photo' }, { type: 'photo' }]);
+    const mark = logMark();
+    const [a, b] = await Promise.all([
+      runBackfillCli(['--concurrency=2', ...w.args]),
+      runBackfillCli(['--concurrency=2', ...w.args]),
+    ]);
+    expect(a.code, a.stdout + a.stderr).toBe(0);
+    expect(b.code, b.stdout + b.stderr).toBe(0);
+    const readyLines = [a, b].flatMap((r) => r.stdout.split('\n').filter((l) => l.startsWith('✓ ')));
+    expect(readyLines).toHaveLength(items.length);
+    for (const { id, type } of items) {
+      const row = await generation(id);
+      expect(row.preview_status).toBe('ready');
+      expect(row.preview_attempts).toBe(1);
+      expect(writesOf(mark, pathOf(id, type))).toBe(1);
+      expect(readyLines.filter((l) => l.includes(id))).toHaveLength(1);
+    }
+  }, 300_000);
+
+  it('--dry-run lists what it would queue and changes nothing', async () => {
+    const w = pastWindow();
+    const items = await seed(w.at, [{ type: 'photo' }, { type: 'video' }]);
+    const before = await sql`select id, preview_status, preview_attempts, updated_at from public.generations where id in ${sql(items.map((i) => i.id))} order by id`;
+    const mark = logMark();
+    const run = await runBackfillCli(['--dry-run', ...w.args]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    for (const { id, type } of items) expect(run.stdout).toContain(`would queue ${type} ${id}`);
+    expect(run.stdout).toContain('dry run: nothing changed');
+    const after = await sql`select id, preview_status, preview_attempts, updated_at from public.generations where id in ${sql(items.map((i) => i.id))} order by id`;
+    expect(after).toEqual(before);
+    expect(logSince(mark).filter((l) => items.some((i) => l.includes(i.id)))).toEqual([]);
+    await sql`delete from public.generations where id in ${sql(items.map((i) => i.id))}`;
+  });
+
+  it('--type takes only that type', async () => {
+    const w = pastWindow();
+    const [photo, video] = await seed(w.at, [{ type: 'photo' }, { type: 'video' }]);
+    const videos = await runBackfillCli(['--type=video', ...w.args]);
+    expect(videos.code, videos.stdout + videos.stderr).toBe(0);
+    expect(queueLines(videos.stdout)).toEqual([`🎬 Queuing video poster for ${video.id}`]);
+    expect((await generation(video.id)).preview_status).toBe('ready');
+    expect((await generation(photo.id)).preview_status).toBe('none');
+    const photos = await runBackfillCli(['--type=photo', ...w.args]);
+    expect(queueLines(photos.stdout)).toEqual([`📸 Queuing photo preview for ${photo.id}`]);
+    expect((await generation(photo.id)).preview_status).toBe('ready');
+  }, 300_000);
+
+  it('--retry-failed picks up terminal failures; without it they stay failed', async () => {
+    const w = pastWindow();
+    const [failed] = await seed(w.at, [{ type: 'photo', preview: { status: 'failed', attempts: 5, error: 'Download failed: 500', code: 'SOURCE_UNREACHABLE' } }]);
+    const plain = await runBackfillCli(w.args);
+    expect(plain.code).toBe(0);
+    expect(plain.stdout).toContain('nothing to do');
+    expect((await generation(failed.id)).preview_status).toBe('failed');
+
+    const mark = logMark();
+    const retry = await runBackfillCli(['--retry-failed', ...w.args]);
+    expect(retry.code, retry.stdout + retry.stderr).toBe(0);
+    expect(queueLines(retry.stdout)).toEqual([`📸 Queuing photo preview for ${failed.id}`]);
+    const row = await generation(failed.id);
+    expect(row.preview_status).toBe('ready');
+    expect(row.preview_attempts).toBe(1);
+    expect(row.error).toBeNull();
+    expect(row.preview_error_code).toBeNull();
+    expect(writesOf(mark, pathOf(failed.id, 'photo'))).toBe(1);
+  }, 300_000);
+
+  it('exits non-zero and names the item when a preview fails', async () => {
+    const w = pastWindow();
+    const gone = await kieAssetUrl(await kieFile(await landscapeJpeg(), 'jpg', 'image/jpeg'), 'market', { asset: '404' });
+    const [ok, bad] = await seed(w.at, [{ type: 'photo' }, { type: 'photo', assetUrl: gone }]);
+    const run = await runBackfillCli(w.args);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain(`✗ photo ${bad.id}: failed SOURCE_NOT_FOUND Download failed: 404`);
+    expect((await generation(ok.id)).preview_status).toBe('ready');
+    const row = await generation(bad.id);
+    expect(row.preview_status).toBe('failed');
+    expect(row.error).toBe('Download failed: 404');
+  }, 300_000);
+
+  it('rejects bad usage with exit code 2', async () => {
+    const run = await runBackfillCli(['--type=audio']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('--type must be photo or video');
+  });
+});
