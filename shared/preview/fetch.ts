@@ -19,19 +19,57 @@ export type FetchedSource = { bytes: Uint8Array; contentType: string | null };
 
 const MAX_REDIRECTS = 5;
 
-/** True for addresses a server-side fetch must never reach (loopback, private, link-local…). */
-export function isPrivateAddress(ip: string): boolean {
-  const v4 = ip.match(/^(?:::ffff:)?(\d+)\.(\d+)\.(\d+)\.(\d+)$/i);
-  if (v4) {
-    const [a, b] = [Number(v4[1]), Number(v4[2])];
-    return a === 0 || a === 10 || a === 127 || (a === 100 && b >= 64 && b <= 127) ||
-      (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) ||
-      (a === 192 && b === 0) || (a === 198 && (b === 18 || b === 19)) || a >= 224;
+/** The 8 hextets of an IPv6 address (a dotted IPv4 tail allowed), or null when it is not one. */
+function ipv6Hextets(ip: string): number[] | null {
+  let v6 = ip.toLowerCase().replace(/^\[|\]$/g, '').replace(/%.*$/, '');
+  const dotted = v6.match(/^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/);
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(2).map(Number);
+    v6 = `${dotted[1]}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
   }
-  const v6 = ip.toLowerCase().replace(/^\[|\]$/g, '');
-  return v6 === '::' || v6 === '::1' || v6.startsWith('fc') || v6.startsWith('fd') ||
-    v6.startsWith('fe8') || v6.startsWith('fe9') || v6.startsWith('fea') || v6.startsWith('feb') ||
-    v6.startsWith('ff') || v6.startsWith('64:ff9b');
+  const halves = v6.split('::');
+  if (halves.length > 2) return null;
+  const part = (s: string) => (s === '' ? [] : s.split(':'));
+  const head = part(halves[0]);
+  const tail = halves.length === 2 ? part(halves[1]) : [];
+  const fill = 8 - head.length - tail.length;
+  if (halves.length === 1 ? head.length !== 8 : fill < 1) return null;
+  const groups = [...head, ...Array(halves.length === 2 ? fill : 0).fill('0'), ...tail];
+  if (groups.some((g) => !/^[0-9a-f]{1,4}$/.test(g))) return null;
+  return groups.map((g) => parseInt(g, 16));
+}
+
+function isPrivateV4(a: number, b: number): boolean {
+  return a === 0 || a === 10 || a === 127 || (a === 100 && b >= 64 && b <= 127) ||
+    (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) ||
+    (a === 192 && b === 0) || (a === 198 && (b === 18 || b === 19)) || a >= 224;
+}
+
+/**
+ * True for addresses a server-side fetch must never reach (loopback, private, link-local…),
+ * including IPv4 addresses embedded in IPv6 (mapped `::ffff:a9fe:a9fe`, compatible, SIIT,
+ * 6to4): the URL parser writes `[::ffff:169.254.169.254]` in hex, and the OS connects it to
+ * the IPv4 address.
+ */
+export function isPrivateAddress(ip: string): boolean {
+  const v4 = ip.match(/^(\d+)\.(\d+)\.(\d+)\.(\d+)$/);
+  if (v4) return isPrivateV4(Number(v4[1]), Number(v4[2]));
+  const h = ipv6Hextets(ip);
+  if (!h) return true; // not an address we understand: refuse
+  const zeros = (from: number, to: number) => h.slice(from, to).every((x) => x === 0);
+  // ::/96 (unspecified, loopback, IPv4-compatible), ::ffff:0:0/96 (mapped), ::ffff:0:0:0/96 (SIIT)
+  if (zeros(0, 5) && (h[5] === 0 || h[5] === 0xffff)) {
+    if (h[5] === 0 && h[6] === 0) return true; // :: and ::1 and ::0.0.x.x
+    return isPrivateV4(h[6] >> 8, h[6] & 0xff);
+  }
+  if (zeros(0, 4) && h[4] === 0xffff && h[5] === 0) return isPrivateV4(h[6] >> 8, h[6] & 0xff);
+  if (h[0] === 0x2002) return isPrivateV4(h[1] >> 8, h[1] & 0xff); // 6to4 carries an IPv4 address
+  if (h[0] === 0x64 && h[1] === 0xff9b) return true; // NAT64
+  const first = h[0];
+  return (first & 0xfe00) === 0xfc00 || // fc00::/7 unique local
+    (first & 0xffc0) === 0xfe80 || // fe80::/10 link-local
+    (first & 0xffc0) === 0xfec0 || // fec0::/10 site-local (deprecated)
+    (first & 0xff00) === 0xff00; // multicast
 }
 
 function isIpLiteral(host: string): boolean {
