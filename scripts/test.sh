@@ -12,18 +12,27 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 bash scripts/setup.sh || exit 1
 
-export STACK_DIR="$ROOT/.local/test"
+# Each run gets its own stack folder (two runs at once never collide); leftovers of runs
+# that were killed are stopped and removed first.
+remove_stack() { # dir (its logs are kept in .local/last-test-logs for a look after a failure)
+  STACK_DIR=$1 bash scripts/stack.sh stop >/dev/null 2>&1 || true
+  [ -d "$1/logs" ] && rm -rf "$ROOT/.local/last-test-logs" && cp -r "$1/logs" "$ROOT/.local/last-test-logs"
+  [ -f "$1/pg/LOCATION" ] && rm -rf "$(cat "$1/pg/LOCATION")"
+  rm -rf "$1"
+}
+for old in "$ROOT"/.local/test-run-*; do
+  [ -d "$old" ] || continue
+  kill -0 "${old##*-}" 2>/dev/null || remove_stack "$old"
+done
+export STACK_DIR="$ROOT/.local/test-run-$$"
 free_port() { node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
-
-# A fresh stack every run: stop and remove whatever an earlier run left behind.
-bash scripts/stack.sh stop >/dev/null 2>&1 || true
-[ -f "$STACK_DIR/pg/LOCATION" ] && rm -rf "$(cat "$STACK_DIR/pg/LOCATION")"
-rm -rf "$STACK_DIR"
 
 export API_PORT=$(free_port) DB_PORT=$(free_port) KIE_PORT=$(free_port)
 export KIE_WEBHOOK_HMAC_KEY=test-webhook-hmac-key
+# Short lease and download timeout so crash and hang cases recover within a test.
+export PREVIEW_LEASE_SECONDS=15 PREVIEW_DOWNLOAD_TIMEOUT_MS=5000
 export EXTRA_FUNCTIONS_CONFIG="$ROOT/tests/gateway-functions/config.toml"
-trap 'bash scripts/stack.sh stop >/dev/null 2>&1' EXIT
+trap 'remove_stack "$STACK_DIR"' EXIT
 
 passed=0 failed=0
 step() { # name command…

@@ -29,7 +29,14 @@ function loadCoreWasm(): Promise<Uint8Array> {
       if (!res.ok) throw new Error(`Loading the ffmpeg core from FFMPEG_CORE_WASM_URL failed: ${res.status}`);
       bytes = new Uint8Array(await res.arrayBuffer());
     } else {
-      bytes = await createObjectStore().download(preview.ffmpegCoreWasmPath);
+      // A plain fetch of the stored object: half the time of supabase-js's Blob download.
+      const config = getConfig();
+      const path = preview.ffmpegCoreWasmPath.split('/').map(encodeURIComponent).join('/');
+      const res = await fetch(`${config.supabaseUrl}/storage/v1/object/authenticated/${preview.bucket}/${path}`, {
+        headers: { apikey: config.serviceKey, authorization: `Bearer ${config.serviceKey}` },
+      });
+      if (!res.ok) throw new Error(`Loading the ffmpeg core from storage (${preview.bucket}/${preview.ffmpegCoreWasmPath}) failed: ${res.status}`);
+      bytes = new Uint8Array(await res.arrayBuffer());
     }
     log.info('[Preview]', 'ffmpeg core loaded', { bytes: bytes.length, ms: Math.round(performance.now() - started) });
     return bytes;

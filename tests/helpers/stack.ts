@@ -12,7 +12,7 @@ import { createFakeKieClient } from '../../scripts/local/fake-kie-client.ts';
 import { signKieWebhook } from '../../shared/kie.ts';
 
 function loadStackEnv(): Record<string, string> {
-  const file = process.env.STACK_ENV_FILE ?? `${process.cwd()}/.local/test/stack.env`;
+  const file = process.env.STACK_ENV_FILE ?? `${process.cwd()}/.local/dev/stack.env`;
   if (!existsSync(file)) {
     throw new Error(`No running test stack (${file} missing): run these tests with npm test`);
   }
