@@ -6,6 +6,7 @@
  */
 import postgres from 'postgres';
 import { getConfig } from './config.ts';
+import type { Database } from './database.types.ts';
 
 export type Sql = postgres.Sql;
 
@@ -25,35 +26,18 @@ export function getSql(): Sql {
 
 export type GenerationType = 'photo' | 'video';
 
-export type Claim = {
-  id: string;
-  user_id: string;
+type Fns = Database['public']['Functions'];
+type Row = Database['public']['Tables']['generations']['Row'];
+
+/** What claim_preview returns (types generated from the database by `supabase gen types`). */
+export type Claim = Omit<Fns['claim_preview']['Returns'][number], 'type' | 'model'> & {
   type: GenerationType;
-  asset_url: string;
-  result_urls: unknown;
-  model: string | null;
-  attempt: number;
-};
-
-export type SyncOutcome = {
-  id: string;
-  user_id: string;
-  type: string;
-  status: string;
-  preview_status: string;
-  previous_status: string;
-  changed: boolean;
-};
-
-export type GenerationRef = {
-  id: string;
-  user_id: string;
-  task_id: string | null;
-  type: string;
-  status: string;
-  preview_status: string;
   model: string | null;
 };
+
+export type SyncOutcome = Fns['apply_kie_result']['Returns'][number];
+
+export type GenerationRef = Pick<Row, 'id' | 'user_id' | 'task_id' | 'type' | 'status' | 'preview_status' | 'model'>;
 
 /** The preview state machine as TypeScript sees it: the narrow interface tests can swap. */
 export interface PreviewStore {
