@@ -31,6 +31,8 @@ export API_PORT=$(free_port) DB_PORT=$(free_port) KIE_PORT=$(free_port)
 export KIE_WEBHOOK_HMAC_KEY=test-webhook-hmac-key
 # Short lease and download timeout so crash and hang cases recover within a test.
 export PREVIEW_LEASE_SECONDS=15 PREVIEW_DOWNLOAD_TIMEOUT_MS=5000
+# tests/faults serves a file one byte over the cap: keep it small (16 MB).
+export PREVIEW_MAX_SOURCE_BYTES=16777216
 export EXTRA_FUNCTIONS_CONFIG="$ROOT/tests/gateway-functions/config.toml"
 trap 'remove_stack "$STACK_DIR"' EXIT
 
