@@ -1,0 +1,126 @@
+// The security review's claims (tests/faults/SECURITY.md) that no other suite proves:
+// who may call each entry point, what the API roles can read of secrets, and what a leaked
+// callback secret allows.
+import { randomUUID } from 'node:crypto';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { startGeneration } from '../helpers/flow.ts';
+import { expectSettledRow, successCallback } from '../helpers/faults.ts';
+import { kieFile, landscapeJpeg, transparentPng } from '../helpers/media.ts';
+import { ANON_KEY, createUser, FUNCTIONS_URL, generation, invoke, kie, postCallback, sql, stack, type TestUser, waitFor, waitForPreview } from '../helpers/stack.ts';
+
+let alice: TestUser;
+let bob: TestUser;
+let photo: string;
+
+beforeAll(async () => {
+  [alice, bob] = await Promise.all([createUser('sec-alice'), createUser('sec-bob')]);
+  photo = await kieFile(await landscapeJpeg(), 'jpg', 'image/jpeg');
+});
+
+describe('generate-preview: service keys only', () => {
+  it('refuses no key, the anon key, a user JWT and the publishable key (401); takes the service JWT and an sb_secret_ apikey', async () => {
+    const body = { generationId: randomUUID() };
+    const { id } = await startGeneration({ userId: alice.id, type: 'photo', fixture: photo, fake: { callback: 'never', stayPending: true } });
+    for (const key of ['', ANON_KEY, alice.accessToken, stack.PUBLISHABLE_KEY]) {
+      const r = await invoke('generate-preview', { key, body: { generationId: id } });
+      expect(r.status, `key ${key.slice(0, 12)}`).toBe(401);
+    }
+    const apikeyOnly = await fetch(`${FUNCTIONS_URL}/generate-preview?wait=1`, {
+      method: 'POST', headers: { 'content-type': 'application/json', apikey: stack.PUBLISHABLE_KEY }, body: JSON.stringify(body),
+    });
+    expect(apikeyOnly.status).toBe(401);
+    // The service role in either form gets through (an unknown id is simply skipped).
+    expect((await invoke('generate-preview', { query: '?wait=1', body })).json.results[0].result).toBe('skipped');
+    const secret = await fetch(`${FUNCTIONS_URL}/generate-preview?wait=1`, {
+      method: 'POST', headers: { 'content-type': 'application/json', apikey: stack.SECRET_KEY }, body: JSON.stringify(body),
+    });
+    expect(secret.status).toBe(200);
+    expect((await secret.json()).results[0].result).toBe('skipped');
+    expect((await generation(id)).preview_attempts).toBe(0);
+  });
+});
+
+describe('kie-sync and library: user JWT, scoped to the caller', () => {
+  it('kie-sync: no JWT 401 (gateway), anon key 401, a user asking mode=pending 403, another user\'s task 404', async () => {
+    const { taskId } = await startGeneration({ userId: alice.id, type: 'photo', fixture: photo, fake: { callback: 'never', stayPending: true } });
+    expect((await invoke('kie-sync', { key: '', body: { taskId } })).status).toBe(401);
+    expect((await invoke('kie-sync', { key: ANON_KEY, body: { taskId } })).status).toBe(401);
+    expect((await invoke('kie-sync', { key: alice.accessToken, body: { mode: 'pending' } })).status).toBe(403);
+    expect((await invoke('kie-sync', { key: bob.accessToken, body: { taskId } })).status).toBe(404);
+    expect((await invoke('kie-sync', { key: alice.accessToken, body: { taskId } })).status).toBe(200);
+  });
+
+  it('library: no JWT 401, the anon key 401; a user gets only their own rows', async () => {
+    expect((await invoke('library', { key: '', method: 'GET' })).status).toBe(401);
+    expect((await invoke('library', { key: ANON_KEY, method: 'GET' })).status).toBe(401);
+    const { id } = await startGeneration({ userId: alice.id, type: 'photo', fixture: photo });
+    await waitForPreview(id);
+    const mine = await invoke('library', { key: alice.accessToken, method: 'GET' });
+    const theirs = await invoke('library', { key: bob.accessToken, method: 'GET' });
+    expect(mine.json.items.map((i: { id: string }) => i.id)).toContain(id);
+    expect(theirs.json.items.map((i: { id: string }) => i.id)).not.toContain(id);
+  });
+});
+
+describe('secrets are readable only by privileged roles', () => {
+  for (const role of ['anon', 'authenticated']) {
+    it(`${role} cannot read the vault, the pg_net queue (its Authorization headers) or responses`, async () => {
+      for (const q of ['select * from vault.decrypted_secrets', 'select * from vault.secrets', 'select headers from net.http_request_queue', 'select * from net._http_response']) {
+        const err = await sql.begin(async (tx) => {
+          await tx.unsafe(`set local role ${role}`);
+          return tx.unsafe(q).then(() => null, (e: { code?: string }) => e.code);
+        }).catch((e: { code?: string }) => e.code);
+        expect(err, q).toBe('42501');
+      }
+    });
+  }
+
+  it('the service key in the net queue is the vault\'s, never a literal in the migrations', async () => {
+    const defs = await sql<{ src: string }[]>`
+      select pg_get_functiondef(p.oid) as src from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'public'`;
+    for (const d of defs) expect(d.src).not.toContain(stack.SERVICE_ROLE_KEY);
+    expect(defs.some((d) => d.src.includes(`vault.decrypted_secrets`))).toBe(true);
+  });
+});
+
+describe('what a leaked callback secret allows', () => {
+  it.skipIf(!stack.KIE_WEBHOOK_HMAC_KEY)('with the HMAC key set, the secret alone forges nothing (401)', async () => {
+    const { id, taskId } = await startGeneration({ userId: alice.id, type: 'photo', fixture: photo, fake: { callback: 'never', stayPending: true } });
+    const res = await postCallback(successCallback(taskId, `${stack.KIE_URL}/attacker.jpg`), taskId, { headers: { 'x-webhook-signature': '', 'x-webhook-timestamp': '' } });
+    expect(res.status).toBe(401);
+    expect((await generation(id)).status).toBe('pending');
+  });
+
+  it('with secret (and signature, or no HMAC configured): a forged success for a known task id replaces a ready row\'s asset and the preview follows it', async () => {
+    // What holds and what does not: the callback's data is trusted when it is complete
+    // (record-info is asked only for incomplete callbacks), and success → success with a new
+    // URL is accepted. The SSRF guard keeps the URL to public hosts (see callbacks.test.ts).
+    const { id, taskId } = await startGeneration({ userId: alice.id, type: 'photo', fixture: photo });
+    const ready = await waitForPreview(id);
+    const other = await kieFile(await transparentPng(), 'png', 'image/png');
+    const attackerUrl = (await kie.getTask(await kie.createTask('market', { fixture: other, fake: { callback: 'never' } }))).resultUrls[0];
+    const res = await postCallback(successCallback(taskId, attackerUrl), taskId);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ changed: true });
+    const row = await waitFor('re-rendered from the forged URL', async () => {
+      const r = await generation(id);
+      return r.asset_url === attackerUrl && r.preview_status === 'ready' ? r : null;
+    }, 60_000);
+    expectSettledRow(row, { ready: true });
+    expect(row.asset_url).not.toBe(ready.asset_url);
+    expect(row.original_path).toBe(`${alice.id}/originals/${id}.png`);
+    // It cannot move the row to another user or another path: paths derive from the row.
+    expect(row.user_id).toBe(alice.id);
+    expect(row.preview_path).toBe(ready.preview_path);
+  });
+
+  it('a forged failure for a finished task changes nothing (terminal states are final)', async () => {
+    const { id, taskId } = await startGeneration({ userId: alice.id, type: 'photo', fixture: photo });
+    const ready = await waitForPreview(id);
+    const res = await postCallback({ code: 501, msg: 'failed', data: { taskId, state: 'fail', failMsg: 'forged' } }, taskId);
+    expect(res.status).toBe(200);
+    const after = await generation(id);
+    expect([after.status, after.preview_status, after.error]).toEqual(['success', 'ready', null]);
+    expect(after.updated_at).toEqual(ready.updated_at);
+  });
+});
