@@ -16,6 +16,8 @@ export type RunnerLimits = {
   responseMs: number;
   backgroundMs: number;
   isolatesPerFunction: number;
+  /** How long a worker stays active and serves requests (the platform's wall-clock limit). */
+  workerLifetimeMs: number;
 };
 
 export type RequestStats = {
@@ -30,9 +32,15 @@ export type RequestStats = {
 const CLK_TCK = 100;
 const HOST = fromFileUrl(new URL('./function-host.ts', import.meta.url));
 
+/**
+ * CPU time of the isolate's JavaScript thread (Deno runs it on the process's main thread,
+ * tid = pid). Supabase's edge runtime counts the same thing: its CPU timer is a per-thread
+ * timer (timer_create with CLOCK_THREAD_CPUTIME_ID) on the worker's thread, so V8's
+ * background threads (wasm tier-up compilation, concurrent GC) are not charged.
+ */
 function readCpuMs(pid: number): number | null {
   try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const stat = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/stat`);
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
   } catch {
@@ -65,6 +73,7 @@ class Isolate {
   /** The request this isolate is serving (until its background work settles): for /_local/isolates. */
   current: { requestId: string; body: string; since: number } | null = null;
   bootError: string | null = null;
+  readonly born = performance.now();
   readonly ready: Promise<void>;
   private settled = new Map<string, () => void>();
 
@@ -218,6 +227,12 @@ export class FunctionsRunner {
   private async acquire(spec: FunctionSpec): Promise<Isolate> {
     for (;;) {
       const pool = this.pools.get(spec.name) ?? [];
+      // Like the platform, a worker serves requests only within its wall-clock lifetime;
+      // an older idle one is retired, so memory it kept does not follow it forever.
+      for (const old of pool.filter((i) => !i.busy && !i.dead && performance.now() - i.born > this.opts.limits.workerLifetimeMs)) {
+        old.kill();
+        old.dead = true;
+      }
       const idle = pool.find((i) => !i.busy && !i.dead);
       if (idle) {
         idle.busy = true;

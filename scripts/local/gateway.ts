@@ -10,7 +10,8 @@
  * and, in the background, the pg_net stand-in (net-worker.ts).
  *
  * Environment (read in main only): STACK_DIR, GATEWAY_PORT, DB_URL, FUNCTIONS_ENV_FILE,
- * EXTRA_FUNCTIONS_CONFIG, EDGE_CPU_LIMIT_MS, EDGE_MEMORY_LIMIT_MB, EDGE_ISOLATES_PER_FUNCTION.
+ * EXTRA_FUNCTIONS_CONFIG, EDGE_CPU_LIMIT_MS, EDGE_MEMORY_LIMIT_MB, EDGE_RESPONSE_LIMIT_MS,
+ * EDGE_BACKGROUND_LIMIT_MS, EDGE_ISOLATES_PER_FUNCTION, EDGE_WORKER_LIFETIME_MS.
  */
 import postgres from 'postgres';
 import { createAuthHandler } from './auth-api.ts';
@@ -119,6 +120,7 @@ async function main() {
       responseMs: Number(env('EDGE_RESPONSE_LIMIT_MS', '150000')),
       backgroundMs: Number(env('EDGE_BACKGROUND_LIMIT_MS', '400000')),
       isolatesPerFunction: Number(env('EDGE_ISOLATES_PER_FUNCTION', '3')),
+      workerLifetimeMs: Number(env('EDGE_WORKER_LIFETIME_MS', '150000')),
     },
     sink: (fn, line) => write(`fn:${fn}`, line),
     onStats: (s: RequestStats) =>

@@ -1,4 +1,5 @@
-// Burns the given milliseconds of CPU (default 3000): over the 2 s limit → 546 WORKER_LIMIT.
+// Spins for the given milliseconds of wall clock (default 3000), all of it on the CPU:
+// past the 2 s CPU limit → 546 WORKER_LIMIT.
 Deno.serve((req) => {
   const ms = Number(new URL(req.url).searchParams.get('ms') ?? 3000);
   const end = performance.now() + ms;
