@@ -32,9 +32,11 @@ export const RENDER_DEFAULTS = {
 
 /**
  * Formats that need one full-size RGBA bitmap (WebP, GIF, interlaced PNG) get a lower cap so
- * they stay inside 256 MB: 4 bytes per pixel in the decoder's heap plus one JS copy.
+ * they stay inside 256 MB. Measured (bench/RESULTS.md): a WebP costs ≈16 bytes of peak RSS per
+ * pixel over a ≈76 MB base (decoder heap that grows by doubling, plus the JS copy libwebp's
+ * binding makes): 2048² → 144 MB, 4096² → 344 MB. 10 MP stays under ≈240 MB.
  */
-export const FULL_DECODE_MAX_PIXELS = 24_000_000;
+export const FULL_DECODE_MAX_PIXELS = 10_000_000;
 
 export function resolveOptions(options: RenderOptions = {}) {
   const o: { maxSide: number; quality: number; maxPixels: number; maxBytes: number } = { ...RENDER_DEFAULTS };

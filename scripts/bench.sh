@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# npm run bench: our render path in Deno (edge capabilities) vs sharp (Node) and native ffmpeg.
+# Inputs are generated under .local/bench; the table is printed and saved to bench/RESULTS.md.
+#   scripts/bench.sh [--quick]
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+command -v ffmpeg >/dev/null || { echo "bench needs ffmpeg (apt install ffmpeg) for inputs and the native anchor" >&2; exit 1; }
+exec "$ROOT/node_modules/@deno/linux-x64-glibc/deno" run --quiet --config "$ROOT/deno.json" -A "$ROOT/scripts/bench/run.ts" "$@"

@@ -1,0 +1,200 @@
+/**
+ * `npm run bench`: our render path (Deno, edge capabilities only) against the anchors (sharp
+ * in Node for photos, native ffmpeg for posters), same inputs, one process per run so peak
+ * RSS is per case. Writes bench/RESULTS.md. Usage: run.ts [--quick]
+ */
+import { areaReference, meanLuma, ssim } from '../../tests/fixtures/ssim.ts';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const DENO = `${ROOT}node_modules/@deno/linux-x64-glibc/deno`;
+const DIR = `${ROOT}.local/bench`;
+const quick = Deno.args.includes('--quick');
+const PROCS = quick ? 1 : 3; // processes per case (medians across them)
+const CALLS = 3; // calls per process: the first is cold (wasm compile, core load), others warm
+Deno.mkdirSync(DIR, { recursive: true });
+
+function sh(cmd: string, args: string[], opts: { stdin?: Uint8Array } = {}): { out: Uint8Array; err: string; code: number } {
+  const r = new Deno.Command(cmd, { args, stdout: 'piped', stderr: 'piped', stdin: 'null' }).outputSync();
+  void opts;
+  return { out: r.stdout, err: new TextDecoder().decode(r.stderr), code: r.code };
+}
+function ffmpeg(args: string[]): Uint8Array {
+  const r = sh('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', ...args]);
+  if (r.code !== 0) throw new Error(`ffmpeg ${args.join(' ')}: ${r.err}`);
+  return r.out;
+}
+const exists = (f: string) => { try { Deno.statSync(f); return true; } catch { return false; } };
+const median = (xs: number[]) => { if (xs.some((x) => typeof x !== 'number' || Number.isNaN(x))) return NaN; const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+
+// ------------------------------------------------------------------ fixtures
+function sourcePng(w: number, h: number): string {
+  const f = `${DIR}/src_${w}x${h}.png`;
+  if (!exists(f)) {
+    ffmpeg(['-f', 'lavfi', '-i', `gradients=s=${w}x${h}:n=5:seed=7`, '-f', 'lavfi', '-i', `testsrc2=s=${w}x${h}`,
+      '-filter_complex', '[0]format=rgb24[a];[1]format=rgb24[b];[a][b]blend=all_mode=average,noise=alls=10:allf=u:all_seed=1,format=rgb24',
+      '-frames:v', '1', f]);
+  }
+  return f;
+}
+function photo(fmt: string, w: number, h: number): string {
+  const src = sourcePng(w, h);
+  const f = `${DIR}/p_${w}x${h}.${fmt}`;
+  if (fmt === 'png') return src;
+  if (!exists(f)) {
+    if (fmt === 'jpeg') ffmpeg(['-i', src, '-q:v', '2', '-pix_fmt', 'yuvj420p', f]);
+    else ffmpeg(['-i', src, '-c:v', 'libwebp', '-quality', '90', f]);
+  }
+  return f;
+}
+function video(w: number, h: number, s: number): string {
+  const f = `${DIR}/v_${w}x${h}_${s}s.mp4`;
+  if (!exists(f)) {
+    ffmpeg(['-f', 'lavfi', '-i', `testsrc2=s=${w}x${h}:r=30:d=${s}`, '-vf', 'noise=alls=6:allf=t:all_seed=1,fade=in:st=0:d=0.5,format=yuv420p',
+      '-c:v', 'libx264', '-preset', 'medium', '-crf', '23', '-movflags', '+faststart', f]);
+  }
+  return f;
+}
+function rawRgba(file: string, w?: number, h?: number, t?: number): { data: Uint8Array; width: number; height: number } {
+  const probe = new TextDecoder().decode(sh('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height', '-of', 'csv=p=0', file]).out).trim().split(',').map(Number);
+  const width = w ?? probe[0], height = h ?? probe[1];
+  const args = [...(t !== undefined ? ['-ss', String(t)] : []), '-i', file, '-frames:v', '1',
+    ...(w ? ['-vf', `scale=${w}:${h}:flags=area`] : []), '-f', 'rawvideo', '-pix_fmt', 'rgba', '-'];
+  return { data: ffmpeg(args), width, height };
+}
+
+// ------------------------------------------------------------------ runners
+type Run = { wall: number; cpu: number; thread: number };
+type Result = { runs: Run[]; baseRss: number; peakRss: number; outBytes: number };
+
+/**
+ * Peak RSS must come from outside: Linux carries the parent's ru_maxrss into an exec'd child,
+ * so a child spawned by this (large) process would report this process's peak. /usr/bin/time
+ * is a small parent, and it reports the child's own maximum.
+ */
+const RSS_FILE = `${DIR}/.maxrss`;
+function timed(cmd: string, args: string[]) {
+  const r = sh('/usr/bin/time', ['-o', RSS_FILE, '-f', '%e %U %S %M', cmd, ...args]);
+  const [e, u, s2, m] = Deno.readTextFileSync(RSS_FILE).trim().split('\n').pop()!.split(' ').map(Number);
+  return { ...r, wallS: e, cpuS: u + s2, maxRssMb: m / 1024 };
+}
+
+function ours(kind: 'photo' | 'video', input: string, out: string): Result[] {
+  const res: Result[] = [];
+  for (let p = 0; p < PROCS; p++) {
+    // the edge runtime's capabilities: no --allow-ffi, no --allow-run, no workers
+    const r = timed(DENO, ['run', '--quiet', '--config', `${ROOT}deno.json`, '--allow-read', '--allow-write=/tmp,' + DIR,
+      `${ROOT}scripts/bench/ours.ts`, kind, input, out, String(CALLS)]);
+    if (r.code !== 0) throw new Error(`ours ${input}: ${r.err}`);
+    res.push({ ...JSON.parse(new TextDecoder().decode(r.out).trim().split('\n').pop()!), peakRss: r.maxRssMb });
+  }
+  return res;
+}
+function sharpAnchor(input: string, out: string): Result[] {
+  const res: Result[] = [];
+  for (let p = 0; p < PROCS; p++) {
+    const r = timed('node', [`${ROOT}scripts/bench/sharp-case.mjs`, input, out, String(CALLS)]);
+    if (r.code !== 0) throw new Error(`sharp ${input}: ${r.err}`);
+    res.push({ ...JSON.parse(new TextDecoder().decode(r.out).trim()), peakRss: r.maxRssMb });
+  }
+  return res;
+}
+/** Native ffmpeg poster: the frame at 0.6 s (just after the 0.5 s fade), 512 box, WebP q80. */
+function nativeAnchor(input: string, out: string): Result[] {
+  const res: Result[] = [];
+  for (let p = 0; p < PROCS; p++) {
+    const r = timed('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-ss', '0.6', '-i', input,
+      '-frames:v', '1', '-vf', "scale='min(512,iw)':'min(512,ih)':force_original_aspect_ratio=decrease:flags=area", '-c:v', 'libwebp', '-quality', '80', out]);
+    const run = { wall: r.wallS * 1000, cpu: r.cpuS * 1000, thread: NaN };
+    res.push({ runs: [run, run, run], baseRss: 0, peakRss: r.maxRssMb, outBytes: Deno.statSync(out).size });
+  }
+  return res;
+}
+
+type Row = {
+  name: string; kind: string; who: string; coldWall: number; coldCpu: number; coldThread: number; warmCpu: number; warmThread: number;
+  peakRss: number; outBytes: number; ssim: number; luma?: number;
+};
+function summarize(name: string, kind: string, who: string, rs: Result[], quality: number, luma?: number): Row {
+  return {
+    name, kind, who,
+    coldWall: median(rs.map((r) => r.runs[0].wall)),
+    coldCpu: median(rs.map((r) => r.runs[0].cpu)),
+    coldThread: median(rs.map((r) => r.runs[0].thread)),
+    warmCpu: median(rs.flatMap((r) => r.runs.slice(1).map((x) => x.cpu))),
+    warmThread: median(rs.flatMap((r) => r.runs.slice(1).map((x) => x.thread))),
+    peakRss: median(rs.map((r) => r.peakRss)),
+    outBytes: rs[0].outBytes,
+    ssim: quality,
+    luma,
+  };
+}
+
+// ------------------------------------------------------------------ cases
+const rows: Row[] = [];
+const sizes: [number, number][] = quick ? [[2048, 2048]] : [[1024, 1024], [2048, 2048], [4096, 4096], [1536, 2752]];
+const t0 = performance.now();
+for (const fmt of ['jpeg', 'png', 'webp']) {
+  for (const [w, h] of sizes) {
+    const input = photo(fmt, w, h);
+    const name = `${fmt.toUpperCase()} ${w}×${h}`;
+    const oOut = `${DIR}/out_ours_${fmt}_${w}x${h}.webp`, sOut = `${DIR}/out_sharp_${fmt}_${w}x${h}.webp`;
+    const o = ours('photo', input, oOut);
+    const s = sharpAnchor(input, sOut);
+    if ((o[0] as any).error) {
+      const err = (o[0] as any).error;
+      const r0 = o[0].runs[0];
+      rows.push({ name, kind: 'photo', who: `ours (Deno): refused ${err}`, coldWall: r0.wall, coldCpu: r0.cpu, coldThread: r0.thread, warmCpu: NaN, warmThread: NaN, peakRss: median(o.map((x) => x.peakRss)), outBytes: 0, ssim: NaN });
+      rows.push(summarize(name, 'photo', 'sharp (Node)', s, NaN));
+      console.error(`${name} refused: ${err}`);
+      continue;
+    }
+    const op = rawRgba(oOut);
+    const ref = areaReference(rawRgba(input), op.width, op.height);
+    const sp = rawRgba(sOut);
+    rows.push(summarize(name, 'photo', 'ours (Deno)', o, ssim(op.data, ref, op.width, op.height)));
+    rows.push(summarize(name, 'photo', 'sharp (Node)', s, sp.width === op.width && sp.height === op.height ? ssim(sp.data, ref, op.width, op.height) : NaN));
+    console.error(`${name} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+  }
+}
+const videos: [number, number, number][] = quick ? [[1920, 1080, 10]] : [[1280, 720, 5], [1280, 720, 10], [1920, 1080, 5], [1920, 1080, 10]];
+for (const [w, h, s] of videos) {
+  const input = video(w, h, s);
+  const name = `MP4 ${h}p ${s} s`;
+  const oOut = `${DIR}/out_ours_${h}p_${s}.webp`, nOut = `${DIR}/out_native_${h}p_${s}.webp`;
+  const o = ours('video', input, oOut);
+  const n = nativeAnchor(input, nOut);
+  const op = rawRgba(oOut), np = rawRgba(nOut);
+  // fidelity: best SSIM of our poster against native full-quality frames at 0.0–2.0 s
+  let best = 0;
+  for (let t = 0; t <= 2.0; t += 0.1) best = Math.max(best, ssim(op.data, rawRgba(input, op.width, op.height, t).data, op.width, op.height));
+  const nref = rawRgba(input, np.width, np.height, 0.6);
+  rows.push(summarize(name, 'video', 'ours (Deno, ffmpeg.wasm)', o, best, meanLuma(op.data)));
+  rows.push(summarize(name, 'video', 'native ffmpeg', n, ssim(np.data, nref.data, np.width, np.height), meanLuma(np.data)));
+  console.error(`${name} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+}
+
+// ------------------------------------------------------------------ report
+const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
+const lines: string[] = [];
+const machine = new TextDecoder().decode(sh('bash', ['-c', "echo \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) vCPU, $(free -m | awk '/Mem:/{print $2}') MB RAM, $(. /etc/os-release; echo $PRETTY_NAME)\""]).out).trim();
+lines.push(`Machine: ${machine}; Deno ${Deno.version.deno} (V8 ${Deno.version.v8}); ${new TextDecoder().decode(sh('node', ['--version']).out).trim()}; ${new TextDecoder().decode(sh('ffmpeg', ['-version']).out).split('\n')[0].replace(/ Copyright.*/, '')}`);
+lines.push(`Date: ${new Date().toISOString()}; ${PROCS} process(es) per case × ${CALLS} calls; figures are medians.`);
+lines.push('');
+lines.push('| case | who | cold wall ms | cold CPU ms (process / JS thread) | warm CPU ms (process / JS thread) | peak RSS MB | output bytes | SSIM | ratio CPU ours/anchor (cold, warm) | fits 2 s CPU & 256 MB |');
+lines.push('|---|---|---|---|---|---|---|---|---|---|');
+for (let i = 0; i < rows.length; i += 2) {
+  const o = rows[i], a = rows[i + 1];
+  const fits = (r: Row) => (Number.isFinite(r.coldThread) ? r.coldThread : r.coldCpu) <= 2000 && r.peakRss <= 256 ? 'yes' : 'NO';
+  const q = (r: Row) => `${Number.isFinite(r.ssim) ? r.ssim.toFixed(4) : '–'}${r.luma !== undefined ? ` (luma ${r.luma.toFixed(0)})` : ''}`;
+  lines.push(`| ${o.name} | ${o.who} | ${f0(o.coldWall)} | ${f0(o.coldCpu)} / ${f0(o.coldThread)} | ${f0(o.warmCpu)} / ${f0(o.warmThread)} | ${f0(o.peakRss)} | ${o.outBytes} | ${q(o)} | ${(o.coldCpu / a.coldCpu).toFixed(2)}×, ${(o.warmCpu / a.warmCpu).toFixed(2)}× | ${fits(o)} |`);
+  lines.push(`| | ${a.who} | ${f0(a.coldWall)} | ${f0(a.coldCpu)}${Number.isFinite(a.coldThread) ? ` / ${f0(a.coldThread)}` : ''} | ${f0(a.warmCpu)}${Number.isFinite(a.warmThread) ? ` / ${f0(a.warmThread)}` : ''} | ${f0(a.peakRss)} | ${a.outBytes} | ${q(a)} | | |`);
+}
+const table = lines.join('\n');
+console.log(table);
+const resultsFile = `${ROOT}bench/RESULTS.md`;
+let doc = exists(resultsFile) ? Deno.readTextFileSync(resultsFile) : '# Render engine benchmark\n\n<!-- bench:start -->\n<!-- bench:end -->\n';
+const start = '<!-- bench:start -->', end = '<!-- bench:end -->';
+if (!doc.includes(start)) doc += `\n${start}\n${end}\n`;
+doc = doc.slice(0, doc.indexOf(start) + start.length) + '\n' + table + '\n' + doc.slice(doc.indexOf(end));
+if (!quick) Deno.writeTextFileSync(resultsFile, doc);
+console.error(`bench finished in ${((performance.now() - t0) / 1000).toFixed(0)} s${quick ? ' (quick: RESULTS.md not written)' : ''}`);
