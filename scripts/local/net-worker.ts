@@ -43,6 +43,13 @@ export function startNetWorker(sql: postgres.Sql, log: (line: string) => void, p
     }
   }
 
+  const MAX_IN_FLIGHT = 64;
+  let inFlight = 0;
+
+  /**
+   * Takes committed requests off the queue while fewer than MAX_IN_FLIGHT are being sent,
+   * and sends each on its own: one slow endpoint never holds back the rest of a batch.
+   */
   async function drain() {
     if (draining) {
       again = true;
@@ -52,13 +59,20 @@ export function startNetWorker(sql: postgres.Sql, log: (line: string) => void, p
     try {
       do {
         again = false;
+        const room = MAX_IN_FLIGHT - inFlight;
+        if (room <= 0) break;
         const batch = await sql<Queued[]>`
           delete from net.http_request_queue where id in (
-            select id from net.http_request_queue order by id limit 200 for update skip locked)
+            select id from net.http_request_queue order by id limit ${room} for update skip locked)
           returning id, method::text, url, headers, body, timeout_milliseconds`;
-        // Requests are independent: send them concurrently, as pg_net does with its batch.
-        await Promise.all(batch.map(send));
-        if (batch.length === 200) again = true;
+        for (const r of batch) {
+          inFlight++;
+          void send(r).finally(() => {
+            inFlight--;
+            void drain();
+          });
+        }
+        if (batch.length === room) again = true;
       } while (again && running);
     } catch (err) {
       if (running) log(`[Net] worker error: ${err instanceof Error ? err.message : err}`);
