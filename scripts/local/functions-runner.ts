@@ -264,6 +264,10 @@ export class FunctionsRunner {
   async handle(name: string, req: Request, subpath: string): Promise<Response> {
     const spec = this.specs.get(name)!;
     const limits = this.opts.limits;
+    // Read the body before taking an isolate: a caller that gives up while queued (pg_net's
+    // timeout) makes this throw, and must not leave an isolate marked busy forever (its
+    // SETTLED line would never come, since the isolate never got the request).
+    const body = req.body ? await req.arrayBuffer() : undefined;
     const iso = await this.acquire(spec);
     if (iso.dead) {
       this.release(iso);
@@ -296,7 +300,6 @@ export class FunctionsRunner {
       target.search = new URL(req.url).search;
       const headers = new Headers(req.headers);
       headers.set('x-fnhost-request-id', requestId);
-      const body = req.body ? await req.arrayBuffer() : undefined;
       iso.current = { requestId, body: body ? new TextDecoder().decode(body.slice(0, 2048)) : '', since: performance.now() };
       const upstream = await fetch(target, {
         method: req.method,
