@@ -10,7 +10,8 @@
 # `supabase status`. State, logs and stored objects live in $STACK_DIR (.local/dev).
 #
 # Env: STACK_DIR (.local/dev), API_PORT (54321), DB_PORT (54322), KIE_PORT (54340),
-#      plus EDGE_* limits passed to the gateway, PREVIEW_LEASE_SECONDS, PREVIEW_DOWNLOAD_TIMEOUT_MS /
+#      plus EDGE_* limits passed to the gateway, PREVIEW_LEASE_SECONDS (sets the database's
+#      app.preview_lease), PREVIEW_DOWNLOAD_TIMEOUT_MS /
 #      PREVIEW_MAX_SOURCE_BYTES written to functions.env when set (npm test sets them).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,7 +53,6 @@ KIE_API_KEY=local-kie-api-key
 KIE_API_BASE_URL=$KIE_URL
 KIE_CALLBACK_SECRET=$CALLBACK_SECRET
 PREVIEW_ALLOWED_PRIVATE_HOSTS=127.0.0.1:$KIE_PORT
-${PREVIEW_LEASE_SECONDS:+PREVIEW_LEASE_SECONDS=$PREVIEW_LEASE_SECONDS}
 ${KIE_WEBHOOK_HMAC_KEY:+KIE_WEBHOOK_HMAC_KEY=$KIE_WEBHOOK_HMAC_KEY}
 ${PREVIEW_DOWNLOAD_TIMEOUT_MS:+PREVIEW_DOWNLOAD_TIMEOUT_MS=$PREVIEW_DOWNLOAD_TIMEOUT_MS}
 ${PREVIEW_MAX_SOURCE_BYTES:+PREVIEW_MAX_SOURCE_BYTES=$PREVIEW_MAX_SOURCE_BYTES}
@@ -94,6 +94,17 @@ end $$;
 SQL
 }
 
+# The claim lease is the database's preview_lease(); a stack may shorten it (npm test does).
+set_preview_lease() {
+  local lease=""
+  [ -n "${PREVIEW_LEASE_SECONDS:-}" ] && lease="${PREVIEW_LEASE_SECONDS} seconds"
+  if [ -n "$lease" ]; then
+    "$PSQL" "$DB_URL" -X -q -v ON_ERROR_STOP=1 -c "alter database postgres set app.preview_lease = '$lease'" >/dev/null
+  else
+    "$PSQL" "$DB_URL" -X -q -v ON_ERROR_STOP=1 -c "alter database postgres reset app.preview_lease" >/dev/null
+  fi
+}
+
 # The ffmpeg core's wasm (~31 MB) is over the 20 MB bundle limit: generate-preview loads it
 # from storage at cold start, as it does on the platform.
 upload_ffmpeg_core() {
@@ -112,6 +123,7 @@ start() {
   bash scripts/local/db-apply.sh >"$LOGS/db-apply.log" 2>&1 || { cat "$LOGS/db-apply.log" >&2; exit 1; }
   write_env_files
   store_vault_secrets
+  set_preview_lease
   FAKE_KIE_PORT=$KIE_PORT FAKE_KIE_HMAC_KEY=${KIE_WEBHOOK_HMAC_KEY:-} \
     start_bg fake-kie "$LOGS/fake-kie.log" bash scripts/run-deno.sh scripts/local/fake-kie.ts
   GATEWAY_PORT=$API_PORT FUNCTIONS_ENV_FILE="$STACK_DIR/functions.env" GATEWAY_QUIET=1 \

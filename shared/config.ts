@@ -47,7 +47,6 @@ export type Config = {
     maxSourceBytes: number;
     maxPixels: number;
     downloadTimeoutMs: number;
-    leaseSeconds: number;
     /** host:port pairs a download may reach even though they are private (local stack only). */
     allowedPrivateHosts: string[];
     ffmpegCoreWasmUrl: string | undefined;
@@ -126,7 +125,6 @@ export function loadConfig(env: EnvReader = readEnv): Config {
       maxSourceBytes: integer(env, 'PREVIEW_MAX_SOURCE_BYTES', 100 * 1024 * 1024, 1024, 2 ** 31),
       maxPixels: integer(env, 'PREVIEW_MAX_PIXELS', 50_000_000, 1, 1_000_000_000),
       downloadTimeoutMs: integer(env, 'PREVIEW_DOWNLOAD_TIMEOUT_MS', 20_000, 100, 140_000),
-      leaseSeconds: integer(env, 'PREVIEW_LEASE_SECONDS', 120, 5, 3600),
       allowedPrivateHosts: (env('PREVIEW_ALLOWED_PRIVATE_HOSTS') ?? '')
         .split(',').map((s) => s.trim()).filter(Boolean),
       ffmpegCoreWasmUrl: env('FFMPEG_CORE_WASM_URL'),

@@ -41,16 +41,16 @@ export type GenerationRef = Pick<Row, 'id' | 'user_id' | 'task_id' | 'type' | 's
 
 /** The preview state machine as TypeScript sees it: the narrow interface tests can swap. */
 export interface PreviewStore {
-  claim(generationId: string, leaseSeconds: number): Promise<Claim | null>;
+  /** The lease is the database's preview_lease(), the one definition the sweep uses too. */
+  claim(generationId: string): Promise<Claim | null>;
   complete(c: Claim, r: { path: string; width: number; height: number; thumbhash: string; originalPath: string | null }): Promise<boolean>;
   fail(c: Claim, e: { code: string; message: string; retryable: boolean }): Promise<'retry' | 'failed' | null>;
 }
 
 export function createPreviewStore(db: Sql = getSql()): PreviewStore {
   return {
-    async claim(generationId, leaseSeconds) {
-      const rows = await db<Claim[]>`
-        select * from public.claim_preview(${generationId}::uuid, make_interval(secs => ${leaseSeconds}))`;
+    async claim(generationId) {
+      const rows = await db<Claim[]>`select * from public.claim_preview(${generationId}::uuid)`;
       return rows[0] ?? null;
     },
     async complete(c, r) {

@@ -69,7 +69,7 @@ async function render(claim: Claim, deps: PreviewDeps): Promise<{ rendered: Rend
 }
 
 export async function generatePreview(generationId: string, deps: PreviewDeps): Promise<PreviewOutcome> {
-  const claim = await deps.store.claim(generationId, deps.config.preview.leaseSeconds);
+  const claim = await deps.store.claim(generationId);
   if (!claim) {
     log.info('[Preview]', 'Skipped', { generationId, reason: 'not_claimable' });
     return { generationId, result: 'skipped' };
