@@ -37,7 +37,7 @@ export type Claim = Omit<Fns['claim_preview']['Returns'][number], 'type' | 'mode
 
 export type SyncOutcome = Fns['apply_kie_result']['Returns'][number];
 
-export type GenerationRef = Pick<Row, 'id' | 'user_id' | 'task_id' | 'type' | 'status' | 'preview_status' | 'model'>;
+export type GenerationRef = Pick<Row, 'id' | 'user_id' | 'task_id' | 'type' | 'status' | 'preview_status' | 'model' | 'asset_url'>;
 
 /** The preview state machine as TypeScript sees it: the narrow interface tests can swap. */
 export interface PreviewStore {
@@ -79,7 +79,7 @@ export async function applyKieResult(
 
 export async function findGenerationByTask(taskId: string, db: Sql = getSql()): Promise<GenerationRef | null> {
   const rows = await db<GenerationRef[]>`
-    select id, user_id, task_id, type, status, preview_status, model from public.generations where task_id = ${taskId}`;
+    select id, user_id, task_id, type, status, preview_status, model, asset_url from public.generations where task_id = ${taskId}`;
   return rows[0] ?? null;
 }
 

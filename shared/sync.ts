@@ -45,7 +45,12 @@ export async function syncKieTask(
   log.info('[Sync ENTRY]', `taskId=${taskId}, genId=${gen.id}, status=${gen.status}, type=${gen.type}, preview_status=${gen.preview_status}`, { source: input.source });
 
   let result = input.result;
-  if (!result || !result.complete) {
+  // A callback that would replace the asset of a finished generation is not taken on its
+  // word (a leaked callback secret must not swap a user's picture): record-info decides.
+  const replacesAsset = result?.state === 'success' && gen.status === 'success' && !!gen.asset_url &&
+    result.resultUrls[0] !== gen.asset_url;
+  if (replacesAsset) log.info('[Sync]', 'Callback changes the asset of a finished generation: asking record-info', { taskId });
+  if (!result || !result.complete || replacesAsset) {
     if (!deps.kie) {
       log.error('[Sync]', 'Cannot ask KIE record-info: KIE_API_KEY is not set', { taskId });
       return { taskId, found: true, generationId: gen.id, status: gen.status, previewStatus: gen.preview_status, changed: false, note: 'incomplete result and no KIE client' };

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { startGeneration } from '../helpers/flow.ts';
 import { expectSettledRow, successCallback } from '../helpers/faults.ts';
 import { kieFile, landscapeJpeg, transparentPng } from '../helpers/media.ts';
-import { ANON_KEY, createUser, FUNCTIONS_URL, generation, invoke, kie, postCallback, sql, stack, type TestUser, waitFor, waitForPreview } from '../helpers/stack.ts';
+import { ANON_KEY, createUser, FUNCTIONS_URL, generation, invoke, kie, logMark, logSince, postCallback, sql, stack, type TestUser, waitFor, waitForPreview } from '../helpers/stack.ts';
 
 let alice: TestUser;
 let bob: TestUser;
@@ -91,27 +91,23 @@ describe('what a leaked callback secret allows', () => {
     expect((await generation(id)).status).toBe('pending');
   });
 
-  it('with secret (and signature, or no HMAC configured): a forged success for a known task id replaces a ready row\'s asset and the preview follows it', async () => {
-    // What holds and what does not: the callback's data is trusted when it is complete
-    // (record-info is asked only for incomplete callbacks), and success → success with a new
-    // URL is accepted. The SSRF guard keeps the URL to public hosts (see callbacks.test.ts).
+  it('with secret (and signature, or no HMAC configured): a forged success that swaps a finished row\'s asset is checked against record-info and changes nothing', async () => {
+    // A complete callback is trusted for a pending task, but one that would replace the
+    // asset of a finished generation is settled by KIE's record-info, which still names the
+    // real result. The SSRF guard keeps any URL to public hosts (see callbacks.test.ts).
     const { id, taskId } = await startGeneration({ userId: alice.id, type: 'photo', fixture: photo });
     const ready = await waitForPreview(id);
     const other = await kieFile(await transparentPng(), 'png', 'image/png');
     const attackerUrl = (await kie.getTask(await kie.createTask('market', { fixture: other, fake: { callback: 'never' } }))).resultUrls[0];
+    const mark = logMark();
     const res = await postCallback(successCallback(taskId, attackerUrl), taskId);
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ changed: true });
-    const row = await waitFor('re-rendered from the forged URL', async () => {
-      const r = await generation(id);
-      return r.asset_url === attackerUrl && r.preview_status === 'ready' ? r : null;
-    }, 60_000);
-    expectSettledRow(row, { ready: true });
-    expect(row.asset_url).not.toBe(ready.asset_url);
-    expect(row.original_path).toBe(`${alice.id}/originals/${id}.png`);
-    // It cannot move the row to another user or another path: paths derive from the row.
-    expect(row.user_id).toBe(alice.id);
-    expect(row.preview_path).toBe(ready.preview_path);
+    expect(res.body).toMatchObject({ changed: false });
+    expect(logSince(mark, '[Sync] Callback changes the asset of a finished generation', taskId)).toHaveLength(1);
+    const row = await generation(id);
+    expect(row.asset_url).toBe(ready.asset_url);
+    expect([row.preview_status, row.preview_path]).toEqual(['ready', ready.preview_path]);
+    expect(row.updated_at).toEqual(ready.updated_at);
   });
 
   it('a forged failure for a finished task changes nothing (terminal states are final)', async () => {
