@@ -3,9 +3,12 @@
  *
  * One ffmpeg run decodes from the start, takes a sample every SAMPLE_STEP seconds, scales it
  * to the preview box (area filter, rotation metadata applied by ffmpeg's autorotate) and
- * prints its luma statistics. The log reaches JS synchronously, so the choice is made while
- * ffmpeg runs, and ffmpeg is stopped (its own timeout hook) as soon as a sample is both not
- * black/uniform and stable (the next sample's mean luma is close: the fade-in is over). That
+ * writes it to the in-memory file system; showinfo logs each sample, and the log reaches JS
+ * synchronously, so the choice is made while ffmpeg runs. As soon as a sample is both not
+ * black/uniform and stable (the next sample's mean luma is close: the fade-in is over), the
+ * input file is truncated: ffmpeg's next read hits end of file, it drains what it already
+ * holds and exits through its normal end-of-input path, so the instance stays reusable (the
+ * core's timeout hook also stops ffmpeg, but the next run in that instance crashed). That
  * bounds decoding to a little past the fade. If no sample qualifies within MAX_WINDOW seconds,
  * the best sample wins. Non-reference frames and the deblocking filter are skipped while
  * decoding (the chosen frame is a reference frame; at a 3-4x downscale the difference is not
@@ -13,7 +16,7 @@
  */
 import { PreviewError, toPreviewError } from '../errors.ts';
 import { finishPreview, type Rendered } from './encode.ts';
-import { runFfmpeg, withCore, WORK_DIR, type FFmpegCore } from './ffmpeg.ts';
+import { execFfmpeg, runFfmpeg, withCore, WORK_DIR, type FFmpegCore } from './ffmpeg.ts';
 import { checkBytes, renderPhotoBitmap, resolveOptions, type RenderOptions } from './photo.ts';
 import { sniff } from './sniff.ts';
 
@@ -102,7 +105,9 @@ function pickFrame(
   const FS = core.FS;
   FS.mkdir(WORK_DIR);
   const input = `${WORK_DIR}/in.${format}`;
-  FS.writeFile(input, bytes);
+  // canOwn: the file system keeps a view of the caller's bytes instead of a copy (ffmpeg only
+  // reads it; truncating or unlinking it drops the view and never touches the bytes)
+  FS.writeFile(input, bytes, { canOwn: true });
   const box = o.maxSide;
   const vf = [
     `select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,${SAMPLE_STEP - 0.01})'`,
@@ -112,21 +117,46 @@ function pickFrame(
 
   const stats: FrameStats[] = [];
   let chosen = -1;
+  let best = -1; // the best-scoring sample judged so far (the fallback); the others are deleted
   let written = 0; // samples whose statistics are known
   let shown = 0; // samples that passed showinfo (the last one may not be written yet)
   const sampleFile = (i: number) => `${WORK_DIR}/f${String(i + 1).padStart(4, '0')}.pam`;
+  // a written sample's bytes, read in place (no copy: only the chosen one is copied out)
+  const sample = (i: number): Uint8Array => {
+    const node = FS.lookupPath(sampleFile(i)).node;
+    return node.contents ? node.contents.subarray(0, node.usedBytes) : new Uint8Array(0);
+  };
+  const measure = (i: number) => {
+    stats[i] = lumaStats(readPam(sample(i), false).data);
+  };
+  const drop = (i: number) => {
+    try {
+      FS.unlink(sampleFile(i));
+    } catch {
+      // already gone
+    }
+  };
+  // Judge sample k once sample k+1 is known. A rejected sample is kept only while it is the
+  // best fallback, so at most three samples are on the file system at any time.
+  const judge = (k: number) => {
+    if (isChosen(stats, k)) {
+      chosen = k;
+      return;
+    }
+    if (best < 0 || score(stats[k]) > score(stats[best])) {
+      if (best >= 0) drop(best);
+      best = k;
+    } else drop(k);
+  };
   // showinfo logs each sample (synchronously, through the logger) just before it is encoded,
   // so when sample n is logged, samples < n are on the in-memory file system.
   const onSample = () => {
     shown++;
     while (chosen < 0 && written < shown - 1) {
-      stats[written] = lumaStats(readPam(FS.readFile(sampleFile(written))).data);
+      measure(written);
       written++;
-      const k = written - 2; // judge sample k once sample k+1 is known
-      if (k >= 0 && isChosen(stats, k)) {
-        chosen = k;
-        core.setTimeout(0); // ffmpeg stops at its next timeout check
-      }
+      if (written >= 2) judge(written - 2);
+      if (chosen >= 0) FS.truncate(input, 0); // end of input: ffmpeg finishes after what it holds
     }
   };
   const log: string[] = [];
@@ -139,39 +169,39 @@ function pickFrame(
       }
     } else if (log.length < 200) log.push(m.message);
   });
-  core.reset();
-  const code = core.exec(
-    '-nostats', '-loglevel', 'info',
-    '-skip_frame', 'noref', '-skip_loop_filter', 'all',
-    '-t', String(MAX_WINDOW),
-    '-i', input,
-    '-map', '0:v:0', '-an', '-sn', '-dn',
-    '-vf', `${vf},showinfo=checksum=0`, '-fps_mode', 'vfr',
-    '-c:v', 'pam', '-f', 'image2', `${WORK_DIR}/f%04d.pam`,
-  );
-  core.setLogger(() => {});
+  let code: number;
+  try {
+    code = execFfmpeg(core, [
+      '-nostats', '-loglevel', 'info',
+      '-skip_frame', 'noref', '-skip_loop_filter', 'all',
+      '-t', String(MAX_WINDOW),
+      '-i', input,
+      '-map', '0:v:0', '-an', '-sn', '-dn',
+      '-vf', `${vf},showinfo=checksum=0`, '-fps_mode', 'vfr',
+      '-c:v', 'pam', '-f', 'image2', `${WORK_DIR}/f%04d.pam`,
+    ]);
+  } finally {
+    core.setLogger(() => {});
+  }
   // account for everything written (the last sample has no successor)
-  const files = (FS.readdir(WORK_DIR) as string[]).filter((n) => n.endsWith('.pam')).sort();
-  while (written < files.length) {
+  while (chosen < 0 && FS.analyzePath(sampleFile(written)).exists) {
     try {
-      stats[written] = lumaStats(readPam(FS.readFile(sampleFile(written))).data);
+      measure(written);
     } catch {
       break;
     }
     written++;
+    if (written >= 2) judge(written - 2);
   }
   if (written === 0) {
     const reason = log.filter((l) => /error|invalid|not found|no such|does not contain/i.test(l)).slice(-2).join('; ');
     throw new PreviewError('NO_VIDEO_FRAME', `No video frame: ffmpeg exit ${code}${reason ? `: ${reason}` : ''}`);
   }
   if (chosen < 0) {
-    for (let k = 0; k < written; k++) if (isChosen(stats, k)) { chosen = k; break; }
+    const last = written - 1; // never judged: no successor
+    chosen = best >= 0 && score(stats[best]) >= score(stats[last]) ? best : last;
   }
-  if (chosen < 0) {
-    chosen = 0;
-    for (let k = 1; k < written; k++) if (score(stats[k]) > score(stats[chosen])) chosen = k;
-  }
-  const pam = readPam(FS.readFile(sampleFile(chosen)));
+  const pam = readPam(sample(chosen), true);
   return { ...pam, time: chosen * SAMPLE_STEP };
 }
 
@@ -184,8 +214,8 @@ function isChosen(stats: FrameStats[], k: number): boolean {
   return Math.abs(next.mean - s.mean) <= Math.max(4, 0.08 * s.mean);
 }
 
-/** Parse a PAM (P7, RGB_ALPHA) file written by ffmpeg. */
-function readPam(bytes: Uint8Array): { data: Uint8ClampedArray; width: number; height: number } {
+/** Parse a PAM (P7, RGB_ALPHA) file written by ffmpeg; `copy: false` returns a view into `bytes`. */
+function readPam(bytes: Uint8Array, copy: boolean): { data: Uint8ClampedArray; width: number; height: number } {
   let i = 0;
   let header = '';
   while (i < bytes.length && !header.endsWith('ENDHDR\n')) header += String.fromCharCode(bytes[i++]);
@@ -195,7 +225,8 @@ function readPam(bytes: Uint8Array): { data: Uint8ClampedArray; width: number; h
   if (!w || !h || depth !== 4 || bytes.length - i < w * h * 4) {
     throw new PreviewError('NO_VIDEO_FRAME', 'No video frame: unreadable frame from ffmpeg');
   }
-  return { data: new Uint8ClampedArray(bytes.buffer, bytes.byteOffset + i, w * h * 4).slice(), width: w, height: h };
+  const data = new Uint8ClampedArray(bytes.buffer, bytes.byteOffset + i, w * h * 4);
+  return { data: copy ? data.slice() : data, width: w, height: h };
 }
 
 export { runFfmpeg };
