@@ -173,6 +173,19 @@ for (const [w, h, s] of videos) {
   console.error(`${name} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 }
 
+// Posters in a row in one process (a warm isolate serving several posters): peak RSS over
+// 5 calls alternating 1080p 10 s and 720p 10 s, JS-thread CPU per call.
+const rowFiles = quick ? [video(1920, 1080, 10), video(1920, 1080, 10), video(1920, 1080, 10)]
+  : [video(1920, 1080, 10), video(1280, 720, 10), video(1920, 1080, 10), video(1280, 720, 10), video(1920, 1080, 10)];
+const inARow: { peakRss: number; threads: number[] }[] = [];
+for (let p = 0; p < PROCS; p++) {
+  const r = timed(DENO, ['run', '--quiet', '--config', `${ROOT}deno.json`, '--allow-read', `${ROOT}scripts/bench/posters.ts`, ...rowFiles]);
+  const calls = new TextDecoder().decode(r.out).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  if (r.code !== 0 || calls.length !== rowFiles.length || calls.some((c) => c.error)) throw new Error(`posters in a row: ${r.err}`);
+  inARow.push({ peakRss: r.maxRssMb, threads: calls.map((c) => c.thread) });
+}
+console.error(`posters in a row done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+
 // ------------------------------------------------------------------ report
 const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
 const lines: string[] = [];
@@ -189,6 +202,10 @@ for (let i = 0; i < rows.length; i += 2) {
   lines.push(`| ${o.name} | ${o.who} | ${f0(o.coldWall)} | ${f0(o.coldCpu)} / ${f0(o.coldThread)} | ${f0(o.warmCpu)} / ${f0(o.warmThread)} | ${f0(o.peakRss)} | ${o.outBytes} | ${q(o)} | ${(o.coldCpu / a.coldCpu).toFixed(2)}×, ${(o.warmCpu / a.warmCpu).toFixed(2)}× | ${fits(o)} |`);
   lines.push(`| | ${a.who} | ${f0(a.coldWall)} | ${f0(a.coldCpu)}${Number.isFinite(a.coldThread) ? ` / ${f0(a.coldThread)}` : ''} | ${f0(a.warmCpu)}${Number.isFinite(a.warmThread) ? ` / ${f0(a.warmThread)}` : ''} | ${f0(a.peakRss)} | ${a.outBytes} | ${q(a)} | | |`);
 }
+lines.push('');
+lines.push(`Posters in a row, one process (${rowFiles.map((f) => f.replace(/.*v_\d+x(\d+)_(\d+)s\.mp4$/, '$1p $2 s')).join(', ')}): ` +
+  `peak RSS ${f0(median(inARow.map((x) => x.peakRss)))} MB (median of ${PROCS}; ${inARow.map((x) => f0(x.peakRss)).join(', ')}), ` +
+  `JS-thread CPU per call (median) ${rowFiles.map((_, i) => f0(median(inARow.map((x) => x.threads[i])))).join(' / ')} ms.`);
 const table = lines.join('\n');
 console.log(table);
 const resultsFile = `${ROOT}bench/RESULTS.md`;
