@@ -43,6 +43,8 @@ export type GenerationRef = Pick<Row, 'id' | 'user_id' | 'task_id' | 'type' | 's
 export interface PreviewStore {
   /** The lease is the database's preview_lease(), the one definition the sweep uses too. */
   claim(generationId: string): Promise<Claim | null>;
+  /** Whether this attempt still holds the claim (checked right before writing objects). */
+  isCurrent(c: Claim): Promise<boolean>;
   complete(c: Claim, r: { path: string; width: number; height: number; thumbhash: string; originalPath: string | null }): Promise<boolean>;
   fail(c: Claim, e: { code: string; message: string; retryable: boolean }): Promise<'retry' | 'failed' | null>;
 }
@@ -52,6 +54,10 @@ export function createPreviewStore(db: Sql = getSql()): PreviewStore {
     async claim(generationId) {
       const rows = await db<Claim[]>`select * from public.claim_preview(${generationId}::uuid)`;
       return rows[0] ?? null;
+    },
+    async isCurrent(c) {
+      const [row] = await db`select public.preview_claim_is_current(${c.id}::uuid, ${c.attempt}) as current`;
+      return row.current === true;
     },
     async complete(c, r) {
       const [row] = await db`

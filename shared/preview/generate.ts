@@ -43,7 +43,9 @@ async function readSource(claim: Claim, deps: PreviewDeps): Promise<{ bytes: Uin
   return { bytes, storedAt: null };
 }
 
-async function render(claim: Claim, deps: PreviewDeps): Promise<{ rendered: Rendered; original: string }> {
+type Render = { rendered: Rendered; source: Uint8Array; format: string; mime: string; storedAt: string | null };
+
+async function render(claim: Claim, deps: PreviewDeps): Promise<Render> {
   const { bytes, storedAt } = await readSource(claim, deps);
   const kind = sniff(bytes);
   const expected = claim.type === 'video' ? 'video' : 'image';
@@ -59,13 +61,7 @@ async function render(claim: Claim, deps: PreviewDeps): Promise<{ rendered: Rend
   const rendered = claim.type === 'video'
     ? await deps.renderPoster(bytes, { ...options, loadCoreWasm: deps.loadCoreWasm })
     : await deps.renderPhoto(bytes, options);
-  // KIE deletes its files after about 14 days: keep our own copy of the original.
-  let original = storedAt;
-  if (!original) {
-    original = originalPath(claim.user_id, claim.id, kind.format);
-    await deps.objects.upload(original, bytes, kind.mime);
-  }
-  return { rendered, original };
+  return { rendered, source: bytes, format: kind.format, mime: kind.mime, storedAt };
 }
 
 export async function generatePreview(generationId: string, deps: PreviewDeps): Promise<PreviewOutcome> {
@@ -77,7 +73,15 @@ export async function generatePreview(generationId: string, deps: PreviewDeps): 
   log.info('[Preview]', 'Processing', { generationId, type: claim.type, attempt: claim.attempt });
   const path = previewPath(claim.user_id, claim.id, claim.type);
   try {
-    const { rendered, original } = await render(claim, deps);
+    const { rendered, source, format, mime, storedAt } = await render(claim, deps);
+    // A worker whose lease ran out while it rendered must not overwrite a newer attempt's objects.
+    if (!(await deps.store.isCurrent(claim))) {
+      log.info('[Preview]', 'Fenced', { generationId, attempt: claim.attempt, reason: 'claim_lost_before_upload' });
+      return { generationId, result: 'fenced', type: claim.type, attempt: claim.attempt };
+    }
+    // KIE deletes its files after about 14 days: keep our own copy of the original.
+    const original = storedAt ?? originalPath(claim.user_id, claim.id, format);
+    if (!storedAt) await deps.objects.upload(original, source, mime);
     await deps.objects.upload(path, rendered.webp, 'image/webp');
     const stored = await deps.objects.size(path);
     if (stored !== rendered.webp.length) {

@@ -145,8 +145,9 @@ describe('fault matrix: dispatch and workers', () => {
     const after = await generation(id);
     expect([after.preview_status, after.preview_attempts, after.preview_path]).toEqual(['ready', 2, row.preview_path]);
     expect(late.pid).toBeGreaterThan(0);
-    // Each attempt wrote the deterministic preview path once (the late one's bytes are the
-    // same asset's; see SECURITY.md/"did not hold" for an asset that changed meanwhile).
-    expect(writesOf(mark, row.preview_path)).toBeLessThanOrEqual(2);
+    // The late worker checked its claim before uploading and stopped: only attempt 2 wrote
+    // the deterministic preview path.
+    expect(logSince(mark, '[Preview] Fenced', id, 'reason=claim_lost_before_upload')).toHaveLength(1);
+    expect(writesOf(mark, row.preview_path)).toBe(1);
   }, 60_000);
 });
