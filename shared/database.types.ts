@@ -188,6 +188,10 @@ export type Database = {
         }[];
       };
       'preview_backoff': { Args: { 'attempt': number }; Returns: string };
+      'preview_claim_is_current': {
+        Args: { 'p_attempt': number; 'p_generation_id': string };
+        Returns: boolean;
+      };
       'preview_lease': { Args: Record<PropertyKey, never>; Returns: string };
       'preview_max_attempts': { Args: Record<PropertyKey, never>; Returns: number };
       'preview_request_body': {
