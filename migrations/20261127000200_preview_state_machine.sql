@@ -39,12 +39,17 @@ as $$ select least(interval '30 seconds' * power(2, greatest(attempt, 1) - 1), i
 comment on function public.preview_backoff(int) is
   'Delay before retry after failed attempt N: least(30s * 2^(N-1), 1h).';
 
+-- The one lease: the claim, the sweep and expire_preview_leases() all use it. A database may
+-- change it with the setting app.preview_lease (the local test stack sets '15 seconds' so
+-- crash cases recover quickly): alter database postgres set app.preview_lease = '5 minutes';
 create or replace function public.preview_lease() returns interval
-language sql immutable parallel safe
+language sql stable parallel safe
 set search_path = ''
-as $$ select interval '2 minutes' $$;
+as $$
+  select coalesce(nullif(current_setting('app.preview_lease', true), '')::interval, interval '2 minutes')
+$$;
 comment on function public.preview_lease() is
-  'How long a processing claim is owned before another caller may take it over (and the sweep re-dispatches it).';
+  'How long a processing claim is owned before another caller may take it over (and the sweep re-dispatches it): app.preview_lease if set, else 2 minutes.';
 
 -- ---------------------------------------------------------------------------------------
 -- claim_preview
@@ -55,7 +60,7 @@ comment on function public.preview_lease() is
 -- and expired rows only under the attempt cap.
 create or replace function public.claim_preview(
   p_generation_id uuid,
-  p_lease interval default '2 minutes'
+  p_lease interval default null  -- null: preview_lease(); an explicit value wins (pgTAP uses it)
 ) returns table (id uuid, user_id uuid, type text, asset_url text, result_urls jsonb, model text, attempt int)
 language sql volatile
 security definer
@@ -82,7 +87,7 @@ as $$
   returning g.id, g.user_id, g.type::text, g.asset_url, g.result_urls, g.model::text, g.preview_attempts
 $$;
 comment on function public.claim_preview(uuid, interval) is
-  'Claims a row for preview rendering (none | failed & due | processing past lease → processing, attempts+1). Returns the claim with its attempt (fencing token), or no row. SECURITY DEFINER: called by the service, bypasses RLS.';
+  'Claims a row for preview rendering (none | failed & due | processing past the lease → processing, attempts+1). Returns the claim with its attempt (fencing token), or no row. The lease defaults to preview_lease(). SECURITY DEFINER: called by the service, bypasses RLS.';
 
 -- ---------------------------------------------------------------------------------------
 -- complete_preview

@@ -15,6 +15,7 @@
  * task can be told how to behave (fail, callback never/twice, broken asset…), see FakeBehaviour.
  */
 
+import type { FakeKieFileRequest } from './fake-kie-client.ts';
 import {
   KIE_CREATE_PATHS,
   KIE_RECORD_INFO_PATHS,
@@ -73,18 +74,6 @@ type Task = {
   timers: Set<ReturnType<typeof setTimeout>>;
   fileHits: Map<string, number>;
   recordInfoCalls: number;
-};
-
-type FileRequest = {
-  at: string;
-  method: string;
-  path: string;
-  taskId: string | null;
-  name: string | null;
-  status: number;
-  bytes: number;
-  range: string | null;
-  mode: string;
 };
 
 const DEFAULT_MODEL: Record<KieFamily, string> = {
@@ -212,7 +201,7 @@ function fixtureNames(v: unknown): string[] | string {
 export function createFakeKie(opts: { publicUrl: () => string; hmacKey?: string | null }) {
   const files = new Map<string, StoredFile>();
   const tasks = new Map<string, Task>();
-  let requests: FileRequest[] = [];
+  let requests: FakeKieFileRequest[] = [];
   const hmacKey = opts.hmacKey || null;
 
   const fileUrl = (task: Task, name: string) =>
