@@ -20,24 +20,22 @@ let coreWasm: Promise<Uint8Array> | undefined;
 
 /** The ffmpeg core's wasm (~31 MB, over the bundle limit): fetched once per isolate. */
 function loadCoreWasm(): Promise<Uint8Array> {
-  const { preview } = getConfig();
   coreWasm ??= (async () => {
+    const config = getConfig();
+    const { preview } = config;
     const started = performance.now();
-    let bytes: Uint8Array;
-    if (preview.ffmpegCoreWasmUrl) {
-      const res = await fetch(preview.ffmpegCoreWasmUrl);
-      if (!res.ok) throw new Error(`Loading the ffmpeg core from FFMPEG_CORE_WASM_URL failed: ${res.status}`);
-      bytes = new Uint8Array(await res.arrayBuffer());
-    } else {
-      // A plain fetch of the stored object: half the time of supabase-js's Blob download.
-      const config = getConfig();
-      const path = preview.ffmpegCoreWasmPath.split('/').map(encodeURIComponent).join('/');
-      const res = await fetch(`${config.supabaseUrl}/storage/v1/object/authenticated/${preview.bucket}/${path}`, {
-        headers: { apikey: config.serviceKey, authorization: `Bearer ${config.serviceKey}` },
-      });
-      if (!res.ok) throw new Error(`Loading the ffmpeg core from storage (${preview.bucket}/${preview.ffmpegCoreWasmPath}) failed: ${res.status}`);
-      bytes = new Uint8Array(await res.arrayBuffer());
+    // FFMPEG_CORE_WASM_URL, or the object in our bucket (a plain fetch: half the time of
+    // supabase-js's Blob download).
+    const stored = `${config.supabaseUrl}/storage/v1/object/authenticated/${preview.bucket}/` +
+      preview.ffmpegCoreWasmPath.split('/').map(encodeURIComponent).join('/');
+    const res = await fetch(preview.ffmpegCoreWasmUrl ?? stored, {
+      headers: preview.ffmpegCoreWasmUrl ? {} : { apikey: config.serviceKey, authorization: `Bearer ${config.serviceKey}` },
+    });
+    if (!res.ok) {
+      const from = preview.ffmpegCoreWasmUrl ? 'FFMPEG_CORE_WASM_URL' : `storage (${preview.bucket}/${preview.ffmpegCoreWasmPath})`;
+      throw new Error(`Loading the ffmpeg core from ${from} failed: ${res.status}`);
     }
+    const bytes = new Uint8Array(await res.arrayBuffer());
     log.info('[Preview]', 'ffmpeg core loaded', { bytes: bytes.length, ms: Math.round(performance.now() - started) });
     return bytes;
   })();

@@ -1,0 +1,37 @@
+// The one config loader: validated, with errors that name the variable.
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../shared/config.ts';
+
+const base: Record<string, string> = {
+  SUPABASE_URL: 'https://abc.supabase.co',
+  SUPABASE_DB_URL: 'postgresql://u:p@db:5432/postgres',
+  SUPABASE_SERVICE_ROLE_KEY: 'legacy-service-jwt',
+};
+const env = (extra: Record<string, string | undefined> = {}) => (name: string) => ({ ...base, ...extra } as Record<string, string | undefined>)[name];
+
+describe('loadConfig', () => {
+  it('applies the documented defaults', () => {
+    const c = loadConfig(env());
+    expect(c.kie.baseUrl).toBe('https://api.kie.ai');
+    expect(c.preview).toMatchObject({ bucket: 'generations', maxSide: 512, quality: 80, downloadTimeoutMs: 20_000 });
+    expect(c.serviceKeys).toEqual(['legacy-service-jwt']);
+  });
+
+  it('names a missing variable', () => {
+    expect(() => loadConfig(env({ SUPABASE_DB_URL: undefined }))).toThrow(new ConfigError('Missing environment variable SUPABASE_DB_URL'));
+    expect(() => loadConfig(env({ SUPABASE_SERVICE_ROLE_KEY: undefined }))).toThrow(/SUPABASE_SERVICE_ROLE_KEY/);
+  });
+
+  it('names a malformed variable and what it must be', () => {
+    expect(() => loadConfig(env({ PREVIEW_QUALITY: '200' }))).toThrow('PREVIEW_QUALITY must be an integer between 1 and 100, got "200"');
+    expect(() => loadConfig(env({ KIE_API_BASE_URL: 'ftp://x' }))).toThrow(/KIE_API_BASE_URL must be an http\(s\) URL/);
+    expect(() => loadConfig(env({ SUPABASE_SECRET_KEYS: 'sb_secret_x' }))).toThrow(/SUPABASE_SECRET_KEYS must be a JSON object/);
+  });
+
+  it('counts every new secret key and the legacy key as the service role', () => {
+    const c = loadConfig(env({ SUPABASE_SECRET_KEYS: '{"default":"sb_secret_a","ci":"sb_secret_b"}' }));
+    expect(c.serviceKeys).toEqual(['sb_secret_a', 'sb_secret_b', 'legacy-service-jwt']);
+    const newOnly = loadConfig(env({ SUPABASE_SERVICE_ROLE_KEY: undefined, SUPABASE_SECRET_KEYS: '{"default":"sb_secret_a"}' }));
+    expect(newOnly.serviceKey).toBe('sb_secret_a');
+  });
+});

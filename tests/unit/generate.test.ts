@@ -1,0 +1,80 @@
+// generatePreview behind its narrow interfaces (store, objects, fetch, render), swapped for
+// in-memory fakes: the order of claim → fetch → render → check → upload → complete, the
+// fencing of a worker that lost its claim, and the mapping of errors to fail_preview.
+import { describe, expect, it } from 'vitest';
+import type { Claim, PreviewStore } from '../../shared/db.ts';
+import { PreviewError } from '../../shared/errors.ts';
+import { generatePreview, type PreviewDeps } from '../../shared/preview/generate.ts';
+import type { ObjectStore } from '../../shared/storage.ts';
+
+const JPEG = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0]);
+const claim: Claim = { id: '11111111-1111-4111-8111-111111111111', user_id: 'u1', type: 'photo', asset_url: 'https://kie.example/a.jpg', result_urls: [], model: null, attempt: 3 };
+
+function fakes(opts: { current?: boolean; fetchError?: PreviewError } = {}) {
+  const calls: string[] = [];
+  const objects = new Map<string, Uint8Array>();
+  const store: PreviewStore = {
+    claim: async () => (calls.push('claim'), claim),
+    isCurrent: async () => (calls.push('isCurrent'), opts.current ?? true),
+    complete: async (_c, r) => (calls.push(`complete ${r.path} ${r.originalPath}`), true),
+    fail: async (_c, e) => (calls.push(`fail ${e.code} ${e.message} ${e.retryable}`), e.retryable ? 'retry' : 'failed'),
+  };
+  const objectStore: ObjectStore = {
+    upload: async (path, bytes) => void (calls.push(`upload ${path}`), objects.set(path, bytes)),
+    size: async (path) => objects.get(path)?.length ?? null,
+    download: async () => new Uint8Array(),
+    signMany: async () => new Map(),
+  };
+  const deps: PreviewDeps = {
+    store,
+    objects: objectStore,
+    fetchSource: async () => {
+      calls.push('fetch');
+      if (opts.fetchError) throw opts.fetchError;
+      return { bytes: JPEG, contentType: 'image/jpeg' };
+    },
+    renderPhoto: async () => (calls.push('render'), { webp: new Uint8Array([1, 2, 3]), width: 512, height: 320, thumbhash: 'abc' }),
+    renderPoster: async () => {
+      throw new Error('not a video');
+    },
+    config: { supabaseUrl: 'https://abc.supabase.co', preview: { bucket: 'generations', maxSide: 512, quality: 80, maxSourceBytes: 1e6, maxPixels: 1e7, downloadTimeoutMs: 1000, allowedPrivateHosts: [], ffmpegCoreWasmUrl: undefined, ffmpegCoreWasmPath: 'x' } },
+  };
+  return { deps, calls, objects };
+}
+
+describe('generatePreview', () => {
+  it('claims, fetches, renders, checks the claim, uploads original and preview, then completes', async () => {
+    const { deps, calls } = fakes();
+    const out = await generatePreview(claim.id, deps);
+    expect(out).toMatchObject({ result: 'ready', path: `u1/previews/${claim.id}_preview.webp`, attempt: 3 });
+    expect(calls).toEqual([
+      'claim', 'fetch', 'render', 'isCurrent',
+      `upload u1/originals/${claim.id}.jpg`, `upload u1/previews/${claim.id}_preview.webp`,
+      `complete u1/previews/${claim.id}_preview.webp u1/originals/${claim.id}.jpg`,
+    ]);
+  });
+
+  it('a worker that lost its claim while rendering uploads nothing', async () => {
+    const { deps, calls, objects } = fakes({ current: false });
+    const out = await generatePreview(claim.id, deps);
+    expect(out.result).toBe('fenced');
+    expect(objects.size).toBe(0);
+    expect(calls.some((c) => c.startsWith('complete') || c.startsWith('fail'))).toBe(false);
+  });
+
+  it('maps a download error to fail_preview with its code, message and retryability', async () => {
+    const { deps, calls } = fakes({ fetchError: new PreviewError('SOURCE_NOT_FOUND', 'Download failed: 404') });
+    const out = await generatePreview(claim.id, deps);
+    expect(out).toMatchObject({ result: 'failed', code: 'SOURCE_NOT_FOUND', error: 'Download failed: 404' });
+    expect(calls).toContain('fail SOURCE_NOT_FOUND Download failed: 404 false');
+  });
+
+  it('an unexpected error becomes INTERNAL and retryable', async () => {
+    const { deps } = fakes();
+    deps.renderPhoto = async () => {
+      throw new TypeError('boom');
+    };
+    const out = await generatePreview(claim.id, deps);
+    expect(out).toMatchObject({ result: 'retry', code: 'INTERNAL', error: 'Internal error: boom' });
+  });
+});
