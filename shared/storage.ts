@@ -11,7 +11,7 @@ export interface ObjectStore {
   upload(path: string, bytes: Uint8Array, contentType: string): Promise<void>;
   /** Size in bytes of a stored object, or null when it does not exist. */
   size(path: string): Promise<number | null>;
-  download(path: string, bucket?: string): Promise<Uint8Array>;
+  download(path: string): Promise<Uint8Array>;
   signMany(paths: string[], expiresIn: number): Promise<Map<string, string>>;
 }
 
@@ -26,7 +26,7 @@ export function getAdminClient(): SupabaseClient {
 }
 
 export function createObjectStore(bucket = getConfig().preview.bucket, client = getAdminClient()): ObjectStore {
-  const files = (b = bucket) => client.storage.from(b);
+  const files = () => client.storage.from(bucket);
   return {
     async upload(path, bytes, contentType) {
       const { error } = await files().upload(path, bytes, { contentType, upsert: true, cacheControl: '31536000' });
@@ -40,8 +40,8 @@ export function createObjectStore(bucket = getConfig().preview.bucket, client = 
       }
       return Number((data as { size?: number }).size ?? NaN);
     },
-    async download(path, b) {
-      const { data, error } = await files(b).download(path);
+    async download(path) {
+      const { data, error } = await files().download(path);
       if (error || !data) {
         const status = (error as { status?: number } | null)?.status;
         throw new PreviewError(status === 404 ? 'SOURCE_NOT_FOUND' : 'SOURCE_UNREACHABLE', `Download failed: ${status ?? error?.message}`);

@@ -37,8 +37,15 @@ export type PreviewOutcome = {
 };
 
 async function readSource(claim: Claim, deps: PreviewDeps): Promise<{ bytes: Uint8Array; storedAt: string | null }> {
+  // An asset already in our storage is read with the service key, so it must be the row
+  // owner's own object in our bucket: never another user's file named by a forged URL.
   const own = storageObjectFromUrl(claim.asset_url, deps.config.supabaseUrl);
-  if (own) return { bytes: await deps.objects.download(own.path, own.bucket), storedAt: own.path };
+  if (own) {
+    if (own.bucket !== deps.config.preview.bucket || !own.path.startsWith(`${claim.user_id}/`)) {
+      throw new PreviewError('SOURCE_FORBIDDEN', `Download refused: ${own.bucket}/${own.path} is not this generation owner's object`);
+    }
+    return { bytes: await deps.objects.download(own.path), storedAt: own.path };
+  }
   const { bytes } = await deps.fetchSource(claim.asset_url);
   return { bytes, storedAt: null };
 }

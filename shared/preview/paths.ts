@@ -19,12 +19,22 @@ export function originalPath(userId: string, generationId: string, format: strin
   return `${userId}/originals/${generationId}.${EXTENSIONS[format] ?? 'bin'}`;
 }
 
-/** `{supabaseUrl}/storage/v1/object/{public|authenticated|sign}/{bucket}/{path}` → bucket and path. */
+/**
+ * `{supabaseUrl}/storage/v1/object/{public|authenticated|sign}/{bucket}/{path}` → bucket and
+ * path; null for any other URL (including one whose path does not parse).
+ */
 export function storageObjectFromUrl(assetUrl: string, supabaseUrl: string): { bucket: string; path: string } | null {
   const prefix = `${supabaseUrl.replace(/\/+$/, '')}/storage/v1/object/`;
   if (!assetUrl.startsWith(prefix)) return null;
-  const rest = new URL(assetUrl).pathname.split('/storage/v1/object/')[1].split('/').map(decodeURIComponent);
-  const parts = ['public', 'authenticated', 'sign'].includes(rest[0]) ? rest.slice(1) : rest;
-  if (parts.length < 2) return null;
-  return { bucket: parts[0], path: parts.slice(1).join('/') };
+  try {
+    const pathname = new URL(assetUrl).pathname;
+    const at = pathname.indexOf('/storage/v1/object/');
+    if (at < 0) return null;
+    const rest = pathname.slice(at + '/storage/v1/object/'.length).split('/').map(decodeURIComponent);
+    const parts = ['public', 'authenticated', 'sign'].includes(rest[0]) ? rest.slice(1) : rest;
+    if (parts.length < 2 || parts.some((p) => p === '' || p === '.' || p === '..')) return null;
+    return { bucket: parts[0], path: parts.slice(1).join('/') };
+  } catch {
+    return null;
+  }
 }

@@ -78,3 +78,31 @@ describe('generatePreview', () => {
     expect(out).toMatchObject({ result: 'retry', code: 'INTERNAL', error: 'Internal error: boom' });
   });
 });
+
+describe('generatePreview with an asset already in our storage', () => {
+  it('reads the owner\'s own object and keeps it as the original (no copy)', async () => {
+    const { deps, calls } = fakes();
+    const own = { ...claim, asset_url: `https://abc.supabase.co/storage/v1/object/public/generations/u1/uploads/${claim.id}.jpg` };
+    deps.store.claim = async () => own;
+    deps.objects.download = async (path) => (calls.push(`download ${path}`), JPEG);
+    const out = await generatePreview(claim.id, deps);
+    expect(out.result).toBe('ready');
+    expect(calls).toContain(`download u1/uploads/${claim.id}.jpg`);
+    expect(calls.filter((c) => c.startsWith('upload'))).toEqual([`upload u1/previews/${claim.id}_preview.webp`]);
+  });
+
+  it('refuses another user\'s object or another bucket named by the URL (SOURCE_FORBIDDEN), reading nothing', async () => {
+    for (const url of [
+      'https://abc.supabase.co/storage/v1/object/public/generations/victim/originals/x.png',
+      'https://abc.supabase.co/storage/v1/object/authenticated/other-bucket/u1/x.png',
+      'https://abc.supabase.co/storage/v1/object/public/generations/u1/../victim/x.png',
+    ]) {
+      const { deps, calls } = fakes();
+      deps.store.claim = async () => ({ ...claim, asset_url: url });
+      deps.objects.download = async (path) => (calls.push(`download ${path}`), JPEG);
+      const out = await generatePreview(claim.id, deps);
+      expect(out, url).toMatchObject({ result: 'failed', code: 'SOURCE_FORBIDDEN' });
+      expect(calls.some((c) => c.startsWith('download') || c.startsWith('upload')), url).toBe(false);
+    }
+  });
+});
