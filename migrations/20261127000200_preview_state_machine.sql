@@ -215,6 +215,10 @@ as $$
      where g.status = 'success' and g.asset_url is not null and g.type in ('photo', 'video')
        and g.preview_status = 'none'
        and g.updated_at < now() - p_grace
+       -- Only rows that became eligible within the last day: on an existing table the whole
+       -- history is `none`, and that is the backfill's job (with its own limit and
+       -- concurrency), not a flood of pg_net requests from the minute job.
+       and g.updated_at > now() - interval '1 day'
     union all
     select g.id, 'lease_expired', g.preview_started_at
       from public.generations g
@@ -234,7 +238,7 @@ as $$
   limit greatest(p_limit, 0)
 $$;
 comment on function public.sweep_previews(int, interval) is
-  'Read-only: ids needing a (re)dispatch, oldest first: lost_webhook (success, none, older than grace), lease_expired, retry_due. SECURITY DEFINER: service and pg_cron.';
+  'Read-only: ids needing a (re)dispatch, oldest first: lost_webhook (success, none, older than grace, changed within a day: older rows are the backfill''s), lease_expired, retry_due. SECURITY DEFINER: service and pg_cron.';
 
 -- Processing rows whose lease expired at the attempt cap can never be claimed again: make
 -- them terminal (TIMEOUT) instead of leaving them processing forever. Called by the sweep.

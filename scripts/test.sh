@@ -54,6 +54,8 @@ pgtap_out=$(bash scripts/local/pgtap.sh 2>&1); pgtap_rc=$?
 echo "$pgtap_out" | tail -15
 pgtap_tests=$(echo "$pgtap_out" | sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\).*/\1/p')
 pgtap_failed=$(echo "$pgtap_out" | grep -oE 'Failed [0-9]+/[0-9]+' | awk -F'[ /]' '{s+=$2} END {print s+0}')
+# A failing run without a "Failed N/M" line (bad plan, syntax error, lost connection) still counts.
+[ "$pgtap_rc" = 0 ] || [ "${pgtap_failed:-0}" -gt 0 ] || pgtap_failed=1
 if [ "$pgtap_rc" = 0 ]; then passed=$((passed + ${pgtap_tests:-0})); else failed=$((failed + ${pgtap_failed:-1})); passed=$((passed + ${pgtap_tests:-0} - ${pgtap_failed:-0})); fi
 
 echo "== vitest"

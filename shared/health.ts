@@ -1,12 +1,16 @@
-/** The health function: liveness, and with ?deep=1 the database, storage and queue depth. */
+/**
+ * The health function: liveness for anyone; with ?deep=1 (service role only, since it
+ * reports queue figures and error text) the database, storage and queue depth.
+ */
+import { isServiceRequest } from './auth.ts';
 import { getConfig } from './config.ts';
 import { getSql } from './db.ts';
-import { json } from './http.ts';
+import { errorResponse, json } from './http.ts';
 import { getAdminClient } from './storage.ts';
-
 
 export async function handleHealth(req: Request): Promise<Response> {
   if (new URL(req.url).searchParams.get('deep') !== '1') return json({ status: 'ok' });
+  if (!isServiceRequest(req, getConfig())) return errorResponse(401, 'UNAUTHORIZED', 'health?deep=1 is for the service role');
   const checks: Record<string, unknown> = {};
   let ok = true;
   try {

@@ -15,7 +15,7 @@
  */
 import postgres from 'postgres';
 import { createAuthHandler } from './auth-api.ts';
-import { identify, LOCAL_ANON_KEY, LOCAL_PUBLISHABLE_KEY, LOCAL_SECRET_KEY, LOCAL_SERVICE_ROLE_KEY } from './keys.ts';
+import { identify, verifyJwt, LOCAL_ANON_KEY, LOCAL_PUBLISHABLE_KEY, LOCAL_SECRET_KEY, LOCAL_SERVICE_ROLE_KEY } from './keys.ts';
 import { startNetWorker } from './net-worker.ts';
 import { type FunctionSpec, FunctionsRunner, type RequestStats } from './functions-runner.ts';
 import { createStorageHandler, type StorageFaults } from './storage-api.ts';
@@ -144,7 +144,8 @@ async function main() {
       if (spec.verifyJwt) {
         const auth = req.headers.get('authorization');
         if (!auth) return Response.json({ code: 401, message: 'Missing authorization header' }, { status: 401 });
-        const claims = await identify(new Headers({ authorization: auth }));
+        // The platform's verify_jwt accepts a valid JWT only; the opaque sb_… keys are not JWTs.
+        const claims = await verifyJwt(auth.replace(/^Bearer\s+/i, ''));
         if (!claims) return Response.json({ code: 401, message: 'Invalid JWT' }, { status: 401 });
       }
       return cors(await runner.handle(spec.name, req, fnMatch[2] ?? ''));

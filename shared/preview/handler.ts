@@ -10,7 +10,7 @@ import { errorResponse, json, readJson } from '../http.ts';
 import { log } from '../log.ts';
 import { createObjectStore } from '../storage.ts';
 import { fetchSource } from './fetch.ts';
-import { generatePreview, type PreviewDeps } from './generate.ts';
+import { generatePreview, type PreviewDeps, type PreviewOutcome } from './generate.ts';
 import { renderPhotoPreview } from './photo.ts';
 import { extractPoster } from './video.ts';
 
@@ -80,9 +80,18 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
   const ids = generationIdsOf(body);
   if (ids.length === 0) return errorResponse(400, 'BAD_REQUEST', 'No generation id (generationId, generationIds or record.id)');
   const deps = previewDeps();
+  // One id's trouble (a database hiccup in claim or fail) must not stop the others.
   const run = async () => {
-    const results = [];
-    for (const id of ids) results.push(await generatePreview(id, deps));
+    const results: PreviewOutcome[] = [];
+    for (const id of ids) {
+      try {
+        results.push(await generatePreview(id, deps));
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        log.error('[Preview]', `❌ Failed for ${id}: ${message}`, { code: 'INTERNAL', next: 'sweep' });
+        results.push({ generationId: id, result: 'retry', code: 'INTERNAL', error: message });
+      }
+    }
     return results;
   };
   if (new URL(req.url).searchParams.get('wait') === '1') return json({ results: await run() });

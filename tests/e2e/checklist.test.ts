@@ -163,7 +163,8 @@ describe('checklist 9: health', () => {
     const res = await fetch(`${FUNCTIONS_URL}/health`);
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ status: 'ok' });
-    const deep = await (await fetch(`${FUNCTIONS_URL}/health?deep=1`)).json();
+    expect((await fetch(`${FUNCTIONS_URL}/health?deep=1`)).status).toBe(401);
+    const deep = (await invoke('health', { method: 'GET', query: '?deep=1' })).json;
     expect(deep.status).toBe('ok');
     expect(deep.checks.database.ok).toBe(true);
     expect(deep.checks.storage.ok).toBe(true);

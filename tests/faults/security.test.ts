@@ -1,4 +1,4 @@
-// The security review's claims (tests/faults/SECURITY.md) that no other suite proves:
+// The security review's claims (README, Security) that no other suite proves:
 // who may call each entry point, what the API roles can read of secrets, and what a leaked
 // callback secret allows.
 import { randomUUID } from 'node:crypto';
