@@ -13,10 +13,34 @@ export function errorResponse(status: number, error: string, message: string): R
   return json({ error, message }, status);
 }
 
-/** Reads a JSON body; an empty body is `{}`; anything unparsable is null. */
+/**
+ * Reads a JSON object body, counting bytes as they stream in and stopping at `maxBytes`
+ * (a body without Content-Length is never buffered whole). An empty body is `{}`; a body
+ * over the cap, unparsable, or not an object is null.
+ */
 export async function readJson(req: Request, maxBytes = 1024 * 1024): Promise<Record<string, unknown> | null> {
-  const text = await req.text();
-  if (text.length > maxBytes) return null;
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  if (req.body) {
+    const reader = req.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.length;
+      if (total > maxBytes) {
+        await reader.cancel();
+        return null;
+      }
+      chunks.push(value);
+    }
+  }
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const c of chunks) {
+    bytes.set(c, offset);
+    offset += c.length;
+  }
+  const text = new TextDecoder().decode(bytes);
   if (text.trim() === '') return {};
   try {
     const value = JSON.parse(text);

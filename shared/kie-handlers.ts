@@ -11,6 +11,7 @@ import { log } from './log.ts';
 import { type SyncStore, syncKieTask } from './sync.ts';
 
 const MAX_CALLBACK_BYTES = 256 * 1024;
+const PENDING_SWEEP_BUDGET_MS = 20_000;
 
 function syncStore(): SyncStore {
   return { findByTask: (t) => findGenerationByTask(t), apply: (r) => applyKieResult(r) };
@@ -86,7 +87,11 @@ export async function handleKieSync(req: Request): Promise<Response> {
     if (caller.role !== 'service_role') return errorResponse(403, 'FORBIDDEN', 'mode=pending is for the service role');
     const tasks = await pendingKieTasks(config.kie.pendingBatch);
     const results = [];
+    // Finish well inside pg_cron's 30 s request timeout, so minute runs never overlap (and
+    // never double KIE's request rate); what is left waits for the next run, oldest first.
+    const deadline = performance.now() + PENDING_SWEEP_BUDGET_MS;
     for (const [i, t] of tasks.entries()) {
+      if (performance.now() > deadline) break;
       // KIE allows 10 record-info requests per second per key: stay under it.
       if (i > 0) await new Promise((r) => setTimeout(r, 120));
       results.push(await syncKieTask({ taskId: t.task_id, source: 'cron' }, deps));

@@ -38,7 +38,8 @@ function decodeCursor(cursor: string | null): [string, string] | null {
   if (!cursor) return null;
   try {
     const [at, id] = JSON.parse(atob(cursor));
-    if (typeof at === 'string' && typeof id === 'string') return [at, id];
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+    if (typeof at === 'string' && !Number.isNaN(Date.parse(at)) && typeof id === 'string' && uuid.test(id)) return [at, id];
   } catch { /* invalid cursor: start over */ }
   return null;
 }

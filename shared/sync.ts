@@ -75,9 +75,10 @@ export async function syncKieTask(
   });
   if (!outcome) return { taskId, found: false, note: 'unknown task' };
 
-  // The trigger queued a preview only if this write made the row eligible.
+  // The trigger queued a preview only if this write made the row eligible (it was not before).
+  const eligibleBefore = gen.status === 'success' && gen.preview_status === 'none' && !!gen.asset_url && PREVIEWABLE.has(gen.type);
   const eligible = outcome.status === 'success' && outcome.preview_status === 'none' && PREVIEWABLE.has(outcome.type);
-  const needsPreview = eligible && outcome.changed;
+  const needsPreview = eligible && outcome.changed && !eligibleBefore;
   log.info('[Sync DEBUG]', `status=${outcome.status}, type=${outcome.type}, preview_status=${outcome.preview_status}, needsPreview=${needsPreview}`, { changed: outcome.changed });
   if (needsPreview) {
     log.info('[Preview]', 'Queued', { generationId: outcome.id, reason: 'needsPreview', type: outcome.type, status: outcome.status });

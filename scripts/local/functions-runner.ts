@@ -83,7 +83,9 @@ class Isolate {
         'run', '--no-prompt', '--quiet',
         '--config', `${args.cwd}/deno.json`,
         '--allow-net', '--allow-env', '--allow-sys',
-        `--allow-read=${args.cwd},${args.tmp}`,
+        // Like a deployed bundle: its own code and dependencies, not the stack's state
+        // (stored objects, keys in .local) nor other functions' files.
+        `--allow-read=${[`${args.cwd}/shared`, `${args.cwd}/node_modules`, `${args.cwd}/deno.json`, `${args.cwd}/package.json`, spec.entry.slice(0, spec.entry.lastIndexOf('/')), args.tmp].join(',')}`,
         `--allow-write=${args.tmp}`,
         HOST, spec.entry,
       ],

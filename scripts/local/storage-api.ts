@@ -44,6 +44,7 @@ async function asCaller<T>(sql: Sql, claims: Claims | null, fn: (tx: Tx) => Prom
 }
 
 function objectPath(dir: string, bucket: string, name: string): string {
+  if (!/^[\w-][\w.-]*$/.test(bucket) || bucket === '..') fail(400, 'InvalidBucketName', `Invalid bucket name: ${bucket}`);
   if (name.split('/').some((seg) => seg === '..' || seg === '.' || seg === '')) {
     fail(400, 'InvalidKey', `Invalid key: ${name}`);
   }
@@ -265,7 +266,12 @@ export function createStorageHandler(opts: StorageOptions) {
   /** `path` is what follows `/storage/v1`. */
   return async function handle(req: Request, path: string, claims: Claims | null): Promise<Response> {
     try {
-      const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+      let parts: string[];
+      try {
+        parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+      } catch {
+        fail(400, 'InvalidKey', `Invalid escape in ${path}`);
+      }
       const [area, ...rest] = parts;
       if (area === 'bucket') return await buckets(req, claims, rest[0]);
       if (area !== 'object') fail(404, 'not_found', `No route ${req.method} ${path}`);

@@ -7,6 +7,8 @@ import { ANON_KEY, FUNCTIONS_URL, invoke, logMark, logSince, SERVICE_KEY, stack,
 describe('gateway', () => {
   it('verify_jwt = true refuses a missing or forged JWT and accepts anon and service keys', async () => {
     expect((await invoke('kie-sync', { key: '' })).status).toBe(401);
+    // The opaque sb_ keys are not JWTs: the platform's verify_jwt refuses them.
+    expect((await invoke('kie-sync', { key: 'sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz', body: {} })).status).toBe(401);
     const forged = await invoke('kie-sync', { key: `${ANON_KEY.slice(0, -4)}AAAA` });
     expect(forged.status).toBe(401);
     expect(forged.json.message).toBe('Invalid JWT');
@@ -38,6 +40,11 @@ describe('gateway', () => {
     expect((await res.json()).code).toBe('BOOT_ERROR');
     const boot = await waitFor('boot error log', async () => logSince(mark, 'BOOT_ERROR', 'test-native-addon')[0]);
     expect(boot).toMatch(/NotCapable|ffi|Requires/i);
+  });
+
+  it('a function reads its own code and dependencies, nothing of the stack outside them', async () => {
+    const res = await fetch(`${FUNCTIONS_URL}/test-read-files`);
+    expect(await res.json()).toEqual({ bundle: 'read', outside: 'NotCapable' });
   });
 
   it('a function cannot start a subprocess', async () => {
