@@ -71,12 +71,9 @@ describe('fault matrix: duplicate and out-of-order callbacks', () => {
   });
 
   it('a callback for an unknown task → 200 with a note, nothing written', async () => {
-    const before = await sql`select count(*)::int as n, max(updated_at) as m from public.generations`;
     const res = await postCallback(successCallback('never-created-task', `${stack.KIE_URL}/x.jpg`), 'never-created-task');
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ found: false, note: 'unknown task' });
-    const after = await sql`select count(*)::int as n from public.generations`;
-    expect(after[0].n).toBeGreaterThanOrEqual(before[0].n); // other suites may insert; none for this task
     expect(await sql`select 1 from public.generations where task_id = 'never-created-task'`).toHaveLength(0);
   });
 });

@@ -79,7 +79,20 @@ describe('secrets are readable only by privileged roles', () => {
     const defs = await sql<{ src: string }[]>`
       select pg_get_functiondef(p.oid) as src from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'public'`;
     for (const d of defs) expect(d.src).not.toContain(stack.SERVICE_ROLE_KEY);
-    expect(defs.some((d) => d.src.includes(`vault.decrypted_secrets`))).toBe(true);
+    // A real dispatch, looked at inside its (rolled back) transaction: the queued request
+    // carries the vault's key and URL.
+    const queued = await sql.begin(async (tx) => {
+      const [g] = await tx`insert into public.generations (user_id, type, status, asset_url)
+        values (${alice.id}, 'photo', 'success', 'https://example.com/a.jpg') returning id`;
+      const [q] = await tx`select url, headers from net.http_request_queue
+        where convert_from(body, 'UTF8')::jsonb ->> 'generationId' = ${g.id}::text`;
+      const [v] = await tx`select
+        (select decrypted_secret from vault.decrypted_secrets where name = 'service_role_key') as key,
+        (select decrypted_secret from vault.decrypted_secrets where name = 'project_url') as url`;
+      throw Object.assign(new Error('rollback'), { queued: { q, v } });
+    }).catch((e: { queued?: { q: { url: string; headers: Record<string, string> }; v: { key: string; url: string } } }) => e.queued);
+    expect(queued?.q.headers.Authorization).toBe(`Bearer ${queued?.v.key}`);
+    expect(queued?.q.url).toBe(`${queued?.v.url}/functions/v1/generate-preview`);
   });
 });
 

@@ -10,11 +10,21 @@ const base: Record<string, string> = {
 const env = (extra: Record<string, string | undefined> = {}) => (name: string) => ({ ...base, ...extra } as Record<string, string | undefined>)[name];
 
 describe('loadConfig', () => {
-  it('applies the documented defaults', () => {
-    const c = loadConfig(env());
-    expect(c.kie.baseUrl).toBe('https://api.kie.ai');
-    expect(c.preview).toMatchObject({ bucket: 'generations', maxSide: 512, quality: 80, downloadTimeoutMs: 20_000 });
-    expect(c.serviceKeys).toEqual(['legacy-service-jwt']);
+  it('applies the documented defaults (the README\'s configuration table)', () => {
+    expect(loadConfig(env())).toEqual({
+      supabaseUrl: 'https://abc.supabase.co',
+      dbUrl: 'postgresql://u:p@db:5432/postgres',
+      serviceKeys: ['legacy-service-jwt'],
+      serviceKey: 'legacy-service-jwt',
+      anonKey: undefined,
+      kie: { apiKey: undefined, baseUrl: 'https://api.kie.ai', callbackSecret: undefined, webhookHmacKey: undefined, timeoutMs: 10_000, pendingBatch: 20 },
+      preview: {
+        bucket: 'generations', maxSide: 512, quality: 80, maxSourceBytes: 104_857_600, maxPixels: 50_000_000,
+        downloadTimeoutMs: 20_000, allowedPrivateHosts: [], ffmpegCoreWasmUrl: undefined,
+        ffmpegCoreWasmPath: '_runtime/ffmpeg-core-0.12.10.wasm',
+      },
+      library: { signedUrlTtlSeconds: 3600, pageSize: 50 },
+    });
   });
 
   it('names a missing variable', () => {
