@@ -9,17 +9,9 @@ bash scripts/setup.sh || exit 1
 if [ -n "${LOAD_STACK_ENV:-}" ]; then
   export STACK_ENV_FILE=$LOAD_STACK_ENV
 else
-  export STACK_DIR="$ROOT/.local/load-run-$$"
-  free_port() { node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
-  export API_PORT=$(free_port) DB_PORT=$(free_port) KIE_PORT=$(free_port)
+  . scripts/local/run-stack.sh
+  use_run_stack load
   export KIE_WEBHOOK_HMAC_KEY=load-webhook-hmac-key
-  cleanup() {
-    bash scripts/stack.sh stop >/dev/null 2>&1 || true
-    [ -d "$STACK_DIR/logs" ] && rm -rf "$ROOT/.local/last-load-logs" && cp -r "$STACK_DIR/logs" "$ROOT/.local/last-load-logs"
-    [ -f "$STACK_DIR/pg/LOCATION" ] && rm -rf "$(cat "$STACK_DIR/pg/LOCATION")"
-    rm -rf "$STACK_DIR"
-  }
-  trap cleanup EXIT
   bash scripts/stack.sh start >/dev/null || { echo "load: stack did not start"; exit 1; }
   export STACK_ENV_FILE="$STACK_DIR/stack.env"
 fi

@@ -12,29 +12,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 bash scripts/setup.sh || exit 1
 
-# Each run gets its own stack folder (two runs at once never collide); leftovers of runs
-# that were killed are stopped and removed first.
-remove_stack() { # dir (its logs are kept in .local/last-test-logs for a look after a failure)
-  STACK_DIR=$1 bash scripts/stack.sh stop >/dev/null 2>&1 || true
-  [ -d "$1/logs" ] && rm -rf "$ROOT/.local/last-test-logs" && cp -r "$1/logs" "$ROOT/.local/last-test-logs"
-  [ -f "$1/pg/LOCATION" ] && rm -rf "$(cat "$1/pg/LOCATION")"
-  rm -rf "$1"
-}
-for old in "$ROOT"/.local/test-run-*; do
-  [ -d "$old" ] || continue
-  kill -0 "${old##*-}" 2>/dev/null || remove_stack "$old"
-done
-export STACK_DIR="$ROOT/.local/test-run-$$"
-free_port() { node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
-
-export API_PORT=$(free_port) DB_PORT=$(free_port) KIE_PORT=$(free_port)
+# A stack of this run's own: its own folder and free ports (scripts/local/run-stack.sh).
+. scripts/local/run-stack.sh
+use_run_stack test
 export KIE_WEBHOOK_HMAC_KEY=test-webhook-hmac-key
 # Short lease and download timeout so crash and hang cases recover within a test.
 export PREVIEW_LEASE_SECONDS=15 PREVIEW_DOWNLOAD_TIMEOUT_MS=5000
 # tests/faults serves a file one byte over the cap: keep it small (16 MB).
 export PREVIEW_MAX_SOURCE_BYTES=16777216
 export EXTRA_FUNCTIONS_CONFIG="$ROOT/tests/gateway-functions/config.toml"
-trap 'remove_stack "$STACK_DIR"' EXIT
 
 passed=0 failed=0
 step() { # name command…

@@ -1,9 +1,9 @@
 // The build's environment audit must fail on a module that reads the environment at import
 // time, and pass on one that reads it lazily.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 function audit(file: string): { code: number; output: string } {
   try {
@@ -16,6 +16,7 @@ function audit(file: string): { code: number; output: string } {
 
 describe('audit-env-usage', () => {
   const dir = mkdtempSync(join(process.cwd(), '.local/audit-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   it('fails on a top-level Deno.env read and names the module', () => {
     const bad = join(dir, 'bad.ts');
     writeFileSync(bad, "export const key = Deno.env.get('KIE_API_KEY');\n");
