@@ -25,9 +25,10 @@ KIE_URL="http://127.0.0.1:${KIE_PORT}"
 RUN="$STACK_DIR/run"
 LOGS="$STACK_DIR/logs"
 PSQL=/usr/lib/postgresql/15/bin/psql
-SERVICE_KEY='eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6InNlcnZpY2Vfcm9sZSIsImV4cCI6MTk4MzgxMjk5Nn0.EGIM96RAZx35lJzdJsyH-qQwv8Hdp7fsn3W0YpN81IU'
-ANON_KEY='eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6ImFub24iLCJleHAiOjE5ODM4MTI5OTZ9.CRXP1A7WOeoJeXxjNni43kdQwgnWNReilDMblYTn_I0'
 CALLBACK_SECRET=${KIE_CALLBACK_SECRET:-local-callback-secret}
+
+# The well-known local keys, written down once in scripts/local/keys.ts.
+load_keys() { eval "$(bash scripts/run-deno.sh scripts/local/keys.ts)"; }
 
 alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
@@ -63,8 +64,8 @@ DB_URL=$DB_URL
 KIE_URL=$KIE_URL
 ANON_KEY=$ANON_KEY
 SERVICE_ROLE_KEY=$SERVICE_KEY
-PUBLISHABLE_KEY=sb_publishable_ACJWlzQHlZjBrEguHvfOxg_3BJgxAaH
-SECRET_KEY=sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz
+PUBLISHABLE_KEY=$PUBLISHABLE_KEY
+SECRET_KEY=$SECRET_KEY
 KIE_CALLBACK_SECRET=$CALLBACK_SECRET
 KIE_WEBHOOK_HMAC_KEY=${KIE_WEBHOOK_HMAC_KEY:-}
 LOG_FILE=$LOGS/stack.log
@@ -118,6 +119,7 @@ upload_ffmpeg_core() {
 
 start() {
   bash scripts/setup.sh
+  load_keys
   mkdir -p "$RUN" "$LOGS"
   bash scripts/local/postgres.sh start >/dev/null
   bash scripts/local/db-apply.sh >"$LOGS/db-apply.log" 2>&1 || { cat "$LOGS/db-apply.log" >&2; exit 1; }
@@ -135,6 +137,7 @@ start() {
 }
 
 status() {
+  load_keys
   local ok=true
   for s in gateway fake-kie; do alive "$s" || ok=false; done
   bash scripts/local/postgres.sh status >/dev/null 2>&1 || ok=false
@@ -150,8 +153,8 @@ local stack is running ($STACK_DIR)
   KIE (fake) URL: $KIE_URL
         anon key: $ANON_KEY
 service_role key: $SERVICE_KEY
- publishable key: sb_publishable_ACJWlzQHlZjBrEguHvfOxg_3BJgxAaH
-      secret key: sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz
+ publishable key: $PUBLISHABLE_KEY
+      secret key: $SECRET_KEY
  callback secret: $CALLBACK_SECRET
             logs: $LOGS/stack.log
 STATUS

@@ -81,7 +81,7 @@ export async function handleKieSync(req: Request): Promise<Response> {
     if (!gen || (caller.role === 'authenticated' && gen.user_id !== caller.userId)) {
       return errorResponse(404, 'NOT_FOUND', `No generation for task ${taskId}`);
     }
-    return json({ results: [await syncKieTask({ taskId, source: 'manual' }, deps)] });
+    return json({ results: [await syncKieTask({ taskId, source: 'manual', generation: gen }, deps)] });
   }
   if (mode === 'pending') {
     if (caller.role !== 'service_role') return errorResponse(403, 'FORBIDDEN', 'mode=pending is for the service role');

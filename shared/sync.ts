@@ -33,11 +33,11 @@ const PREVIEWABLE = new Set(['photo', 'video']);
  * the final word (a failure to reach it leaves the row pending for the cron sweep).
  */
 export async function syncKieTask(
-  input: { taskId: string; result?: KieResult; source: SyncSource },
+  input: { taskId: string; result?: KieResult; source: SyncSource; generation?: GenerationRef },
   deps: { store: SyncStore; kie: KieClient | null },
 ): Promise<SyncReport> {
   const { taskId } = input;
-  const gen = await deps.store.findByTask(taskId);
+  const gen = input.generation ?? await deps.store.findByTask(taskId);
   if (!gen) {
     log.info('[Sync]', 'Unknown task', { taskId, source: input.source });
     return { taskId, found: false, note: 'unknown task' };

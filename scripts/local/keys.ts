@@ -50,3 +50,12 @@ export async function identify(headers: Headers): Promise<Claims | null> {
   if (key) return await verifyJwt(key);
   return null;
 }
+
+// `deno run scripts/local/keys.ts` prints the keys as shell assignments (scripts/stack.sh
+// reads them from here, so they are written down once).
+if (import.meta.main) {
+  console.log(`ANON_KEY=${LOCAL_ANON_KEY}`);
+  console.log(`SERVICE_KEY=${LOCAL_SERVICE_ROLE_KEY}`);
+  console.log(`PUBLISHABLE_KEY=${LOCAL_PUBLISHABLE_KEY}`);
+  console.log(`SECRET_KEY=${LOCAL_SECRET_KEY}`);
+}
