@@ -39,6 +39,16 @@ as $$ select least(interval '30 seconds' * power(2, greatest(attempt, 1) - 1), i
 comment on function public.preview_backoff(int) is
   'Delay before retry after failed attempt N: least(30s * 2^(N-1), 1h).';
 
+-- The one rule of what gets a preview: a successful photo or video with an asset. Claim,
+-- sweep, backfill and the dispatch trigger all ask it (a plain SQL function: inlined by
+-- the planner, so the partial indexes still apply).
+create or replace function public.has_previewable_asset(g public.generations) returns boolean
+language sql stable parallel safe
+set search_path = ''
+as $$ select g.status::text = 'success' and g.asset_url is not null and g.type::text in ('photo', 'video') $$;
+comment on function public.has_previewable_asset(public.generations) is
+  'True for a success row of type photo or video with an asset_url: the rows the preview system works on.';
+
 -- The one lease: the claim, the sweep and expire_preview_leases() all use it. A database may
 -- change it with the setting app.preview_lease (the local test stack sets '15 seconds' so
 -- crash cases recover quickly): alter database postgres set app.preview_lease = '5 minutes';
@@ -72,9 +82,7 @@ as $$
          preview_started_at = now(),
          preview_next_attempt_at = null
    where g.id = p_generation_id
-     and g.status = 'success'
-     and g.asset_url is not null
-     and g.type in ('photo', 'video')
+     and public.has_previewable_asset(g)
      and (
           g.preview_status = 'none'
        or (g.preview_status = 'failed'
@@ -212,7 +220,7 @@ as $$
   from (
     select g.id, 'lost_webhook'::text as reason, g.updated_at as since
       from public.generations g
-     where g.status = 'success' and g.asset_url is not null and g.type in ('photo', 'video')
+     where public.has_previewable_asset(g)
        and g.preview_status = 'none'
        and g.updated_at < now() - p_grace
        -- Only rows that became eligible within the last day: on an existing table the whole
@@ -222,14 +230,14 @@ as $$
     union all
     select g.id, 'lease_expired', g.preview_started_at
       from public.generations g
-     where g.status = 'success' and g.asset_url is not null and g.type in ('photo', 'video')
+     where public.has_previewable_asset(g)
        and g.preview_status = 'processing'
        and g.preview_started_at + public.preview_lease() < now()
        and g.preview_attempts < public.preview_max_attempts()
     union all
     select g.id, 'retry_due', g.preview_next_attempt_at
       from public.generations g
-     where g.status = 'success' and g.asset_url is not null and g.type in ('photo', 'video')
+     where public.has_previewable_asset(g)
        and g.preview_status = 'failed'
        and g.preview_next_attempt_at <= now()
        and g.preview_attempts < public.preview_max_attempts()
@@ -283,9 +291,7 @@ set search_path = ''
 as $$
   select g.id, g.user_id, g.type::text, g.created_at, g.preview_status
     from public.generations g
-   where g.status = 'success'
-     and g.asset_url is not null
-     and g.type in ('photo', 'video')
+   where public.has_previewable_asset(g)
      and (p_type is null or g.type = p_type)
      and (p_since is null or g.created_at >= p_since)
      and (g.preview_status = 'none' or (coalesce(p_retry_failed, false) and g.preview_status = 'failed'))

@@ -226,13 +226,11 @@ begin
   if coalesce(current_setting('app.skip_preview_dispatch', true), '') = 'on' then
     return null;
   end if;
-  if not (new.status::text = 'success' and new.asset_url is not null
-          and new.type::text in ('photo', 'video') and new.preview_status = 'none') then
+  if not (public.has_previewable_asset(new) and new.preview_status = 'none') then
     return null;
   end if;
   if tg_op = 'UPDATE' then
-    v_old_eligible := old.status::text = 'success' and old.asset_url is not null
-                      and old.type::text in ('photo', 'video') and old.preview_status = 'none';
+    v_old_eligible := public.has_previewable_asset(old) and old.preview_status = 'none';
     if v_old_eligible then
       return null;
     end if;
