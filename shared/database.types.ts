@@ -31,8 +31,9 @@ export type Database = {
           'type': string;
           'updated_at': string;
           'user_id': string;
+          'has_previewable_asset': boolean | null;
         };
-        ComputedFields: never;
+        ComputedFields: 'has_previewable_asset';
         Insert: {
           'asset_url'?: string | null;
           'created_at'?: string;
@@ -172,6 +173,15 @@ export type Database = {
           'p_retryable': boolean;
         };
         Returns: string;
+      };
+      'has_previewable_asset': {
+        Args: {
+          'g': Omit<
+            Database['public']['Tables']['generations']['Row'],
+            Database['public']['Tables']['generations']['ComputedFields']
+          >;
+        };
+        Returns: boolean;
       };
       'invoke_edge_function': {
         Args: { 'p_body': Json; 'p_function': string; 'p_timeout_milliseconds'?: number };
