@@ -353,24 +353,28 @@ as $$
   end
 $$;
 
+-- The one insert of a request into the queue; the three public functions below keep
+-- pg_net's exact signatures and checks and call it.
+create or replace function net._enqueue(
+  method text, url text, params jsonb, headers jsonb, body bytea, timeout_milliseconds int
+) returns bigint
+language sql volatile
+set search_path = ''
+as $$
+  insert into net.http_request_queue (method, url, headers, body, timeout_milliseconds)
+  values (method, net._encode_url_with_params(url, params), headers, body, timeout_milliseconds)
+  returning id
+$$;
+
 create or replace function net.http_get(
   url text,
   params jsonb default '{}'::jsonb,
   headers jsonb default '{}'::jsonb,
   timeout_milliseconds int default 5000
 ) returns bigint
-language plpgsql volatile parallel safe strict
+language sql volatile parallel safe strict
 set search_path = ''
-as $$
-declare
-  request_id bigint;
-begin
-  insert into net.http_request_queue (method, url, headers, body, timeout_milliseconds)
-  values ('GET', net._encode_url_with_params(url, params), headers, null, timeout_milliseconds)
-  returning id into request_id;
-  return request_id;
-end
-$$;
+as $$ select net._enqueue('GET', url, params, headers, null, timeout_milliseconds) $$;
 
 create or replace function net.http_post(
   url text,
@@ -383,7 +387,6 @@ language plpgsql volatile parallel safe
 set search_path = ''
 as $$
 declare
-  request_id bigint;
   content_type text;
 begin
   select v into content_type
@@ -398,11 +401,7 @@ begin
   if body is null then
     raise exception 'body must not be null';
   end if;
-  insert into net.http_request_queue (method, url, headers, body, timeout_milliseconds)
-  values ('POST', net._encode_url_with_params(url, params), headers,
-          convert_to(body::text, 'UTF8'), timeout_milliseconds)
-  returning id into request_id;
-  return request_id;
+  return net._enqueue('POST', url, params, headers, convert_to(body::text, 'UTF8'), timeout_milliseconds);
 end
 $$;
 
@@ -412,18 +411,9 @@ create or replace function net.http_delete(
   headers jsonb default '{}'::jsonb,
   timeout_milliseconds int default 5000
 ) returns bigint
-language plpgsql volatile parallel safe strict
+language sql volatile parallel safe strict
 set search_path = ''
-as $$
-declare
-  request_id bigint;
-begin
-  insert into net.http_request_queue (method, url, headers, body, timeout_milliseconds)
-  values ('DELETE', net._encode_url_with_params(url, params), headers, null, timeout_milliseconds)
-  returning id into request_id;
-  return request_id;
-end
-$$;
+as $$ select net._enqueue('DELETE', url, params, headers, null, timeout_milliseconds) $$;
 
 -- Local-only: wake the gateway's worker. NOTIFY is delivered at commit, never for a
 -- rolled-back transaction, so a request is sent only once its transaction committed.
