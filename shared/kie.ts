@@ -313,8 +313,18 @@ type Parts = {
 };
 
 /** The family-specific parts of a callback's `data`. */
-function callbackParts(family: KieFamily, data: Obj): Parts {
-  const info = asObj(data.info) ?? asObj(data.response);
+/**
+ * The fields of one family's task payload. Callbacks and record-info answers of a family
+ * carry the same fields, but KIE's pages disagree on where (`info` or `response`, camel or
+ * snake case), so every known place is read; URLs are de-duplicated.
+ */
+function familyParts(family: KieFamily, data: Obj): Parts {
+  const info = asObj(data.info);
+  const response = asObj(data.response);
+  const errors = {
+    failMsg: firstStr(data.errorMessage, data.error_message),
+    failCode: firstStr(data.errorCode, data.error_code),
+  };
   switch (family) {
     case 'market': {
       const rj = asObj(data.resultJson) ?? asObj(data.result_json);
@@ -329,26 +339,23 @@ function callbackParts(family: KieFamily, data: Obj): Parts {
     case '4o':
       return {
         stated: fourOStatusState(data.status) ?? successFlagState(data.successFlag),
-        resultUrls: urlList(info?.result_urls, info?.resultUrls, data.resultUrls, data.result_urls),
+        resultUrls: urlList(info?.result_urls, info?.resultUrls, response?.resultUrls, response?.result_urls, data.resultUrls, data.result_urls),
         coverUrls: [],
-        failMsg: firstStr(data.errorMessage, data.error_message),
-        failCode: firstStr(data.errorCode, data.error_code),
+        ...errors,
       };
     case 'flux-kontext':
       return {
         stated: successFlagState(data.successFlag),
-        resultUrls: urlList(info?.resultImageUrl, info?.result_image_url, data.resultImageUrl),
+        resultUrls: urlList(info?.resultImageUrl, info?.result_image_url, response?.resultImageUrl, response?.result_image_url, data.resultImageUrl),
         coverUrls: [],
-        failMsg: firstStr(data.errorMessage, data.error_message),
-        failCode: firstStr(data.errorCode, data.error_code),
+        ...errors,
       };
     case 'veo':
       return {
         stated: successFlagState(data.successFlag),
-        resultUrls: urlList(info?.resultUrls, info?.result_urls, data.resultUrls),
-        coverUrls: urlList(info?.imageUrls, info?.image_urls, info?.coverUrls, data.imageUrls),
-        failMsg: firstStr(data.errorMessage, data.error_message),
-        failCode: firstStr(data.errorCode, data.error_code),
+        resultUrls: urlList(info?.resultUrls, info?.result_urls, response?.resultUrls, response?.result_urls, data.resultUrls),
+        coverUrls: urlList(info?.imageUrls, info?.image_urls, info?.coverUrls, response?.imageUrls, response?.image_urls, response?.coverUrls, data.imageUrls),
+        ...errors,
       };
     case 'runway': {
       const vi = asObj(data.videoInfo) ?? asObj(data.video_info);
@@ -366,8 +373,7 @@ function callbackParts(family: KieFamily, data: Obj): Parts {
         stated: successFlagState(data.successFlag),
         resultUrls: urlList(data.resultUrls, data.result_urls, rij?.resultUrls, rij?.result_urls),
         coverUrls: [],
-        failMsg: firstStr(data.errorMessage, data.error_message),
-        failCode: firstStr(data.errorCode, data.error_code),
+        ...errors,
       };
     }
   }
@@ -432,7 +438,7 @@ export function parseKieCallback(body: unknown, opts: { family?: KieFamily } = {
   const data = asObj(body.data) ?? {};
   const code = envelopeCode(body);
   const msg = envelopeMsg(body);
-  const parts = callbackParts(family, data);
+  const parts = familyParts(family, data);
 
   // The payload's own state wins over the envelope code when it is explicit; otherwise the
   // envelope code decides: 200 = success, any other code = failure.
@@ -454,69 +460,6 @@ export function parseKieCallback(body: unknown, opts: { family?: KieFamily } = {
 // record-info
 // ---------------------------------------------------------------------------------------------
 
-function recordParts(family: KieFamily, data: Obj): Parts {
-  const response = asObj(data.response);
-  switch (family) {
-    case 'market': {
-      const rj = asObj(data.resultJson) ?? asObj(data.result_json);
-      return {
-        stated: stateWord(data.state),
-        resultUrls: urlList(rj?.resultUrls, rj?.result_urls),
-        coverUrls: urlList(rj?.coverUrls, rj?.thumbnailUrls),
-        failMsg: firstStr(data.failMsg, data.fail_msg),
-        failCode: firstStr(data.failCode, data.fail_code),
-      };
-    }
-    case '4o':
-      return {
-        stated: fourOStatusState(data.status) ?? successFlagState(data.successFlag),
-        resultUrls: urlList(response?.resultUrls, response?.result_urls),
-        coverUrls: [],
-        failMsg: firstStr(data.errorMessage, data.error_message),
-        failCode: firstStr(data.errorCode, data.error_code),
-      };
-    case 'flux-kontext':
-      return {
-        stated: successFlagState(data.successFlag),
-        resultUrls: urlList(response?.resultImageUrl, response?.result_image_url),
-        coverUrls: [],
-        failMsg: firstStr(data.errorMessage, data.error_message),
-        failCode: firstStr(data.errorCode, data.error_code),
-      };
-    case 'veo':
-      return {
-        stated: successFlagState(data.successFlag),
-        resultUrls: urlList(
-          response?.resultUrls,
-          response?.result_urls,
-          asObj(data.info)?.resultUrls,
-        ),
-        coverUrls: urlList(response?.imageUrls, response?.image_urls, response?.coverUrls),
-        failMsg: firstStr(data.errorMessage, data.error_message),
-        failCode: firstStr(data.errorCode, data.error_code),
-      };
-    case 'runway': {
-      const vi = asObj(data.videoInfo) ?? asObj(data.video_info);
-      return {
-        stated: stateWord(data.state),
-        resultUrls: urlList(vi?.videoUrl, vi?.video_url, data.videoUrl, data.video_url),
-        coverUrls: urlList(vi?.imageUrl, vi?.image_url, data.imageUrl, data.image_url),
-        failMsg: firstStr(data.failMsg, data.fail_msg),
-        failCode: firstStr(data.failCode, data.fail_code),
-      };
-    }
-    case 'mj': {
-      const rij = asObj(data.resultInfoJson) ?? asObj(data.result_info_json);
-      return {
-        stated: successFlagState(data.successFlag),
-        resultUrls: urlList(rij?.resultUrls, rij?.result_urls, data.resultUrls),
-        coverUrls: [],
-        failMsg: firstStr(data.errorMessage, data.error_message),
-        failCode: firstStr(data.errorCode, data.error_code),
-      };
-    }
-  }
-}
 
 /**
  * Parses an answer of a family's record-info endpoint (the body, envelope included).
@@ -538,7 +481,7 @@ export function parseRecordInfo(
   if (!data) throw new KieParseError(`record-info answer has no data${msg ? ` (${msg})` : ''}`);
   const taskId = firstStr(data.taskId, data.task_id) ?? str(fallbackTaskId);
   if (!taskId) throw new KieParseError('record-info answer has no task id');
-  const parts = recordParts(family, data);
+  const parts = familyParts(family, data);
   // A failed state in record-info always has its message in the data, not the envelope.
   return settle(taskId, family, parts.stated, parts, { code: null, msg: null });
 }
