@@ -114,33 +114,28 @@ as $$
   )::jsonb
 $$;
 
-create or replace function auth.uid() returns uuid
+-- One claim, as PostgREST sets it: request.jwt.claim.<key> (older) or the claims JSON.
+create or replace function auth._claim(key text) returns text
 language sql stable
 as $$
   select coalesce(
-    nullif(current_setting('request.jwt.claim.sub', true), ''),
-    (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub')
-  )::uuid
+    nullif(current_setting('request.jwt.claim.' || key, true), ''),
+    (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> key)
+  )
 $$;
+
+create or replace function auth.uid() returns uuid
+language sql stable
+as $$ select auth._claim('sub')::uuid $$;
 
 create or replace function auth.role() returns text
 language sql stable
-as $$
-  select coalesce(
-    nullif(current_setting('request.jwt.claim.role', true), ''),
-    (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role')
-  )::text
-$$;
+as $$ select auth._claim('role') $$;
 
 create or replace function auth.email() returns text
 language sql stable
-as $$
-  select coalesce(
-    nullif(current_setting('request.jwt.claim.email', true), ''),
-    (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'email')
-  )::text
-$$;
-grant execute on function auth.jwt(), auth.uid(), auth.role(), auth.email() to anon, authenticated, service_role;
+as $$ select auth._claim('email') $$;
+grant execute on function auth._claim(text), auth.jwt(), auth.uid(), auth.role(), auth.email() to anon, authenticated, service_role;
 
 -- ---------------------------------------------------------------------------------------
 -- storage
