@@ -16,6 +16,51 @@ export interface ObjectStore {
 }
 
 let admin: SupabaseClient | undefined;
+const objectClients = new Map<string, SupabaseClient>();
+
+/**
+ * An object key this system reads or writes: the storage server's own key alphabet (its
+ * isValidKey: S3-safe ASCII, so no NUL, no backslash, no `%`, nothing non-ASCII) without `?`
+ * (supabase-js puts the key into the URL unencoded), and no empty, `.` or `..` segment
+ * (which fetch would resolve into another path).
+ */
+export function isSafeObjectKey(key: string): boolean {
+  return /^[\w/!\-.*'() &$@=;:+,]+$/.test(key) && key.split('/').every((s) => s !== '' && s !== '.' && s !== '..');
+}
+
+/**
+ * fetch for the service-key storage client: a request leaves only for
+ * `{SUPABASE_URL}/storage/v1/object/[mode/]{bucket}/…`, checked on the URL fetch will really
+ * send (after dot segments are resolved), so no key can steer the service key to another
+ * route, bucket or host.
+ */
+export function objectRoutesOnly(supabaseUrl: string, bucket: string, inner: typeof fetch = fetch): typeof fetch {
+  const origin = new URL(supabaseUrl).origin;
+  return (input, init) => {
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    const parts = url.pathname.split('/').slice(4); // '', 'storage', 'v1', 'object'
+    while (['public', 'authenticated', 'sign', 'info', 'list'].includes(parts[0])) parts.shift();
+    if (url.origin !== origin || !url.pathname.startsWith('/storage/v1/object/') || parts[0] !== encodeURIComponent(bucket)) {
+      return Promise.reject(new Error(`Refused a storage request outside ${bucket}: ${url.pathname.slice(0, 120)}`));
+    }
+    return inner(input, init);
+  };
+}
+
+/** The HTTP status a storage error stands for: the body's statusCode (the real server answers
+ * most errors with HTTP 400 and the real code there), else the response status. */
+export function storageErrorStatus(error: unknown): number | null {
+  const e = error as { statusCode?: unknown; status?: unknown; originalError?: { status?: unknown } } | null;
+  for (const v of [e?.statusCode, e?.status, e?.originalError?.status]) {
+    const n = Number(v);
+    if (Number.isInteger(n) && n >= 100 && n <= 599) return n;
+  }
+  return null;
+}
+
+function assertKey(path: string): void {
+  if (!isSafeObjectKey(path)) throw new PreviewError('SOURCE_FORBIDDEN', 'Refused an unsafe object key');
+}
 
 export function getAdminClient(): SupabaseClient {
   const config = getConfig();
@@ -25,33 +70,55 @@ export function getAdminClient(): SupabaseClient {
   return admin;
 }
 
-export function createObjectStore(bucket = getConfig().preview.bucket, client = getAdminClient()): ObjectStore {
+/** A service-key client that can only reach objects of `bucket` (objectRoutesOnly). */
+function objectClient(bucket: string): SupabaseClient {
+  const config = getConfig();
+  let client = objectClients.get(bucket);
+  if (!client) {
+    client = createClient(config.supabaseUrl, config.serviceKey, {
+      auth: { persistSession: false, autoRefreshToken: false },
+      global: { fetch: objectRoutesOnly(config.supabaseUrl, bucket) },
+    });
+    objectClients.set(bucket, client);
+  }
+  return client;
+}
+
+/**
+ * Storage errors become closed codes with fixed text: the row's `error` never carries the
+ * text or bytes of a remote answer.
+ */
+export function createObjectStore(bucket = getConfig().preview.bucket, client = objectClient(bucket)): ObjectStore {
   const files = () => client.storage.from(bucket);
   return {
     async upload(path, bytes, contentType) {
+      assertKey(path);
       const { error } = await files().upload(path, bytes, { contentType, upsert: true, cacheControl: '31536000' });
-      if (error) throw new PreviewError('UPLOAD_FAILED', `Upload failed: ${error.message}`);
+      if (error) throw new PreviewError('UPLOAD_FAILED', `Upload failed: ${storageErrorStatus(error) ?? 'no answer'}`);
     },
     async size(path) {
+      assertKey(path);
       const { data, error } = await files().info(path);
       if (error) {
-        if ((error as { status?: number }).status === 404 || /not.?found/i.test(error.message)) return null;
-        throw new PreviewError('UPLOAD_FAILED', `Upload check failed: ${error.message}`);
+        if (storageErrorStatus(error) === 404) return null;
+        throw new PreviewError('UPLOAD_FAILED', `Upload check failed: ${storageErrorStatus(error) ?? 'no answer'}`);
       }
       return Number((data as { size?: number }).size ?? NaN);
     },
     async download(path) {
+      assertKey(path);
       const { data, error } = await files().download(path);
       if (error || !data) {
-        const status = (error as { status?: number } | null)?.status;
-        throw new PreviewError(status === 404 ? 'SOURCE_NOT_FOUND' : 'SOURCE_UNREACHABLE', `Download failed: ${status ?? error?.message}`);
+        const status = storageErrorStatus(error);
+        throw new PreviewError(status === 404 ? 'SOURCE_NOT_FOUND' : 'SOURCE_UNREACHABLE', `Download failed: ${status ?? 'no answer'}`);
       }
       return new Uint8Array(await data.arrayBuffer());
     },
     async signMany(paths, expiresIn) {
       const out = new Map<string, string>();
-      if (paths.length === 0) return out;
-      const { data, error } = await files().createSignedUrls(paths, expiresIn);
+      const safe = paths.filter(isSafeObjectKey); // a path no key of ours can have gets no URL
+      if (safe.length === 0) return out;
+      const { data, error } = await files().createSignedUrls(safe, expiresIn);
       if (error) throw new Error(`Signing URLs failed: ${error.message}`);
       for (const item of data ?? []) if (item.path && item.signedUrl) out.set(item.path, item.signedUrl);
       return out;

@@ -150,11 +150,14 @@ async function main() {
       }
       return cors(await runner.handle(spec.name, req, fnMatch[2] ?? ''));
     }
+    // One line per API request with the caller's role: what a service key reached is greppable.
+    const caller = await identify(req.headers);
+    log(`[Gateway] request method=${req.method} path=${path} role=${caller?.role ?? 'none'}`);
     if (path.startsWith('/storage/v1/')) {
-      return cors(await storage(req, path.slice('/storage/v1'.length), await identify(req.headers)));
+      return cors(await storage(req, path.slice('/storage/v1'.length), caller));
     }
     if (path.startsWith('/auth/v1/')) {
-      return cors(await auth(req, path.slice('/auth/v1'.length), await identify(req.headers)));
+      return cors(await auth(req, path.slice('/auth/v1'.length), caller));
     }
     if (path === '/library' || path === '/library/') {
       return new Response(await Deno.readFile(libraryPage), { headers: { 'content-type': 'text/html; charset=utf-8' } });
@@ -163,7 +166,7 @@ async function main() {
       return new Response(await Deno.readFile(supabaseUmd), { headers: { 'content-type': 'text/javascript' } });
     }
     if (path === '/_local/faults' && req.method === 'POST') {
-      const claims = await identify(req.headers);
+      const claims = caller;
       if (claims?.role !== 'service_role') return Response.json({ message: 'service role only' }, { status: 403 });
       const body = await req.json();
       faults.failUploads = (body.failUploads ?? []).map((f: { pattern: string; times: number }) => ({ pattern: f.pattern, remaining: f.times }));
@@ -171,7 +174,7 @@ async function main() {
       return Response.json({ ok: true });
     }
     if (path === '/_local/isolates' && req.method === 'GET') {
-      const claims = await identify(req.headers);
+      const claims = caller;
       if (claims?.role !== 'service_role') return Response.json({ message: 'service role only' }, { status: 403 });
       return Response.json({ isolates: runner.isolates() });
     }

@@ -43,11 +43,21 @@ async function asCaller<T>(sql: Sql, claims: Claims | null, fn: (tx: Tx) => Prom
   }) as T;
 }
 
+/**
+ * The storage server's key rules: its isValidKey alphabet (S3-safe ASCII: no NUL, no
+ * backslash, no `%`, nothing non-ASCII) and no `.`/`..` segment. Checked before any query, so
+ * a bad key is a 400, never a database error.
+ */
+function checkKey(name: string): void {
+  if (!/^(\w|\/|!|-|\.|\*|'|\(|\)| |&|\$|@|=|;|:|\+|,|\?)+$/.test(name)) fail(400, 'InvalidKey', `Invalid key: ${name.replace(/[^\x20-\x7e]/g, '?')}`);
+  if (name.split('/').some((seg) => seg === '..' || seg === '.' || seg === '')) {
+    fail(400, 'InvalidKey', `Invalid key: ${name} contains dot path segment`);
+  }
+}
+
 function objectPath(dir: string, bucket: string, name: string): string {
   if (!/^[\w-][\w.-]*$/.test(bucket) || bucket === '..') fail(400, 'InvalidBucketName', `Invalid bucket name: ${bucket}`);
-  if (name.split('/').some((seg) => seg === '..' || seg === '.' || seg === '')) {
-    fail(400, 'InvalidKey', `Invalid key: ${name}`);
-  }
+  checkKey(name);
   return `${dir}/${encodeURIComponent(bucket)}/${name}`;
 }
 
@@ -276,7 +286,11 @@ export function createStorageHandler(opts: StorageOptions) {
       if (area === 'bucket') return await buckets(req, claims, rest[0]);
       if (area !== 'object') fail(404, 'not_found', `No route ${req.method} ${path}`);
       const [first, ...tail] = rest;
-      const splitBucket = (xs: string[]) => ({ bucket: xs[0], name: xs.slice(1).join('/') });
+      const splitBucket = (xs: string[]) => {
+        const name = xs.slice(1).join('/');
+        if (name) checkKey(name);
+        return { bucket: xs[0], name };
+      };
       if (first === 'sign') {
         const { bucket, name } = splitBucket(tail);
         if (req.method === 'GET' || req.method === 'HEAD') return await readSigned(req, bucket, name);

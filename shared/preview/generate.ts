@@ -37,14 +37,16 @@ export type PreviewOutcome = {
 };
 
 async function readSource(claim: Claim, deps: PreviewDeps): Promise<{ bytes: Uint8Array; storedAt: string | null }> {
-  // An asset already in our storage is read with the service key, so it must be the row
-  // owner's own object in our bucket: never another user's file named by a forged URL.
+  // An asset already in our storage is read with the service key, so it must name exactly one
+  // object of the row's owner in our bucket: never another user's file, another bucket or
+  // another route named by a forged URL (any URL of ours that is not that is refused).
   const own = storageObjectFromUrl(claim.asset_url, deps.config.supabaseUrl);
-  if (own) {
-    if (own.bucket !== deps.config.preview.bucket || !own.path.startsWith(`${claim.user_id}/`)) {
-      throw new PreviewError('SOURCE_FORBIDDEN', `Download refused: ${own.bucket}/${own.path} is not this generation owner's object`);
+  if (own.ours) {
+    const object = own.object;
+    if (!object || object.bucket !== deps.config.preview.bucket || !object.path.startsWith(`${claim.user_id}/`)) {
+      throw new PreviewError('SOURCE_FORBIDDEN', 'Download refused: the URL points into this project\'s storage but not at an object of this generation\'s owner');
     }
-    return { bytes: await deps.objects.download(own.path), storedAt: own.path };
+    return { bytes: await deps.objects.download(object.path), storedAt: object.path };
   }
   const { bytes } = await deps.fetchSource(claim.asset_url);
   return { bytes, storedAt: null };

@@ -4,6 +4,7 @@
  * folder is the owner's id, which is what the storage read policy checks.
  */
 import type { GenerationType } from '../db.ts';
+import { isSafeObjectKey } from '../storage.ts';
 
 export function previewPath(userId: string, generationId: string, type: GenerationType): string {
   return type === 'video'
@@ -19,22 +20,48 @@ export function originalPath(userId: string, generationId: string, format: strin
   return `${userId}/originals/${generationId}.${EXTENSIONS[format] ?? 'bin'}`;
 }
 
+/** What an asset URL says about our own storage (see storageObjectFromUrl). */
+export type OwnStorageRef =
+  | { ours: false }
+  | { ours: true; object: { bucket: string; path: string } | null };
+
+const OBJECT_ROUTE = '/storage/v1/object/';
+const READ_MODES = new Set(['public', 'authenticated', 'sign']);
+
 /**
- * `{supabaseUrl}/storage/v1/object/{public|authenticated|sign}/{bucket}/{path}` → bucket and
- * path; null for any other URL (including one whose path does not parse).
+ * Whether `assetUrl` points at this project (same origin as `supabaseUrl`) and, if so, which
+ * storage object it names. A URL of ours that does not name exactly one object with a safe
+ * key (see isSafeObjectKey) gives `object: null`: the caller refuses it and never reads it
+ * another way. The path is decoded once, as a whole: an encoded separator (`%2F`, `%5C`), a
+ * NUL, a backslash anywhere in the URL, or a dot segment (raw, or resolved by the URL parser)
+ * makes the URL unusable, so a decoded `..` can never climb out of the owner's folder.
  */
-export function storageObjectFromUrl(assetUrl: string, supabaseUrl: string): { bucket: string; path: string } | null {
-  const prefix = `${supabaseUrl.replace(/\/+$/, '')}/storage/v1/object/`;
-  if (!assetUrl.startsWith(prefix)) return null;
+export function storageObjectFromUrl(assetUrl: string, supabaseUrl: string): OwnStorageRef {
+  let url: URL;
   try {
-    const pathname = new URL(assetUrl).pathname;
-    const at = pathname.indexOf('/storage/v1/object/');
-    if (at < 0) return null;
-    const rest = pathname.slice(at + '/storage/v1/object/'.length).split('/').map(decodeURIComponent);
-    const parts = ['public', 'authenticated', 'sign'].includes(rest[0]) ? rest.slice(1) : rest;
-    if (parts.length < 2 || parts.some((p) => p === '' || p === '.' || p === '..')) return null;
-    return { bucket: parts[0], path: parts.slice(1).join('/') };
+    url = new URL(assetUrl);
+    if (url.origin !== new URL(supabaseUrl).origin) return { ours: false };
   } catch {
-    return null;
+    return { ours: false };
   }
+  const refused: OwnStorageRef = { ours: true, object: null };
+  // The path exactly as written (the URL parser resolves dot segments and turns `\` into `/`).
+  const afterScheme = assetUrl.indexOf('//') + 2;
+  const slash = assetUrl.indexOf('/', afterScheme);
+  const raw = slash < 0 ? '' : assetUrl.slice(slash).replace(/[?#].*$/s, '');
+  if (assetUrl.includes('\\') || raw !== url.pathname || !raw.startsWith(OBJECT_ROUTE)) return refused;
+  const rest = raw.slice(OBJECT_ROUTE.length);
+  if (/%(2f|5c|00)/i.test(rest)) return refused;
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(rest);
+  } catch {
+    return refused;
+  }
+  const parts = decoded.split('/');
+  if (READ_MODES.has(parts[0])) parts.shift();
+  const [bucket, ...key] = parts;
+  const path = key.join('/');
+  if (!bucket || !isSafeObjectKey(bucket) || bucket.includes('/') || !isSafeObjectKey(path)) return refused;
+  return { ours: true, object: { bucket, path } };
 }

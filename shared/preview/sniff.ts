@@ -55,6 +55,6 @@ export function sniff(bytes: Uint8Array): SniffResult {
   if (b.length >= 8 && QT_ATOMS.has(ascii(b, 4, 4))) return hit('mov');
   if (b.length >= 4 && b[0] === 0x1a && b[1] === 0x45 && b[2] === 0xdf && b[3] === 0xa3) return hit('webm');
   if (b.length === 0) throw new PreviewError('UNSUPPORTED_FORMAT', 'Unsupported format: empty file');
-  const head = Array.from(b.subarray(0, 8), (x) => x.toString(16).padStart(2, '0')).join(' ');
-  throw new PreviewError('UNSUPPORTED_FORMAT', `Unsupported format: unknown magic bytes ${head}`);
+  // The message never quotes the bytes: it lands on the row, and the bytes are a remote answer.
+  throw new PreviewError('UNSUPPORTED_FORMAT', 'Unsupported format: not a JPEG, PNG, GIF, WebP, MP4, MOV or WebM file');
 }

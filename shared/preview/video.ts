@@ -194,7 +194,7 @@ function pickFrame(
     if (written >= 2) judge(written - 2);
   }
   if (written === 0) {
-    const reason = log.filter((l) => /error|invalid|not found|no such|does not contain/i.test(l)).slice(-2).join('; ');
+    const reason = ffmpegReason(log);
     throw new PreviewError('NO_VIDEO_FRAME', `No video frame: ffmpeg exit ${code}${reason ? `: ${reason}` : ''}`);
   }
   if (chosen < 0) {
@@ -203,6 +203,21 @@ function pickFrame(
   }
   const pam = readPam(sample(chosen), true);
   return { ...pam, time: chosen * SAMPLE_STEP };
+}
+
+/**
+ * Why ffmpeg found no frame, in our words: its log can quote the file (metadata, names), and
+ * the row's error must never carry bytes of a remote answer.
+ */
+const FFMPEG_REASONS: [RegExp, string][] = [
+  [/moov atom not found/i, 'the MP4 index (moov) is missing'],
+  [/does not contain any stream|matches no streams|no video stream/i, 'no video stream'],
+  [/Invalid data found/i, 'invalid data'],
+  [/decoder .* not found|Decoding requested, but no decoder/i, 'no decoder for this codec'],
+];
+
+function ffmpegReason(log: string[]): string {
+  return [...new Set(log.flatMap((l) => FFMPEG_REASONS.filter(([re]) => re.test(l)).map(([, why]) => why)))].join('; ');
 }
 
 /** Sample k has content and the picture has settled (next sample's mean luma is close). */

@@ -2,7 +2,7 @@
 // the library page does with storage must work unchanged, and the RLS policies decide access.
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { adminClient, API_URL, createUser, sql, userClient } from '../helpers/stack.ts';
+import { adminClient, API_URL, createUser, SERVICE_KEY, sql, userClient } from '../helpers/stack.ts';
 
 const bucket = 'generations';
 
@@ -87,5 +87,20 @@ describe('storage through supabase-js', () => {
     const signed = await admin.storage.from(bucket).createSignedUrl(path, 1);
     await new Promise((r) => setTimeout(r, 2100));
     expect((await fetch(signed.data!.signedUrl)).status).toBe(400);
+  });
+
+  it('refuses keys the storage server refuses (NUL, non-ASCII, backslash, %, dot segments) with 400 InvalidKey, never a 500', async () => {
+    const owner = randomUUID();
+    // raw, as sent on the wire (fetch itself resolves a literal `..`, so those come encoded)
+    for (const key of [`${owner}/x%00.webp`, `${owner}/%E2%82%AC.webp`, `${owner}%5C..%5Cx.webp`, `${owner}/a%25b.webp`, `${owner}%2F..%2Fx.webp`, `${owner}/x%2F.%2Fy.webp`]) {
+      for (const [method, body] of [['POST', new Uint8Array([1])], ['GET', undefined]] as const) {
+        const res = await fetch(`${API_URL}/storage/v1/object/${bucket}/${key}`, {
+          method, body, headers: { authorization: `Bearer ${SERVICE_KEY}`, 'content-type': 'image/webp' },
+        });
+        expect(res.status, `${method} ${key}`).toBe(400);
+        expect((await res.json()).error, `${method} ${key}`).toBe('InvalidKey');
+      }
+    }
+    expect((await sql`select 1 from storage.objects where name like ${`${owner}%`}`).length).toBe(0);
   });
 });

@@ -96,13 +96,25 @@ describe('generatePreview with an asset already in our storage', () => {
       'https://abc.supabase.co/storage/v1/object/public/generations/victim/originals/x.png',
       'https://abc.supabase.co/storage/v1/object/authenticated/other-bucket/u1/x.png',
       'https://abc.supabase.co/storage/v1/object/public/generations/u1/../victim/x.png',
+      // an encoded separator or backslash passes a per-segment check, then resolves in the request
+      'https://abc.supabase.co/storage/v1/object/public/generations/u1%2F..%2Fvictim/x.png',
+      'https://abc.supabase.co/storage/v1/object/public/generations/u1%2f..%2fvictim%2fx.png',
+      'https://abc.supabase.co/storage/v1/object/public/generations/u1%5C..%5Cvictim/x.png',
+      'https://abc.supabase.co/storage/v1/object/public/generations/u1/%2e%2e/victim/x.png',
+      'https://abc.supabase.co/storage/v1/object/public/generations/u1%252F..%252Fvictim/x.png',
+      'https://abc.supabase.co/storage/v1/object/public/generations/u1/x%00.png',
+      'https://abc.supabase.co\\storage/v1/object/public/generations/u1/x.png',
+      'https://abc.supabase.co/storage/v1/object/public/generations/u1/%E2%82%AC.png',
+      // our origin, but not an object route: refused, never fetched as a public URL
+      'https://abc.supabase.co/rest/v1/generations?select=*',
+      'https://abc.supabase.co/storage/v1/object/public/generations/u1%2F..%2F..%2F..%2F..%2Fauth/v1/admin/users',
     ]) {
       const { deps, calls } = fakes();
       deps.store.claim = async () => ({ ...claim, asset_url: url });
       deps.objects.download = async (path) => (calls.push(`download ${path}`), JPEG);
       const out = await generatePreview(claim.id, deps);
       expect(out, url).toMatchObject({ result: 'failed', code: 'SOURCE_FORBIDDEN' });
-      expect(calls.some((c) => c.startsWith('download') || c.startsWith('upload')), url).toBe(false);
+      expect(calls.some((c) => c.startsWith('download') || c.startsWith('upload') || c === 'fetch'), url).toBe(false);
     }
   });
 });
