@@ -4,6 +4,7 @@
  * enforced while streaming, one timeout for the whole download, and the HTTP status mapped
  * to a closed error code (`Download failed: 404` is what the row's `error` then says).
  */
+import ipaddr from 'ipaddr.js';
 import { PreviewError } from '../errors.ts';
 
 export type FetchLimits = {
@@ -19,58 +20,28 @@ export type FetchedSource = { bytes: Uint8Array; contentType: string | null };
 
 const MAX_REDIRECTS = 5;
 
-/** The 8 hextets of an IPv6 address (a dotted IPv4 tail allowed), or null when it is not one. */
-function ipv6Hextets(ip: string): number[] | null {
-  let v6 = ip.toLowerCase().replace(/^\[|\]$/g, '').replace(/%.*$/, '');
-  const dotted = v6.match(/^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/);
-  if (dotted) {
-    const [a, b, c, d] = dotted.slice(2).map(Number);
-    v6 = `${dotted[1]}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
-  }
-  const halves = v6.split('::');
-  if (halves.length > 2) return null;
-  const part = (s: string) => (s === '' ? [] : s.split(':'));
-  const head = part(halves[0]);
-  const tail = halves.length === 2 ? part(halves[1]) : [];
-  const fill = 8 - head.length - tail.length;
-  if (halves.length === 1 ? head.length !== 8 : fill < 1) return null;
-  const groups = [...head, ...Array(halves.length === 2 ? fill : 0).fill('0'), ...tail];
-  if (groups.some((g) => !/^[0-9a-f]{1,4}$/.test(g))) return null;
-  return groups.map((g) => parseInt(g, 16));
-}
-
-function isPrivateV4(a: number, b: number): boolean {
-  return a === 0 || a === 10 || a === 127 || (a === 100 && b >= 64 && b <= 127) ||
-    (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) ||
-    (a === 192 && b === 0) || (a === 198 && (b === 18 || b === 19)) || a >= 224;
-}
-
 /**
- * True for addresses a server-side fetch must never reach (loopback, private, link-local…),
- * including IPv4 addresses embedded in IPv6 (mapped `::ffff:a9fe:a9fe`, compatible, SIIT,
- * 6to4): the URL parser writes `[::ffff:169.254.169.254]` in hex, and the OS connects it to
- * the IPv4 address.
+ * True for every address a server-side fetch must not reach: anything that is not plain
+ * global unicast in a maintained registry of special-purpose ranges (ipaddr.js: private,
+ * loopback, link-local, CGNAT, multicast, reserved and documentation ranges, Teredo, 6to4,
+ * NAT64, ORCHID, AS112, AMT, benchmarking, discard, segment routing…). IPv4 written inside
+ * IPv6 (`::ffff:a9fe:a9fe`, which the URL parser makes of `[::ffff:169.254.169.254]` and the
+ * OS connects to the IPv4 address) is judged as that IPv4 address, and IPv6 outside
+ * 2000::/3 (the only block IANA allocates for global unicast, so also ::a.b.c.d and 100::/64)
+ * is refused. Anything that does not parse is refused.
  */
 export function isPrivateAddress(ip: string): boolean {
-  const v4 = ip.match(/^(\d+)\.(\d+)\.(\d+)\.(\d+)$/);
-  if (v4) return isPrivateV4(Number(v4[1]), Number(v4[2]));
-  const h = ipv6Hextets(ip);
-  if (!h) return true; // not an address we understand: refuse
-  const zeros = (from: number, to: number) => h.slice(from, to).every((x) => x === 0);
-  // ::/96 (unspecified, loopback, IPv4-compatible), ::ffff:0:0/96 (mapped), ::ffff:0:0:0/96 (SIIT)
-  if (zeros(0, 5) && (h[5] === 0 || h[5] === 0xffff)) {
-    if (h[5] === 0 && h[6] === 0) return true; // :: and ::1 and ::0.0.x.x
-    return isPrivateV4(h[6] >> 8, h[6] & 0xff);
-  }
-  if (zeros(0, 4) && h[4] === 0xffff && h[5] === 0) return isPrivateV4(h[6] >> 8, h[6] & 0xff);
-  if (h[0] === 0x2002) return isPrivateV4(h[1] >> 8, h[1] & 0xff); // 6to4 carries an IPv4 address
-  if (h[0] === 0x64 && h[1] === 0xff9b) return true; // NAT64
-  const first = h[0];
-  return (first & 0xfe00) === 0xfc00 || // fc00::/7 unique local
-    (first & 0xffc0) === 0xfe80 || // fe80::/10 link-local
-    (first & 0xffc0) === 0xfec0 || // fec0::/10 site-local (deprecated)
-    (first & 0xff00) === 0xff00; // multicast
+  const text = ip.replace(/^\[|\]$/g, '');
+  let addr: ipaddr.IPv4 | ipaddr.IPv6;
+  if (ipaddr.IPv4.isValidFourPartDecimal(text)) addr = ipaddr.IPv4.parse(text);
+  else if (ipaddr.IPv6.isValid(text)) addr = ipaddr.IPv6.parse(text);
+  else return true; // not a canonical address (e.g. `1.2.3`, `0x7f.1`): refuse
+  if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress()) addr = (addr as ipaddr.IPv6).toIPv4Address();
+  if (addr.range() !== 'unicast') return true;
+  return addr.kind() === 'ipv6' && !addr.match(GLOBAL_UNICAST_V6);
 }
+
+const GLOBAL_UNICAST_V6 = ipaddr.parseCIDR('2000::/3');
 
 function isIpLiteral(host: string): boolean {
   return /^\d+\.\d+\.\d+\.\d+$/.test(host) || host.includes(':');
@@ -90,14 +61,19 @@ export const systemResolver: Resolver = async (hostname) => {
   return (await dns.lookup(hostname, { all: true })).map((r) => r.address);
 };
 
-async function assertFetchable(url: URL, limits: FetchLimits, resolve: Resolver): Promise<void> {
+/**
+ * Checks a URL before connecting and says where to connect: null for an IP literal or an
+ * allowed private host:port (nothing to resolve again), else the checked public address.
+ */
+async function assertFetchable(url: URL, limits: FetchLimits, resolve: Resolver): Promise<string | null> {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new PreviewError('SOURCE_FORBIDDEN', `Download refused: ${url.protocol}// URLs are not allowed`);
   }
   const hostPort = `${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`;
-  if (limits.allowedPrivateHosts.includes(hostPort)) return;
+  if (limits.allowedPrivateHosts.includes(hostPort)) return null;
   const host = url.hostname.replace(/^\[|\]$/g, '');
-  const addresses = isIpLiteral(host) ? [host] : await resolve(host);
+  const literal = isIpLiteral(host);
+  const addresses = literal ? [host] : await resolve(host);
   if (addresses.length === 0) {
     throw new PreviewError('SOURCE_UNREACHABLE', `Download failed: cannot resolve ${host}`);
   }
@@ -105,7 +81,30 @@ async function assertFetchable(url: URL, limits: FetchLimits, resolve: Resolver)
   if (blocked) {
     throw new PreviewError('SOURCE_FORBIDDEN', `Download refused: ${host} resolves to a private address (${blocked})`);
   }
+  return literal ? null : addresses[0];
 }
+
+/**
+ * DNS rebinding: the name was checked, but fetch resolves it again, and the second answer may
+ * be private. For `https:` the certificate check binds the connection to the name (a rebound
+ * connection to an internal service fails the TLS handshake: it holds no certificate for the
+ * attacker's name). For plain `http:` nothing does, so the request goes to the checked address
+ * itself: Deno's HTTP client with a TCP transport to that address (the URL, and so the Host
+ * header, stay as they are). Where the runtime has no such client, plain http by name is
+ * refused rather than fetched unpinned.
+ */
+export type Pinner = (address: string, port: number) => { init: RequestInit; close(): void } | null;
+
+export const denoPinner: Pinner = (address, port) => {
+  const deno = (globalThis as { Deno?: { createHttpClient?: (o: unknown) => { close(): void } } }).Deno;
+  if (!deno?.createHttpClient) return null;
+  try {
+    const client = deno.createHttpClient({ proxy: { transport: 'tcp', hostname: address, port } });
+    return { init: { client } as RequestInit, close: () => client.close() };
+  } catch {
+    return null; // a runtime whose client has no TCP transport
+  }
+};
 
 function statusError(status: number): PreviewError {
   const message = `Download failed: ${status}`;
@@ -118,10 +117,12 @@ function statusError(status: number): PreviewError {
 export async function fetchSource(
   rawUrl: string,
   limits: FetchLimits,
-  deps: { fetch?: typeof fetch; resolve?: Resolver } = {},
+  deps: { fetch?: typeof fetch; resolve?: Resolver; pin?: Pinner } = {},
 ): Promise<FetchedSource> {
   const doFetch = deps.fetch ?? fetch;
   const resolve = deps.resolve ?? systemResolver;
+  const pin = deps.pin ?? denoPinner;
+  const clients: { close(): void }[] = [];
   let url: URL;
   try {
     url = new URL(rawUrl);
@@ -133,8 +134,17 @@ export async function fetchSource(
   try {
     let res: Response | undefined;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-      await assertFetchable(url, limits, resolve);
-      res = await doFetch(url, { redirect: 'manual', signal });
+      const address = await assertFetchable(url, limits, resolve);
+      let init: RequestInit = { redirect: 'manual', signal };
+      if (address && url.protocol === 'http:') {
+        const pinned = pin(address, Number(url.port || 80));
+        if (!pinned) {
+          throw new PreviewError('SOURCE_FORBIDDEN', `Download refused: plain http to ${url.hostname} cannot be pinned to its checked address on this runtime`);
+        }
+        clients.push(pinned);
+        init = { ...init, ...pinned.init };
+      }
+      res = await doFetch(url, init);
       const location = res.headers.get('location');
       if (res.status >= 300 && res.status < 400 && location) {
         await res.body?.cancel();
@@ -155,33 +165,49 @@ export async function fetchSource(
       await res.body?.cancel();
       throw new PreviewError('SOURCE_TOO_LARGE', `Source is larger than the ${limits.maxBytes}-byte limit (${declared} bytes)`);
     }
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    const reader = res.body!.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.length;
-      if (total > limits.maxBytes) {
-        await reader.cancel();
-        throw new PreviewError('SOURCE_TOO_LARGE', `Source is larger than the ${limits.maxBytes}-byte limit`);
-      }
-      chunks.push(value);
-    }
-    if (Number.isFinite(declared) && total < declared) {
-      throw new PreviewError('SOURCE_UNREACHABLE', `Download failed: body truncated at ${total} of ${declared} bytes`);
-    }
-    const bytes = new Uint8Array(total);
-    let offset = 0;
-    for (const c of chunks) {
-      bytes.set(c, offset);
-      offset += c.length;
-    }
-    return { bytes, contentType: res.headers.get('content-type') };
+    return { bytes: await readCapped(res.body!, declared, limits.maxBytes), contentType: res.headers.get('content-type') };
   } catch (err) {
     if (err instanceof PreviewError) throw err;
     if (signal.aborted) throw timeoutError();
     const message = err instanceof Error ? err.message : String(err);
     throw new PreviewError('SOURCE_UNREACHABLE', `Download failed: ${message}`, { cause: err });
+  } finally {
+    for (const c of clients) c.close();
   }
+}
+
+/**
+ * The body into ONE buffer, never over `maxBytes`: with a Content-Length, a buffer of exactly
+ * that size filled as chunks arrive; without one, a resizable buffer grown in place (and made
+ * fixed-length without a copy where the runtime can). A list of chunks joined at the end
+ * would hold the file twice (a 99 MB download peaked at 287 MB that way).
+ */
+async function readCapped(body: ReadableStream<Uint8Array>, declared: number, maxBytes: number): Promise<Uint8Array> {
+  const known = Number.isFinite(declared) && declared >= 0;
+  // deno-lint-ignore no-explicit-any
+  const buf: any = known ? new ArrayBuffer(declared) : new (ArrayBuffer as any)(0, { maxByteLength: maxBytes });
+  const reader = body.getReader();
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (total + value.length > maxBytes) {
+      await reader.cancel();
+      throw new PreviewError('SOURCE_TOO_LARGE', `Source is larger than the ${maxBytes}-byte limit`);
+    }
+    if (total + value.length > buf.byteLength) {
+      if (known) {
+        await reader.cancel();
+        throw new PreviewError('SOURCE_UNREACHABLE', `Download failed: body longer than its Content-Length (${declared})`);
+      }
+      buf.resize(total + value.length);
+    }
+    new Uint8Array(buf, total, value.length).set(value);
+    total += value.length;
+  }
+  if (known && total < declared) {
+    throw new PreviewError('SOURCE_UNREACHABLE', `Download failed: body truncated at ${total} of ${declared} bytes`);
+  }
+  if (known) return new Uint8Array(buf);
+  return new Uint8Array(typeof buf.transferToFixedLength === 'function' ? buf.transferToFixedLength() : buf.slice(0, total));
 }

@@ -28,16 +28,82 @@ async function refusal(url: string, deps: Parameters<typeof fetchSource>[2]) {
   }
 }
 
+/**
+ * Every block of IANA's IPv4 and IPv6 Special-Purpose Address Registries (as of 2025, incl.
+ * RFC 9637's 3fff::/20 and RFC 9780's dummy prefix), plus the deprecated forms a host could
+ * still route: first and last address of each. The guard refuses them all, the "globally
+ * reachable" ones too (AS112, AMT, NAT64…): no image host lives there.
+ */
+const IANA_SPECIAL: [block: string, first: string, last: string][] = [
+  ['0.0.0.0/8', '0.0.0.0', '0.255.255.255'],
+  ['10.0.0.0/8', '10.0.0.0', '10.255.255.255'],
+  ['100.64.0.0/10', '100.64.0.0', '100.127.255.255'],
+  ['127.0.0.0/8', '127.0.0.0', '127.255.255.255'],
+  ['169.254.0.0/16', '169.254.0.0', '169.254.255.255'],
+  ['172.16.0.0/12', '172.16.0.0', '172.31.255.255'],
+  ['192.0.0.0/24 (incl. /29 DS-Lite, .8, .9, .10, .170, .171)', '192.0.0.0', '192.0.0.255'],
+  ['192.0.2.0/24', '192.0.2.0', '192.0.2.255'],
+  ['192.31.196.0/24', '192.31.196.0', '192.31.196.255'],
+  ['192.52.193.0/24', '192.52.193.0', '192.52.193.255'],
+  ['192.88.99.0/24', '192.88.99.0', '192.88.99.255'],
+  ['192.168.0.0/16', '192.168.0.0', '192.168.255.255'],
+  ['192.175.48.0/24', '192.175.48.0', '192.175.48.255'],
+  ['198.18.0.0/15', '198.18.0.0', '198.19.255.255'],
+  ['198.51.100.0/24', '198.51.100.0', '198.51.100.255'],
+  ['203.0.113.0/24', '203.0.113.0', '203.0.113.255'],
+  ['224.0.0.0/4 multicast', '224.0.0.0', '239.255.255.255'],
+  ['240.0.0.0/4', '240.0.0.0', '255.255.255.254'],
+  ['255.255.255.255/32', '255.255.255.255', '255.255.255.255'],
+  ['::1/128', '::1', '::1'],
+  ['::/128', '::', '::'],
+  ['::ffff:0:0/96 (mapped; judged as its IPv4)', '::ffff:127.0.0.1', '::ffff:a9fe:a9fe'],
+  ['64:ff9b::/96', '64:ff9b::', '64:ff9b::ffff:ffff'],
+  ['64:ff9b:1::/48', '64:ff9b:1::', '64:ff9b:1:ffff:ffff:ffff:ffff:ffff'],
+  ['100::/64', '100::', '100::ffff:ffff:ffff:ffff'],
+  ['100:0:0:1::/64', '100:0:0:1::', '100:0:0:1:ffff:ffff:ffff:ffff'],
+  ['2001::/23', '2001::', '2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff'],
+  ['2001::/32 Teredo (one that encodes 127.0.0.1)', '2001:0:4136:e378:8000:63bf:80ff:fffe', '2001:0:ffff:ffff:ffff:ffff:ffff:ffff'],
+  ['2001:1::1/128, ::2, ::3', '2001:1::1', '2001:1::3'],
+  ['2001:2::/48', '2001:2::', '2001:2:0:ffff:ffff:ffff:ffff:ffff'],
+  ['2001:3::/32', '2001:3::', '2001:3:ffff:ffff:ffff:ffff:ffff:ffff'],
+  ['2001:4:112::/48', '2001:4:112::', '2001:4:112:ffff:ffff:ffff:ffff:ffff'],
+  ['2001:10::/28', '2001:10::', '2001:1f:ffff:ffff:ffff:ffff:ffff:ffff'],
+  ['2001:20::/28', '2001:20::', '2001:2f:ffff:ffff:ffff:ffff:ffff:ffff'],
+  ['2001:30::/28', '2001:30::', '2001:3f:ffff:ffff:ffff:ffff:ffff:ffff'],
+  ['2001:db8::/32', '2001:db8::', '2001:db8:ffff:ffff:ffff:ffff:ffff:ffff'],
+  ['2002::/16 6to4', '2002:7f00:1::', '2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff'],
+  ['2620:4f:8000::/48', '2620:4f:8000::', '2620:4f:8000:ffff:ffff:ffff:ffff:ffff'],
+  ['3fff::/20', '3fff::', '3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff'],
+  ['5f00::/16', '5f00::', '5f00:ffff:ffff:ffff:ffff:ffff:ffff:ffff'],
+  ['fc00::/7', 'fc00::', 'fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'],
+  ['fe80::/10', 'fe80::', 'febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff'],
+  // not in the registry, but routable by some hosts: deprecated site-local, IPv4-compatible, SIIT, multicast
+  ['fec0::/10', 'fec0::', 'feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'],
+  ['::/96 IPv4-compatible', '::7f00:1', '::a9fe:a9fe'],
+  ['::ffff:0:0:0/96 SIIT', '::ffff:0:7f00:1', '::ffff:0:a9fe:a9fe'],
+  ['ff00::/8', 'ff00::', 'ff02::1'],
+];
+
 describe('isPrivateAddress', () => {
-  it('classifies private, loopback, link-local and embedded-IPv4 forms', () => {
-    for (const ip of ['127.0.0.1', '10.0.0.1', '172.16.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '224.0.0.1',
-      '::1', '::', 'fd00::1', 'fe80::1', 'ff02::1', '::ffff:a9fe:a9fe', '::ffff:169.254.169.254', '::ffff:7f00:1', '::a00:1',
-      '::ffff:0:a9fe:a9fe', '2002:a9fe:a9fe::1', '64:ff9b::a9fe:a9fe', 'not-an-address']) {
-      expect(isPrivateAddress(ip), ip).toBe(true);
-    }
-    for (const ip of ['8.8.8.8', '1.1.1.1', '::ffff:808:808', '2002:808:808::1', '2606:4700:4700::1111', '2a00:1450:4001:82a::200e']) {
+  for (const [block, first, last] of IANA_SPECIAL) {
+    it(`refuses ${block}`, () => {
+      expect(isPrivateAddress(first), first).toBe(true);
+      expect(isPrivateAddress(last), last).toBe(true);
+    });
+  }
+
+  it('refuses what does not parse, and lets public unicast through', () => {
+    for (const ip of ['not-an-address', '', '1.2.3', '::g', 'fe80::1%eth0']) expect(isPrivateAddress(ip), ip).toBe(true);
+    for (const ip of ['8.8.8.8', '1.1.1.1', '93.184.216.34', '::ffff:808:808', '[2606:4700:4700::1111]', '2a00:1450:4001:82a::200e', '2001:4860:4860::8888']) {
       expect(isPrivateAddress(ip), ip).toBe(false);
     }
+  });
+
+  it('through fetchSource: a literal Teredo address that encodes 127.0.0.1 is refused before connecting', async () => {
+    const rec = recordingFetch();
+    const r = await refusal('http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/x.jpg', { fetch: rec.fetch });
+    expect(r?.code).toBe('SOURCE_FORBIDDEN');
+    expect(rec.calls).toEqual([]);
   });
 });
 
