@@ -83,6 +83,16 @@ export async function applyKieResult(
   return rows[0] ?? null;
 }
 
+/**
+ * Remembers a signed KIE callback by (task, X-Webhook-Timestamp): 'first', 'repeat' (the same
+ * body again: a redelivery) or 'replay' (another body under a used signature: refuse).
+ */
+export async function recordKieCallback(taskId: string, signedAt: number, bodySha256: string, db: Sql = getSql()): Promise<'first' | 'repeat' | 'replay'> {
+  const [row] = await db<{ use: 'first' | 'repeat' | 'replay' }[]>`
+    select public.record_kie_callback(${taskId}, ${signedAt}, ${bodySha256}) as use`;
+  return row.use;
+}
+
 export async function findGenerationByTask(taskId: string, db: Sql = getSql()): Promise<GenerationRef | null> {
   const rows = await db<GenerationRef[]>`
     select id, user_id, task_id, type, status, preview_status, model, asset_url from public.generations where task_id = ${taskId}`;

@@ -4,7 +4,7 @@
  */
 import { callerOf } from './auth.ts';
 import { ConfigError, getConfig } from './config.ts';
-import { applyKieResult, findGenerationByTask, pendingKieTasks } from './db.ts';
+import { applyKieResult, findGenerationByTask, pendingKieTasks, recordKieCallback } from './db.ts';
 import { errorResponse, json, readJson } from './http.ts';
 import { createKieClient, extractTaskId, type KieClient, KieParseError, parseKieCallback, timingSafeEqualString, verifyKieSignature } from './kie.ts';
 import { log } from './log.ts';
@@ -49,6 +49,13 @@ export async function handleKieCallback(req: Request): Promise<Response> {
     if (!valid) {
       log.error('[Webhook]', 'Rejected callback: bad or stale signature', { taskId });
       return errorResponse(401, 'UNAUTHORIZED', 'Missing, wrong or stale X-Webhook-Signature');
+    }
+    // KIE signs taskId.timestamp, not the body: a signature is good for one body only.
+    const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify(body)));
+    const hash = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
+    if (await recordKieCallback(taskId, Number(req.headers.get('x-webhook-timestamp')), hash) === 'replay') {
+      log.error('[Webhook]', 'Rejected callback: signature already used for another body', { taskId });
+      return errorResponse(401, 'UNAUTHORIZED', 'This X-Webhook-Signature was already used for another body');
     }
   }
   log.info('[Webhook]', `Received callback for task: ${taskId}`);

@@ -60,6 +60,8 @@ type CallbackAttempt = {
 
 type Task = {
   taskId: string;
+  /** X-Webhook-Timestamp of the last signed callback. */
+  lastSignedAt?: number;
   family: KieFamily;
   model: string;
   callBackUrl: string | null;
@@ -437,7 +439,9 @@ export function createFakeKie(opts: { publicUrl: () => string; hmacKey?: string 
     const body = callbackBody(t);
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (hmacKey) {
-      const ts = String(Math.floor(Date.now() / 1000));
+      // each delivery its own timestamp (kie-callback accepts one body per signature)
+      t.lastSignedAt = Math.max(Math.floor(Date.now() / 1000), (t.lastSignedAt ?? 0) + 1);
+      const ts = String(t.lastSignedAt);
       headers['x-webhook-timestamp'] = ts;
       headers['x-webhook-signature'] = await signKieWebhook(hmacKey, t.taskId, ts);
     }

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { startGeneration } from '../helpers/flow.ts';
 import { expectSettledRow, successCallback } from '../helpers/faults.ts';
 import { kieFile, landscapeJpeg, transparentPng } from '../helpers/media.ts';
-import { ANON_KEY, createUser, FUNCTIONS_URL, generation, invoke, kie, logMark, logSince, postCallback, sql, stack, type TestUser, waitFor, waitForPreview } from '../helpers/stack.ts';
+import { ANON_KEY, createUser, FUNCTIONS_URL, generation, invoke, kie, logMark, logSince, postCallback, signedHeaders, sql, stack, type TestUser, waitFor, waitForPreview } from '../helpers/stack.ts';
 
 let alice: TestUser;
 let bob: TestUser;
@@ -121,6 +121,24 @@ describe('what a leaked callback secret allows', () => {
     expect(row.asset_url).toBe(ready.asset_url);
     expect([row.preview_status, row.preview_path]).toEqual(['ready', ready.preview_path]);
     expect(row.updated_at).toEqual(ready.updated_at);
+  });
+
+  it.skipIf(!stack.KIE_WEBHOOK_HMAC_KEY)('a captured signed callback replayed with another body → 401, nothing changes; the same body again is a redelivery (200)', async () => {
+    // KIE signs taskId.timestamp only: the first use of a signature fixes its body.
+    const { id, taskId } = await startGeneration({ userId: alice.id, type: 'photo', fixture: photo, fake: { callback: 'never', stayPending: true } });
+    const headers = await signedHeaders(taskId);
+    const first = await postCallback({ code: 200, data: { taskId, state: 'generating' } }, taskId, { headers });
+    expect(first.status).toBe(200);
+    const before = await generation(id);
+    const other = await kieFile(await transparentPng(), 'png', 'image/png');
+    const attackerUrl = (await kie.getTask(await kie.createTask('market', { fixture: other, fake: { callback: 'never' } }))).resultUrls[0];
+    const mark = logMark();
+    const replay = await postCallback(successCallback(taskId, attackerUrl), taskId, { headers });
+    expect(replay.status).toBe(401);
+    expect(logSince(mark, '[Webhook] Rejected callback: signature already used for another body', taskId)).toHaveLength(1);
+    const after = await generation(id);
+    expect([after.status, after.asset_url, after.updated_at]).toEqual([before.status, before.asset_url, before.updated_at]);
+    expect((await postCallback({ code: 200, data: { taskId, state: 'generating' } }, taskId, { headers })).status).toBe(200);
   });
 
   it('a forged failure for a finished task changes nothing (terminal states are final)', async () => {

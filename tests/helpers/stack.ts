@@ -125,9 +125,21 @@ export function callbackUrl(secret = stack.KIE_CALLBACK_SECRET): string {
   return `${FUNCTIONS_URL}/kie-callback?secret=${encodeURIComponent(secret)}`;
 }
 
-/** Headers KIE sends when webhook signing is on (the test stack sets a HMAC key). */
-export async function signedHeaders(taskId: string, timestamp = Math.floor(Date.now() / 1000)): Promise<Record<string, string>> {
+const lastSigned = new Map<string, number>();
+
+/**
+ * Headers KIE sends when webhook signing is on (the test stack sets a HMAC key). Each call
+ * gets a timestamp not used for the task yet (by this process or by the fake KIE server, as
+ * the receipts say), as each of KIE's deliveries does: a signature is good for one body only.
+ */
+export async function signedHeaders(taskId: string, at?: number): Promise<Record<string, string>> {
   if (!stack.KIE_WEBHOOK_HMAC_KEY) return {};
+  let timestamp = at ?? Math.floor(Date.now() / 1000);
+  if (at === undefined) {
+    const [used] = await sql<{ last: string | null }[]>`select max(signed_at) as last from public.kie_callback_receipts where task_id = ${taskId}`;
+    timestamp = Math.max(timestamp, (lastSigned.get(taskId) ?? 0) + 1, Number(used?.last ?? 0) + 1);
+    lastSigned.set(taskId, timestamp);
+  }
   return {
     'x-webhook-timestamp': String(timestamp),
     'x-webhook-signature': await signKieWebhook(stack.KIE_WEBHOOK_HMAC_KEY, taskId, String(timestamp)),
