@@ -44,6 +44,7 @@ alter table public.generations add column if not exists preview_status text not 
 alter table public.generations add column if not exists preview_attempts int not null default 0;
 alter table public.generations add column if not exists preview_next_attempt_at timestamptz;
 alter table public.generations add column if not exists preview_started_at timestamptz;
+alter table public.generations add column if not exists preview_expired_leases int not null default 0;
 alter table public.generations add column if not exists preview_error_code text;
 alter table public.generations add column if not exists preview_width int;
 alter table public.generations add column if not exists preview_height int;
@@ -56,6 +57,8 @@ comment on column public.generations.preview_attempts is
   'Claims made so far; the current value is the fencing token of the processing attempt.';
 comment on column public.generations.preview_started_at is
   'Start of the current processing lease (claim time).';
+comment on column public.generations.preview_expired_leases is
+  'Claims of this item whose lease ran out: the worker died (the platform stopped it at its memory or CPU limit, or it crashed). At preview_max_expired_leases() the item fails WORKER_LIMIT instead of being tried again.';
 comment on column public.generations.preview_next_attempt_at is
   'When a retryable failure is due again (null: not scheduled / terminal).';
 comment on column public.generations.original_path is

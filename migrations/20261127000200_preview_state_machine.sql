@@ -61,6 +61,35 @@ $$;
 comment on function public.preview_lease() is
   'How long a processing claim is owned before another caller may take it over (and the sweep re-dispatches it): app.preview_lease if set, else 2 minutes.';
 
+-- A worker that holds a claim always ends it (complete or fail) inside the lease: downloads
+-- and renders have their own timeouts. A lease that runs out means the worker died: the
+-- platform stopped it (546 WORKER_LIMIT: memory or CPU) or it crashed. One such death may be
+-- bad luck (a neighbour's memory, a deploy); the second means this input kills workers, and
+-- trying it again would only kill more.
+create or replace function public.preview_max_expired_leases() returns int
+language sql immutable parallel safe
+set search_path = ''
+as $$ select 2 $$;
+comment on function public.preview_max_expired_leases() is
+  'Expired leases (dead workers) an item may cause before it fails WORKER_LIMIT, terminal.';
+
+-- The one rule of when a processing claim may be taken over: its lease ran out, and neither
+-- the attempt cap nor the expired-lease cap is reached (expire_preview_leases() ends the rest).
+create or replace function public.preview_lease_takeover_allowed(
+  g public.generations,
+  p_lease interval default null  -- null: preview_lease() (claim_preview passes its own, for pgTAP)
+) returns boolean
+language sql stable parallel safe
+set search_path = ''
+as $$
+  select g.preview_status = 'processing'
+     and g.preview_started_at + coalesce(p_lease, public.preview_lease()) < now()
+     and g.preview_attempts < public.preview_max_attempts()
+     and g.preview_expired_leases + 1 < public.preview_max_expired_leases()
+$$;
+comment on function public.preview_lease_takeover_allowed(public.generations, interval) is
+  'A processing row whose lease ran out and that is under both caps: claim_preview may take it over, the sweep re-dispatches it.';
+
 -- ---------------------------------------------------------------------------------------
 -- claim_preview
 -- ---------------------------------------------------------------------------------------
@@ -79,6 +108,8 @@ as $$
   update public.generations g
      set preview_status = 'processing',
          preview_attempts = g.preview_attempts + 1,
+         -- taking over an expired lease counts the dead worker
+         preview_expired_leases = g.preview_expired_leases + (g.preview_status = 'processing')::int,
          preview_started_at = now(),
          preview_next_attempt_at = null
    where g.id = p_generation_id
@@ -88,9 +119,7 @@ as $$
        or (g.preview_status = 'failed'
            and g.preview_next_attempt_at <= now()
            and g.preview_attempts < public.preview_max_attempts())
-       or (g.preview_status = 'processing'
-           and g.preview_started_at + coalesce(p_lease, public.preview_lease()) < now()
-           and g.preview_attempts < public.preview_max_attempts())
+       or public.preview_lease_takeover_allowed(g, p_lease)
      )
   returning g.id, g.user_id, g.type::text, g.asset_url, g.result_urls, g.model::text, g.preview_attempts
 $$;
@@ -191,6 +220,7 @@ begin
   update public.generations g
      set preview_status = 'none',
          preview_attempts = 0,
+         preview_expired_leases = 0,
          preview_next_attempt_at = null,
          preview_started_at = null,
          preview_error_code = null,
@@ -231,9 +261,7 @@ as $$
     select g.id, 'lease_expired', g.preview_started_at
       from public.generations g
      where public.has_previewable_asset(g)
-       and g.preview_status = 'processing'
-       and g.preview_started_at + public.preview_lease() < now()
-       and g.preview_attempts < public.preview_max_attempts()
+       and public.preview_lease_takeover_allowed(g)
     union all
     select g.id, 'retry_due', g.preview_next_attempt_at
       from public.generations g
@@ -248,8 +276,9 @@ $$;
 comment on function public.sweep_previews(int, interval) is
   'Read-only: ids needing a (re)dispatch, oldest first: lost_webhook (success, none, older than grace, changed within a day: older rows are the backfill''s), lease_expired, retry_due. SECURITY DEFINER: service and pg_cron.';
 
--- Processing rows whose lease expired at the attempt cap can never be claimed again: make
--- them terminal (TIMEOUT) instead of leaving them processing forever. Called by the sweep.
+-- Processing rows whose lease ran out and that may not be taken over again: at the
+-- expired-lease cap the input kills workers (WORKER_LIMIT), else the attempt cap was reached
+-- (TIMEOUT). Both terminal, instead of processing forever. Called by the sweep.
 create or replace function public.expire_preview_leases() returns int
 language plpgsql volatile
 security definer
@@ -262,17 +291,22 @@ begin
      set preview_status = 'failed',
          preview_next_attempt_at = null,
          preview_started_at = null,
-         preview_error_code = 'TIMEOUT',
-         error = format('Preview timed out after %s attempts', g.preview_attempts)
+         preview_expired_leases = g.preview_expired_leases + 1,
+         preview_error_code = case when g.preview_expired_leases + 1 >= public.preview_max_expired_leases()
+                                   then 'WORKER_LIMIT' else 'TIMEOUT' end,
+         error = case when g.preview_expired_leases + 1 >= public.preview_max_expired_leases()
+                      then format('Preview worker stopped %s times on this item (the platform''s memory or CPU limit, or a crash): not retried',
+                                  g.preview_expired_leases + 1)
+                      else format('Preview timed out after %s attempts', g.preview_attempts) end
    where g.preview_status = 'processing'
      and g.preview_started_at + public.preview_lease() < now()
-     and g.preview_attempts >= public.preview_max_attempts();
+     and not public.preview_lease_takeover_allowed(g);
   get diagnostics v_count = row_count;
   return v_count;
 end
 $$;
 comment on function public.expire_preview_leases() is
-  'processing rows past the lease at the attempt cap → failed (TIMEOUT, terminal). SECURITY DEFINER: pg_cron / service.';
+  'processing rows past the lease that may not be taken over → failed, terminal: WORKER_LIMIT at the expired-lease cap (the input kills workers), else TIMEOUT (attempt cap). SECURITY DEFINER: pg_cron / service.';
 
 -- ---------------------------------------------------------------------------------------
 -- backfill_candidates (keyset pagination)
@@ -326,6 +360,7 @@ begin
     if old.preview_status <> 'processing' then
       new.preview_attempts := 0;
     end if;
+    new.preview_expired_leases := 0;  -- a new asset has killed no worker yet
     new.preview_status := 'none';
     new.preview_path := null;
     new.poster_path := null;
@@ -350,7 +385,9 @@ create trigger generations_b_reset_preview_on_asset_change
 -- ---------------------------------------------------------------------------------------
 -- RLS gives anon/authenticated no write policies locally, but the platform's table may
 -- have its own (e.g. users editing a title). Whatever those allow, preview columns are
--- written only by the functions above (which run as their owner).
+-- written only by the functions above (which run as their owner). original_path is among
+-- them: it names the object the library signs for the owner, so a client that could set it
+-- would make the service sign any object path it likes.
 create or replace function public.generations_guard_preview_columns() returns trigger
 language plpgsql
 set search_path = ''
@@ -359,16 +396,19 @@ begin
   if current_user in ('anon', 'authenticated') then
     if tg_op = 'INSERT' then
       if new.preview_status is distinct from 'none' or new.preview_path is not null
-         or new.poster_path is not null or new.preview_attempts <> 0 then
+         or new.poster_path is not null or new.preview_attempts <> 0
+         or new.original_path is not null or new.preview_expired_leases <> 0 then
         raise exception 'preview columns are written by the service only' using errcode = '42501';
       end if;
     elsif (new.preview_status, new.preview_path, new.poster_path, new.preview_attempts,
            new.preview_next_attempt_at, new.preview_started_at, new.preview_error_code,
-           new.preview_width, new.preview_height, new.preview_thumbhash)
+           new.preview_width, new.preview_height, new.preview_thumbhash, new.original_path,
+           new.preview_expired_leases)
           is distinct from
           (old.preview_status, old.preview_path, old.poster_path, old.preview_attempts,
            old.preview_next_attempt_at, old.preview_started_at, old.preview_error_code,
-           old.preview_width, old.preview_height, old.preview_thumbhash) then
+           old.preview_width, old.preview_height, old.preview_thumbhash, old.original_path,
+           old.preview_expired_leases) then
       raise exception 'preview columns are written by the service only' using errcode = '42501';
     end if;
   end if;
@@ -403,5 +443,5 @@ grant execute on function public.sweep_previews(int, interval) to service_role;
 grant execute on function public.expire_preview_leases() to service_role;
 grant execute on function public.backfill_candidates(timestamptz, uuid, int, text, boolean, timestamptz) to service_role;
 -- The constants are harmless to read.
-grant execute on function public.preview_max_attempts(), public.preview_backoff(int), public.preview_lease()
-  to service_role, authenticated, anon;
+grant execute on function public.preview_max_attempts(), public.preview_backoff(int), public.preview_lease(),
+  public.preview_max_expired_leases() to service_role, authenticated, anon;

@@ -23,7 +23,8 @@ comment on function public.cron_kie_sync_pending() is
   'pg_cron job kie-sync-pending: POST {"mode":"pending"} to kie-sync. Returns the pg_net request id (null when vault is not configured).';
 
 -- pg_net keeps responses (Supabase trims them after 6 h); cron.job_run_details is never
--- trimmed by pg_cron. SECURITY DEFINER: needs delete rights on net and cron tables.
+-- trimmed by pg_cron; KIE callback receipts only matter inside the signature window (300 s).
+-- SECURITY DEFINER: needs delete rights on net and cron tables.
 create or replace function public.cron_trim_history() returns void
 language plpgsql volatile
 security definer
@@ -32,10 +33,14 @@ as $$
 begin
   delete from net._http_response where created < now() - interval '6 hours';
   delete from cron.job_run_details where end_time < now() - interval '7 days';
+  -- the receipts' table arrives in a later migration (security_hardening)
+  if to_regclass('public.kie_callback_receipts') is not null then
+    delete from public.kie_callback_receipts where received_at < now() - interval '1 day';
+  end if;
 end
 $$;
 comment on function public.cron_trim_history() is
-  'pg_cron job net-response-trim: net._http_response older than 6 h, cron.job_run_details older than 7 days.';
+  'pg_cron job net-response-trim: net._http_response older than 6 h, cron.job_run_details older than 7 days, KIE callback receipts older than a day.';
 
 revoke all on function public.cron_kie_sync_pending() from public, anon, authenticated;
 revoke all on function public.cron_trim_history() from public, anon, authenticated;

@@ -1,6 +1,6 @@
--- Security hardening from the adversarial review (issue 10): table privileges API roles never
--- need, the copied original joins the columns only the service writes, and KIE callbacks
--- cannot be replayed inside their signature window. Re-runnable; additive.
+-- Security hardening from the adversarial review: table privileges API roles never need,
+-- and KIE callbacks that cannot be replayed inside their signature window (cron_trim_history
+-- forgets the receipts after a day). Re-runnable; additive.
 
 -- ---------------------------------------------------------------------------------------
 -- Privileges: TRUNCATE, TRIGGER and REFERENCES on generations
@@ -19,37 +19,6 @@ begin
   revoke truncate, trigger, references on table storage.objects from anon, authenticated;
 exception when insufficient_privilege then
   raise notice 'storage.objects privileges belong to the platform: left as they are';
-end
-$$;
-
--- ---------------------------------------------------------------------------------------
--- Guard: original_path is the service's too
--- ---------------------------------------------------------------------------------------
--- original_path names the object the library signs for the owner; a client that could set
--- it would make the service sign (and list as theirs) any object path it likes.
-create or replace function public.generations_guard_preview_columns() returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  if current_user in ('anon', 'authenticated') then
-    if tg_op = 'INSERT' then
-      if new.preview_status is distinct from 'none' or new.preview_path is not null
-         or new.poster_path is not null or new.preview_attempts <> 0
-         or new.original_path is not null then
-        raise exception 'preview columns are written by the service only' using errcode = '42501';
-      end if;
-    elsif (new.preview_status, new.preview_path, new.poster_path, new.preview_attempts,
-           new.preview_next_attempt_at, new.preview_started_at, new.preview_error_code,
-           new.preview_width, new.preview_height, new.preview_thumbhash, new.original_path)
-          is distinct from
-          (old.preview_status, old.preview_path, old.poster_path, old.preview_attempts,
-           old.preview_next_attempt_at, old.preview_started_at, old.preview_error_code,
-           old.preview_width, old.preview_height, old.preview_thumbhash, old.original_path) then
-      raise exception 'preview columns are written by the service only' using errcode = '42501';
-    end if;
-  end if;
-  return new;
 end
 $$;
 
@@ -100,18 +69,3 @@ comment on function public.record_kie_callback(text, bigint, text) is
   'Remembers a signed KIE callback: ''first'' (new signature), ''repeat'' (same signature, same body: a redelivery), ''replay'' (same signature, another body: refuse). SECURITY DEFINER: service only.';
 revoke all on function public.record_kie_callback(text, bigint, text) from public, anon, authenticated;
 grant execute on function public.record_kie_callback(text, bigint, text) to service_role;
-
--- The hourly trim also forgets receipts a day old (the signature window is 300 s).
-create or replace function public.cron_trim_history() returns void
-language plpgsql volatile
-security definer
-set search_path = ''
-as $$
-begin
-  delete from net._http_response where created < now() - interval '6 hours';
-  delete from cron.job_run_details where end_time < now() - interval '7 days';
-  delete from public.kie_callback_receipts where received_at < now() - interval '1 day';
-end
-$$;
-comment on function public.cron_trim_history() is
-  'pg_cron job net-response-trim: net._http_response older than 6 h, cron.job_run_details older than 7 days, KIE callback receipts older than a day.';

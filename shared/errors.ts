@@ -11,6 +11,10 @@ export const ERROR_CODES = {
   UNSUPPORTED_FORMAT: { retryable: false },
   DECODE_FAILED: { retryable: false },
   TOO_MANY_PIXELS: { retryable: false },
+  /** Decoding would need more memory than an edge isolate has (estimated from the header). */
+  OVER_MEMORY_BUDGET: { retryable: false },
+  /** Workers died on this item (the platform's memory/CPU limit); set by expire_preview_leases. */
+  WORKER_LIMIT: { retryable: false },
   NO_VIDEO_FRAME: { retryable: false },
   UPLOAD_FAILED: { retryable: true },
   TIMEOUT: { retryable: true },

@@ -38,8 +38,15 @@ psql_file() {
   PGOPTIONS="-c client_min_messages=warning" "$PSQL" "$DB_URL" -X -q -v ON_ERROR_STOP=1 --single-transaction -f "$1" >/dev/null
 }
 
-echo "db-apply: platform bootstrap (scripts/local/platform.sql)"
-psql_file "$REPO_ROOT/scripts/local/platform.sql"
+# The platform bootstraps a project once, before any migration. Re-applying it on a migrated
+# database would re-grant EXECUTE on every public function to anon (its default grants), undoing
+# the migrations' revokes: a restarted dev stack was kinder than the platform that way.
+if [ "$("$PSQL" "$DB_URL" -X -tAq -c "select to_regclass('vault.secrets') is not null")" = t ]; then
+  echo "db-apply: platform already bootstrapped"
+else
+  echo "db-apply: platform bootstrap (scripts/local/platform.sql)"
+  psql_file "$REPO_ROOT/scripts/local/platform.sql"
+fi
 
 echo "db-apply: migrations (supabase migration up --include-all)"
 # The CLI percent-decodes the URL; our local password has nothing to encode.

@@ -177,12 +177,49 @@ export async function fetchSource(
 }
 
 /**
- * The body into ONE buffer, never over `maxBytes`: with a Content-Length, a buffer of exactly
- * that size filled as chunks arrive; without one, a resizable buffer grown in place (and made
- * fixed-length without a copy where the runtime can). A list of chunks joined at the end
- * would hold the file twice (a 99 MB download peaked at 287 MB that way).
+ * The body into ONE buffer, never over `maxBytes`. With a Content-Length (file hosts and KIE's
+ * CDN send one): a buffer of exactly that size, read into with a BYOB reader where the body
+ * is a byte stream (no intermediate chunk per read). Without one: a resizable buffer grown in
+ * place as chunks arrive. A list of chunks joined at the end held the file twice (a 99 MB
+ * download peaked at 287 MB that way).
  */
 async function readCapped(body: ReadableStream<Uint8Array>, declared: number, maxBytes: number): Promise<Uint8Array> {
+  if (Number.isFinite(declared) && declared >= 0) {
+    const byob = byobReader(body);
+    if (byob) return await readInto(byob, declared);
+  }
+  return await readGrowing(body, declared, maxBytes);
+}
+
+function byobReader(body: ReadableStream<Uint8Array>): ReadableStreamBYOBReader | null {
+  try {
+    return body.getReader({ mode: 'byob' });
+  } catch {
+    return null; // not a byte stream (Node's fetch, a test double)
+  }
+}
+
+const tooLong = (declared: number) => new PreviewError('SOURCE_UNREACHABLE', `Download failed: body longer than its Content-Length (${declared})`);
+const truncated = (total: number, declared: number) => new PreviewError('SOURCE_UNREACHABLE', `Download failed: body truncated at ${total} of ${declared} bytes`);
+
+async function readInto(reader: ReadableStreamBYOBReader, declared: number): Promise<Uint8Array> {
+  let buf = new ArrayBuffer(declared);
+  let total = 0;
+  while (total < declared) {
+    const { done, value } = await reader.read(new Uint8Array(buf, total, Math.min(256 * 1024, declared - total)));
+    if (done || !value) throw truncated(total, declared);
+    buf = value.buffer as ArrayBuffer; // the read transferred the buffer: this is it, our bytes in it
+    total += value.byteLength;
+  }
+  const { done } = await reader.read(new Uint8Array(1));
+  if (!done) {
+    await reader.cancel();
+    throw tooLong(declared);
+  }
+  return new Uint8Array(buf);
+}
+
+async function readGrowing(body: ReadableStream<Uint8Array>, declared: number, maxBytes: number): Promise<Uint8Array> {
   const known = Number.isFinite(declared) && declared >= 0;
   // deno-lint-ignore no-explicit-any
   const buf: any = known ? new ArrayBuffer(declared) : new (ArrayBuffer as any)(0, { maxByteLength: maxBytes });
@@ -198,16 +235,13 @@ async function readCapped(body: ReadableStream<Uint8Array>, declared: number, ma
     if (total + value.length > buf.byteLength) {
       if (known) {
         await reader.cancel();
-        throw new PreviewError('SOURCE_UNREACHABLE', `Download failed: body longer than its Content-Length (${declared})`);
+        throw tooLong(declared);
       }
       buf.resize(total + value.length);
     }
     new Uint8Array(buf, total, value.length).set(value);
     total += value.length;
   }
-  if (known && total < declared) {
-    throw new PreviewError('SOURCE_UNREACHABLE', `Download failed: body truncated at ${total} of ${declared} bytes`);
-  }
-  if (known) return new Uint8Array(buf);
-  return new Uint8Array(typeof buf.transferToFixedLength === 'function' ? buf.transferToFixedLength() : buf.slice(0, total));
+  if (known && total < declared) throw truncated(total, declared);
+  return new Uint8Array(buf, 0, total);
 }

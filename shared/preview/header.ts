@@ -10,8 +10,18 @@ export type ImageHeader = {
   height: number;
   /** EXIF orientation 1..8 (JPEG only; 1 when absent). */
   orientation: number;
-  /** PNG only: interlaced (Adam7). */
+  /** PNG only: interlaced (Adam7), and bits per pixel of the raw rows (channels × bit depth). */
   interlaced?: boolean;
+  bitsPerPixel?: number;
+  /**
+   * The size of the bitmap the decoder really allocates, when it is not the canvas: a GIF's
+   * first frame (its image descriptor may be far larger than the logical screen) or the
+   * bitstream of a WebP (an animated file's first frame says its own size inside ANMF).
+   */
+  frame?: { width: number; height: number };
+  /** JPEG only: progressive (the decoder keeps every DCT coefficient) and each component's sampling factors. */
+  progressive?: boolean;
+  components?: { h: number; v: number }[];
 };
 
 const truncated = (what: string) => new PreviewError('DECODE_FAILED', `Decode failed: truncated or corrupt ${what} header`);
@@ -22,12 +32,13 @@ export function readImageHeader(bytes: Uint8Array, format: SniffResult['format']
   switch (format) {
     case 'png': {
       if (bytes.length < 33 || String.fromCharCode(...bytes.subarray(12, 16)) !== 'IHDR') throw truncated('PNG');
-      h = { width: dv.getUint32(16), height: dv.getUint32(20), orientation: 1, interlaced: bytes[28] === 1 };
+      const channels = ({ 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 } as Record<number, number>)[bytes[25]] ?? 4;
+      h = { width: dv.getUint32(16), height: dv.getUint32(20), orientation: 1, interlaced: bytes[28] === 1, bitsPerPixel: channels * bytes[24] };
       break;
     }
     case 'gif': {
       if (bytes.length < 13) throw truncated('GIF');
-      h = { width: dv.getUint16(6, true), height: dv.getUint16(8, true), orientation: 1 };
+      h = { width: dv.getUint16(6, true), height: dv.getUint16(8, true), orientation: 1, frame: gifFirstFrame(bytes, dv) };
       break;
     }
     case 'webp':
@@ -51,19 +62,70 @@ function webpHeader(bytes: Uint8Array, dv: DataView): ImageHeader {
   if (chunk === 'VP8X') {
     const w = 1 + (bytes[24] | (bytes[25] << 8) | (bytes[26] << 16));
     const hh = 1 + (bytes[27] | (bytes[28] << 8) | (bytes[29] << 16));
-    return { width: w, height: hh, orientation: 1 };
+    return { width: w, height: hh, orientation: 1, frame: webpFirstBitstream(bytes, dv, 30) ?? undefined };
   }
-  if (chunk === 'VP8 ') {
+  const size = bitstreamSize(bytes, dv, 12);
+  if (!size) throw truncated('WebP');
+  return { ...size, orientation: 1 };
+}
+
+/** Width and height a VP8 or VP8L chunk at `pos` (its tag) declares, or null. */
+function bitstreamSize(bytes: Uint8Array, dv: DataView, pos: number): { width: number; height: number } | null {
+  const tag = String.fromCharCode(...bytes.subarray(pos, pos + 4));
+  if (tag === 'VP8 ' && pos + 18 <= bytes.length) {
     // frame tag (3 bytes) + start code 9d 01 2a + 14-bit width/height
-    if (bytes[23] !== 0x9d || bytes[24] !== 0x01 || bytes[25] !== 0x2a) throw truncated('WebP VP8');
-    return { width: dv.getUint16(26, true) & 0x3fff, height: dv.getUint16(28, true) & 0x3fff, orientation: 1 };
+    if (bytes[pos + 11] !== 0x9d || bytes[pos + 12] !== 0x01 || bytes[pos + 13] !== 0x2a) throw truncated('WebP VP8');
+    return { width: dv.getUint16(pos + 14, true) & 0x3fff, height: dv.getUint16(pos + 16, true) & 0x3fff };
   }
-  if (chunk === 'VP8L') {
-    if (bytes[20] !== 0x2f) throw truncated('WebP VP8L');
-    const bits = dv.getUint32(21, true);
-    return { width: (bits & 0x3fff) + 1, height: ((bits >>> 14) & 0x3fff) + 1, orientation: 1 };
+  if (tag === 'VP8L' && pos + 13 <= bytes.length) {
+    if (bytes[pos + 8] !== 0x2f) throw truncated('WebP VP8L');
+    const bits = dv.getUint32(pos + 9, true);
+    return { width: (bits & 0x3fff) + 1, height: ((bits >>> 14) & 0x3fff) + 1 };
   }
-  throw truncated('WebP');
+  return null;
+}
+
+/**
+ * In an extended WebP, the size of the first image bitstream libwebp will decode: the still
+ * image's VP8/VP8L chunk, or the one inside the first ANMF frame (after an optional ALPH).
+ */
+function webpFirstBitstream(bytes: Uint8Array, dv: DataView, from: number): { width: number; height: number } | null {
+  const chunks = (start: number, end: number) => {
+    const out: number[] = [];
+    for (let p = start; p + 8 <= end; p += 8 + dv.getUint32(p + 4, true) + (dv.getUint32(p + 4, true) & 1)) out.push(p);
+    return out;
+  };
+  for (const p of chunks(from, bytes.length)) {
+    const tag = String.fromCharCode(...bytes.subarray(p, p + 4));
+    if (tag === 'VP8 ' || tag === 'VP8L') return bitstreamSize(bytes, dv, p);
+    if (tag === 'ANMF') {
+      const end = Math.min(bytes.length, p + 8 + dv.getUint32(p + 4, true));
+      for (const q of chunks(p + 24, end)) {
+        const size = bitstreamSize(bytes, dv, q);
+        if (size) return size;
+      }
+      return null;
+    }
+  }
+  return null;
+}
+
+/** A GIF's first image descriptor's size (extensions and the colour table skipped). */
+function gifFirstFrame(bytes: Uint8Array, dv: DataView): { width: number; height: number } | undefined {
+  let pos = 13;
+  if (bytes[10] & 0x80) pos += 3 * (2 << (bytes[10] & 7)); // global colour table
+  while (pos < bytes.length) {
+    const block = bytes[pos];
+    if (block === 0x2c) {
+      if (pos + 9 > bytes.length) throw truncated('GIF');
+      return { width: dv.getUint16(pos + 5, true), height: dv.getUint16(pos + 7, true) };
+    }
+    if (block !== 0x21) return undefined; // trailer or garbage: no frame
+    pos += 2; // extension introducer and label, then sub-blocks up to a zero length
+    while (pos < bytes.length && bytes[pos] !== 0) pos += bytes[pos] + 1;
+    pos++;
+  }
+  return undefined;
 }
 
 function jpegHeader(bytes: Uint8Array, dv: DataView): ImageHeader {
@@ -88,8 +150,16 @@ function jpegHeader(bytes: Uint8Array, dv: DataView): ImageHeader {
     }
     const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
     if (isSof) {
-      if (i + 9 > bytes.length) throw truncated('JPEG');
-      return { height: dv.getUint16(i + 5), width: dv.getUint16(i + 7), orientation };
+      if (i + 10 > bytes.length) throw truncated('JPEG');
+      const count = bytes[i + 9];
+      const components = [];
+      for (let c = 0; c < count && i + 13 + 3 * c <= bytes.length; c++) {
+        const hv = bytes[i + 11 + 3 * c];
+        components.push({ h: hv >> 4 || 1, v: hv & 15 || 1 });
+      }
+      // SOF2, SOF6, SOF10, SOF14: progressive
+      const progressive = marker === 0xc2 || marker === 0xc6 || marker === 0xca || marker === 0xce;
+      return { height: dv.getUint16(i + 5), width: dv.getUint16(i + 7), orientation, progressive, components };
     }
     if (marker === 0xd9 || marker === 0xda) break; // EOI / SOS before SOF: corrupt
     i += 2 + len;

@@ -1,9 +1,11 @@
 /**
- * Photo previews: sniff, check byte and pixel caps from the header, decode straight to the
- * preview size (see decode.ts), apply EXIF orientation, encode lossy WebP, thumbhash.
+ * Photo previews: sniff, check byte and pixel caps and the decoder's memory from the header
+ * (budget.ts), decode straight to the preview size (see decode.ts), apply EXIF orientation,
+ * encode lossy WebP, thumbhash.
  * Runs on JavaScript + WebAssembly only (the edge runtime's rules), in Deno and in Node.
  */
 import { PreviewError, toPreviewError } from '../errors.ts';
+import { checkPhotoBudget } from './budget.ts';
 import { decodeToSize } from './decode.ts';
 import { finishPreview, type Rendered } from './encode.ts';
 import { readImageHeader } from './header.ts';
@@ -29,14 +31,6 @@ export const RENDER_DEFAULTS = {
   maxPixels: 50_000_000,
   maxBytes: 50 * 1024 * 1024,
 } as const;
-
-/**
- * Formats that need one full-size RGBA bitmap (WebP, GIF, interlaced PNG) get a lower cap so
- * they stay inside 256 MB. Measured (bench/RESULTS.md): a WebP costs ≈16 bytes of peak RSS per
- * pixel over a ≈76 MB base (decoder heap that grows by doubling, plus the JS copy libwebp's
- * binding makes): 2048² → 144 MB, 4096² → 344 MB. 10 MP stays under ≈240 MB.
- */
-export const FULL_DECODE_MAX_PIXELS = 10_000_000;
 
 export function resolveOptions(options: RenderOptions = {}) {
   const o: { maxSide: number; quality: number; maxPixels: number; maxBytes: number } = { ...RENDER_DEFAULTS };
@@ -80,15 +74,7 @@ export async function renderPhotoBitmap(
       throw new PreviewError('UNSUPPORTED_FORMAT', `Unsupported format: ${s.format} is a video, not a photo`);
     }
     const header = readImageHeader(bytes, s.format);
-    const pixels = header.width * header.height;
-    const fullDecode = s.format === 'webp' || s.format === 'gif' || (s.format === 'png' && header.interlaced);
-    const cap = fullDecode ? Math.min(o.maxPixels, FULL_DECODE_MAX_PIXELS) : o.maxPixels;
-    if (pixels > cap) {
-      throw new PreviewError(
-        'TOO_MANY_PIXELS',
-        `Too many pixels: ${header.width}x${header.height} (${pixels} > ${cap})`,
-      );
-    }
+    checkPhotoBudget(s.format, header, o.maxPixels);
     const box = fitInside(header.width, header.height, o.maxSide);
     const rgba = await decodeToSize(bytes, s.format, header, box.width, box.height);
     return orient(rgba, box.width, box.height, header.orientation);

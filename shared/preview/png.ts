@@ -12,6 +12,9 @@ type Ihdr = { width: number; height: number; depth: number; colorType: number; i
 
 const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
 
+/** Compressed bytes per write to the inflater (deflate expands at most ~1032:1: ≤ 4 MB out). */
+const INFLATE_SLICE = 4096;
+
 const fail = (why: string) => new PreviewError('DECODE_FAILED', `Decode failed: PNG ${why}`);
 
 export async function decodePngStreaming(bytes: Uint8Array, resizer: AreaResizer): Promise<void> {
@@ -87,8 +90,17 @@ export async function decodePngStreaming(bytes: Uint8Array, resizer: AreaResizer
 
   const ds = new DecompressionStream('deflate');
   const writer = ds.writable.getWriter();
+  // Small writes: the stream waits for our reads before inflating the next one, so no single
+  // output chunk holds the whole image (a flat IDAT of a few hundred KB inflates to hundreds of
+  // MB). The runtime frees consumed chunks lazily, so memory still grows with the inflated size:
+  // budget.ts counts it.
   const writing = (async () => {
-    for (const chunk of idat) await writer.write(chunk as Uint8Array<ArrayBuffer>);
+    for (const chunk of idat) {
+      for (let o = 0; o < chunk.length; o += INFLATE_SLICE) {
+        await writer.ready;
+        await writer.write(chunk.subarray(o, o + INFLATE_SLICE) as Uint8Array<ArrayBuffer>);
+      }
+    }
     await writer.close();
   })();
   writing.catch(() => {}); // surfaced through the reader

@@ -15,6 +15,8 @@
  * visible, SSIM in bench/RESULTS.md), which roughly halves the CPU cost.
  */
 import { PreviewError, toPreviewError } from '../errors.ts';
+import { checkVideoBudget } from './budget.ts';
+import { videoDimensions } from './container.ts';
 import { finishPreview, type Rendered } from './encode.ts';
 import { execFfmpeg, runFfmpeg, withCore, WORK_DIR, type FFmpegCore } from './ffmpeg.ts';
 import { checkBytes, renderPhotoBitmap, resolveOptions, type RenderOptions } from './photo.ts';
@@ -74,6 +76,7 @@ export async function extractPoster(bytes: Uint8Array, options?: PosterOptions):
     if (s.kind !== 'video') {
       throw new PreviewError('UNSUPPORTED_FORMAT', `Unsupported format: ${s.format} is not a video`);
     }
+    checkVideoBudget(videoDimensions(bytes, s.format), o.maxPixels);
     const frame = await withCore(options?.loadCoreWasm, (core) => pickFrame(core, bytes, s.format, o));
     if (frame.width * frame.height > o.maxPixels) {
       throw new PreviewError('TOO_MANY_PIXELS', `Too many pixels: ${frame.width}x${frame.height}`);

@@ -57,5 +57,36 @@ set local role authenticated;
 select throws_ok($$select public.record_kie_callback('t', 1, 'x')$$, '42501', null, 'authenticated cannot record receipts');
 reset role;
 
+-- A worker killed by the platform (its lease runs out) is retried once; the second dead
+-- worker on the same item ends it WORKER_LIMIT, terminal (not five kills, then TIMEOUT).
+insert into public.generations (id, user_id, type, status, asset_url) values
+  ('eeeeeeee-0000-4000-8000-00000000000b', '99999999-0000-4000-8000-00000000000a', 'photo', 'success', 'http://kie.test/bomb.png');
+select is((select attempt from public.claim_preview('eeeeeeee-0000-4000-8000-00000000000b')), 1, 'first claim');
+update public.generations set preview_started_at = now() - public.preview_lease() - interval '1 second'
+ where id = 'eeeeeeee-0000-4000-8000-00000000000b';
+select is((select reason from public.sweep_previews(1000) where id = 'eeeeeeee-0000-4000-8000-00000000000b'), 'lease_expired',
+  'the sweep re-dispatches a first dead worker''s item');
+select is((select attempt from public.claim_preview('eeeeeeee-0000-4000-8000-00000000000b')), 2, 'a first expired lease is taken over');
+select is((select preview_expired_leases from public.generations where id = 'eeeeeeee-0000-4000-8000-00000000000b'), 1,
+  'the dead worker is counted');
+update public.generations set preview_started_at = now() - public.preview_lease() - interval '1 second'
+ where id = 'eeeeeeee-0000-4000-8000-00000000000b';
+select is_empty($$select * from public.claim_preview('eeeeeeee-0000-4000-8000-00000000000b')$$, 'the second expired lease is not taken over');
+select is_empty($$select * from public.sweep_previews(1000) where id = 'eeeeeeee-0000-4000-8000-00000000000b'$$, 'nor re-dispatched');
+select ok(public.expire_preview_leases() >= 1, 'expire_preview_leases ends it');
+select results_eq($$select preview_status, preview_error_code, preview_next_attempt_at is null, preview_expired_leases, preview_attempts
+                     from public.generations where id = 'eeeeeeee-0000-4000-8000-00000000000b'$$,
+  $$values ('failed'::text, 'WORKER_LIMIT'::text, true, 2, 2)$$, 'failed WORKER_LIMIT, terminal, after two attempts');
+select matches((select error from public.generations where id = 'eeeeeeee-0000-4000-8000-00000000000b'),
+  '^Preview worker stopped 2 times on this item', 'the error says the worker was stopped');
+update public.generations set asset_url = 'http://kie.test/fixed.png' where id = 'eeeeeeee-0000-4000-8000-00000000000b';
+select results_eq($$select preview_status, preview_expired_leases from public.generations where id = 'eeeeeeee-0000-4000-8000-00000000000b'$$,
+  $$values ('none'::text, 0)$$, 'a new asset starts with no dead workers');
+set local role authenticated;
+set local request.jwt.claims = '{"sub": "99999999-0000-4000-8000-00000000000a", "role": "authenticated"}';
+select throws_ok($$update public.generations set preview_expired_leases = 5 where id = 'eeeeeeee-0000-4000-8000-00000000000b'$$,
+  '42501', 'preview columns are written by the service only', 'the counter is service-only');
+reset role;
+
 select * from finish();
 rollback;

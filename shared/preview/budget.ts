@@ -1,0 +1,102 @@
+/**
+ * What a decode will really allocate, estimated from the header before any pixel is decoded,
+ * so that a file under every byte and pixel cap can still be refused with a precise terminal
+ * code instead of killing the isolate (546 WORKER_LIMIT) again on every retry. Figures are
+ * measured with the bench harness (peak RSS of one call in a fresh Deno process, edge
+ * permissions; bench/RESULTS.md):
+ *
+ * - Full-frame decoders (libwebp, imagescript's GIF and interlaced-PNG decoders) cost about
+ *   16 bytes of peak RSS per pixel of the frame they decode (heap grown by doubling plus the
+ *   JS copy): a WebP 2048² 144 MB, 4096² 344 MB; a 2.5 KB animated WebP whose first frame's
+ *   bitstream says 8000×8000 reached 582 MB although its canvas is 100×100.
+ * - Streaming PNG holds a few rows, but the runtime's native inflate hands out a new buffer per
+ *   chunk and frees consumed ones lazily: peak RSS grows by up to a byte per inflated byte
+ *   (16-bit RGBA 5000², 200 MB inflated: 249 MB peak; 7000², 392 MB: 304 MB, and
+ *   1.9 s of CPU).
+ * - Progressive JPEG keeps every DCT coefficient (2 bytes × 64 per 8×8 block of every
+ *   component) until the last scan: about 1.5 × that in peak RSS (7000² 4:2:0: 147 MB of
+ *   coefficients, 289 MB peak; 6000²: 235 MB; 5000²: 188 MB). Baseline JPEG decodes with
+ *   DCT scaling and never holds the frame.
+ * - Video: ffmpeg's H.264/HEVC/VP9 decoders hold several reference frames at the coded size:
+ *   1440p peaked at 200 MB, 2160p at 253 MB, 4320p at 330 MB (one call, cold).
+ */
+import { PreviewError } from '../errors.ts';
+import type { VideoSize } from './container.ts';
+import type { ImageHeader } from './header.ts';
+import type { SniffResult } from './sniff.ts';
+
+/** Bytes a photo decode may add to an isolate (256 MB less runtime, input and encoder). */
+export const DECODE_BUDGET_BYTES = 160 * 1024 * 1024;
+/** Peak bytes per pixel of a full-frame decode (WebP, GIF, interlaced PNG). */
+const FULL_FRAME_BYTES_PER_PIXEL = 16;
+/** Peak bytes per inflated byte of a streaming PNG decode. */
+const PNG_BYTES_PER_INFLATED_BYTE = 1;
+/** Peak bytes per byte of progressive-JPEG coefficients. */
+const PROGRESSIVE_OVERHEAD = 1.5;
+/** The largest coded video frame ffmpeg.wasm decodes inside 256 MB: 3840×2160 (4K UHD). */
+export const VIDEO_MAX_DECODE_PIXELS = 3840 * 2160;
+
+const mb = (bytes: number) => Math.round(bytes / 1048576);
+
+/** The frame the decoder will allocate (larger of canvas and first frame). */
+export function decodedSize(header: ImageHeader): { width: number; height: number } {
+  const f = header.frame;
+  return f && f.width * f.height > header.width * header.height ? f : header;
+}
+
+/** Estimated peak bytes a decode of this image adds (0 for baseline JPEG: DCT-scaled, streamed). */
+export function photoDecodeCost(format: SniffResult['format'], header: ImageHeader): number {
+  const { width, height } = decodedSize(header);
+  if (format === 'webp' || format === 'gif' || (format === 'png' && header.interlaced)) {
+    return FULL_FRAME_BYTES_PER_PIXEL * width * height;
+  }
+  if (format === 'png') {
+    const inflated = height * (Math.ceil((width * (header.bitsPerPixel ?? 32)) / 8) + 1);
+    return PNG_BYTES_PER_INFLATED_BYTE * inflated;
+  }
+  if (format === 'jpeg' && header.progressive && header.components?.length) {
+    const hMax = Math.max(...header.components.map((c) => c.h));
+    const vMax = Math.max(...header.components.map((c) => c.v));
+    const coefficients = header.components.reduce((sum, c) =>
+      sum + Math.ceil((width * c.h) / hMax / 8) * Math.ceil((height * c.v) / vMax / 8) * 64 * 2, 0);
+    return PROGRESSIVE_OVERHEAD * coefficients;
+  }
+  return 0;
+}
+
+/**
+ * Refuses, before decoding, an image whose decoded frame is over the pixel cap
+ * (TOO_MANY_PIXELS) or whose decode would not fit the memory budget (OVER_MEMORY_BUDGET).
+ */
+export function checkPhotoBudget(format: SniffResult['format'], header: ImageHeader, maxPixels: number): void {
+  const { width, height } = decodedSize(header);
+  const pixels = width * height;
+  const frame = header.frame && (header.frame.width !== header.width || header.frame.height !== header.height)
+    ? ` (canvas ${header.width}x${header.height})` : '';
+  if (pixels > maxPixels) {
+    throw new PreviewError('TOO_MANY_PIXELS', `Too many pixels: ${width}x${height}${frame} (${pixels} > ${maxPixels})`);
+  }
+  const cost = photoDecodeCost(format, header);
+  if (cost > DECODE_BUDGET_BYTES) {
+    const kind = format === 'jpeg' ? 'progressive JPEG' : format === 'png' ? `${header.bitsPerPixel}-bit-per-pixel PNG` : format.toUpperCase();
+    throw new PreviewError(
+      'OVER_MEMORY_BUDGET',
+      `Over the memory budget: decoding this ${width}x${height}${frame} ${kind} needs about ${mb(cost)} MB (budget ${mb(DECODE_BUDGET_BYTES)} MB)`,
+    );
+  }
+}
+
+/** Refuses a video whose coded size is over the pixel cap or what ffmpeg.wasm decodes inside the limits. */
+export function checkVideoBudget(size: VideoSize | null, maxPixels: number): void {
+  if (!size) return;
+  const pixels = size.width * size.height;
+  if (pixels > maxPixels) {
+    throw new PreviewError('TOO_MANY_PIXELS', `Too many pixels: ${size.width}x${size.height} video (${pixels} > ${maxPixels})`);
+  }
+  if (pixels > VIDEO_MAX_DECODE_PIXELS) {
+    throw new PreviewError(
+      'OVER_MEMORY_BUDGET',
+      `Over the memory budget: a ${size.width}x${size.height} video needs more memory to decode than an edge isolate has (up to 3840x2160)`,
+    );
+  }
+}
