@@ -17,6 +17,7 @@ export type Database = {
           'poster_path': string | null;
           'preview_attempts': number;
           'preview_error_code': string | null;
+          'preview_expired_leases': number;
           'preview_height': number | null;
           'preview_next_attempt_at': string | null;
           'preview_path': string | null;
@@ -44,6 +45,7 @@ export type Database = {
           'poster_path'?: string | null;
           'preview_attempts'?: number;
           'preview_error_code'?: string | null;
+          'preview_expired_leases'?: number;
           'preview_height'?: number | null;
           'preview_next_attempt_at'?: string | null;
           'preview_path'?: string | null;
@@ -69,6 +71,7 @@ export type Database = {
           'poster_path'?: string | null;
           'preview_attempts'?: number;
           'preview_error_code'?: string | null;
+          'preview_expired_leases'?: number;
           'preview_height'?: number | null;
           'preview_next_attempt_at'?: string | null;
           'preview_path'?: string | null;
@@ -83,6 +86,44 @@ export type Database = {
           'type'?: string;
           'updated_at'?: string;
           'user_id'?: string;
+        };
+        Relationships: [];
+      };
+      'kie_callback_receipts': {
+        Row: {
+          'body_sha256': string;
+          'received_at': string;
+          'signed_at': number;
+          'task_id': string;
+        };
+        ComputedFields: never;
+        Insert: {
+          'body_sha256': string;
+          'received_at'?: string;
+          'signed_at': number;
+          'task_id': string;
+        };
+        Update: {
+          'body_sha256'?: string;
+          'received_at'?: string;
+          'signed_at'?: number;
+          'task_id'?: string;
+        };
+        Relationships: [];
+      };
+      'test_cron_ticks': {
+        Row: {
+          'at': string | null;
+          'job': string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          'at'?: string | null;
+          'job'?: string | null;
+        };
+        Update: {
+          'at'?: string | null;
+          'job'?: string | null;
         };
         Relationships: [];
       };
@@ -203,7 +244,18 @@ export type Database = {
         Returns: boolean;
       };
       'preview_lease': { Args: Record<PropertyKey, never>; Returns: string };
+      'preview_lease_takeover_allowed': {
+        Args: {
+          'g': Omit<
+            Database['public']['Tables']['generations']['Row'],
+            Database['public']['Tables']['generations']['ComputedFields']
+          >;
+          'p_lease'?: string;
+        };
+        Returns: boolean;
+      };
       'preview_max_attempts': { Args: Record<PropertyKey, never>; Returns: number };
+      'preview_max_expired_leases': { Args: Record<PropertyKey, never>; Returns: number };
       'preview_request_body': {
         Args: {
           'p_id': string;
@@ -216,6 +268,10 @@ export type Database = {
           'p_user_id': string;
         };
         Returns: Json;
+      };
+      'record_kie_callback': {
+        Args: { 'p_body_sha256': string; 'p_signed_at': number; 'p_task_id': string };
+        Returns: string;
       };
       'reset_preview_for_retry': { Args: { 'p_generation_id': string }; Returns: boolean };
       'sweep_previews': {
