@@ -129,11 +129,47 @@ comment on function public.pending_kie_tasks(int, interval) is
 -- ---------------------------------------------------------------------------------------
 -- Calling an edge function through pg_net
 -- ---------------------------------------------------------------------------------------
--- Reads `project_url` and `service_role_key` from Vault and queues one POST. Returns the
--- pg_net request id, or null (with a WARNING) when a secret is missing or pg_net fails:
--- a dispatch problem must never fail the caller's transaction (the sweep catches up).
--- SECURITY DEFINER: only postgres / service_role may read vault and net; triggers fire
--- under whatever role wrote the row.
+-- pg_net's queue is readable by PUBLIC on a real project (anon can read a queued request's
+-- headers until the worker sends it), so no key that grants more than the dispatch itself
+-- may travel there: never the service-role key. A request carries the dispatch secret
+-- (`x-preview-dispatch`), which generate-preview and kie-sync's pending mode accept and
+-- nothing else does, and the public anon key as its bearer, so that verify_jwt functions
+-- (kie-sync) let it through the gateway.
+--
+-- The dispatch secret lives in the vault only: created here when absent (two random UUIDs:
+-- 244 random bits), read by this function and checked by preview_dispatch_secret_ok().
+do $$
+begin
+  if not exists (select 1 from vault.secrets where name = 'preview_dispatch_secret') then
+    perform vault.create_secret(
+      replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''),
+      'preview_dispatch_secret',
+      'Sent by pg_net to generate-preview and kie-sync (pending mode); allows only those dispatches');
+  end if;
+end
+$$;
+
+-- Whether a request's x-preview-dispatch header is the vault's dispatch secret. Hashes are
+-- compared, so the comparison's timing says nothing about the secret.
+create or replace function public.preview_dispatch_secret_ok(p_presented text) returns boolean
+language sql stable
+security definer
+set search_path = ''
+as $$
+  select coalesce((
+    select sha256(convert_to(s.decrypted_secret, 'UTF8')) = sha256(convert_to(coalesce(p_presented, ''), 'UTF8'))
+      from vault.decrypted_secrets s
+     where s.name = 'preview_dispatch_secret' and s.decrypted_secret <> ''
+     limit 1), false)
+$$;
+comment on function public.preview_dispatch_secret_ok(text) is
+  'True when the presented value is the vault''s preview_dispatch_secret (compared as SHA-256). SECURITY DEFINER: the functions ask it; service only.';
+
+-- Reads `project_url`, `preview_dispatch_secret` and (optional) `anon_key` from the vault
+-- and queues one POST. Returns the pg_net request id, or null (with a WARNING) when a
+-- secret is missing or pg_net fails: a dispatch problem must never fail the caller's
+-- transaction (the sweep catches up). SECURITY DEFINER: reads the vault for triggers and
+-- pg_cron, which run as whoever wrote the row.
 create or replace function public.invoke_edge_function(
   p_function text,
   p_body jsonb,
@@ -145,27 +181,31 @@ set search_path = ''
 as $$
 declare
   v_url text;
-  v_key text;
+  v_secret text;
+  v_anon text;
+  v_headers jsonb;
   v_request_id bigint;
 begin
   select rtrim(s.decrypted_secret, '/') into v_url
     from vault.decrypted_secrets s where s.name = 'project_url' limit 1;
-  select s.decrypted_secret into v_key
-    from vault.decrypted_secrets s where s.name = 'service_role_key' limit 1;
-  if v_url is null or v_url = '' or v_key is null or v_key = '' then
-    raise warning 'invoke_edge_function(%): vault secret project_url or service_role_key is missing; request not sent', p_function;
+  select s.decrypted_secret into v_secret
+    from vault.decrypted_secrets s where s.name = 'preview_dispatch_secret' limit 1;
+  select s.decrypted_secret into v_anon
+    from vault.decrypted_secrets s where s.name = 'anon_key' limit 1;
+  if v_url is null or v_url = '' or v_secret is null or v_secret = '' then
+    raise warning 'invoke_edge_function(%): vault secret project_url or preview_dispatch_secret is missing; request not sent', p_function;
     return null;
+  end if;
+  v_headers := jsonb_build_object('Content-Type', 'application/json', 'x-preview-dispatch', v_secret);
+  if coalesce(v_anon, '') <> '' then
+    v_headers := v_headers || jsonb_build_object('Authorization', 'Bearer ' || v_anon, 'apikey', v_anon);
   end if;
 
   begin
     v_request_id := net.http_post(
       url := v_url || '/functions/v1/' || p_function,
       body := p_body,
-      headers := jsonb_build_object(
-        'Content-Type', 'application/json',
-        'Authorization', 'Bearer ' || v_key,
-        'apikey', v_key
-      ),
+      headers := v_headers,
       timeout_milliseconds := p_timeout_milliseconds
     );
   exception when others then
@@ -176,7 +216,7 @@ begin
 end
 $$;
 comment on function public.invoke_edge_function(text, jsonb, int) is
-  'Queues POST <vault project_url>/functions/v1/<name> with the vault service_role_key via net.http_post; null + WARNING when not configured. SECURITY DEFINER: reads vault/net for triggers and pg_cron.';
+  'Queues POST <vault project_url>/functions/v1/<name> with the vault''s dispatch secret (x-preview-dispatch) and, when set, the anon key as bearer, via net.http_post; never the service-role key (the queue is readable by PUBLIC). Null + WARNING when not configured. SECURITY DEFINER.';
 
 -- The request body for generate-preview: the Supabase database-webhook shape (type, table,
 -- schema, record, old_record) with a small record (ids and states, never the whole row:
@@ -297,6 +337,7 @@ comment on function public.dispatch_preview_sweep(int) is
 revoke all on function public.apply_kie_result(text, text, jsonb, text, text) from public, anon, authenticated;
 revoke all on function public.pending_kie_tasks(int, interval) from public, anon, authenticated;
 revoke all on function public.invoke_edge_function(text, jsonb, int) from public, anon, authenticated;
+revoke all on function public.preview_dispatch_secret_ok(text) from public, anon, authenticated;
 revoke all on function public.preview_request_body(text, uuid, uuid, text, text, text, jsonb, text) from public, anon, authenticated;
 revoke all on function public.generations_dispatch_preview() from public, anon, authenticated;
 revoke all on function public.dispatch_preview_sweep(int) from public, anon, authenticated;
@@ -304,5 +345,6 @@ revoke all on function public.dispatch_preview_sweep(int) from public, anon, aut
 grant execute on function public.apply_kie_result(text, text, jsonb, text, text) to service_role;
 grant execute on function public.pending_kie_tasks(int, interval) to service_role;
 grant execute on function public.invoke_edge_function(text, jsonb, int) to service_role;
+grant execute on function public.preview_dispatch_secret_ok(text) to service_role;
 grant execute on function public.preview_request_body(text, uuid, uuid, text, text, text, jsonb, text) to service_role;
 grant execute on function public.dispatch_preview_sweep(int) to service_role;

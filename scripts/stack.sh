@@ -73,13 +73,16 @@ STACK_DIR=$STACK_DIR
 ENV
 }
 
-# The trigger and the cron jobs read where to call and with which key from the vault.
+# The trigger and the cron jobs read where to call from the vault, and the public anon key
+# (the bearer verify_jwt functions need); the dispatch secret is the migrations' own. Never the
+# service-role key: pg_net's queue is readable by PUBLIC. An older stack's copy is removed.
 store_vault_secrets() {
-  "$PSQL" "$DB_URL" -X -q -v ON_ERROR_STOP=1 -v url="$API_URL" -v key="$SERVICE_KEY" <<'SQL' >/dev/null
+  "$PSQL" "$DB_URL" -X -q -v ON_ERROR_STOP=1 -v url="$API_URL" -v key="$ANON_KEY" <<'SQL' >/dev/null
 select set_config('stack.url', :'url', false), set_config('stack.key', :'key', false);
+delete from vault.secrets where name = 'service_role_key';
 do $$
 declare
-  wanted jsonb := jsonb_build_object('project_url', current_setting('stack.url'), 'service_role_key', current_setting('stack.key'));
+  wanted jsonb := jsonb_build_object('project_url', current_setting('stack.url'), 'anon_key', current_setting('stack.key'));
   k text;
   existing uuid;
 begin

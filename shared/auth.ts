@@ -3,9 +3,13 @@
  * functions with verify_jwt = true; service-only functions (verify_jwt = false) check the
  * key themselves here: the legacy service-role JWT in `Authorization: Bearer …` or a new
  * `sb_secret_…` key in `apikey`, compared in constant time with the keys the platform gives.
+ * Requests queued through pg_net (the trigger, the sweep, the pending sync) carry only the
+ * vault's dispatch secret in `x-preview-dispatch`: it lets them do that dispatch and nothing
+ * else, because pg_net's queue is readable by PUBLIC on a real project.
  */
 import { decodeJwt } from 'jose';
 import type { Config } from './config.ts';
+import { dispatchSecretOk } from './db.ts';
 import { timingSafeEqualString } from './kie.ts';
 
 export type Caller =
@@ -43,4 +47,10 @@ export function callerOf(req: Request, config: Pick<Config, 'serviceKeys'>): Cal
     if (claims.role === 'authenticated' && typeof claims.sub === 'string') return { role: 'authenticated', userId: claims.sub };
   } catch { /* not a JWT */ }
   return { role: 'anon' };
+}
+
+/** A pg_net dispatch: the vault's dispatch secret in `x-preview-dispatch` (checked in the database). */
+export async function isDispatchRequest(req: Request): Promise<boolean> {
+  const presented = req.headers.get('x-preview-dispatch')?.trim();
+  return !!presented && await dispatchSecretOk(presented);
 }

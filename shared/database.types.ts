@@ -243,6 +243,7 @@ export type Database = {
         Args: { 'p_attempt': number; 'p_generation_id': string };
         Returns: boolean;
       };
+      'preview_dispatch_secret_ok': { Args: { 'p_presented': string }; Returns: boolean };
       'preview_lease': { Args: Record<PropertyKey, never>; Returns: string };
       'preview_lease_takeover_allowed': {
         Args: {

@@ -93,6 +93,12 @@ export async function recordKieCallback(taskId: string, signedAt: number, bodySh
   return row.use;
 }
 
+/** Whether `presented` is the vault's dispatch secret (what pg_net's requests carry). */
+export async function dispatchSecretOk(presented: string, db: Sql = getSql()): Promise<boolean> {
+  const [row] = await db<{ ok: boolean }[]>`select public.preview_dispatch_secret_ok(${presented}) as ok`;
+  return row.ok === true;
+}
+
 export async function findGenerationByTask(taskId: string, db: Sql = getSql()): Promise<GenerationRef | null> {
   const rows = await db<GenerationRef[]>`
     select id, user_id, task_id, type, status, preview_status, model, asset_url from public.generations where task_id = ${taskId}`;

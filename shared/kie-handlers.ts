@@ -2,7 +2,7 @@
  * The two ways KIE results come in: KIE's webhook (kie-callback) and a manual or scheduled
  * sync from record-info (kie-sync). Both end in syncKieTask.
  */
-import { callerOf } from './auth.ts';
+import { callerOf, isDispatchRequest } from './auth.ts';
 import { ConfigError, getConfig } from './config.ts';
 import { applyKieResult, findGenerationByTask, pendingKieTasks, recordKieCallback } from './db.ts';
 import { errorResponse, json, readJson } from './http.ts';
@@ -74,7 +74,9 @@ export async function handleKieCallback(req: Request): Promise<Response> {
 export async function handleKieSync(req: Request): Promise<Response> {
   const config = getConfig();
   const caller = callerOf(req, config);
-  if (caller.role === 'anon') return errorResponse(401, 'UNAUTHORIZED', 'A user JWT or the service role is required');
+  // pg_cron's pending sync comes through pg_net with the anon key and the dispatch secret
+  const dispatch = caller.role === 'anon' && await isDispatchRequest(req);
+  if (caller.role === 'anon' && !dispatch) return errorResponse(401, 'UNAUTHORIZED', 'A user JWT or the service role is required');
   const body = await readJson(req);
   if (body === null) return errorResponse(400, 'BAD_REQUEST', 'Body is not a JSON object');
   const url = new URL(req.url);
@@ -83,6 +85,7 @@ export async function handleKieSync(req: Request): Promise<Response> {
   const deps = { store: syncStore(), kie: kieClient() };
 
   if (taskId) {
+    if (dispatch) return errorResponse(403, 'FORBIDDEN', 'A dispatch may only run the pending sync');
     const gen = await findGenerationByTask(taskId);
     // A user may sync only their own task; another user's task looks unknown.
     if (!gen || (caller.role === 'authenticated' && gen.user_id !== caller.userId)) {
@@ -91,7 +94,7 @@ export async function handleKieSync(req: Request): Promise<Response> {
     return json({ results: [await syncKieTask({ taskId, source: 'manual', generation: gen }, deps)] });
   }
   if (mode === 'pending') {
-    if (caller.role !== 'service_role') return errorResponse(403, 'FORBIDDEN', 'mode=pending is for the service role');
+    if (caller.role !== 'service_role' && !dispatch) return errorResponse(403, 'FORBIDDEN', 'mode=pending is for the service role and pg_cron');
     const tasks = await pendingKieTasks(config.kie.pendingBatch);
     const results = [];
     // Finish well inside pg_cron's 30 s request timeout, so minute runs never overlap (and

@@ -296,8 +296,10 @@ grant execute on function vault.create_secret(text, text, text, uuid), vault.upd
 -- net (pg_net's SQL API; the local gateway's worker is the background worker)
 -- ---------------------------------------------------------------------------------------
 create schema if not exists net;
-revoke all on schema net from public;
-grant usage on schema net to postgres, service_role;
+-- As real pg_net (0.20.4, measured): the schema, both tables, the sequence and the functions
+-- are open to PUBLIC, so anon can read a queued request's headers until the worker sends it
+-- and can call net.http_post. Nothing secret beyond the dispatch itself may travel here.
+grant usage on schema net to public;
 
 create table if not exists net.http_request_queue (
   id bigserial primary key,
@@ -425,9 +427,6 @@ create or replace trigger notify_request_queued
   after insert on net.http_request_queue
   for each row execute function net._notify_request_queued();
 
-revoke all on all tables in schema net from public, anon, authenticated;
-revoke all on all sequences in schema net from public, anon, authenticated;
-revoke all on all routines in schema net from public, anon, authenticated;
-grant all on all tables in schema net to postgres, service_role;
-grant all on all sequences in schema net to postgres, service_role;
-grant execute on all routines in schema net to postgres, service_role;
+grant all on all tables in schema net to public;
+grant all on all sequences in schema net to public;
+grant execute on all routines in schema net to public;

@@ -1,9 +1,9 @@
 /**
- * The generate-preview function: service role only; takes the trigger's body, a database
+ * The generate-preview function: the service role or a pg_net dispatch; takes the trigger's body, a database
  * webhook's or a plain {generationId}; answers 202 and works in EdgeRuntime.waitUntil, or
  * with ?wait=1 answers with each item's outcome (backfill, tests).
  */
-import { isServiceRequest } from '../auth.ts';
+import { isDispatchRequest, isServiceRequest } from '../auth.ts';
 import { getConfig } from '../config.ts';
 import { createPreviewStore } from '../db.ts';
 import { errorResponse, json, readJson } from '../http.ts';
@@ -74,7 +74,9 @@ export function generationIdsOf(body: Record<string, unknown>): string[] {
 
 export async function handleGeneratePreview(req: Request): Promise<Response> {
   const config = getConfig();
-  if (!isServiceRequest(req, config)) return errorResponse(401, 'UNAUTHORIZED', 'generate-preview is for the service role');
+  if (!isServiceRequest(req, config) && !(await isDispatchRequest(req))) {
+    return errorResponse(401, 'UNAUTHORIZED', 'generate-preview is for the service role and the database\'s dispatches');
+  }
   const body = await readJson(req);
   if (body === null) return errorResponse(400, 'BAD_REQUEST', 'Body is not a JSON object');
   const ids = generationIdsOf(body);

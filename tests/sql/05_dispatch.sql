@@ -3,9 +3,10 @@
 begin;
 select * from no_plan();
 
-delete from vault.secrets where name in ('project_url', 'service_role_key');
+delete from vault.secrets where name in ('project_url', 'anon_key', 'preview_dispatch_secret', 'service_role_key');
 select vault.create_secret('http://127.0.0.1:54321/', 'project_url');
-select vault.create_secret('test-service-key', 'service_role_key');
+select vault.create_secret('test-anon-key', 'anon_key');
+select vault.create_secret('test-dispatch-secret', 'preview_dispatch_secret');
 
 insert into auth.users (id, email) values ('55555555-0000-4000-8000-000000000001', 'dispatch@example.test');
 
@@ -24,8 +25,15 @@ select is(pg_temp.requests_for('eeeeeeee-0000-4000-8000-000000000001'), 1, 'inse
 select results_eq(
   $$select url, method, timeout_milliseconds, headers from q where body ->> 'generationId' = 'eeeeeeee-0000-4000-8000-000000000001'$$,
   $$values ('http://127.0.0.1:54321/functions/v1/generate-preview'::text, 'POST'::text, 10000,
-            '{"Content-Type": "application/json", "Authorization": "Bearer test-service-key", "apikey": "test-service-key"}'::jsonb)$$,
-  'URL and key from vault, explicit timeout');
+            '{"Content-Type": "application/json", "x-preview-dispatch": "test-dispatch-secret", "Authorization": "Bearer test-anon-key", "apikey": "test-anon-key"}'::jsonb)$$,
+  'URL, dispatch secret and anon key from the vault (never a service key), explicit timeout');
+select ok(public.preview_dispatch_secret_ok('test-dispatch-secret'), 'the dispatch secret checks out');
+select ok(not public.preview_dispatch_secret_ok('test-dispatch-secreT'), 'another value does not');
+select ok(not public.preview_dispatch_secret_ok(''), 'nor an empty one');
+select ok(not public.preview_dispatch_secret_ok(null), 'nor none');
+set local role anon;
+select throws_ok($$select public.preview_dispatch_secret_ok('x')$$, '42501', null, 'anon cannot probe the dispatch secret');
+reset role;
 select is(
   (select body from q where body ->> 'generationId' = 'eeeeeeee-0000-4000-8000-000000000001'),
   '{"type": "INSERT", "table": "generations", "schema": "public", "version": 1, "reason": "needsPreview",
