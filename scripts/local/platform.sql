@@ -181,6 +181,24 @@ alter table storage.objects enable row level security;
 -- Supabase grants everything on the storage tables to the API roles: RLS policies decide.
 grant all on storage.buckets, storage.objects to postgres, anon, authenticated, service_role;
 
+-- The platform refuses direct SQL deletes of storage rows (they would orphan the files): only
+-- the Storage API, which sets storage.allow_delete_query for its transaction, deletes.
+create or replace function storage.protect_delete() returns trigger
+language plpgsql
+as $$
+begin
+  if coalesce(current_setting('storage.allow_delete_query', true), 'false') <> 'true' then
+    raise exception 'Direct deletion from storage tables is not allowed. Use the Storage API instead.'
+      using hint = 'This prevents accidental data loss from orphaned objects.', errcode = '42501';
+  end if;
+  return null;
+end
+$$;
+create or replace trigger protect_buckets_delete before delete on storage.buckets
+  for each statement execute function storage.protect_delete();
+create or replace trigger protect_objects_delete before delete on storage.objects
+  for each statement execute function storage.protect_delete();
+
 -- Supabase's semantics: foldername('a/b/c.png') = '{a,b}', filename = 'c.png',
 -- extension = 'png' (text after the last dot of the file name; the whole name if none).
 create or replace function storage.foldername(name text) returns text[]

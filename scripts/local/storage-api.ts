@@ -3,8 +3,13 @@
  * under `<dir>/<bucket>/<name>`, one row per object in `storage.objects`. Who may read or
  * write is decided by the storage RLS policies in Postgres: every query runs under the
  * caller's role (`anon`, `authenticated` with their claims, or `service_role`), the way
- * Supabase's storage server does it, never by rules written here.
+ * Supabase's storage server does it, never by rules written here. It answers as the real
+ * server does (tests/stack/storage-conformance.test.ts): every error but a 500 is HTTP 400
+ * with the real code in the body's `statusCode`; the bucket row is read with full rights;
+ * keys outside the server's alphabet or with dot segments are refused; the ETag is the
+ * content's MD5; rows are deleted only through the API (the platform's delete guard).
  */
+import { createHash } from 'node:crypto';
 import type postgres from 'postgres';
 import { type Claims, signJwt, verifyJwt } from './keys.ts';
 
@@ -64,14 +69,18 @@ function objectPath(dir: string, bucket: string, name: string): string {
 async function readBody(req: Request): Promise<{ bytes: Uint8Array<ArrayBuffer>; contentType: string; cacheControl: string }> {
   const type = req.headers.get('content-type') ?? 'application/octet-stream';
   if (type.startsWith('multipart/form-data')) {
-    const form = await req.formData();
-    let file: File | null = null;
-    for (const [, value] of form.entries()) if (value instanceof File) file = value;
+    const boundary = type.match(/boundary="?([^";]+)"?/i)?.[1];
+    if (!boundary) fail(400, 'InvalidRequest', 'No boundary in the multipart content type');
+    const parts = multipartParts(new Uint8Array(await req.arrayBuffer()), boundary);
+    // supabase-js appends a Blob under an empty field name (which Deno's formData() drops):
+    // the file is the part with a filename or a content type
+    const file = parts.find((p) => p.filename !== null || p.contentType !== null);
     if (!file) fail(400, 'InvalidRequest', 'No file in the form');
+    const cache = parts.find((p) => p.name === 'cacheControl');
     return {
-      bytes: new Uint8Array(await file.arrayBuffer()),
-      contentType: file.type || 'application/octet-stream',
-      cacheControl: `max-age=${form.get('cacheControl') ?? '3600'}`,
+      bytes: file.body.slice(),
+      contentType: file.contentType ?? 'application/octet-stream',
+      cacheControl: `max-age=${cache ? new TextDecoder().decode(cache.body) : '3600'}`,
     };
   }
   return {
@@ -81,12 +90,64 @@ async function readBody(req: Request): Promise<{ bytes: Uint8Array<ArrayBuffer>;
   };
 }
 
-async function etagOf(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
-  return `"${Array.from(digest.slice(0, 16), (b) => b.toString(16).padStart(2, '0')).join('')}"`;
+type Part = { name: string | null; filename: string | null; contentType: string | null; body: Uint8Array };
+
+/** The parts of a multipart/form-data body (RFC 7578), each with its disposition and content type. */
+function multipartParts(bytes: Uint8Array, boundary: string): Part[] {
+  const enc = new TextEncoder();
+  const delimiter = enc.encode(`--${boundary}`);
+  const indexOf = (needle: Uint8Array, from: number) => {
+    outer: for (let i = from; i <= bytes.length - needle.length; i++) {
+      for (let j = 0; j < needle.length; j++) if (bytes[i + j] !== needle[j]) continue outer;
+      return i;
+    }
+    return -1;
+  };
+  const parts: Part[] = [];
+  let at = indexOf(delimiter, 0);
+  while (at >= 0) {
+    const start = at + delimiter.length;
+    if (bytes[start] === 0x2d && bytes[start + 1] === 0x2d) break; // closing delimiter
+    const next = indexOf(delimiter, start);
+    if (next < 0) break;
+    const headerEnd = indexOf(enc.encode('\r\n\r\n'), start);
+    if (headerEnd < 0 || headerEnd > next) break;
+    const head = new TextDecoder().decode(bytes.subarray(start, headerEnd));
+    const disposition = head.match(/content-disposition:([^\r\n]*)/i)?.[1] ?? '';
+    parts.push({
+      name: disposition.match(/\bname="([^"]*)"/i)?.[1] ?? null,
+      filename: disposition.match(/\bfilename="([^"]*)"/i)?.[1] ?? null,
+      contentType: head.match(/content-type:\s*([^\r\n]*)/i)?.[1]?.trim() ?? null,
+      body: bytes.subarray(headerEnd + 4, next - 2), // the CRLF before the next delimiter is not content
+    });
+    at = next;
+  }
+  return parts;
+}
+
+function etagOf(bytes: Uint8Array<ArrayBuffer>): string {
+  return `"${createHash('md5').update(bytes).digest('hex')}"`;
+}
+
+/** A bucket's size limit as the API takes it: bytes, or a string such as '1MB' or '500 KB'. */
+function sizeLimit(value: unknown): number | null {
+  if (value === null || value === undefined || value === '') return null;
+  if (typeof value === 'number') return value;
+  const m = String(value).trim().match(/^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB)?$/i);
+  if (!m) fail(400, 'InvalidRequest', `Invalid file size limit: ${value}`);
+  const unit = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[(m[2] ?? 'B').toUpperCase() as 'B'];
+  return Math.floor(Number(m[1]) * unit);
+}
+
+/** Whether a content type is allowed by a bucket's list (entries like 'image/png' or 'image/*'). */
+function mimeAllowed(allowed: string[] | null, type: string): boolean {
+  if (!allowed || allowed.length === 0) return true;
+  const t = type.split(';')[0].trim().toLowerCase();
+  return allowed.some((a) => a.toLowerCase() === t || (a.endsWith('/*') && t.startsWith(a.slice(0, -1).toLowerCase())));
 }
 
 async function serveFile(file: string, meta: Record<string, unknown>, req: Request): Promise<Response> {
+  const url = new URL(req.url);
   let data: Uint8Array<ArrayBuffer>;
   try {
     data = await Deno.readFile(file);
@@ -99,6 +160,12 @@ async function serveFile(file: string, meta: Record<string, unknown>, req: Reque
     'accept-ranges': 'bytes',
     etag: String(meta.eTag ?? ''),
   });
+  // ?download or ?download=name: served as an attachment (what supabase-js's download option asks)
+  const download = url.searchParams.get('download');
+  if (download !== null) {
+    const name = download && download !== 'true' ? download : file.slice(file.lastIndexOf('/') + 1);
+    headers.set('content-disposition', `attachment; filename="${name.replace(/"/g, '')}"`);
+  }
   const range = req.headers.get('range')?.match(/^bytes=(\d*)-(\d*)$/);
   if (range && (range[1] || range[2])) {
     const size = data.length;
@@ -108,7 +175,8 @@ async function serveFile(file: string, meta: Record<string, unknown>, req: Reque
     end = Math.min(end, size - 1);
     if (start > end || start >= size) {
       headers.set('content-range', `bytes */${size}`);
-      return new Response(null, { status: 416, headers });
+      headers.set('content-type', 'application/json');
+      return new Response(JSON.stringify({ statusCode: '416', error: 'InvalidRange', message: 'The requested range is not satisfiable' }), { status: 416, headers });
     }
     headers.set('content-range', `bytes ${start}-${end}/${size}`);
     headers.set('content-length', String(end - start + 1));
@@ -120,7 +188,8 @@ async function serveFile(file: string, meta: Record<string, unknown>, req: Reque
 
 async function signUrl(bucket: string, name: string, expiresIn: number): Promise<string> {
   const token = await signJwt({ url: `${bucket}/${name}` }, expiresIn);
-  return `/object/sign/${bucket}/${name.split('/').map(encodeURIComponent).join('/')}?token=${token}`;
+  // the name as it is: supabase-js runs encodeURI over the whole signed URL itself
+  return `/object/sign/${bucket}/${name}?token=${token}`;
 }
 
 export function createStorageHandler(opts: StorageOptions) {
@@ -140,34 +209,47 @@ export function createStorageHandler(opts: StorageOptions) {
     }
     const { bytes, contentType, cacheControl } = await readBody(req);
     const file = objectPath(dir, bucket, name);
-    const eTag = await etagOf(bytes);
+    const eTag = etagOf(bytes);
+    // the server reads the bucket row with its own rights: no bucket policy is needed
+    const [bucketRow] = await sql`select id, file_size_limit, allowed_mime_types from storage.buckets where id = ${bucket}`;
+    if (!bucketRow) fail(404, 'Bucket not found', 'Bucket not found');
+    if (bucketRow.file_size_limit && bytes.length > Number(bucketRow.file_size_limit)) {
+      fail(413, 'Payload too large', 'The object exceeded the maximum allowed size');
+    }
+    if (!mimeAllowed(bucketRow.allowed_mime_types, contentType)) {
+      fail(415, 'invalid_mime_type', `mime type ${contentType} is not supported`);
+    }
     const version = crypto.randomUUID();
     const metadata = {
       eTag, size: bytes.length, mimetype: contentType, cacheControl,
       lastModified: new Date().toISOString(), contentLength: bytes.length, httpStatusCode: 200,
     };
     const row = await asCaller(sql, claims, async (tx) => {
-      const [bucketRow] = await tx`select id, file_size_limit, allowed_mime_types from storage.buckets where id = ${bucket}`;
-      if (!bucketRow) fail(404, 'Bucket not found', 'Bucket not found');
-      if (bucketRow.file_size_limit && bytes.length > Number(bucketRow.file_size_limit)) {
-        fail(413, 'Payload too large', 'The object exceeded the maximum allowed size');
-      }
       const owner = claims?.role === 'authenticated' ? String(claims.sub) : null;
-      const rows = upsert
-        ? await tx`insert into storage.objects (bucket_id, name, owner, owner_id, metadata, version)
-            values (${bucket}, ${name}, ${owner}, ${owner}, ${tx.json(metadata)}, ${version})
+      // A plain upload needs only an INSERT policy, as on the server (no RETURNING, which would
+      // need a SELECT policy too); an upsert needs SELECT and UPDATE policies as well.
+      const id = crypto.randomUUID();
+      const written = upsert
+        ? (await tx`insert into storage.objects (id, bucket_id, name, owner, owner_id, metadata, version)
+            values (${id}, ${bucket}, ${name}, ${owner}, ${owner}, ${tx.json(metadata)}, ${version})
             on conflict (bucket_id, name) do update set metadata = excluded.metadata, version = excluded.version,
               owner = excluded.owner, owner_id = excluded.owner_id, updated_at = now()
-            returning id`
-        : await tx`insert into storage.objects (bucket_id, name, owner, owner_id, metadata, version)
-            values (${bucket}, ${name}, ${owner}, ${owner}, ${tx.json(metadata)}, ${version})
-            on conflict (bucket_id, name) do nothing returning id`;
-      if (!rows[0]) fail(409, 'Duplicate', 'The resource already exists');
+            returning id`)[0]?.id
+        : await tx.savepoint(async (sp) => {
+          // a plain INSERT (ON CONFLICT would need a SELECT policy); a duplicate is a 409
+          await sp`insert into storage.objects (id, bucket_id, name, owner, owner_id, metadata, version)
+            values (${id}, ${bucket}, ${name}, ${owner}, ${owner}, ${tx.json(metadata)}, ${version})`;
+          return id;
+        }).catch((err) => {
+          if (String((err as { code?: string }).code) === '23505') return undefined;
+          throw err;
+        });
+      if (!written) fail(409, 'Duplicate', 'The resource already exists');
       await Deno.mkdir(file.slice(0, file.lastIndexOf('/')), { recursive: true });
       const tmp = `${file}.${version}.tmp`;
       await Deno.writeFile(tmp, bytes);
       await Deno.rename(tmp, file);
-      return rows[0];
+      return { id: written };
     });
     opts.log(`[Storage] write bucket=${bucket} name=${name} bytes=${bytes.length} version=${version} upsert=${upsert}`);
     return json({ Id: row.id, Key: `${bucket}/${name}` });
@@ -190,22 +272,30 @@ export function createStorageHandler(opts: StorageOptions) {
     });
   }
 
+  const expiry = (value: unknown): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) fail(400, 'InvalidRequest', 'expiresIn must be an integer >= 1');
+    return n;
+  };
+
   async function signOne(req: Request, claims: Claims | null, bucket: string, name: string): Promise<Response> {
-    const { expiresIn } = await req.json();
+    const expiresIn = expiry((await req.json()).expiresIn);
     const obj = await asCaller(sql, claims, (tx) => findObject(tx, bucket, name));
     if (!obj) fail(404, 'not_found', 'Object not found');
-    return json({ signedURL: await signUrl(bucket, name, Number(expiresIn) || 60) });
+    return json({ signedURL: await signUrl(bucket, name, expiresIn) });
   }
 
   async function signMany(req: Request, claims: Claims | null, bucket: string): Promise<Response> {
-    const { expiresIn, paths } = await req.json();
+    const body = await req.json();
+    const paths = body.paths;
+    const expiresIn = expiry(body.expiresIn);
     if (!Array.isArray(paths)) fail(400, 'InvalidRequest', 'paths must be an array');
     const found = await asCaller(sql, claims, async (tx) => {
       const rows = await tx`select name from storage.objects where bucket_id = ${bucket} and name = any(${paths})`;
       return new Set(rows.map((r) => r.name as string));
     });
     return json(await Promise.all(paths.map(async (path: string) => found.has(path)
-      ? { error: null, path, signedURL: await signUrl(bucket, path, Number(expiresIn) || 60) }
+      ? { error: null, path, signedURL: await signUrl(bucket, path, expiresIn) }
       : { error: 'Either the object does not exist or you do not have access to it', path, signedURL: null })));
   }
 
@@ -220,10 +310,13 @@ export function createStorageHandler(opts: StorageOptions) {
 
   async function remove(req: Request, claims: Claims | null, bucket: string): Promise<Response> {
     const { prefixes } = await req.json();
-    if (!Array.isArray(prefixes)) fail(400, 'InvalidRequest', 'prefixes must be an array');
-    const deleted = await asCaller(sql, claims, (tx) =>
-      tx`delete from storage.objects where bucket_id = ${bucket} and name = any(${prefixes}) returning id, name, bucket_id, metadata, created_at, updated_at`
-    );
+    if (!Array.isArray(prefixes) || prefixes.length === 0) fail(400, 'InvalidRequest', 'prefixes must be a non-empty array');
+    const deleted = await asCaller(sql, claims, async (tx) => {
+      // the platform's delete guard lets only the Storage API delete rows
+      await tx`select set_config('storage.allow_delete_query', 'true', true)`;
+      return await tx`delete from storage.objects where bucket_id = ${bucket} and name = any(${prefixes})
+        returning id, name, bucket_id, owner, owner_id, version, metadata, user_metadata, created_at, updated_at, last_accessed_at`;
+    });
     for (const obj of deleted) {
       await Deno.remove(objectPath(dir, bucket, obj.name)).catch(() => {});
       opts.log(`[Storage] delete bucket=${bucket} name=${obj.name}`);
@@ -236,21 +329,31 @@ export function createStorageHandler(opts: StorageOptions) {
     const prefix = String(body.prefix ?? '').replace(/^\/+|\/+$/g, '');
     const limit = Number(body.limit ?? 100);
     const offset = Number(body.offset ?? 0);
-    const search = String(body.search ?? '');
+    const search = String(body.search ?? '').toLowerCase();
+    const column = ['name', 'created_at', 'updated_at', 'last_accessed_at'].includes(body.sortBy?.column) ? body.sortBy.column : 'name';
+    const desc = String(body.sortBy?.order ?? 'asc').toLowerCase() === 'desc';
     const like = prefix ? `${prefix}/%` : '%';
     const rows = await asCaller(sql, claims, (tx) =>
-      tx`select id, name, metadata, created_at, updated_at from storage.objects
+      tx`select id, name, metadata, created_at, updated_at, last_accessed_at from storage.objects
          where bucket_id = ${bucket} and name like ${like} order by name`
     );
     const entries = new Map<string, Record<string, unknown>>();
     for (const r of rows) {
       const rest = prefix ? r.name.slice(prefix.length + 1) : r.name;
       const head = rest.split('/')[0];
-      if (search && !head.includes(search)) continue;
-      if (rest.includes('/')) entries.set(head, { name: head, id: null, updated_at: null, created_at: null, metadata: null });
-      else entries.set(head, { name: head, id: r.id, updated_at: r.updated_at, created_at: r.created_at, metadata: r.metadata });
+      if (search && !head.toLowerCase().startsWith(search)) continue; // search is a prefix, as on the server
+      if (rest.includes('/')) {
+        entries.set(head, { name: head, id: null, updated_at: null, created_at: null, last_accessed_at: null, metadata: null });
+      } else {
+        entries.set(head, { name: head, id: r.id, updated_at: r.updated_at, created_at: r.created_at, last_accessed_at: r.last_accessed_at, metadata: r.metadata });
+      }
     }
-    return json([...entries.values()].slice(offset, offset + limit));
+    const key = (e: Record<string, unknown>) => {
+      const v = e[column];
+      return v instanceof Date ? v.getTime() : v === null ? '' : String(v);
+    };
+    const sorted = [...entries.values()].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0) * (desc ? -1 : 1));
+    return json(sorted.slice(offset, offset + limit));
   }
 
   async function buckets(req: Request, claims: Claims | null, id: string | undefined): Promise<Response> {
@@ -258,7 +361,7 @@ export function createStorageHandler(opts: StorageOptions) {
       const body = await req.json();
       await asCaller(sql, claims, (tx) =>
         tx`insert into storage.buckets (id, name, public, file_size_limit, allowed_mime_types)
-           values (${body.id ?? body.name}, ${body.name ?? body.id}, ${Boolean(body.public)}, ${body.file_size_limit ?? null}, ${body.allowed_mime_types ?? null})`
+           values (${body.id ?? body.name}, ${body.name ?? body.id}, ${Boolean(body.public)}, ${sizeLimit(body.file_size_limit)}, ${body.allowed_mime_types ?? null})`
       ).catch((err) => {
         if (String(err.code) === '23505') fail(409, 'Duplicate', 'The resource already exists');
         if (String(err.code) === '42501') fail(403, 'Unauthorized', 'new row violates row-level security policy');
@@ -319,12 +422,13 @@ export function createStorageHandler(opts: StorageOptions) {
       if (req.method === 'GET' || req.method === 'HEAD') return await read(req, claims, bucket, name);
       fail(405, 'MethodNotAllowed', `${req.method} not supported`);
     } catch (err) {
+      // the real server answers every error but a 500 with HTTP 400, the real code in the body
       if (err instanceof StorageHttpError) {
-        return json({ statusCode: String(err.status), error: err.error, message: err.message }, err.status);
+        return json({ statusCode: String(err.status), error: err.error, message: err.message }, err.status === 500 ? 500 : 400);
       }
       const code = (err as { code?: string }).code;
       if (code === '42501') {
-        return json({ statusCode: '403', error: 'Unauthorized', message: 'new row violates row-level security policy' }, 403);
+        return json({ statusCode: '403', error: 'Unauthorized', message: 'new row violates row-level security policy' }, 400);
       }
       opts.log(`[Storage] error ${req.method} ${path}: ${err instanceof Error ? err.message : err}`);
       return json({ statusCode: '500', error: 'internal', message: 'Internal storage error' }, 500);

@@ -32,7 +32,9 @@ select throws_ok($$insert into public.generations (user_id, type) values ('66666
   '42501', null, 'alice cannot insert generations');
 select throws_ok($$insert into storage.objects (bucket_id, name) values ('generations', '66666666-0000-4000-8000-00000000000a/x.webp')$$,
   '42501', null, 'alice cannot upload into the bucket');
-delete from storage.objects where bucket_id = 'generations';
+select throws_ok($$delete from storage.objects where bucket_id = 'generations'$$,
+  '42501', 'Direct deletion from storage tables is not allowed. Use the Storage API instead.',
+  'a direct SQL delete of objects is refused, as on the platform (only the Storage API deletes)');
 select throws_ok($$select * from public.claim_preview('ffffffff-0000-4000-8000-00000000000a')$$, '42501', null, 'authenticated cannot call claim_preview');
 select throws_ok($$select public.complete_preview('ffffffff-0000-4000-8000-00000000000a', 1, 'p', 1, 1, 'h')$$, '42501', null, 'authenticated cannot call complete_preview');
 select throws_ok($$select public.fail_preview('ffffffff-0000-4000-8000-00000000000a', 1, 'X', 'x', true)$$, '42501', null, 'authenticated cannot call fail_preview');

@@ -1,0 +1,148 @@
+// The storage stand-in answers as the real storage server does (measured against the server
+// built from its public repository, through supabase-js 2.109): every case here is a
+// behaviour the real one has and the stand-in once lacked, so code that is green here is
+// green on a project.
+import { createHash, randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminClient, API_URL, createUser, SERVICE_KEY, sql, type TestUser, userClient } from '../helpers/stack.ts';
+
+const bucket = `conf-${randomUUID().slice(0, 8)}`;
+const strict = `${bucket}-strict`;
+let user: TestUser;
+
+beforeAll(async () => {
+  user = await createUser('conformance');
+  const admin = adminClient().storage;
+  expect((await admin.createBucket(bucket, { public: false })).error).toBeNull();
+  // a string size limit, as the dashboard and supabase-js accept it
+  expect((await admin.createBucket(strict, { public: false, fileSizeLimit: '1KB', allowedMimeTypes: ['image/png', 'image/webp'] })).error).toBeNull();
+  // users upload into their own folder; no policy on storage.buckets at all
+  await sql.unsafe(`create policy "conf: users upload own folder ${bucket}" on storage.objects for insert to authenticated
+    with check (bucket_id = '${bucket}' and (storage.foldername(name))[1] = (select auth.uid())::text)`);
+});
+
+afterAll(async () => {
+  await sql.unsafe(`drop policy if exists "conf: users upload own folder ${bucket}" on storage.objects`);
+});
+
+const files = (b = bucket) => adminClient().storage.from(b);
+const upload = (path: string, body: Uint8Array | Blob = new Uint8Array([1, 2, 3]), contentType = 'image/png', b = bucket) =>
+  files(b).upload(path, body, { contentType });
+
+describe('errors: HTTP 400 with the real code in the body', () => {
+  it('404, 409, 403, 413, 415 all arrive as status 400 with statusCode in the body', async () => {
+    const path = `${randomUUID()}/a.png`;
+    const cases: [string, Promise<{ error: unknown }>, string][] = [
+      ['missing object', files().download(`${randomUUID()}/missing.png`), '404'],
+      ['duplicate', upload(path).then(() => upload(path)), '409'],
+      ['RLS refuses', userClient(user.accessToken).storage.from(bucket).upload(`${randomUUID()}/not-mine.png`, new Uint8Array([1]), { contentType: 'image/png' }), '403'],
+      ['over the bucket\'s 1KB', upload(`${randomUUID()}/big.png`, new Uint8Array(2048), 'image/png', strict), '413'],
+      ['mime type not allowed', upload(`${randomUUID()}/a.gif`, new Uint8Array([1]), 'image/gif', strict), '415'],
+    ];
+    for (const [what, p, code] of cases) {
+      const { error } = await p as { error: { status?: number; statusCode?: string } | null };
+      expect(error, what).not.toBeNull();
+      expect([error?.status, error?.statusCode], what).toEqual([400, code]);
+    }
+  });
+
+  it('createSignedUrl with expiresIn 0 and remove([]) are refused with 400', async () => {
+    const path = `${randomUUID()}/a.png`;
+    await upload(path);
+    expect((await files().createSignedUrl(path, 0)).error).toMatchObject({ status: 400 });
+    expect((await files().remove([])).error).toMatchObject({ status: 400 });
+  });
+});
+
+describe('uploads', () => {
+  it('a user uploads into their own folder with no policy on the bucket row (the server reads it with full rights)', async () => {
+    const { error } = await userClient(user.accessToken).storage.from(bucket).upload(`${user.id}/mine.png`, new Uint8Array([7]), { contentType: 'image/png' });
+    expect(error).toBeNull();
+  });
+
+  it('a Blob or File (what a browser file input gives) uploads as multipart', async () => {
+    const blobPath = `${randomUUID()}/blob.png`;
+    expect((await files().upload(blobPath, new Blob([new Uint8Array([1, 2, 3, 4])], { type: 'image/png' }))).error).toBeNull();
+    const filePath = `${randomUUID()}/file.png`;
+    expect((await files().upload(filePath, new File([new Uint8Array([5, 6])], 'file.png', { type: 'image/png' }))).error).toBeNull();
+    expect(new Uint8Array(await (await files().download(blobPath)).data!.arrayBuffer())).toEqual(new Uint8Array([1, 2, 3, 4]));
+    expect(new Uint8Array(await (await files().download(filePath)).data!.arrayBuffer())).toEqual(new Uint8Array([5, 6]));
+  });
+
+  it('a non-ASCII key is refused with 400 Invalid key', async () => {
+    const { error } = await upload(`${randomUUID()}/café.png`);
+    expect(error).toMatchObject({ status: 400, statusCode: '400' });
+    expect((error as { message: string }).message).toMatch(/Invalid key/);
+  });
+});
+
+describe('reading', () => {
+  it('signed URLs work for names with spaces and &', async () => {
+    for (const name of ['with space.png', 'a&b.png', 'both & more.png']) {
+      const path = `${randomUUID()}/${name}`;
+      expect((await upload(path, new Uint8Array([9, 9]))).error, name).toBeNull();
+      const signed = await files().createSignedUrl(path, 60);
+      expect(signed.error, name).toBeNull();
+      const res = await fetch(signed.data!.signedUrl);
+      expect(res.status, name).toBe(200);
+      expect(new Uint8Array(await res.arrayBuffer()), name).toEqual(new Uint8Array([9, 9]));
+      const batch = await files().createSignedUrls([path], 60);
+      expect((await fetch(batch.data![0].signedUrl!)).status, name).toBe(200);
+    }
+  });
+
+  it('a signed URL with the download option sets Content-Disposition', async () => {
+    const path = `${randomUUID()}/pic.png`;
+    await upload(path);
+    const signed = await files().createSignedUrl(path, 60, { download: 'holiday.png' });
+    const res = await fetch(signed.data!.signedUrl);
+    expect(res.headers.get('content-disposition')).toMatch(/^attachment;.*filename="?holiday\.png"?/);
+  });
+
+  it('the ETag is the content\'s MD5; an unsatisfiable range is 416 with a JSON body', async () => {
+    const path = `${randomUUID()}/e.png`;
+    const bytes = new Uint8Array([1, 2, 3, 4, 5]);
+    await upload(path, bytes);
+    const url = `${API_URL}/storage/v1/object/${bucket}/${path}`;
+    const res = await fetch(url, { headers: { authorization: `Bearer ${SERVICE_KEY}` } });
+    expect(res.headers.get('etag')).toBe(`"${createHash('md5').update(bytes).digest('hex')}"`);
+    const out = await fetch(url, { headers: { authorization: `Bearer ${SERVICE_KEY}`, range: 'bytes=100-200' } });
+    expect(out.status).toBe(416);
+    expect(await out.json()).toMatchObject({ statusCode: '416' });
+  });
+});
+
+describe('listing and removing', () => {
+  it('list honours sortBy and matches search as a case-insensitive prefix; entries carry the real keys', async () => {
+    const folder = randomUUID();
+    for (const name of ['b-two.png', 'a-one.png', 'c-three.png', 'xa-other.png']) {
+      await upload(`${folder}/${name}`);
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    const byNameDesc = await files().list(folder, { sortBy: { column: 'name', order: 'desc' } });
+    expect(byNameDesc.data!.map((e) => e.name)).toEqual(['xa-other.png', 'c-three.png', 'b-two.png', 'a-one.png']);
+    const byCreated = await files().list(folder, { sortBy: { column: 'created_at', order: 'asc' } });
+    expect(byCreated.data!.map((e) => e.name)).toEqual(['b-two.png', 'a-one.png', 'c-three.png', 'xa-other.png']);
+    const search = await files().list(folder, { search: 'A-' });
+    expect(search.data!.map((e) => e.name)).toEqual(['a-one.png']);
+    expect(Object.keys(byNameDesc.data![0]).sort()).toEqual(['created_at', 'id', 'last_accessed_at', 'metadata', 'name', 'updated_at']);
+  });
+
+  it('remove answers the removed rows with the real keys', async () => {
+    const path = `${randomUUID()}/r.png`;
+    await upload(path);
+    const { data, error } = await files().remove([path]);
+    expect(error).toBeNull();
+    expect(Object.keys(data![0]).sort()).toEqual(
+      ['bucket_id', 'created_at', 'id', 'last_accessed_at', 'metadata', 'name', 'owner', 'owner_id', 'updated_at', 'user_metadata', 'version'],
+    );
+  });
+
+  it('a direct SQL delete of storage.objects is refused: only the Storage API deletes', async () => {
+    const path = `${randomUUID()}/keep.png`;
+    await upload(path);
+    const err = await sql`delete from storage.objects where bucket_id = ${bucket} and name = ${path}`.then(() => null, (e) => e);
+    expect(err?.message).toMatch(/Direct deletion from storage tables is not allowed/);
+    expect((await sql`select 1 from storage.objects where bucket_id = ${bucket} and name = ${path}`).length).toBe(1);
+  });
+});
