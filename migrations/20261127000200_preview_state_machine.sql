@@ -49,9 +49,10 @@ as $$ select g.status::text = 'success' and g.asset_url is not null and g.type::
 comment on function public.has_previewable_asset(public.generations) is
   'True for a success row of type photo or video with an asset_url: the rows the preview system works on.';
 
--- The one lease: the claim, the sweep and expire_preview_leases() all use it. A database may
--- change it with the setting app.preview_lease (the local test stack sets '15 seconds' so
--- crash cases recover quickly): alter database postgres set app.preview_lease = '5 minutes';
+-- The one lease: the claim, the sweep and expire_preview_leases() all use it. It reads the
+-- database setting app.preview_lease when set (the local test stack sets '15 seconds', as the
+-- platform's superuser, so crash cases recover quickly); on a project, where postgres may not
+-- set database parameters, redefine this function to change the default.
 create or replace function public.preview_lease() returns interval
 language sql stable parallel safe
 set search_path = ''

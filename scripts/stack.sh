@@ -20,6 +20,8 @@ export STACK_DIR=${STACK_DIR:-$ROOT/.local/dev}
 case "$STACK_DIR" in /*) ;; *) STACK_DIR="$ROOT/$STACK_DIR" ;; esac
 export API_PORT=${API_PORT:-54321} DB_PORT=${DB_PORT:-54322} KIE_PORT=${KIE_PORT:-54340}
 export DB_URL="postgresql://postgres:postgres@127.0.0.1:${DB_PORT}/postgres"
+# the platform's superuser (the local cluster's bootstrap user): platform.sql and platform-only settings
+export ADMIN_DB_URL="postgresql://supabase_admin:postgres@127.0.0.1:${DB_PORT}/postgres"
 API_URL="http://127.0.0.1:${API_PORT}"
 KIE_URL="http://127.0.0.1:${KIE_PORT}"
 RUN="$STACK_DIR/run"
@@ -99,13 +101,15 @@ SQL
 }
 
 # The claim lease is the database's preview_lease(); a stack may shorten it (npm test does).
+# Setting a custom parameter on the database takes the platform's rights (postgres is refused,
+# as on a project), so the stack does it as supabase_admin.
 set_preview_lease() {
   local lease=""
   [ -n "${PREVIEW_LEASE_SECONDS:-}" ] && lease="${PREVIEW_LEASE_SECONDS} seconds"
   if [ -n "$lease" ]; then
-    "$PSQL" "$DB_URL" -X -q -v ON_ERROR_STOP=1 -c "alter database postgres set app.preview_lease = '$lease'" >/dev/null
+    "$PSQL" "$ADMIN_DB_URL" -X -q -v ON_ERROR_STOP=1 -c "alter database postgres set app.preview_lease = '$lease'" >/dev/null
   else
-    "$PSQL" "$DB_URL" -X -q -v ON_ERROR_STOP=1 -c "alter database postgres reset app.preview_lease" >/dev/null
+    "$PSQL" "$ADMIN_DB_URL" -X -q -v ON_ERROR_STOP=1 -c "alter database postgres reset app.preview_lease" >/dev/null
   fi
 }
 

@@ -10,6 +10,9 @@
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 DB_URL=${DB_URL:-postgresql://postgres:postgres@127.0.0.1:${DB_PORT:-54322}/postgres}
+# The platform bootstrap runs as the platform's superuser; the migrations as `postgres`, which,
+# as on Supabase, is not a superuser and owns none of auth, storage, net, vault.
+ADMIN_DB_URL=${ADMIN_DB_URL:-${DB_URL/postgres:postgres@/supabase_admin:postgres@}}
 PSQL=${PSQL:-/usr/lib/postgresql/15/bin/psql}
 SUPABASE=${SUPABASE:-"$REPO_ROOT/node_modules/.bin/supabase"}
 [ -x "$SUPABASE" ] || SUPABASE="npx --no-install supabase"
@@ -34,18 +37,24 @@ cli_up() {
   (cd "$REPO_ROOT" && $SUPABASE migration up --db-url "$CLI_DB_URL" --include-all --workdir "$REPO_ROOT" 2>&1)
 }
 
-psql_file() {
-  PGOPTIONS="-c client_min_messages=warning" "$PSQL" "$DB_URL" -X -q -v ON_ERROR_STOP=1 --single-transaction -f "$1" >/dev/null
+psql_file() { # file [url]
+  PGOPTIONS="-c client_min_messages=warning" "$PSQL" "${2:-$DB_URL}" -X -q -v ON_ERROR_STOP=1 --single-transaction -f "$1" >/dev/null
 }
+
+if [ "$("$PSQL" "$DB_URL" -X -tAq -c "select rolsuper from pg_roles where rolname = current_user" 2>/dev/null)" = t ]; then
+  echo "db-apply: this cluster predates the platform role model (postgres is a superuser here, never on Supabase);" >&2
+  echo "db-apply: stop the stack and remove its folder (e.g. npm run stack:stop && rm -rf .local/dev) to recreate it" >&2
+  exit 1
+fi
 
 # The platform bootstraps a project once, before any migration. Re-applying it on a migrated
 # database would re-grant EXECUTE on every public function to anon (its default grants), undoing
 # the migrations' revokes: a restarted dev stack was kinder than the platform that way.
-if [ "$("$PSQL" "$DB_URL" -X -tAq -c "select to_regclass('vault.secrets') is not null")" = t ]; then
+if [ "$("$PSQL" "$ADMIN_DB_URL" -X -tAq -c "select to_regclass('vault.secrets') is not null")" = t ]; then
   echo "db-apply: platform already bootstrapped"
 else
-  echo "db-apply: platform bootstrap (scripts/local/platform.sql)"
-  psql_file "$REPO_ROOT/scripts/local/platform.sql"
+  echo "db-apply: platform bootstrap (scripts/local/platform.sql, as supabase_admin)"
+  psql_file "$REPO_ROOT/scripts/local/platform.sql" "$ADMIN_DB_URL"
 fi
 
 echo "db-apply: migrations (supabase migration up --include-all)"
@@ -59,7 +68,7 @@ echo "$out" | grep -v '^$' | sed 's/^/  /' || true
 
 if $twice; then
   echo "db-apply: --twice: re-applying platform.sql and every migration with psql"
-  psql_file "$REPO_ROOT/scripts/local/platform.sql"
+  psql_file "$REPO_ROOT/scripts/local/platform.sql" "$ADMIN_DB_URL"
   for f in "$REPO_ROOT"/migrations/*.sql; do
     echo "  $(basename "$f")"
     psql_file "$f"

@@ -1,8 +1,16 @@
 -- Local platform bootstrap: what a Supabase project provides before our migrations run.
 --
--- Applied by scripts/local/db-apply.sh to the local Postgres cluster only; it is NEVER
--- part of migrations/ and never pushed to a real project (there, these objects belong to
--- the platform). Re-runnable: every statement is idempotent.
+-- Applied by scripts/local/db-apply.sh to the local Postgres cluster only, as the platform's
+-- superuser (supabase_admin, the cluster's bootstrap user); it is NEVER part of migrations/
+-- and never pushed to a real project (there, these objects belong to the platform).
+-- Re-runnable: every statement is idempotent.
+--
+-- The role model is Supabase's: `postgres`, which runs the migrations, is not a superuser;
+-- the platform's schemas belong to platform roles; postgres gets the grants Supabase gives
+-- it. It may create policies on storage.objects (Supabase allows that through supautils'
+-- policy grants; here through membership in the table's owner role), but any other DDL on
+-- a platform table (ALTER TABLE, CREATE TRIGGER, CREATE INDEX…) is refused, as there. So a
+-- migration that would fail on a project fails here.
 --
 -- Stand-ins, and how far they go:
 --   roles      anon / authenticated / service_role / authenticator with Supabase's grants
@@ -28,6 +36,15 @@ set client_min_messages = warning;
 -- ---------------------------------------------------------------------------------------
 do $$
 begin
+  if not exists (select 1 from pg_roles where rolname = 'postgres') then
+    create role postgres login password 'postgres';
+  end if;
+  if not exists (select 1 from pg_roles where rolname = 'supabase_storage_admin') then
+    create role supabase_storage_admin nologin noinherit;
+  end if;
+  if not exists (select 1 from pg_roles where rolname = 'supabase_auth_admin') then
+    create role supabase_auth_admin nologin noinherit;
+  end if;
   if not exists (select 1 from pg_roles where rolname = 'anon') then
     create role anon nologin noinherit;
   end if;
@@ -45,6 +62,15 @@ $$;
 alter role service_role bypassrls;
 alter role authenticator login noinherit;
 grant anon, authenticated, service_role to authenticator;
+-- postgres as on a project: no superuser, but createdb/createrole/bypassrls, able to act as
+-- the API roles (the dashboard's role switch), owner of the database and so of `public`.
+alter role postgres nosuperuser createdb createrole bypassrls;
+grant anon, authenticated, service_role to postgres;
+do $$
+begin
+  execute format('alter database %I owner to postgres', current_database());
+end
+$$;
 
 -- Supabase: statement timeouts for the API roles (as on a fresh project).
 alter role anon set statement_timeout = '3s';
@@ -102,7 +128,9 @@ create table if not exists auth.users (
 );
 comment on table auth.users is 'Local stand-in for GoTrue''s auth.users (subset of columns). encrypted_password = extensions.crypt(pw, extensions.gen_salt(''bf''))';
 revoke all on auth.users from anon, authenticated;
-grant all on auth.users to service_role;
+grant all on auth.users to postgres, service_role;
+alter schema auth owner to supabase_auth_admin;
+alter table auth.users owner to supabase_auth_admin;
 
 -- PostgREST sets request.jwt.claims (JSON); older versions set request.jwt.claim.<name>.
 create or replace function auth.jwt() returns jsonb
@@ -180,6 +208,14 @@ alter table storage.objects enable row level security;
 
 -- Supabase grants everything on the storage tables to the API roles: RLS policies decide.
 grant all on storage.buckets, storage.objects to postgres, anon, authenticated, service_role;
+
+-- The storage tables belong to the storage server's role. postgres is a member so that it
+-- can create policies on them (supautils' policy grants on a project); the DDL guard below
+-- refuses everything else a member could do.
+alter schema storage owner to supabase_storage_admin;
+alter table storage.buckets owner to supabase_storage_admin;
+alter table storage.objects owner to supabase_storage_admin;
+grant supabase_storage_admin to postgres;
 
 -- The platform refuses direct SQL deletes of storage rows (they would orphan the files): only
 -- the Storage API, which sets storage.allow_delete_query for its transaction, deletes.
@@ -448,3 +484,41 @@ create or replace trigger notify_request_queued
 grant all on all tables in schema net to public;
 grant all on all sequences in schema net to public;
 grant execute on all routines in schema net to public;
+
+-- ---------------------------------------------------------------------------------------
+-- cron: what Supabase grants postgres on pg_cron
+-- ---------------------------------------------------------------------------------------
+create extension if not exists pg_cron;
+grant usage on schema cron to postgres;
+grant all on all tables in schema cron to postgres;
+grant all on all sequences in schema cron to postgres;
+grant execute on all functions in schema cron to postgres;
+
+-- ---------------------------------------------------------------------------------------
+-- DDL guard: platform tables are the platform's
+-- ---------------------------------------------------------------------------------------
+-- On a project, `postgres` owns none of the platform's tables: it may create, alter and drop
+-- policies on storage's tables (policy grants), nothing else. Here it reaches those tables
+-- through role membership, so every other DDL command it runs on them is refused, with the
+-- error the platform gives.
+create or replace function extensions.platform_ddl_guard() returns event_trigger
+language plpgsql
+as $$
+declare
+  r record;
+begin
+  if current_user = 'supabase_admin' then
+    return;
+  end if;
+  for r in select * from pg_event_trigger_ddl_commands() loop
+    -- a trigger's own schema is not reported: its table's is in its identity ("t on storage.objects")
+    if (r.schema_name in ('auth', 'storage', 'vault', 'net', 'cron')
+        or r.object_identity ~ ' on (auth|storage|vault|net|cron)\.')
+       and r.command_tag not in ('CREATE POLICY', 'ALTER POLICY', 'DROP POLICY') then
+      raise exception 'must be owner of % %', r.object_type, r.object_identity using errcode = '42501';
+    end if;
+  end loop;
+end
+$$;
+drop event trigger if exists platform_ddl_guard;
+create event trigger platform_ddl_guard on ddl_command_end execute function extensions.platform_ddl_guard();

@@ -80,7 +80,9 @@ init_cluster() {
   pwfile=$(mktemp "$PG_ROOT/pw.XXXXXX")
   echo postgres >"$pwfile"
   [ "$(id -u)" = 0 ] && chown postgres:postgres "$pwfile"
-  if ! as_pg "$PG_BIN/initdb" -D "$PGDATA" -U postgres --pwfile="$pwfile" -E UTF8 --locale=C.UTF-8 \
+  # The bootstrap superuser is the platform's (supabase_admin), as on Supabase; `postgres` is
+  # created by platform.sql as the non-superuser a project's owner gets.
+  if ! as_pg "$PG_BIN/initdb" -D "$PGDATA" -U supabase_admin --pwfile="$pwfile" -E UTF8 --locale=C.UTF-8 \
     --auth-local=trust --auth-host=scram-sha-256 >"$PG_ROOT/initdb.log" 2>&1; then
     rm -f "$pwfile"; cat "$PG_ROOT/initdb.log" >&2; die "initdb failed"
   fi

@@ -83,10 +83,8 @@ describe('fault matrix: dispatch and workers', () => {
     let row = await generation(id);
     expect([row.status, row.preview_status]).toEqual(['success', 'none']);
     // The sweep's grace (1 minute since the last update) is skipped by ageing the row.
-    await sql.begin(async (tx) => {
-      await tx`set local session_replication_role = replica`; // no touch trigger: keep the old updated_at
-      await tx`update public.generations set updated_at = now() - interval '2 minutes' where id = ${id}`;
-    });
+    // (an explicit updated_at is kept by the touch trigger; the row was eligible before, so no dispatch)
+    await sql`update public.generations set updated_at = now() - interval '2 minutes' where id = ${id}`;
     const [{ reason }] = await sql<{ reason: string }[]>`select reason from public.sweep_previews(1000) where id = ${id}`;
     expect(reason).toBe('lost_webhook');
     const mark = logMark();

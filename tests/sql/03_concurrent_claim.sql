@@ -1,10 +1,9 @@
 -- Two sessions claim the same row at the same time: exactly one wins.
--- Uses dblink (two extra connections over the local socket) with committed fixtures,
--- removed at the end.
+-- Uses dblink (two extra connections over TCP: postgres is not a superuser, so dblink
+-- needs the server to ask for its password) with committed fixtures, removed at the end.
 select * from no_plan();
 
-select format('host=%s port=%s dbname=%s user=postgres password=postgres',
-              split_part(current_setting('unix_socket_directories'), ',', 1),
+select format('host=127.0.0.1 port=%s dbname=%s user=postgres password=postgres',
               current_setting('port'), current_database()) as conninfo \gset
 
 select dblink_connect('claim_a', :'conninfo');
