@@ -1,6 +1,6 @@
 /**
  * A minimal stand-in for Supabase Auth (GoTrue) on the local stack: password sign-in,
- * refresh, the current user, sign-out and admin user creation, over `auth.users` with
+ * refresh, the current user, sign-out and admin user creation and deletion, over `auth.users` with
  * pgcrypto password hashes. Enough for supabase-js's `auth.signInWithPassword`,
  * `auth.getUser`, `auth.admin.createUser` and session refresh; nothing else of GoTrue.
  */
@@ -91,6 +91,14 @@ export function createAuthHandler(sql: postgres.Sql) {
         on conflict (email) do nothing
         returning id, email, raw_user_meta_data, created_at`;
       if (!u) return authError(422, 'email_exists', 'A user with this email address has already been registered');
+      return Response.json(userJson(u));
+    }
+    const adminUser = path.match(/^\/admin\/users\/([0-9a-f-]{36})$/i);
+    if (adminUser && req.method === 'DELETE') {
+      if (caller?.role !== 'service_role') return authError(403, 'not_admin', 'User not allowed');
+      // rows that reference the user go with it (generations: on delete cascade)
+      const [u] = await sql<UserRow[]>`delete from auth.users where id = ${adminUser[1]} returning id, email, raw_user_meta_data, created_at`;
+      if (!u) return authError(404, 'user_not_found', 'User not found');
       return Response.json(userJson(u));
     }
     return authError(404, 'not_found', `No auth route ${req.method} ${path}`);
