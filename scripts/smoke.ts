@@ -88,7 +88,8 @@ async function main(o: Options): Promise<boolean> {
     }
     return await fetch(`${o.url}/functions/v1/kie-callback?secret=${encodeURIComponent(secret)}`, { method: 'POST', headers, body: JSON.stringify(body) });
   };
-  const rows = () => sql<{ id: string; status: string; preview_status: string; preview_path: string | null; poster_path: string | null; original_path: string | null; error: string | null; updated_at: Date }[]>`
+  type Row = { id: string; status: string; preview_status: string; preview_path: string | null; poster_path: string | null; original_path: string | null; error: string | null; updated_at: Date };
+  const rows = async (): Promise<Row[]> => await sql<Row[]>`
     select id, status, preview_status, preview_path, poster_path, original_path, error, updated_at
       from public.generations where id = any(${items.map((i) => i.id ?? '00000000-0000-0000-0000-000000000000')}::uuid[]) order by type`;
 
@@ -139,7 +140,7 @@ async function main(o: Options): Promise<boolean> {
         check(res.status === 200, `kie-callback for ${item.type} answered ${res.status}: ${await res.text()}`);
       }
     });
-    let ready: Awaited<ReturnType<typeof rows>> = [];
+    let ready: Row[] = [];
     await step(`previews ready within ${o.timeoutS} s`, async () => {
       const deadline = Date.now() + o.timeoutS * 1000;
       for (;;) {
