@@ -1,0 +1,59 @@
+// `npm run deploy`: what it would run against a project (--dry-run: every step, secrets masked,
+// nothing changed), its usage errors, and the steps that need no Supabase account (vault,
+// core) run for real against this stack, twice (idempotent).
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { adminClient, sql, stack } from '../helpers/stack.ts';
+
+async function deploy(args: string[], env: Record<string, string> = {}) {
+  const r = await promisify(execFile)('bash', ['scripts/run-deno.sh', 'scripts/deploy.ts', ...args], { timeout: 120_000, env: { ...process.env, ...env } })
+    .then((o) => ({ ...o, code: 0 }), (e) => e);
+  return { code: r.code as number, out: `${r.stdout}${r.stderr}`.trim().split('\n') };
+}
+
+const REF = 'abcdefghijklmnopqrst';
+const DB = `postgresql://postgres:db-password@db.${REF}.supabase.co:5432/postgres`;
+
+describe('npm run deploy', () => {
+  it('--dry-run prints the seven steps in order with their commands, secrets masked, and changes nothing', async () => {
+    const { code, out } = await deploy(['--project-ref', REF, '--db-url', DB, '--dry-run'], { KIE_API_KEY: 'kie-api-key-value', KIE_CALLBACK_SECRET: 'callback-secret-value' });
+    expect(code).toBe(0);
+    expect(out.filter((l) => /^deploy: \[\d\/7\]/.test(l))).toEqual(
+      ['link', 'migrations', 'secrets', 'functions', 'keys', 'vault', 'core'].map((s, i) => `deploy: [${i + 1}/7] ${s} (dry run)`),
+    );
+    const text = out.join('\n');
+    expect(text).toContain(`supabase link --project-ref ${REF}`);
+    expect(text).toContain('supabase db push --include-all --db-url postgresql://postgres:…@');
+    expect(text).toContain('supabase functions deploy kie-callback kie-sync generate-preview library health');
+    expect(text).toContain('KIE_API_KEY=kie-…');
+    for (const secret of ['kie-api-key-value', 'callback-secret-value', 'db-password']) expect(text).not.toContain(secret);
+    expect(out.at(-1)).toBe('deploy: dry run: nothing was changed');
+  });
+
+  it('refuses bad usage with a clear message (exit 2) before running anything', async () => {
+    expect(await deploy(['--project-ref', REF])).toMatchObject({ code: 2, out: ['deploy: step migrations needs --db-url'] });
+    expect(await deploy(['--project-ref', 'not-a-ref', '--db-url', DB])).toMatchObject({ code: 2 });
+    expect((await deploy(['--only', 'nope'])).out[0]).toMatch(/unknown step "nope"/);
+    expect((await deploy(['--project-ref', REF, '--db-url', DB])).out[0]).toBe('deploy: step secrets needs KIE_API_KEY in the environment');
+  });
+
+  it('vault and core against this stack: the vault holds project_url and anon_key and no service key; the core is uploaded once', async () => {
+    const bucket = `deploy-${randomUUID().slice(0, 8)}`;
+    expect((await adminClient().storage.createBucket(bucket, { public: false })).error).toBeNull();
+    const args = ['--only', 'vault,core', '--url', stack.API_URL, '--db-url', stack.DB_URL, '--anon-key', stack.ANON_KEY,
+      '--service-key', stack.SERVICE_ROLE_KEY, '--bucket', bucket];
+    const first = await deploy(args);
+    expect(first.code, first.out.join('\n')).toBe(0);
+    expect(first.out).toContain('deploy: [1/2] vault');
+    expect(first.out.find((l) => l.startsWith('deploy:   ok: ') && l.endsWith(' bytes'))).toMatch(/ok: \d{8} bytes$/);
+    const secrets = await sql<{ name: string; value: string }[]>`select name, decrypted_secret as value from vault.decrypted_secrets where name in ('project_url', 'anon_key', 'service_role_key') order by name`;
+    expect(secrets).toEqual([{ name: 'anon_key', value: stack.ANON_KEY }, { name: 'project_url', value: stack.API_URL }]);
+    const second = await deploy(args);
+    expect(second.code).toBe(0);
+    expect(second.out.some((l) => /ok: already there \(\d+ bytes\)/.test(l))).toBe(true);
+    const { data } = await adminClient().storage.from(bucket).list('_runtime');
+    expect(data?.map((f) => f.name)).toEqual(['ffmpeg-core-0.12.10.wasm']);
+  }, 120_000);
+});
