@@ -4,5 +4,5 @@
 #   scripts/bench.sh [--quick]
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-command -v ffmpeg >/dev/null || { echo "bench needs ffmpeg (apt install ffmpeg) for inputs and the native anchor" >&2; exit 1; }
+bash "$ROOT/scripts/setup.sh"   # ffmpeg (inputs, the native anchor), node_modules, the codec modules
 exec "$ROOT/node_modules/@deno/linux-x64-glibc/deno" run --quiet --config "$ROOT/deno.json" -A "$ROOT/scripts/bench/run.ts" "$@"

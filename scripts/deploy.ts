@@ -8,7 +8,8 @@
  *   1 link       supabase link --project-ref <ref>
  *   2 migrations supabase db push --db-url <db-url>
  *   3 secrets    supabase secrets set KIE_API_KEY=… KIE_CALLBACK_SECRET=… [KIE_WEBHOOK_HMAC_KEY=…]
- *   4 functions  supabase functions deploy kie-callback kie-sync generate-preview library health
+ *   4 functions  scripts/gen-codecs.ts (the codecs' wasm as modules), then
+ *                supabase functions deploy kie-callback kie-sync generate-preview library health
  *   5 keys       the project's anon and service keys (supabase projects api-keys), for 6 and 7
  *   6 vault      project_url and anon_key in the vault (created or updated), no service key there
  *   7 core       ffmpeg's core wasm into the bucket (over the 20 MB bundle limit; generate-preview
@@ -117,7 +118,11 @@ async function run(o: Options): Promise<void> {
         .map((k) => `${k}=${Deno.env.get(k) ?? `<${k}>`}`);
       await exec([supabase, 'secrets', 'set', '--project-ref', o.ref!, ...pairs], o);
     },
-    functions: async () => void await exec([supabase, 'functions', 'deploy', ...FUNCTIONS, '--project-ref', o.ref!], o),
+    functions: async () => {
+      // the codecs' wasm as modules of the graph the bundler ships (generated, not committed)
+      await exec([Deno.execPath(), 'run', '--quiet', '--allow-read', '--allow-write', 'scripts/gen-codecs.ts'], o);
+      await exec([supabase, 'functions', 'deploy', ...FUNCTIONS, '--project-ref', o.ref!], o);
+    },
     keys: async () => {
       const out = await exec([supabase, 'projects', 'api-keys', '--project-ref', o.ref!, '--reveal', '-o', 'json'], o);
       if (o.dryRun) return;

@@ -33,3 +33,7 @@ if [ ! -x node_modules/@deno/linux-x64-glibc/deno ] || [ ! -d node_modules/vites
   npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
     || { echo "setup: npm ci failed: is the npm registry reachable?" >&2; exit 1; }
 fi
+
+# The codecs' wasm as modules of the functions' graph (shared/preview/codecs/, not committed):
+# a deployed function reads nothing but its bundle.
+node_modules/@deno/linux-x64-glibc/deno run --quiet --allow-read --allow-write scripts/gen-codecs.ts >/dev/null

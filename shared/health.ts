@@ -1,11 +1,14 @@
 /**
  * The health function: liveness for anyone; with ?deep=1 (service role only, since it
- * reports queue figures and error text) the database, storage and queue depth.
+ * reports queue figures and error text) the database, storage, queue depth, and every codec
+ * rendering a tiny embedded sample through the real path (selftest.ts).
  */
 import { isServiceRequest } from './auth.ts';
 import { getConfig } from './config.ts';
 import { getSql } from './db.ts';
 import { errorResponse, json } from './http.ts';
+import { loadCoreWasm } from './preview/handler.ts';
+import { checkCodecs } from './preview/selftest.ts';
 import { getAdminClient } from './storage.ts';
 
 export async function handleHealth(req: Request): Promise<Response> {
@@ -29,6 +32,9 @@ export async function handleHealth(req: Request): Promise<Response> {
     ok = false;
     checks.storage = { ok: false, error: err instanceof Error ? err.message : String(err) };
   }
+  const codecs = await checkCodecs(loadCoreWasm);
+  checks.codecs = codecs;
+  ok &&= Object.values(codecs).every((c) => c.ok);
   return json({ status: ok ? 'ok' : 'degraded', checks }, ok ? 200 : 503);
 }
 

@@ -6,8 +6,11 @@
  * which is what the edge runtime's CPU limit counts), baseline and peak RSS.
  */
 import process from 'node:process';
+import { useLocalFfmpegCore } from '../local/local-core.ts';
 import { renderPhotoPreview } from '../../shared/preview/photo.ts';
 import { extractPoster } from '../../shared/preview/video.ts';
+
+useLocalFfmpegCore();
 
 const [kind, input, output, callsArg] = Deno.args;
 const calls = Number(callsArg ?? 3);

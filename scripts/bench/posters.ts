@@ -8,8 +8,11 @@
  * its parent's peak: Linux carries ru_maxrss across exec).
  */
 import process from 'node:process';
+import { useLocalFfmpegCore } from '../local/local-core.ts';
 import { coreInstances } from '../../shared/preview/ffmpeg.ts';
 import { extractPoster } from '../../shared/preview/video.ts';
+
+useLocalFfmpegCore();
 
 const hold = Deno.args.includes('--hold');
 const files = Deno.args.filter((a) => a !== '--hold');

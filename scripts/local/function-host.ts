@@ -1,20 +1,23 @@
 /**
  * One function "isolate" of the local gateway: a Deno process started without FFI, subprocess
- * or Worker rights (what Supabase's edge runtime forbids), that imports one function module
- * and serves its `Deno.serve` handler on a loopback port the gateway proxies to.
+ * or Worker rights (what Supabase's edge runtime forbids) and without the right to read files,
+ * that serves one function module's `Deno.serve` handler on a loopback port the gateway
+ * proxies to.
+ *
+ * Its main module is generated per function by the runner (functions-runner.ts) and imports,
+ * statically, this module, then the function's entry, then calls start(): a deployed bundle's
+ * whole module graph is loaded without file access, and a static import graph is too (a
+ * computed dynamic import would need read rights). Importing this module first installs what
+ * the edge runtime provides (EdgeRuntime.waitUntil, no Worker) and captures the handler the
+ * entry passes to Deno.serve. A module that fails to load fails the process before READY: the
+ * runner reports that as BOOT_ERROR.
  *
  * Control lines to the gateway start with `@@fnhost ` on stdout:
  *   READY <port>          the module loaded and the server listens
- *   BOOT_ERROR <message>  the module failed to load (the platform answers 503 BOOT_ERROR)
+ *   BOOT_ERROR <message>  the module loaded but served nothing (the platform answers 503 BOOT_ERROR)
  *   SETTLED <requestId>   the request's response and its EdgeRuntime.waitUntil work are done
  */
 type Handler = (req: Request, info?: unknown) => Response | Promise<Response>;
-
-const entry = Deno.args[0];
-if (!entry) {
-  console.error('usage: function-host.ts <entry module>');
-  Deno.exit(2);
-}
 
 let handler: Handler | undefined;
 const background: Promise<unknown>[] = [];
@@ -46,33 +49,32 @@ function control(line: string): void {
   console.log(`@@fnhost ${line}`);
 }
 
-try {
-  await import(new URL(entry, `file://${Deno.cwd()}/`).href);
-  if (!handler) throw new Error('the module did not call Deno.serve(handler)');
-} catch (err) {
-  control(`BOOT_ERROR ${JSON.stringify(err instanceof Error ? `${err.name}: ${err.message}` : String(err))}`);
-  Deno.exit(1);
-}
-
-realServe({
-  hostname: '127.0.0.1',
-  port: 0,
-  onListen: ({ port }) => control(`READY ${port}`),
-}, async (req, info) => {
-  const requestId = req.headers.get('x-fnhost-request-id') ?? '';
-  let response: Response;
-  try {
-    response = await handler!(req, info);
-  } catch (err) {
-    console.error(`[EdgeRuntime] uncaught error: ${err instanceof Error ? err.stack : err}`);
-    response = Response.json({ code: 'INTERNAL_ERROR', message: 'The function threw an uncaught error' }, {
-      status: 500,
-    });
+/** Serve the handler the entry (imported before the call) gave to Deno.serve. */
+export function start(): void {
+  if (!handler) {
+    control(`BOOT_ERROR ${JSON.stringify('Error: the module did not call Deno.serve(handler)')}`);
+    Deno.exit(1);
   }
-  // Report when the background work of this request has settled (one request at a time).
-  queueMicrotask(async () => {
-    while (background.length) await background.shift();
-    control(`SETTLED ${requestId}`);
+  realServe({
+    hostname: '127.0.0.1',
+    port: 0,
+    onListen: ({ port }) => control(`READY ${port}`),
+  }, async (req, info) => {
+    const requestId = req.headers.get('x-fnhost-request-id') ?? '';
+    let response: Response;
+    try {
+      response = await handler!(req, info);
+    } catch (err) {
+      console.error(`[EdgeRuntime] uncaught error: ${err instanceof Error ? err.stack : err}`);
+      response = Response.json({ code: 'INTERNAL_ERROR', message: 'The function threw an uncaught error' }, {
+        status: 500,
+      });
+    }
+    // Report when the background work of this request has settled (one request at a time).
+    queueMicrotask(async () => {
+      while (background.length) await background.shift();
+      control(`SETTLED ${requestId}`);
+    });
+    return response;
   });
-  return response;
-});
+}

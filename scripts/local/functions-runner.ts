@@ -30,7 +30,23 @@ export type RequestStats = {
 };
 
 const CLK_TCK = 100;
-const HOST = fromFileUrl(new URL('./function-host.ts', import.meta.url));
+const HOST = new URL('./function-host.ts', import.meta.url).href;
+
+/**
+ * An isolate's main module, written to its temp folder: the host, the function's entry and the
+ * start call as static imports, so the function's whole module graph loads without read rights.
+ */
+function isolateMain(spec: FunctionSpec, tmp: string): string {
+  const file = `${tmp}/isolate-${spec.name}.ts`;
+  Deno.mkdirSync(tmp, { recursive: true });
+  Deno.writeTextFileSync(file, [
+    `import { start } from ${JSON.stringify(HOST)};`,
+    `import ${JSON.stringify(new URL(spec.entry, 'file:///').href)};`,
+    'start();',
+    '',
+  ].join('\n'));
+  return file;
+}
 
 /**
  * CPU time of the isolate's JavaScript thread (Deno runs it on the process's main thread,
@@ -83,11 +99,13 @@ class Isolate {
         'run', '--no-prompt', '--quiet',
         '--config', `${args.cwd}/deno.json`,
         '--allow-net', '--allow-env', '--allow-sys',
-        // Like a deployed bundle: its own code and dependencies, not the stack's state
-        // (stored objects, keys in .local) nor other functions' files.
-        `--allow-read=${[`${args.cwd}/shared`, `${args.cwd}/node_modules`, `${args.cwd}/deno.json`, `${args.cwd}/package.json`, spec.entry.slice(0, spec.entry.lastIndexOf('/')), args.tmp].join(',')}`,
+        // Like a deployed bundle: the function's module graph is loaded (imports need no read
+        // right) and nothing else can be read, not even its own package files (a codec that
+        // reads a .wasm from node_modules fails here as it would on the platform), nor the
+        // stack's state. Scratch space only in the temp folder.
+        `--allow-read=${args.tmp}`,
         `--allow-write=${args.tmp}`,
-        HOST, spec.entry,
+        isolateMain(spec, args.tmp),
       ],
       cwd: args.cwd,
       env: { ...args.env, TMPDIR: args.tmp },
@@ -113,8 +131,20 @@ class Isolate {
       }
     };
     pipeLines(this.proc.stdout, onLine);
-    pipeLines(this.proc.stderr, (l) => args.sink(spec.name, l));
+    const stderrTail: string[] = [];
+    pipeLines(this.proc.stderr, (l) => {
+      stderrTail.push(l);
+      if (stderrTail.length > 20) stderrTail.shift();
+      args.sink(spec.name, l);
+    });
     this.proc.status.then(() => {
+      if (!this.port && !this.bootError) {
+        // the module graph failed to load (e.g. a native addon without FFI): the platform's BOOT_ERROR
+        // deno-lint-ignore no-control-regex
+        const text = stderrTail.join(' ').replace(/\x1b\[[0-9;]*m/g, '');
+        this.bootError = JSON.stringify(text.match(/error: (.*?)(?:\s+at |$)/)?.[1] ?? text.slice(0, 300));
+        args.sink(spec.name, `[Gateway] BOOT_ERROR fn=${spec.name} ${this.bootError}`);
+      }
       this.dead = true;
       resolveReady();
       for (const done of this.settled.values()) done();

@@ -19,7 +19,7 @@ declare const EdgeRuntime: { waitUntil(p: Promise<unknown>): void } | undefined;
 let coreWasm: Promise<Uint8Array> | undefined;
 
 /** The ffmpeg core's wasm (~31 MB, over the bundle limit): fetched once per isolate. */
-function loadCoreWasm(): Promise<Uint8Array> {
+export function loadCoreWasm(): Promise<Uint8Array> {
   coreWasm ??= (async () => {
     const config = getConfig();
     const { preview } = config;

@@ -168,6 +168,11 @@ describe('checklist 9: health', () => {
     expect(deep.status).toBe('ok');
     expect(deep.checks.database.ok).toBe(true);
     expect(deep.checks.storage.ok).toBe(true);
+    // every codec, from the bundle (and ffmpeg's core from storage), renders its embedded sample
+    for (const [codec, size] of Object.entries({ jpeg: [48, 32], png: [48, 32], webp: [48, 32], gif: [48, 32], mp4: [64, 48] })) {
+      expect(deep.checks.codecs[codec], codec).toMatchObject({ ok: true, width: size[0], height: size[1] });
+      expect(deep.checks.codecs[codec].ms, codec).toBeGreaterThan(0);
+    }
   });
 });
 

@@ -42,9 +42,9 @@ describe('gateway', () => {
     expect(boot).toMatch(/NotCapable|ffi|Requires/i);
   });
 
-  it('a function reads its own code and dependencies, nothing of the stack outside them', async () => {
+  it('bundle-only: a function reads no file, neither its own modules, nor a package\'s .wasm, nor the stack (imports still load)', async () => {
     const res = await fetch(`${FUNCTIONS_URL}/test-read-files`);
-    expect(await res.json()).toEqual({ bundle: 'read', outside: 'NotCapable' });
+    expect(await res.json()).toEqual({ module: 'NotCapable', packageWasm: 'NotCapable', outside: 'NotCapable' });
   });
 
   it('a function cannot start a subprocess', async () => {
