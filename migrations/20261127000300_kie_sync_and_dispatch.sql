@@ -107,6 +107,21 @@ comment on function public.apply_kie_result(text, text, jsonb, text, text) is
 -- ---------------------------------------------------------------------------------------
 -- pending_kie_tasks (the scheduled kie-sync's work list)
 -- ---------------------------------------------------------------------------------------
+-- Each run syncs a bounded batch. Ordered oldest first alone, tasks KIE will never finish
+-- (lost, or deleted after its retention) would fill every batch and starve the rest, so the
+-- batch is taken least recently checked first: every running task is asked within
+-- ceil(N / batch) runs. When each was last asked lives in a table of ours, not on the
+-- platform's rows (no write to a user's generation for a poll).
+create table if not exists public.kie_task_checks (
+  task_id text primary key,
+  checked_at timestamptz not null default now()
+);
+comment on table public.kie_task_checks is
+  'When the pending sync last asked KIE about a task (record_kie_checks); orders pending_kie_tasks. Service only.';
+alter table public.kie_task_checks enable row level security;
+revoke all on table public.kie_task_checks from public, anon, authenticated;
+grant select, insert, update, delete on table public.kie_task_checks to service_role;
+
 create or replace function public.pending_kie_tasks(
   p_limit int default 50,
   p_min_age interval default '30 seconds'
@@ -117,14 +132,28 @@ set search_path = ''
 as $$
   select g.id, g.task_id, g.model::text, g.type::text, g.created_at
     from public.generations g
+    left join public.kie_task_checks c on c.task_id = g.task_id
    where g.task_id is not null
      and g.status in ('pending', 'queued', 'generating')
      and g.created_at <= now() - p_min_age
-   order by g.created_at, g.id
+   order by c.checked_at nulls first, g.created_at, g.id
    limit greatest(coalesce(p_limit, 50), 0)
 $$;
 comment on function public.pending_kie_tasks(int, interval) is
-  'Tasks still running at KIE, older than p_min_age, oldest first (lost callbacks). SECURITY DEFINER: service only.';
+  'Tasks still running at KIE, older than p_min_age: never checked first, then least recently checked, then oldest (lost callbacks). SECURITY DEFINER: service only.';
+
+-- The pending sync asked KIE about these tasks now (whatever KIE answered).
+create or replace function public.record_kie_checks(p_task_ids text[]) returns void
+language sql volatile
+security definer
+set search_path = ''
+as $$
+  insert into public.kie_task_checks (task_id, checked_at)
+  select distinct t, clock_timestamp() from unnest(p_task_ids) t where t is not null
+  on conflict (task_id) do update set checked_at = excluded.checked_at
+$$;
+comment on function public.record_kie_checks(text[]) is
+  'Stamps the tasks the pending sync just asked KIE about, so the next batch takes others first. SECURITY DEFINER: service only.';
 
 -- ---------------------------------------------------------------------------------------
 -- Calling an edge function through pg_net
@@ -336,6 +365,7 @@ comment on function public.dispatch_preview_sweep(int) is
 -- ---------------------------------------------------------------------------------------
 revoke all on function public.apply_kie_result(text, text, jsonb, text, text) from public, anon, authenticated;
 revoke all on function public.pending_kie_tasks(int, interval) from public, anon, authenticated;
+revoke all on function public.record_kie_checks(text[]) from public, anon, authenticated;
 revoke all on function public.invoke_edge_function(text, jsonb, int) from public, anon, authenticated;
 revoke all on function public.preview_dispatch_secret_ok(text) from public, anon, authenticated;
 revoke all on function public.preview_request_body(text, uuid, uuid, text, text, text, jsonb, text) from public, anon, authenticated;
@@ -344,6 +374,7 @@ revoke all on function public.dispatch_preview_sweep(int) from public, anon, aut
 
 grant execute on function public.apply_kie_result(text, text, jsonb, text, text) to service_role;
 grant execute on function public.pending_kie_tasks(int, interval) to service_role;
+grant execute on function public.record_kie_checks(text[]) to service_role;
 grant execute on function public.invoke_edge_function(text, jsonb, int) to service_role;
 grant execute on function public.preview_dispatch_secret_ok(text) to service_role;
 grant execute on function public.preview_request_body(text, uuid, uuid, text, text, text, jsonb, text) to service_role;

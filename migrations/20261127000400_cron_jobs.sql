@@ -37,6 +37,10 @@ begin
   if to_regclass('public.kie_callback_receipts') is not null then
     delete from public.kie_callback_receipts where received_at < now() - interval '1 day';
   end if;
+  -- checks of tasks that are no longer running
+  delete from public.kie_task_checks c
+   where not exists (select 1 from public.generations g
+                      where g.task_id = c.task_id and g.status in ('pending', 'queued', 'generating'));
 end
 $$;
 comment on function public.cron_trim_history() is

@@ -5,8 +5,8 @@
 # Starts, idempotently: a private Postgres 15 cluster with pg_cron and pgTAP
 # (scripts/local/postgres.sh), the platform bootstrap SQL and the migrations (real supabase
 # CLI, scripts/local/db-apply.sh), the fake KIE server, and the Deno gateway (functions,
-# storage, auth, pg_net stand-in). Then stores the vault secrets the trigger and pg_cron
-# read, uploads the ffmpeg core's wasm to storage, and prints URLs and keys like
+# storage, auth, pg_net stand-in). Then runs `npm run deploy`'s vault and core steps (the vault
+# secrets the trigger and pg_cron read; the ffmpeg core's wasm into storage), and prints URLs and keys like
 # `supabase status`. State, logs and stored objects live in $STACK_DIR (.local/dev).
 #
 # Env: STACK_DIR (.local/dev), API_PORT (54321), DB_PORT (54322), KIE_PORT (54340),
@@ -75,31 +75,6 @@ STACK_DIR=$STACK_DIR
 ENV
 }
 
-# The trigger and the cron jobs read where to call from the vault, and the public anon key
-# (the bearer verify_jwt functions need); the dispatch secret is the migrations' own. Never the
-# service-role key: pg_net's queue is readable by PUBLIC. An older stack's copy is removed.
-store_vault_secrets() {
-  "$PSQL" "$DB_URL" -X -q -v ON_ERROR_STOP=1 -v url="$API_URL" -v key="$ANON_KEY" <<'SQL' >/dev/null
-select set_config('stack.url', :'url', false), set_config('stack.key', :'key', false);
-delete from vault.secrets where name = 'service_role_key';
-do $$
-declare
-  wanted jsonb := jsonb_build_object('project_url', current_setting('stack.url'), 'anon_key', current_setting('stack.key'));
-  k text;
-  existing uuid;
-begin
-  for k in select jsonb_object_keys(wanted) loop
-    select id into existing from vault.secrets where name = k;
-    if existing is null then
-      perform vault.create_secret(wanted ->> k, k, 'local stack: read by the preview trigger and pg_cron');
-    else
-      perform vault.update_secret(existing, wanted ->> k, k, 'local stack: read by the preview trigger and pg_cron');
-    end if;
-  end loop;
-end $$;
-SQL
-}
-
 # The claim lease is the database's preview_lease(); a stack may shorten it (npm test does).
 # Setting a custom parameter on the database takes the platform's rights (postgres is refused,
 # as on a project), so the stack does it as supabase_admin.
@@ -113,15 +88,14 @@ set_preview_lease() {
   fi
 }
 
-# The ffmpeg core's wasm (~31 MB) is over the 20 MB bundle limit: generate-preview loads it
-# from storage at cold start, as it does on the platform.
-upload_ffmpeg_core() {
-  local path="_runtime/ffmpeg-core-0.12.10.wasm"
-  if ! curl -fsS -o /dev/null -H "Authorization: Bearer $SERVICE_KEY" "$API_URL/storage/v1/object/info/generations/$path" 2>/dev/null; then
-    curl -fsS -o /dev/null -X POST -H "Authorization: Bearer $SERVICE_KEY" -H "x-upsert: true" \
-      -H "content-type: application/wasm" --data-binary @node_modules/@ffmpeg/core/dist/esm/ffmpeg-core.wasm \
-      "$API_URL/storage/v1/object/generations/$path"
-  fi
+# What `npm run deploy` does after the migrations, with its own code: the vault (project_url
+# and the anon key, never a service key: pg_net's queue is readable by PUBLIC; an older stack's
+# copy is removed) and ffmpeg's core wasm into storage (over the 20 MB bundle limit:
+# generate-preview loads it from there at cold start, as on the platform).
+deploy_steps() {
+  bash scripts/run-deno.sh scripts/deploy.ts --only vault,core --url "$API_URL" --db-url "$DB_URL" \
+    --anon-key "$ANON_KEY" --service-key "$SERVICE_KEY" >"$LOGS/deploy-steps.log" 2>&1 \
+    || { cat "$LOGS/deploy-steps.log" >&2; exit 1; }
 }
 
 start() {
@@ -131,7 +105,6 @@ start() {
   bash scripts/local/postgres.sh start >/dev/null
   bash scripts/local/db-apply.sh >"$LOGS/db-apply.log" 2>&1 || { cat "$LOGS/db-apply.log" >&2; exit 1; }
   write_env_files
-  store_vault_secrets
   set_preview_lease
   FAKE_KIE_PORT=$KIE_PORT FAKE_KIE_HMAC_KEY=${KIE_WEBHOOK_HMAC_KEY:-} \
     start_bg fake-kie "$LOGS/fake-kie.log" bash scripts/run-deno.sh scripts/local/fake-kie.ts
@@ -139,7 +112,7 @@ start() {
     start_bg gateway "$LOGS/gateway.out" bash scripts/run-deno.sh scripts/local/gateway.ts
   wait_http "$KIE_URL/health" 30 "fake KIE"
   wait_http "$API_URL/_local/status" 90 "gateway"
-  upload_ffmpeg_core
+  deploy_steps
   status
 }
 

@@ -111,6 +111,22 @@ export type Database = {
         };
         Relationships: [];
       };
+      'kie_task_checks': {
+        Row: {
+          'checked_at': string;
+          'task_id': string;
+        };
+        ComputedFields: never;
+        Insert: {
+          'checked_at'?: string;
+          'task_id': string;
+        };
+        Update: {
+          'checked_at'?: string;
+          'task_id'?: string;
+        };
+        Relationships: [];
+      };
       'test_cron_ticks': {
         Row: {
           'at': string | null;
@@ -274,6 +290,7 @@ export type Database = {
         Args: { 'p_body_sha256': string; 'p_signed_at': number; 'p_task_id': string };
         Returns: string;
       };
+      'record_kie_checks': { Args: { 'p_task_ids': (string)[] }; Returns: undefined };
       'reset_preview_for_retry': { Args: { 'p_generation_id': string }; Returns: boolean };
       'sweep_previews': {
         Args: { 'p_grace'?: string; 'p_limit'?: number };

@@ -105,6 +105,11 @@ export async function findGenerationByTask(taskId: string, db: Sql = getSql()): 
   return rows[0] ?? null;
 }
 
+/** The pending sync asked KIE about these tasks: the next batch takes others first. */
+export async function recordKieChecks(taskIds: string[], db: Sql = getSql()): Promise<void> {
+  if (taskIds.length) await db`select public.record_kie_checks(${taskIds})`;
+}
+
 export async function pendingKieTasks(limit: number, db: Sql = getSql()) {
   return await db<{ id: string; task_id: string; model: string | null; type: string }[]>`
     select id, task_id, model, type from public.pending_kie_tasks(${limit})`;

@@ -4,7 +4,7 @@
  */
 import { callerOf, isDispatchRequest } from './auth.ts';
 import { ConfigError, getConfig } from './config.ts';
-import { applyKieResult, findGenerationByTask, pendingKieTasks, recordKieCallback } from './db.ts';
+import { applyKieResult, findGenerationByTask, pendingKieTasks, recordKieCallback, recordKieChecks } from './db.ts';
 import { errorResponse, json, readJson } from './http.ts';
 import { createKieClient, extractTaskId, type KieClient, KieParseError, parseKieCallback, timingSafeEqualString, verifyKieSignature } from './kie.ts';
 import { log } from './log.ts';
@@ -106,6 +106,8 @@ export async function handleKieSync(req: Request): Promise<Response> {
       if (i > 0) await new Promise((r) => setTimeout(r, 120));
       results.push(await syncKieTask({ taskId: t.task_id, source: 'cron' }, deps));
     }
+    // least recently asked first next time: tasks KIE never finishes cannot fill every batch
+    await recordKieChecks(results.map((r) => r.taskId));
     log.info('[Sync]', 'Pending sweep done', { tasks: tasks.length, changed: results.filter((r) => r.changed).length });
     return json({ results });
   }

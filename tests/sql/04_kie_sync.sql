@@ -17,6 +17,18 @@ select results_eq(
            ('dddddddd-0000-4000-8000-000000000002'::uuid, 'kie-2'::text, 'veo3'::text, 'video'::text)$$,
   'pending_kie_tasks: running tasks older than the min age, oldest first');
 select is((select count(*)::int from public.pending_kie_tasks(50, '0 seconds') where task_id like 'kie-%'), 3, 'min age is a parameter');
+-- a task just asked about goes behind the others: tasks KIE never finishes cannot fill every batch
+select public.record_kie_checks(array['kie-1']);
+select results_eq(
+  $$select task_id from public.pending_kie_tasks() where task_id like 'kie-%'$$,
+  $$values ('kie-2'::text), ('kie-1'::text)$$,
+  'pending_kie_tasks: never checked first, then least recently checked');
+select public.record_kie_checks(array['kie-2']);
+select results_eq($$select task_id from public.pending_kie_tasks() where task_id like 'kie-%'$$,
+  $$values ('kie-1'::text), ('kie-2'::text)$$, '… which rotates the batch');
+set local role anon;
+select throws_ok($$select public.record_kie_checks(array['x'])$$, '42501', null, 'anon cannot stamp checks');
+reset role;
 
 -- unknown task, bad state
 select is_empty($$select * from public.apply_kie_result('nope', 'success', null, 'http://x', null)$$, 'unknown task: no row');
