@@ -112,7 +112,7 @@ create index if not exists generations_user_created_idx on public.generations (u
 -- ---------------------------------------------------------------------------------------
 -- Honest updated_at
 -- ---------------------------------------------------------------------------------------
--- BEFORE UPDATE triggers fire in name order: a guard, b reset, c touch, z suppress.
+-- BEFORE UPDATE triggers fire in name order: a guard, b reset, c touch.
 
 -- Bumps updated_at only when the row really changed. An explicit updated_at in the UPDATE
 -- is kept (fixtures and repairs may set it).
@@ -136,9 +136,9 @@ create trigger generations_c_touch_updated_at
   before update on public.generations
   for each row execute function public.generations_touch_updated_at();
 
--- A no-op UPDATE writes no new row version and fires no AFTER trigger (so it can never
--- queue a preview request). Named to run last among the BEFORE triggers.
+-- No trigger here suppresses a no-op UPDATE: that turned an app's identical UPDATE into
+-- "UPDATE 0" and broke its `.update().select().single()`. Our own writes skip no-ops in their
+-- functions (apply_kie_result writes nothing when nothing changes), a no-op keeps updated_at
+-- (the touch trigger above), and the dispatch trigger fires only on a transition into
+-- eligibility. Dropped where an earlier version of this file created it.
 drop trigger if exists generations_z_suppress_noop_update on public.generations;
-create trigger generations_z_suppress_noop_update
-  before update on public.generations
-  for each row execute function suppress_redundant_updates_trigger();

@@ -54,7 +54,10 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
       select id, type, status, preview_status, preview_path, poster_path, original_path, preview_width,
              preview_height, preview_thumbhash, error, created_at
       from public.generations
-      where type in ('photo', 'video')
+      -- the caller's own rows, whatever select policies the table has (a legacy "public rows"
+      -- policy lets every user read others' public generations; the library lists only yours)
+      where user_id = ${userId}
+        and type in ('photo', 'video')
         and (${after === null} or (created_at, id) < (${after?.[0] ?? null}::timestamptz, ${after?.[1] ?? null}::uuid))
       order by created_at desc, id desc
       limit ${opts.limit + 1}`;

@@ -63,6 +63,24 @@ describe('kie-sync and library: user JWT, scoped to the caller', () => {
   });
 });
 
+describe('library: the caller\'s own rows, whatever the table\'s policies', () => {
+  it('under a legacy "anyone can view public generations" policy, bob still gets none of alice\'s rows', async () => {
+    const { id } = await startGeneration({ userId: alice.id, type: 'photo', fixture: photo });
+    await waitForPreview(id);
+    const policy = `security test: public rows ${randomUUID()}`;
+    await sql.unsafe(`create policy "${policy}" on public.generations for select to authenticated using (true)`);
+    try {
+      const theirs = await invoke('library', { key: bob.accessToken, method: 'GET' });
+      expect(theirs.status).toBe(200);
+      expect(theirs.json.items.map((i: { id: string }) => i.id)).not.toContain(id);
+      const mine = await invoke('library', { key: alice.accessToken, method: 'GET' });
+      expect(mine.json.items.map((i: { id: string }) => i.id)).toContain(id);
+    } finally {
+      await sql.unsafe(`drop policy "${policy}" on public.generations`);
+    }
+  });
+});
+
 describe('what pg_net carries: its queue is readable by anon on a real project', () => {
   for (const role of ['anon', 'authenticated']) {
     it(`${role} cannot read the vault`, async () => {
