@@ -3,6 +3,7 @@
  * pixel is decoded, so byte and pixel caps are enforced without spending memory.
  */
 import { PreviewError } from '../errors.ts';
+import { CHANNELS } from './png.ts';
 import type { SniffResult } from './sniff.ts';
 
 export type ImageHeader = {
@@ -32,7 +33,7 @@ export function readImageHeader(bytes: Uint8Array, format: SniffResult['format']
   switch (format) {
     case 'png': {
       if (bytes.length < 33 || String.fromCharCode(...bytes.subarray(12, 16)) !== 'IHDR') throw truncated('PNG');
-      const channels = ({ 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 } as Record<number, number>)[bytes[25]] ?? 4;
+      const channels = CHANNELS[bytes[25]] ?? 4;
       h = { width: dv.getUint32(16), height: dv.getUint32(20), orientation: 1, interlaced: bytes[28] === 1, bitsPerPixel: channels * bytes[24] };
       break;
     }

@@ -62,6 +62,6 @@ export function storageObjectFromUrl(assetUrl: string, supabaseUrl: string): Own
   if (READ_MODES.has(parts[0])) parts.shift();
   const [bucket, ...key] = parts;
   const path = key.join('/');
-  if (!bucket || !isSafeObjectKey(bucket) || bucket.includes('/') || !isSafeObjectKey(path)) return refused;
+  if (!bucket || !isSafeObjectKey(bucket) || !isSafeObjectKey(path)) return refused;
   return { ours: true, object: { bucket, path } };
 }

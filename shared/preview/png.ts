@@ -10,7 +10,8 @@ import { AreaResizer } from './resize.ts';
 
 type Ihdr = { width: number; height: number; depth: number; colorType: number; interlace: number };
 
-const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+/** Channels per PNG colour type (header.ts reads it too, for the decode budget). */
+export const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
 
 /** Compressed bytes per write to the inflater (deflate expands at most ~1032:1: ≤ 4 MB out). */
 const INFLATE_SLICE = 4096;
