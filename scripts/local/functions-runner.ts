@@ -99,7 +99,7 @@ class Isolate {
         'run', '--no-prompt', '--quiet',
         '--config', `${args.cwd}/deno.json`,
         '--allow-net', '--allow-env', '--allow-sys',
-        // Like a deployed bundle: the function's module graph is loaded (imports need no read
+        // Like a deployed bundle: the function's module graph is loaded (static imports of the main module need no read
         // right) and nothing else can be read, not even its own package files (a codec that
         // reads a .wasm from node_modules fails here as it would on the platform), nor the
         // stack's state. Scratch space only in the temp folder.
