@@ -13,10 +13,12 @@ create table if not exists public.generations (
   -- pending | queued | generating | success | failed | cancelled
   status text not null default 'pending',
   task_id text,
+  -- the KIE model (production names it model_id / model_name: generation_model() reads any)
   model text,
   prompt text,
   asset_url text,
   result_urls jsonb,
+  result_url text,
   error text,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
@@ -27,11 +29,13 @@ create table if not exists public.generations (
     check (type in ('photo', 'video', 'product', 'audio'))
 );
 
--- Columns this system reads (no-ops on the platform's table, which has them).
+-- Columns this system reads (no-ops on the platform's table, which has them). Not `model`:
+-- the platform names its model columns model_id / model_name, and generation_model() reads
+-- whichever the table has; an empty column of ours would only be guessed from.
 alter table public.generations add column if not exists task_id text;
-alter table public.generations add column if not exists model text;
 alter table public.generations add column if not exists asset_url text;
 alter table public.generations add column if not exists result_urls jsonb;
+alter table public.generations add column if not exists result_url text;
 alter table public.generations add column if not exists error text;
 alter table public.generations add column if not exists created_at timestamptz not null default now();
 alter table public.generations add column if not exists updated_at timestamptz not null default now();
@@ -79,13 +83,22 @@ begin
 end
 $$;
 
--- task_id is unique when present. On a platform table that already holds duplicates the
--- unique index cannot be built: fall back to a plain index and say so (a warning, not a
--- failed deploy); apply_kie_result then updates the newest row of the task.
+-- Lookups by task (KIE sync) and a user's newest rows (the library). The platform's table
+-- already has an index leading with each (LENSROOM: task_id; (user_id, created_at desc)): an
+-- existing one is reused, never duplicated. Only a table without one gets ours, which on a table
+-- created above is empty (no lock worth the name). task_id is unique when it can be: on a
+-- table holding duplicates a plain index is made (apply_kie_result then updates the newest row
+-- of the task). Our partial work indexes are in 20261130000200_preview_indexes.sql, built
+-- CONCURRENTLY.
 do $$
+declare
+  v_leading text[];
 begin
-  if to_regclass('public.generations_task_id_key') is null
-     and to_regclass('public.generations_task_id_idx') is null then
+  select array_agg(a.attname::text order by a.attname) into v_leading
+    from pg_index i
+    join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
+   where i.indrelid = 'public.generations'::regclass;
+  if not ('task_id' = any(coalesce(v_leading, '{}'))) then
     begin
       create unique index generations_task_id_key on public.generations (task_id) where task_id is not null;
     exception when unique_violation then
@@ -93,21 +106,11 @@ begin
       create index generations_task_id_idx on public.generations (task_id) where task_id is not null;
     end;
   end if;
+  if not ('user_id' = any(coalesce(v_leading, '{}'))) then
+    create index generations_user_created_idx on public.generations (user_id, created_at desc);
+  end if;
 end
 $$;
-
--- Rows that need (or may need) preview work: the sweep and the backfill.
-create index if not exists generations_preview_work_idx
-  on public.generations (preview_status, updated_at)
-  where status = 'success' and preview_status <> 'ready';
--- Tasks still running at KIE: the scheduled kie-sync.
-create index if not exists generations_kie_pending_idx
-  on public.generations (created_at)
-  where task_id is not null and status in ('pending', 'queued', 'generating');
--- Keyset pagination (backfill).
-create index if not exists generations_created_id_idx on public.generations (created_at, id);
--- The library: a user's newest generations.
-create index if not exists generations_user_created_idx on public.generations (user_id, created_at desc);
 
 -- ---------------------------------------------------------------------------------------
 -- Honest updated_at

@@ -26,7 +26,6 @@
 -- ---------------------------------------------------------------------------------------
 create or replace function public.preview_max_attempts() returns int
 language sql immutable parallel safe
-set search_path = ''
 as $$ select 5 $$;
 comment on function public.preview_max_attempts() is
   'Attempt cap: a retryable failure at this many attempts becomes terminal; failed/expired rows at the cap are not claimable.';
@@ -39,15 +38,116 @@ as $$ select least(interval '30 seconds' * power(2, greatest(attempt, 1) - 1), i
 comment on function public.preview_backoff(int) is
   'Delay before retry after failed attempt N: least(30s * 2^(N-1), 1h).';
 
--- The one rule of what gets a preview: a successful photo or video with an asset. Claim,
--- sweep, backfill and the dispatch trigger all ask it (a plain SQL function: inlined by
--- the planner, so the partial indexes still apply).
+-- ---------------------------------------------------------------------------------------
+-- What gets a preview: each rule once
+-- ---------------------------------------------------------------------------------------
+-- Production's table holds more values than the ones this system writes (LENSROOM): product
+-- shots are images, older rows say `completed`/`succeeded` for success and `processing` for a
+-- running task, preview_status is NULL on rows older than the preview columns, and the
+-- asset may be only in result_urls (the fast-path callback) or result_url. Claim, sweep,
+-- backfill, dispatch trigger, stats and the KIE sync all ask these functions.
+--
+-- The rule functions are plain SQL without a SET clause on purpose: only such functions are
+-- inlined by the planner, and only inlined they let the partial indexes (written with the
+-- same functions) apply. They name everything schema-qualified and run inside the SECURITY
+-- DEFINER functions below, whose search_path is empty, so a caller's search_path cannot
+-- steer them.
+
+-- Which preview a generation type gets: 'image' (preview_path) or 'video' (poster_path).
+create or replace function public.preview_kind(p_type text) returns text
+language sql immutable parallel safe
+as $$ select case when p_type in ('photo', 'product') then 'image' when p_type = 'video' then 'video' end $$;
+comment on function public.preview_kind(text) is
+  'image for photo and product (preview_path), video for video (poster_path), null for anything else (audio…).';
+
+create or replace function public.generation_succeeded(p_status text) returns boolean
+language sql immutable parallel safe
+as $$ select p_status in ('success', 'completed', 'succeeded') $$;
+comment on function public.generation_succeeded(text) is
+  'The success-like statuses: success, and completed / succeeded on older rows.';
+
+create or replace function public.kie_task_running(p_status text) returns boolean
+language sql immutable parallel safe
+as $$ select p_status in ('pending', 'queued', 'generating', 'processing') $$;
+comment on function public.kie_task_running(text) is
+  'Statuses of a task KIE has not finished: pending, queued, generating, and processing on older rows.';
+
+-- The first URL of result_urls, which production holds as a JSON array or, on some rows, as a
+-- JSON string containing an array. Anything that is not an http(s) URL is no source.
+create or replace function public.first_result_url(p_result_urls jsonb) returns text
+language plpgsql immutable parallel safe
+set search_path = ''
+as $$
+declare
+  v jsonb := p_result_urls;
+  v_url text;
+begin
+  if jsonb_typeof(v) = 'string' then
+    begin
+      v := (v #>> '{}')::jsonb;
+    exception when others then
+      return null;
+    end;
+  end if;
+  if jsonb_typeof(v) <> 'array' or jsonb_typeof(v -> 0) <> 'string' then
+    return null;
+  end if;
+  v_url := btrim(v ->> 0);
+  return case when v_url ~* '^https?://' then v_url end;
+end
+$$;
+comment on function public.first_result_url(jsonb) is
+  'result_urls[0] when it is an http(s) URL; result_urls may be a JSON array or a JSON string holding one.';
+
+-- The URL a preview is made from when no original is in storage: asset_url, else the first of
+-- result_urls, else result_url.
+create or replace function public.preview_source_url(g public.generations) returns text
+language sql stable parallel safe
+as $$
+  select coalesce(nullif(btrim(g.asset_url), ''), public.first_result_url(g.result_urls),
+                  case when btrim(g.result_url) ~* '^https?://' then btrim(g.result_url) end)
+$$;
+comment on function public.preview_source_url(public.generations) is
+  'asset_url, else result_urls[0] (array or JSON string), else result_url. original_path (in storage) comes before all of them.';
+
+-- The KIE model, from whichever of the platform's columns the table has (model_id, model_name)
+-- or ours (model). Read through the row's JSON so this compiles on either shape.
+create or replace function public.generation_model(g public.generations) returns text
+language sql stable parallel safe
+as $$
+  select coalesce(nullif(to_jsonb(g) ->> 'model_id', ''), nullif(to_jsonb(g) ->> 'model_name', ''),
+                  nullif(to_jsonb(g) ->> 'model', ''))
+$$;
+comment on function public.generation_model(public.generations) is
+  'The KIE model of a row: model_id, else model_name, else model (whichever exist).';
+
+-- Why a row gets no preview, or null when it can have one: the one definition. A reason is a
+-- fixed word, counted by preview_coverage.
+create or replace function public.preview_skip_reason(g public.generations) returns text
+language sql stable parallel safe
+as $$
+  select case
+    when public.preview_kind(g.type::text) is null then
+      case when g.type::text = 'audio' then 'audio' else 'not_visual_type' end
+    when g.status::text = 'cancelled' then 'cancelled'
+    when g.status::text = 'failed' then 'generation_failed'
+    when public.kie_task_running(g.status::text) then 'generating'
+    when not public.generation_succeeded(g.status::text) then 'unknown_status'
+    when nullif(g.original_path, '') is null and public.preview_source_url(g) is null then 'no_source'
+  end
+$$;
+comment on function public.preview_skip_reason(public.generations) is
+  'Null when the row needs a preview and can have one (success-like, photo/product/video, a source); else why not: audio, not_visual_type, cancelled, generation_failed, generating, unknown_status, no_source.';
+
 create or replace function public.has_previewable_asset(g public.generations) returns boolean
 language sql stable parallel safe
-set search_path = ''
-as $$ select g.status::text = 'success' and g.asset_url is not null and g.type::text in ('photo', 'video') $$;
+as $$
+  select public.generation_succeeded(g.status::text)
+     and public.preview_kind(g.type::text) is not null
+     and (nullif(g.original_path, '') is not null or public.preview_source_url(g) is not null)
+$$;
 comment on function public.has_previewable_asset(public.generations) is
-  'True for a success row of type photo or video with an asset_url: the rows the preview system works on.';
+  'preview_skip_reason(g) is null, written as a conjunction the planner can match to partial indexes: success-like, image or video type, and a source (original_path, asset_url, result_urls, result_url).';
 
 -- The one lease: the claim, the sweep and expire_preview_leases() all use it. It reads the
 -- database setting app.preview_lease when set (the local test stack sets '15 seconds', as the
@@ -55,7 +155,6 @@ comment on function public.has_previewable_asset(public.generations) is
 -- set database parameters, redefine this function to change the default.
 create or replace function public.preview_lease() returns interval
 language sql stable parallel safe
-set search_path = ''
 as $$
   select coalesce(nullif(current_setting('app.preview_lease', true), '')::interval, interval '2 minutes')
 $$;
@@ -69,7 +168,6 @@ comment on function public.preview_lease() is
 -- trying it again would only kill more.
 create or replace function public.preview_max_expired_leases() returns int
 language sql immutable parallel safe
-set search_path = ''
 as $$ select 2 $$;
 comment on function public.preview_max_expired_leases() is
   'Expired leases (dead workers) an item may cause before it fails WORKER_LIMIT, terminal.';
@@ -81,15 +179,39 @@ create or replace function public.preview_lease_takeover_allowed(
   p_lease interval default null  -- null: preview_lease() (claim_preview passes its own, for pgTAP)
 ) returns boolean
 language sql stable parallel safe
-set search_path = ''
 as $$
   select g.preview_status = 'processing'
-     and g.preview_started_at + coalesce(p_lease, public.preview_lease()) < now()
+     and coalesce(g.preview_started_at, g.updated_at) + coalesce(p_lease, public.preview_lease()) < now()
      and g.preview_attempts < public.preview_max_attempts()
      and g.preview_expired_leases + 1 < public.preview_max_expired_leases()
 $$;
 comment on function public.preview_lease_takeover_allowed(public.generations, interval) is
-  'A processing row whose lease ran out and that is under both caps: claim_preview may take it over, the sweep re-dispatches it.';
+  'A processing row whose lease ran out and that is under both caps: claim_preview may take it over, the sweep re-dispatches it. A row another preview system left in processing (no preview_started_at) is leased from its updated_at.';
+
+-- Whether a claim may be made now: the one rule the claim, the backfill and doctor share.
+-- `none` (or NULL: rows older than the preview columns) is always claimable; failed rows once
+-- due and under the attempt cap; a failure recorded by an earlier preview system (failed,
+-- never attempted here: no attempts, no error code) once; expired leases under both caps.
+create or replace function public.preview_claimable(
+  g public.generations,
+  p_lease interval default null
+) returns boolean
+language sql stable parallel safe
+as $$
+  select public.has_previewable_asset(g)
+     -- implied by the branches below; written out so the planner matches generations_preview_todo_idx
+     and coalesce(g.preview_status, 'none') <> 'ready'
+     and (
+          coalesce(g.preview_status, 'none') = 'none'
+       or (g.preview_status = 'failed'
+           and g.preview_next_attempt_at <= now()
+           and g.preview_attempts < public.preview_max_attempts())
+       or (g.preview_status = 'failed' and g.preview_attempts = 0 and g.preview_error_code is null)
+       or public.preview_lease_takeover_allowed(g, p_lease)
+     )
+$$;
+comment on function public.preview_claimable(public.generations, interval) is
+  'Eligible (has_previewable_asset) and in a claimable state: none/NULL; failed, due and under the cap; failed by an earlier preview system (never attempted here); processing past its lease under both caps.';
 
 -- ---------------------------------------------------------------------------------------
 -- claim_preview
@@ -98,10 +220,13 @@ comment on function public.preview_lease_takeover_allowed(public.generations, in
 -- lock, re-checks the WHERE against the new row (now `processing` with a fresh lease) and
 -- gets nothing. `none` is always claimable (a fresh request, e.g. after a reset); failed
 -- and expired rows only under the attempt cap.
-create or replace function public.claim_preview(
+-- The returned source: original_path (a copy already in storage) wins, else the URL.
+drop function if exists public.claim_preview(uuid, interval);  -- its result columns changed
+create function public.claim_preview(
   p_generation_id uuid,
   p_lease interval default null  -- null: preview_lease(); an explicit value wins (pgTAP uses it)
-) returns table (id uuid, user_id uuid, type text, asset_url text, result_urls jsonb, model text, attempt int)
+) returns table (id uuid, user_id uuid, type text, kind text, original_path text, source_url text,
+                 model text, attempt int)
 language sql volatile
 security definer
 set search_path = ''
@@ -109,23 +234,18 @@ as $$
   update public.generations g
      set preview_status = 'processing',
          preview_attempts = g.preview_attempts + 1,
-         -- taking over an expired lease counts the dead worker
-         preview_expired_leases = g.preview_expired_leases + (g.preview_status = 'processing')::int,
+         -- taking over an expired lease of ours counts the dead worker
+         preview_expired_leases = g.preview_expired_leases
+           + (g.preview_status = 'processing' and g.preview_started_at is not null)::int,
          preview_started_at = now(),
          preview_next_attempt_at = null
    where g.id = p_generation_id
-     and public.has_previewable_asset(g)
-     and (
-          g.preview_status = 'none'
-       or (g.preview_status = 'failed'
-           and g.preview_next_attempt_at <= now()
-           and g.preview_attempts < public.preview_max_attempts())
-       or public.preview_lease_takeover_allowed(g, p_lease)
-     )
-  returning g.id, g.user_id, g.type::text, g.asset_url, g.result_urls, g.model::text, g.preview_attempts
+     and public.preview_claimable(g, p_lease)
+  returning g.id, g.user_id, g.type::text, public.preview_kind(g.type::text), nullif(g.original_path, ''),
+            public.preview_source_url(g), public.generation_model(g), g.preview_attempts
 $$;
 comment on function public.claim_preview(uuid, interval) is
-  'Claims a row for preview rendering (none | failed & due | processing past the lease → processing, attempts+1). Returns the claim with its attempt (fencing token), or no row. The lease defaults to preview_lease(). SECURITY DEFINER: called by the service, bypasses RLS.';
+  'Claims a row for preview rendering when preview_claimable (→ processing, attempts+1). Returns the claim with its kind, source (original_path, else source_url) and attempt (fencing token), or no row. The lease defaults to preview_lease(). SECURITY DEFINER: called by the service, bypasses RLS.';
 
 -- ---------------------------------------------------------------------------------------
 -- complete_preview
@@ -146,8 +266,8 @@ as $$
 begin
   update public.generations g
      set preview_status = 'ready',
-         preview_path = case when g.type = 'photo' then p_path else g.preview_path end,
-         poster_path = case when g.type = 'video' then p_path else g.poster_path end,
+         preview_path = case when public.preview_kind(g.type::text) = 'image' then p_path else g.preview_path end,
+         poster_path = case when public.preview_kind(g.type::text) = 'video' then p_path else g.poster_path end,
          preview_width = p_width,
          preview_height = p_height,
          preview_thumbhash = p_thumbhash,
@@ -163,7 +283,7 @@ begin
 end
 $$;
 comment on function public.complete_preview(uuid, int, text, int, int, text, text) is
-  'Marks the claim ready (photo → preview_path, video → poster_path). False when fenced (not processing, or another attempt). SECURITY DEFINER: service only.';
+  'Marks the claim ready (photo, product → preview_path; video → poster_path). False when fenced (not processing, or another attempt). SECURITY DEFINER: service only.';
 
 -- ---------------------------------------------------------------------------------------
 -- fail_preview
@@ -252,14 +372,14 @@ as $$
     select g.id, 'lost_webhook'::text as reason, g.updated_at as since
       from public.generations g
      where public.has_previewable_asset(g)
-       and g.preview_status = 'none'
+       and coalesce(g.preview_status, 'none') = 'none'
        and g.updated_at < now() - p_grace
        -- Only rows that became eligible within the last day: on an existing table the whole
        -- history is `none`, and that is the backfill's job (with its own limit and
        -- concurrency), not a flood of pg_net requests from the minute job.
        and g.updated_at > now() - interval '1 day'
     union all
-    select g.id, 'lease_expired', g.preview_started_at
+    select g.id, 'lease_expired', coalesce(g.preview_started_at, g.updated_at)
       from public.generations g
      where public.has_previewable_asset(g)
        and public.preview_lease_takeover_allowed(g)
@@ -300,7 +420,7 @@ begin
                                   g.preview_expired_leases + 1)
                       else format('Preview timed out after %s attempts', g.preview_attempts) end
    where g.preview_status = 'processing'
-     and g.preview_started_at + public.preview_lease() < now()
+     and coalesce(g.preview_started_at, g.updated_at) + public.preview_lease() < now()
      and not public.preview_lease_takeover_allowed(g);
   get diagnostics v_count = row_count;
   return v_count;
@@ -324,19 +444,19 @@ language sql stable
 security definer
 set search_path = ''
 as $$
-  select g.id, g.user_id, g.type::text, g.created_at, g.preview_status
+  select g.id, g.user_id, g.type::text, g.created_at, coalesce(g.preview_status, 'none')
     from public.generations g
    where public.has_previewable_asset(g)
      and (p_type is null or g.type = p_type)
      and (p_since is null or g.created_at >= p_since)
-     and (g.preview_status = 'none' or (coalesce(p_retry_failed, false) and g.preview_status = 'failed'))
+     and (public.preview_claimable(g) or (coalesce(p_retry_failed, false) and g.preview_status = 'failed'))
      and (p_after_created_at is null
           or (g.created_at, g.id) > (p_after_created_at, coalesce(p_after_id, '00000000-0000-0000-0000-000000000000'::uuid)))
    order by g.created_at, g.id
    limit greatest(coalesce(p_limit, 100), 0)
 $$;
 comment on function public.backfill_candidates(timestamptz, uuid, int, text, boolean, timestamptz) is
-  'Backfill page: success photo/video rows with an asset whose preview is none (or failed with p_retry_failed), after the (created_at, id) cursor, oldest first. SECURITY DEFINER: service only.';
+  'Backfill page: claimable rows (preview_claimable: none/NULL, due retries, an earlier system''s failures, expired leases; every failed row with p_retry_failed), after the (created_at, id) cursor, oldest first. SECURITY DEFINER: service only.';
 
 -- ---------------------------------------------------------------------------------------
 -- Asset change → preview reset (BEFORE UPDATE, runs after the guard, before touch)
@@ -382,36 +502,58 @@ create trigger generations_b_reset_preview_on_asset_change
   for each row execute function public.generations_reset_preview_on_asset_change();
 
 -- ---------------------------------------------------------------------------------------
--- Guard: API roles never write preview state
+-- Guard: API roles never write what the pipeline trusts
 -- ---------------------------------------------------------------------------------------
--- RLS gives anon/authenticated no write policies locally, but the platform's table may
--- have its own (e.g. users editing a title). Whatever those allow, preview columns are
--- written only by the functions above (which run as their owner). original_path is among
--- them: it names the object the library signs for the owner, so a client that could set it
--- would make the service sign any object path it likes.
+-- Locally anon/authenticated have no write policy, but a platform's table may have its own,
+-- and production has one for everybody ("Service can update all generations": FOR UPDATE
+-- USING (true), no role). Whatever the policies say, the columns the pipeline trusts are
+-- written only by the service role and the functions above (which run as their owner):
+--   - the source: asset_url, result_urls, result_url, original_path (original_path also names
+--     the object the library signs for the owner);
+--   - status and task_id (which row a KIE result lands on), the model columns (the KIE family);
+--   - every preview_* and poster_* column.
+-- A client that could change them would make the service fetch, store and render a file of
+-- its choosing as another user's picture. Columns are compared through the row's JSON, so the
+-- guard covers whichever of them the table has. A client INSERT may not start a row in a state
+-- the pipeline acts on (a success status, a task id, a source, preview state); the model
+-- columns are the client's to set at INSERT (production's are NOT NULL).
 create or replace function public.generations_guard_preview_columns() returns trigger
 language plpgsql
 set search_path = ''
 as $$
+declare
+  v_new jsonb;
+  v_old jsonb;
+  v_column text;
 begin
-  if current_user in ('anon', 'authenticated') then
-    if tg_op = 'INSERT' then
-      if new.preview_status is distinct from 'none' or new.preview_path is not null
-         or new.poster_path is not null or new.preview_attempts <> 0
-         or new.original_path is not null or new.preview_expired_leases <> 0 then
-        raise exception 'preview columns are written by the service only' using errcode = '42501';
-      end if;
-    elsif (new.preview_status, new.preview_path, new.poster_path, new.preview_attempts,
-           new.preview_next_attempt_at, new.preview_started_at, new.preview_error_code,
-           new.preview_width, new.preview_height, new.preview_thumbhash, new.original_path,
-           new.preview_expired_leases)
-          is distinct from
-          (old.preview_status, old.preview_path, old.poster_path, old.preview_attempts,
-           old.preview_next_attempt_at, old.preview_started_at, old.preview_error_code,
-           old.preview_width, old.preview_height, old.preview_thumbhash, old.original_path,
-           old.preview_expired_leases) then
-      raise exception 'preview columns are written by the service only' using errcode = '42501';
+  if current_user not in ('anon', 'authenticated') then
+    return new;
+  end if;
+  v_new := to_jsonb(new);
+  if tg_op = 'INSERT' then
+    select k into v_column
+      from jsonb_each(v_new) as e(k, v)
+     where (k in ('asset_url', 'result_urls', 'result_url', 'original_path', 'task_id', 'poster_path')
+            or k like 'preview\_%')
+       and v not in ('null'::jsonb, '[]'::jsonb, '0'::jsonb, '"none"'::jsonb)
+     limit 1;
+    if v_column is null and public.generation_succeeded(new.status::text) then
+      v_column := 'status';
     end if;
+  else
+    v_old := to_jsonb(old);
+    select k into v_column
+      from jsonb_each(v_new) as e(k, v)
+     where (k in ('asset_url', 'result_urls', 'result_url', 'original_path', 'status', 'task_id',
+                  'model', 'model_id', 'model_name')
+            or k like 'preview\_%' or k like 'poster\_%')
+       and v is distinct from v_old -> k
+     limit 1;
+  end if;
+  if v_column is not null then
+    raise exception 'generations.% is written by the service only', v_column
+      using errcode = '42501',
+            hint = 'The preview pipeline trusts this column; clients cannot set it, whatever the table''s policies allow.';
   end if;
   return new;
 end
@@ -443,6 +585,12 @@ grant execute on function public.reset_preview_for_retry(uuid) to service_role;
 grant execute on function public.sweep_previews(int, interval) to service_role;
 grant execute on function public.expire_preview_leases() to service_role;
 grant execute on function public.backfill_candidates(timestamptz, uuid, int, text, boolean, timestamptz) to service_role;
--- The constants are harmless to read.
+-- The constants and the pure rules (no SECURITY DEFINER: they read only the row they are
+-- given) are harmless to call.
 grant execute on function public.preview_max_attempts(), public.preview_backoff(int), public.preview_lease(),
-  public.preview_max_expired_leases() to service_role, authenticated, anon;
+  public.preview_max_expired_leases(), public.preview_kind(text), public.generation_succeeded(text),
+  public.kie_task_running(text), public.first_result_url(jsonb) to service_role, authenticated, anon;
+grant execute on function public.preview_source_url(public.generations), public.generation_model(public.generations),
+  public.preview_skip_reason(public.generations), public.has_previewable_asset(public.generations),
+  public.preview_claimable(public.generations, interval), public.preview_lease_takeover_allowed(public.generations, interval)
+  to service_role;

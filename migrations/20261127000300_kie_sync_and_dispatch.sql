@@ -24,14 +24,20 @@ $$;
 -- nothing would change, nothing is written (no updated_at bump, no trigger).
 -- SECURITY DEFINER: called by kie-callback / kie-sync with the service connection; must
 -- bypass RLS and be the only writer of a task's result.
-create or replace function public.apply_kie_result(
+-- Returns the row as written and whether this write queued a preview: the row became
+-- eligible (has_previewable_asset, preview none) and was not before, which is exactly when the
+-- dispatch trigger fires; callers log that, they do not guess it.
+-- A new asset replaces the old one as the preview's source: an original_path copied from the
+-- old asset is cleared in the same write (it comes first in the source order).
+drop function if exists public.apply_kie_result(text, text, jsonb, text, text);  -- result columns changed
+create function public.apply_kie_result(
   p_task_id text,
   p_state text,
   p_result_urls jsonb,
   p_asset_url text,
   p_error text
 ) returns table (id uuid, user_id uuid, type text, status text, preview_status text,
-                 previous_status text, changed boolean)
+                 previous_status text, changed boolean, preview_queued boolean)
 language plpgsql volatile
 security definer
 set search_path = ''
@@ -39,8 +45,10 @@ as $$
 #variable_conflict use_column
 declare
   r public.generations%rowtype;
+  n public.generations%rowtype;
   v_status text;
   v_asset text;
+  v_original text;
   v_result jsonb;
   v_error text;
 begin
@@ -61,6 +69,7 @@ begin
 
   v_status := r.status;
   v_asset := r.asset_url;
+  v_original := r.original_path;
   v_result := r.result_urls;
   v_error := r.error;
 
@@ -69,9 +78,12 @@ begin
       v_status := 'success';
       v_result := coalesce(p_result_urls, r.result_urls);
       v_asset := coalesce(p_asset_url, p_result_urls ->> 0, r.asset_url);
+      if r.asset_url is not null and v_asset is distinct from r.asset_url then
+        v_original := null;
+      end if;
     end if;
   elsif p_state = 'failed' then
-    if r.status::text in ('pending', 'queued', 'generating') then
+    if public.kie_task_running(r.status::text) then
       v_status := 'failed';
       v_error := coalesce(nullif(p_error, ''), 'Generation failed');
     end if;
@@ -81,28 +93,28 @@ begin
     end if;
   end if;
 
-  if (v_status, v_asset, v_result, v_error) is not distinct from
-     (r.status::text, r.asset_url, r.result_urls, r.error) then
+  if (v_status, v_asset, v_original, v_result, v_error) is not distinct from
+     (r.status::text, r.asset_url, r.original_path, r.result_urls, r.error) then
     return query select r.id, r.user_id, r.type::text, r.status::text, r.preview_status,
-                        r.status::text, false;
+                        r.status::text, false, false;
     return;
   end if;
 
-  return query
-    with u as (
-      update public.generations g
-         set status = v_status,
-             asset_url = v_asset,
-             result_urls = v_result,
-             error = v_error
-       where g.id = r.id
-      returning g.id, g.user_id, g.type::text as type, g.status::text as status, g.preview_status
-    )
-    select u.id, u.user_id, u.type, u.status, u.preview_status, r.status::text, true from u;
+  update public.generations g
+     set status = v_status,
+         asset_url = v_asset,
+         original_path = v_original,
+         result_urls = v_result,
+         error = v_error
+   where g.id = r.id
+  returning g.* into n;
+  return query select n.id, n.user_id, n.type::text, n.status::text, n.preview_status, r.status::text, true,
+    public.has_previewable_asset(n) and coalesce(n.preview_status, 'none') = 'none'
+    and not (public.has_previewable_asset(r) and coalesce(r.preview_status, 'none') = 'none');
 end
 $$;
 comment on function public.apply_kie_result(text, text, jsonb, text, text) is
-  'The one write of KIE sync: pending → generating (only from pending/queued), success → status/result_urls/asset_url, failed → status/error (only from a running state). Terminal states are final; no write when nothing changes; no row for an unknown task. SECURITY DEFINER: service only.';
+  'The one write of KIE sync: pending → generating (only from pending/queued), success → status/result_urls/asset_url (a replaced asset clears original_path), failed → status/error (only from a running state). Terminal states are final; no write when nothing changes; no row for an unknown task. preview_queued: this write made the row eligible, so the dispatch trigger queued a preview. SECURITY DEFINER: service only.';
 
 -- ---------------------------------------------------------------------------------------
 -- pending_kie_tasks (the scheduled kie-sync's work list)
@@ -122,6 +134,41 @@ alter table public.kie_task_checks enable row level security;
 revoke all on table public.kie_task_checks from public, anon, authenticated;
 grant select, insert, update, delete on table public.kie_task_checks to service_role;
 
+-- KIE keeps a task's record and files for about 14 days: a task still running after that
+-- will never deliver a result we can download. Such rows are finished as failed with a clear
+-- reason (fail_expired_kie_tasks, from the pending sync's cron job) instead of being polled
+-- for ever.
+create or replace function public.kie_task_retention() returns interval
+language sql immutable parallel safe
+set search_path = ''
+as $$ select interval '14 days' $$;
+comment on function public.kie_task_retention() is
+  'How long KIE keeps a task (and its files): a task still running after this is failed, not polled.';
+
+create or replace function public.fail_expired_kie_tasks() returns int
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+  v_count int;
+begin
+  update public.generations g
+     set status = 'failed',
+         error = format('KIE task expired: no result within %s of its creation (KIE keeps tasks that long)',
+                        public.kie_task_retention())
+   where g.task_id is not null
+     and public.kie_task_running(g.status::text)
+     and g.created_at < now() - public.kie_task_retention();
+  get diagnostics v_count = row_count;
+  return v_count;
+end
+$$;
+comment on function public.fail_expired_kie_tasks() is
+  'Running tasks older than kie_task_retention() → status failed with the reason in error. Called by the kie-sync-pending cron job. SECURITY DEFINER: pg_cron / service.';
+
+-- Within the batch: tasks never asked first, newest first (a user is waiting for them), then the
+-- least recently asked.
 create or replace function public.pending_kie_tasks(
   p_limit int default 50,
   p_min_age interval default '30 seconds'
@@ -130,17 +177,18 @@ language sql stable
 security definer
 set search_path = ''
 as $$
-  select g.id, g.task_id, g.model::text, g.type::text, g.created_at
+  select g.id, g.task_id, public.generation_model(g), g.type::text, g.created_at
     from public.generations g
     left join public.kie_task_checks c on c.task_id = g.task_id
    where g.task_id is not null
-     and g.status in ('pending', 'queued', 'generating')
+     and public.kie_task_running(g.status::text)
      and g.created_at <= now() - p_min_age
-   order by c.checked_at nulls first, g.created_at, g.id
+     and g.created_at >= now() - public.kie_task_retention()
+   order by c.checked_at nulls first, g.created_at desc, g.id
    limit greatest(coalesce(p_limit, 50), 0)
 $$;
 comment on function public.pending_kie_tasks(int, interval) is
-  'Tasks still running at KIE, older than p_min_age: never checked first, then least recently checked, then oldest (lost callbacks). SECURITY DEFINER: service only.';
+  'Tasks still running at KIE, older than p_min_age and inside KIE''s retention: never checked first (newest first), then least recently checked. model is generation_model(). SECURITY DEFINER: service only.';
 
 -- The pending sync asked KIE about these tasks now (whatever KIE answered).
 create or replace function public.record_kie_checks(p_task_ids text[]) returns void
@@ -295,11 +343,11 @@ begin
   if coalesce(current_setting('app.skip_preview_dispatch', true), '') = 'on' then
     return null;
   end if;
-  if not (public.has_previewable_asset(new) and new.preview_status = 'none') then
+  if not (public.has_previewable_asset(new) and coalesce(new.preview_status, 'none') = 'none') then
     return null;
   end if;
   if tg_op = 'UPDATE' then
-    v_old_eligible := public.has_previewable_asset(old) and old.preview_status = 'none';
+    v_old_eligible := public.has_previewable_asset(old) and coalesce(old.preview_status, 'none') = 'none';
     if v_old_eligible then
       return null;
     end if;
@@ -365,6 +413,7 @@ comment on function public.dispatch_preview_sweep(int) is
 -- ---------------------------------------------------------------------------------------
 revoke all on function public.apply_kie_result(text, text, jsonb, text, text) from public, anon, authenticated;
 revoke all on function public.pending_kie_tasks(int, interval) from public, anon, authenticated;
+revoke all on function public.fail_expired_kie_tasks() from public, anon, authenticated;
 revoke all on function public.record_kie_checks(text[]) from public, anon, authenticated;
 revoke all on function public.invoke_edge_function(text, jsonb, int) from public, anon, authenticated;
 revoke all on function public.preview_dispatch_secret_ok(text) from public, anon, authenticated;
@@ -374,6 +423,8 @@ revoke all on function public.dispatch_preview_sweep(int) from public, anon, aut
 
 grant execute on function public.apply_kie_result(text, text, jsonb, text, text) to service_role;
 grant execute on function public.pending_kie_tasks(int, interval) to service_role;
+grant execute on function public.fail_expired_kie_tasks() to service_role;
+grant execute on function public.kie_task_retention() to service_role, authenticated, anon;
 grant execute on function public.record_kie_checks(text[]) to service_role;
 grant execute on function public.invoke_edge_function(text, jsonb, int) to service_role;
 grant execute on function public.preview_dispatch_secret_ok(text) to service_role;

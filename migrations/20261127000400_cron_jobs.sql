@@ -10,17 +10,21 @@
 
 create extension if not exists pg_cron;
 
--- Lost KIE callbacks: ask kie-sync to poll KIE's record-info for tasks still pending.
--- SECURITY DEFINER: runs from pg_cron and reads the vault (via invoke_edge_function).
+-- Lost KIE callbacks: finish tasks past KIE's retention, then ask kie-sync to poll KIE's
+-- record-info for tasks still pending. SECURITY DEFINER: runs from pg_cron and reads the
+-- vault (via invoke_edge_function).
 create or replace function public.cron_kie_sync_pending() returns bigint
-language sql volatile
+language plpgsql volatile
 security definer
 set search_path = ''
 as $$
-  select public.invoke_edge_function('kie-sync', '{"mode": "pending"}'::jsonb, 30000)
+begin
+  perform public.fail_expired_kie_tasks();
+  return public.invoke_edge_function('kie-sync', '{"mode": "pending"}'::jsonb, 30000);
+end
 $$;
 comment on function public.cron_kie_sync_pending() is
-  'pg_cron job kie-sync-pending: POST {"mode":"pending"} to kie-sync. Returns the pg_net request id (null when vault is not configured).';
+  'pg_cron job kie-sync-pending: fail_expired_kie_tasks(), then POST {"mode":"pending"} to kie-sync. Returns the pg_net request id (null when vault is not configured).';
 
 -- pg_net keeps responses (Supabase trims them after 6 h); cron.job_run_details is never
 -- trimmed by pg_cron; KIE callback receipts only matter inside the signature window (300 s).
@@ -40,7 +44,7 @@ begin
   -- checks of tasks that are no longer running
   delete from public.kie_task_checks c
    where not exists (select 1 from public.generations g
-                      where g.task_id = c.task_id and g.status in ('pending', 'queued', 'generating'));
+                      where g.task_id = c.task_id and public.kie_task_running(g.status::text));
 end
 $$;
 comment on function public.cron_trim_history() is

@@ -6,7 +6,7 @@
  * Options:
  *   --limit=N            at most N items this run (default: all)
  *   --concurrency=N      generate-preview calls in flight at once (default 2)
- *   --type=photo|video   only one type
+ *   --type=photo|product|video   only one type
  *   --retry-failed       also take rows whose preview failed (reset to none, then claimed)
  *   --since=DATE         only rows created at or after DATE (ISO 8601)
  *   --until=DATE         only rows created before DATE
@@ -18,11 +18,11 @@
  * local stack. Exits 1 when any item failed, 2 on bad usage.
  */
 import postgres from 'postgres';
-import { type BackfillOptions, type BackfillSummary, httpTarget, type Progress, queueLine, runBackfill } from '../shared/backfill.ts';
+import { type BackfillOptions, type BackfillSummary, coverage, type CoverageRow, httpTarget, type Progress, queueLine, runBackfill } from '../shared/backfill.ts';
 
 type Target = { url: string; serviceKey: string; dbUrl: string; label: string };
 
-const USAGE = 'usage: backfill-previews [--limit=N] [--concurrency=N] [--type=photo|video] [--retry-failed] ' +
+const USAGE = 'usage: backfill-previews [--limit=N] [--concurrency=N] [--type=photo|product|video] [--retry-failed] ' +
   '[--since=DATE] [--until=DATE] [--dry-run] [--stack-env=FILE]';
 
 class UsageError extends Error {}
@@ -49,7 +49,7 @@ export function parseArgs(args: string[]): BackfillOptions & { stackEnv?: string
       case 'limit': o.limit = int(name, value, 1, 10_000_000); break;
       case 'concurrency': o.concurrency = int(name, value, 1, 64); break;
       case 'type':
-        if (value !== 'photo' && value !== 'video') throw new UsageError(`--type must be photo or video, got "${value}"`);
+        if (value !== 'photo' && value !== 'product' && value !== 'video') throw new UsageError(`--type must be photo, product or video, got "${value}"`);
         o.type = value;
         break;
       case 'since': o.since = date(name, value); break;
@@ -130,7 +130,7 @@ function table(rows: string[][]): string {
 
 function printSummary(s: BackfillSummary, dryRun: boolean) {
   const rows = [['type', dryRun ? 'would queue' : 'ready', 'failed', 'skipped']];
-  for (const t of ['photo', 'video'] as const) {
+  for (const t of ['photo', 'product', 'video'] as const) {
     const b = s.byType[t];
     rows.push([t, String(dryRun ? b.listed : b.ready), String(b.failed), String(b.skipped)]);
   }
@@ -140,6 +140,14 @@ function printSummary(s: BackfillSummary, dryRun: boolean) {
   const failures = s.outcomes.filter((o) => ['failed', 'retry', 'error'].includes(o.result));
   for (const f of failures) write(`  ✗ ${f.type} ${f.id}: ${f.result}${f.code ? ` ${f.code}` : ''}${f.error ? ` ${f.error}` : ''}\n`);
   if (s.candidates === 0) write('nothing to do\n');
+}
+
+/** Rows without a ready preview after the run, counted by reason: none is silently skipped. */
+function printCoverage(rows: CoverageRow[]) {
+  const open = rows.filter((r) => r.state !== 'ready');
+  if (open.length === 0) return;
+  write('\nrows without a ready preview (public.preview_coverage):\n');
+  write(`${table([['state', 'type', 'reason', 'rows'], ...open.map((r) => [r.state, r.type, r.reason ?? '-', String(r.total)])])}\n`);
 }
 
 async function main(): Promise<number> {
@@ -189,6 +197,7 @@ async function main(): Promise<number> {
     });
     if (tty) write('\r\x1b[2K' + (last ? `${last}\n` : ''));
     printSummary(summary, !!opts.dryRun);
+    printCoverage(await coverage(sql));
     return summary.failed + summary.retry + summary.errors > 0 ? 1 : 0;
   } catch (err) {
     if (tty) write('\n');

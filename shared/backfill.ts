@@ -1,5 +1,5 @@
 /**
- * The preview backfill: walks old `success` photo/video rows without a ready preview, oldest
+ * The preview backfill: walks the rows the database says are claimable (preview_claimable), oldest
  * first, by keyset pagination over `public.backfill_candidates` (never OFFSET, never a
  * self-enqueuing chain), and sends each through `generate-preview?wait=1`, so the same claim,
  * render and fencing apply as for new generations. At most `concurrency` requests run at once.
@@ -13,7 +13,7 @@
  */
 import type postgres from 'postgres';
 
-export type BackfillType = 'photo' | 'video';
+export type BackfillType = 'photo' | 'product' | 'video';
 
 export type BackfillOptions = {
   /** At most this many items in this run (undefined: all). */
@@ -177,14 +177,14 @@ export async function runPool<T>(
 }
 
 export function queueLine(c: Pick<Candidate, 'id' | 'type'>): string {
-  return c.type === 'video' ? `🎬 Queuing video poster for ${c.id}` : `📸 Queuing photo preview for ${c.id}`;
+  return c.type === 'video' ? `🎬 Queuing video poster for ${c.id}` : `📸 Queuing ${c.type} preview for ${c.id}`;
 }
 
 function emptySummary(): BackfillSummary {
   const t = () => ({ ready: 0, failed: 0, skipped: 0, listed: 0 });
   return {
     candidates: 0, ready: 0, failed: 0, retry: 0, skipped: 0, errors: 0, listed: 0,
-    byType: { photo: t(), video: t() }, seconds: 0, perSecond: 0, outcomes: [],
+    byType: { photo: t(), product: t(), video: t() }, seconds: 0, perSecond: 0, outcomes: [],
   };
 }
 
@@ -244,6 +244,16 @@ export async function runBackfill(target: BackfillTarget, o: BackfillOptions, ev
   const processed = summary.ready + summary.failed + summary.retry + summary.errors;
   summary.perSecond = summary.seconds > 0 ? processed / summary.seconds : 0;
   return summary;
+}
+
+/** One line of the database's preview_coverage: every row counted once, by state and reason. */
+export type CoverageRow = { type: string; state: string; reason: string | null; total: number };
+
+/** Where every row stands (what the backfill did not take, and why), from preview_coverage. */
+export async function coverage(sql: postgres.Sql): Promise<CoverageRow[]> {
+  return await sql<CoverageRow[]>`
+    select type, state, reason, total::int as total from public.preview_coverage
+     order by state, type, reason nulls first`;
 }
 
 /** A target that reaches generate-preview over HTTP with a service key. */

@@ -26,15 +26,23 @@ export type Database = {
           'preview_thumbhash': string | null;
           'preview_width': number | null;
           'prompt': string | null;
+          'result_url': string | null;
           'result_urls': Json | null;
           'status': string;
           'task_id': string | null;
           'type': string;
           'updated_at': string;
           'user_id': string;
+          'generation_model': string | null;
           'has_previewable_asset': boolean | null;
+          'preview_skip_reason': string | null;
+          'preview_source_url': string | null;
         };
-        ComputedFields: 'has_previewable_asset';
+        ComputedFields:
+          | 'generation_model'
+          | 'has_previewable_asset'
+          | 'preview_skip_reason'
+          | 'preview_source_url';
         Insert: {
           'asset_url'?: string | null;
           'created_at'?: string;
@@ -54,6 +62,7 @@ export type Database = {
           'preview_thumbhash'?: string | null;
           'preview_width'?: number | null;
           'prompt'?: string | null;
+          'result_url'?: string | null;
           'result_urls'?: Json | null;
           'status'?: string;
           'task_id'?: string | null;
@@ -80,6 +89,7 @@ export type Database = {
           'preview_thumbhash'?: string | null;
           'preview_width'?: number | null;
           'prompt'?: string | null;
+          'result_url'?: string | null;
           'result_urls'?: Json | null;
           'status'?: string;
           'task_id'?: string | null;
@@ -127,29 +137,23 @@ export type Database = {
         };
         Relationships: [];
       };
-      'test_cron_ticks': {
-        Row: {
-          'at': string | null;
-          'job': string | null;
-        };
-        ComputedFields: never;
-        Insert: {
-          'at'?: string | null;
-          'job'?: string | null;
-        };
-        Update: {
-          'at'?: string | null;
-          'job'?: string | null;
-        };
-        Relationships: [];
-      };
     };
     Views: {
+      'preview_coverage': {
+        Row: {
+          'reason': string | null;
+          'state': string | null;
+          'total': number | null;
+          'type': string;
+        };
+        ComputedFields: never;
+        Relationships: [];
+      };
       'preview_stats': {
         Row: {
           'failures_by_code': Json | null;
           'oldest_waiting_age': string | null;
-          'preview_status': string;
+          'preview_status': string | null;
           'total': number | null;
           'type': string;
         };
@@ -169,6 +173,7 @@ export type Database = {
         Returns: {
           'changed': boolean;
           'id': string;
+          'preview_queued': boolean;
           'preview_status': string;
           'previous_status': string;
           'status': string;
@@ -196,11 +201,12 @@ export type Database = {
       'claim_preview': {
         Args: { 'p_generation_id': string; 'p_lease'?: string };
         Returns: {
-          'asset_url': string;
           'attempt': number;
           'id': string;
+          'kind': string;
           'model': string;
-          'result_urls': Json;
+          'original_path': string;
+          'source_url': string;
           'type': string;
           'user_id': string;
         }[];
@@ -221,6 +227,7 @@ export type Database = {
       'cron_trim_history': { Args: Record<PropertyKey, never>; Returns: undefined };
       'dispatch_preview_sweep': { Args: { 'p_limit'?: number }; Returns: number };
       'expire_preview_leases': { Args: Record<PropertyKey, never>; Returns: number };
+      'fail_expired_kie_tasks': { Args: Record<PropertyKey, never>; Returns: number };
       'fail_preview': {
         Args: {
           'p_attempt': number;
@@ -231,6 +238,17 @@ export type Database = {
         };
         Returns: string;
       };
+      'first_result_url': { Args: { 'p_result_urls': Json }; Returns: string };
+      'generation_model': {
+        Args: {
+          'g': Omit<
+            Database['public']['Tables']['generations']['Row'],
+            Database['public']['Tables']['generations']['ComputedFields']
+          >;
+        };
+        Returns: string;
+      };
+      'generation_succeeded': { Args: { 'p_status': string }; Returns: boolean };
       'has_previewable_asset': {
         Args: {
           'g': Omit<
@@ -244,6 +262,8 @@ export type Database = {
         Args: { 'p_body': Json; 'p_function': string; 'p_timeout_milliseconds'?: number };
         Returns: number;
       };
+      'kie_task_retention': { Args: Record<PropertyKey, never>; Returns: string };
+      'kie_task_running': { Args: { 'p_status': string }; Returns: boolean };
       'pending_kie_tasks': {
         Args: { 'p_limit'?: number; 'p_min_age'?: string };
         Returns: {
@@ -259,7 +279,18 @@ export type Database = {
         Args: { 'p_attempt': number; 'p_generation_id': string };
         Returns: boolean;
       };
+      'preview_claimable': {
+        Args: {
+          'g': Omit<
+            Database['public']['Tables']['generations']['Row'],
+            Database['public']['Tables']['generations']['ComputedFields']
+          >;
+          'p_lease'?: string;
+        };
+        Returns: boolean;
+      };
       'preview_dispatch_secret_ok': { Args: { 'p_presented': string }; Returns: boolean };
+      'preview_kind': { Args: { 'p_type': string }; Returns: string };
       'preview_lease': { Args: Record<PropertyKey, never>; Returns: string };
       'preview_lease_takeover_allowed': {
         Args: {
@@ -285,6 +316,24 @@ export type Database = {
           'p_user_id': string;
         };
         Returns: Json;
+      };
+      'preview_skip_reason': {
+        Args: {
+          'g': Omit<
+            Database['public']['Tables']['generations']['Row'],
+            Database['public']['Tables']['generations']['ComputedFields']
+          >;
+        };
+        Returns: string;
+      };
+      'preview_source_url': {
+        Args: {
+          'g': Omit<
+            Database['public']['Tables']['generations']['Row'],
+            Database['public']['Tables']['generations']['ComputedFields']
+          >;
+        };
+        Returns: string;
       };
       'record_kie_callback': {
         Args: { 'p_body_sha256': string; 'p_signed_at': number; 'p_task_id': string };

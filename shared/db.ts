@@ -24,20 +24,29 @@ export function getSql(): Sql {
   return sql;
 }
 
-export type GenerationType = 'photo' | 'video';
+/** The preview a generation gets (the database's preview_kind): preview_path or poster_path. */
+export type PreviewKind = 'image' | 'video';
 
 type Fns = Database['public']['Functions'];
 type Row = Database['public']['Tables']['generations']['Row'];
 
-/** What claim_preview returns (types generated from the database by `supabase gen types`). */
-export type Claim = Omit<Fns['claim_preview']['Returns'][number], 'type' | 'model'> & {
-  type: GenerationType;
+/**
+ * What claim_preview returns (types generated from the database by `supabase gen types`): the
+ * source is original_path (an object of ours) when set, else source_url.
+ */
+export type Claim = Omit<Fns['claim_preview']['Returns'][number], 'kind' | 'model' | 'original_path' | 'source_url'> & {
+  kind: PreviewKind;
   model: string | null;
+  original_path: string | null;
+  source_url: string | null;
 };
 
 export type SyncOutcome = Fns['apply_kie_result']['Returns'][number];
 
-export type GenerationRef = Pick<Row, 'id' | 'user_id' | 'task_id' | 'type' | 'status' | 'preview_status' | 'model' | 'asset_url'>;
+/** A task's row as the sync sees it; `model` is the database's generation_model(). */
+export type GenerationRef = Pick<Row, 'id' | 'user_id' | 'task_id' | 'type' | 'status' | 'preview_status' | 'asset_url'> & {
+  model: string | null;
+};
 
 /** The preview state machine as TypeScript sees it: the narrow interface tests can swap. */
 export interface PreviewStore {
@@ -100,8 +109,10 @@ export async function dispatchSecretOk(presented: string, db: Sql = getSql()): P
 }
 
 export async function findGenerationByTask(taskId: string, db: Sql = getSql()): Promise<GenerationRef | null> {
+  // the newest row of the task, the one apply_kie_result writes
   const rows = await db<GenerationRef[]>`
-    select id, user_id, task_id, type, status, preview_status, model, asset_url from public.generations where task_id = ${taskId}`;
+    select g.id, g.user_id, g.task_id, g.type, g.status, g.preview_status, public.generation_model(g) as model, g.asset_url
+      from public.generations g where g.task_id = ${taskId} order by g.created_at desc limit 1`;
   return rows[0] ?? null;
 }
 

@@ -25,7 +25,7 @@ export type LibraryItem = {
 };
 
 type Row = {
-  id: string; type: string; status: string; preview_status: string; preview_path: string | null;
+  id: string; type: string; kind: 'image' | 'video'; status: string; preview_status: string; preview_path: string | null;
   poster_path: string | null; original_path: string | null; preview_width: number | null;
   preview_height: number | null; preview_thumbhash: string | null; error: string | null; created_at: Date;
 };
@@ -51,23 +51,23 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
   const rows = await getSql().begin(async (tx) => {
     await tx`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${claims}, true)`;
     return await tx<Row[]>`
-      select id, type, status, preview_status, preview_path, poster_path, original_path, preview_width,
-             preview_height, preview_thumbhash, error, created_at
+      select id, type, public.preview_kind(type) as kind, status, coalesce(preview_status, 'none') as preview_status,
+             preview_path, poster_path, original_path, preview_width, preview_height, preview_thumbhash, error, created_at
       from public.generations
       -- the caller's own rows, whatever select policies the table has (a legacy "public rows"
       -- policy lets every user read others' public generations; the library lists only yours)
       where user_id = ${userId}
-        and type in ('photo', 'video')
+        and public.preview_kind(type) is not null
         and (${after === null} or (created_at, id) < (${after?.[0] ?? null}::timestamptz, ${after?.[1] ?? null}::uuid))
       order by created_at desc, id desc
       limit ${opts.limit + 1}`;
   }) as Row[];
   const page = rows.slice(0, opts.limit);
-  const paths = page.flatMap((r) => [r.type === 'video' ? r.poster_path : r.preview_path, r.original_path])
+  const paths = page.flatMap((r) => [r.kind === 'video' ? r.poster_path : r.preview_path, r.original_path])
     .filter((p): p is string => !!p && p.startsWith(`${userId}/`));
   const signed = await createObjectStore().signMany([...new Set(paths)], config.library.signedUrlTtlSeconds);
   const items: LibraryItem[] = page.map((r) => {
-    const preview = r.type === 'video' ? r.poster_path : r.preview_path;
+    const preview = r.kind === 'video' ? r.poster_path : r.preview_path;
     return {
       id: r.id,
       type: r.type,

@@ -26,8 +26,6 @@ export type SyncReport = {
   note?: string;
 };
 
-const PREVIEWABLE = new Set(['photo', 'video']);
-
 /**
  * `result` is what a callback said; when it is missing or incomplete, KIE's record-info has
  * the final word (a failure to reach it leaves the row pending for the cron sweep).
@@ -75,10 +73,8 @@ export async function syncKieTask(
   });
   if (!outcome) return { taskId, found: false, note: 'unknown task' };
 
-  // The trigger queued a preview only if this write made the row eligible (it was not before).
-  const eligibleBefore = gen.status === 'success' && gen.preview_status === 'none' && !!gen.asset_url && PREVIEWABLE.has(gen.type);
-  const eligible = outcome.status === 'success' && outcome.preview_status === 'none' && PREVIEWABLE.has(outcome.type);
-  const needsPreview = eligible && outcome.changed && !eligibleBefore;
+  // apply_kie_result says whether its write made the row eligible (the trigger then queued it).
+  const needsPreview = outcome.preview_queued;
   log.info('[Sync DEBUG]', `status=${outcome.status}, type=${outcome.type}, preview_status=${outcome.preview_status}, needsPreview=${needsPreview}`, { changed: outcome.changed });
   if (needsPreview) {
     log.info('[Preview]', 'Queued', { generationId: outcome.id, reason: 'needsPreview', type: outcome.type, status: outcome.status });

@@ -38,7 +38,11 @@ cli_up() {
 }
 
 psql_file() { # file [url]
-  PGOPTIONS="-c client_min_messages=warning" "$PSQL" "${2:-$DB_URL}" -X -q -v ON_ERROR_STOP=1 --single-transaction -f "$1" >/dev/null
+  # each file in one transaction, as the CLI runs it; a file of CREATE INDEX CONCURRENTLY
+  # statements (which the CLI runs on their own) statement by statement
+  local one=--single-transaction
+  grep -qi 'create index concurrently' "$1" && one=
+  PGOPTIONS="-c client_min_messages=warning" "$PSQL" "${2:-$DB_URL}" -X -q -v ON_ERROR_STOP=1 $one -f "$1" >/dev/null
 }
 
 if [ "$("$PSQL" "$DB_URL" -X -tAq -c "select rolsuper from pg_roles where rolname = current_user" 2>/dev/null)" = t ]; then

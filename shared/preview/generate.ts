@@ -9,7 +9,7 @@ import type { Config } from '../config.ts';
 import type { Claim, PreviewStore } from '../db.ts';
 import { PreviewError, toPreviewError } from '../errors.ts';
 import { log } from '../log.ts';
-import type { ObjectStore } from '../storage.ts';
+import { isSafeObjectKey, type ObjectStore } from '../storage.ts';
 import type { FetchedSource } from './fetch.ts';
 import { originalPath, previewPath, storageObjectFromUrl } from './paths.ts';
 import type { Rendered, RenderOptions } from './photo.ts';
@@ -36,11 +36,26 @@ export type PreviewOutcome = {
   attempt?: number;
 };
 
+/** The claim's source: its original in our storage (original_path) when it has one, else its URL. */
 async function readSource(claim: Claim, deps: PreviewDeps): Promise<{ bytes: Uint8Array; storedAt: string | null }> {
+  if (claim.original_path) {
+    // The service key reads any object: only one under the row's owner's folder is this row's.
+    if (!claim.original_path.startsWith(`${claim.user_id}/`) || !isSafeObjectKey(claim.original_path)) {
+      throw new PreviewError('SOURCE_FORBIDDEN', 'original_path is not an object of this generation\'s owner');
+    }
+    try {
+      return { bytes: await deps.objects.download(claim.original_path), storedAt: claim.original_path };
+    } catch (err) {
+      // a copy that is gone (deleted by hand, never finished): the URL may still serve
+      if (!(err instanceof PreviewError && err.code === 'SOURCE_NOT_FOUND' && claim.source_url)) throw err;
+      log.info('[Preview]', 'Original missing in storage: using the URL', { generationId: claim.id, originalPath: claim.original_path });
+    }
+  }
+  if (!claim.source_url) throw new PreviewError('SOURCE_NOT_FOUND', 'The generation has no asset URL');
   // An asset already in our storage is read with the service key, so it must name exactly one
   // object of the row's owner in our bucket: never another user's file, another bucket or
   // another route named by a forged URL (any URL of ours that is not that is refused).
-  const own = storageObjectFromUrl(claim.asset_url, deps.config.supabaseUrl);
+  const own = storageObjectFromUrl(claim.source_url, deps.config.supabaseUrl);
   if (own.ours) {
     const object = own.object;
     if (!object || object.bucket !== deps.config.preview.bucket || !object.path.startsWith(`${claim.user_id}/`)) {
@@ -48,7 +63,7 @@ async function readSource(claim: Claim, deps: PreviewDeps): Promise<{ bytes: Uin
     }
     return { bytes: await deps.objects.download(object.path), storedAt: object.path };
   }
-  const { bytes } = await deps.fetchSource(claim.asset_url);
+  const { bytes } = await deps.fetchSource(claim.source_url);
   return { bytes, storedAt: null };
 }
 
@@ -57,9 +72,8 @@ type Render = { rendered: Rendered; source: Uint8Array; format: string; mime: st
 async function render(claim: Claim, deps: PreviewDeps): Promise<Render> {
   const { bytes, storedAt } = await readSource(claim, deps);
   const kind = sniff(bytes);
-  const expected = claim.type === 'video' ? 'video' : 'image';
-  if (kind.kind !== expected) {
-    throw new PreviewError('UNSUPPORTED_FORMAT', `Expected a ${claim.type === 'video' ? 'video' : 'photo'} but the asset is ${kind.mime}`);
+  if (kind.kind !== claim.kind) {
+    throw new PreviewError('UNSUPPORTED_FORMAT', `Expected ${claim.kind === 'video' ? 'a video' : 'an image'} but the asset is ${kind.mime}`);
   }
   const options = {
     maxSide: deps.config.preview.maxSide,
@@ -67,7 +81,7 @@ async function render(claim: Claim, deps: PreviewDeps): Promise<Render> {
     maxPixels: deps.config.preview.maxPixels,
     maxBytes: deps.config.preview.maxSourceBytes,
   };
-  const rendered = claim.type === 'video'
+  const rendered = claim.kind === 'video'
     ? await deps.renderPoster(bytes, { ...options, loadCoreWasm: deps.loadCoreWasm })
     : await deps.renderPhoto(bytes, options);
   return { rendered, source: bytes, format: kind.format, mime: kind.mime, storedAt };
@@ -80,7 +94,7 @@ export async function generatePreview(generationId: string, deps: PreviewDeps): 
     return { generationId, result: 'skipped' };
   }
   log.info('[Preview]', 'Processing', { generationId, type: claim.type, attempt: claim.attempt });
-  const path = previewPath(claim.user_id, claim.id, claim.type);
+  const path = previewPath(claim.user_id, claim.id, claim.kind);
   try {
     const { rendered, source, format, mime, storedAt } = await render(claim, deps);
     // A worker whose lease ran out while it rendered must not overwrite a newer attempt's objects.

@@ -3,11 +3,11 @@
  * a second worker or a backfill overwrites (upsert) instead of adding objects. The first
  * folder is the owner's id, which is what the storage read policy checks.
  */
-import type { GenerationType } from '../db.ts';
+import type { PreviewKind } from '../db.ts';
 import { isSafeObjectKey } from '../storage.ts';
 
-export function previewPath(userId: string, generationId: string, type: GenerationType): string {
-  return type === 'video'
+export function previewPath(userId: string, generationId: string, kind: PreviewKind): string {
+  return kind === 'video'
     ? `${userId}/posters/${generationId}_poster.webp`
     : `${userId}/previews/${generationId}_preview.webp`;
 }

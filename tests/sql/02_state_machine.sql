@@ -29,10 +29,10 @@ select is_empty($$select * from public.claim_preview('bbbbbbbb-0000-4000-8000-00
 
 -- none → processing
 select results_eq(
-  $$select id, user_id, type, asset_url, model, attempt from public.claim_preview('bbbbbbbb-0000-4000-8000-000000000001')$$,
+  $$select id, user_id, type, kind, original_path, source_url, model, attempt from public.claim_preview('bbbbbbbb-0000-4000-8000-000000000001')$$,
   $$values ('bbbbbbbb-0000-4000-8000-000000000001'::uuid, '22222222-0000-4000-8000-000000000001'::uuid, 'photo'::text,
-            'http://kie.test/1.png'::text, 'gpt-4o-image'::text, 1)$$,
-  'claim returns the row with attempt 1');
+            'image'::text, null::text, 'http://kie.test/1.png'::text, 'gpt-4o-image'::text, 1)$$,
+  'claim returns the row with its kind, source and attempt 1');
 select results_eq(
   $$select preview_status, preview_attempts, preview_started_at = now(), preview_next_attempt_at from public.generations where id = 'bbbbbbbb-0000-4000-8000-000000000001'$$,
   $$values ('processing'::text, 1, true, null::timestamptz)$$, 'claimed row is processing, attempt 1, lease started now');

@@ -13,9 +13,9 @@ insert into public.generations (id, user_id, type, status, task_id, model, creat
 -- pending_kie_tasks
 select results_eq(
   $$select id, task_id, model, type from public.pending_kie_tasks() where task_id like 'kie-%'$$,
-  $$values ('dddddddd-0000-4000-8000-000000000001'::uuid, 'kie-1'::text, 'gpt-4o-image'::text, 'photo'::text),
-           ('dddddddd-0000-4000-8000-000000000002'::uuid, 'kie-2'::text, 'veo3'::text, 'video'::text)$$,
-  'pending_kie_tasks: running tasks older than the min age, oldest first');
+  $$values ('dddddddd-0000-4000-8000-000000000002'::uuid, 'kie-2'::text, 'veo3'::text, 'video'::text),
+           ('dddddddd-0000-4000-8000-000000000001'::uuid, 'kie-1'::text, 'gpt-4o-image'::text, 'photo'::text)$$,
+  'pending_kie_tasks: running tasks older than the min age, newest first');
 select is((select count(*)::int from public.pending_kie_tasks(50, '0 seconds') where task_id like 'kie-%'), 3, 'min age is a parameter');
 -- a task just asked about goes behind the others: tasks KIE never finishes cannot fill every batch
 select public.record_kie_checks(array['kie-1']);

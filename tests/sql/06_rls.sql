@@ -74,9 +74,11 @@ create policy "test: users update own" on public.generations for update to authe
   using ((select auth.uid()) = user_id) with check ((select auth.uid()) = user_id);
 set local role authenticated;
 set local request.jwt.claims = '{"sub": "66666666-0000-4000-8000-00000000000b", "role": "authenticated"}';
-select lives_ok($$update public.generations set model = 'mine' where id = 'ffffffff-0000-4000-8000-00000000000b'$$, 'a platform update policy still works for other columns');
+select lives_ok($$update public.generations set prompt = 'mine' where id = 'ffffffff-0000-4000-8000-00000000000b'$$, 'a platform update policy still works for other columns');
 select throws_ok($$update public.generations set preview_status = 'ready' where id = 'ffffffff-0000-4000-8000-00000000000b'$$,
-  '42501', 'preview columns are written by the service only', 'but preview columns stay service-only');
+  '42501', 'generations.preview_status is written by the service only', 'but preview columns stay service-only');
+select throws_ok($$update public.generations set model = 'mine' where id = 'ffffffff-0000-4000-8000-00000000000b'$$,
+  '42501', 'generations.model is written by the service only', '… and so does the model (it picks the KIE family)');
 reset role;
 
 select * from finish();

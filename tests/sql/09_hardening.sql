@@ -35,7 +35,7 @@ set local role authenticated;
 set local request.jwt.claims = '{"sub": "99999999-0000-4000-8000-00000000000a", "role": "authenticated"}';
 select throws_ok($$update public.generations set original_path = '99999999-0000-4000-8000-00000000000b/originals/x.jpg'
                    where id = 'eeeeeeee-0000-4000-8000-00000000000a'$$,
-  '42501', 'preview columns are written by the service only', 'a user cannot point original_path anywhere');
+  '42501', 'generations.original_path is written by the service only', 'a user cannot point original_path anywhere');
 reset role;
 select is((select original_path from public.generations where id = 'eeeeeeee-0000-4000-8000-00000000000a'), null, 'original_path unchanged');
 
@@ -85,7 +85,7 @@ select results_eq($$select preview_status, preview_expired_leases from public.ge
 set local role authenticated;
 set local request.jwt.claims = '{"sub": "99999999-0000-4000-8000-00000000000a", "role": "authenticated"}';
 select throws_ok($$update public.generations set preview_expired_leases = 5 where id = 'eeeeeeee-0000-4000-8000-00000000000b'$$,
-  '42501', 'preview columns are written by the service only', 'the counter is service-only');
+  '42501', 'generations.preview_expired_leases is written by the service only', 'the counter is service-only');
 reset role;
 
 select * from finish();

@@ -8,7 +8,7 @@ import { generatePreview, type PreviewDeps } from '../../shared/preview/generate
 import type { ObjectStore } from '../../shared/storage.ts';
 
 const JPEG = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0]);
-const claim: Claim = { id: '11111111-1111-4111-8111-111111111111', user_id: 'u1', type: 'photo', asset_url: 'https://kie.example/a.jpg', result_urls: [], model: null, attempt: 3 };
+const claim: Claim = { id: '11111111-1111-4111-8111-111111111111', user_id: 'u1', type: 'photo', kind: 'image', original_path: null, source_url: 'https://kie.example/a.jpg', model: null, attempt: 3 };
 
 function fakes(opts: { current?: boolean; fetchError?: PreviewError } = {}) {
   const calls: string[] = [];
@@ -82,13 +82,44 @@ describe('generatePreview', () => {
 describe('generatePreview with an asset already in our storage', () => {
   it('reads the owner\'s own object and keeps it as the original (no copy)', async () => {
     const { deps, calls } = fakes();
-    const own = { ...claim, asset_url: `https://abc.supabase.co/storage/v1/object/public/generations/u1/uploads/${claim.id}.jpg` };
+    const own = { ...claim, source_url: `https://abc.supabase.co/storage/v1/object/public/generations/u1/uploads/${claim.id}.jpg` };
     deps.store.claim = async () => own;
     deps.objects.download = async (path) => (calls.push(`download ${path}`), JPEG);
     const out = await generatePreview(claim.id, deps);
     expect(out.result).toBe('ready');
     expect(calls).toContain(`download u1/uploads/${claim.id}.jpg`);
     expect(calls.filter((c) => c.startsWith('upload'))).toEqual([`upload u1/previews/${claim.id}_preview.webp`]);
+  });
+
+  it('takes original_path before the URL, and the URL when the stored original is gone', async () => {
+    const stored = { ...claim, original_path: `u1/image/${claim.id}_1700000000000.jpg` };
+    let { deps, calls } = fakes();
+    deps.store.claim = async () => stored;
+    deps.objects.download = async (path) => (calls.push(`download ${path}`), JPEG);
+    expect((await generatePreview(claim.id, deps)).result).toBe('ready');
+    expect(calls).toContain(`download ${stored.original_path}`);
+    expect(calls).not.toContain('fetch');
+    expect(calls).toContain(`complete u1/previews/${claim.id}_preview.webp ${stored.original_path}`);
+
+    ({ deps, calls } = fakes());
+    deps.store.claim = async () => stored;
+    deps.objects.download = async (path) => {
+      calls.push(`download ${path}`);
+      throw new PreviewError('SOURCE_NOT_FOUND', 'Download failed: 404');
+    };
+    expect((await generatePreview(claim.id, deps)).result).toBe('ready');
+    expect(calls.slice(0, 2)).toEqual([`download ${stored.original_path}`, 'fetch']);
+    expect(calls).toContain(`complete u1/previews/${claim.id}_preview.webp u1/originals/${claim.id}.jpg`);
+  });
+
+  it('refuses an original_path outside the owner\'s folder (SOURCE_FORBIDDEN), reading nothing', async () => {
+    for (const path of ['victim/image/x.jpg', 'u1/../victim/x.jpg', 'u1x/image/x.jpg']) {
+      const { deps, calls } = fakes();
+      deps.store.claim = async () => ({ ...claim, original_path: path });
+      deps.objects.download = async (p) => (calls.push(`download ${p}`), JPEG);
+      expect(await generatePreview(claim.id, deps), path).toMatchObject({ result: 'failed', code: 'SOURCE_FORBIDDEN' });
+      expect(calls.some((c) => c.startsWith('download') || c === 'fetch'), path).toBe(false);
+    }
   });
 
   it('refuses another user\'s object or another bucket named by the URL (SOURCE_FORBIDDEN), reading nothing', async () => {
@@ -110,7 +141,7 @@ describe('generatePreview with an asset already in our storage', () => {
       'https://abc.supabase.co/storage/v1/object/public/generations/u1%2F..%2F..%2F..%2F..%2Fauth/v1/admin/users',
     ]) {
       const { deps, calls } = fakes();
-      deps.store.claim = async () => ({ ...claim, asset_url: url });
+      deps.store.claim = async () => ({ ...claim, source_url: url });
       deps.objects.download = async (path) => (calls.push(`download ${path}`), JPEG);
       const out = await generatePreview(claim.id, deps);
       expect(out, url).toMatchObject({ result: 'failed', code: 'SOURCE_FORBIDDEN' });
