@@ -12,7 +12,9 @@
 # Env: STACK_DIR (.local/dev), API_PORT (54321), DB_PORT (54322), KIE_PORT (54340),
 #      plus EDGE_* limits passed to the gateway, PREVIEW_LEASE_SECONDS (sets the database's
 #      app.preview_lease), PREVIEW_DOWNLOAD_TIMEOUT_MS /
-#      PREVIEW_MAX_SOURCE_BYTES written to functions.env when set (npm test sets them).
+#      PREVIEW_MAX_SOURCE_BYTES written to functions.env when set (npm test sets them),
+#      STACK_MIGRATIONS=none: a platform without this system yet (no migrations, no vault or
+#      core step), as an existing project is before adoption (tests/adoption uses it).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -103,7 +105,9 @@ start() {
   load_keys
   mkdir -p "$RUN" "$LOGS"
   bash scripts/local/postgres.sh start >/dev/null
-  bash scripts/local/db-apply.sh >"$LOGS/db-apply.log" 2>&1 || { cat "$LOGS/db-apply.log" >&2; exit 1; }
+  local apply=()
+  [ "${STACK_MIGRATIONS:-}" = none ] && apply=(--platform-only)
+  bash scripts/local/db-apply.sh "${apply[@]}" >"$LOGS/db-apply.log" 2>&1 || { cat "$LOGS/db-apply.log" >&2; exit 1; }
   write_env_files
   set_preview_lease
   FAKE_KIE_PORT=$KIE_PORT FAKE_KIE_HMAC_KEY=${KIE_WEBHOOK_HMAC_KEY:-} \
@@ -112,7 +116,7 @@ start() {
     start_bg gateway "$LOGS/gateway.out" bash scripts/run-deno.sh scripts/local/gateway.ts
   wait_http "$KIE_URL/health" 30 "fake KIE"
   wait_http "$API_URL/_local/status" 90 "gateway"
-  deploy_steps
+  [ "${STACK_MIGRATIONS:-}" = none ] || deploy_steps
   status
 }
 

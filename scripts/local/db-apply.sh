@@ -6,7 +6,7 @@
 # DB_URL defaults to the local cluster on $DB_PORT (default 54322).
 # --twice: afterwards re-applies platform.sql and every migration file with psql (each file
 # in one transaction) to prove they are re-runnable, and checks the CLI sees nothing
-# pending.
+# pending. --platform-only: the bootstrap alone (a project before this system's migrations).
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 DB_URL=${DB_URL:-postgresql://postgres:postgres@127.0.0.1:${DB_PORT:-54322}/postgres}
@@ -17,11 +17,12 @@ PSQL=${PSQL:-/usr/lib/postgresql/15/bin/psql}
 SUPABASE=${SUPABASE:-"$REPO_ROOT/node_modules/.bin/supabase"}
 [ -x "$SUPABASE" ] || SUPABASE="npx --no-install supabase"
 
-twice=false
+twice=false platform_only=false
 for arg in "$@"; do
   case "$arg" in
     --twice) twice=true ;;
-    *) echo "usage: $0 [--twice]" >&2; exit 2 ;;
+    --platform-only) platform_only=true ;;
+    *) echo "usage: $0 [--twice | --platform-only]" >&2; exit 2 ;;
   esac
 done
 
@@ -60,6 +61,8 @@ else
   echo "db-apply: platform bootstrap (scripts/local/platform.sql, as supabase_admin)"
   psql_file "$REPO_ROOT/scripts/local/platform.sql" "$ADMIN_DB_URL"
 fi
+
+$platform_only && exit 0
 
 echo "db-apply: migrations (supabase migration up --include-all)"
 # The CLI percent-decodes the URL; our local password has nothing to encode.

@@ -167,6 +167,6 @@ describe('backfill: npm run backfill:previews -- --limit=10 --concurrency=2', ()
   it('rejects bad usage with exit code 2', async () => {
     const run = await runBackfillCli(['--type=audio']);
     expect(run.code).toBe(2);
-    expect(run.stderr).toContain('--type must be photo or video');
+    expect(run.stderr).toContain('--type must be photo, product or video');
   });
 });

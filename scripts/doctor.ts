@@ -1,0 +1,205 @@
+/**
+ * Checks a target database before and after deploying this system, read-only (one READ ONLY
+ * transaction), and prints each finding with its fix:
+ *
+ *   npm run doctor -- --db-url <postgres URL> [--json]
+ *
+ * blocking  something will break or a hole is open: exit 1
+ * warning   works, but the operator should decide (a public bucket)
+ * info      what the backfill will do, what is not previewable and why
+ *
+ * Before the migrations it reports what it can see in the platform's own tables; after them
+ * it asks the migrations' views and functions (preview_coverage, preview_claimable): the rules
+ * live in SQL, not here.
+ */
+import { parseArgs } from 'node:util';
+import postgres from 'postgres';
+
+export type Level = 'blocking' | 'warning' | 'info';
+export type Finding = { level: Level; check: string; message: string; fix?: string };
+
+const OUR_MIGRATIONS = new URL('../migrations/', import.meta.url);
+const REQUIRED_COLUMNS = ['id', 'user_id', 'type', 'status', 'created_at', 'updated_at'];
+const VAULT = ['project_url', 'anon_key', 'preview_dispatch_secret'];
+const CRON_JOBS = ['preview-sweep', 'kie-sync-pending', 'net-response-trim'];
+/** The old preview worker polled every 10 s: a `processing` row written this recently without our lease is its. */
+const OLD_WORKER_WINDOW = '10 minutes';
+
+async function ourVersions(): Promise<Set<string>> {
+  const versions = new Set<string>();
+  for await (const f of Deno.readDir(OUR_MIGRATIONS)) {
+    const m = f.name.match(/^(\d+)_.*\.sql$/);
+    if (m) versions.add(m[1]);
+  }
+  return versions;
+}
+
+export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): Promise<Finding[]> {
+  const out: Finding[] = [];
+  const add = (level: Level, check: string, message: string, fix?: string) => out.push({ level, check, message, ...(fix ? { fix } : {}) });
+  const mine = await ourVersions();
+
+  await sql.begin('read only', async (tx) => {
+    // ---- extensions
+    const [ext] = await tx<{ cron: boolean; cron_available: boolean; net: boolean; net_available: boolean }[]>`
+      select exists (select 1 from pg_extension where extname = 'pg_cron') as cron,
+             exists (select 1 from pg_available_extensions where name = 'pg_cron') as cron_available,
+             (exists (select 1 from pg_extension where extname = 'pg_net') or to_regproc('net.http_post') is not null) as net,
+             exists (select 1 from pg_available_extensions where name = 'pg_net') or to_regproc('net.http_post') is not null as net_available`;
+    for (const [name, on, available] of [['pg_cron', ext.cron, ext.cron_available], ['pg_net', ext.net, ext.net_available]] as const) {
+      if (!available) add('blocking', 'extensions', `${name} is not available on this database`, `enable ${name} in the dashboard (Database → Extensions); the migrations need it`);
+      else if (!on) add('info', 'extensions', `${name} is available, not yet enabled`, 'the migrations enable it');
+    }
+
+    // ---- the table
+    const columns = new Set((await tx<{ c: string }[]>`
+      select column_name as c from information_schema.columns where table_schema = 'public' and table_name = 'generations'`).map((r) => r.c));
+    if (columns.size === 0) {
+      add('info', 'table', 'public.generations does not exist yet', 'the migrations create it');
+    } else {
+      const missing = REQUIRED_COLUMNS.filter((c) => !columns.has(c));
+      if (missing.length) add('blocking', 'table', `public.generations lacks ${missing.join(', ')}`, 'these columns are the contract this system reads; add them before the migrations');
+    }
+    const applied = (await tx<{ f: boolean }[]>`select to_regproc('public.preview_claimable') is not null as f`)[0].f;
+
+    // ---- CLI migration history
+    const history = (await tx<{ t: boolean }[]>`select to_regclass('supabase_migrations.schema_migrations') is not null as t`)[0].t
+      ? (await tx<{ version: string }[]>`select version from supabase_migrations.schema_migrations order by version`).map((r) => r.version)
+      : [];
+    const foreign = history.filter((v) => !mine.has(v));
+    if (foreign.length) {
+      add('blocking', 'migration-history',
+        `the supabase CLI's migration history holds ${foreign.length} version(s) this repository does not have (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? ', …' : ''}): \`supabase db push\` refuses to run`,
+        `either copy migrations/*.sql into your project's supabase/migrations and push from there, or mark them as not ours: supabase migration repair --status reverted ${foreign.join(' ')} --db-url ${dbUrlForFixes}`);
+    }
+
+    // ---- policies that let everybody write (the two legacy PUBLIC ones)
+    const open = await tx<{ schemaname: string; tablename: string; policyname: string; cmd: string }[]>`
+      select schemaname, tablename, policyname, cmd from pg_policies
+       where roles = '{public}' and cmd in ('UPDATE', 'INSERT', 'DELETE', 'ALL')
+         and coalesce(qual, '') !~ 'auth\\.(uid|jwt|role)\\(\\)' and coalesce(with_check, '') !~ 'auth\\.(uid|jwt|role)\\(\\)'
+         and ((schemaname = 'public' and tablename = 'generations')
+              or (schemaname = 'storage' and tablename = 'objects' and coalesce(qual, '') || coalesce(with_check, '') ~ '''generations'''))
+       order by 1, 2, 3`;
+    for (const p of open) {
+      add('blocking', 'policies', `policy "${p.policyname}" on ${p.schemaname}.${p.tablename} lets every role, anon included, ${p.cmd === 'ALL' ? 'read and write' : p.cmd}`,
+        `npm run adopt -- --db-url ${dbUrlForFixes} (scopes it to service_role; the app writes with the service key)`);
+    }
+
+    // ---- the bucket
+    const [bucket] = await tx<{ public: boolean }[]>`select public from storage.buckets where id = 'generations'`;
+    if (bucket?.public) {
+      add('warning', 'bucket', 'bucket generations is public: anyone with a path reads every original and preview',
+        `npm run adopt -- --db-url ${dbUrlForFixes} --private-bucket, once the app reads signed URLs (stored public URLs stop working: see supabase/adoption/02_private_bucket.sql)`);
+    }
+    const readAll = await tx<{ policyname: string }[]>`
+      select policyname from pg_policies where schemaname = 'storage' and tablename = 'objects'
+         and roles && array['public', 'anon']::name[] and cmd = 'SELECT'
+         and coalesce(qual, '') !~ 'auth\\.(uid|jwt|role)\\(\\)' and coalesce(qual, '') ~ '''generations'''`;
+    for (const p of readAll) {
+      add('warning', 'bucket', `policy "${p.policyname}" lets anyone read every file of the bucket, even a private one, with the anon key`,
+        `npm run adopt -- --db-url ${dbUrlForFixes} --private-bucket drops it`);
+    }
+
+    if (columns.size === 0) return;
+
+    // ---- an older preview worker still writing
+    const [worker] = await tx<{ n: number }[]>`
+      select count(*)::int as n from public.generations g
+       where g.preview_status = 'processing' and g.updated_at > now() - ${OLD_WORKER_WINDOW}::interval
+         and (to_jsonb(g) ->> 'preview_started_at') is null`;
+    if (worker.n > 0) {
+      add('blocking', 'old-worker', `${worker.n} row(s) were set to processing in the last ${OLD_WORKER_WINDOW} without this system's lease: an older preview worker is still running`,
+        'stop the old worker (and its cron/poller) before the backfill: two renderers would overwrite each other\'s previews');
+    }
+
+    // ---- invalid indexes (an interrupted CREATE INDEX CONCURRENTLY)
+    const invalid = await tx<{ name: string; def: string }[]>`
+      select i.indexrelid::regclass::text as name, pg_get_indexdef(i.indexrelid) as def
+        from pg_index i where i.indrelid = 'public.generations'::regclass and not i.indisvalid`;
+    for (const ix of invalid) {
+      add('blocking', 'indexes', `index ${ix.name} is INVALID (an interrupted concurrent build): queries ignore it and writes still maintain it`,
+        `drop index concurrently ${ix.name}; ${ix.def.replace(/^CREATE (UNIQUE )?INDEX /, 'CREATE $1INDEX CONCURRENTLY ')};`);
+    }
+
+    if (!applied) {
+      const [rows] = await tx<{ null_status: number; stuck: number; total: number }[]>`
+        select count(*) filter (where preview_status is null)::int as null_status,
+               count(*) filter (where preview_status = 'processing' and updated_at < now() - interval '1 hour')::int as stuck,
+               count(*)::int as total
+          from public.generations`;
+      if (rows.null_status) add('info', 'rows', `${rows.null_status} row(s) have no preview_status (NULL): treated as none once migrated`, 'the backfill takes them');
+      if (rows.stuck) add('info', 'rows', `${rows.stuck} row(s) have been processing for over an hour without a lease`, 'recovered after the lease once migrated (sweep, backfill)');
+      add('info', 'migrations', `this system's migrations are not applied yet (${rows.total} generations)`, 'supabase db push (npm run deploy), then run doctor again for the coverage report');
+      return;
+    }
+
+    // ---- after the migrations: vault, cron, coverage
+    const vault = new Set((await tx<{ name: string }[]>`select name from vault.secrets where name = any(${VAULT})`).map((r) => r.name));
+    const noVault = VAULT.filter((n) => !vault.has(n));
+    if (noVault.length) {
+      add('blocking', 'vault', `vault secret(s) ${noVault.join(', ')} missing: the trigger and pg_cron cannot call the functions`,
+        'npm run deploy -- --only vault … (see README: deploy)');
+    }
+    const jobs = new Set((await tx<{ jobname: string }[]>`select jobname from cron.job`).map((r) => r.jobname));
+    const noJobs = CRON_JOBS.filter((j) => !jobs.has(j));
+    if (noJobs.length) add('blocking', 'cron', `pg_cron job(s) ${noJobs.join(', ')} missing`, 'apply the migrations again (20261127000400_cron_jobs.sql schedules them)');
+
+    const [todo] = await tx<{ n: number; null_status: number }[]>`
+      select count(*) filter (where public.preview_claimable(g))::int as n,
+             count(*) filter (where public.preview_claimable(g) and g.preview_status is null)::int as null_status
+        from public.generations g`;
+    if (todo.n) {
+      add('info', 'backfill', `${todo.n} row(s) need a preview and can be claimed now${todo.null_status ? ` (${todo.null_status} with a NULL preview_status)` : ''}`,
+        'npm run backfill:previews (with SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY, SUPABASE_DB_URL)');
+    }
+    const coverage = await tx<{ type: string; state: string; reason: string | null; total: number }[]>`
+      select type, state, reason, total::int as total from public.preview_coverage
+       where state in ('not_previewable', 'failed') or reason = 'stale_lease' order by state, type, reason`;
+    for (const c of coverage) {
+      add('info', 'coverage', c.state === 'not_previewable'
+        ? `${c.total} ${c.type} row(s) get no preview: ${c.reason}`
+        : c.state === 'failed' ? `${c.total} ${c.type} preview(s) failed: ${c.reason}` : `${c.total} ${c.type} row(s) processing past the lease`);
+    }
+  });
+  return out;
+}
+
+function mask(url: string): string {
+  return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:…@');
+}
+
+async function main(args: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args, options: { 'db-url': { type: 'string' }, json: { type: 'boolean', default: false } } }));
+    if (!values['db-url']) throw new Error('--db-url is required');
+  } catch (err) {
+    console.error(`doctor: ${err instanceof Error ? err.message : err}\nusage: npm run doctor -- --db-url <postgres URL> [--json]`);
+    return 2;
+  }
+  const sql = postgres(values['db-url'], { max: 1, prepare: false, connect_timeout: 10, onnotice: () => {} });
+  try {
+    const findings = await diagnose(sql, mask(values['db-url']));
+    const blocking = findings.filter((f) => f.level === 'blocking').length;
+    if (values.json) {
+      console.log(JSON.stringify({ findings, blocking }, null, 2));
+    } else {
+      console.log(`doctor: ${mask(values['db-url'])}`);
+      for (const f of findings) {
+        console.log(`${f.level.toUpperCase().padEnd(8)}  ${f.check.padEnd(17)} ${f.message}`);
+        if (f.fix) console.log(`${' '.repeat(28)}fix: ${f.fix}`);
+      }
+      const warnings = findings.filter((f) => f.level === 'warning').length;
+      console.log(`doctor: ${blocking} blocking, ${warnings} warning(s), ${findings.length - blocking - warnings} info`);
+    }
+    return blocking > 0 ? 1 : 0;
+  } catch (err) {
+    console.error(`doctor: ${err instanceof Error ? err.message : err}`);
+    return 1;
+  } finally {
+    await sql.end({ timeout: 2 });
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

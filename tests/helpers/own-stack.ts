@@ -1,0 +1,56 @@
+/**
+ * A second local stack for one test file, beside the run's stack: its own folder (next to the
+ * run's, so the runner's leftover cleanup finds it) and free ports. STACK_MIGRATIONS=none gives
+ * a project as it is before this system: platform bootstrapped, none of our migrations, no
+ * vault secrets, no ffmpeg core. Stopped and removed by stop().
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    }).on('error', reject);
+  });
+}
+
+export type OwnStack = { env: Record<string, string>; dir: string; stop(): Promise<void> };
+
+export async function startOwnStack(name: string, extraEnv: Record<string, string> = {}): Promise<OwnStack> {
+  const runEnv = process.env.STACK_ENV_FILE;
+  const dir = runEnv ? `${dirname(runEnv)}-${name}` : join(process.cwd(), '.local', `own-${name}`);
+  const env = {
+    ...process.env, STACK_DIR: dir,
+    API_PORT: String(await freePort()), DB_PORT: String(await freePort()), KIE_PORT: String(await freePort()),
+    ...extraEnv,
+  };
+  const stop = async () => {
+    await run('bash', ['scripts/stack.sh', 'stop'], { env }).catch(() => {});
+    const location = join(dir, 'pg', 'LOCATION');
+    if (existsSync(location)) rmSync(readFileSync(location, 'utf8').trim(), { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
+  };
+  await stop(); // a leftover of a killed run
+  try {
+    await run('bash', ['scripts/stack.sh', 'start'], { env, timeout: 240_000, maxBuffer: 1 << 24 });
+  } catch (err) {
+    const logs = join(dir, 'logs');
+    const tail = existsSync(join(logs, 'db-apply.log')) ? readFileSync(join(logs, 'db-apply.log'), 'utf8').slice(-2000) : '';
+    await stop();
+    throw new Error(`own stack ${name} did not start: ${(err as Error).message}\n${tail}`);
+  }
+  const stackEnv: Record<string, string> = {};
+  for (const line of readFileSync(join(dir, 'stack.env'), 'utf8').split('\n')) {
+    const m = line.match(/^([A-Z_]+)=(.*)$/);
+    if (m) stackEnv[m[1]] = m[2];
+  }
+  stackEnv.ADMIN_DB_URL = stackEnv.DB_URL.replace('postgres:postgres@', 'supabase_admin:postgres@');
+  return { env: stackEnv, dir, stop };
+}
