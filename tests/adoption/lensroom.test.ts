@@ -243,6 +243,9 @@ describe('adopting the first user\'s production database', () => {
     const deploy = await deno('scripts/deploy.ts', ['--only', 'vault,core', '--url', own.env.API_URL, '--db-url', own.env.DB_URL,
       '--anon-key', own.env.ANON_KEY, '--service-key', own.env.SERVICE_ROLE_KEY]);
     expect(deploy.code, deploy.out).toBe(0);
+    const dry = await deno('scripts/adopt.ts', ['--db-url', own.env.DB_URL, '--private-bucket', '--dry-run']);
+    expect(dry.out).toContain('dry run: nothing was changed');
+    expect((await sql`select 1 from pg_policies where policyname = 'Service can update all generations' and roles = '{public}'`).length).toBe(1);
     const adopt = await deno('scripts/adopt.ts', ['--db-url', own.env.DB_URL, '--private-bucket']);
     expect(adopt.code, adopt.out).toBe(0);
     expect(adopt.out).toMatch(/policy "Service can update all generations" on public.generations \(FOR UPDATE\) now applies to service_role only/);
@@ -373,5 +376,18 @@ describe('adopting the first user\'s production database', () => {
     expect(code).toBe(0);
     expect(findings.find((f) => f.check === 'backfill')).toBeUndefined();
     expect(findings.filter((f) => f.check === 'coverage').map((f) => f.message)).toContain('1 audio row(s) get no preview: audio');
+  });
+
+  it('doctor reports an index left INVALID by an interrupted concurrent build, with the statements that rebuild it', async () => {
+    await sql`create unique index concurrently generations_doctor_probe_idx on public.generations (type)`.catch(() => {});
+    try {
+      const { code, findings } = await doctor();
+      expect(code).toBe(1);
+      const f = findings.find((x) => x.check === 'indexes');
+      expect(f?.message).toContain('generations_doctor_probe_idx is INVALID');
+      expect(f?.fix).toBe('drop index concurrently generations_doctor_probe_idx; CREATE UNIQUE INDEX CONCURRENTLY generations_doctor_probe_idx ON public.generations USING btree (type);');
+    } finally {
+      await sql`drop index if exists public.generations_doctor_probe_idx`;
+    }
   });
 });

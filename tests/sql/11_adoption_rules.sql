@@ -1,0 +1,140 @@
+-- Issue 11's rules, each once in SQL: what gets a preview on a drifted production table
+-- (success-like statuses, product shots, NULL preview_status, the source order with result_urls
+-- as a JSON string), leases of rows another system left in processing, an earlier system's
+-- failures, the guard on every column the pipeline trusts (UPDATE and INSERT, as PostgREST's
+-- roles), the KIE model and retention, apply_kie_result's own report, preview_coverage.
+begin;
+select * from no_plan();
+
+set local app.skip_preview_dispatch = 'on';
+insert into auth.users (id, email) values
+  ('abababab-0000-4000-8000-000000000001', 'adopt-a@example.test'),
+  ('abababab-0000-4000-8000-000000000002', 'adopt-b@example.test');
+
+-- ---- the pure rules
+select is(public.preview_kind('photo'), 'image', 'photo → image');
+select is(public.preview_kind('product'), 'image', 'product → image (preview_path)');
+select is(public.preview_kind('video'), 'video', 'video → video (poster_path)');
+select is(public.preview_kind('audio'), null, 'audio → no preview');
+select ok(public.generation_succeeded('completed') and public.generation_succeeded('succeeded') and public.generation_succeeded('success'), 'success-like statuses');
+select ok(not public.generation_succeeded('generating'), 'a running status is not success');
+select ok(public.kie_task_running('processing'), 'legacy processing status is a running task');
+select is(public.first_result_url('["https://k.test/a.png", "https://k.test/b.png"]'), 'https://k.test/a.png', 'result_urls[0] of an array');
+select is(public.first_result_url('"[\"https://k.test/s.png\"]"'), 'https://k.test/s.png', 'result_urls as a JSON string holding an array');
+select is(public.first_result_url('"not json"'), null, 'a string that is not JSON: no source');
+select is(public.first_result_url('[{"url": "https://k.test/o.png"}]'), null, 'an object: no source');
+select is(public.first_result_url('["javascript:alert(1)"]'), null, 'not http(s): no source');
+select is(public.first_result_url('[]'), null, 'empty: no source');
+
+-- ---- rows (production's table has no status CHECK, its older rows say completed / processing,
+-- and its preview_status is nullable)
+alter table public.generations drop constraint generations_status_check;
+alter table public.generations alter column preview_status drop not null;
+insert into public.generations (id, user_id, type, status, model, asset_url, result_urls, result_url, original_path,
+                                preview_status, preview_error_code, error, updated_at, created_at) values
+  ('acacacac-0000-4000-8000-000000000001', 'abababab-0000-4000-8000-000000000001', 'product', 'success', 'm', null, '["https://k.test/p.png"]', null, null, 'none', null, null, now() - interval '1 day', now() - interval '9 days'),
+  ('acacacac-0000-4000-8000-000000000002', 'abababab-0000-4000-8000-000000000001', 'video', 'success', 'm', null, null, 'https://k.test/v.mp4', null, 'none', null, null, now() - interval '1 day', now() - interval '8 days'),
+  ('acacacac-0000-4000-8000-000000000003', 'abababab-0000-4000-8000-000000000001', 'photo', 'success', 'm', 'https://k.test/asset.png', '"[\"https://k.test/r.png\"]"', 'https://k.test/one.png', 'abababab-0000-4000-8000-000000000001/image/x.png', 'none', null, null, now() - interval '1 day', now() - interval '7 days'),
+  ('acacacac-0000-4000-8000-000000000004', 'abababab-0000-4000-8000-000000000001', 'photo', 'success', 'm', null, '[]', null, null, 'none', null, null, now() - interval '1 day', now() - interval '6 days'),
+  ('acacacac-0000-4000-8000-000000000005', 'abababab-0000-4000-8000-000000000001', 'audio', 'success', 'm', null, null, 'https://k.test/a.mp3', null, 'none', null, null, now() - interval '1 day', now() - interval '5 days'),
+  -- an earlier system's: processing without a lease (an hour ago, and just now), failed without a code
+  ('acacacac-0000-4000-8000-000000000006', 'abababab-0000-4000-8000-000000000001', 'photo', 'success', 'm', 'https://k.test/6.png', null, null, null, 'processing', null, null, now() - interval '1 hour', now() - interval '4 days'),
+  ('acacacac-0000-4000-8000-000000000007', 'abababab-0000-4000-8000-000000000001', 'photo', 'success', 'm', 'https://k.test/7.png', null, null, null, 'processing', null, null, now(), now() - interval '3 days'),
+  ('acacacac-0000-4000-8000-000000000008', 'abababab-0000-4000-8000-000000000001', 'photo', 'completed', 'm', 'https://k.test/8.png', null, null, null, 'failed', null, 'sharp failed', now() - interval '1 day', now() - interval '2 days'),
+  ('acacacac-0000-4000-8000-000000000009', 'abababab-0000-4000-8000-000000000001', 'photo', 'cancelled', 'm', 'https://k.test/9.png', null, null, null, 'none', null, null, now() - interval '1 day', now() - interval '1 day');
+update public.generations set preview_status = null where id = 'acacacac-0000-4000-8000-000000000002';  -- older than the preview columns
+
+select results_eq(
+  $$select right(id::text, 2), public.preview_skip_reason(g) from public.generations g where id::text like 'acacacac-%' order by id$$,
+  $$values ('01', null::text), ('02', null), ('03', null), ('04', 'no_source'), ('05', 'audio'), ('06', null), ('07', null), ('08', null), ('09', 'cancelled')$$,
+  'preview_skip_reason: product, result_url only, original_path, no source, audio, cancelled');
+select is(public.preview_source_url(g), 'https://k.test/asset.png', 'asset_url before result_urls and result_url')
+  from public.generations g where id = 'acacacac-0000-4000-8000-000000000003';
+select results_eq(
+  $$select right(id::text, 2) from public.backfill_candidates(null, null, 100) where id::text like 'acacacac-%'$$,
+  $$values ('01'), ('02'), ('03'), ('06'), ('08')$$,
+  'the backfill finds product, NULL-status, stale old-worker and old-failure rows; not a fresh processing row');
+
+-- claims
+select results_eq($$select kind, original_path, source_url from public.claim_preview('acacacac-0000-4000-8000-000000000003')$$,
+  $$values ('image'::text, 'abababab-0000-4000-8000-000000000001/image/x.png'::text, 'https://k.test/asset.png'::text)$$,
+  'the claim returns original_path first, and the URL beside it');
+select results_eq($$select kind, source_url, attempt from public.claim_preview('acacacac-0000-4000-8000-000000000002')$$,
+  $$values ('video'::text, 'https://k.test/v.mp4'::text, 1)$$, 'a NULL preview_status is claimable (as none), result_url is the source');
+select results_eq($$select preview_status, preview_expired_leases from public.generations where id = 'acacacac-0000-4000-8000-000000000006'$$,
+  $$values ('processing'::text, 0)$$, 'before the takeover');
+select results_eq($$select attempt from public.claim_preview('acacacac-0000-4000-8000-000000000006', interval '15 minutes')$$,
+  $$values (1)$$, 'an old worker''s processing row is taken over once its lease (from updated_at) ran out');
+select is((select preview_expired_leases from public.generations where id = 'acacacac-0000-4000-8000-000000000006'), 0,
+  '… without counting the old worker as a dead worker of ours');
+select is_empty($$select * from public.claim_preview('acacacac-0000-4000-8000-000000000007', interval '15 minutes')$$,
+  'an old worker''s fresh processing row is left to it until the lease runs out');
+select results_eq($$select attempt from public.claim_preview('acacacac-0000-4000-8000-000000000008')$$, $$values (1)$$,
+  'a failure recorded by an earlier system (no code, never attempted here) is claimed once');
+select is(public.fail_preview('acacacac-0000-4000-8000-000000000008', 1, 'DECODE_FAILED', 'Could not decode', false), 'failed', '… and ours is final');
+select is_empty($$select * from public.claim_preview('acacacac-0000-4000-8000-000000000008')$$, '… not claimed again');
+select is(public.complete_preview('acacacac-0000-4000-8000-000000000001', (select preview_attempts from public.generations where id = 'acacacac-0000-4000-8000-000000000001') + 0, 'p', 1, 1, 't'), false,
+  'complete needs a claim');
+select results_eq($$select attempt from public.claim_preview('acacacac-0000-4000-8000-000000000001')$$, $$values (1)$$, 'product claimed');
+select ok(public.complete_preview('acacacac-0000-4000-8000-000000000001', 1, 'abababab-0000-4000-8000-000000000001/previews/p.webp', 1, 1, 't'), 'product completed');
+select results_eq($$select preview_path, poster_path from public.generations where id = 'acacacac-0000-4000-8000-000000000001'$$,
+  $$values ('abababab-0000-4000-8000-000000000001/previews/p.webp'::text, null::text)$$, 'a product shot''s preview goes to preview_path');
+
+-- ---- coverage: every row once
+select ok(exists (select 1 from public.preview_coverage where type = 'audio' and state = 'not_previewable' and reason = 'audio'),
+  'preview_coverage counts audio as not previewable, by reason');
+select ok(exists (select 1 from public.preview_coverage where type = 'photo' and state = 'failed' and reason = 'DECODE_FAILED'),
+  '… and a failed preview by its code');
+select is((select sum(total)::int from public.preview_coverage), (select count(*)::int from public.generations),
+  'preview_coverage counts every row of the table once');
+
+-- ---- the guard, as PostgREST's roles (with a policy that lets everybody update, as production had)
+create policy "test: anyone updates" on public.generations for update using (true) with check (true);
+create policy "test: anyone inserts" on public.generations for insert with check (true);
+create policy "test: anyone reads" on public.generations for select using (true);
+set local role anon;
+set local request.jwt.claims = '{"role": "anon"}';
+select throws_ok(format($$update public.generations set %s where id = 'acacacac-0000-4000-8000-000000000009'$$, c), '42501',
+                 format('generations.%s is written by the service only', split_part(c, ' ', 1)), format('anon cannot change %s', split_part(c, ' ', 1)))
+  from unnest(array['asset_url = ''https://evil.test/x.png''', 'result_urls = ''["https://evil.test/x.png"]''', 'result_url = ''https://evil.test/x''',
+                    'original_path = ''abababab-0000-4000-8000-000000000002/x.png''', 'status = ''success''', 'task_id = ''stolen''',
+                    'model = ''veo3''', 'poster_path = ''x''', 'preview_width = 1']) c;
+select lives_ok($$update public.generations set prompt = 'edited' where id = 'acacacac-0000-4000-8000-000000000009'$$, 'other columns follow the policies');
+select throws_ok($$insert into public.generations (user_id, type, status, task_id) values ('abababab-0000-4000-8000-000000000002', 'photo', 'pending', 'someone-elses-task')$$,
+  '42501', 'generations.task_id is written by the service only', 'a client cannot insert a row on another task (its result would land there)');
+select throws_ok($$insert into public.generations (user_id, type, status, result_urls) values ('abababab-0000-4000-8000-000000000002', 'photo', 'pending', '["https://evil.test/x"]')$$,
+  '42501', 'generations.result_urls is written by the service only', 'nor with a source');
+select throws_ok($$insert into public.generations (user_id, type, status) values ('abababab-0000-4000-8000-000000000002', 'photo', 'completed')$$,
+  '42501', 'generations.status is written by the service only', 'nor in a success-like state');
+select lives_ok($$insert into public.generations (user_id, type, status, model, prompt) values ('abababab-0000-4000-8000-000000000002', 'photo', 'pending', 'nano-banana', 'hi')$$,
+  'a pending row with its model and prompt is fine');
+reset role;
+
+-- ---- KIE: the model from the platform's columns, retention, newest first, apply's report
+alter table public.generations add column model_id text;
+update public.generations set model_id = 'veo-3.1-fast' where id = 'acacacac-0000-4000-8000-000000000009';
+select is(public.generation_model(g), 'veo-3.1-fast', 'model_id wins over model when the table has it')
+  from public.generations g where id = 'acacacac-0000-4000-8000-000000000009';
+insert into public.generations (id, user_id, type, status, task_id, model, created_at) values
+  ('acacacac-0000-4000-8000-000000000011', 'abababab-0000-4000-8000-000000000001', 'video', 'generating', 'adopt-old', 'veo3', now() - interval '30 days'),
+  ('acacacac-0000-4000-8000-000000000012', 'abababab-0000-4000-8000-000000000001', 'photo', 'queued', 'adopt-new', 'm', now() - interval '2 minutes'),
+  ('acacacac-0000-4000-8000-000000000013', 'abababab-0000-4000-8000-000000000001', 'photo', 'processing', 'adopt-mid', 'm', now() - interval '1 hour');
+select results_eq($$select task_id from public.pending_kie_tasks(50) where task_id like 'adopt-%'$$,
+  $$values ('adopt-new'::text), ('adopt-mid'::text)$$, 'pending tasks: newest first, a legacy processing status included, past retention excluded');
+select ok(public.fail_expired_kie_tasks() >= 1, 'fail_expired_kie_tasks finishes tasks past the retention');
+select results_eq($$select status, error like 'KIE task expired:%' from public.generations where task_id = 'adopt-old'$$,
+  $$values ('failed'::text, true)$$, '… as failed with the reason');
+
+select results_eq($$select status, preview_queued from public.apply_kie_result('adopt-new', 'success', '["https://k.test/new.png"]', null, null)$$,
+  $$values ('success'::text, true)$$, 'apply_kie_result says it made the row eligible (the trigger queued it)');
+select results_eq($$select changed, preview_queued from public.apply_kie_result('adopt-new', 'success', '["https://k.test/new.png"]', null, null)$$,
+  $$values (false, false)$$, '… and not when nothing changed');
+update public.generations set original_path = 'abababab-0000-4000-8000-000000000001/originals/acacacac-0000-4000-8000-000000000012.png',
+       preview_status = 'ready' where task_id = 'adopt-new';
+select results_eq($$select changed from public.apply_kie_result('adopt-new', 'success', '["https://k.test/other.png"]', null, null)$$,
+  $$values (true)$$, 'a new asset for a finished task');
+select results_eq($$select asset_url, original_path, preview_status from public.generations where task_id = 'adopt-new'$$,
+  $$values ('https://k.test/other.png'::text, null::text, 'none'::text)$$, '… clears the old original (it came first in the source order) and resets the preview');
+
+select * from finish();
+rollback;

@@ -1,0 +1,38 @@
+// npm run doctor on this run's stack (a fresh project with every migration and deploy step):
+// no blocking finding and no warning; and its usage errors. The legacy fixture's findings are
+// asserted in tests/adoption/lensroom.test.ts.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { stack } from '../helpers/stack.ts';
+
+async function doctor(args: string[]) {
+  const r = await promisify(execFile)('bash', ['scripts/run-deno.sh', 'scripts/doctor.ts', ...args], { timeout: 60_000 })
+    .then((o) => ({ ...o, code: 0 }), (e) => e);
+  return { code: r.code as number, out: `${r.stdout}${r.stderr}` };
+}
+
+describe('npm run doctor', () => {
+  it('finds nothing to fix on a freshly deployed stack (exit 0)', async () => {
+    const { code, out } = await doctor(['--db-url', stack.DB_URL, '--json']);
+    expect(code, out).toBe(0);
+    const { findings } = JSON.parse(out) as { findings: { level: string; check: string }[] };
+    expect(findings.filter((f) => f.level !== 'info'), out).toEqual([]);
+    expect(findings.every((f) => ['coverage', 'backfill', 'extensions'].includes(f.check)), out).toBe(true);
+  });
+
+  it('prints findings as text with the masked URL', async () => {
+    const { code, out } = await doctor(['--db-url', stack.DB_URL]);
+    expect(code).toBe(0);
+    expect(out).toMatch(/^doctor: postgresql:\/\/postgres:…@127\.0\.0\.1:\d+\/postgres$/m);
+    expect(out).toMatch(/^doctor: 0 blocking, 0 warning\(s\), \d+ info$/m);
+    expect(out).not.toContain(':postgres@');
+  });
+
+  it('refuses bad usage (exit 2) and an unreachable database (exit 1)', async () => {
+    expect((await doctor([])).code).toBe(2);
+    const down = await doctor(['--db-url', 'postgresql://postgres:x@127.0.0.1:1/postgres']);
+    expect(down.code).toBe(1);
+    expect(down.out).toMatch(/^doctor: /m);
+  });
+});
