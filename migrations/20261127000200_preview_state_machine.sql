@@ -220,13 +220,15 @@ comment on function public.preview_claimable(public.generations, interval) is
 -- lock, re-checks the WHERE against the new row (now `processing` with a fresh lease) and
 -- gets nothing. `none` is always claimable (a fresh request, e.g. after a reset); failed
 -- and expired rows only under the attempt cap.
--- The returned source: original_path (a copy already in storage) wins, else the URL.
+-- The returned source: original_path (a copy already in storage) wins, else the URL. lease_ms
+-- tells the worker how long it owns the claim (it retries a completion that fails on a
+-- transient database error while the lease holds, instead of leaving the work to be redone).
 drop function if exists public.claim_preview(uuid, interval);  -- its result columns changed
 create function public.claim_preview(
   p_generation_id uuid,
   p_lease interval default null  -- null: preview_lease(); an explicit value wins (pgTAP uses it)
 ) returns table (id uuid, user_id uuid, type text, kind text, original_path text, source_url text,
-                 model text, attempt int)
+                 model text, attempt int, lease_ms int)
 language sql volatile
 security definer
 set search_path = ''
@@ -242,7 +244,8 @@ as $$
    where g.id = p_generation_id
      and public.preview_claimable(g, p_lease)
   returning g.id, g.user_id, g.type::text, public.preview_kind(g.type::text), nullif(g.original_path, ''),
-            public.preview_source_url(g), public.generation_model(g), g.preview_attempts
+            public.preview_source_url(g), public.generation_model(g), g.preview_attempts,
+            (extract(epoch from coalesce(p_lease, public.preview_lease())) * 1000)::int
 $$;
 comment on function public.claim_preview(uuid, interval) is
   'Claims a row for preview rendering when preview_claimable (→ processing, attempts+1). Returns the claim with its kind, source (original_path, else source_url) and attempt (fencing token), or no row. The lease defaults to preview_lease(). SECURITY DEFINER: called by the service, bypasses RLS.';

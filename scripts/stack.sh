@@ -48,6 +48,7 @@ wait_http() { # url seconds what
 start_bg() { # name logfile command…
   local name=$1 logfile=$2; shift 2
   if alive "$name"; then return 0; fi
+  reap "$name"
   setsid "$@" >>"$logfile" 2>&1 < /dev/null &
   echo $! >"$RUN/$name.pid"
 }
@@ -144,6 +145,22 @@ service_role key: $SERVICE_KEY
 STATUS
 }
 
+# What a crashed service left: members of its process group (start_bg makes each service a group
+# leader, and the gateway's function workers are in its group) that are this stack's (their
+# command line names $STACK_DIR: the workers run $STACK_DIR/tmp/isolate-*.ts). A worker also
+# exits by itself when the gateway's end of its stdin closes; this catches any that did not.
+reap() { # service
+  local pid p
+  pid=$(cat "$RUN/$1.pid" 2>/dev/null) || return 0
+  for p in $(pgrep -g "$pid" 2>/dev/null); do
+    [ "$p" = "$pid" ] && continue
+    if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$STACK_DIR"; then
+      kill -KILL "$p" 2>/dev/null && echo "stack: killed $1's leftover process $p" >&2
+    fi
+  done
+  return 0
+}
+
 stop() {
   for s in gateway fake-kie; do
     if alive "$s"; then
@@ -152,6 +169,7 @@ stop() {
       for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -KILL -- "-$pid" 2>/dev/null || true
     fi
+    reap "$s"
     rm -f "$RUN/$s.pid"
   done
   bash scripts/local/postgres.sh stop >/dev/null 2>&1 || true

@@ -116,7 +116,7 @@ export function loadConfig(env: EnvReader = readEnv): Config {
       callbackSecret: env('KIE_CALLBACK_SECRET'),
       webhookHmacKey: env('KIE_WEBHOOK_HMAC_KEY'),
       timeoutMs: integer(env, 'KIE_TIMEOUT_MS', 10_000, 100, 120_000),
-      pendingBatch: integer(env, 'KIE_SYNC_BATCH', 20, 1, 200),
+      pendingBatch: integer(env, 'KIE_SYNC_BATCH', 150, 1, 200),
     },
     preview: {
       bucket: env('PREVIEW_BUCKET') ?? 'generations',

@@ -204,6 +204,7 @@ export type Database = {
           'attempt': number;
           'id': string;
           'kind': string;
+          'lease_ms': number;
           'model': string;
           'original_path': string;
           'source_url': string;

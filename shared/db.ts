@@ -12,6 +12,43 @@ export type Sql = postgres.Sql;
 
 let sql: Sql | undefined;
 
+/**
+ * Errors of the connection, not of the statement: a server that restarted or crashed, a socket
+ * that died while idle, a server not accepting connections yet. The pool opens a new connection
+ * on the next query, so one more try is what recovers.
+ */
+export function isTransientDbError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  return ['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']
+    .includes(code) || code.startsWith('08') || ['57P01', '57P02', '57P03', '53300'].includes(code);
+}
+
+/** Retries of a call that failed on the connection: 0.2 + 0.4 + 0.8 + 1.6 + 2 s, about 5 s in all. */
+const RECONNECT_DELAYS_MS = [200, 400, 800, 1600, 2000];
+
+/**
+ * fn, tried again while it fails on the connection (the first use after a server restart, a
+ * server still running crash recovery), for about 5 s; other errors are thrown at once.
+ */
+async function reconnecting<T>(fn: () => Promise<T>): Promise<T> {
+  for (let i = 0;; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isTransientDbError(err) || i >= RECONNECT_DELAYS_MS.length) throw err;
+      await new Promise((r) => setTimeout(r, RECONNECT_DELAYS_MS[i]));
+    }
+  }
+}
+
+/**
+ * postgres.js waits before reconnecting, longer after each failed attempt (up to 20 s by
+ * default): after a restart a worker whose connections failed while the server was down would
+ * fail its next claims for seconds. Ours: 0.1 s per failed attempt, at most 1 s.
+ */
+export const RECONNECT_BACKOFF = (attempt: number) => Math.min(0.1 * attempt, 1);
+
 /** One small pool per isolate, created on first use. */
 export function getSql(): Sql {
   sql ??= postgres(getConfig().dbUrl, {
@@ -19,6 +56,7 @@ export function getSql(): Sql {
     prepare: false,
     idle_timeout: 20,
     connect_timeout: 10,
+    backoff: RECONNECT_BACKOFF,
     onnotice: () => {},
   });
   return sql;
@@ -35,6 +73,7 @@ type Row = Database['public']['Tables']['generations']['Row'];
  * source is original_path (an object of ours) when set, else source_url.
  */
 export type Claim = Omit<Fns['claim_preview']['Returns'][number], 'kind' | 'model' | 'original_path' | 'source_url'> & {
+  /** lease_ms: how long the claim is ours (the database's preview_lease()). */
   kind: PreviewKind;
   model: string | null;
   original_path: string | null;
@@ -60,23 +99,26 @@ export interface PreviewStore {
 
 export function createPreviewStore(db: Sql = getSql()): PreviewStore {
   return {
+    // Each call is retried on connection errors (reconnecting). A claim whose first try reached
+    // the server before the connection died finds the row claimed on the retry (skipped; the
+    // lease expires and the sweep sends it again); complete and fail are fenced by the attempt.
     async claim(generationId) {
-      const rows = await db<Claim[]>`select * from public.claim_preview(${generationId}::uuid)`;
+      const rows = await reconnecting(() => db<Claim[]>`select * from public.claim_preview(${generationId}::uuid)`);
       return rows[0] ?? null;
     },
     async isCurrent(c) {
-      const [row] = await db`select public.preview_claim_is_current(${c.id}::uuid, ${c.attempt}) as current`;
+      const [row] = await reconnecting(() => db`select public.preview_claim_is_current(${c.id}::uuid, ${c.attempt}) as current`);
       return row.current === true;
     },
     async complete(c, r) {
-      const [row] = await db`
+      const [row] = await reconnecting(() => db`
         select public.complete_preview(${c.id}::uuid, ${c.attempt}, ${r.path}, ${r.width}, ${r.height},
-          ${r.thumbhash}, ${r.originalPath}) as ok`;
+          ${r.thumbhash}, ${r.originalPath}) as ok`);
       return row.ok === true;
     },
     async fail(c, e) {
-      const [row] = await db`
-        select public.fail_preview(${c.id}::uuid, ${c.attempt}, ${e.code}, ${e.message}, ${e.retryable}) as state`;
+      const [row] = await reconnecting(() => db`
+        select public.fail_preview(${c.id}::uuid, ${c.attempt}, ${e.code}, ${e.message}, ${e.retryable}) as state`);
       return row.state ?? null;
     },
   };

@@ -8,10 +8,43 @@ import { applyKieResult, findGenerationByTask, pendingKieTasks, recordKieCallbac
 import { errorResponse, json, readJson } from './http.ts';
 import { createKieClient, extractTaskId, type KieClient, KieParseError, parseKieCallback, timingSafeEqualString, verifyKieSignature } from './kie.ts';
 import { log } from './log.ts';
-import { type SyncStore, syncKieTask } from './sync.ts';
+import { type SyncReport, type SyncStore, syncKieTask } from './sync.ts';
 
 const MAX_CALLBACK_BYTES = 256 * 1024;
+/** The pending sync finishes well inside pg_cron's 30 s request timeout, so minute runs never overlap. */
 const PENDING_SWEEP_BUDGET_MS = 20_000;
+/** KIE allows about 10 record-info requests a second per key: one starts every 110 ms at most. */
+const RECORD_INFO_INTERVAL_MS = 110;
+/** Syncs in flight at once (a slow answer does not hold the pace back). */
+const PENDING_SYNC_CONCURRENCY = 4;
+
+/**
+ * Runs sync for each task at KIE's rate (a start every RECORD_INFO_INTERVAL_MS, a few in flight)
+ * until the budget is spent; what is left waits for the next run (least recently asked first).
+ */
+async function syncPaced(taskIds: string[], sync: (taskId: string) => Promise<SyncReport>): Promise<SyncReport[]> {
+  const results: SyncReport[] = [];
+  const deadline = performance.now() + PENDING_SWEEP_BUDGET_MS;
+  const inFlight = new Set<Promise<void>>();
+  let nextStart = performance.now();
+  for (const taskId of taskIds) {
+    if (performance.now() > deadline) break;
+    const wait = nextStart - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    nextStart = Math.max(nextStart, performance.now()) + RECORD_INFO_INTERVAL_MS;
+    const p: Promise<void> = sync(taskId).then(
+      (r) => void results.push(r),
+      (err) => {
+        log.error('[Sync]', `Pending sync of ${taskId} failed: ${err instanceof Error ? err.message : err}`);
+        results.push({ taskId, found: true, changed: false, note: 'sync failed; left for the next run' });
+      },
+    ).finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    if (inFlight.size >= PENDING_SYNC_CONCURRENCY) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  return results;
+}
 
 function syncStore(): SyncStore {
   return { findByTask: (t) => findGenerationByTask(t), apply: (r) => applyKieResult(r) };
@@ -96,16 +129,7 @@ export async function handleKieSync(req: Request): Promise<Response> {
   if (mode === 'pending') {
     if (caller.role !== 'service_role' && !dispatch) return errorResponse(403, 'FORBIDDEN', 'mode=pending is for the service role and pg_cron');
     const tasks = await pendingKieTasks(config.kie.pendingBatch);
-    const results = [];
-    // Finish well inside pg_cron's 30 s request timeout, so minute runs never overlap (and
-    // never double KIE's request rate); what is left waits for the next run, oldest first.
-    const deadline = performance.now() + PENDING_SWEEP_BUDGET_MS;
-    for (const [i, t] of tasks.entries()) {
-      if (performance.now() > deadline) break;
-      // KIE allows 10 record-info requests per second per key: stay under it.
-      if (i > 0) await new Promise((r) => setTimeout(r, 120));
-      results.push(await syncKieTask({ taskId: t.task_id, source: 'cron' }, deps));
-    }
+    const results = await syncPaced(tasks.map((t) => t.task_id), (taskId) => syncKieTask({ taskId, source: 'cron' }, deps));
     // least recently asked first next time: tasks KIE never finishes cannot fill every batch
     await recordKieChecks(results.map((r) => r.taskId));
     log.info('[Sync]', 'Pending sweep done', { tasks: tasks.length, changed: results.filter((r) => r.changed).length });

@@ -45,6 +45,17 @@ const realServe = Deno.serve.bind(Deno);
   return { finished: new Promise(() => {}), shutdown: async () => {}, ref() {}, unref() {}, addr: null };
 };
 
+// Die with the gateway: stdin is a pipe the gateway holds open and never writes to, so EOF (or an
+// error) means the gateway is gone, killed or crashed. A worker must not outlive it, still
+// writing to the database with nobody reading its logs.
+(async () => {
+  const buf = new Uint8Array(64);
+  try {
+    while ((await Deno.stdin.read(buf)) !== null) { /* nothing is ever sent */ }
+  } catch { /* closed */ }
+  Deno.exit(0);
+})();
+
 function control(line: string): void {
   console.log(`@@fnhost ${line}`);
 }

@@ -110,7 +110,8 @@ class Isolate {
       cwd: args.cwd,
       env: { ...args.env, TMPDIR: args.tmp },
       clearEnv: true,
-      stdin: 'null',
+      // held open and never written: the worker exits at EOF, i.e. when this gateway dies
+      stdin: 'piped',
       stdout: 'piped',
       stderr: 'piped',
     }).spawn();

@@ -5,7 +5,7 @@
  *   /storage/v1/…         the Storage REST API (storage-api.ts)
  *   /auth/v1/…            a minimal Auth API (auth-api.ts)
  *   /library              the example library page (library.html)
- *   /_local/faults        (service key) injected storage upload failures
+ *   /_local/faults        (service key) injected storage upload failures and delays
  *   /_local/isolates      (service key) live function isolates: pid, busy, the request body
  * and, in the background, the pg_net stand-in (net-worker.ts).
  *
@@ -91,7 +91,8 @@ async function main() {
   };
   const log = (line: string) => write('gateway', line);
 
-  const sql = postgres(dbUrl, { max: 10, prepare: false, onnotice: () => {} });
+  // the platform's services reconnect promptly after a database restart (postgres.js waits up to 20 s by default)
+  const sql = postgres(dbUrl, { max: 10, prepare: false, onnotice: () => {}, backoff: (n: number) => Math.min(0.1 * n, 1) });
   const specs = readFunctionSpecs(`${root}/supabase/config.toml`);
   const extra = env('EXTRA_FUNCTIONS_CONFIG');
   if (extra) specs.push(...readFunctionSpecs(extra));
@@ -170,6 +171,7 @@ async function main() {
       if (claims?.role !== 'service_role') return Response.json({ message: 'service role only' }, { status: 403 });
       const body = await req.json();
       faults.failUploads = (body.failUploads ?? []).map((f: { pattern: string; times: number }) => ({ pattern: f.pattern, remaining: f.times }));
+      faults.delayUploads = (body.delayUploads ?? []).map((f: { pattern: string; ms: number; times: number }) => ({ pattern: f.pattern, ms: f.ms, remaining: f.times }));
       log(`[Gateway] faults set ${JSON.stringify(body)}`);
       return Response.json({ ok: true });
     }

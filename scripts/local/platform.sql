@@ -355,7 +355,9 @@ create schema if not exists net;
 -- and can call net.http_post. Nothing secret beyond the dispatch itself may travel here.
 grant usage on schema net to public;
 
-create table if not exists net.http_request_queue (
+-- UNLOGGED, as real pg_net's: a crash empties the queue (requests not yet sent are lost, and
+-- the preview sweep must recover them); a clean restart keeps it.
+create unlogged table if not exists net.http_request_queue (
   id bigserial primary key,
   method text not null,
   url text not null,
@@ -363,6 +365,7 @@ create table if not exists net.http_request_queue (
   body bytea,
   timeout_milliseconds int not null
 );
+alter table net.http_request_queue set unlogged;
 
 create unlogged table if not exists net._http_response (
   id bigint,

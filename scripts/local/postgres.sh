@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # A private Postgres 15 cluster for the local stack (no Docker), from Debian's binaries.
 #
-#   scripts/local/postgres.sh start|stop|status|psql [psql args…]|recreate-db|url
+#   scripts/local/postgres.sh start|stop|crash|status|psql [psql args…]|recreate-db|url
 #
 # Env:
-#   STACK_DIR  local state folder (default .local/dev, relative to the repo root)
-#   DB_PORT    TCP port on 127.0.0.1 (default 54322, like `supabase start`)
+#   STACK_DIR      local state folder (default .local/dev, relative to the repo root)
+#   DB_PORT        TCP port on 127.0.0.1 (default 54322, like `supabase start`)
+#   PG_DURABILITY  on (default: fsync, synchronous_commit, full_page_writes, as the platform) | off
 #
 # The cluster lives in $STACK_DIR/pg (data/, run/ for the socket, postgres.log). When the
 # postgres OS user cannot reach that folder (a repo cloned under a root-only path), the
@@ -22,6 +23,14 @@ DB_PORT=${DB_PORT:-54322}
 DB_URL="postgresql://postgres:postgres@127.0.0.1:${DB_PORT}/postgres"
 
 die() { echo "postgres.sh: $*" >&2; exit 1; }
+
+# Durable like the platform unless asked: PG_DURABILITY=off trades crash safety for speed (a
+# crash may then lose commits already answered; nothing in npm test uses it).
+case "${PG_DURABILITY:-on}" in
+  on) DURABILITY="-c fsync=on -c synchronous_commit=on -c full_page_writes=on" ;;
+  off) DURABILITY="-c fsync=off -c synchronous_commit=off -c full_page_writes=off" ;;
+  *) die "PG_DURABILITY must be on or off" ;;
+esac
 
 [ -x "$PG_BIN/initdb" ] || die "Postgres 15 binaries not found in $PG_BIN (apt-get install postgresql-15; run scripts/setup.sh)"
 [ -f /usr/lib/postgresql/15/lib/pg_cron.so ] || die "pg_cron missing (apt-get install postgresql-15-cron; run scripts/setup.sh)"
@@ -107,9 +116,8 @@ cron.max_running_jobs = 8
 # pg_cron 1.4.2 (Debian 12) has no cron.timezone: it always evaluates schedules in GMT/UTC.
 max_worker_processes = 32
 max_connections = 200
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+# durability: as the platform's (fsync, synchronous_commit, full_page_writes on: a commit that
+# was answered survives a crash); start() passes them, so an older cluster gets them too
 logging_collector = off
 log_min_messages = warning
 EOF
@@ -125,7 +133,7 @@ start() {
   mkdir -p "$SOCK_DIR"
   [ "$(id -u)" = 0 ] && chown postgres:postgres "$SOCK_DIR" && touch "$LOG" && chown postgres:postgres "$LOG"
   as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$LOG" -w -t 60 \
-    -o "-p $DB_PORT -k $SOCK_DIR" start >/dev/null || { tail -n 30 "$LOG" >&2; die "start failed (log: $LOG)"; }
+    -o "-p $DB_PORT -k $SOCK_DIR $DURABILITY" start >/dev/null || { tail -n 30 "$LOG" >&2; die "start failed (log: $LOG)"; }
   for _ in $(seq 1 50); do
     "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$DB_PORT" && break
     sleep 0.2
@@ -137,6 +145,17 @@ stop() {
   if is_running; then
     as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
     echo "postgres.sh: stopped"
+  else
+    echo "postgres.sh: not running"
+  fi
+}
+
+# An immediate shutdown: no checkpoint, every backend quits at once, and the next start runs
+# crash recovery (unlogged tables, such as pg_net's queue, come back empty). What a crash does.
+crash() {
+  if is_running; then
+    as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -m immediate -w stop >/dev/null
+    echo "postgres.sh: crashed (immediate shutdown)"
   else
     echo "postgres.sh: not running"
   fi
@@ -162,7 +181,7 @@ recreate_db() {
   is_running || start
   PGPASSWORD=postgres "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$DB_PORT" -U postgres -d template1 \
     -c 'drop database if exists postgres with (force)' -c 'create database postgres'
-  as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$LOG" -m fast -w -t 60 -o "-p $DB_PORT -k $SOCK_DIR" restart >/dev/null
+  as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$LOG" -m fast -w -t 60 -o "-p $DB_PORT -k $SOCK_DIR $DURABILITY" restart >/dev/null
   for _ in $(seq 1 50); do
     "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$DB_PORT" && break
     sleep 0.2
@@ -175,9 +194,10 @@ shift || true
 case "$cmd" in
   start) start ;;
   stop) stop ;;
+  crash) crash ;;
   status) status ;;
   psql) run_psql "$@" ;;
   recreate-db) recreate_db ;;
   url) echo "$DB_URL" ;;
-  *) die "usage: $0 start|stop|status|psql [args]|recreate-db|url" ;;
+  *) die "usage: $0 start|stop|crash|status|psql [args]|recreate-db|url" ;;
 esac

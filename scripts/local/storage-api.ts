@@ -16,7 +16,11 @@ import { type Claims, signJwt, verifyJwt } from './keys.ts';
 type Sql = postgres.Sql;
 type Tx = postgres.TransactionSql;
 
-export type StorageFaults = { failUploads: { pattern: string; remaining: number }[] };
+export type StorageFaults = {
+  failUploads: { pattern: string; remaining: number }[];
+  /** Uploads whose name contains pattern take ms longer (before they are stored), `remaining` times. */
+  delayUploads?: { pattern: string; ms: number; remaining: number }[];
+};
 
 export type StorageOptions = {
   sql: Sql;
@@ -206,6 +210,12 @@ export function createStorageHandler(opts: StorageOptions) {
       fault.remaining--;
       opts.log(`[Storage] injected upload failure bucket=${bucket} name=${name}`);
       fail(503, 'ServiceUnavailable', 'Injected upload failure (local fault)');
+    }
+    const delay = opts.faults.delayUploads?.find((f) => f.remaining > 0 && name.includes(f.pattern));
+    if (delay) {
+      delay.remaining--;
+      opts.log(`[Storage] injected upload delay ${delay.ms}ms bucket=${bucket} name=${name}`);
+      await new Promise((r) => setTimeout(r, delay.ms));
     }
     const { bytes, contentType, cacheControl } = await readBody(req);
     const file = objectPath(dir, bucket, name);

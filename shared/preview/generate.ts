@@ -6,7 +6,7 @@
  * whose lease expires; the sweep then dispatches it again.
  */
 import type { Config } from '../config.ts';
-import type { Claim, PreviewStore } from '../db.ts';
+import { type Claim, isTransientDbError, type PreviewStore } from '../db.ts';
 import { PreviewError, toPreviewError } from '../errors.ts';
 import { log } from '../log.ts';
 import { isSafeObjectKey, type ObjectStore } from '../storage.ts';
@@ -87,8 +87,30 @@ async function render(claim: Claim, deps: PreviewDeps): Promise<Render> {
   return { rendered, source: bytes, format: kind.format, mime: kind.mime, storedAt };
 }
 
+/**
+ * complete_preview after the objects are written. A transient database error (a restart, a
+ * crash) is retried, fenced by the attempt, while the lease holds (less a margin): the objects
+ * are there, and giving up would make the next attempt render and write them again.
+ */
+async function completeWhileLeased(claim: Claim, claimedAt: number, deps: PreviewDeps, r: Parameters<PreviewStore['complete']>[1]): Promise<boolean> {
+  const until = claimedAt + claim.lease_ms - COMPLETE_MARGIN_MS;
+  for (let delay = 250;; delay = Math.min(delay * 2, 4000)) {
+    try {
+      return await deps.store.complete(claim, r);
+    } catch (err) {
+      if (!isTransientDbError(err) || performance.now() + delay > until) throw err;
+      log.info('[Preview]', 'Completion retry', { generationId: claim.id, attempt: claim.attempt, code: (err as { code?: string }).code, inMs: delay });
+      await new Promise((done) => setTimeout(done, delay));
+    }
+  }
+}
+
+/** How long before the lease ends a worker stops retrying its completion. */
+const COMPLETE_MARGIN_MS = 2_000;
+
 export async function generatePreview(generationId: string, deps: PreviewDeps): Promise<PreviewOutcome> {
   const claim = await deps.store.claim(generationId);
+  const claimedAt = performance.now();
   if (!claim) {
     log.info('[Preview]', 'Skipped', { generationId, reason: 'not_claimable' });
     return { generationId, result: 'skipped' };
@@ -110,7 +132,7 @@ export async function generatePreview(generationId: string, deps: PreviewDeps): 
     if (stored !== rendered.webp.length) {
       throw new PreviewError('UPLOAD_FAILED', `Upload check failed: stored ${stored} bytes, expected ${rendered.webp.length}`);
     }
-    const ok = await deps.store.complete(claim, {
+    const ok = await completeWhileLeased(claim, claimedAt, deps, {
       path, width: rendered.width, height: rendered.height, thumbhash: rendered.thumbhash, originalPath: original,
     });
     if (!ok) {

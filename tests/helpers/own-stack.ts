@@ -32,6 +32,7 @@ export async function startOwnStack(name: string, extraEnv: Record<string, strin
     ...extraEnv,
   };
   const stop = async () => {
+    if (process.env.KEEP_OWN_STACK === '1') return; // debugging: leave it running
     await run('bash', ['scripts/stack.sh', 'stop'], { env }).catch(() => {});
     const location = join(dir, 'pg', 'LOCATION');
     if (existsSync(location)) rmSync(readFileSync(location, 'utf8').trim(), { recursive: true, force: true });

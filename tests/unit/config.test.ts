@@ -17,7 +17,7 @@ describe('loadConfig', () => {
       serviceKeys: ['legacy-service-jwt'],
       serviceKey: 'legacy-service-jwt',
       anonKey: undefined,
-      kie: { apiKey: undefined, baseUrl: 'https://api.kie.ai', callbackSecret: undefined, webhookHmacKey: undefined, timeoutMs: 10_000, pendingBatch: 20 },
+      kie: { apiKey: undefined, baseUrl: 'https://api.kie.ai', callbackSecret: undefined, webhookHmacKey: undefined, timeoutMs: 10_000, pendingBatch: 150 },
       preview: {
         bucket: 'generations', maxSide: 512, quality: 80, maxSourceBytes: 104_857_600, maxPixels: 50_000_000,
         downloadTimeoutMs: 20_000, allowedPrivateHosts: [], ffmpegCoreWasmUrl: undefined,

@@ -1,0 +1,223 @@
+// Recovery under crashes, on a stack of its own with the stack's default settings (durable
+// Postgres, 2-minute lease, no test shortcuts): a Postgres crash loses no acknowledged
+// callback; a killed gateway leaves no function worker alive; the first claim after a Postgres
+// restart succeeds; a transient database error at completion leaves one write per object; and
+// with 50 callbacks and 100 dispatches lost, every row is ready within 90 s of the first cron
+// run. Restarting Postgres and killing the gateway would disturb the other suites, hence the
+// own stack.
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { createClient } from '@supabase/supabase-js';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFakeKieClient, type FakeKieClient } from '../../scripts/local/fake-kie-client.ts';
+import { encodePhoto, photoPng, read } from '../fixtures/media.ts';
+import { type OwnStack, startOwnStack } from '../helpers/own-stack.ts';
+
+const run = promisify(execFile);
+const MEDIA = join(process.cwd(), '.local', 'e2e-media');
+
+let own: OwnStack;
+let sql: postgres.Sql;
+let kie: FakeKieClient;
+let userId: string;
+let photo: Uint8Array;
+
+const pg = (cmd: 'start' | 'stop') => run('bash', ['scripts/local/postgres.sh', cmd], { env: { ...process.env, STACK_DIR: own.dir, DB_PORT: new URL(own.env.DB_URL).port } });
+const logMark = () => (existsSync(own.env.LOG_FILE) ? statSync(own.env.LOG_FILE).size : 0);
+const logSince = (mark: number, ...needles: string[]) =>
+  readFileSync(own.env.LOG_FILE).subarray(mark).toString('utf8').split('\n').filter((l) => l && needles.every((n) => l.includes(n)));
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 30_000, everyMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn().catch(() => null);
+    if (v) return v as T;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** A KIE task that succeeded with a small photo; its callback is ours to send (or lose). */
+async function kieTask(): Promise<{ taskId: string; url: string }> {
+  const name = `${randomUUID()}.jpg`;
+  await kie.putFile(name, photo, 'image/jpeg');
+  const taskId = await kie.createTask('market', { model: 'google/nano-banana', callBackUrl: null, fixture: name, fake: { callback: 'never' } });
+  await waitFor('the fake task to finish', async () => (await kie.getTask(taskId)).state === 'success', 10_000, 50);
+  return { taskId, url: (await kie.getTask(taskId)).resultUrls[0] };
+}
+
+function callback(taskId: string, url: string) {
+  return fetch(`${own.env.API_URL}/functions/v1/kie-callback?secret=${own.env.KIE_CALLBACK_SECRET}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ code: 200, msg: 'success', data: { taskId, state: 'success', resultJson: JSON.stringify({ resultUrls: [url] }) } }),
+  });
+}
+
+async function isolates(): Promise<{ fn: string; pid: number }[]> {
+  const res = await fetch(`${own.env.API_URL}/_local/isolates`, { headers: { authorization: `Bearer ${own.env.SERVICE_ROLE_KEY}` } });
+  return (await res.json()).isolates;
+}
+
+/** A success photo row whose preview is dispatched by the trigger, as after a callback. */
+async function successRow(url: string): Promise<string> {
+  const [r] = await sql<{ id: string }[]>`
+    insert into public.generations (user_id, type, status, task_id, model, asset_url, result_urls)
+    values (${userId}, 'photo', 'success', ${`rec-${randomUUID()}`}, 'google/nano-banana', ${url}, ${sql.json([url])}) returning id`;
+  return r.id;
+}
+
+const row = async (id: string) => (await sql<Record<string, any>[]>`select * from public.generations where id = ${id}`)[0];
+
+beforeAll(async () => {
+  // the stack's defaults, not the test run's shortcuts
+  own = await startOwnStack('recovery', {
+    PREVIEW_LEASE_SECONDS: '', PREVIEW_DOWNLOAD_TIMEOUT_MS: '', PREVIEW_MAX_SOURCE_BYTES: '', KIE_WEBHOOK_HMAC_KEY: '', EXTRA_FUNCTIONS_CONFIG: '',
+  });
+  sql = postgres(own.env.DB_URL, { max: 4, prepare: false, onnotice: () => {} });
+  kie = createFakeKieClient(own.env.KIE_URL);
+  photo = read(await encodePhoto(photoPng(MEDIA, 480, 320, { seed: 5 }), 'jpeg', join(MEDIA, 'recovery.jpg')));
+  const admin = createClient(own.env.API_URL, own.env.SERVICE_ROLE_KEY, { auth: { persistSession: false } });
+  const { data } = await admin.auth.admin.createUser({ email: `rec-${randomUUID().slice(0, 8)}@example.test`, password: randomUUID(), email_confirm: true });
+  userId = data.user!.id;
+}, 240_000);
+
+afterAll(async () => {
+  await sql?.end({ timeout: 2 });
+  await own?.stop();
+}, 60_000);
+
+describe('recovery on the stack\'s default settings', () => {
+  it('runs Postgres as durably as the platform', async () => {
+    const [s] = await sql`select current_setting('fsync') as fsync, current_setting('synchronous_commit') as sc, current_setting('full_page_writes') as fpw,
+                                 (select relpersistence from pg_class where oid = 'net.http_request_queue'::regclass) as queue`;
+    expect(s).toEqual({ fsync: 'on', sc: 'on', fpw: 'on', queue: 'u' });
+  });
+
+  it('a Postgres crash right after the callbacks were answered loses none of them', async () => {
+    const tasks = await Promise.all(Array.from({ length: 10 }, () => kieTask()));
+    const ids = await Promise.all(tasks.map(async (t) => (await sql<{ id: string }[]>`
+      insert into public.generations (user_id, type, status, task_id, model) values (${userId}, 'photo', 'pending', ${t.taskId}, 'google/nano-banana') returning id`)[0].id));
+    // the postmaster's pid, to crash it the moment the last answer arrives (SIGQUIT: an immediate
+    // shutdown, what pg_ctl -m immediate sends), before the WAL writer's next flush
+    const pgRoot = existsSync(join(own.dir, 'pg', 'LOCATION')) ? readFileSync(join(own.dir, 'pg', 'LOCATION'), 'utf8').trim() : join(own.dir, 'pg');
+    const postmaster = Number(readFileSync(join(pgRoot, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const answers = await Promise.all(tasks.map((t) => callback(t.taskId, t.url)));
+    process.kill(postmaster, 'SIGQUIT');
+    expect(answers.map((a) => a.status)).toEqual(Array(10).fill(200));
+    await waitFor('the crash', async () => !alive(postmaster), 10_000, 50);
+    await pg('start');
+    await sql.end({ timeout: 1 });
+    sql = postgres(own.env.DB_URL, { max: 4, prepare: false, onnotice: () => {} });
+    const rows = await sql<{ status: string }[]>`select status from public.generations where id = any(${ids}::uuid[])`;
+    expect(rows.map((r) => r.status)).toEqual(Array(10).fill('success'));
+  }, 120_000);
+
+  it('the first claim after a Postgres restart succeeds (idle connections recover, nothing fails)', async () => {
+    const warm = await successRow((await kieTask()).url);
+    await waitFor('a warm worker', async () => (await row(warm)).preview_status === 'ready', 60_000);
+    await pg('stop');
+    await pg('start');
+    const mark = logMark();
+    const id = await successRow((await kieTask()).url);
+    const done = await waitFor('the preview', async () => ((await row(id)).preview_status === 'ready' ? row(id) : null), 50_000);
+    expect(done.preview_attempts).toBe(1);
+    expect(logSince(mark, id, '❌')).toEqual([]);
+  }, 150_000);
+
+  it('a transient database error at completion is retried within the lease: one write per object, attempt 1', async () => {
+    const { url } = await kieTask();
+    // eight completions in a row fail as if the server had gone away (57P01), about 6 s: longer than
+    // the database layer's own reconnect retries (about 5 s), so the worker's lease-bound retry runs
+    await sql`create sequence if not exists public.test_complete_faults`;
+    await sql.unsafe(`
+      create or replace function public.test_fail_completion() returns trigger language plpgsql as $$
+      begin
+        if new.preview_status = 'ready' and old.preview_status = 'processing' and new.prompt = 'fail-completion'
+           and nextval('public.test_complete_faults') <= 8 then
+          raise exception 'injected: terminating connection due to administrator command' using errcode = '57P01';
+        end if;
+        return new;
+      end $$`);
+    await sql`create trigger zz_test_fail_completion before update on public.generations for each row execute function public.test_fail_completion()`;
+    try {
+      const mark = logMark();
+      const [{ id }] = await sql<{ id: string }[]>`
+        insert into public.generations (user_id, type, status, task_id, model, asset_url, prompt)
+        values (${userId}, 'photo', 'success', ${`rec-${randomUUID()}`}, 'google/nano-banana', ${url}, 'fail-completion') returning id`;
+      const done = await waitFor('the preview', async () => ((await row(id)).preview_status === 'ready' ? row(id) : null), 60_000);
+      expect(done.preview_attempts).toBe(1);
+      expect(logSince(mark, '[Preview]', 'Completion retry', id).length).toBeGreaterThanOrEqual(1);
+      const writes = (path: string) => logSince(mark, '[Storage] write', `name=${path} `).length;
+      expect(writes(done.preview_path)).toBe(1);
+      expect(writes(done.original_path)).toBe(1);
+    } finally {
+      await sql`drop trigger if exists zz_test_fail_completion on public.generations`;
+      await sql`drop function if exists public.test_fail_completion()`;
+    }
+  }, 120_000);
+
+  it('a killed gateway leaves no function worker alive, and stack start brings it back', async () => {
+    await fetch(`${own.env.API_URL}/functions/v1/health`);
+    const workers = await waitFor('live workers', async () => {
+      const list = await isolates();
+      return list.length > 0 ? list : null;
+    });
+    const gateway = Number(readFileSync(join(own.dir, 'run', 'gateway.pid'), 'utf8'));
+    process.kill(gateway, 'SIGKILL');
+    await waitFor('every worker to exit', async () => workers.every((w) => !alive(w.pid)), 10_000, 100);
+    await run('bash', ['scripts/stack.sh', 'start'], {
+      env: { ...process.env, STACK_DIR: own.dir, API_PORT: new URL(own.env.API_URL).port, DB_PORT: new URL(own.env.DB_URL).port, KIE_PORT: new URL(own.env.KIE_URL).port,
+        PREVIEW_LEASE_SECONDS: '', PREVIEW_DOWNLOAD_TIMEOUT_MS: '', PREVIEW_MAX_SOURCE_BYTES: '', KIE_WEBHOOK_HMAC_KEY: '', EXTRA_FUNCTIONS_CONFIG: '' },
+      timeout: 120_000,
+    });
+    expect((await fetch(`${own.env.API_URL}/functions/v1/health`)).status).toBe(200);
+  }, 180_000);
+
+  it('with 50 callbacks and 100 dispatches lost, every row is ready within 90 s of the first cron run', async () => {
+    // 50 tasks KIE finished whose callbacks never came; 100 rows whose dispatch was lost (a
+    // crash emptied pg_net's queue) two minutes ago
+    const lostCallbacks = await Promise.all(Array.from({ length: 50 }, () => kieTask()));
+    const urls = await Promise.all(Array.from({ length: 20 }, () => kieTask().then((t) => t.url)));
+    const ids = await sql.begin(async (tx) => {
+      await tx`set local app.skip_preview_dispatch = 'on'`;
+      const a = await tx<{ id: string }[]>`
+        insert into public.generations ${tx(lostCallbacks.map((t) => ({ user_id: userId, type: 'photo', status: 'generating', task_id: t.taskId, model: 'google/nano-banana',
+          created_at: new Date(Date.now() - 120_000), updated_at: new Date(Date.now() - 120_000) })))} returning id`;
+      const b = await tx<{ id: string }[]>`
+        insert into public.generations ${tx(Array.from({ length: 100 }, (_, i) => ({ user_id: userId, type: 'photo', status: 'success', task_id: `lost-${randomUUID()}`,
+          model: 'google/nano-banana', asset_url: urls[i % urls.length], created_at: new Date(Date.now() - 120_000), updated_at: new Date(Date.now() - 120_000) })))} returning id`;
+      return [...a, ...b].map((r) => r.id);
+    });
+    const since = new Date();
+    const first = await waitFor('the first cron run', async () => {
+      const [r] = await sql<{ start: Date }[]>`
+        select min(d.start_time) as start from cron.job_run_details d join cron.job j on j.jobid = d.jobid
+         where j.jobname in ('kie-sync-pending', 'preview-sweep') and d.start_time >= ${since}`;
+      return r.start;
+    }, 70_000, 500);
+    const ready = await waitFor('every row ready', async () => {
+      const [r] = await sql<{ n: number; last: Date | null }[]>`
+        select count(*) filter (where preview_status = 'ready')::int as n, max(updated_at) as last from public.generations where id = any(${ids}::uuid[])`;
+      return r.n === ids.length ? r : null;
+    }, 150_000, 1000);
+    const seconds = (ready.last!.getTime() - first.getTime()) / 1000;
+    const [net] = await sql<{ total: number; timed_out: number }[]>`
+      select count(*)::int as total, count(*) filter (where timed_out)::int as timed_out from net._http_response where created >= ${since}`;
+    console.log(`recovery: 50 lost callbacks + 100 lost dispatches ready ${seconds.toFixed(1)} s after the first cron run; ` +
+      `pg_net answers ${net.total}, timed out ${net.timed_out}`);
+    expect(seconds).toBeLessThanOrEqual(90);
+  }, 300_000);
+});
