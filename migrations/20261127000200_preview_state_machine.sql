@@ -360,6 +360,32 @@ comment on function public.reset_preview_for_retry(uuid) is
   'failed → none with attempts 0 (backfill --retry-failed). Does not queue a generate-preview request: the caller claims. SECURITY DEFINER: service only.';
 
 -- ---------------------------------------------------------------------------------------
+-- preview_dispatches: requests queued for generate-preview and not yet known to be lost
+-- ---------------------------------------------------------------------------------------
+-- A request may wait a while before a worker takes it (pg_net's queue, then the functions'
+-- own); a sweep that re-sent every row still `none` a minute later doubled the load exactly
+-- when the workers were behind. Each dispatch is remembered (dispatch_preview, migration
+-- 000300); the sweep re-sends a `none` row only when nothing was queued for it within
+-- preview_redispatch_after(). The table is UNLOGGED like pg_net's queue: a crash that
+-- empties the queue (the requests are lost) empties this too, so exactly what a crash lost is
+-- sent again at the next sweep.
+create unlogged table if not exists public.preview_dispatches (
+  generation_id uuid primary key,
+  dispatched_at timestamptz not null default now()
+);
+comment on table public.preview_dispatches is
+  'generate-preview requests queued (by the trigger or the sweep), per row: the sweep does not re-send a none row within preview_redispatch_after(). UNLOGGED, as pg_net''s queue. Service only.';
+alter table public.preview_dispatches enable row level security;
+revoke all on table public.preview_dispatches from public, anon, authenticated;
+grant select, insert, update, delete on table public.preview_dispatches to service_role;
+
+create or replace function public.preview_redispatch_after() returns interval
+language sql immutable parallel safe
+as $$ select interval '2 minutes' $$;
+comment on function public.preview_redispatch_after() is
+  'How long a queued generate-preview request is given before the sweep sends another for a row still none.';
+
+-- ---------------------------------------------------------------------------------------
 -- sweep_previews (read-only)
 -- ---------------------------------------------------------------------------------------
 create or replace function public.sweep_previews(
@@ -377,6 +403,9 @@ as $$
      where public.has_previewable_asset(g)
        and coalesce(g.preview_status, 'none') = 'none'
        and g.updated_at < now() - p_grace
+       -- a request queued recently may only be waiting for a worker
+       and not exists (select 1 from public.preview_dispatches d
+                        where d.generation_id = g.id and d.dispatched_at > now() - public.preview_redispatch_after())
        -- Only rows that became eligible within the last day: on an existing table the whole
        -- history is `none`, and that is the backfill's job (with its own limit and
        -- concurrency), not a flood of pg_net requests from the minute job.
@@ -398,7 +427,7 @@ as $$
   limit greatest(p_limit, 0)
 $$;
 comment on function public.sweep_previews(int, interval) is
-  'Read-only: ids needing a (re)dispatch, oldest first: lost_webhook (success, none, older than grace, changed within a day: older rows are the backfill''s), lease_expired, retry_due. SECURITY DEFINER: service and pg_cron.';
+  'Read-only: ids needing a (re)dispatch, oldest first: lost_webhook (success, none, older than grace, changed within a day: older rows are the backfill''s; nothing queued for it within preview_redispatch_after()), lease_expired, retry_due. SECURITY DEFINER: service and pg_cron.';
 
 -- Processing rows whose lease ran out and that may not be taken over again: at the
 -- expired-lease cap the input kills workers (WORKER_LIMIT), else the attempt cap was reached
@@ -591,7 +620,7 @@ grant execute on function public.backfill_candidates(timestamptz, uuid, int, tex
 -- The constants and the pure rules (no SECURITY DEFINER: they read only the row they are
 -- given) are harmless to call.
 grant execute on function public.preview_max_attempts(), public.preview_backoff(int), public.preview_lease(),
-  public.preview_max_expired_leases(), public.preview_kind(text), public.generation_succeeded(text),
+  public.preview_max_expired_leases(), public.preview_redispatch_after(), public.preview_kind(text), public.generation_succeeded(text),
   public.kie_task_running(text), public.first_result_url(jsonb) to service_role, authenticated, anon;
 grant execute on function public.preview_source_url(public.generations), public.generation_model(public.generations),
   public.preview_skip_reason(public.generations), public.has_previewable_asset(public.generations),

@@ -324,6 +324,25 @@ as $$
   )
 $$;
 
+-- Queues one generate-preview request for a row and remembers it (preview_dispatches), so
+-- the sweep does not send another while this one may only be waiting. True when queued.
+create or replace function public.dispatch_preview(p_body jsonb, p_generation_id uuid) returns boolean
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+begin
+  if public.invoke_edge_function('generate-preview', p_body, 10000) is null then
+    return false;
+  end if;
+  insert into public.preview_dispatches (generation_id, dispatched_at) values (p_generation_id, now())
+  on conflict (generation_id) do update set dispatched_at = excluded.dispatched_at;
+  return true;
+end
+$$;
+comment on function public.dispatch_preview(jsonb, uuid) is
+  'invoke_edge_function(generate-preview) and a preview_dispatches record. The trigger and the sweep use it. SECURITY DEFINER.';
+
 -- ---------------------------------------------------------------------------------------
 -- The dispatch trigger (AFTER INSERT OR UPDATE)
 -- ---------------------------------------------------------------------------------------
@@ -355,12 +374,10 @@ begin
                                 'status', old.status::text, 'preview_status', old.preview_status);
   end if;
 
-  perform public.invoke_edge_function(
-    'generate-preview',
+  perform public.dispatch_preview(
     public.preview_request_body(tg_op, new.id, new.user_id, new.type::text, new.status::text,
                                 new.preview_status, v_old, 'needsPreview'),
-    10000
-  );
+    new.id);
   return null;
 exception when others then
   -- Never fail the row's write because of the dispatch; the sweep will pick the row up.
@@ -394,11 +411,10 @@ begin
       from public.sweep_previews(p_limit) s
       join public.generations g on g.id = s.id
   loop
-    if public.invoke_edge_function(
-         'generate-preview',
+    if public.dispatch_preview(
          public.preview_request_body('UPDATE', r.id, r.user_id, r.type, r.status,
                                      r.preview_status, null, r.reason),
-         10000) is not null then
+         r.id) then
       v_count := v_count + 1;
     end if;
   end loop;
@@ -419,6 +435,7 @@ revoke all on function public.invoke_edge_function(text, jsonb, int) from public
 revoke all on function public.preview_dispatch_secret_ok(text) from public, anon, authenticated;
 revoke all on function public.preview_request_body(text, uuid, uuid, text, text, text, jsonb, text) from public, anon, authenticated;
 revoke all on function public.generations_dispatch_preview() from public, anon, authenticated;
+revoke all on function public.dispatch_preview(jsonb, uuid) from public, anon, authenticated;
 revoke all on function public.dispatch_preview_sweep(int) from public, anon, authenticated;
 
 grant execute on function public.apply_kie_result(text, text, jsonb, text, text) to service_role;
@@ -430,3 +447,4 @@ grant execute on function public.invoke_edge_function(text, jsonb, int) to servi
 grant execute on function public.preview_dispatch_secret_ok(text) to service_role;
 grant execute on function public.preview_request_body(text, uuid, uuid, text, text, text, jsonb, text) to service_role;
 grant execute on function public.dispatch_preview_sweep(int) to service_role;
+grant execute on function public.dispatch_preview(jsonb, uuid) to service_role;

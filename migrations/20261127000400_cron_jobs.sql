@@ -41,6 +41,8 @@ begin
   if to_regclass('public.kie_callback_receipts') is not null then
     delete from public.kie_callback_receipts where received_at < now() - interval '1 day';
   end if;
+  -- dispatch records past their use (the sweep looks back preview_redispatch_after())
+  delete from public.preview_dispatches where dispatched_at < now() - interval '1 day';
   -- checks of tasks that are no longer running
   delete from public.kie_task_checks c
    where not exists (select 1 from public.generations g

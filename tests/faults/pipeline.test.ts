@@ -85,6 +85,8 @@ describe('fault matrix: dispatch and workers', () => {
     // The sweep's grace (1 minute since the last update) is skipped by ageing the row.
     // (an explicit updated_at is kept by the touch trigger; the row was eligible before, so no dispatch)
     await sql`update public.generations set updated_at = now() - interval '2 minutes' where id = ${id}`;
+    // and the lost request was queued longer ago than the sweep gives a queued request
+    await sql`update public.preview_dispatches set dispatched_at = now() - public.preview_redispatch_after() - interval '1 second' where generation_id = ${id}`;
     const [{ reason }] = await sql<{ reason: string }[]>`select reason from public.sweep_previews(1000) where id = ${id}`;
     expect(reason).toBe('lost_webhook');
     const mark = logMark();
