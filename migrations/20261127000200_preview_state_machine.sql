@@ -60,6 +60,28 @@ as $$ select case when p_type in ('photo', 'product') then 'image' when p_type =
 comment on function public.preview_kind(text) is
   'image for photo and product (preview_path), video for video (poster_path), null for anything else (audio…).';
 
+-- ---------------------------------------------------------------------------------------
+-- The object paths, once: the worker writes where claim_preview says, the lifecycle
+-- migration deletes the same paths.
+-- {user}/previews/{id}_preview.webp (image) | {user}/posters/{id}_poster.webp (video); the
+-- original copy is {user}/originals/{id}.{ext} (the worker adds the extension of the bytes).
+create or replace function public.preview_object_path(p_user_id uuid, p_id uuid, p_kind text) returns text
+language sql immutable parallel safe
+as $$
+  select case p_kind
+    when 'image' then p_user_id || '/previews/' || p_id || '_preview.webp'
+    when 'video' then p_user_id || '/posters/' || p_id || '_poster.webp'
+  end
+$$;
+comment on function public.preview_object_path(uuid, uuid, text) is
+  'Where the preview of a row is written: {user}/previews/{id}_preview.webp (image) or {user}/posters/{id}_poster.webp (video).';
+
+create or replace function public.original_copy_stem(p_user_id uuid, p_id uuid) returns text
+language sql immutable parallel safe
+as $$ select p_user_id || '/originals/' || p_id $$;
+comment on function public.original_copy_stem(uuid, uuid) is
+  'The original copy''s path without its extension: {user}/originals/{id}.';
+
 create or replace function public.generation_succeeded(p_status text) returns boolean
 language sql immutable parallel safe
 as $$ select p_status in ('success', 'completed', 'succeeded') $$;
@@ -228,7 +250,7 @@ create function public.claim_preview(
   p_generation_id uuid,
   p_lease interval default null  -- null: preview_lease(); an explicit value wins (pgTAP uses it)
 ) returns table (id uuid, user_id uuid, type text, kind text, original_path text, source_url text,
-                 model text, attempt int, lease_ms int)
+                 model text, attempt int, lease_ms int, target_path text, original_stem text)
 language sql volatile
 security definer
 set search_path = ''
@@ -245,7 +267,9 @@ as $$
      and public.preview_claimable(g, p_lease)
   returning g.id, g.user_id, g.type::text, public.preview_kind(g.type::text), nullif(g.original_path, ''),
             public.preview_source_url(g), public.generation_model(g), g.preview_attempts,
-            (extract(epoch from coalesce(p_lease, public.preview_lease())) * 1000)::int
+            (extract(epoch from coalesce(p_lease, public.preview_lease())) * 1000)::int,
+            public.preview_object_path(g.user_id, g.id, public.preview_kind(g.type::text)),
+            public.original_copy_stem(g.user_id, g.id)
 $$;
 comment on function public.claim_preview(uuid, interval) is
   'Claims a row for preview rendering when preview_claimable (→ processing, attempts+1). Returns the claim with its kind, source (original_path, else source_url) and attempt (fencing token), or no row. The lease defaults to preview_lease(). SECURITY DEFINER: called by the service, bypasses RLS.';
@@ -620,7 +644,8 @@ grant execute on function public.backfill_candidates(timestamptz, uuid, int, tex
 -- The constants and the pure rules (no SECURITY DEFINER: they read only the row they are
 -- given) are harmless to call.
 grant execute on function public.preview_max_attempts(), public.preview_backoff(int), public.preview_lease(),
-  public.preview_max_expired_leases(), public.preview_redispatch_after(), public.preview_kind(text), public.generation_succeeded(text),
+  public.preview_max_expired_leases(), public.preview_redispatch_after(), public.preview_kind(text),
+  public.preview_object_path(uuid, uuid, text), public.original_copy_stem(uuid, uuid), public.generation_succeeded(text),
   public.kie_task_running(text), public.first_result_url(jsonb) to service_role, authenticated, anon;
 grant execute on function public.preview_source_url(public.generations), public.generation_model(public.generations),
   public.preview_skip_reason(public.generations), public.has_previewable_asset(public.generations),

@@ -35,12 +35,14 @@ export type Database = {
           'user_id': string;
           'generation_model': string | null;
           'has_previewable_asset': boolean | null;
+          'preview_owned_objects': (string)[] | null;
           'preview_skip_reason': string | null;
           'preview_source_url': string | null;
         };
         ComputedFields:
           | 'generation_model'
           | 'has_previewable_asset'
+          | 'preview_owned_objects'
           | 'preview_skip_reason'
           | 'preview_source_url';
         Insert: {
@@ -137,6 +139,56 @@ export type Database = {
         };
         Relationships: [];
       };
+      'preview_dispatches': {
+        Row: {
+          'dispatched_at': string;
+          'generation_id': string;
+        };
+        ComputedFields: never;
+        Insert: {
+          'dispatched_at'?: string;
+          'generation_id': string;
+        };
+        Update: {
+          'dispatched_at'?: string;
+          'generation_id'?: string;
+        };
+        Relationships: [];
+      };
+      'preview_object_deletions': {
+        Row: {
+          'attempts': number;
+          'claimed_until': string | null;
+          'created_at': string;
+          'generation_id': string;
+          'last_error': string | null;
+          'next_attempt_at': string;
+          'path': string;
+          'reason': string;
+        };
+        ComputedFields: never;
+        Insert: {
+          'attempts'?: number;
+          'claimed_until'?: string | null;
+          'created_at'?: string;
+          'generation_id': string;
+          'last_error'?: string | null;
+          'next_attempt_at'?: string;
+          'path': string;
+          'reason': string;
+        };
+        Update: {
+          'attempts'?: number;
+          'claimed_until'?: string | null;
+          'created_at'?: string;
+          'generation_id'?: string;
+          'last_error'?: string | null;
+          'next_attempt_at'?: string;
+          'path'?: string;
+          'reason'?: string;
+        };
+        Relationships: [];
+      };
     };
     Views: {
       'preview_coverage': {
@@ -207,9 +259,18 @@ export type Database = {
           'lease_ms': number;
           'model': string;
           'original_path': string;
+          'original_stem': string;
           'source_url': string;
+          'target_path': string;
           'type': string;
           'user_id': string;
+        }[];
+      };
+      'claim_preview_object_deletions': {
+        Args: { 'p_limit'?: number };
+        Returns: {
+          'attempt': number;
+          'path': string;
         }[];
       };
       'complete_preview': {
@@ -224,9 +285,21 @@ export type Database = {
         };
         Returns: boolean;
       };
+      'complete_preview_object_deletions': { Args: { 'p_paths': (string)[] }; Returns: number };
       'cron_kie_sync_pending': { Args: Record<PropertyKey, never>; Returns: number };
       'cron_trim_history': { Args: Record<PropertyKey, never>; Returns: undefined };
+      'dispatch_preview': { Args: { 'p_body': Json; 'p_generation_id': string }; Returns: boolean };
+      'dispatch_preview_cleanup': { Args: Record<PropertyKey, never>; Returns: boolean };
       'dispatch_preview_sweep': { Args: { 'p_limit'?: number }; Returns: number };
+      'enqueue_preview_object_deletions': {
+        Args: {
+          'p_delay'?: string;
+          'p_generation_id': string;
+          'p_paths': (string)[];
+          'p_reason': string;
+        };
+        Returns: number;
+      };
       'expire_preview_leases': { Args: Record<PropertyKey, never>; Returns: number };
       'fail_expired_kie_tasks': { Args: Record<PropertyKey, never>; Returns: number };
       'fail_preview': {
@@ -238,6 +311,10 @@ export type Database = {
           'p_retryable': boolean;
         };
         Returns: string;
+      };
+      'fail_preview_object_deletions': {
+        Args: { 'p_error': string; 'p_paths': (string)[] };
+        Returns: number;
       };
       'first_result_url': { Args: { 'p_result_urls': Json }; Returns: string };
       'generation_model': {
@@ -265,6 +342,7 @@ export type Database = {
       };
       'kie_task_retention': { Args: Record<PropertyKey, never>; Returns: string };
       'kie_task_running': { Args: { 'p_status': string }; Returns: boolean };
+      'original_copy_stem': { Args: { 'p_id': string; 'p_user_id': string }; Returns: string };
       'pending_kie_tasks': {
         Args: { 'p_limit'?: number; 'p_min_age'?: string };
         Returns: {
@@ -305,6 +383,28 @@ export type Database = {
       };
       'preview_max_attempts': { Args: Record<PropertyKey, never>; Returns: number };
       'preview_max_expired_leases': { Args: Record<PropertyKey, never>; Returns: number };
+      'preview_object_path': {
+        Args: { 'p_id': string; 'p_kind': string; 'p_user_id': string };
+        Returns: string;
+      };
+      'preview_orphan_objects': {
+        Args: { 'p_limit'?: number };
+        Returns: {
+          'created_at': string;
+          'path': string;
+          'size': number;
+        }[];
+      };
+      'preview_owned_objects': {
+        Args: {
+          'g': Omit<
+            Database['public']['Tables']['generations']['Row'],
+            Database['public']['Tables']['generations']['ComputedFields']
+          >;
+        };
+        Returns: (string)[];
+      };
+      'preview_redispatch_after': { Args: Record<PropertyKey, never>; Returns: string };
       'preview_request_body': {
         Args: {
           'p_id': string;

@@ -73,6 +73,7 @@ type Row = Database['public']['Tables']['generations']['Row'];
  * source is original_path (an object of ours) when set, else source_url.
  */
 export type Claim = Omit<Fns['claim_preview']['Returns'][number], 'kind' | 'model' | 'original_path' | 'source_url'> & {
+  /** target_path: where the preview goes; original_stem: the original copy's path without extension. */
   /** lease_ms: how long the claim is ours (the database's preview_lease()). */
   kind: PreviewKind;
   model: string | null;
@@ -120,6 +121,27 @@ export function createPreviewStore(db: Sql = getSql()): PreviewStore {
       const [row] = await reconnecting(() => db`
         select public.fail_preview(${c.id}::uuid, ${c.attempt}, ${e.code}, ${e.message}, ${e.retryable}) as state`);
       return row.state ?? null;
+    },
+  };
+}
+
+/** The queue of objects to delete through the Storage API (preview_object_deletions). */
+export interface DeletionStore {
+  /** Due deletions, claimed for a minute (paths a row references again are dropped first). */
+  claim(limit: number): Promise<{ path: string; attempt: number }[]>;
+  complete(paths: string[]): Promise<void>;
+  /** Due again after the one backoff. */
+  fail(paths: string[], error: string): Promise<void>;
+}
+
+export function createDeletionStore(db: Sql = getSql()): DeletionStore {
+  return {
+    claim: (limit) => reconnecting(() => db<{ path: string; attempt: number }[]>`select * from public.claim_preview_object_deletions(${limit})`),
+    async complete(paths) {
+      await reconnecting(() => db`select public.complete_preview_object_deletions(${paths})`);
+    },
+    async fail(paths, error) {
+      await reconnecting(() => db`select public.fail_preview_object_deletions(${paths}, ${error})`);
     },
   };
 }

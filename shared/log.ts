@@ -12,6 +12,7 @@ export type LogPrefix =
   | '[Preview]'
   | '[Backfill]'
   | '[Sweep]'
+  | '[Cleanup]'
   | '[Library]'
   | '[Health]'
   | '[Config]'

@@ -13,6 +13,8 @@ export interface ObjectStore {
   size(path: string): Promise<number | null>;
   download(path: string): Promise<Uint8Array>;
   signMany(paths: string[], expiresIn: number): Promise<Map<string, string>>;
+  /** Deletes objects through the Storage API; a path that is already gone is not an error. */
+  remove(paths: string[]): Promise<void>;
 }
 
 let admin: SupabaseClient | undefined;
@@ -113,6 +115,12 @@ export function createObjectStore(bucket = getConfig().preview.bucket, client = 
         throw new PreviewError(status === 404 ? 'SOURCE_NOT_FOUND' : 'SOURCE_UNREACHABLE', `Download failed: ${status ?? 'no answer'}`);
       }
       return new Uint8Array(await data.arrayBuffer());
+    },
+    async remove(paths) {
+      for (const p of paths) assertKey(p);
+      if (paths.length === 0) return;
+      const { error } = await files().remove(paths);
+      if (error) throw new Error(`Delete failed: ${storageErrorStatus(error) ?? 'no answer'}`);
     },
     async signMany(paths, expiresIn) {
       const out = new Map<string, string>();

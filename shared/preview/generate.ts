@@ -11,7 +11,7 @@ import { PreviewError, toPreviewError } from '../errors.ts';
 import { log } from '../log.ts';
 import { isSafeObjectKey, type ObjectStore } from '../storage.ts';
 import type { FetchedSource } from './fetch.ts';
-import { originalPath, previewPath, storageObjectFromUrl } from './paths.ts';
+import { originalCopyPath, storageObjectFromUrl } from './paths.ts';
 import type { Rendered, RenderOptions } from './photo.ts';
 import type { PosterOptions } from './video.ts';
 import { sniff } from './sniff.ts';
@@ -116,7 +116,7 @@ export async function generatePreview(generationId: string, deps: PreviewDeps): 
     return { generationId, result: 'skipped' };
   }
   log.info('[Preview]', 'Processing', { generationId, type: claim.type, attempt: claim.attempt });
-  const path = previewPath(claim.user_id, claim.id, claim.kind);
+  const path = claim.target_path;
   try {
     const { rendered, source, format, mime, storedAt } = await render(claim, deps);
     // A worker whose lease ran out while it rendered must not overwrite a newer attempt's objects.
@@ -125,7 +125,7 @@ export async function generatePreview(generationId: string, deps: PreviewDeps): 
       return { generationId, result: 'fenced', type: claim.type, attempt: claim.attempt };
     }
     // KIE deletes its files after about 14 days: keep our own copy of the original.
-    const original = storedAt ?? originalPath(claim.user_id, claim.id, format);
+    const original = storedAt ?? originalCopyPath(claim.original_stem, format);
     if (!storedAt) await deps.objects.upload(original, source, mime);
     await deps.objects.upload(path, rendered.webp, 'image/webp');
     const stored = await deps.objects.size(path);

@@ -1,14 +1,16 @@
 /**
  * The generate-preview function: the service role or a pg_net dispatch; takes the trigger's body, a database
  * webhook's or a plain {generationId}; answers 202 and works in EdgeRuntime.waitUntil, or
- * with ?wait=1 answers with each item's outcome (backfill, tests).
+ * with ?wait=1 answers with each item's outcome (backfill, tests). {"cleanup": true} runs the
+ * object lifecycle's queued deletions instead.
  */
 import { isDispatchRequest, isServiceRequest } from '../auth.ts';
 import { getConfig } from '../config.ts';
-import { createPreviewStore } from '../db.ts';
+import { createDeletionStore, createPreviewStore } from '../db.ts';
 import { errorResponse, json, readJson } from '../http.ts';
 import { log } from '../log.ts';
 import { createObjectStore } from '../storage.ts';
+import { runCleanup } from './cleanup.ts';
 import { fetchSource } from './fetch.ts';
 import { generatePreview, type PreviewDeps, type PreviewOutcome } from './generate.ts';
 import { renderPhotoPreview } from './photo.ts';
@@ -79,6 +81,14 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
   }
   const body = await readJson(req);
   if (body === null) return errorResponse(400, 'BAD_REQUEST', 'Body is not a JSON object');
+  const wait = new URL(req.url).searchParams.get('wait') === '1';
+  if (body.cleanup === true) {
+    // the object lifecycle's deletions (dispatched by the delete trigger and the minute job)
+    const work = runCleanup({ store: createDeletionStore(), objects: createObjectStore() });
+    if (wait) return json(await work);
+    if (typeof EdgeRuntime !== 'undefined') EdgeRuntime.waitUntil(work);
+    return json({ accepted: 'cleanup' }, 202);
+  }
   const ids = generationIdsOf(body);
   if (ids.length === 0) return errorResponse(400, 'BAD_REQUEST', 'No generation id (generationId, generationIds or record.id)');
   const deps = previewDeps();
@@ -96,7 +106,7 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
     }
     return results;
   };
-  if (new URL(req.url).searchParams.get('wait') === '1') return json({ results: await run() });
+  if (wait) return json({ results: await run() });
   const work = run();
   if (typeof EdgeRuntime !== 'undefined') EdgeRuntime.waitUntil(work);
   return json({ accepted: ids }, 202);

@@ -1,23 +1,18 @@
 /**
- * Deterministic object paths: the same generation always maps to the same keys, so a retry,
- * a second worker or a backfill overwrites (upsert) instead of adding objects. The first
- * folder is the owner's id, which is what the storage read policy checks.
+ * Object paths. Where a preview and the original copy go is the database's (claim_preview
+ * returns target_path and original_stem: one scheme, which the object lifecycle also deletes
+ * by); the original copy's extension is the bytes' format, known only here. The first folder
+ * is the owner's id, which is what the storage read policy checks.
  */
-import type { PreviewKind } from '../db.ts';
 import { isSafeObjectKey } from '../storage.ts';
-
-export function previewPath(userId: string, generationId: string, kind: PreviewKind): string {
-  return kind === 'video'
-    ? `${userId}/posters/${generationId}_poster.webp`
-    : `${userId}/previews/${generationId}_preview.webp`;
-}
 
 const EXTENSIONS: Record<string, string> = {
   jpeg: 'jpg', png: 'png', webp: 'webp', gif: 'gif', mp4: 'mp4', mov: 'mov', webm: 'webm',
 };
 
-export function originalPath(userId: string, generationId: string, format: string): string {
-  return `${userId}/originals/${generationId}.${EXTENSIONS[format] ?? 'bin'}`;
+/** `{original_stem}.{ext}`: the original copy's path for bytes of this format. */
+export function originalCopyPath(stem: string, format: string): string {
+  return `${stem}.${EXTENSIONS[format] ?? 'bin'}`;
 }
 
 /** What an asset URL says about our own storage (see storageObjectFromUrl). */

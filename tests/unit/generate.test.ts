@@ -8,7 +8,8 @@ import { generatePreview, type PreviewDeps } from '../../shared/preview/generate
 import type { ObjectStore } from '../../shared/storage.ts';
 
 const JPEG = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0]);
-const claim: Claim = { id: '11111111-1111-4111-8111-111111111111', user_id: 'u1', type: 'photo', kind: 'image', original_path: null, source_url: 'https://kie.example/a.jpg', model: null, attempt: 3, lease_ms: 120_000 };
+const claim: Claim = { id: '11111111-1111-4111-8111-111111111111', user_id: 'u1', type: 'photo', kind: 'image', original_path: null, source_url: 'https://kie.example/a.jpg', model: null, attempt: 3, lease_ms: 120_000,
+  target_path: 'u1/previews/11111111-1111-4111-8111-111111111111_preview.webp', original_stem: 'u1/originals/11111111-1111-4111-8111-111111111111' };
 
 function fakes(opts: { current?: boolean; fetchError?: PreviewError } = {}) {
   const calls: string[] = [];
@@ -24,6 +25,7 @@ function fakes(opts: { current?: boolean; fetchError?: PreviewError } = {}) {
     size: async (path) => objects.get(path)?.length ?? null,
     download: async () => new Uint8Array(),
     signMany: async () => new Map(),
+    remove: async (paths) => void calls.push(`remove ${paths.join(' ')}`),
   };
   const deps: PreviewDeps = {
     store,
