@@ -198,7 +198,8 @@ select cron.schedule('preview-cleanup', '* * * * *', 'select public.dispatch_pre
 -- Orphans: objects at our paths whose row is gone (deleted before this migration, or while a
 -- worker was still writing)
 -- ---------------------------------------------------------------------------------------
-create or replace function public.preview_orphan_objects(p_limit int default 1000)
+drop function if exists public.preview_orphan_objects(int);
+create or replace function public.preview_orphan_objects(p_limit int default 1000, p_user_id uuid default null)
 returns table (path text, size bigint, created_at timestamptz)
 language sql stable
 security definer
@@ -207,6 +208,7 @@ as $$
   select o.name, (o.metadata ->> 'size')::bigint, o.created_at
     from storage.objects o
    where o.bucket_id = 'generations'
+     and (p_user_id is null or o.name like p_user_id || '/%')
      and o.name ~ '^[0-9a-f-]{36}/(previews/[0-9a-f-]{36}_preview\.webp|posters/[0-9a-f-]{36}_poster\.webp|originals/[0-9a-f-]{36}\.[a-z0-9]+)$'
      and not exists (
        select 1 from public.generations g
@@ -215,8 +217,8 @@ as $$
    order by o.created_at, o.name
    limit greatest(coalesce(p_limit, 1000), 0)
 $$;
-comment on function public.preview_orphan_objects(int) is
-  'Objects at this system''s paths ({user}/previews|posters|originals/{id}…) whose generation row no longer exists. Read-only. SECURITY DEFINER: service only (npm run orphans, doctor).';
+comment on function public.preview_orphan_objects(int, uuid) is
+  'Objects at this system''s paths ({user}/previews|posters|originals/{id}…, of one user when given) whose generation row no longer exists. Read-only. SECURITY DEFINER: service only (npm run orphans, doctor).';
 
 -- ---------------------------------------------------------------------------------------
 -- Privileges
@@ -229,8 +231,8 @@ revoke all on function public.fail_preview_object_deletions(text[], text) from p
 revoke all on function public.dispatch_preview_cleanup() from public, anon, authenticated;
 revoke all on function public.generations_queue_object_deletions() from public, anon, authenticated;
 revoke all on function public.generations_dispatch_cleanup() from public, anon, authenticated;
-revoke all on function public.preview_orphan_objects(int) from public, anon, authenticated;
+revoke all on function public.preview_orphan_objects(int, uuid) from public, anon, authenticated;
 grant execute on function public.enqueue_preview_object_deletions(text[], uuid, text, interval), public.claim_preview_object_deletions(int),
   public.complete_preview_object_deletions(text[]), public.fail_preview_object_deletions(text[], text),
-  public.dispatch_preview_cleanup(), public.preview_orphan_objects(int) to service_role;
+  public.dispatch_preview_cleanup(), public.preview_orphan_objects(int, uuid) to service_role;
 grant execute on function public.preview_owned_objects(public.generations) to service_role;

@@ -21,7 +21,7 @@ export type Finding = { level: Level; check: string; message: string; fix?: stri
 const OUR_MIGRATIONS = new URL('../migrations/', import.meta.url);
 const REQUIRED_COLUMNS = ['id', 'user_id', 'type', 'status', 'created_at', 'updated_at'];
 const VAULT = ['project_url', 'anon_key', 'preview_dispatch_secret'];
-const CRON_JOBS = ['preview-sweep', 'kie-sync-pending', 'net-response-trim'];
+const CRON_JOBS = ['preview-sweep', 'kie-sync-pending', 'net-response-trim', 'preview-cleanup'];
 /** The old preview worker polled every 10 s: a `processing` row written this recently without our lease is its. */
 const OLD_WORKER_WINDOW = '10 minutes';
 
@@ -153,6 +153,11 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
       add('info', 'backfill', `${todo.n} row(s) need a preview and can be claimed now${todo.null_status ? ` (${todo.null_status} with a NULL preview_status)` : ''}`,
         'npm run backfill:previews (with SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY, SUPABASE_DB_URL)');
     }
+    const [orphans] = await tx<{ n: number }[]>`select count(*)::int as n from public.preview_orphan_objects(100000)`;
+    if (orphans.n) add('info', 'orphans', `${orphans.n} object(s) at this system's paths have no row (deleted before the object lifecycle, or while a worker wrote)`, `npm run orphans -- --db-url ${dbUrlForFixes} --apply`);
+    const [stuckDeletes] = await tx<{ n: number; error: string | null }[]>`
+      select count(*)::int as n, max(last_error) as error from public.preview_object_deletions where attempts >= 5`;
+    if (stuckDeletes.n) add('warning', 'cleanup', `${stuckDeletes.n} object deletion(s) failed 5 times or more (last: ${stuckDeletes.error}); retried hourly`, 'check the Storage API and the service key of generate-preview');
     const coverage = await tx<{ type: string; state: string; reason: string | null; total: number }[]>`
       select type, state, reason, total::int as total from public.preview_coverage
        where state in ('not_previewable', 'failed') or reason = 'stale_lease' order by state, type, reason`;

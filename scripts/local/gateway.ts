@@ -5,7 +5,7 @@
  *   /storage/v1/…         the Storage REST API (storage-api.ts)
  *   /auth/v1/…            a minimal Auth API (auth-api.ts)
  *   /library              the example library page (library.html)
- *   /_local/faults        (service key) injected storage upload failures and delays
+ *   /_local/faults        (service key) injected storage upload failures and delays, delete failures
  *   /_local/isolates      (service key) live function isolates: pid, busy, the request body
  * and, in the background, the pg_net stand-in (net-worker.ts).
  *
@@ -172,6 +172,7 @@ async function main() {
       const body = await req.json();
       faults.failUploads = (body.failUploads ?? []).map((f: { pattern: string; times: number }) => ({ pattern: f.pattern, remaining: f.times }));
       faults.delayUploads = (body.delayUploads ?? []).map((f: { pattern: string; ms: number; times: number }) => ({ pattern: f.pattern, ms: f.ms, remaining: f.times }));
+      faults.failRemoves = (body.failRemoves ?? []).map((f: { pattern: string; times: number }) => ({ pattern: f.pattern, remaining: f.times }));
       log(`[Gateway] faults set ${JSON.stringify(body)}`);
       return Response.json({ ok: true });
     }

@@ -20,6 +20,8 @@ export type StorageFaults = {
   failUploads: { pattern: string; remaining: number }[];
   /** Uploads whose name contains pattern take ms longer (before they are stored), `remaining` times. */
   delayUploads?: { pattern: string; ms: number; remaining: number }[];
+  /** Bulk deletes naming an object that contains pattern fail with 503, `remaining` times. */
+  failRemoves?: { pattern: string; remaining: number }[];
 };
 
 export type StorageOptions = {
@@ -321,6 +323,12 @@ export function createStorageHandler(opts: StorageOptions) {
   async function remove(req: Request, claims: Claims | null, bucket: string): Promise<Response> {
     const { prefixes } = await req.json();
     if (!Array.isArray(prefixes) || prefixes.length === 0) fail(400, 'InvalidRequest', 'prefixes must be a non-empty array');
+    const fault = opts.faults.failRemoves?.find((f) => f.remaining > 0 && prefixes.some((p: string) => String(p).includes(f.pattern)));
+    if (fault) {
+      fault.remaining--;
+      opts.log(`[Storage] injected delete failure bucket=${bucket}`);
+      fail(503, 'ServiceUnavailable', 'Injected delete failure (local fault)');
+    }
     const deleted = await asCaller(sql, claims, async (tx) => {
       // the platform's delete guard lets only the Storage API delete rows
       await tx`select set_config('storage.allow_delete_query', 'true', true)`;
