@@ -54,6 +54,7 @@ alter table public.generations add column if not exists preview_width int;
 alter table public.generations add column if not exists preview_height int;
 alter table public.generations add column if not exists preview_thumbhash text;
 alter table public.generations add column if not exists original_path text;
+alter table public.generations add column if not exists preview_version text;
 
 comment on column public.generations.preview_status is
   'none → processing → ready | failed. Written only by claim_preview / complete_preview / fail_preview / reset_preview_for_retry and the asset-change reset trigger.';
@@ -65,6 +66,8 @@ comment on column public.generations.preview_expired_leases is
   'Claims of this item whose lease ran out: the worker died (the platform stopped it at its memory or CPU limit, or it crashed). At preview_max_expired_leases() the item fails WORKER_LIMIT instead of being tried again.';
 comment on column public.generations.preview_next_attempt_at is
   'When a retryable failure is due again (null: not scheduled / terminal).';
+comment on column public.generations.preview_version is
+  'The renderer and settings that made the preview (r<renderer>-s<max side>-q<quality>): backfill --stale re-renders rows of another version.';
 comment on column public.generations.original_path is
   'The original asset copied into storage (KIE deletes its files after ~14 days).';
 

@@ -277,6 +277,7 @@ comment on function public.claim_preview(uuid, interval) is
 -- ---------------------------------------------------------------------------------------
 -- complete_preview
 -- ---------------------------------------------------------------------------------------
+drop function if exists public.complete_preview(uuid, int, text, int, int, text, text);  -- p_version was added
 create or replace function public.complete_preview(
   p_generation_id uuid,
   p_attempt int,
@@ -284,7 +285,8 @@ create or replace function public.complete_preview(
   p_width int,
   p_height int,
   p_thumbhash text,
-  p_original_path text default null
+  p_original_path text default null,
+  p_version text default null
 ) returns boolean
 language plpgsql volatile
 security definer
@@ -299,6 +301,7 @@ begin
          preview_height = p_height,
          preview_thumbhash = p_thumbhash,
          original_path = coalesce(p_original_path, g.original_path),
+         preview_version = p_version,
          preview_error_code = null,
          error = null,
          preview_started_at = null,
@@ -309,8 +312,8 @@ begin
   return found;
 end
 $$;
-comment on function public.complete_preview(uuid, int, text, int, int, text, text) is
-  'Marks the claim ready (photo, product → preview_path; video → poster_path). False when fenced (not processing, or another attempt). SECURITY DEFINER: service only.';
+comment on function public.complete_preview(uuid, int, text, int, int, text, text, text) is
+  'Marks the claim ready (photo, product → preview_path; video → poster_path) with the preview_version that made it. False when fenced (not processing, or another attempt). SECURITY DEFINER: service only.';
 
 -- ---------------------------------------------------------------------------------------
 -- fail_preview
@@ -382,6 +385,41 @@ end
 $$;
 comment on function public.reset_preview_for_retry(uuid) is
   'failed → none with attempts 0 (backfill --retry-failed). Does not queue a generate-preview request: the caller claims. SECURITY DEFINER: service only.';
+
+-- ---------------------------------------------------------------------------------------
+-- reset_preview_for_rerender (backfill --stale)
+-- ---------------------------------------------------------------------------------------
+-- A ready preview made by another renderer or other settings back to `none`, so the backfill's
+-- claim re-renders it with the same fencing as any claim. No worker holds a ready row, so the
+-- attempt budget starts afresh. The old objects stay until the new ones overwrite them (the
+-- same paths), so the library never shows a missing preview meanwhile. Dispatch is muted: the
+-- caller claims.
+create or replace function public.reset_preview_for_rerender(p_generation_id uuid, p_version text) returns boolean
+language plpgsql volatile
+security definer
+set search_path = ''
+as $$
+declare
+  v_found boolean;
+  v_skip text := coalesce(current_setting('app.skip_preview_dispatch', true), '');
+begin
+  perform set_config('app.skip_preview_dispatch', 'on', true);
+  update public.generations g
+     set preview_status = 'none',
+         preview_attempts = 0,
+         preview_expired_leases = 0,
+         preview_next_attempt_at = null,
+         preview_started_at = null
+   where g.id = p_generation_id
+     and g.preview_status = 'ready'
+     and g.preview_version is distinct from p_version;
+  v_found := found;
+  perform set_config('app.skip_preview_dispatch', v_skip, true);
+  return v_found;
+end
+$$;
+comment on function public.reset_preview_for_rerender(uuid, text) is
+  'ready with a preview_version other than p_version → none, attempts 0 (backfill --stale; the caller claims). SECURITY DEFINER: service only.';
 
 -- ---------------------------------------------------------------------------------------
 -- preview_dispatches: requests queued for generate-preview and not yet known to be lost
@@ -488,13 +526,15 @@ comment on function public.expire_preview_leases() is
 -- ---------------------------------------------------------------------------------------
 -- backfill_candidates (keyset pagination)
 -- ---------------------------------------------------------------------------------------
+drop function if exists public.backfill_candidates(timestamptz, uuid, int, text, boolean, timestamptz);  -- p_stale_version was added
 create or replace function public.backfill_candidates(
   p_after_created_at timestamptz,
   p_after_id uuid,
   p_limit int,
   p_type text default null,
   p_retry_failed boolean default false,
-  p_since timestamptz default null
+  p_since timestamptz default null,
+  p_stale_version text default null
 ) returns table (id uuid, user_id uuid, type text, created_at timestamptz, preview_status text)
 language sql stable
 security definer
@@ -505,14 +545,17 @@ as $$
    where public.has_previewable_asset(g)
      and (p_type is null or g.type = p_type)
      and (p_since is null or g.created_at >= p_since)
-     and (public.preview_claimable(g) or (coalesce(p_retry_failed, false) and g.preview_status = 'failed'))
+     and case when p_stale_version is not null
+              -- --stale: ready previews another renderer or other settings made
+              then g.preview_status = 'ready' and g.preview_version is distinct from p_stale_version
+              else public.preview_claimable(g) or (coalesce(p_retry_failed, false) and g.preview_status = 'failed') end
      and (p_after_created_at is null
           or (g.created_at, g.id) > (p_after_created_at, coalesce(p_after_id, '00000000-0000-0000-0000-000000000000'::uuid)))
    order by g.created_at, g.id
    limit greatest(coalesce(p_limit, 100), 0)
 $$;
-comment on function public.backfill_candidates(timestamptz, uuid, int, text, boolean, timestamptz) is
-  'Backfill page: claimable rows (preview_claimable: none/NULL, due retries, an earlier system''s failures, expired leases; every failed row with p_retry_failed), after the (created_at, id) cursor, oldest first. SECURITY DEFINER: service only.';
+comment on function public.backfill_candidates(timestamptz, uuid, int, text, boolean, timestamptz, text) is
+  'Backfill page: claimable rows (preview_claimable: none/NULL, due retries, an earlier system''s failures, expired leases; every failed row with p_retry_failed), or with p_stale_version the ready rows of another preview_version; after the (created_at, id) cursor, oldest first. SECURITY DEFINER: service only.';
 
 -- ---------------------------------------------------------------------------------------
 -- Asset change → preview reset (BEFORE UPDATE, runs after the guard, before touch)
@@ -624,23 +667,25 @@ create trigger generations_a_guard_preview_columns
 -- Privileges
 -- ---------------------------------------------------------------------------------------
 revoke all on function public.claim_preview(uuid, interval) from public, anon, authenticated;
-revoke all on function public.complete_preview(uuid, int, text, int, int, text, text) from public, anon, authenticated;
+revoke all on function public.complete_preview(uuid, int, text, int, int, text, text, text) from public, anon, authenticated;
 revoke all on function public.fail_preview(uuid, int, text, text, boolean) from public, anon, authenticated;
 revoke all on function public.reset_preview_for_retry(uuid) from public, anon, authenticated;
+revoke all on function public.reset_preview_for_rerender(uuid, text) from public, anon, authenticated;
 revoke all on function public.sweep_previews(int, interval) from public, anon, authenticated;
 revoke all on function public.expire_preview_leases() from public, anon, authenticated;
-revoke all on function public.backfill_candidates(timestamptz, uuid, int, text, boolean, timestamptz) from public, anon, authenticated;
+revoke all on function public.backfill_candidates(timestamptz, uuid, int, text, boolean, timestamptz, text) from public, anon, authenticated;
 revoke all on function public.generations_touch_updated_at() from public, anon, authenticated;
 revoke all on function public.generations_reset_preview_on_asset_change() from public, anon, authenticated;
 revoke all on function public.generations_guard_preview_columns() from public, anon, authenticated;
 
 grant execute on function public.claim_preview(uuid, interval) to service_role;
-grant execute on function public.complete_preview(uuid, int, text, int, int, text, text) to service_role;
+grant execute on function public.complete_preview(uuid, int, text, int, int, text, text, text) to service_role;
 grant execute on function public.fail_preview(uuid, int, text, text, boolean) to service_role;
 grant execute on function public.reset_preview_for_retry(uuid) to service_role;
+grant execute on function public.reset_preview_for_rerender(uuid, text) to service_role;
 grant execute on function public.sweep_previews(int, interval) to service_role;
 grant execute on function public.expire_preview_leases() to service_role;
-grant execute on function public.backfill_candidates(timestamptz, uuid, int, text, boolean, timestamptz) to service_role;
+grant execute on function public.backfill_candidates(timestamptz, uuid, int, text, boolean, timestamptz, text) to service_role;
 -- The constants and the pure rules (no SECURITY DEFINER: they read only the row they are
 -- given) are harmless to call.
 grant execute on function public.preview_max_attempts(), public.preview_backoff(int), public.preview_lease(),

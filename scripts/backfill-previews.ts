@@ -8,6 +8,8 @@
  *   --concurrency=N      generate-preview calls in flight at once (default 2)
  *   --type=photo|product|video   only one type
  *   --retry-failed       also take rows whose preview failed (reset to none, then claimed)
+ *   --stale              instead: re-render ready previews another renderer or other settings made
+ *                        (preview_version other than the deployment's, from health?version=1)
  *   --since=DATE         only rows created at or after DATE (ISO 8601)
  *   --until=DATE         only rows created before DATE
  *   --dry-run            list what would be queued; change nothing
@@ -18,11 +20,13 @@
  * local stack. Exits 1 when any item failed, 2 on bad usage.
  */
 import postgres from 'postgres';
-import { type BackfillOptions, type BackfillSummary, coverage, type CoverageRow, httpTarget, type Progress, queueLine, runBackfill } from '../shared/backfill.ts';
+import {
+  type BackfillOptions, type BackfillSummary, coverage, type CoverageRow, deployedPreviewVersion, httpTarget, type Progress, queueLine, runBackfill,
+} from '../shared/backfill.ts';
 
 type Target = { url: string; serviceKey: string; dbUrl: string; label: string };
 
-const USAGE = 'usage: backfill-previews [--limit=N] [--concurrency=N] [--type=photo|product|video] [--retry-failed] ' +
+const USAGE = 'usage: backfill-previews [--limit=N] [--concurrency=N] [--type=photo|product|video] [--retry-failed] [--stale] ' +
   '[--since=DATE] [--until=DATE] [--dry-run] [--stack-env=FILE]';
 
 class UsageError extends Error {}
@@ -43,7 +47,7 @@ export function parseArgs(args: string[]): BackfillOptions & { stackEnv?: string
     const m = args[i].match(/^--([\w-]+)(?:=(.*))?$/);
     if (!m) throw new UsageError(`unexpected argument "${args[i]}"`);
     const [, name, inline] = m;
-    const flag = ['retry-failed', 'dry-run', 'help'].includes(name);
+    const flag = ['retry-failed', 'stale', 'dry-run', 'help'].includes(name);
     const value = flag ? inline : inline ?? args[++i];
     switch (name) {
       case 'limit': o.limit = int(name, value, 1, 10_000_000); break;
@@ -55,6 +59,7 @@ export function parseArgs(args: string[]): BackfillOptions & { stackEnv?: string
       case 'since': o.since = date(name, value); break;
       case 'until': o.until = date(name, value); break;
       case 'retry-failed': o.retryFailed = value !== 'false'; break;
+      case 'stale': o.stale = value === 'false' ? undefined : 'deployed'; break;
       case 'dry-run': o.dryRun = value !== 'false'; break;
       case 'stack-env':
         if (!value) throw new UsageError('--stack-env needs a file');
@@ -184,6 +189,10 @@ async function main(): Promise<number> {
     else if (tty && last) write(last);
   };
   try {
+    if (opts.stale) {
+      opts.stale = await deployedPreviewVersion(target.url);
+      say(`backfill: --stale: re-rendering ready previews not made by ${opts.stale}`);
+    }
     const summary = await runBackfill(httpTarget({ sql, supabaseUrl: target.url, serviceKey: target.serviceKey }), opts, {
       onWorkerLimit: (c, message) => say(`! ${c.type} ${c.id}: ${message}; retrying once its lease lapses`),
       onQueued: (c) => say(opts.dryRun ? `would queue ${c.type} ${c.id} (created ${c.created_at.toISOString()}, preview ${c.preview_status})` : queueLine(c)),

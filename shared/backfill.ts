@@ -23,6 +23,8 @@ export type BackfillOptions = {
   type?: BackfillType;
   /** Also take terminal/waiting `failed` rows (reset to `none` first, then claimed). */
   retryFailed?: boolean;
+  /** Re-render ready previews of any preview_version but this one (the deployment's), oldest first. */
+  stale?: string;
   /** Only rows created at or after this instant. */
   since?: Date;
   /** Only rows created before this instant (the walk stops there). */
@@ -76,6 +78,8 @@ export type BackfillTarget = {
   generatePreview(id: string): Promise<{ result: string; path?: string; code?: string; error?: string }>;
   /** Resets a failed row to `none` (retry-failed); false when it was no longer failed. */
   resetForRetry(id: string): Promise<boolean>;
+  /** Resets a ready row of another preview version to `none` (stale); false when it no longer was one. */
+  resetForRerender(id: string, version: string): Promise<boolean>;
   /**
    * After a WORKER_LIMIT: waits until the row is no longer held by the killed worker, then
    * returns `retry()`'s outcome (or `ready` when the sweep finished it meanwhile).
@@ -107,13 +111,13 @@ export async function candidatePage(
   sql: postgres.Sql,
   after: { createdAt: Date; id: string } | null,
   pageSize: number,
-  o: Pick<BackfillOptions, 'type' | 'retryFailed' | 'since'>,
+  o: Pick<BackfillOptions, 'type' | 'retryFailed' | 'since' | 'stale'>,
 ): Promise<Candidate[]> {
   return await sql<Candidate[]>`
     select id, user_id, type, created_at, preview_status
       from public.backfill_candidates(
         ${after?.createdAt ?? null}::timestamptz, ${after?.id ?? null}::uuid, ${pageSize}::int,
-        ${o.type ?? null}::text, ${o.retryFailed ?? false}::boolean, ${o.since ?? null}::timestamptz)`;
+        ${o.type ?? null}::text, ${o.retryFailed ?? false}::boolean, ${o.since ?? null}::timestamptz, ${o.stale ?? null}::text)`;
 }
 
 /** Every candidate, oldest first, fetched a page at a time; stops at `limit` and `until`. */
@@ -140,7 +144,7 @@ export async function countCandidates(sql: postgres.Sql, o: BackfillOptions): Pr
   const [row] = await sql<{ n: number }[]>`
     select count(*)::int as n
       from public.backfill_candidates(null, null, ${o.limit ?? NO_LIMIT}::int, ${o.type ?? null}::text,
-        ${o.retryFailed ?? false}::boolean, ${o.since ?? null}::timestamptz) c
+        ${o.retryFailed ?? false}::boolean, ${o.since ?? null}::timestamptz, ${o.stale ?? null}::text) c
      where ${o.until ?? null}::timestamptz is null or c.created_at < ${o.until ?? null}::timestamptz`;
   return row.n;
 }
@@ -221,6 +225,7 @@ export async function runBackfill(target: BackfillTarget, o: BackfillOptions, ev
     progress.inFlight++;
     try {
       if (c.preview_status === 'failed' && o.retryFailed) await target.resetForRetry(c.id);
+      if (c.preview_status === 'ready' && o.stale) await target.resetForRerender(c.id, o.stale);
       let r: Awaited<ReturnType<BackfillTarget['generatePreview']>>;
       try {
         r = await target.generatePreview(c.id);
@@ -254,6 +259,14 @@ export async function coverage(sql: postgres.Sql): Promise<CoverageRow[]> {
   return await sql<CoverageRow[]>`
     select type, state, reason, total::int as total from public.preview_coverage
      order by state, type, reason nulls first`;
+}
+
+/** The preview version the target's functions stamp (health?version=1): what --stale compares with. */
+export async function deployedPreviewVersion(supabaseUrl: string, doFetch: typeof fetch = fetch): Promise<string> {
+  const res = await doFetch(`${supabaseUrl.replace(/\/+$/, '')}/functions/v1/health?version=1`);
+  const body = await res.json().catch(() => null) as { previewVersion?: unknown } | null;
+  if (!res.ok || typeof body?.previewVersion !== 'string') throw new Error(`health?version=1 answered ${res.status}: no preview version`);
+  return body.previewVersion;
 }
 
 /** A target that reaches generate-preview over HTTP with a service key. */
@@ -301,6 +314,10 @@ export function httpTarget(o: { sql: postgres.Sql; supabaseUrl: string; serviceK
     },
     async resetForRetry(id) {
       const [row] = await o.sql<{ ok: boolean }[]>`select public.reset_preview_for_retry(${id}::uuid) as ok`;
+      return row.ok === true;
+    },
+    async resetForRerender(id, version) {
+      const [row] = await o.sql<{ ok: boolean }[]>`select public.reset_preview_for_rerender(${id}::uuid, ${version}) as ok`;
       return row.ok === true;
     },
   };

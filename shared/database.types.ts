@@ -24,6 +24,7 @@ export type Database = {
           'preview_started_at': string | null;
           'preview_status': string;
           'preview_thumbhash': string | null;
+          'preview_version': string | null;
           'preview_width': number | null;
           'prompt': string | null;
           'result_url': string | null;
@@ -62,6 +63,7 @@ export type Database = {
           'preview_started_at'?: string | null;
           'preview_status'?: string;
           'preview_thumbhash'?: string | null;
+          'preview_version'?: string | null;
           'preview_width'?: number | null;
           'prompt'?: string | null;
           'result_url'?: string | null;
@@ -89,6 +91,7 @@ export type Database = {
           'preview_started_at'?: string | null;
           'preview_status'?: string;
           'preview_thumbhash'?: string | null;
+          'preview_version'?: string | null;
           'preview_width'?: number | null;
           'prompt'?: string | null;
           'result_url'?: string | null;
@@ -240,6 +243,7 @@ export type Database = {
           'p_limit': number;
           'p_retry_failed'?: boolean;
           'p_since'?: string;
+          'p_stale_version'?: string;
           'p_type'?: string;
         };
         Returns: {
@@ -281,6 +285,7 @@ export type Database = {
           'p_original_path'?: string;
           'p_path': string;
           'p_thumbhash': string;
+          'p_version'?: string;
           'p_width': number;
         };
         Returns: boolean;
@@ -388,7 +393,7 @@ export type Database = {
         Returns: string;
       };
       'preview_orphan_objects': {
-        Args: { 'p_limit'?: number };
+        Args: { 'p_limit'?: number; 'p_user_id'?: string };
         Returns: {
           'created_at': string;
           'path': string;
@@ -441,6 +446,10 @@ export type Database = {
         Returns: string;
       };
       'record_kie_checks': { Args: { 'p_task_ids': (string)[] }; Returns: undefined };
+      'reset_preview_for_rerender': {
+        Args: { 'p_generation_id': string; 'p_version': string };
+        Returns: boolean;
+      };
       'reset_preview_for_retry': { Args: { 'p_generation_id': string }; Returns: boolean };
       'sweep_previews': {
         Args: { 'p_grace'?: string; 'p_limit'?: number };

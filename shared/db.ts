@@ -94,7 +94,7 @@ export interface PreviewStore {
   claim(generationId: string): Promise<Claim | null>;
   /** Whether this attempt still holds the claim (checked right before writing objects). */
   isCurrent(c: Claim): Promise<boolean>;
-  complete(c: Claim, r: { path: string; width: number; height: number; thumbhash: string; originalPath: string | null }): Promise<boolean>;
+  complete(c: Claim, r: { path: string; width: number; height: number; thumbhash: string; originalPath: string | null; version: string }): Promise<boolean>;
   fail(c: Claim, e: { code: string; message: string; retryable: boolean }): Promise<'retry' | 'failed' | null>;
 }
 
@@ -114,7 +114,7 @@ export function createPreviewStore(db: Sql = getSql()): PreviewStore {
     async complete(c, r) {
       const [row] = await reconnecting(() => db`
         select public.complete_preview(${c.id}::uuid, ${c.attempt}, ${r.path}, ${r.width}, ${r.height},
-          ${r.thumbhash}, ${r.originalPath}) as ok`);
+          ${r.thumbhash}, ${r.originalPath}, ${r.version}) as ok`);
       return row.ok === true;
     },
     async fail(c, e) {

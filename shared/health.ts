@@ -1,5 +1,6 @@
 /**
- * The health function: liveness for anyone; with ?deep=1 (service role only, since it
+ * The health function: liveness for anyone, and ?version=1 the preview version this deployment
+ * stamps; with ?deep=1 (service role only, since it
  * reports queue figures and error text) the database, storage, queue depth, and every codec
  * rendering a tiny embedded sample through the real path (selftest.ts).
  */
@@ -9,10 +10,14 @@ import { getSql } from './db.ts';
 import { errorResponse, json } from './http.ts';
 import { loadCoreWasm } from './preview/handler.ts';
 import { checkCodecs } from './preview/selftest.ts';
+import { previewVersion } from './preview/version.ts';
 import { getAdminClient } from './storage.ts';
 
 export async function handleHealth(req: Request): Promise<Response> {
-  if (new URL(req.url).searchParams.get('deep') !== '1') return json({ status: 'ok' });
+  const params = new URL(req.url).searchParams;
+  // the preview version this deployment stamps (backfill --stale re-renders the others)
+  if (params.get('version') === '1') return json({ previewVersion: previewVersion(getConfig().preview) });
+  if (params.get('deep') !== '1') return json({ status: 'ok' });
   if (!isServiceRequest(req, getConfig())) return errorResponse(401, 'UNAUTHORIZED', 'health?deep=1 is for the service role');
   const checks: Record<string, unknown> = {};
   let ok = true;

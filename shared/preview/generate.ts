@@ -15,6 +15,7 @@ import { originalCopyPath, storageObjectFromUrl } from './paths.ts';
 import type { Rendered, RenderOptions } from './photo.ts';
 import type { PosterOptions } from './video.ts';
 import { sniff } from './sniff.ts';
+import { previewVersion } from './version.ts';
 
 export type PreviewDeps = {
   store: PreviewStore;
@@ -134,6 +135,7 @@ export async function generatePreview(generationId: string, deps: PreviewDeps): 
     }
     const ok = await completeWhileLeased(claim, claimedAt, deps, {
       path, width: rendered.width, height: rendered.height, thumbhash: rendered.thumbhash, originalPath: original,
+      version: previewVersion(deps.config.preview),
     });
     if (!ok) {
       log.info('[Preview]', 'Fenced', { generationId, attempt: claim.attempt, reason: 'newer_attempt' });

@@ -151,6 +151,32 @@ describe('backfill: npm run backfill:previews -- --limit=10 --concurrency=2', ()
     expect(writesOf(mark, pathOf(failed.id, 'photo'))).toBe(1);
   }, 300_000);
 
+  it('--stale re-renders, oldest first, only the ready previews another renderer or other settings made', async () => {
+    const w = pastWindow();
+    const items = await seed(w.at, [{ type: 'photo' }, { type: 'photo' }, { type: 'photo' }]);
+    expect((await runBackfillCli(['--concurrency=2', ...w.args])).code).toBe(0);
+    const current = (await generation(items[0].id)).preview_version;
+    expect(current).toMatch(/^r\d+-s\d+-q\d+$/);
+    // two were made by an older renderer (or before versions existed); the third is current
+    await sql`update public.generations set preview_version = 'r0-s512-q80' where id = ${items[0].id}`;
+    await sql`update public.generations set preview_version = null where id = ${items[1].id}`;
+    const untouched = await generation(items[2].id);
+    const mark = logMark();
+    const run = await runBackfillCli(['--stale', '--concurrency=1', ...w.args]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toContain(`--stale: re-rendering ready previews not made by ${current}`);
+    expect(queueLines(run.stdout)).toEqual([items[0], items[1]].map((i) => `📸 Queuing photo preview for ${i.id}`));
+    for (const { id } of items.slice(0, 2)) {
+      const row = await generation(id);
+      expect([row.preview_status, row.preview_version, row.preview_attempts]).toEqual(['ready', current, 1]);
+      expect(writesOf(mark, pathOf(id, 'photo'))).toBe(1);
+    }
+    const after = await generation(items[2].id);
+    expect(after.updated_at).toEqual(untouched.updated_at);
+    expect(writesOf(mark, pathOf(items[2].id, 'photo'))).toBe(0);
+    expect(queueLines((await runBackfillCli(['--stale', ...w.args])).stdout)).toHaveLength(0);
+  });
+
   it('exits non-zero and names the item when a preview fails', async () => {
     const w = pastWindow();
     const gone = await kieAssetUrl(await kieFile(await landscapeJpeg(), 'jpg', 'image/jpeg'), 'market', { asset: '404' });

@@ -69,6 +69,23 @@ select ok((select bool_and(next_attempt_at > now() + interval '25 seconds' and c
 select is(public.complete_preview_object_deletions(array(select path from claimed)), (select count(*)::int from claimed), 'a completed batch');
 select is((select count(*)::int from public.preview_object_deletions where generation_id::text like '13131313-%'), 0, '… leaves the queue');
 
+-- preview versions: complete stamps one; --stale takes ready rows of another, the reset re-arms the claim
+insert into public.generations (id, user_id, type, status, asset_url, created_at) values
+  ('13131313-aaaa-4000-8000-000000000006', '13131313-0000-4000-8000-000000000001', 'photo', 'success', 'https://k.test/6.png', '1971-01-01'),
+  ('13131313-aaaa-4000-8000-000000000007', '13131313-0000-4000-8000-000000000001', 'photo', 'success', 'https://k.test/7.png', '1971-01-02');
+select public.claim_preview('13131313-aaaa-4000-8000-000000000006');
+select public.claim_preview('13131313-aaaa-4000-8000-000000000007');
+select ok(public.complete_preview('13131313-aaaa-4000-8000-000000000006', 1, 'p6', 1, 1, 't', null, 'r1-s512-q80'), 'complete with a version');
+select ok(public.complete_preview('13131313-aaaa-4000-8000-000000000007', 1, 'p7', 1, 1, 't', null, 'r2-s512-q80'), 'complete with another');
+select is((select preview_version from public.generations where id = '13131313-aaaa-4000-8000-000000000006'), 'r1-s512-q80', 'the version is stamped');
+select results_eq($$select id::text from public.backfill_candidates('1970-12-31', null, 10, null, false, null, 'r2-s512-q80') where id::text like '13131313-%'$$,
+  $$values ('13131313-aaaa-4000-8000-000000000006')$$, '--stale candidates: ready rows of another version only');
+select ok(not public.reset_preview_for_rerender('13131313-aaaa-4000-8000-000000000007', 'r2-s512-q80'), 'a current preview is not reset');
+select ok(public.reset_preview_for_rerender('13131313-aaaa-4000-8000-000000000006', 'r2-s512-q80'), 'a stale one is');
+select results_eq($$select preview_status, preview_attempts from public.generations where id = '13131313-aaaa-4000-8000-000000000006'$$,
+  $$values ('none'::text, 0)$$, '… back to none for the claim');
+select results_eq($$select attempt from public.claim_preview('13131313-aaaa-4000-8000-000000000006')$$, $$values (1)$$, '… which claims it with the usual fencing');
+
 set local role authenticated;
 select throws_ok($$select * from public.claim_preview_object_deletions(1)$$, '42501', null, 'users cannot claim deletions');
 select throws_ok($$select * from public.preview_object_deletions$$, '42501', null, 'nor read the queue');

@@ -1,0 +1,12 @@
+/**
+ * The preview version stamped on every preview (generations.preview_version): the renderer and
+ * the settings that shape its output. `npm run backfill:previews -- --stale` re-renders ready
+ * rows of any other version, oldest first.
+ */
+
+/** Bump when the renderer's output changes for the same input (decoder, resizer, encoder, frame choice). */
+export const RENDERER_VERSION = 1;
+
+export function previewVersion(p: { maxSide: number; quality: number }): string {
+  return `r${RENDERER_VERSION}-s${p.maxSide}-q${p.quality}`;
+}
