@@ -55,6 +55,13 @@ alter table public.generations add column if not exists preview_height int;
 alter table public.generations add column if not exists preview_thumbhash text;
 alter table public.generations add column if not exists original_path text;
 alter table public.generations add column if not exists preview_version text;
+-- The animated preview of a video (opt-in, PREVIEW_ANIMATED): its own step after the poster.
+alter table public.generations add column if not exists animated_path text;
+alter table public.generations add column if not exists animated_status text;
+alter table public.generations add column if not exists animated_attempts int not null default 0;
+alter table public.generations add column if not exists animated_started_at timestamptz;
+alter table public.generations add column if not exists animated_next_attempt_at timestamptz;
+alter table public.generations add column if not exists animated_error_code text;
 
 comment on column public.generations.preview_status is
   'none → processing → ready | failed. Written only by claim_preview / complete_preview / fail_preview / reset_preview_for_retry and the asset-change reset trigger.';
@@ -68,6 +75,8 @@ comment on column public.generations.preview_next_attempt_at is
   'When a retryable failure is due again (null: not scheduled / terminal).';
 comment on column public.generations.preview_version is
   'The renderer and settings that made the preview (r<renderer>-s<max side>-q<quality>): backfill --stale re-renders rows of another version.';
+comment on column public.generations.animated_status is
+  'The animated preview (videos, when PREVIEW_ANIMATED is on): null = not requested; none → processing → ready | failed. Written only by the animated_* functions.';
 comment on column public.generations.original_path is
   'The original asset copied into storage (KIE deletes its files after ~14 days).';
 

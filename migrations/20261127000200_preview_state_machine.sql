@@ -76,6 +76,11 @@ $$;
 comment on function public.preview_object_path(uuid, uuid, text) is
   'Where the preview of a row is written: {user}/previews/{id}_preview.webp (image) or {user}/posters/{id}_poster.webp (video).';
 
+-- The animated preview of a video: the seed system's path (its library plays it on hover).
+create or replace function public.animated_preview_path(p_user_id uuid, p_id uuid) returns text
+language sql immutable parallel safe
+as $$ select p_user_id || '/previews/' || p_id || '_preview.mp4' $$;
+
 create or replace function public.original_copy_stem(p_user_id uuid, p_id uuid) returns text
 language sql immutable parallel safe
 as $$ select p_user_id || '/originals/' || p_id $$;
@@ -610,7 +615,7 @@ create trigger generations_b_reset_preview_on_asset_change
 --   - the source: asset_url, result_urls, result_url, original_path (original_path also names
 --     the object the library signs for the owner);
 --   - status and task_id (which row a KIE result lands on), the model columns (the KIE family);
---   - every preview_* and poster_* column.
+--   - every preview_*, poster_* and animated_* column.
 -- A client that could change them would make the service fetch, store and render a file of
 -- its choosing as another user's picture. Columns are compared through the row's JSON, so the
 -- guard covers whichever of them the table has. A client INSERT may not start a row in a state
@@ -632,8 +637,8 @@ begin
   if tg_op = 'INSERT' then
     select k into v_column
       from jsonb_each(v_new) as e(k, v)
-     where (k in ('asset_url', 'result_urls', 'result_url', 'original_path', 'task_id', 'poster_path')
-            or k like 'preview\_%')
+     where (k in ('asset_url', 'result_urls', 'result_url', 'original_path', 'task_id', 'poster_path', 'animated_path', 'animated_status')
+            or k like 'preview\_%' or k like 'animated\_%')
        and v not in ('null'::jsonb, '[]'::jsonb, '0'::jsonb, '"none"'::jsonb)
      limit 1;
     if v_column is null and public.generation_succeeded(new.status::text) then
@@ -645,7 +650,7 @@ begin
       from jsonb_each(v_new) as e(k, v)
      where (k in ('asset_url', 'result_urls', 'result_url', 'original_path', 'status', 'task_id',
                   'model', 'model_id', 'model_name')
-            or k like 'preview\_%' or k like 'poster\_%')
+            or k like 'preview\_%' or k like 'poster\_%' or k like 'animated\_%')
        and v is distinct from v_old -> k
      limit 1;
   end if;
@@ -690,7 +695,7 @@ grant execute on function public.backfill_candidates(timestamptz, uuid, int, tex
 -- given) are harmless to call.
 grant execute on function public.preview_max_attempts(), public.preview_backoff(int), public.preview_lease(),
   public.preview_max_expired_leases(), public.preview_redispatch_after(), public.preview_kind(text),
-  public.preview_object_path(uuid, uuid, text), public.original_copy_stem(uuid, uuid), public.generation_succeeded(text),
+  public.preview_object_path(uuid, uuid, text), public.original_copy_stem(uuid, uuid), public.animated_preview_path(uuid, uuid), public.generation_succeeded(text),
   public.kie_task_running(text), public.first_result_url(jsonb) to service_role, authenticated, anon;
 grant execute on function public.preview_source_url(public.generations), public.generation_model(public.generations),
   public.preview_skip_reason(public.generations), public.has_previewable_asset(public.generations),

@@ -8,13 +8,14 @@
 -- system's deterministic paths of the row are ever queued: never a file we did not make
 -- (production's `{user}/image/…` originals, an old animated `_preview.mp4`). Re-runnable.
 
--- The objects of a row this system made (or makes at these paths): its preview or poster, and
--- original_path when it is our copy.
+-- The objects of a row this system made (or makes at these paths): its preview or poster, the
+-- animated preview it made, and original_path when it is our copy.
 create or replace function public.preview_owned_objects(g public.generations) returns text[]
 language sql stable parallel safe
 as $$
   select array_remove(array[
     public.preview_object_path(g.user_id, g.id, public.preview_kind(g.type::text)),
+    case when g.animated_path = public.animated_preview_path(g.user_id, g.id) then g.animated_path end,
     case when g.original_path like public.original_copy_stem(g.user_id, g.id) || '.%' then g.original_path end
   ], null)
 $$;

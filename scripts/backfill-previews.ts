@@ -8,6 +8,7 @@
  *   --concurrency=N      generate-preview calls in flight at once (default 2)
  *   --type=photo|product|video   only one type
  *   --retry-failed       also take rows whose preview failed (reset to none, then claimed)
+ *   --animated           instead: the animated previews of ready videos that have none yet
  *   --stale              instead: re-render ready previews another renderer or other settings made
  *                        (preview_version other than the deployment's, from health?version=1)
  *   --since=DATE         only rows created at or after DATE (ISO 8601)
@@ -26,7 +27,7 @@ import {
 
 type Target = { url: string; serviceKey: string; dbUrl: string; label: string };
 
-const USAGE = 'usage: backfill-previews [--limit=N] [--concurrency=N] [--type=photo|product|video] [--retry-failed] [--stale] ' +
+const USAGE = 'usage: backfill-previews [--limit=N] [--concurrency=N] [--type=photo|product|video] [--retry-failed] [--stale] [--animated] ' +
   '[--since=DATE] [--until=DATE] [--dry-run] [--stack-env=FILE]';
 
 class UsageError extends Error {}
@@ -47,7 +48,7 @@ export function parseArgs(args: string[]): BackfillOptions & { stackEnv?: string
     const m = args[i].match(/^--([\w-]+)(?:=(.*))?$/);
     if (!m) throw new UsageError(`unexpected argument "${args[i]}"`);
     const [, name, inline] = m;
-    const flag = ['retry-failed', 'stale', 'dry-run', 'help'].includes(name);
+    const flag = ['retry-failed', 'stale', 'animated', 'dry-run', 'help'].includes(name);
     const value = flag ? inline : inline ?? args[++i];
     switch (name) {
       case 'limit': o.limit = int(name, value, 1, 10_000_000); break;
@@ -60,6 +61,7 @@ export function parseArgs(args: string[]): BackfillOptions & { stackEnv?: string
       case 'until': o.until = date(name, value); break;
       case 'retry-failed': o.retryFailed = value !== 'false'; break;
       case 'stale': o.stale = value === 'false' ? undefined : 'deployed'; break;
+      case 'animated': o.animated = value !== 'false'; break;
       case 'dry-run': o.dryRun = value !== 'false'; break;
       case 'stack-env':
         if (!value) throw new UsageError('--stack-env needs a file');
@@ -195,7 +197,7 @@ async function main(): Promise<number> {
     }
     const summary = await runBackfill(httpTarget({ sql, supabaseUrl: target.url, serviceKey: target.serviceKey }), opts, {
       onWorkerLimit: (c, message) => say(`! ${c.type} ${c.id}: ${message}; retrying once its lease lapses`),
-      onQueued: (c) => say(opts.dryRun ? `would queue ${c.type} ${c.id} (created ${c.created_at.toISOString()}, preview ${c.preview_status})` : queueLine(c)),
+      onQueued: (c) => say(opts.dryRun ? `would queue ${c.type} ${c.id} (created ${c.created_at.toISOString()}, preview ${c.preview_status})` : queueLine(c, opts.animated)),
       onResult: (o, p) => {
         if (o.result === 'listed') return redraw(p);
         const mark = o.result === 'ready' ? '✓' : o.result === 'skipped' || o.result === 'fenced' ? '·' : '✗';

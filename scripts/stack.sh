@@ -12,7 +12,7 @@
 # Env: STACK_DIR (.local/dev), API_PORT (54321), DB_PORT (54322), KIE_PORT (54340),
 #      plus EDGE_* limits passed to the gateway, PREVIEW_LEASE_SECONDS (sets the database's
 #      app.preview_lease), PREVIEW_DOWNLOAD_TIMEOUT_MS /
-#      PREVIEW_MAX_SOURCE_BYTES written to functions.env when set (npm test sets them),
+#      PREVIEW_MAX_SOURCE_BYTES, PREVIEW_ANIMATED written to functions.env when set (npm test sets some),
 #      STACK_MIGRATIONS=none: a platform without this system yet (no migrations, no vault or
 #      core step), as an existing project is before adoption (tests/adoption uses it).
 set -euo pipefail
@@ -62,6 +62,7 @@ PREVIEW_ALLOWED_PRIVATE_HOSTS=127.0.0.1:$KIE_PORT
 ${KIE_WEBHOOK_HMAC_KEY:+KIE_WEBHOOK_HMAC_KEY=$KIE_WEBHOOK_HMAC_KEY}
 ${PREVIEW_DOWNLOAD_TIMEOUT_MS:+PREVIEW_DOWNLOAD_TIMEOUT_MS=$PREVIEW_DOWNLOAD_TIMEOUT_MS}
 ${PREVIEW_MAX_SOURCE_BYTES:+PREVIEW_MAX_SOURCE_BYTES=$PREVIEW_MAX_SOURCE_BYTES}
+${PREVIEW_ANIMATED:+PREVIEW_ANIMATED=$PREVIEW_ANIMATED}
 ENV
   cat >"$STACK_DIR/stack.env" <<ENV
 API_URL=$API_URL

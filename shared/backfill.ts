@@ -25,6 +25,8 @@ export type BackfillOptions = {
   retryFailed?: boolean;
   /** Re-render ready previews of any preview_version but this one (the deployment's), oldest first. */
   stale?: string;
+  /** Instead: the animated previews of ready videos never made (or failed and due), oldest first. */
+  animated?: boolean;
   /** Only rows created at or after this instant. */
   since?: Date;
   /** Only rows created before this instant (the walk stops there). */
@@ -74,8 +76,10 @@ export type BackfillEvents = {
 
 export type BackfillTarget = {
   sql: postgres.Sql;
-  /** Calls generate-preview?wait=1 for one id and returns its outcome. */
-  generatePreview(id: string): Promise<{ result: string; path?: string; code?: string; error?: string }>;
+  /** Calls generate-preview?wait=1 for one id (its animated preview with `animated`) and returns its outcome. */
+  generatePreview(id: string, animated?: boolean): Promise<{ result: string; path?: string; code?: string; error?: string }>;
+  /** Asks for a ready video's animated preview (request_animated_preview, without a dispatch: the caller claims). */
+  requestAnimated(id: string): Promise<boolean>;
   /** Resets a failed row to `none` (retry-failed); false when it was no longer failed. */
   resetForRetry(id: string): Promise<boolean>;
   /** Resets a ready row of another preview version to `none` (stale); false when it no longer was one. */
@@ -111,8 +115,14 @@ export async function candidatePage(
   sql: postgres.Sql,
   after: { createdAt: Date; id: string } | null,
   pageSize: number,
-  o: Pick<BackfillOptions, 'type' | 'retryFailed' | 'since' | 'stale'>,
+  o: Pick<BackfillOptions, 'type' | 'retryFailed' | 'since' | 'stale' | 'animated'>,
 ): Promise<Candidate[]> {
+  if (o.animated) {
+    return await sql<Candidate[]>`
+      select id, user_id, type, created_at, preview_status
+        from public.animated_candidates(${after?.createdAt ?? null}::timestamptz, ${after?.id ?? null}::uuid, ${pageSize}::int,
+          ${o.since ?? null}::timestamptz)`;
+  }
   return await sql<Candidate[]>`
     select id, user_id, type, created_at, preview_status
       from public.backfill_candidates(
@@ -141,6 +151,12 @@ export async function* walkCandidates(sql: postgres.Sql, o: BackfillOptions): As
 
 /** How many candidates a run would see (for the progress bar's ETA). */
 export async function countCandidates(sql: postgres.Sql, o: BackfillOptions): Promise<number> {
+  if (o.animated) {
+    const [a] = await sql<{ n: number }[]>`
+      select count(*)::int as n from public.animated_candidates(null, null, ${o.limit ?? NO_LIMIT}::int, ${o.since ?? null}::timestamptz) c
+       where ${o.until ?? null}::timestamptz is null or c.created_at < ${o.until ?? null}::timestamptz`;
+    return a.n;
+  }
   const [row] = await sql<{ n: number }[]>`
     select count(*)::int as n
       from public.backfill_candidates(null, null, ${o.limit ?? NO_LIMIT}::int, ${o.type ?? null}::text,
@@ -180,7 +196,8 @@ export async function runPool<T>(
   await Promise.all(Array.from({ length: Math.max(1, concurrency) }, lane));
 }
 
-export function queueLine(c: Pick<Candidate, 'id' | 'type'>): string {
+export function queueLine(c: Pick<Candidate, 'id' | 'type'>, animated = false): string {
+  if (animated) return `🎞️ Queuing animated preview for ${c.id}`;
   return c.type === 'video' ? `🎬 Queuing video poster for ${c.id}` : `📸 Queuing ${c.type} preview for ${c.id}`;
 }
 
@@ -226,15 +243,16 @@ export async function runBackfill(target: BackfillTarget, o: BackfillOptions, ev
     try {
       if (c.preview_status === 'failed' && o.retryFailed) await target.resetForRetry(c.id);
       if (c.preview_status === 'ready' && o.stale) await target.resetForRerender(c.id, o.stale);
+      if (o.animated) await target.requestAnimated(c.id);
       let r: Awaited<ReturnType<BackfillTarget['generatePreview']>>;
       try {
-        r = await target.generatePreview(c.id);
+        r = await target.generatePreview(c.id, o.animated);
       } catch (err) {
         // A worker stopped by the runtime leaves its claim until the lease lapses: wait for
         // that (or for the sweep to finish the row) and try once more, within this run.
         if (!(err instanceof WorkerLimitError) || !target.afterLease) throw err;
         events.onWorkerLimit?.(c, err.message);
-        r = await target.afterLease(c.id, () => target.generatePreview(c.id));
+        r = await target.afterLease(c.id, () => target.generatePreview(c.id, o.animated));
       }
       const result = (['ready', 'failed', 'retry', 'skipped', 'fenced'].includes(r.result) ? r.result : 'error') as ItemResult;
       record({ id: c.id, type: c.type, result, path: r.path, code: r.code, error: r.error, ms: Math.round(performance.now() - started) });
@@ -278,9 +296,9 @@ export function httpTarget(o: { sql: postgres.Sql; supabaseUrl: string; serviceK
   if (!o.serviceKey.startsWith('sb_')) headers.authorization = `Bearer ${o.serviceKey}`;
   return {
     sql: o.sql,
-    async generatePreview(id) {
+    async generatePreview(id, animated) {
       const res = await doFetch(`${base}/functions/v1/generate-preview?wait=1`, {
-        method: 'POST', headers, body: JSON.stringify({ generationId: id }),
+        method: 'POST', headers, body: JSON.stringify(animated ? { animatedId: id } : { generationId: id }),
       });
       const text = await res.text();
       if (res.status === 546) {
@@ -314,6 +332,10 @@ export function httpTarget(o: { sql: postgres.Sql; supabaseUrl: string; serviceK
     },
     async resetForRetry(id) {
       const [row] = await o.sql<{ ok: boolean }[]>`select public.reset_preview_for_retry(${id}::uuid) as ok`;
+      return row.ok === true;
+    },
+    async requestAnimated(id) {
+      const [row] = await o.sql<{ ok: boolean }[]>`select public.request_animated_preview(${id}::uuid, false) as ok`;
       return row.ok === true;
     },
     async resetForRerender(id, version) {

@@ -51,6 +51,8 @@ export type Config = {
     allowedPrivateHosts: string[];
     ffmpegCoreWasmUrl: string | undefined;
     ffmpegCoreWasmPath: string;
+    /** PREVIEW_ANIMATED=on: after a video's poster, its animated preview as a step of its own. */
+    animated: boolean;
   };
   library: { signedUrlTtlSeconds: number; pageSize: number };
 };
@@ -69,6 +71,13 @@ function integer(env: EnvReader, name: string, fallback: number, min: number, ma
     throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${raw}"`);
   }
   return value;
+}
+
+function onOff(env: EnvReader, name: string, fallback: boolean): boolean {
+  const raw = env(name);
+  if (raw === undefined || raw === '') return fallback;
+  if (raw === 'on' || raw === 'off') return raw === 'on';
+  throw new ConfigError(`${name} must be on or off, got "${raw}"`);
 }
 
 function url(env: EnvReader, name: string, fallback?: string): string {
@@ -129,6 +138,7 @@ export function loadConfig(env: EnvReader = readEnv): Config {
         .split(',').map((s) => s.trim()).filter(Boolean),
       ffmpegCoreWasmUrl: env('FFMPEG_CORE_WASM_URL'),
       ffmpegCoreWasmPath: env('FFMPEG_CORE_WASM_PATH') ?? '_runtime/ffmpeg-core-0.12.10.wasm',
+      animated: onOff(env, 'PREVIEW_ANIMATED', false),
     },
     library: {
       signedUrlTtlSeconds: integer(env, 'LIBRARY_SIGNED_URL_TTL', 3600, 60, 7 * 24 * 3600),

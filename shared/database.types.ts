@@ -8,6 +8,12 @@ export type Database = {
     Tables: {
       'generations': {
         Row: {
+          'animated_attempts': number;
+          'animated_error_code': string | null;
+          'animated_next_attempt_at': string | null;
+          'animated_path': string | null;
+          'animated_started_at': string | null;
+          'animated_status': string | null;
           'asset_url': string | null;
           'created_at': string;
           'error': string | null;
@@ -47,6 +53,12 @@ export type Database = {
           | 'preview_skip_reason'
           | 'preview_source_url';
         Insert: {
+          'animated_attempts'?: number;
+          'animated_error_code'?: string | null;
+          'animated_next_attempt_at'?: string | null;
+          'animated_path'?: string | null;
+          'animated_started_at'?: string | null;
+          'animated_status'?: string | null;
           'asset_url'?: string | null;
           'created_at'?: string;
           'error'?: string | null;
@@ -75,6 +87,12 @@ export type Database = {
           'user_id': string;
         };
         Update: {
+          'animated_attempts'?: number;
+          'animated_error_code'?: string | null;
+          'animated_next_attempt_at'?: string | null;
+          'animated_path'?: string | null;
+          'animated_started_at'?: string | null;
+          'animated_status'?: string | null;
           'asset_url'?: string | null;
           'created_at'?: string;
           'error'?: string | null;
@@ -217,6 +235,22 @@ export type Database = {
       };
     };
     Functions: {
+      'animated_candidates': {
+        Args: {
+          'p_after_created_at': string;
+          'p_after_id': string;
+          'p_limit': number;
+          'p_since'?: string;
+        };
+        Returns: {
+          'created_at': string;
+          'id': string;
+          'preview_status': string;
+          'type': string;
+          'user_id': string;
+        }[];
+      };
+      'animated_preview_path': { Args: { 'p_id': string; 'p_user_id': string }; Returns: string };
       'apply_kie_result': {
         Args: {
           'p_asset_url': string;
@@ -254,6 +288,17 @@ export type Database = {
           'user_id': string;
         }[];
       };
+      'claim_animated_preview': {
+        Args: { 'p_generation_id': string; 'p_lease'?: string };
+        Returns: {
+          'attempt': number;
+          'id': string;
+          'original_path': string;
+          'source_url': string;
+          'target_path': string;
+          'user_id': string;
+        }[];
+      };
       'claim_preview': {
         Args: { 'p_generation_id': string; 'p_lease'?: string };
         Returns: {
@@ -277,6 +322,10 @@ export type Database = {
           'path': string;
         }[];
       };
+      'complete_animated_preview': {
+        Args: { 'p_attempt': number; 'p_generation_id': string; 'p_path': string };
+        Returns: boolean;
+      };
       'complete_preview': {
         Args: {
           'p_attempt': number;
@@ -293,6 +342,7 @@ export type Database = {
       'complete_preview_object_deletions': { Args: { 'p_paths': (string)[] }; Returns: number };
       'cron_kie_sync_pending': { Args: Record<PropertyKey, never>; Returns: number };
       'cron_trim_history': { Args: Record<PropertyKey, never>; Returns: undefined };
+      'dispatch_animated_sweep': { Args: { 'p_limit'?: number }; Returns: number };
       'dispatch_preview': { Args: { 'p_body': Json; 'p_generation_id': string }; Returns: boolean };
       'dispatch_preview_cleanup': { Args: Record<PropertyKey, never>; Returns: boolean };
       'dispatch_preview_sweep': { Args: { 'p_limit'?: number }; Returns: number };
@@ -306,6 +356,15 @@ export type Database = {
         Returns: number;
       };
       'expire_preview_leases': { Args: Record<PropertyKey, never>; Returns: number };
+      'fail_animated_preview': {
+        Args: {
+          'p_attempt': number;
+          'p_error_code': string;
+          'p_generation_id': string;
+          'p_retryable': boolean;
+        };
+        Returns: string;
+      };
       'fail_expired_kie_tasks': { Args: Record<PropertyKey, never>; Returns: number };
       'fail_preview': {
         Args: {
@@ -446,6 +505,10 @@ export type Database = {
         Returns: string;
       };
       'record_kie_checks': { Args: { 'p_task_ids': (string)[] }; Returns: undefined };
+      'request_animated_preview': {
+        Args: { 'p_dispatch'?: boolean; 'p_generation_id': string };
+        Returns: boolean;
+      };
       'reset_preview_for_rerender': {
         Args: { 'p_generation_id': string; 'p_version': string };
         Returns: boolean;

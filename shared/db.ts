@@ -96,6 +96,35 @@ export interface PreviewStore {
   isCurrent(c: Claim): Promise<boolean>;
   complete(c: Claim, r: { path: string; width: number; height: number; thumbhash: string; originalPath: string | null; version: string }): Promise<boolean>;
   fail(c: Claim, e: { code: string; message: string; retryable: boolean }): Promise<'retry' | 'failed' | null>;
+  /** After a video's poster (PREVIEW_ANIMATED on): ask for its animated preview, a step of its own. */
+  requestAnimated(id: string): Promise<boolean>;
+}
+
+/** What claim_animated_preview returns: the source, where the clip goes, the attempt (fencing token). */
+export type AnimatedClaim = Fns['claim_animated_preview']['Returns'][number] & { original_path: string | null; source_url: string | null };
+
+/** The animated preview's step: claim, complete and fail, fenced like the poster's. */
+export interface AnimatedStore {
+  claim(generationId: string): Promise<AnimatedClaim | null>;
+  complete(c: AnimatedClaim, path: string): Promise<boolean>;
+  fail(c: AnimatedClaim, e: { code: string; retryable: boolean }): Promise<'retry' | 'failed' | null>;
+}
+
+export function createAnimatedStore(db: Sql = getSql()): AnimatedStore {
+  return {
+    async claim(generationId) {
+      const rows = await reconnecting(() => db<AnimatedClaim[]>`select * from public.claim_animated_preview(${generationId}::uuid)`);
+      return rows[0] ?? null;
+    },
+    async complete(c, path) {
+      const [row] = await reconnecting(() => db`select public.complete_animated_preview(${c.id}::uuid, ${c.attempt}, ${path}) as ok`);
+      return row.ok === true;
+    },
+    async fail(c, e) {
+      const [row] = await reconnecting(() => db`select public.fail_animated_preview(${c.id}::uuid, ${c.attempt}, ${e.code}, ${e.retryable}) as state`);
+      return row.state ?? null;
+    },
+  };
 }
 
 export function createPreviewStore(db: Sql = getSql()): PreviewStore {
@@ -121,6 +150,10 @@ export function createPreviewStore(db: Sql = getSql()): PreviewStore {
       const [row] = await reconnecting(() => db`
         select public.fail_preview(${c.id}::uuid, ${c.attempt}, ${e.code}, ${e.message}, ${e.retryable}) as state`);
       return row.state ?? null;
+    },
+    async requestAnimated(id) {
+      const [row] = await reconnecting(() => db`select public.request_animated_preview(${id}::uuid) as ok`);
+      return row.ok === true;
     },
   };
 }

@@ -13,6 +13,8 @@ export const ERROR_CODES = {
   TOO_MANY_PIXELS: { retryable: false },
   /** Decoding would need more memory than an edge isolate has (estimated from the header). */
   OVER_MEMORY_BUDGET: { retryable: false },
+  /** The animated preview of a video this large would need more CPU than an edge request has (measured). */
+  OVER_CPU_BUDGET: { retryable: false },
   /** Workers died on this item (the platform's memory/CPU limit); set by expire_preview_leases. */
   WORKER_LIMIT: { retryable: false },
   NO_VIDEO_FRAME: { retryable: false },

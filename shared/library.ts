@@ -19,6 +19,8 @@ export type LibraryItem = {
   height: number | null;
   thumbhash: string | null;
   previewUrl: string | null;
+  /** A video's animated preview (PREVIEW_ANIMATED), signed, when it is ready. */
+  animatedUrl: string | null;
   originalUrl: string | null;
   error: string | null;
   createdAt: string;
@@ -26,7 +28,7 @@ export type LibraryItem = {
 
 type Row = {
   id: string; type: string; kind: 'image' | 'video'; status: string; preview_status: string; preview_path: string | null;
-  poster_path: string | null; original_path: string | null; preview_width: number | null;
+  poster_path: string | null; original_path: string | null; animated_path: string | null; animated_status: string | null; preview_width: number | null;
   preview_height: number | null; preview_thumbhash: string | null; error: string | null; created_at: Date;
 };
 
@@ -52,7 +54,8 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
     await tx`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${claims}, true)`;
     return await tx<Row[]>`
       select id, type, public.preview_kind(type) as kind, status, coalesce(preview_status, 'none') as preview_status,
-             preview_path, poster_path, original_path, preview_width, preview_height, preview_thumbhash, error, created_at
+             preview_path, poster_path, original_path, animated_path, animated_status, preview_width, preview_height,
+             preview_thumbhash, error, created_at
       from public.generations
       -- the caller's own rows, whatever select policies the table has (a legacy "public rows"
       -- policy lets every user read others' public generations; the library lists only yours)
@@ -63,7 +66,8 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
       limit ${opts.limit + 1}`;
   }) as Row[];
   const page = rows.slice(0, opts.limit);
-  const paths = page.flatMap((r) => [r.kind === 'video' ? r.poster_path : r.preview_path, r.original_path])
+  const animated = (r: Row) => (r.animated_status === 'ready' ? r.animated_path : null);
+  const paths = page.flatMap((r) => [r.kind === 'video' ? r.poster_path : r.preview_path, r.original_path, animated(r)])
     .filter((p): p is string => !!p && p.startsWith(`${userId}/`));
   const signed = await createObjectStore().signMany([...new Set(paths)], config.library.signedUrlTtlSeconds);
   const items: LibraryItem[] = page.map((r) => {
@@ -77,6 +81,7 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
       height: r.preview_height,
       thumbhash: r.preview_thumbhash,
       previewUrl: r.preview_status === 'ready' && preview ? signed.get(preview) ?? null : null,
+      animatedUrl: animated(r) ? signed.get(animated(r)!) ?? null : null,
       originalUrl: r.original_path ? signed.get(r.original_path) ?? null : null,
       error: r.error,
       createdAt: r.created_at.toISOString(),

@@ -37,8 +37,11 @@ export type PreviewOutcome = {
   attempt?: number;
 };
 
+/** What a claim (the poster's or the animated preview's) says about its source. */
+export type SourceRef = Pick<Claim, 'id' | 'user_id' | 'original_path' | 'source_url'>;
+
 /** The claim's source: its original in our storage (original_path) when it has one, else its URL. */
-async function readSource(claim: Claim, deps: PreviewDeps): Promise<{ bytes: Uint8Array; storedAt: string | null }> {
+export async function readSource(claim: SourceRef, deps: Pick<PreviewDeps, 'objects' | 'fetchSource' | 'config'>): Promise<{ bytes: Uint8Array; storedAt: string | null }> {
   if (claim.original_path) {
     // The service key reads any object: only one under the row's owner's folder is this row's.
     if (!claim.original_path.startsWith(`${claim.user_id}/`) || !isSafeObjectKey(claim.original_path)) {
@@ -106,6 +109,17 @@ async function completeWhileLeased(claim: Claim, claimedAt: number, deps: Previe
   }
 }
 
+/** The animated preview is a step of its own: asking for it never fails the poster. */
+async function requestAnimated(claim: Claim, deps: PreviewDeps): Promise<void> {
+  try {
+    if (await deps.store.requestAnimated(claim.id)) {
+      log.info('[Preview]', 'Queued', { generationId: claim.id, reason: 'animated', type: claim.type });
+    }
+  } catch (err) {
+    log.error('[Preview]', `Could not queue the animated preview of ${claim.id}: ${err instanceof Error ? err.message : err}`, { next: 'sweep' });
+  }
+}
+
 /** How long before the lease ends a worker stops retrying its completion. */
 const COMPLETE_MARGIN_MS = 2_000;
 
@@ -142,6 +156,7 @@ export async function generatePreview(generationId: string, deps: PreviewDeps): 
       return { generationId, result: 'fenced', type: claim.type, attempt: claim.attempt };
     }
     log.info('[Preview]', 'Ready', { generationId, type: claim.type, path, width: rendered.width, height: rendered.height, bytes: rendered.webp.length });
+    if (claim.kind === 'video' && deps.config.preview.animated) await requestAnimated(claim, deps);
     return { generationId, result: 'ready', type: claim.type, path, attempt: claim.attempt };
   } catch (err) {
     const pe = toPreviewError(err);

@@ -2,14 +2,16 @@
  * The generate-preview function: the service role or a pg_net dispatch; takes the trigger's body, a database
  * webhook's or a plain {generationId}; answers 202 and works in EdgeRuntime.waitUntil, or
  * with ?wait=1 answers with each item's outcome (backfill, tests). {"cleanup": true} runs the
- * object lifecycle's queued deletions instead.
+ * object lifecycle's queued deletions instead, {"animatedId": id} a video's animated preview.
  */
 import { isDispatchRequest, isServiceRequest } from '../auth.ts';
 import { getConfig } from '../config.ts';
-import { createDeletionStore, createPreviewStore } from '../db.ts';
+import { createAnimatedStore, createDeletionStore, createPreviewStore } from '../db.ts';
 import { errorResponse, json, readJson } from '../http.ts';
 import { log } from '../log.ts';
 import { createObjectStore } from '../storage.ts';
+import { renderAnimated } from './animated.ts';
+import { generateAnimated } from './animated-job.ts';
 import { runCleanup } from './cleanup.ts';
 import { fetchSource } from './fetch.ts';
 import { generatePreview, type PreviewDeps, type PreviewOutcome } from './generate.ts';
@@ -88,6 +90,15 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
     if (wait) return json(await work);
     if (typeof EdgeRuntime !== 'undefined') EdgeRuntime.waitUntil(work);
     return json({ accepted: 'cleanup' }, 202);
+  }
+  if (typeof body.animatedId === 'string') {
+    // a video's animated preview (requested after its poster when PREVIEW_ANIMATED is on)
+    const id = generationIdsOf({ generationId: body.animatedId })[0];
+    if (!id) return errorResponse(400, 'BAD_REQUEST', 'animatedId is not a generation id');
+    const work = generateAnimated(id, { ...previewDeps(), store: createAnimatedStore(), renderAnimated });
+    if (wait) return json({ results: [await work] });
+    if (typeof EdgeRuntime !== 'undefined') EdgeRuntime.waitUntil(work);
+    return json({ accepted: [id] }, 202);
   }
   const ids = generationIdsOf(body);
   if (ids.length === 0) return errorResponse(400, 'BAD_REQUEST', 'No generation id (generationId, generationIds or record.id)');

@@ -19,6 +19,7 @@ function fakes(opts: { current?: boolean; fetchError?: PreviewError } = {}) {
     isCurrent: async () => (calls.push('isCurrent'), opts.current ?? true),
     complete: async (_c, r) => (calls.push(`complete ${r.path} ${r.originalPath}`), true),
     fail: async (_c, e) => (calls.push(`fail ${e.code} ${e.message} ${e.retryable}`), e.retryable ? 'retry' : 'failed'),
+    requestAnimated: async (id) => (calls.push(`requestAnimated ${id}`), true),
   };
   const objectStore: ObjectStore = {
     upload: async (path, bytes) => void (calls.push(`upload ${path}`), objects.set(path, bytes)),
