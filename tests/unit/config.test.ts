@@ -21,10 +21,16 @@ describe('loadConfig', () => {
       preview: {
         bucket: 'generations', maxSide: 512, quality: 80, maxSourceBytes: 104_857_600, maxPixels: 50_000_000,
         downloadTimeoutMs: 20_000, allowedPrivateHosts: [], ffmpegCoreWasmUrl: undefined,
-        ffmpegCoreWasmPath: '_runtime/ffmpeg-core-0.12.10.wasm',
+        ffmpegCoreWasmPath: '_runtime/ffmpeg-core-0.12.10.wasm', animated: false,
       },
       library: { signedUrlTtlSeconds: 3600, pageSize: 50 },
     });
+  });
+
+  it('PREVIEW_ANIMATED is on or off, off by default', () => {
+    expect(loadConfig(env({ PREVIEW_ANIMATED: 'on' })).preview.animated).toBe(true);
+    expect(loadConfig(env({ PREVIEW_ANIMATED: 'off' })).preview.animated).toBe(false);
+    expect(() => loadConfig(env({ PREVIEW_ANIMATED: 'yes' }))).toThrow('PREVIEW_ANIMATED must be on or off, got "yes"');
   });
 
   it('names a missing variable', () => {
