@@ -1,7 +1,7 @@
 /**
  * One bench case of our render path, in its own Deno process (so peak RSS is per case: wasm
  * memory never shrinks). Run with the edge runtime's capabilities only: no FFI, no
- * subprocesses, no workers. Usage: ours.ts photo|video <input> <output.webp> <calls>
+ * subprocesses, no workers. Usage: ours.ts photo|video|animated <input> <output> <calls>
  * Prints one JSON line: per call wall/CPU (process: all threads; thread: the JS thread only,
  * which is what the edge runtime's CPU limit counts), baseline and peak RSS.
  */
@@ -9,6 +9,7 @@ import process from 'node:process';
 import { useLocalFfmpegCore } from '../local/local-core.ts';
 import { renderPhotoPreview } from '../../shared/preview/photo.ts';
 import { extractPoster } from '../../shared/preview/video.ts';
+import { renderAnimated } from '../../shared/preview/animated.ts';
 
 useLocalFfmpegCore();
 
@@ -34,7 +35,9 @@ for (let i = 0; i < calls; i++) {
   const c0 = cpu(), t0 = threadCpu(), w0 = performance.now();
   let r;
   try {
-    r = kind === 'video' ? await extractPoster(bytes) : await renderPhotoPreview(bytes);
+    r = kind === 'video' ? await extractPoster(bytes)
+      : kind === 'animated' ? { webp: await renderAnimated(bytes, { maxBytes: 2 ** 31 }) }
+      : await renderPhotoPreview(bytes);
   } catch (err) {
     // a refusal (e.g. TOO_MANY_PIXELS) is a result too: report it with its cost
     console.log(JSON.stringify({ error: (err as any).code ?? String(err), runs: [{ wall: performance.now() - w0, cpu: cpu() - c0, thread: threadCpu() - t0 }] }));

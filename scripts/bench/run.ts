@@ -78,7 +78,7 @@ function timed(cmd: string, args: string[]) {
   return { ...r, wallS: e, cpuS: u + s2, maxRssMb: m / 1024 };
 }
 
-function ours(kind: 'photo' | 'video', input: string, out: string): Result[] {
+function ours(kind: 'photo' | 'video' | 'animated', input: string, out: string): Result[] {
   const res: Result[] = [];
   for (let p = 0; p < PROCS; p++) {
     // the edge runtime's capabilities: no --allow-ffi, no --allow-run, no workers
@@ -104,6 +104,19 @@ function nativeAnchor(input: string, out: string): Result[] {
   for (let p = 0; p < PROCS; p++) {
     const r = timed('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-ss', '0.6', '-i', input,
       '-frames:v', '1', '-vf', "scale='min(512,iw)':'min(512,ih)':force_original_aspect_ratio=decrease:flags=area", '-c:v', 'libwebp', '-quality', '80', out]);
+    const run = { wall: r.wallS * 1000, cpu: r.cpuS * 1000, thread: NaN };
+    res.push({ runs: [run, run, run], baseRss: 0, peakRss: r.maxRssMb, outBytes: Deno.statSync(out).size });
+  }
+  return res;
+}
+
+/** Native ffmpeg animated preview: the same clip (4 s from 1.5 s, 12 fps, ≤ 320 px, H.264 ultrafast). */
+function nativeAnimated(input: string, out: string): Result[] {
+  const res: Result[] = [];
+  for (let p = 0; p < PROCS; p++) {
+    const r = timed('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-ss', '1.5', '-t', '4', '-i', input, '-an',
+      '-vf', "fps=12,scale=w='min(320,iw)':h='min(320,ih)':force_original_aspect_ratio=decrease:force_divisible_by=2:flags=bilinear,format=yuv420p",
+      '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'fastdecode', '-crf', '30', '-movflags', '+faststart', out]);
     const run = { wall: r.wallS * 1000, cpu: r.cpuS * 1000, thread: NaN };
     res.push({ runs: [run, run, run], baseRss: 0, peakRss: r.maxRssMb, outBytes: Deno.statSync(out).size });
   }
@@ -170,6 +183,23 @@ for (const [w, h, s] of videos) {
   const nref = rawRgba(input, np.width, np.height, 0.6);
   rows.push(summarize(name, 'video', 'ours (Deno, ffmpeg.wasm)', o, best, meanLuma(op.data)));
   rows.push(summarize(name, 'video', 'native ffmpeg', n, ssim(np.data, nref.data, np.width, np.height), meanLuma(np.data)));
+  console.error(`${name} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+}
+
+// Animated previews (PREVIEW_ANIMATED): ours refuses sources over 720p before decoding.
+const animatedCases: [number, number, number][] = quick ? [[1280, 720, 10]] : [[1280, 720, 5], [1280, 720, 10], [1920, 1080, 10]];
+for (const [w, h, s] of animatedCases) {
+  const input = video(w, h, s);
+  const name = `animated ${h}p ${s} s`;
+  const o = ours('animated', input, `${DIR}/out_ours_anim_${h}p_${s}.mp4`);
+  const n = nativeAnimated(input, `${DIR}/out_native_anim_${h}p_${s}.mp4`);
+  if ((o[0] as any).error) {
+    const r0 = o[0].runs[0];
+    rows.push({ name, kind: 'animated', who: `ours (Deno): refused ${(o[0] as any).error}`, coldWall: r0.wall, coldCpu: r0.cpu, coldThread: r0.thread, warmCpu: NaN, warmThread: NaN, peakRss: median(o.map((x) => x.peakRss)), outBytes: 0, ssim: NaN });
+  } else {
+    rows.push(summarize(name, 'animated', 'ours (Deno, ffmpeg.wasm)', o, NaN));
+  }
+  rows.push(summarize(name, 'animated', 'native ffmpeg', n, NaN));
   console.error(`${name} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 }
 

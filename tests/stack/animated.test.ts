@@ -1,0 +1,133 @@
+// The animated preview end to end, on a stack of its own with PREVIEW_ANIMATED=on (the default is
+// off): a video's poster first, then its clip as a step of its own; a video too large for the
+// edge keeps its poster and records why it has no clip; the library answers a signed URL that
+// plays on hover in Chromium; backfill --animated makes the clips of older videos.
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { createClient } from '@supabase/supabase-js';
+import { type Browser, chromium } from 'playwright-core';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFakeKieClient } from '../../scripts/local/fake-kie-client.ts';
+import { read, videoMp4 } from '../fixtures/media.ts';
+import { type OwnStack, startOwnStack } from '../helpers/own-stack.ts';
+
+const MEDIA = join(process.cwd(), '.local', 'e2e-media');
+let own: OwnStack;
+let sql: postgres.Sql;
+let browser: Browser | undefined;
+const user = { id: '', email: `anim-${randomUUID().slice(0, 8)}@example.test`, password: `pw-${randomUUID()}`, token: '' };
+const ids = { small: '', large: '' };
+
+async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 90_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn().catch(() => null);
+    if (v) return v as T;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+const row = async (id: string) => (await sql<Record<string, any>[]>`select * from public.generations where id = ${id}`)[0];
+
+async function kieUrl(file: string): Promise<string> {
+  const kie = createFakeKieClient(own.env.KIE_URL);
+  const name = `${randomUUID()}.mp4`;
+  await kie.putFile(name, read(file), 'video/mp4');
+  const taskId = await kie.createTask('veo', { model: 'veo3_fast', callBackUrl: null, fixture: name, fake: { callback: 'never', stayPending: true } });
+  return (await kie.getTask(taskId)).resultUrls[0];
+}
+
+beforeAll(async () => {
+  own = await startOwnStack('animated', { PREVIEW_ANIMATED: 'on', KIE_WEBHOOK_HMAC_KEY: '' });
+  sql = postgres(own.env.DB_URL, { max: 3, prepare: false, onnotice: () => {} });
+  const admin = createClient(own.env.API_URL, own.env.SERVICE_ROLE_KEY, { auth: { persistSession: false } });
+  const { data } = await admin.auth.admin.createUser({ email: user.email, password: user.password, email_confirm: true });
+  user.id = data.user!.id;
+  const signed = await createClient(own.env.API_URL, own.env.ANON_KEY, { auth: { persistSession: false } }).auth
+    .signInWithPassword({ email: user.email, password: user.password });
+  user.token = signed.data.session!.access_token;
+  // what a KIE success leaves (the trigger then dispatches the poster)
+  for (const [key, file] of [['small', videoMp4(MEDIA, 1280, 720, 6, { black: 0.4, fade: 0.5 })], ['large', videoMp4(MEDIA, 1920, 1080, 2, { fade: 0.3 })]] as const) {
+    const url = await kieUrl(file);
+    const [r] = await sql<{ id: string }[]>`
+      insert into public.generations (user_id, type, status, task_id, model, asset_url, created_at)
+      values (${user.id}, 'video', 'success', ${`anim-${randomUUID()}`}, 'veo3_fast', ${url}, ${new Date(Date.UTC(1999, 0, key === 'small' ? 1 : 2))}) returning id`;
+    ids[key] = r.id;
+  }
+}, 300_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await sql?.end({ timeout: 2 });
+  await own?.stop();
+}, 60_000);
+
+describe('the animated preview (PREVIEW_ANIMATED=on)', () => {
+  it('follows the poster as a step of its own: an H.264 clip at the seed path', async () => {
+    const done = await waitFor('the clip', async () => {
+      const r = await row(ids.small);
+      return r.animated_status === 'ready' ? r : null;
+    });
+    expect(done.preview_status).toBe('ready');
+    expect(done.animated_path).toBe(`${user.id}/previews/${ids.small}_preview.mp4`);
+    expect(done.animated_attempts).toBe(1);
+    const [obj] = await sql<{ mime: string; size: string }[]>`
+      select metadata->>'mimetype' as mime, metadata->>'size' as size from storage.objects where bucket_id = 'generations' and name = ${done.animated_path}`;
+    expect(obj.mime).toBe('video/mp4');
+    expect(Number(obj.size)).toBeGreaterThan(10_000);
+  }, 120_000);
+
+  it('a video too large for the edge keeps its poster and says why it has no clip', async () => {
+    const r = await waitFor('the large video to settle', async () => {
+      const x = await row(ids.large);
+      return x.animated_status === 'failed' ? x : null;
+    });
+    expect([r.preview_status, r.animated_error_code, r.animated_next_attempt_at, r.error]).toEqual(['ready', 'OVER_CPU_BUDGET', null, null]);
+    expect(r.poster_path).toBe(`${user.id}/posters/${ids.large}_poster.webp`);
+  }, 120_000);
+
+  it('the library answers a signed URL of the clip, which plays on hover in Chromium', async () => {
+    const res = await fetch(`${own.env.API_URL}/functions/v1/library`, { headers: { apikey: own.env.ANON_KEY, authorization: `Bearer ${user.token}` } });
+    const items = (await res.json()).items as { id: string; animatedUrl: string | null }[];
+    const small = items.find((i) => i.id === ids.small)!;
+    expect(small.animatedUrl).toMatch(/\/storage\/v1\/object\/sign\/generations\/.*_preview\.mp4\?token=/);
+    expect(items.find((i) => i.id === ids.large)!.animatedUrl).toBeNull();
+    const clip = await fetch(small.animatedUrl!);
+    expect([clip.status, clip.headers.get('content-type')]).toEqual([200, 'video/mp4']);
+
+    browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--autoplay-policy=no-user-gesture-required'],
+    });
+    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    await page.goto(`${own.env.API_URL}/library#email=${encodeURIComponent(user.email)}&password=${encodeURIComponent(user.password)}`);
+    await page.waitForSelector('body[data-loaded="true"]', { timeout: 30_000 });
+    const tile = page.locator(`figure.tile[data-id="${ids.small}"]`);
+    await expect(tile.getAttribute('data-animated')).resolves.toBe('true');
+    await expect(page.locator(`figure.tile[data-id="${ids.large}"]`).getAttribute('data-animated')).resolves.toBeNull();
+    await tile.hover();
+    const clipEl = tile.locator('video[data-role="animated"]');
+    await clipEl.waitFor({ timeout: 10_000 });
+    // it really plays: time advances and a frame is decoded
+    await page.waitForFunction((id) => {
+      const v = document.querySelector(`figure.tile[data-id="${id}"] video[data-role="animated"]`) as HTMLVideoElement | null;
+      return !!v && v.currentTime > 0.3 && v.readyState >= 2 && v.videoWidth === 320;
+    }, ids.small, { timeout: 15_000 });
+    await page.mouse.move(5, 5);
+    await clipEl.waitFor({ state: 'detached', timeout: 5_000 });
+  }, 120_000);
+
+  it('backfill --animated makes the clips of videos that have none', async () => {
+    // as for videos from before PREVIEW_ANIMATED was on
+    await sql`update public.generations set animated_status = null, animated_path = null, animated_attempts = 0 where id = ${ids.small}`;
+    const run = await promisify(execFile)('bash', ['scripts/run-deno.sh', 'scripts/backfill-previews.ts', `--stack-env=${own.dir}/stack.env`, '--animated',
+      '--since=1999-01-01T00:00:00Z', '--until=1999-01-02T00:00:00Z'], { timeout: 120_000, env: { ...process.env, SUPABASE_URL: '', SUPABASE_SERVICE_ROLE_KEY: '', SUPABASE_DB_URL: '', NO_COLOR: '1' } });
+    expect(run.stdout).toContain(`🎞️ Queuing animated preview for ${ids.small}`);
+    const r = await row(ids.small);
+    expect([r.animated_status, r.animated_path]).toEqual(['ready', `${user.id}/previews/${ids.small}_preview.mp4`]);
+  }, 180_000);
+});
