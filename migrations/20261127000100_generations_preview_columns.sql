@@ -55,6 +55,8 @@ alter table public.generations add column if not exists preview_height int;
 alter table public.generations add column if not exists preview_thumbhash text;
 alter table public.generations add column if not exists original_path text;
 alter table public.generations add column if not exists preview_version text;
+-- KIE's own cover image of a video (Runway image_url, Veo imageUrls…): the poster's fallback.
+alter table public.generations add column if not exists preview_cover_url text;
 -- The animated preview of a video (opt-in, PREVIEW_ANIMATED): its own step after the poster.
 alter table public.generations add column if not exists animated_path text;
 alter table public.generations add column if not exists animated_status text;

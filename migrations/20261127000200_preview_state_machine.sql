@@ -255,7 +255,7 @@ create function public.claim_preview(
   p_generation_id uuid,
   p_lease interval default null  -- null: preview_lease(); an explicit value wins (pgTAP uses it)
 ) returns table (id uuid, user_id uuid, type text, kind text, original_path text, source_url text,
-                 model text, attempt int, lease_ms int, target_path text, original_stem text)
+                 model text, attempt int, lease_ms int, target_path text, original_stem text, cover_url text)
 language sql volatile
 security definer
 set search_path = ''
@@ -274,7 +274,8 @@ as $$
             public.preview_source_url(g), public.generation_model(g), g.preview_attempts,
             (extract(epoch from coalesce(p_lease, public.preview_lease())) * 1000)::int,
             public.preview_object_path(g.user_id, g.id, public.preview_kind(g.type::text)),
-            public.original_copy_stem(g.user_id, g.id)
+            public.original_copy_stem(g.user_id, g.id),
+            g.preview_cover_url
 $$;
 comment on function public.claim_preview(uuid, interval) is
   'Claims a row for preview rendering when preview_claimable (→ processing, attempts+1). Returns the claim with its kind, source (original_path, else source_url) and attempt (fencing token), or no row. The lease defaults to preview_lease(). SECURITY DEFINER: called by the service, bypasses RLS.';

@@ -30,12 +30,14 @@ $$;
 -- A new asset replaces the old one as the preview's source: an original_path copied from the
 -- old asset is cleared in the same write (it comes first in the source order).
 drop function if exists public.apply_kie_result(text, text, jsonb, text, text);  -- result columns changed
+drop function if exists public.apply_kie_result(text, text, jsonb, text, text, text);
 create function public.apply_kie_result(
   p_task_id text,
   p_state text,
   p_result_urls jsonb,
   p_asset_url text,
-  p_error text
+  p_error text,
+  p_cover_url text default null  -- KIE's cover image of a video: the poster's fallback
 ) returns table (id uuid, user_id uuid, type text, status text, preview_status text,
                  previous_status text, changed boolean, preview_queued boolean)
 language plpgsql volatile
@@ -51,6 +53,7 @@ declare
   v_original text;
   v_result jsonb;
   v_error text;
+  v_cover text;
 begin
   if p_state is null or p_state not in ('pending', 'success', 'failed') then
     raise exception 'apply_kie_result: state must be pending, success or failed (got %)', p_state
@@ -72,12 +75,14 @@ begin
   v_original := r.original_path;
   v_result := r.result_urls;
   v_error := r.error;
+  v_cover := r.preview_cover_url;
 
   if p_state = 'success' then
     if r.status::text not in ('failed', 'cancelled') then
       v_status := 'success';
       v_result := coalesce(p_result_urls, r.result_urls);
       v_asset := coalesce(p_asset_url, p_result_urls ->> 0, r.asset_url);
+      v_cover := coalesce(p_cover_url, r.preview_cover_url);
       if r.asset_url is not null and v_asset is distinct from r.asset_url then
         v_original := null;
       end if;
@@ -93,8 +98,8 @@ begin
     end if;
   end if;
 
-  if (v_status, v_asset, v_original, v_result, v_error) is not distinct from
-     (r.status::text, r.asset_url, r.original_path, r.result_urls, r.error) then
+  if (v_status, v_asset, v_original, v_result, v_error, v_cover) is not distinct from
+     (r.status::text, r.asset_url, r.original_path, r.result_urls, r.error, r.preview_cover_url) then
     return query select r.id, r.user_id, r.type::text, r.status::text, r.preview_status,
                         r.status::text, false, false;
     return;
@@ -105,7 +110,8 @@ begin
          asset_url = v_asset,
          original_path = v_original,
          result_urls = v_result,
-         error = v_error
+         error = v_error,
+         preview_cover_url = v_cover
    where g.id = r.id
   returning g.* into n;
   return query select n.id, n.user_id, n.type::text, n.status::text, n.preview_status, r.status::text, true,
@@ -113,8 +119,8 @@ begin
     and not (public.has_previewable_asset(r) and coalesce(r.preview_status, 'none') = 'none');
 end
 $$;
-comment on function public.apply_kie_result(text, text, jsonb, text, text) is
-  'The one write of KIE sync: pending → generating (only from pending/queued), success → status/result_urls/asset_url (a replaced asset clears original_path), failed → status/error (only from a running state). Terminal states are final; no write when nothing changes; no row for an unknown task. preview_queued: this write made the row eligible, so the dispatch trigger queued a preview. SECURITY DEFINER: service only.';
+comment on function public.apply_kie_result(text, text, jsonb, text, text, text) is
+  'The one write of KIE sync: pending → generating (only from pending/queued), success → status/result_urls/asset_url/preview_cover_url (a replaced asset clears original_path), failed → status/error (only from a running state). Terminal states are final; no write when nothing changes; no row for an unknown task. preview_queued: this write made the row eligible, so the dispatch trigger queued a preview. SECURITY DEFINER: service only.';
 
 -- ---------------------------------------------------------------------------------------
 -- pending_kie_tasks (the scheduled kie-sync's work list)
@@ -427,7 +433,7 @@ comment on function public.dispatch_preview_sweep(int) is
 -- ---------------------------------------------------------------------------------------
 -- Privileges
 -- ---------------------------------------------------------------------------------------
-revoke all on function public.apply_kie_result(text, text, jsonb, text, text) from public, anon, authenticated;
+revoke all on function public.apply_kie_result(text, text, jsonb, text, text, text) from public, anon, authenticated;
 revoke all on function public.pending_kie_tasks(int, interval) from public, anon, authenticated;
 revoke all on function public.fail_expired_kie_tasks() from public, anon, authenticated;
 revoke all on function public.record_kie_checks(text[]) from public, anon, authenticated;
@@ -438,7 +444,7 @@ revoke all on function public.generations_dispatch_preview() from public, anon, 
 revoke all on function public.dispatch_preview(jsonb, uuid) from public, anon, authenticated;
 revoke all on function public.dispatch_preview_sweep(int) from public, anon, authenticated;
 
-grant execute on function public.apply_kie_result(text, text, jsonb, text, text) to service_role;
+grant execute on function public.apply_kie_result(text, text, jsonb, text, text, text) to service_role;
 grant execute on function public.pending_kie_tasks(int, interval) to service_role;
 grant execute on function public.fail_expired_kie_tasks() to service_role;
 grant execute on function public.kie_task_retention() to service_role, authenticated, anon;

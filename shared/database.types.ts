@@ -22,6 +22,7 @@ export type Database = {
           'original_path': string | null;
           'poster_path': string | null;
           'preview_attempts': number;
+          'preview_cover_url': string | null;
           'preview_error_code': string | null;
           'preview_expired_leases': number;
           'preview_height': number | null;
@@ -67,6 +68,7 @@ export type Database = {
           'original_path'?: string | null;
           'poster_path'?: string | null;
           'preview_attempts'?: number;
+          'preview_cover_url'?: string | null;
           'preview_error_code'?: string | null;
           'preview_expired_leases'?: number;
           'preview_height'?: number | null;
@@ -101,6 +103,7 @@ export type Database = {
           'original_path'?: string | null;
           'poster_path'?: string | null;
           'preview_attempts'?: number;
+          'preview_cover_url'?: string | null;
           'preview_error_code'?: string | null;
           'preview_expired_leases'?: number;
           'preview_height'?: number | null;
@@ -254,6 +257,7 @@ export type Database = {
       'apply_kie_result': {
         Args: {
           'p_asset_url': string;
+          'p_cover_url'?: string;
           'p_error': string;
           'p_result_urls': Json;
           'p_state': string;
@@ -303,6 +307,7 @@ export type Database = {
         Args: { 'p_generation_id': string; 'p_lease'?: string };
         Returns: {
           'attempt': number;
+          'cover_url': string;
           'id': string;
           'kind': string;
           'lease_ms': number;

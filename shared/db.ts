@@ -7,6 +7,7 @@
 import postgres from 'postgres';
 import { getConfig } from './config.ts';
 import type { Database } from './database.types.ts';
+import type { KieWrite } from './sync.ts';
 
 export type Sql = postgres.Sql;
 
@@ -72,8 +73,10 @@ type Row = Database['public']['Tables']['generations']['Row'];
  * What claim_preview returns (types generated from the database by `supabase gen types`): the
  * source is original_path (an object of ours) when set, else source_url.
  */
-export type Claim = Omit<Fns['claim_preview']['Returns'][number], 'kind' | 'model' | 'original_path' | 'source_url'> & {
+export type Claim = Omit<Fns['claim_preview']['Returns'][number], 'kind' | 'model' | 'original_path' | 'source_url' | 'cover_url'> & {
   /** target_path: where the preview goes; original_stem: the original copy's path without extension. */
+  /** KIE's cover image of a video, the poster's fallback (apply_kie_result stores it). */
+  cover_url: string | null;
   /** lease_ms: how long the claim is ours (the database's preview_lease()). */
   kind: PreviewKind;
   model: string | null;
@@ -180,12 +183,9 @@ export function createDeletionStore(db: Sql = getSql()): DeletionStore {
 }
 
 /** The one write of a KIE sync (terminal states final; no write when nothing changes). */
-export async function applyKieResult(
-  r: { taskId: string; state: 'pending' | 'success' | 'failed'; resultUrls: string[]; assetUrl: string | null; error: string | null },
-  db: Sql = getSql(),
-): Promise<SyncOutcome | null> {
+export async function applyKieResult(r: KieWrite, db: Sql = getSql()): Promise<SyncOutcome | null> {
   const rows = await db<SyncOutcome[]>`
-    select * from public.apply_kie_result(${r.taskId}, ${r.state}, ${db.json(r.resultUrls)}, ${r.assetUrl}, ${r.error})`;
+    select * from public.apply_kie_result(${r.taskId}, ${r.state}, ${db.json(r.resultUrls)}, ${r.assetUrl}, ${r.error}, ${r.coverUrl})`;
   return rows[0] ?? null;
 }
 

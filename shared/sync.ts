@@ -10,9 +10,14 @@ import { log } from './log.ts';
 
 export type SyncSource = 'callback' | 'manual' | 'cron';
 
+/** What apply_kie_result writes: the state, the results, the asset, KIE's cover of a video, the error. */
+export type KieWrite = {
+  taskId: string; state: KieResult['state']; resultUrls: string[]; assetUrl: string | null; coverUrl: string | null; error: string | null;
+};
+
 export interface SyncStore {
   findByTask(taskId: string): Promise<GenerationRef | null>;
-  apply(r: { taskId: string; state: KieResult['state']; resultUrls: string[]; assetUrl: string | null; error: string | null }): Promise<SyncOutcome | null>;
+  apply(r: KieWrite): Promise<SyncOutcome | null>;
 }
 
 export type SyncReport = {
@@ -69,6 +74,7 @@ export async function syncKieTask(
     state: result.state,
     resultUrls: result.resultUrls,
     assetUrl: result.state === 'success' ? result.resultUrls[0] ?? null : null,
+    coverUrl: result.state === 'success' ? result.coverUrls[0] ?? null : null,
     error: result.state === 'failed' ? result.error ?? 'Generation failed' : null,
   });
   if (!outcome) return { taskId, found: false, note: 'unknown task' };

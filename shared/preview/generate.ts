@@ -85,8 +85,16 @@ async function render(claim: Claim, deps: PreviewDeps): Promise<Render> {
     maxPixels: deps.config.preview.maxPixels,
     maxBytes: deps.config.preview.maxSourceBytes,
   };
+  const coverUrl = claim.cover_url;
+  // KIE's cover image, fetched (with the same download guard) only if the poster needs it
+  const loadCover = coverUrl
+    ? async () => {
+      log.info('[Preview]', 'Cover fallback', { generationId: claim.id, reason: 'poster_needs_cover' });
+      return (await deps.fetchSource(coverUrl)).bytes;
+    }
+    : undefined;
   const rendered = claim.kind === 'video'
-    ? await deps.renderPoster(bytes, { ...options, loadCoreWasm: deps.loadCoreWasm })
+    ? await deps.renderPoster(bytes, { ...options, loadCoreWasm: deps.loadCoreWasm, loadCover })
     : await deps.renderPhoto(bytes, options);
   return { rendered, source: bytes, format: kind.format, mime: kind.mime, storedAt };
 }

@@ -27,8 +27,13 @@ export type { Rendered } from './encode.ts';
 export type PosterOptions = RenderOptions & {
   /** Supplies the ffmpeg core's wasm (~31 MB) on first use in this isolate. */
   loadCoreWasm?: () => Promise<Uint8Array | ArrayBuffer>;
-  /** A cover image from the provider (Runway image_url, Veo imageUrls): used if not black. */
-  coverImage?: Uint8Array;
+  /**
+   * KIE's own cover image of the video (Runway image_url, Veo imageUrls), fetched only when
+   * needed: the poster when none can be made within the limits (too many pixels, over the
+   * memory budget, no decodable frame) or when every sampled frame is black. Used only if it
+   * is not black itself.
+   */
+  loadCover?: () => Promise<Uint8Array | null>;
 };
 
 /** Seconds between samples. */
@@ -64,22 +69,34 @@ export function hasContent(s: FrameStats): boolean {
 
 const score = (s: FrameStats) => (hasContent(s) ? 1000 : 0) + s.mean + 2 * s.contrast;
 
+/** Poster failures KIE's cover image can stand in for. */
+const COVER_FALLBACK = new Set(['TOO_MANY_PIXELS', 'OVER_MEMORY_BUDGET', 'NO_VIDEO_FRAME']);
+
 export async function extractPoster(bytes: Uint8Array, options?: PosterOptions): Promise<Rendered> {
+  const o = resolveOptions(options);
+  let frame: Frame;
   try {
-    const o = resolveOptions(options);
     checkBytes(bytes, o.maxBytes);
-    if (options?.coverImage && options.coverImage.length > 0) {
-      const cover = await tryCover(options.coverImage, o);
-      if (cover) return cover;
-    }
     const s = sniff(bytes);
     if (s.kind !== 'video') {
       throw new PreviewError('UNSUPPORTED_FORMAT', `Unsupported format: ${s.format} is not a video`);
     }
     checkVideoBudget(videoDimensions(bytes, s.format), o.maxPixels);
-    const frame = await withCore(options?.loadCoreWasm, (core) => pickFrame(core, bytes, s.format, o));
+    frame = await withCore(options?.loadCoreWasm, (core) => pickFrame(core, bytes, s.format, o));
     if (frame.width * frame.height > o.maxPixels) {
       throw new PreviewError('TOO_MANY_PIXELS', `Too many pixels: ${frame.width}x${frame.height}`);
+    }
+  } catch (err) {
+    const pe = toPreviewError(err);
+    if (!COVER_FALLBACK.has(pe.code)) throw pe;
+    const cover = await tryCover(options?.loadCover, o);
+    if (cover) return cover;
+    throw pe;
+  }
+  try {
+    if (!hasContent(lumaStats(frame.data))) {
+      const cover = await tryCover(options?.loadCover, o);
+      if (cover) return cover; // every sample was black: KIE's cover is the better poster
     }
     return await finishPreview(frame.data, frame.width, frame.height, o.quality);
   } catch (err) {
@@ -87,13 +104,17 @@ export async function extractPoster(bytes: Uint8Array, options?: PosterOptions):
   }
 }
 
-async function tryCover(cover: Uint8Array, o: ReturnType<typeof resolveOptions>): Promise<Rendered | null> {
+/** KIE's cover as the poster, or null: none, unreadable, or black. Never fails the poster. */
+async function tryCover(load: PosterOptions['loadCover'], o: ReturnType<typeof resolveOptions>): Promise<Rendered | null> {
+  if (!load) return null;
   try {
-    const bmp = await renderPhotoBitmap(cover, o);
+    const bytes = await load();
+    if (!bytes || bytes.length === 0) return null;
+    const bmp = await renderPhotoBitmap(bytes, o);
     if (!hasContent(lumaStats(bmp.data))) return null;
     return await finishPreview(bmp.data, bmp.width, bmp.height, o.quality);
   } catch {
-    return null; // a bad cover never fails the poster: ffmpeg is the path for every video
+    return null;
   }
 }
 

@@ -33,6 +33,18 @@ async function expectSyncAnswered200(taskId: string) {
 }
 
 describe('fault matrix: the asset', () => {
+  it('is a video whose every frame is black → KIE\'s cover image (from the callback) is the poster', async () => {
+    const dark = await kieFile(read(videoMp4(join(process.cwd(), '.local', 'e2e-media'), 320, 240, 1, { black: 5, fade: 0.1 })), 'mp4', 'video/mp4');
+    const cover = await kieFile(await landscapeJpeg(), 'jpg', 'image/jpeg'); // 1600×1000
+    const mark = logMark();
+    const { id } = await startGeneration({ userId: user.id, type: 'video', family: 'veo', fixture: dark, cover });
+    const row = await waitForPreview(id);
+    expectSettledRow(row, { ready: true });
+    expect(row.preview_cover_url).toMatch(new RegExp(`/${cover}$`));
+    expect([row.preview_width, row.preview_height]).toEqual([512, 320]); // the cover's shape, not the video's 4:3
+    expect(logSince(mark, `[Preview] Cover fallback generationId=${id}`)).toHaveLength(1);
+  });
+
   it('answers 404 → failed SOURCE_NOT_FOUND "Download failed: 404", terminal, no object written', async () => {
     const mark = logMark();
     const { id, taskId } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { asset: '404' } });

@@ -21,6 +21,8 @@ export async function startGeneration(o: {
   type: 'photo' | 'video';
   family?: KieFamily;
   fixture: string;
+  /** An uploaded image KIE reports as the video's cover (runway image_url, veo imageUrls). */
+  cover?: string;
   fake?: FakeKieBehaviour;
   createdAt?: Date;
 }): Promise<{ id: string; taskId: string }> {
@@ -29,6 +31,7 @@ export async function startGeneration(o: {
     model: MODELS[family],
     callBackUrl: callbackUrl(),
     fixture: o.fixture,
+    ...(o.cover ? { coverFixture: o.cover } : {}),
     fake: { ...o.fake, stayPending: true },
   });
   const id = await insertGeneration({ userId: o.userId, type: o.type, taskId, model: MODELS[family], createdAt: o.createdAt });

@@ -60,8 +60,7 @@ describe('extractPoster', () => {
     expect([r.width, r.height]).toEqual([320, 240]);
   });
 
-  it('uses a cover image only when it is not black', async () => {
-    const file = read(videoMp4(dir, 640, 360, 1, { fade: 0 }));
+  it('falls back to KIE\'s cover only when the video gives no poster, and only to a cover that is not black', async () => {
     const square = await sharp({ create: { width: 200, height: 200, channels: 3, background: '#ffffff' } }).png().toBuffer();
     const bright = new Uint8Array(
       await sharp({ create: { width: 800, height: 400, channels: 3, background: '#3080c0' } })
@@ -69,11 +68,31 @@ describe('extractPoster', () => {
         .jpeg()
         .toBuffer(),
     );
-    const withCover = await extractPoster(file, { coverImage: bright });
-    expect([withCover.width, withCover.height]).toEqual([512, 256]);
-    const black = new Uint8Array(await sharp({ create: { width: 800, height: 400, channels: 3, background: '#000000' } }).jpeg().toBuffer());
-    const fromVideo = await extractPoster(file, { coverImage: black });
-    expect([fromVideo.width, fromVideo.height]).toEqual([512, 288]);
+    const blackCover = new Uint8Array(await sharp({ create: { width: 800, height: 400, channels: 3, background: '#000000' } }).jpeg().toBuffer());
+    let loads = 0;
+    const cover = (bytes: Uint8Array) => async () => (loads++, bytes);
+
+    // a video with a picture: its own frame, the cover is never fetched
+    const good = read(videoMp4(dir, 640, 360, 1, { fade: 0 }));
+    expect([(await extractPoster(good, { loadCover: cover(bright) })).width, loads]).toEqual([512, 0]);
+
+    // every frame black: the cover (800×400 → 512×256)
+    const dark = read(videoMp4(dir, 320, 240, 1, { black: 5, fade: 0.1 }));
+    const fromCover = await extractPoster(dark, { loadCover: cover(bright) });
+    expect([fromCover.width, fromCover.height, loads]).toEqual([512, 256, 1]);
+    expect(meanLuma((await rgba(fromCover.webp)).data)).toBeGreaterThan(60);
+    // … unless the cover is black too: the video's best frame
+    expect([(await extractPoster(dark, { loadCover: cover(blackCover) })).width]).toEqual([320]);
+
+    // no poster within the limits (here: a pixel cap the 1280×720 video is over, the 800×400 cover is not): the cover
+    const large = read(videoMp4(dir, 1280, 720, 1, { fade: 0 }));
+    expect([(await extractPoster(large, { maxPixels: 500_000, loadCover: cover(bright) })).height]).toEqual([256]);
+    await expect(extractPoster(large, { maxPixels: 500_000 })).rejects.toMatchObject({ code: 'TOO_MANY_PIXELS' });
+    // a cover that cannot be fetched leaves the original reason
+    await expect(extractPoster(large, { maxPixels: 500_000, loadCover: async () => { throw new Error('404'); } }))
+      .rejects.toMatchObject({ code: 'TOO_MANY_PIXELS' });
+    // not a video at all: no fallback
+    await expect(extractPoster(bright, { loadCover: cover(bright) })).rejects.toMatchObject({ code: 'UNSUPPORTED_FORMAT' });
   });
 
   it('accepts the core wasm from a loader', async () => {

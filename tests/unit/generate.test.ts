@@ -9,7 +9,7 @@ import type { ObjectStore } from '../../shared/storage.ts';
 
 const JPEG = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0]);
 const claim: Claim = { id: '11111111-1111-4111-8111-111111111111', user_id: 'u1', type: 'photo', kind: 'image', original_path: null, source_url: 'https://kie.example/a.jpg', model: null, attempt: 3, lease_ms: 120_000,
-  target_path: 'u1/previews/11111111-1111-4111-8111-111111111111_preview.webp', original_stem: 'u1/originals/11111111-1111-4111-8111-111111111111' };
+  target_path: 'u1/previews/11111111-1111-4111-8111-111111111111_preview.webp', original_stem: 'u1/originals/11111111-1111-4111-8111-111111111111', cover_url: null };
 
 function fakes(opts: { current?: boolean; fetchError?: PreviewError } = {}) {
   const calls: string[] = [];
