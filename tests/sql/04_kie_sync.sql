@@ -94,5 +94,14 @@ insert into public.generations (id, user_id, type, status, task_id) values
 select * from public.apply_kie_result('kie-5', 'success', '["http://kie.test/5a.png"]', null, null);
 select is((select asset_url from public.generations where task_id = 'kie-5'), 'http://kie.test/5a.png', 'asset_url defaults to the first result URL');
 
+-- KIE's cover image of a video is kept for the poster's fallback (and a later sync without one keeps it)
+insert into public.generations (id, user_id, type, status, task_id, model) values
+  ('dddddddd-0000-4000-8000-0000000000c1', '44444444-0000-4000-8000-000000000001', 'video', 'generating', 'kie-cover', 'veo3');
+select results_eq($$select changed from public.apply_kie_result('kie-cover', 'success', '["https://k.test/v.mp4"]', null, null, 'https://k.test/cover.jpg')$$,
+  $$values (true)$$, 'a success with a cover');
+select is((select preview_cover_url from public.generations where task_id = 'kie-cover'), 'https://k.test/cover.jpg', '… stores the cover');
+select results_eq($$select changed from public.apply_kie_result('kie-cover', 'success', '["https://k.test/v.mp4"]', null, null)$$,
+  $$values (false)$$, 'the same success without a cover changes nothing');
+
 select * from finish();
 rollback;
