@@ -46,11 +46,18 @@ function photo(fmt: string, w: number, h: number): string {
   }
   return f;
 }
-function video(w: number, h: number, s: number): string {
-  const f = `${DIR}/v_${w}x${h}_${s}s.mp4`;
+type Codec = 'h264' | 'hevc' | 'vp9';
+const ENCODERS: Record<Codec, string[]> = {
+  h264: ['-c:v', 'libx264', '-preset', 'medium', '-crf', '23', '-movflags', '+faststart'],
+  hevc: ['-c:v', 'libx265', '-preset', 'fast', '-crf', '26', '-tag:v', 'hvc1', '-movflags', '+faststart', '-x265-params', 'log-level=error'],
+  vp9: ['-c:v', 'libvpx-vp9', '-b:v', '0', '-crf', '33', '-deadline', 'realtime', '-cpu-used', '8', '-row-mt', '1'],
+};
+/** A test pattern with grain fading in from black over `fade` s, in the codec's container (MP4, or WebM for VP9). */
+function video(w: number, h: number, s: number, codec: Codec = 'h264', fade = 0.5): string {
+  const f = `${DIR}/v_${w}x${h}_${s}s${codec === 'h264' ? '' : `_${codec}`}${fade === 0.5 ? '' : `_f${fade}`}.${codec === 'vp9' ? 'webm' : 'mp4'}`;
   if (!exists(f)) {
-    ffmpeg(['-f', 'lavfi', '-i', `testsrc2=s=${w}x${h}:r=30:d=${s}`, '-vf', 'noise=alls=6:allf=t:all_seed=1,fade=in:st=0:d=0.5,format=yuv420p',
-      '-c:v', 'libx264', '-preset', 'medium', '-crf', '23', '-movflags', '+faststart', f]);
+    ffmpeg(['-f', 'lavfi', '-i', `testsrc2=s=${w}x${h}:r=30:d=${s}`, '-vf', `noise=alls=6:allf=t:all_seed=1,fade=in:st=0:d=${fade},format=yuv420p`,
+      ...ENCODERS[codec], f]);
   }
   return f;
 }
@@ -146,36 +153,49 @@ function summarize(name: string, kind: string, who: string, rs: Result[], qualit
 const rows: Row[] = [];
 const sizes: [number, number][] = quick ? [[2048, 2048]] : [[1024, 1024], [2048, 2048], [4096, 4096], [1536, 2752]];
 const t0 = performance.now();
-for (const fmt of ['jpeg', 'png', 'webp']) {
-  for (const [w, h] of sizes) {
-    const input = photo(fmt, w, h);
-    const name = `${fmt.toUpperCase()} ${w}×${h}`;
-    const oOut = `${DIR}/out_ours_${fmt}_${w}x${h}.webp`, sOut = `${DIR}/out_sharp_${fmt}_${w}x${h}.webp`;
-    const o = ours('photo', input, oOut);
-    const s = sharpAnchor(input, sOut);
-    if ((o[0] as any).error) {
-      const err = (o[0] as any).error;
-      const r0 = o[0].runs[0];
-      rows.push({ name, kind: 'photo', who: `ours (Deno): refused ${err}`, coldWall: r0.wall, coldCpu: r0.cpu, coldThread: r0.thread, warmCpu: NaN, warmThread: NaN, peakRss: median(o.map((x) => x.peakRss)), outBytes: 0, ssim: NaN });
-      rows.push(summarize(name, 'photo', 'sharp (Node)', s, NaN));
-      console.error(`${name} refused: ${err}`);
-      continue;
-    }
-    const op = rawRgba(oOut);
-    const ref = areaReference(rawRgba(input), op.width, op.height);
-    const sp = rawRgba(sOut);
-    rows.push(summarize(name, 'photo', 'ours (Deno)', o, ssim(op.data, ref, op.width, op.height)));
-    rows.push(summarize(name, 'photo', 'sharp (Node)', s, sp.width === op.width && sp.height === op.height ? ssim(sp.data, ref, op.width, op.height) : NaN));
-    console.error(`${name} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+// the issue-13 inputs KIE returns: a WebP at the 50 MP cap and a 48 MP JPEG panorama
+const photoCases: [string, number, number][] = ['jpeg', 'png', 'webp'].flatMap((fmt) => sizes.map(([w, h]) => [fmt, w, h] as [string, number, number]));
+if (!quick) photoCases.push(['webp', 7000, 7000], ['jpeg', 12000, 4000]);
+for (const [fmt, w, h] of photoCases) {
+  const input = photo(fmt, w, h);
+  const name = `${fmt.toUpperCase()} ${w}×${h}`;
+  const oOut = `${DIR}/out_ours_${fmt}_${w}x${h}.webp`, sOut = `${DIR}/out_sharp_${fmt}_${w}x${h}.webp`;
+  const o = ours('photo', input, oOut);
+  const s = sharpAnchor(input, sOut);
+  if ((o[0] as any).error) {
+    const err = (o[0] as any).error;
+    const r0 = o[0].runs[0];
+    rows.push({ name, kind: 'photo', who: `ours (Deno): refused ${err}`, coldWall: r0.wall, coldCpu: r0.cpu, coldThread: r0.thread, warmCpu: NaN, warmThread: NaN, peakRss: median(o.map((x) => x.peakRss)), outBytes: 0, ssim: NaN });
+    rows.push(summarize(name, 'photo', 'sharp (Node)', s, NaN));
+    console.error(`${name} refused: ${err}`);
+    continue;
   }
+  const op = rawRgba(oOut);
+  const ref = areaReference(rawRgba(input), op.width, op.height);
+  const sp = rawRgba(sOut);
+  rows.push(summarize(name, 'photo', 'ours (Deno)', o, ssim(op.data, ref, op.width, op.height)));
+  rows.push(summarize(name, 'photo', 'sharp (Node)', s, sp.width === op.width && sp.height === op.height ? ssim(sp.data, ref, op.width, op.height) : NaN));
+  console.error(`${name} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 }
-const videos: [number, number, number][] = quick ? [[1920, 1080, 10]] : [[1280, 720, 5], [1280, 720, 10], [1920, 1080, 5], [1920, 1080, 10]];
-for (const [w, h, s] of videos) {
-  const input = video(w, h, s);
-  const name = `MP4 ${h}p ${s} s`;
-  const oOut = `${DIR}/out_ours_${h}p_${s}.webp`, nOut = `${DIR}/out_native_${h}p_${s}.webp`;
+const videos: [number, number, number, Codec, number][] = quick ? [[1920, 1080, 10, 'h264', 0.5]] : [
+  [1280, 720, 5, 'h264', 0.5], [1280, 720, 10, 'h264', 0.5], [1920, 1080, 5, 'h264', 0.5], [1920, 1080, 10, 'h264', 0.5],
+  // issue 13: 4K with a 1.2 s fade in H.264 and HEVC, and VP9 in WebM
+  [3840, 2160, 8, 'h264', 1.2], [3840, 2160, 8, 'hevc', 1.2], [1920, 1080, 10, 'vp9', 0.5],
+];
+for (const [w, h, s, codec, fade] of videos) {
+  const input = video(w, h, s, codec, fade);
+  const name = `${codec === 'vp9' ? 'WebM VP9' : codec === 'hevc' ? 'MP4 HEVC' : 'MP4'} ${h}p ${s} s${fade === 0.5 ? '' : ` (${fade} s fade)`}`;
+  const tag = `${h}p_${s}${codec === 'h264' ? '' : `_${codec}`}`;
+  const oOut = `${DIR}/out_ours_${tag}.webp`, nOut = `${DIR}/out_native_${tag}.webp`;
   const o = ours('video', input, oOut);
   const n = nativeAnchor(input, nOut);
+  if ((o[0] as any).error) {
+    const r0 = o[0].runs[0];
+    rows.push({ name, kind: 'video', who: `ours (Deno): refused ${(o[0] as any).error}`, coldWall: r0.wall, coldCpu: r0.cpu, coldThread: r0.thread, warmCpu: NaN, warmThread: NaN, peakRss: median(o.map((x) => x.peakRss)), outBytes: 0, ssim: NaN });
+    rows.push(summarize(name, 'video', 'native ffmpeg', n, NaN));
+    console.error(`${name} refused: ${(o[0] as any).error}`);
+    continue;
+  }
   const op = rawRgba(oOut), np = rawRgba(nOut);
   // fidelity: best SSIM of our poster against native full-quality frames at 0.0–2.0 s
   let best = 0;

@@ -18,7 +18,12 @@
  *   coefficients, 289 MB peak; 6000²: 235 MB; 5000²: 188 MB). Baseline JPEG decodes with
  *   DCT scaling and never holds the frame.
  * - Video: ffmpeg's H.264/HEVC/VP9 decoders hold several reference frames at the coded size:
- *   1440p peaked at 200 MB, 2160p at 253 MB, 4320p at 330 MB (one call, cold).
+ *   1440p peaked at 200 MB, 2160p at 253 MB, 4320p at 330 MB (one call, cold). With a 1.2 s
+ *   fade-in (more frames decoded before the picture settles), 2160p H.264 took 3.2 s of
+ *   JS-thread CPU cold and 281 MB, HEVC 3.5 s and 300 MB (bench/RESULTS.md, 2026-11-30):
+ *   over both limits, so the worker would be stopped twice and the row end WORKER_LIMIT.
+ *   Until a cheaper 4K decode exists, 4K is refused before decoding, and the poster falls
+ *   back to KIE's cover image where the task has one.
  */
 import { PreviewError } from '../errors.ts';
 import type { VideoSize } from './container.ts';
@@ -33,8 +38,8 @@ const FULL_FRAME_BYTES_PER_PIXEL = 16;
 const PNG_BYTES_PER_INFLATED_BYTE = 1;
 /** Peak bytes per byte of progressive-JPEG coefficients. */
 const PROGRESSIVE_OVERHEAD = 1.5;
-/** The largest coded video frame ffmpeg.wasm decodes inside 256 MB: 3840×2160 (4K UHD). */
-export const VIDEO_MAX_DECODE_PIXELS = 3840 * 2160;
+/** The largest coded video frame ffmpeg.wasm decodes inside the limits: 2560×1440 (4K UHD is over 2 s and 256 MB). */
+export const VIDEO_MAX_DECODE_PIXELS = 2560 * 1440;
 
 const mb = (bytes: number) => Math.round(bytes / 1048576);
 
@@ -96,7 +101,7 @@ export function checkVideoBudget(size: VideoSize | null, maxPixels: number): voi
   if (pixels > VIDEO_MAX_DECODE_PIXELS) {
     throw new PreviewError(
       'OVER_MEMORY_BUDGET',
-      `Over the memory budget: a ${size.width}x${size.height} video needs more memory to decode than an edge isolate has (up to 3840x2160)`,
+      `Over the memory budget: a ${size.width}x${size.height} video needs more memory and CPU to decode than an edge isolate has (up to 2560x1440)`,
     );
   }
 }

@@ -91,6 +91,10 @@ describe('extractPoster', () => {
     // a cover that cannot be fetched leaves the original reason
     await expect(extractPoster(large, { maxPixels: 500_000, loadCover: async () => { throw new Error('404'); } }))
       .rejects.toMatchObject({ code: 'TOO_MANY_PIXELS' });
+    // 4K is over the edge's limits (measured): refused before decoding, and the cover stands in
+    const uhd = read(videoMp4(dir, 3840, 2160, 0.2, { fade: 0 }));
+    await expect(extractPoster(uhd)).rejects.toMatchObject({ code: 'OVER_MEMORY_BUDGET', message: expect.stringContaining('3840x2160') });
+    expect([(await extractPoster(uhd, { loadCover: cover(bright) })).height]).toEqual([256]);
     // not a video at all: no fallback
     await expect(extractPoster(bright, { loadCover: cover(bright) })).rejects.toMatchObject({ code: 'UNSUPPORTED_FORMAT' });
   });
