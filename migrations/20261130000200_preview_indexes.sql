@@ -19,3 +19,8 @@ create index concurrently if not exists generations_preview_todo_idx
 create index concurrently if not exists generations_kie_running_idx
   on public.generations (created_at)
   where task_id is not null and public.kie_task_running(status::text);
+
+-- Animated previews asked for and not ready yet: the animated sweep (opt-in feature; empty otherwise).
+create index concurrently if not exists generations_animated_todo_idx
+  on public.generations (updated_at)
+  where animated_status is not null and animated_status <> 'ready';

@@ -109,6 +109,7 @@ begin
   for r in
     select g.id from public.generations g
      where g.animated_status is not null
+       and g.animated_status <> 'ready'  -- as generations_animated_todo_idx says: a small index scan, not the table
        and g.animated_attempts < public.preview_max_attempts()
        and ((g.animated_status = 'none' and g.updated_at < now() - interval '1 minute' and g.updated_at > now() - interval '1 day')
             or (g.animated_status = 'processing' and g.animated_started_at + public.preview_lease() < now())
