@@ -14,7 +14,8 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFakeKieClient, type FakeKieClient } from '../../scripts/local/fake-kie-client.ts';
 import { encodePhoto, photoPng, read, videoMp4 } from '../fixtures/media.ts';
-import { type OwnStack, startOwnStack } from '../helpers/own-stack.ts';
+import { createOwnUser, type OwnStack, startOwnStack } from '../helpers/own-stack.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const MEDIA = join(process.cwd(), '.local', 'e2e-media');
 const run = promisify(execFile);
@@ -151,29 +152,10 @@ async function seed() {
   }
 }
 
-async function createUser(label: string) {
-  const email = `${label}-${randomUUID().slice(0, 8)}@lensroom.test`;
-  const password = `pw-${randomUUID()}`;
-  const { data, error } = await admin.auth.admin.createUser({ email, password, email_confirm: true });
-  if (error || !data.user) throw new Error(`createUser: ${error?.message}`);
-  const anon = createClient(own.env.API_URL, own.env.ANON_KEY, { auth: { persistSession: false, autoRefreshToken: false } });
-  const signed = await anon.auth.signInWithPassword({ email, password });
-  if (!signed.data.session) throw new Error(`sign-in: ${signed.error?.message}`);
-  return { id: data.user.id, accessToken: signed.data.session.access_token };
-}
-
 async function rowOf(name: string) {
   const [r] = await sql<Record<string, unknown>[]>`
     select g.*, public.preview_skip_reason(g) as skip from public.generations g where g.id = ${ids[name]}`;
   return r;
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 90_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 1000));
-  }
 }
 
 beforeAll(async () => {
@@ -182,8 +164,8 @@ beforeAll(async () => {
   admin = createClient(own.env.API_URL, own.env.SERVICE_ROLE_KEY, { auth: { persistSession: false, autoRefreshToken: false } });
   kie = createFakeKieClient(own.env.KIE_URL);
   await sql.unsafe(readFileSync('tests/fixtures/lensroom/schema.sql', 'utf8'));
-  users.a = await createUser('owner');
-  users.b = await createUser('other');
+  users.a = await createOwnUser(own.env, 'owner');
+  users.b = await createOwnUser(own.env, 'other');
   await seed();
 }, 300_000);
 
@@ -297,7 +279,7 @@ describe('adopting the first user\'s production database', () => {
     await sql`select public.cron_kie_sync_pending()`;
     // the old worker's fresh claim is recovered after the lease by the sweep
     await waitFor('the old worker\'s lease to lapse', async () =>
-      (await sql`select 1 from public.generations g where id = ${ids.old_worker_running} and (public.preview_claimable(g) or g.preview_status = 'ready')`).length === 1, 60_000);
+      (await sql`select 1 from public.generations g where id = ${ids.old_worker_running} and (public.preview_claimable(g) or g.preview_status = 'ready')`).length === 1, 60_000, 1000);
     await sql`select public.dispatch_preview_sweep()`;
 
     await waitFor('every previewable row to settle', async () => {
@@ -306,7 +288,7 @@ describe('adopting the first user\'s production database', () => {
          where public.has_previewable_asset(g) and coalesce(g.preview_status, 'none') not in ('ready', 'failed')
             or public.kie_task_running(g.status)`;
       return r.n === 0;
-    }, 120_000);
+    }, 120_000, 1000);
 
     for (const f of rows) {
       const r = await rowOf(f.name);

@@ -10,12 +10,12 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createClient } from '@supabase/supabase-js';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFakeKieClient, type FakeKieClient } from '../../scripts/local/fake-kie-client.ts';
 import { encodePhoto, photoPng, read } from '../fixtures/media.ts';
-import { type OwnStack, startOwnStack } from '../helpers/own-stack.ts';
+import { createOwnUser, type OwnStack, startOwnStack } from '../helpers/own-stack.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const run = promisify(execFile);
 const MEDIA = join(process.cwd(), '.local', 'e2e-media');
@@ -38,16 +38,6 @@ const alive = (pid: number) => {
     return false;
   }
 };
-
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 30_000, everyMs = 250): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => null);
-    if (v) return v as T;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 /** A KIE task that succeeded with a small photo; its callback is ours to send (or lose). */
 async function kieTask(): Promise<{ taskId: string; url: string }> {
@@ -89,9 +79,7 @@ beforeAll(async () => {
   sql = postgres(own.env.DB_URL, { max: 4, prepare: false, onnotice: () => {} });
   kie = createFakeKieClient(own.env.KIE_URL);
   photo = read(await encodePhoto(photoPng(MEDIA, 480, 320, { seed: 5 }), 'jpeg', join(MEDIA, 'recovery.jpg')));
-  const admin = createClient(own.env.API_URL, own.env.SERVICE_ROLE_KEY, { auth: { persistSession: false } });
-  const { data } = await admin.auth.admin.createUser({ email: `rec-${randomUUID().slice(0, 8)}@example.test`, password: randomUUID(), email_confirm: true });
-  userId = data.user!.id;
+  userId = (await createOwnUser(own.env, 'rec')).id;
 }, 240_000);
 
 afterAll(async () => {

@@ -5,10 +5,12 @@
  * vault secrets, no ffmpeg core. Stopped and removed by stop().
  */
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { createClient } from '@supabase/supabase-js';
 
 const run = promisify(execFile);
 
@@ -54,4 +56,17 @@ export async function startOwnStack(name: string, extraEnv: Record<string, strin
   }
   stackEnv.ADMIN_DB_URL = stackEnv.DB_URL.replace('postgres:postgres@', 'supabase_admin:postgres@');
   return { env: stackEnv, dir, stop };
+}
+
+/** A user of that stack, created through its Auth API and signed in with supabase-js. */
+export async function createOwnUser(env: Record<string, string>, label: string): Promise<{ id: string; email: string; password: string; accessToken: string }> {
+  const email = `${label}-${randomUUID().slice(0, 8)}@example.test`;
+  const password = `pw-${randomUUID()}`;
+  const admin = createClient(env.API_URL, env.SERVICE_ROLE_KEY, { auth: { persistSession: false, autoRefreshToken: false } });
+  const { data, error } = await admin.auth.admin.createUser({ email, password, email_confirm: true });
+  if (error || !data.user) throw new Error(`createUser: ${error?.message}`);
+  const signed = await createClient(env.API_URL, env.ANON_KEY, { auth: { persistSession: false, autoRefreshToken: false } }).auth
+    .signInWithPassword({ email, password });
+  if (!signed.data.session) throw new Error(`sign-in: ${signed.error?.message}`);
+  return { id: data.user.id, email, password, accessToken: signed.data.session.access_token };
 }

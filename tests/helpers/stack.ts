@@ -10,6 +10,7 @@ import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import postgres from 'postgres';
 import { createFakeKieClient } from '../../scripts/local/fake-kie-client.ts';
 import { signKieWebhook } from '../../shared/kie.ts';
+import { waitFor } from './wait.ts';
 
 function loadStackEnv(): Record<string, string> {
   const file = process.env.STACK_ENV_FILE ?? `${process.cwd()}/.local/dev/stack.env`;
@@ -96,20 +97,7 @@ export function logSince(mark: number, ...needles: string[]): string[] {
 
 // ---------------------------------------------------------------- waiting
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 30_000, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v as T;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last}` : ''}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+export { waitFor };
 
 /** Waits until the generation's preview settles (ready or failed with no retry due soon). */
 export function waitForPreview(id: string, timeoutMs = 60_000): Promise<GenerationRow> {

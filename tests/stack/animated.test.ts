@@ -6,30 +6,20 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createClient } from '@supabase/supabase-js';
 import { type Browser, chromium } from 'playwright-core';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFakeKieClient } from '../../scripts/local/fake-kie-client.ts';
 import { read, videoMp4 } from '../fixtures/media.ts';
-import { type OwnStack, startOwnStack } from '../helpers/own-stack.ts';
+import { createOwnUser, type OwnStack, startOwnStack } from '../helpers/own-stack.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const MEDIA = join(process.cwd(), '.local', 'e2e-media');
 let own: OwnStack;
 let sql: postgres.Sql;
 let browser: Browser | undefined;
-const user = { id: '', email: `anim-${randomUUID().slice(0, 8)}@example.test`, password: `pw-${randomUUID()}`, token: '' };
+let user: Awaited<ReturnType<typeof createOwnUser>>;
 const ids = { small: '', large: '' };
-
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => null);
-    if (v) return v as T;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
 
 const row = async (id: string) => (await sql<Record<string, any>[]>`select * from public.generations where id = ${id}`)[0];
 
@@ -44,12 +34,7 @@ async function kieUrl(file: string): Promise<string> {
 beforeAll(async () => {
   own = await startOwnStack('animated', { PREVIEW_ANIMATED: 'on', KIE_WEBHOOK_HMAC_KEY: '' });
   sql = postgres(own.env.DB_URL, { max: 3, prepare: false, onnotice: () => {} });
-  const admin = createClient(own.env.API_URL, own.env.SERVICE_ROLE_KEY, { auth: { persistSession: false } });
-  const { data } = await admin.auth.admin.createUser({ email: user.email, password: user.password, email_confirm: true });
-  user.id = data.user!.id;
-  const signed = await createClient(own.env.API_URL, own.env.ANON_KEY, { auth: { persistSession: false } }).auth
-    .signInWithPassword({ email: user.email, password: user.password });
-  user.token = signed.data.session!.access_token;
+  user = await createOwnUser(own.env, 'anim');
   // what a KIE success leaves (the trigger then dispatches the poster)
   // the flow, not the limits (the bench measures those: a cold 720p clip is close to 2 s of CPU)
   for (const [key, file] of [['small', videoMp4(MEDIA, 640, 360, 6, { black: 0.4, fade: 0.5 })], ['large', videoMp4(MEDIA, 1920, 1080, 2, { fade: 0.3 })]] as const) {
@@ -72,7 +57,7 @@ describe('the animated preview (PREVIEW_ANIMATED=on)', () => {
     const done = await waitFor('the clip', async () => {
       const r = await row(ids.small);
       return r.animated_status === 'ready' ? r : null;
-    });
+    }, 90_000, 300);
     expect(done.preview_status).toBe('ready');
     expect(done.animated_path).toBe(`${user.id}/previews/${ids.small}_preview.mp4`);
     expect(done.animated_attempts).toBe(1);
@@ -86,13 +71,13 @@ describe('the animated preview (PREVIEW_ANIMATED=on)', () => {
     const r = await waitFor('the large video to settle', async () => {
       const x = await row(ids.large);
       return x.animated_status === 'failed' ? x : null;
-    });
+    }, 90_000, 300);
     expect([r.preview_status, r.animated_error_code, r.animated_next_attempt_at, r.error]).toEqual(['ready', 'OVER_CPU_BUDGET', null, null]);
     expect(r.poster_path).toBe(`${user.id}/posters/${ids.large}_poster.webp`);
   }, 120_000);
 
   it('the library answers a signed URL of the clip, which plays on hover in Chromium', async () => {
-    const res = await fetch(`${own.env.API_URL}/functions/v1/library`, { headers: { apikey: own.env.ANON_KEY, authorization: `Bearer ${user.token}` } });
+    const res = await fetch(`${own.env.API_URL}/functions/v1/library`, { headers: { apikey: own.env.ANON_KEY, authorization: `Bearer ${user.accessToken}` } });
     const items = (await res.json()).items as { id: string; animatedUrl: string | null }[];
     const small = items.find((i) => i.id === ids.small)!;
     expect(small.animatedUrl).toMatch(/\/storage\/v1\/object\/sign\/generations\/.*_preview\.mp4\?token=/);
