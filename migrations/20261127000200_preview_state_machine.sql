@@ -142,8 +142,8 @@ comment on function public.preview_source_url(public.generations) is
 create or replace function public.generation_model(g public.generations) returns text
 language sql stable parallel safe
 as $$
-  select coalesce(nullif(to_jsonb(g) ->> 'model_id', ''), nullif(to_jsonb(g) ->> 'model_name', ''),
-                  nullif(to_jsonb(g) ->> 'model', ''))
+  select coalesce(nullif(j ->> 'model_id', ''), nullif(j ->> 'model_name', ''), nullif(j ->> 'model', ''))
+    from (select to_jsonb(g) as j) r  -- the row's JSON once, not once per column
 $$;
 comment on function public.generation_model(public.generations) is
   'The KIE model of a row: model_id, else model_name, else model (whichever exist).';
