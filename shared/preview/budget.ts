@@ -5,10 +5,13 @@
  * measured with the bench harness (peak RSS of one call in a fresh Deno process, edge
  * permissions; bench/RESULTS.md):
  *
- * - Full-frame decoders (libwebp, imagescript's GIF and interlaced-PNG decoders) cost about
- *   16 bytes of peak RSS per pixel of the frame they decode (heap grown by doubling plus the
- *   JS copy): a WebP 2048² 144 MB, 4096² 344 MB; a 2.5 KB animated WebP whose first frame's
- *   bitstream says 8000×8000 reached 582 MB although its canvas is 100×100.
+ * - Full-frame decoders (imagescript's GIF and interlaced-PNG decoders) cost about 16 bytes of
+ *   peak RSS per pixel of the frame they decode (heap grown by doubling plus the JS copy).
+ * - WebP decodes with libwebp's own rescaler straight to the preview size (our build,
+ *   scripts/codecs): a lossy WebP holds a few macroblock rows (7000², 49 MP: a 5.5 MB heap,
+ *   60 MB peak RSS, 0.86 s); lossless (VP8L) holds its whole ARGB frame (4096²: a 75 MB heap,
+ *   about 5 bytes per pixel) and a lossy one with an alpha plane holds the plane and its
+ *   lossless-coded source (7000²: 283 MB, about 6 bytes per pixel).
  * - Streaming PNG holds a few rows, but the runtime's native inflate hands out a new buffer per
  *   chunk and frees consumed ones lazily: peak RSS grows by up to a byte per inflated byte
  *   (16-bit RGBA 5000², 200 MB inflated: 249 MB peak; 7000², 392 MB: 304 MB, and
@@ -32,8 +35,10 @@ import type { SniffResult } from './sniff.ts';
 
 /** Bytes a photo decode may add to an isolate (256 MB less runtime, input and encoder). */
 export const DECODE_BUDGET_BYTES = 160 * 1024 * 1024;
-/** Peak bytes per pixel of a full-frame decode (WebP, GIF, interlaced PNG). */
+/** Peak bytes per pixel of a full-frame decode (GIF, interlaced PNG). */
 const FULL_FRAME_BYTES_PER_PIXEL = 16;
+/** Peak bytes per pixel of libwebp's scaled decode: lossless, lossy with alpha, lossy. */
+const WEBP_BYTES_PER_PIXEL = { lossless: 5, alpha: 6, lossy: 0.25 } as const;
 /** Peak bytes per inflated byte of a streaming PNG decode. */
 const PNG_BYTES_PER_INFLATED_BYTE = 1;
 /** Peak bytes per byte of progressive-JPEG coefficients. */
@@ -52,7 +57,11 @@ export function decodedSize(header: ImageHeader): { width: number; height: numbe
 /** Estimated peak bytes a decode of this image adds (0 for baseline JPEG: DCT-scaled, streamed). */
 export function photoDecodeCost(format: SniffResult['format'], header: ImageHeader): number {
   const { width, height } = decodedSize(header);
-  if (format === 'webp' || format === 'gif' || (format === 'png' && header.interlaced)) {
+  if (format === 'webp') {
+    const kind = header.webp?.lossless ? 'lossless' : header.webp?.alpha ? 'alpha' : 'lossy';
+    return WEBP_BYTES_PER_PIXEL[kind] * width * height;
+  }
+  if (format === 'gif' || (format === 'png' && header.interlaced)) {
     return FULL_FRAME_BYTES_PER_PIXEL * width * height;
   }
   if (format === 'png') {
@@ -81,9 +90,16 @@ export function checkPhotoBudget(format: SniffResult['format'], header: ImageHea
   if (pixels > maxPixels) {
     throw new PreviewError('TOO_MANY_PIXELS', `Too many pixels: ${width}x${height}${frame} (${pixels} > ${maxPixels})`);
   }
+  if (format === 'webp' && header.frame && (header.frame.width > header.width || header.frame.height > header.height)) {
+    // libwebp's demuxer refuses a frame outside its canvas too
+    throw new PreviewError('DECODE_FAILED', `Decode failed: WebP frame ${header.frame.width}x${header.frame.height} is larger than its canvas ${header.width}x${header.height}`);
+  }
   const cost = photoDecodeCost(format, header);
   if (cost > DECODE_BUDGET_BYTES) {
-    const kind = format === 'jpeg' ? 'progressive JPEG' : format === 'png' ? `${header.bitsPerPixel}-bit-per-pixel PNG` : format.toUpperCase();
+    const kind = format === 'jpeg' ? 'progressive JPEG'
+      : format === 'png' ? `${header.bitsPerPixel}-bit-per-pixel PNG`
+      : format === 'webp' ? (header.webp?.lossless ? 'lossless WebP' : 'WebP with alpha')
+      : format.toUpperCase();
     throw new PreviewError(
       'OVER_MEMORY_BUDGET',
       `Over the memory budget: decoding this ${width}x${height}${frame} ${kind} needs about ${mb(cost)} MB (budget ${mb(DECODE_BUDGET_BYTES)} MB)`,

@@ -7,17 +7,17 @@
  *   decode itself).
  * - PNG: our streaming decoder (png.ts); interlaced files through imagescript's wasm PNG decoder.
  * - GIF: imagescript's wasm GIF decoder, first frame composited on the logical screen.
- * - WebP: libwebp's decoder (@jsquash/webp); animated files through their first ANMF frame.
+ * - WebP: libwebp's decoder with its rescaler (our build), straight to the preview size;
+ *   animated files through their first ANMF frame.
  * Every wasm decoder gets a fresh instance per call, so its grown heap is garbage once the call
  * returns (wasm memory never shrinks while an instance lives).
  */
 import { PreviewError } from '../errors.ts';
-import { instantiateEmscripten } from './encode.ts';
 import type { ImageHeader } from './header.ts';
 import { decodePngStreaming } from './png.ts';
 import { AreaResizer } from './resize.ts';
 import type { SniffResult } from './sniff.ts';
-import { ensureImageData, wasmModule } from './wasm.ts';
+import { wasmModule } from './wasm.ts';
 
 const failed = (format: string, why: string, cause?: unknown) =>
   new PreviewError('DECODE_FAILED', `Decode failed: ${format} ${why}`, cause ? { cause } : undefined);
@@ -177,28 +177,42 @@ function compositeRows(
   return r.finish();
 }
 
-// ---------------------------------------------------------------- WebP (libwebp via jsquash)
+// ---------------------------------------------------------------- WebP (libwebp, scaled decode)
 
-type WebpDecoderModule = { decode(data: BufferSource): { data: Uint8ClampedArray; width: number; height: number } | null };
+/** libwebp's VP8StatusCode, by value. */
+const WEBP_STATUS = ['OK', 'OUT_OF_MEMORY', 'INVALID_PARAM', 'BITSTREAM_ERROR', 'UNSUPPORTED_FEATURE', 'SUSPENDED', 'USER_ABORT', 'NOT_ENOUGH_DATA'];
 
+/**
+ * libwebp's decoder with its own rescaler (our build, scripts/codecs/build-webp-scaled.sh): the
+ * picture is decoded straight to the preview size, so a lossy WebP never exists at full size
+ * (the budget in budget.ts covers the lossless and alpha cases, which libwebp holds whole).
+ * An animated file's first frame is scaled by the canvas's factor and placed on the canvas.
+ */
 async function decodeWebp(
   bytes: Uint8Array,
   header: ImageHeader,
   dstWidth: number,
   dstHeight: number,
 ): Promise<Uint8ClampedArray> {
-  ensureImageData();
-  const [{ default: factory }, module] = await Promise.all([
-    import('@jsquash/webp/codec/dec/webp_dec.js'),
-    wasmModule('webp-dec'),
-  ]);
-  const dec = await instantiateEmscripten<WebpDecoderModule>(factory, module);
   const frame = firstAnimationFrame(bytes);
-  const img = dec.decode((frame ? frame.bytes : bytes) as Uint8Array<ArrayBuffer>);
-  if (!img) throw failed('WebP', 'data is corrupt');
-  const u8 = new Uint8Array(img.data.buffer, img.data.byteOffset, img.data.length);
-  const fx = frame ? frame.x : 0, fy = frame ? frame.y : 0;
-  return compositeRows(u8, fx, fy, img.width, img.height, header.width, header.height, dstWidth, dstHeight);
+  const src = frame ? frame.bytes : bytes;
+  const fw = header.frame?.width ?? header.width, fh = header.frame?.height ?? header.height;
+  const sx = dstWidth / header.width, sy = dstHeight / header.height;
+  const ox = frame ? Math.min(dstWidth - 1, Math.round(frame.x * sx)) : 0;
+  const oy = frame ? Math.min(dstHeight - 1, Math.round(frame.y * sy)) : 0;
+  const w = Math.max(1, Math.min(dstWidth - ox, Math.round(fw * sx)));
+  const h = Math.max(1, Math.min(dstHeight - oy, Math.round(fh * sy)));
+  const wasm = new WebAssembly.Instance(await wasmModule('webp-scaled')).exports as any;
+  const inPtr = wasm.malloc(src.length), outPtr = wasm.malloc(w * h * 4);
+  if (!inPtr || !outPtr) throw failed('WebP', 'does not fit the decoder\'s memory');
+  new Uint8Array(wasm.memory.buffer, inPtr, src.length).set(src);
+  const status = wasm.decode_scaled(inPtr, src.length, outPtr, w, h, w !== fw || h !== fh ? 1 : 0);
+  if (status !== 0) throw failed('WebP', `data is corrupt (${WEBP_STATUS[status] ?? status})`);
+  const out = new Uint8ClampedArray(wasm.memory.buffer.slice(outPtr, outPtr + w * h * 4));
+  if (w === dstWidth && h === dstHeight) return out;
+  const canvas = new Uint8ClampedArray(dstWidth * dstHeight * 4); // transparent around the frame
+  for (let y = 0; y < h; y++) canvas.set(out.subarray(y * w * 4, (y + 1) * w * 4), ((oy + y) * dstWidth + ox) * 4);
+  return canvas;
 }
 
 /** For an animated WebP (VP8X with the animation flag), the first ANMF frame as a still WebP. */

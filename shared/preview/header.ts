@@ -23,6 +23,12 @@ export type ImageHeader = {
   /** JPEG only: progressive (the decoder keeps every DCT coefficient) and each component's sampling factors. */
   progressive?: boolean;
   components?: { h: number; v: number }[];
+  /**
+   * WebP only: the first bitstream is lossless (VP8L: libwebp holds its whole ARGB frame) or
+   * lossy with an alpha plane (ALPH: libwebp holds the whole plane); a plain lossy one is
+   * decoded row by row.
+   */
+  webp?: { lossless: boolean; alpha: boolean };
 };
 
 const truncated = (what: string) => new PreviewError('DECODE_FAILED', `Decode failed: truncated or corrupt ${what} header`);
@@ -63,47 +69,60 @@ function webpHeader(bytes: Uint8Array, dv: DataView): ImageHeader {
   if (chunk === 'VP8X') {
     const w = 1 + (bytes[24] | (bytes[25] << 8) | (bytes[26] << 16));
     const hh = 1 + (bytes[27] | (bytes[28] << 8) | (bytes[29] << 16));
-    return { width: w, height: hh, orientation: 1, frame: webpFirstBitstream(bytes, dv, 30) ?? undefined };
+    const first = webpFirstBitstream(bytes, dv, 30);
+    if (!first) return { width: w, height: hh, orientation: 1 };
+    const { lossless, alpha, ...frame } = first;
+    return { width: w, height: hh, orientation: 1, frame, webp: { lossless, alpha } };
   }
   const size = bitstreamSize(bytes, dv, 12);
   if (!size) throw truncated('WebP');
-  return { ...size, orientation: 1 };
+  const { lossless, ...dims } = size;
+  return { ...dims, orientation: 1, webp: { lossless, alpha: false } };
 }
 
-/** Width and height a VP8 or VP8L chunk at `pos` (its tag) declares, or null. */
-function bitstreamSize(bytes: Uint8Array, dv: DataView, pos: number): { width: number; height: number } | null {
+type Bitstream = { width: number; height: number; lossless: boolean };
+
+/** Width and height a VP8 or VP8L chunk at `pos` (its tag) declares, and which it is, or null. */
+function bitstreamSize(bytes: Uint8Array, dv: DataView, pos: number): Bitstream | null {
   const tag = String.fromCharCode(...bytes.subarray(pos, pos + 4));
   if (tag === 'VP8 ' && pos + 18 <= bytes.length) {
     // frame tag (3 bytes) + start code 9d 01 2a + 14-bit width/height
     if (bytes[pos + 11] !== 0x9d || bytes[pos + 12] !== 0x01 || bytes[pos + 13] !== 0x2a) throw truncated('WebP VP8');
-    return { width: dv.getUint16(pos + 14, true) & 0x3fff, height: dv.getUint16(pos + 16, true) & 0x3fff };
+    return { width: dv.getUint16(pos + 14, true) & 0x3fff, height: dv.getUint16(pos + 16, true) & 0x3fff, lossless: false };
   }
   if (tag === 'VP8L' && pos + 13 <= bytes.length) {
     if (bytes[pos + 8] !== 0x2f) throw truncated('WebP VP8L');
     const bits = dv.getUint32(pos + 9, true);
-    return { width: (bits & 0x3fff) + 1, height: ((bits >>> 14) & 0x3fff) + 1 };
+    return { width: (bits & 0x3fff) + 1, height: ((bits >>> 14) & 0x3fff) + 1, lossless: true };
   }
   return null;
 }
 
 /**
- * In an extended WebP, the size of the first image bitstream libwebp will decode: the still
- * image's VP8/VP8L chunk, or the one inside the first ANMF frame (after an optional ALPH).
+ * In an extended WebP, the first image bitstream libwebp will decode (the still image's VP8/VP8L
+ * chunk, or the one inside the first ANMF frame) and whether an ALPH chunk comes with it.
  */
-function webpFirstBitstream(bytes: Uint8Array, dv: DataView, from: number): { width: number; height: number } | null {
+function webpFirstBitstream(bytes: Uint8Array, dv: DataView, from: number): (Bitstream & { alpha: boolean }) | null {
   const chunks = (start: number, end: number) => {
     const out: number[] = [];
     for (let p = start; p + 8 <= end; p += 8 + dv.getUint32(p + 4, true) + (dv.getUint32(p + 4, true) & 1)) out.push(p);
     return out;
   };
+  const tagAt = (p: number) => String.fromCharCode(...bytes.subarray(p, p + 4));
+  let alpha = false;
   for (const p of chunks(from, bytes.length)) {
-    const tag = String.fromCharCode(...bytes.subarray(p, p + 4));
-    if (tag === 'VP8 ' || tag === 'VP8L') return bitstreamSize(bytes, dv, p);
+    const tag = tagAt(p);
+    if (tag === 'ALPH') alpha = true;
+    if (tag === 'VP8 ' || tag === 'VP8L') {
+      const size = bitstreamSize(bytes, dv, p);
+      return size && { ...size, alpha };
+    }
     if (tag === 'ANMF') {
       const end = Math.min(bytes.length, p + 8 + dv.getUint32(p + 4, true));
       for (const q of chunks(p + 24, end)) {
+        if (tagAt(q) === 'ALPH') alpha = true;
         const size = bitstreamSize(bytes, dv, q);
-        if (size) return size;
+        if (size) return { ...size, alpha };
       }
       return null;
     }

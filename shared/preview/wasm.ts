@@ -15,7 +15,7 @@ export type WasmName =
   | 'imagescript-gif'
   | 'webp-enc'
   | 'webp-enc-simd'
-  | 'webp-dec'
+  | 'webp-scaled'
   | 'ffmpeg-core';
 
 type BytesLoader = () => Promise<Uint8Array | ArrayBuffer>;
@@ -27,7 +27,7 @@ const EMBEDDED: Partial<Record<WasmName, () => Promise<{ default: string }>>> = 
   'imagescript-gif': () => import('./codecs/imagescript-gif.ts'),
   'webp-enc': () => import('./codecs/webp-enc.ts'),
   'webp-enc-simd': () => import('./codecs/webp-enc-simd.ts'),
-  'webp-dec': () => import('./codecs/webp-dec.ts'),
+  'webp-scaled': () => import('./codecs/webp-scaled.ts'),
 };
 
 export function decodeBase64(text: string): Uint8Array {

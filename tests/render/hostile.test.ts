@@ -50,7 +50,7 @@ describe('the sizes the checks read', () => {
 
   it('animated WebP: the first frame\'s bitstream, not the canvas nor the ANMF header', async () => {
     const h = readImageHeader(await animatedWebpBomb(3000), 'webp');
-    expect([h.width, h.height, h.frame]).toEqual([100, 100, { width: 3000, height: 3000 }]);
+    expect([h.width, h.height, h.frame, h.webp]).toEqual([100, 100, { width: 3000, height: 3000 }, { lossless: true, alpha: false }]);
   });
 
   it('JPEG: progressive flag and sampling factors (baseline costs nothing: DCT-scaled)', async () => {
@@ -70,7 +70,9 @@ describe('the sizes the checks read', () => {
     const ok: [string, Parameters<typeof checkPhotoBudget>[1], 'jpeg' | 'png' | 'webp'][] = [
       ['progressive JPEG 5000² 4:2:0 (188 MB peak measured)', { width: 5000, height: 5000, orientation: 1, progressive: true, components: [{ h: 2, v: 2 }, { h: 1, v: 1 }, { h: 1, v: 1 }] }, 'jpeg'],
       ['8-bit RGBA PNG 4096²', { width: 4096, height: 4096, orientation: 1, bitsPerPixel: 32 }, 'png'],
-      ['WebP 3000²', { width: 3000, height: 3000, orientation: 1 }, 'webp'],
+      ['lossy WebP 7000² (60 MB peak measured)', { width: 7000, height: 7000, orientation: 1, webp: { lossless: false, alpha: false } }, 'webp'],
+      ['lossless WebP 4096² (134 MB peak measured)', { width: 4096, height: 4096, orientation: 1, webp: { lossless: true, alpha: false } }, 'webp'],
+      ['WebP with alpha 5000²', { width: 5000, height: 5000, orientation: 1, webp: { lossless: false, alpha: true } }, 'webp'],
     ];
     for (const [what, header, format] of ok) {
       expect(() => checkPhotoBudget(format, header, 50_000_000), what).not.toThrow();

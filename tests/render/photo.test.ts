@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderPhotoPreview } from '../../shared/preview/photo.ts';
+import { animatedWebp } from '../fixtures/hostile.ts';
 import { encodePhoto, photoPng, read } from '../fixtures/media.ts';
 import { areaReference, rgba, ssim } from '../fixtures/quality.ts';
 
@@ -41,6 +42,8 @@ describe('renderPhotoPreview golden (SSIM vs an area-average reference, sharp as
     ['PNG 1200×900 with alpha', 'png', 1200, 900, { alpha: true }],
     ['WebP 2048²', 'webp', 2048, 2048, {}],
     ['WebP 1000×1000 with alpha', 'webp', 1000, 1000, { alpha: true }],
+    // over the 10 MP a full-size decode allowed: libwebp decodes it straight to the preview size
+    ['WebP 6000×2000 panorama', 'webp', 6000, 2000, {}],
     ['GIF 800×600', 'gif', 800, 600, {}],
   ];
   for (const [name, format, w, h, opts] of cases) {
@@ -101,6 +104,24 @@ describe('PNG variants through the streaming decoder', () => {
       expect(sOurs, `ours ${sOurs.toFixed(4)} sharp ${sSharp.toFixed(4)}`).toBeGreaterThanOrEqual(sSharp - 0.01);
     });
   }
+});
+
+describe('animated WebP', () => {
+  it('the first frame, scaled with the canvas and placed at its offset on a transparent canvas', async () => {
+    const red = new Uint8Array(await sharp({ create: { width: 400, height: 200, channels: 3, background: { r: 220, g: 20, b: 30 } } })
+      .webp({ quality: 90 }).toBuffer());
+    const input = animatedWebp(red, { width: 1600, height: 800 }, { x: 600, y: 300, width: 400, height: 200 });
+    const ours = await renderPhotoPreview(input, { maxSide: 400 });
+    expect([ours.width, ours.height]).toEqual([400, 200]);
+    const px = await rgba(ours.webp);
+    const at = (x: number, y: number) => Array.from(px.data.subarray((y * px.width + x) * 4, (y * px.width + x) * 4 + 4));
+    // the frame covers x 150..250, y 75..125 of the preview
+    const [r, g, b, a] = at(200, 100);
+    expect(r).toBeGreaterThan(180);
+    expect(Math.max(g, b)).toBeLessThan(70);
+    expect(a).toBe(255);
+    for (const [x, y] of [[10, 10], [140, 100], [260, 100], [200, 60], [200, 140], [390, 190]]) expect(at(x, y)[3], `alpha at ${x},${y}`).toBe(0);
+  });
 });
 
 describe('EXIF orientation', () => {
