@@ -14,9 +14,7 @@ const root = new URL('..', import.meta.url);
 /** Each codec's wasm, relative to the repository root. */
 export const CODECS: Record<string, string> = {
   'imagescript-jpeg': 'node_modules/imagescript/wasm/any/jpeg.wasm',
-  'imagescript-png': 'node_modules/imagescript/wasm/any/png.wasm',
   'imagescript-gif': 'node_modules/imagescript/wasm/any/gif.wasm',
-  'webp-enc': 'node_modules/@jsquash/webp/codec/enc/webp_enc.wasm',
   'webp-enc-simd': 'node_modules/@jsquash/webp/codec/enc/webp_enc_simd.wasm',
   // our libwebp build with scaled decoding (scripts/codecs/build-webp-scaled.sh)
   'webp-scaled': 'scripts/codecs/webp-scaled.wasm',
@@ -33,6 +31,13 @@ for (const [name, path] of Object.entries(CODECS)) {
   const old = await Deno.readTextFile(file).catch(() => '');
   if (old !== text) {
     await Deno.writeTextFile(file, text);
+    changed++;
+  }
+}
+// a codec no longer listed leaves no module behind
+for await (const e of Deno.readDir(out)) {
+  if (e.isFile && e.name.endsWith('.ts') && !(e.name.slice(0, -3) in CODECS)) {
+    await Deno.remove(new URL(e.name, out));
     changed++;
   }
 }

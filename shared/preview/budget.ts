@@ -5,14 +5,14 @@
  * measured with the bench harness (peak RSS of one call in a fresh Deno process, edge
  * permissions; bench/RESULTS.md):
  *
- * - Full-frame decoders (imagescript's GIF and interlaced-PNG decoders) cost about 16 bytes of
- *   peak RSS per pixel of the frame they decode (heap grown by doubling plus the JS copy).
+ * - A full-frame decoder (imagescript's GIF decoder) costs about 16 bytes of peak RSS per pixel
+ *   of the frame it decodes (heap grown by doubling plus the JS copy).
  * - WebP decodes with libwebp's own rescaler straight to the preview size (our build,
  *   scripts/codecs): a lossy WebP holds a few macroblock rows (7000², 49 MP: a 5.5 MB heap,
  *   60 MB peak RSS, 0.86 s); lossless (VP8L) holds its whole ARGB frame (4096²: a 75 MB heap,
  *   about 5 bytes per pixel) and a lossy one with an alpha plane holds the plane and its
  *   lossless-coded source (7000²: 283 MB, about 6 bytes per pixel).
- * - Streaming PNG holds a few rows, but the runtime's native inflate hands out a new buffer per
+ * - Streaming PNG (interlaced too) holds a few rows, but the runtime's native inflate hands out a new buffer per
  *   chunk and frees consumed ones lazily: peak RSS grows by up to a byte per inflated byte
  *   (16-bit RGBA 5000², 200 MB inflated: 249 MB peak; 7000², 392 MB: 304 MB, and
  *   1.9 s of CPU).
@@ -35,7 +35,7 @@ import type { SniffResult } from './sniff.ts';
 
 /** Bytes a photo decode may add to an isolate (256 MB less runtime, input and encoder). */
 export const DECODE_BUDGET_BYTES = 160 * 1024 * 1024;
-/** Peak bytes per pixel of a full-frame decode (GIF, interlaced PNG). */
+/** Peak bytes per pixel of a full-frame decode (GIF). */
 const FULL_FRAME_BYTES_PER_PIXEL = 16;
 /** Peak bytes per pixel of libwebp's scaled decode: lossless, lossy with alpha, lossy. */
 const WEBP_BYTES_PER_PIXEL = { lossless: 5, alpha: 6, lossy: 0.25 } as const;
@@ -61,11 +61,12 @@ export function photoDecodeCost(format: SniffResult['format'], header: ImageHead
     const kind = header.webp?.lossless ? 'lossless' : header.webp?.alpha ? 'alpha' : 'lossy';
     return WEBP_BYTES_PER_PIXEL[kind] * width * height;
   }
-  if (format === 'gif' || (format === 'png' && header.interlaced)) {
+  if (format === 'gif') {
     return FULL_FRAME_BYTES_PER_PIXEL * width * height;
   }
   if (format === 'png') {
-    const inflated = height * (Math.ceil((width * (header.bitsPerPixel ?? 32)) / 8) + 1);
+    // Adam7's passes add a filter byte per pass row: ≈ height × 15/8 more bytes at most
+    const inflated = height * (Math.ceil((width * (header.bitsPerPixel ?? 32)) / 8) + (header.interlaced ? 3 : 1));
     return PNG_BYTES_PER_INFLATED_BYTE * inflated;
   }
   if (format === 'jpeg' && header.progressive && header.components?.length) {

@@ -5,7 +5,7 @@
  *   emits the smallest scale at least as large as the preview box), rows read in place from
  *   the wasm heap (imagescript's own JS glue copies pixel by pixel, which costs more than the
  *   decode itself).
- * - PNG: our streaming decoder (png.ts); interlaced files through imagescript's wasm PNG decoder.
+ * - PNG: our streaming decoder (png.ts), interlaced files included.
  * - GIF: imagescript's wasm GIF decoder, first frame composited on the logical screen.
  * - WebP: libwebp's decoder with its rescaler (our build), straight to the preview size;
  *   animated files through their first ANMF frame.
@@ -35,7 +35,6 @@ export async function decodeToSize(
       case 'jpeg':
         return await decodeJpeg(bytes, dstWidth, dstHeight);
       case 'png': {
-        if (header.interlaced) return await decodePngImagescript(bytes, dstWidth, dstHeight);
         const r = new AreaResizer(header.width, header.height, dstWidth, dstHeight);
         await decodePngStreaming(bytes, r);
         return r.finish();
@@ -106,26 +105,6 @@ function upscaleNearest(src: Uint8ClampedArray, w: number, h: number, W: number,
     for (let x = 0; x < W; x++) o32[y * W + x] = s32[Math.floor((y * h) / H) * w + Math.floor((x * w) / W)];
   }
   return out;
-}
-
-// ---------------------------------------------------------------- PNG, interlaced (imagescript wasm)
-
-async function decodePngImagescript(bytes: Uint8Array, dstWidth: number, dstHeight: number): Promise<Uint8ClampedArray> {
-  let u8: Uint8Array;
-  const instance = new WebAssembly.Instance(await wasmModule('imagescript-png'), {
-    env: { emscripten_notify_memory_growth: () => (u8 = new Uint8Array(exports.memory.buffer)) },
-  });
-  const exports = instance.exports as any;
-  u8 = new Uint8Array(exports.memory.buffer);
-  const ptr = exports.walloc(bytes.length);
-  u8.set(bytes, ptr);
-  const status = exports.decode(ptr, bytes.length);
-  if (status < 0) throw failed('PNG', `data is corrupt (${status})`);
-  const width = exports.width(), height = exports.height();
-  const view = new Uint8Array(exports.memory.buffer, status, width * height * 4);
-  const r = new AreaResizer(width, height, dstWidth, dstHeight);
-  for (let y = 0; y < height; y++) r.pushRow(view, y * width * 4, 4);
-  return r.finish();
 }
 
 // ---------------------------------------------------------------- GIF (imagescript wasm)

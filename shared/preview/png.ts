@@ -2,8 +2,8 @@
  * A streaming PNG decoder that never holds the full-size bitmap: IDAT data goes through the
  * runtime's native inflate (DecompressionStream, in Deno and Node alike), each scanline is
  * unfiltered against the previous one and handed to the area resizer as it arrives. Memory is
- * the compressed input plus a few rows, whatever the image size. Interlaced (Adam7) files are
- * left to imagescript's PNG decoder (see decode.ts).
+ * the compressed input plus a few rows, whatever the image size. Interlaced (Adam7) files too:
+ * each pass is a small image of its own, and its rows go to the resizer at their places.
  */
 import { PreviewError } from '../errors.ts';
 import { AreaResizer } from './resize.ts';
@@ -15,6 +15,9 @@ export const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }
 
 /** Compressed bytes per write to the inflater (deflate expands at most ~1032:1: ≤ 4 MB out). */
 const INFLATE_SLICE = 4096;
+
+/** Adam7's passes: first column, first row, column step, row step. */
+const ADAM7 = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]];
 
 const fail = (why: string) => new PreviewError('DECODE_FAILED', `Decode failed: PNG ${why}`);
 
@@ -61,13 +64,18 @@ export async function decodePngStreaming(bytes: Uint8Array, resizer: AreaResizer
   void sawEnd;
 
   const bitsPerPixel = channels * depth;
-  const rowBytes = Math.ceil((width * bitsPerPixel) / 8);
   const bpp = Math.max(1, bitsPerPixel >> 3);
-  const lineLen = rowBytes + 1;
-  let prev = new Uint8Array(lineLen);
-  let cur = new Uint8Array(lineLen);
+  // the passes' sub-images (one covering everything when not interlaced), empty ones skipped
+  const passes = (ihdr.interlace === 1 ? ADAM7 : [[0, 0, 1, 1]])
+    .map(([x0, y0, dx, dy]) => ({ x0, y0, dx, dy, w: Math.ceil((width - x0) / dx), h: Math.ceil((height - y0) / dy) }))
+    .filter((q) => q.w > 0 && q.h > 0);
+  const totalLines = passes.reduce((n, q) => n + q.h, 0);
+  const lineLenOf = (q: { w: number }) => Math.ceil((q.w * bitsPerPixel) / 8) + 1;
+  let pass = 0, passRow = 0, lines = 0;
+  let lineLen = lineLenOf(passes[0]);
+  let prev = new Uint8Array(Math.ceil((width * bitsPerPixel) / 8) + 1); // the longest line
+  let cur = new Uint8Array(prev.length);
   let fill = 0;
-  let y = 0;
 
   // direct paths push the unfiltered line as is; others convert to RGBA first
   const direct = depth === 8 && (colorType === 2 || colorType === 6 || colorType === 0 || colorType === 4) &&
@@ -76,17 +84,25 @@ export async function decodePngStreaming(bytes: Uint8Array, resizer: AreaResizer
   const paletteRgba = colorType === 3 ? buildPalette(palette!, trns) : null;
 
   const emitLine = () => {
-    unfilter(cur, prev, rowBytes, bpp);
+    const q = passes[pass];
+    unfilter(cur, prev, lineLen - 1, bpp);
+    const y = q.y0 + passRow * q.dy;
     if (direct) {
-      resizer.pushRow(cur, 1, channels as 1 | 2 | 3 | 4);
+      resizer.pushPixels(cur, 1, channels as 1 | 2 | 3 | 4, y, q.x0, q.dx, q.w);
     } else {
-      toRgba(cur, rgba!, width, depth, colorType, paletteRgba, trns);
-      resizer.pushRow(rgba!, 0, 4);
+      toRgba(cur, rgba!, q.w, depth, colorType, paletteRgba, trns);
+      resizer.pushPixels(rgba!, 0, 4, y, q.x0, q.dx, q.w);
     }
     const t = prev;
     prev = cur;
     cur = t;
-    y++;
+    lines++;
+    if (++passRow === q.h && ++pass < passes.length) {
+      // a new pass: its first line is filtered against zeros
+      passRow = 0;
+      lineLen = lineLenOf(passes[pass]);
+      prev.fill(0);
+    }
   };
 
   const ds = new DecompressionStream('deflate');
@@ -107,11 +123,11 @@ export async function decodePngStreaming(bytes: Uint8Array, resizer: AreaResizer
   writing.catch(() => {}); // surfaced through the reader
   const reader = ds.readable.getReader();
   try {
-    while (y < height) {
+    while (lines < totalLines) {
       const { value, done } = await reader.read();
       if (done) break;
       let off = 0;
-      while (off < value.length && y < height) {
+      while (off < value.length && lines < totalLines) {
         const take = Math.min(lineLen - fill, value.length - off);
         cur.set(value.subarray(off, off + take), fill);
         fill += take;
@@ -127,7 +143,7 @@ export async function decodePngStreaming(bytes: Uint8Array, resizer: AreaResizer
   } finally {
     reader.cancel().catch(() => {});
   }
-  if (y < height) throw fail(`is truncated (${y} of ${height} rows)`);
+  if (lines < totalLines) throw fail(`is truncated (${lines} of ${totalLines} rows)`);
 }
 
 function unfilter(line: Uint8Array, prev: Uint8Array, rowBytes: number, bpp: number): void {

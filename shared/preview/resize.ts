@@ -1,6 +1,7 @@
 /**
  * Exact area-averaging downscale (a box filter with fractional pixel coverage), fed one source
- * row at a time so a decoder can stream rows into it and never hold the full-size bitmap.
+ * row (or an interlaced pass's part of one) at a time so a decoder can stream rows into it and
+ * never hold the full-size bitmap.
  * Colour is premultiplied by alpha while averaging, so transparent pixels do not bleed.
  */
 
@@ -51,23 +52,26 @@ export class AreaResizer {
     return this.sawAlpha;
   }
 
-  /** Rows pushed so far. */
-  get rows(): number {
-    return this.y;
-  }
-
   /**
    * Add the next source row. `channels`: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA (8-bit each);
    * `offset` is where the row starts in `row`.
    */
   pushRow(row: Uint8Array, offset: number, channels: 1 | 2 | 3 | 4): void {
     if (this.y >= this.srcHeight) return;
-    const { srcWidth, xIndex, xWeight } = this;
+    this.pushPixels(row, offset, channels, this.y++, 0, 1, this.srcWidth);
+  }
+
+  /**
+   * Add `n` pixels of source row `y`, at x = x0, x0 + dx, … (an interlaced pass's row). The
+   * average is a sum, so pixels may arrive in any order; each must arrive once.
+   */
+  pushPixels(row: Uint8Array, offset: number, channels: 1 | 2 | 3 | 4, y: number, x0: number, dx: number, n: number): void {
+    const { xIndex, xWeight } = this;
     const h = this.hrow;
     h.fill(0);
     let p = offset;
     if (channels === 3) {
-      for (let x = 0; x < srcWidth; x++, p += 3) {
+      for (let k = 0, x = x0; k < n; k++, x += dx, p += 3) {
         const j = xIndex[x] << 2, w = xWeight[x], v = 1 - w;
         const r = row[p], g = row[p + 1], b = row[p + 2];
         h[j] += r * w; h[j + 1] += g * w; h[j + 2] += b * w; h[j + 3] += 255 * w;
@@ -75,18 +79,18 @@ export class AreaResizer {
       }
     } else if (channels === 4) {
       let alpha = 255;
-      for (let x = 0; x < srcWidth; x++, p += 4) {
+      for (let k = 0, x = x0; k < n; k++, x += dx, p += 4) {
         const j = xIndex[x] << 2, w = xWeight[x], v = 1 - w;
         const a = row[p + 3];
         alpha &= a;
-        const k = a / 255;
-        const r = row[p] * k, g = row[p + 1] * k, b = row[p + 2] * k;
+        const q = a / 255;
+        const r = row[p] * q, g = row[p + 1] * q, b = row[p + 2] * q;
         h[j] += r * w; h[j + 1] += g * w; h[j + 2] += b * w; h[j + 3] += a * w;
         h[j + 4] += r * v; h[j + 5] += g * v; h[j + 6] += b * v; h[j + 7] += a * v;
       }
       if (alpha !== 255) this.sawAlpha = true;
     } else if (channels === 1) {
-      for (let x = 0; x < srcWidth; x++, p++) {
+      for (let k = 0, x = x0; k < n; k++, x += dx, p++) {
         const j = xIndex[x] << 2, w = xWeight[x], v = 1 - w;
         const l = row[p];
         h[j] += l * w; h[j + 3] += 255 * w;
@@ -96,7 +100,7 @@ export class AreaResizer {
       for (let j = 0; j < h.length; j += 4) h[j + 1] = h[j + 2] = h[j];
     } else {
       let alpha = 255;
-      for (let x = 0; x < srcWidth; x++, p += 2) {
+      for (let k = 0, x = x0; k < n; k++, x += dx, p += 2) {
         const j = xIndex[x] << 2, w = xWeight[x], v = 1 - w;
         const a = row[p + 1];
         alpha &= a;
@@ -107,11 +111,10 @@ export class AreaResizer {
       for (let j = 0; j < h.length; j += 4) h[j + 1] = h[j + 2] = h[j];
       if (alpha !== 255) this.sawAlpha = true;
     }
-    this.addRow(h);
+    this.addRow(h, y);
   }
 
-  private addRow(h: Float32Array): void {
-    const y = this.y++;
+  private addRow(h: Float32Array, y: number): void {
     const { sy, width, height, acc } = this;
     const r = Math.min(height - 1, Math.floor(y / sy));
     const w = Math.min(1, (r + 1) * sy - y);

@@ -11,9 +11,7 @@
 
 export type WasmName =
   | 'imagescript-jpeg'
-  | 'imagescript-png'
   | 'imagescript-gif'
-  | 'webp-enc'
   | 'webp-enc-simd'
   | 'webp-scaled'
   | 'ffmpeg-core';
@@ -23,9 +21,7 @@ type BytesLoader = () => Promise<Uint8Array | ArrayBuffer>;
 /** Each codec's embedded bytes (base64 in a generated module), imported only when first used. */
 const EMBEDDED: Partial<Record<WasmName, () => Promise<{ default: string }>>> = {
   'imagescript-jpeg': () => import('./codecs/imagescript-jpeg.ts'),
-  'imagescript-png': () => import('./codecs/imagescript-png.ts'),
   'imagescript-gif': () => import('./codecs/imagescript-gif.ts'),
-  'webp-enc': () => import('./codecs/webp-enc.ts'),
   'webp-enc-simd': () => import('./codecs/webp-enc-simd.ts'),
   'webp-scaled': () => import('./codecs/webp-scaled.ts'),
 };

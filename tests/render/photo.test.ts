@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readImageHeader } from '../../shared/preview/header.ts';
 import { renderPhotoPreview } from '../../shared/preview/photo.ts';
 import { animatedWebp } from '../fixtures/hostile.ts';
 import { encodePhoto, photoPng, read } from '../fixtures/media.ts';
@@ -86,7 +87,8 @@ describe('PNG variants through the streaming decoder', () => {
     ['gray+alpha', ['-pix_fmt', 'ya8']],
     ['16-bit RGB', ['-pix_fmt', 'rgb48be']],
     ['16-bit RGBA', ['-pix_fmt', 'rgba64be']],
-    ['interlaced (imagescript decoder)', ['-pix_fmt', 'rgb24', '-pred', 'mixed']],
+    ['interlaced RGB', []],
+    ['interlaced palette', []],
   ];
   for (const [name, args] of variants) {
     it(name, async () => {
@@ -94,7 +96,7 @@ describe('PNG variants through the streaming decoder', () => {
       const out = join(dir, `var-${name.replace(/\W+/g, '_')}.png`);
       const { ffmpeg } = await import('../fixtures/media.ts');
       if (name.startsWith('interlaced')) {
-        await sharp(src).png({ progressive: true }).toFile(out);
+        await sharp(src).png({ progressive: true, palette: name.endsWith('palette') }).toFile(out);
       } else {
         ffmpeg(['-i', src, ...args, out]);
       }
@@ -104,6 +106,31 @@ describe('PNG variants through the streaming decoder', () => {
       expect(sOurs, `ours ${sOurs.toFixed(4)} sharp ${sSharp.toFixed(4)}`).toBeGreaterThanOrEqual(sSharp - 0.01);
     });
   }
+});
+
+describe('interlaced PNG (Adam7) streams too', () => {
+  it('13.5 MP (the full-frame decoder it replaced was refused above about 10 MP)', async () => {
+    const src = photoPng(dir, 4500, 3000, { seed: 5 });
+    const out = join(dir, 'interlaced-4500x3000.png');
+    await sharp(src).png({ progressive: true, compressionLevel: 1 }).toFile(out);
+    const input = read(out);
+    expect(readImageHeader(input, 'png').interlaced).toBe(true);
+    const { ours, sOurs, sSharp } = await golden(input);
+    expect([ours.width, ours.height]).toEqual([512, 341]);
+    expect(sOurs, `ours ${sOurs.toFixed(4)} sharp ${sSharp.toFixed(4)}`).toBeGreaterThanOrEqual(sSharp - 0.01);
+  });
+
+  it('sizes whose first passes are empty (7×5, 1×1)', async () => {
+    for (const [w, h] of [[7, 5], [1, 1]]) {
+      const { data } = await sharp(photoPng(dir, 64, 64, { seed: 9 })).resize(w, h, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
+      const plain = await sharp(data, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+      const adam7 = await sharp(data, { raw: { width: w, height: h, channels: 3 } }).png({ progressive: true }).toBuffer();
+      const a = await renderPhotoPreview(new Uint8Array(plain), { quality: 100 });
+      const b = await renderPhotoPreview(new Uint8Array(adam7), { quality: 100 });
+      expect([b.width, b.height]).toEqual([w, h]);
+      expect(Buffer.from(b.webp).equals(Buffer.from(a.webp)), `${w}x${h}: same pixels as the non-interlaced file`).toBe(true);
+    }
+  });
 });
 
 describe('animated WebP', () => {
