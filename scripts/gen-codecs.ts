@@ -14,7 +14,6 @@ const root = new URL('..', import.meta.url);
 /** Each codec's wasm, relative to the repository root. */
 export const CODECS: Record<string, string> = {
   'imagescript-jpeg': 'node_modules/imagescript/wasm/any/jpeg.wasm',
-  'imagescript-gif': 'node_modules/imagescript/wasm/any/gif.wasm',
   'webp-enc-simd': 'node_modules/@jsquash/webp/codec/enc/webp_enc_simd.wasm',
   // our libwebp build with scaled decoding (scripts/codecs/build-webp-scaled.sh)
   'webp-scaled': 'scripts/codecs/webp-scaled.wasm',

@@ -5,8 +5,7 @@
  * measured with the bench harness (peak RSS of one call in a fresh Deno process, edge
  * permissions; bench/RESULTS.md):
  *
- * - A full-frame decoder (imagescript's GIF decoder) costs about 16 bytes of peak RSS per pixel
- *   of the frame it decodes (heap grown by doubling plus the JS copy).
+ * - GIF streams its first frame row by row (gif.ts): nothing per pixel.
  * - WebP decodes with libwebp's own rescaler straight to the preview size (our build,
  *   scripts/codecs): a lossy WebP holds a few macroblock rows (7000², 49 MP: a 5.5 MB heap,
  *   60 MB peak RSS, 0.86 s); lossless (VP8L) holds its whole ARGB frame (4096²: a 75 MB heap,
@@ -35,8 +34,6 @@ import type { SniffResult } from './sniff.ts';
 
 /** Bytes a photo decode may add to an isolate (256 MB less runtime, input and encoder). */
 export const DECODE_BUDGET_BYTES = 160 * 1024 * 1024;
-/** Peak bytes per pixel of a full-frame decode (GIF). */
-const FULL_FRAME_BYTES_PER_PIXEL = 16;
 /** Peak bytes per pixel of libwebp's scaled decode: lossless, lossy with alpha, lossy. */
 const WEBP_BYTES_PER_PIXEL = { lossless: 5, alpha: 6, lossy: 0.25 } as const;
 /** Peak bytes per inflated byte of a streaming PNG decode. */
@@ -54,15 +51,12 @@ export function decodedSize(header: ImageHeader): { width: number; height: numbe
   return f && f.width * f.height > header.width * header.height ? f : header;
 }
 
-/** Estimated peak bytes a decode of this image adds (0 for baseline JPEG: DCT-scaled, streamed). */
+/** Estimated peak bytes a decode of this image adds (0 for baseline JPEG and GIF: streamed). */
 export function photoDecodeCost(format: SniffResult['format'], header: ImageHeader): number {
   const { width, height } = decodedSize(header);
   if (format === 'webp') {
     const kind = header.webp?.lossless ? 'lossless' : header.webp?.alpha ? 'alpha' : 'lossy';
     return WEBP_BYTES_PER_PIXEL[kind] * width * height;
-  }
-  if (format === 'gif') {
-    return FULL_FRAME_BYTES_PER_PIXEL * width * height;
   }
   if (format === 'png') {
     // Adam7's passes add a filter byte per pass row: ≈ height × 15/8 more bytes at most

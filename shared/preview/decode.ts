@@ -6,7 +6,7 @@
  *   the wasm heap (imagescript's own JS glue copies pixel by pixel, which costs more than the
  *   decode itself).
  * - PNG: our streaming decoder (png.ts), interlaced files included.
- * - GIF: imagescript's wasm GIF decoder, first frame composited on the logical screen.
+ * - GIF: our streaming decoder (gif.ts), first frame placed on the logical screen.
  * - WebP: libwebp's decoder with its rescaler (our build), straight to the preview size;
  *   animated files through their first ANMF frame.
  * Every wasm decoder gets a fresh instance per call, so its grown heap is garbage once the call
@@ -14,6 +14,7 @@
  */
 import { PreviewError } from '../errors.ts';
 import type { ImageHeader } from './header.ts';
+import { decodeGifStreaming } from './gif.ts';
 import { decodePngStreaming } from './png.ts';
 import { AreaResizer } from './resize.ts';
 import type { SniffResult } from './sniff.ts';
@@ -39,8 +40,11 @@ export async function decodeToSize(
         await decodePngStreaming(bytes, r);
         return r.finish();
       }
-      case 'gif':
-        return await decodeGif(bytes, dstWidth, dstHeight);
+      case 'gif': {
+        const r = new AreaResizer(header.width, header.height, dstWidth, dstHeight);
+        decodeGifStreaming(bytes, r);
+        return r.finish();
+      }
       case 'webp':
         return await decodeWebp(bytes, header, dstWidth, dstHeight);
       default:
@@ -105,55 +109,6 @@ function upscaleNearest(src: Uint8ClampedArray, w: number, h: number, W: number,
     for (let x = 0; x < W; x++) o32[y * W + x] = s32[Math.floor((y * h) / H) * w + Math.floor((x * w) / W)];
   }
   return out;
-}
-
-// ---------------------------------------------------------------- GIF (imagescript wasm)
-
-async function decodeGif(bytes: Uint8Array, dstWidth: number, dstHeight: number): Promise<Uint8ClampedArray> {
-  const wasm = new WebAssembly.Instance(await wasmModule('imagescript-gif'), {
-    env: { push_to_stream() {} },
-  }).exports as any;
-  const bptr = wasm.walloc(bytes.length);
-  new Uint8Array(wasm.memory.buffer, bptr, bytes.length).set(bytes);
-  const dec = wasm.decoder_new(bptr, bytes.length, 0);
-  if (dec === 0) throw failed('GIF', 'header is corrupt');
-  const width = wasm.decoder_width(dec), height = wasm.decoder_height(dec);
-  const frame = wasm.decoder_frame(dec);
-  if (frame === 0 || frame === 1) throw failed('GIF', 'has no decodable frame');
-  const fx = wasm.decoder_frame_x(frame), fy = wasm.decoder_frame_y(frame);
-  const fw = wasm.decoder_frame_width(frame), fh = wasm.decoder_frame_height(frame);
-  const buf = new Uint8Array(wasm.memory.buffer, wasm.decoder_frame_buffer(frame), fw * fh * 4);
-  return compositeRows(buf, fx, fy, fw, fh, width, height, dstWidth, dstHeight);
-}
-
-/** Resize a frame placed at (fx, fy) on a transparent canvas of width × height. */
-function compositeRows(
-  buf: Uint8Array,
-  fx: number,
-  fy: number,
-  fw: number,
-  fh: number,
-  width: number,
-  height: number,
-  dstWidth: number,
-  dstHeight: number,
-): Uint8ClampedArray {
-  const r = new AreaResizer(width, height, dstWidth, dstHeight);
-  if (fx === 0 && fy === 0 && fw === width && fh === height) {
-    for (let y = 0; y < height; y++) r.pushRow(buf, y * width * 4, 4);
-    return r.finish();
-  }
-  const row = new Uint8Array(width * 4);
-  for (let y = 0; y < height; y++) {
-    row.fill(0);
-    const sy = y - fy;
-    if (sy >= 0 && sy < fh) {
-      const n = Math.max(0, Math.min(fw, width - fx));
-      row.set(buf.subarray(sy * fw * 4, sy * fw * 4 + n * 4), fx * 4);
-    }
-    r.pushRow(row, 0, 4);
-  }
-  return r.finish();
 }
 
 // ---------------------------------------------------------------- WebP (libwebp, scaled decode)

@@ -11,7 +11,6 @@
 
 export type WasmName =
   | 'imagescript-jpeg'
-  | 'imagescript-gif'
   | 'webp-enc-simd'
   | 'webp-scaled'
   | 'ffmpeg-core';
@@ -21,7 +20,6 @@ type BytesLoader = () => Promise<Uint8Array | ArrayBuffer>;
 /** Each codec's embedded bytes (base64 in a generated module), imported only when first used. */
 const EMBEDDED: Partial<Record<WasmName, () => Promise<{ default: string }>>> = {
   'imagescript-jpeg': () => import('./codecs/imagescript-jpeg.ts'),
-  'imagescript-gif': () => import('./codecs/imagescript-gif.ts'),
   'webp-enc-simd': () => import('./codecs/webp-enc-simd.ts'),
   'webp-scaled': () => import('./codecs/webp-scaled.ts'),
 };

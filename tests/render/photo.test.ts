@@ -133,6 +133,41 @@ describe('interlaced PNG (Adam7) streams too', () => {
   });
 });
 
+describe('GIF streams its first frame', () => {
+  it('interlaced, with a transparent index', async () => {
+    const src = photoPng(dir, 1500, 1000, { alpha: true, seed: 11 });
+    const out = join(dir, 'interlaced-alpha.gif');
+    await sharp(src).gif({ interlace: true }).toFile(out);
+    const input = read(out);
+    const { ours, sOurs, sSharp } = await golden(input);
+    expect([ours.width, ours.height]).toEqual([512, 341]);
+    expect(sOurs, `ours ${sOurs.toFixed(4)} sharp ${sSharp.toFixed(4)}`).toBeGreaterThanOrEqual(sSharp - 0.01);
+    const px = await rgba(ours.webp);
+    let transparent = 0;
+    for (let i = 3; i < px.data.length; i += 4) if (px.data[i] < 128) transparent++;
+    expect(transparent).toBeGreaterThan(0.1 * px.width * px.height);
+  });
+
+  it('a first frame smaller than the screen lands at its offset, the rest transparent', async () => {
+    const gif = new Uint8Array(await sharp({ create: { width: 100, height: 50, channels: 3, background: { r: 20, g: 200, b: 40 } } }).gif().toBuffer());
+    const dv = new DataView(gif.buffer);
+    dv.setUint16(6, 200, true); // logical screen 200×100
+    dv.setUint16(8, 100, true);
+    let p = 13 + (gif[10] & 0x80 ? 3 * (2 << (gif[10] & 7)) : 0);
+    while (gif[p] === 0x21) for (p += 2; gif[p] !== 0; p += gif[p] + 1);
+    while (gif[p] !== 0x2c) p++;
+    dv.setUint16(p + 1, 50, true); // frame at (50, 26)
+    dv.setUint16(p + 3, 26, true);
+    const ours = await renderPhotoPreview(gif);
+    expect([ours.width, ours.height]).toEqual([200, 100]);
+    const px = await rgba(ours.webp);
+    const at = (x: number, y: number) => Array.from(px.data.subarray((y * 200 + x) * 4, (y * 200 + x) * 4 + 4));
+    expect(at(100, 50)[1]).toBeGreaterThan(170);
+    expect(at(100, 50)[3]).toBe(255);
+    for (const [x, y] of [[10, 10], [40, 50], [160, 50], [100, 20], [100, 80]]) expect(at(x, y)[3], `alpha at ${x},${y}`).toBe(0);
+  });
+});
+
 describe('animated WebP', () => {
   it('the first frame, scaled with the canvas and placed at its offset on a transparent canvas', async () => {
     const red = new Uint8Array(await sharp({ create: { width: 400, height: 200, channels: 3, background: { r: 220, g: 20, b: 30 } } })
