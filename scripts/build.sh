@@ -8,11 +8,11 @@ cd "$ROOT"
 DENO="$ROOT/node_modules/@deno/linux-x64-glibc/deno"
 [ -x "$DENO" ] || bash scripts/setup.sh
 "$DENO" run --quiet --allow-read --allow-write scripts/gen-codecs.ts
-mapfile -t files < <(ls functions/*/index.ts; find shared scripts -name '*.ts' | sort)
+mapfile -t files < <(ls functions/*/index.ts; find shared scripts bench -name '*.ts' | sort)
 echo "build: deno check (${#files[@]} modules)"
 "$DENO" check --quiet --config deno.json "${files[@]}"
 echo "build: deno lint"
-"$DENO" lint --quiet --config deno.json functions shared scripts
+"$DENO" lint --quiet --config deno.json functions shared scripts bench
 "$DENO" run --quiet --allow-read scripts/check-versions.ts
 bash scripts/audit-env-usage.sh
 # Each function's bundle (its module graph in one file, as the deploy bundler ships it, codecs

@@ -139,7 +139,7 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
     const noVault = VAULT.filter((n) => !vault.has(n));
     if (noVault.length) {
       add('blocking', 'vault', `vault secret(s) ${noVault.join(', ')} missing: the trigger and pg_cron cannot call the functions`,
-        'npm run deploy -- --only vault … (see README: deploy)');
+        'npm run deploy -- --only vault … (see docs/deploy.md)');
     }
     const jobs = new Set((await tx<{ jobname: string }[]>`select jobname from cron.job`).map((r) => r.jobname));
     const noJobs = CRON_JOBS.filter((j) => !jobs.has(j));

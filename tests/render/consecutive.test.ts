@@ -90,7 +90,7 @@ describe('consecutive posters in one process', () => {
     const files = [hd, sd, hd, sd, hd];
     // the edge runtime's capabilities: read only, no FFI, no subprocesses, no workers
     const child = spawn(DENO, ['run', '--quiet', '--config', `${ROOT}deno.json`, '--allow-read',
-      `${ROOT}scripts/bench/posters.ts`, '--hold', ...files], { stdio: ['pipe', 'pipe', 'pipe'] });
+      `${ROOT}bench/posters.ts`, '--hold', ...files], { stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stderr.on('data', (d) => (err += d));

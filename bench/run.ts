@@ -3,9 +3,9 @@
  * in Node for photos, native ffmpeg for posters), same inputs, one process per run so peak
  * RSS is per case. Writes bench/RESULTS.md. Usage: run.ts [--quick]
  */
-import { areaReference, meanLuma, ssim } from '../../tests/fixtures/ssim.ts';
+import { areaReference, meanLuma, ssim } from '../tests/fixtures/ssim.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
+const ROOT = new URL('../', import.meta.url).pathname;
 const DENO = `${ROOT}node_modules/@deno/linux-x64-glibc/deno`;
 const DIR = `${ROOT}.local/bench`;
 const quick = Deno.args.includes('--quick');
@@ -90,7 +90,7 @@ function ours(kind: 'photo' | 'video' | 'animated', input: string, out: string):
   for (let p = 0; p < PROCS; p++) {
     // the edge runtime's capabilities: no --allow-ffi, no --allow-run, no workers
     const r = timed(DENO, ['run', '--quiet', '--config', `${ROOT}deno.json`, '--allow-read', '--allow-write=/tmp,' + DIR,
-      `${ROOT}scripts/bench/ours.ts`, kind, input, out, String(CALLS)]);
+      `${ROOT}bench/ours.ts`, kind, input, out, String(CALLS)]);
     if (r.code !== 0) throw new Error(`ours ${input}: ${r.err}`);
     res.push({ ...JSON.parse(new TextDecoder().decode(r.out).trim().split('\n').pop()!), peakRss: r.maxRssMb });
   }
@@ -99,7 +99,7 @@ function ours(kind: 'photo' | 'video' | 'animated', input: string, out: string):
 function sharpAnchor(input: string, out: string): Result[] {
   const res: Result[] = [];
   for (let p = 0; p < PROCS; p++) {
-    const r = timed('node', [`${ROOT}scripts/bench/sharp-case.mjs`, input, out, String(CALLS)]);
+    const r = timed('node', [`${ROOT}bench/sharp-case.mjs`, input, out, String(CALLS)]);
     if (r.code !== 0) throw new Error(`sharp ${input}: ${r.err}`);
     res.push({ ...JSON.parse(new TextDecoder().decode(r.out).trim()), peakRss: r.maxRssMb });
   }
@@ -229,7 +229,7 @@ const rowFiles = quick ? [video(1920, 1080, 10), video(1920, 1080, 10), video(19
   : [video(1920, 1080, 10), video(1280, 720, 10), video(1920, 1080, 10), video(1280, 720, 10), video(1920, 1080, 10)];
 const inARow: { peakRss: number; threads: number[] }[] = [];
 for (let p = 0; p < PROCS; p++) {
-  const r = timed(DENO, ['run', '--quiet', '--config', `${ROOT}deno.json`, '--allow-read', `${ROOT}scripts/bench/posters.ts`, ...rowFiles]);
+  const r = timed(DENO, ['run', '--quiet', '--config', `${ROOT}deno.json`, '--allow-read', `${ROOT}bench/posters.ts`, ...rowFiles]);
   const calls = new TextDecoder().decode(r.out).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
   if (r.code !== 0 || calls.length !== rowFiles.length || calls.some((c) => c.error)) throw new Error(`posters in a row: ${r.err}`);
   inARow.push({ peakRss: r.maxRssMb, threads: calls.map((c) => c.thread) });

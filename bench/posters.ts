@@ -8,9 +8,9 @@
  * its parent's peak: Linux carries ru_maxrss across exec).
  */
 import process from 'node:process';
-import { useLocalFfmpegCore } from '../local/local-core.ts';
-import { coreInstances } from '../../shared/preview/ffmpeg.ts';
-import { extractPoster } from '../../shared/preview/video.ts';
+import { useLocalFfmpegCore } from '../scripts/local/local-core.ts';
+import { coreInstances } from '../shared/preview/ffmpeg.ts';
+import { extractPoster } from '../shared/preview/video.ts';
 
 useLocalFfmpegCore();
 

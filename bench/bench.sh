@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # npm run bench: our render path in Deno (edge capabilities) vs sharp (Node) and native ffmpeg.
 # Inputs are generated under .local/bench; the table is printed and saved to bench/RESULTS.md.
-#   scripts/bench.sh [--quick]
+#   bench/bench.sh [--quick]
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$ROOT/scripts/setup.sh"   # ffmpeg (inputs, the native anchor), node_modules, the codec modules
-exec "$ROOT/node_modules/@deno/linux-x64-glibc/deno" run --quiet --config "$ROOT/deno.json" -A "$ROOT/scripts/bench/run.ts" "$@"
+exec "$ROOT/node_modules/@deno/linux-x64-glibc/deno" run --quiet --config "$ROOT/deno.json" -A "$ROOT/bench/run.ts" "$@"
