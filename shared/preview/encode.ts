@@ -32,7 +32,7 @@ function webpEncoder(): Promise<WebpEncoderModule> {
 }
 
 /** Instantiate an emscripten factory with an already compiled module (no fetch, no file: URL). */
-export function instantiateEmscripten<T>(factory: (opts: any) => Promise<T>, module: WebAssembly.Module): Promise<T> {
+function instantiateEmscripten<T>(factory: (opts: any) => Promise<T>, module: WebAssembly.Module): Promise<T> {
   return factory({
     noInitialRun: true,
     locateFile: (p: string) => p,

@@ -26,11 +26,6 @@ let queue: Promise<unknown> = Promise.resolve();
 let shared: FFmpegCore | null = null;
 let instances = 0;
 
-/** Whether the core's wasm is already compiled in this isolate (for logs and benchmarks). */
-export function isCoreCompiled(): boolean {
-  return factoryPromise !== null;
-}
-
 /** How many instances this isolate has created (for tests and benchmarks: 1 while none crashed). */
 export function coreInstances(): number {
   return instances;
@@ -160,14 +155,3 @@ export function execFfmpeg(c: FFmpegCore, args: string[]): number {
 }
 
 export const WORK_DIR = '/work';
-
-/** Run ffmpeg, collecting its log; returns exit code and log lines. */
-export function runFfmpeg(c: FFmpegCore, args: string[]): { code: number; log: string[] } {
-  const log: string[] = [];
-  c.setLogger((m) => log.push(m.message));
-  try {
-    return { code: execFfmpeg(c, args), log };
-  } finally {
-    c.setLogger(() => {});
-  }
-}

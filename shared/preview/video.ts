@@ -18,7 +18,7 @@ import { PreviewError, toPreviewError } from '../errors.ts';
 import { checkVideoBudget } from './budget.ts';
 import { videoDimensions } from './container.ts';
 import { finishPreview, type Rendered } from './encode.ts';
-import { execFfmpeg, runFfmpeg, withCore, WORK_DIR, type FFmpegCore } from './ffmpeg.ts';
+import { execFfmpeg, withCore, WORK_DIR, type FFmpegCore } from './ffmpeg.ts';
 import { checkBytes, renderPhotoBitmap, resolveOptions, type RenderOptions } from './photo.ts';
 import { sniff } from './sniff.ts';
 
@@ -268,4 +268,3 @@ function readPam(bytes: Uint8Array, copy: boolean): { data: Uint8ClampedArray; w
   return { data: copy ? data.slice() : data, width: w, height: h };
 }
 
-export { runFfmpeg };
