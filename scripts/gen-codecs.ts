@@ -13,10 +13,10 @@ import { Buffer } from 'node:buffer';
 const root = new URL('..', import.meta.url);
 /** Each codec's wasm, relative to the repository root. */
 export const CODECS: Record<string, string> = {
-  'imagescript-jpeg': 'node_modules/imagescript/wasm/any/jpeg.wasm',
   'webp-enc-simd': 'node_modules/@jsquash/webp/codec/enc/webp_enc_simd.wasm',
-  // our libwebp build with scaled decoding (scripts/codecs/build-webp-scaled.sh)
+  // our libwebp and libjpeg-turbo builds with scaled decoding (scripts/codecs/build.sh)
   'webp-scaled': 'scripts/codecs/webp-scaled.wasm',
+  'jpeg-scaled': 'scripts/codecs/jpeg-scaled.wasm',
 };
 
 const out = new URL('shared/preview/codecs/', root);

@@ -1,4 +1,4 @@
-// Our libwebp entry point (built by build-webp-scaled.sh into webp-scaled.wasm).
+// Our libwebp entry point (built by build.sh into webp-scaled.wasm).
 #include <stdint.h>
 #include <stdlib.h>
 #include "webp/decode.h"

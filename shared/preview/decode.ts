@@ -1,10 +1,8 @@
 /**
  * Decoders, each feeding the area resizer so the preview never needs more than one full-size
  * bitmap (and JPEG and PNG none at all):
- * - JPEG: imagescript's wasm JPEG decoder with DCT-domain scaling (1/2, 1/4, 1/8: the decoder
- *   emits the smallest scale at least as large as the preview box), rows read in place from
- *   the wasm heap (imagescript's own JS glue copies pixel by pixel, which costs more than the
- *   decode itself).
+ * - JPEG: libjpeg-turbo (our wasm build) with DCT-domain scaling (n/8: the smallest scale at
+ *   least twice the preview box), rows read in place from the wasm heap.
  * - PNG: our streaming decoder (png.ts), interlaced files included.
  * - GIF: our streaming decoder (gif.ts), first frame placed on the logical screen.
  * - WebP: libwebp's decoder with its rescaler (our build), straight to the preview size;
@@ -57,24 +55,41 @@ export async function decodeToSize(
   }
 }
 
-// ---------------------------------------------------------------- JPEG (imagescript wasm)
+// ---------------------------------------------------------------- JPEG (libjpeg-turbo, scaled decode)
+
+/** Imports of our libjpeg-turbo build: its stdio and exit are never reached (errors trap). */
+const JPEG_IMPORTS = {
+  wasi_snapshot_preview1: {
+    fd_write: () => 52, fd_close: () => 52, fd_seek: () => 52,
+    proc_exit: () => {
+      throw new Error('libjpeg exited');
+    },
+  },
+};
 
 async function decodeJpeg(bytes: Uint8Array, dstWidth: number, dstHeight: number): Promise<Uint8ClampedArray> {
   if (!hasJpegEnd(bytes)) throw failed('JPEG', 'is truncated (no end-of-image marker)');
-  const wasm = new WebAssembly.Instance(await wasmModule('imagescript-jpeg')).exports as any;
-  const bptr = wasm.walloc(bytes.length);
+  const wasm = new WebAssembly.Instance(await wasmModule('jpeg-scaled'), JPEG_IMPORTS).exports as any;
+  const bptr = wasm.malloc(bytes.length);
+  if (!bptr) throw failed('JPEG', 'does not fit the decoder\'s memory');
   new Uint8Array(wasm.memory.buffer, bptr, bytes.length).set(bytes);
-  // Ask for twice the box: the DCT scaler's 1/4 and 1/8 outputs are not true area averages,
-  // our box filter on a 2x larger decode is (≈+0.005 SSIM at the same cost; see RESULTS.md).
-  let ptr = wasm.decode(bptr, bytes.length, dstWidth * 2, dstHeight * 2);
-  if (ptr === 1) ptr = wasm.decode(bptr, bytes.length, 0, 0); // scaling refused: full size
-  if (ptr === 0 || ptr === 1) throw failed('JPEG', 'data is corrupt');
-  const width = wasm.decode_width(ptr), height = wasm.decode_height(ptr), fmt = wasm.decode_format(ptr);
-  const channels = fmt === 0 ? 1 : fmt === 1 ? 3 : 4;
-  const buf = new Uint8Array(wasm.memory.buffer, wasm.decode_buffer(ptr), width * height * channels);
+  // Ask for twice the box: libjpeg-turbo scales by n/8 in the DCT domain to the smallest size at
+  // least that large, and our area filter finishes (a true area average; SSIM as sharp's).
+  let resPtr: number;
+  try {
+    resPtr = wasm.decode(bptr, bytes.length, dstWidth * 2, dstHeight * 2);
+  } catch (err) {
+    // a fatal libjpeg error traps (no setjmp in this build)
+    throw failed('JPEG', 'data is corrupt', err);
+  }
+  // (the heap may have grown during the decode: views are made after it)
+  const [width, height, channels, colorspace, warnings, ptr] = new Int32Array(wasm.memory.buffer, resPtr, 6);
+  // libjpeg-turbo conceals corrupt entropy data with a warning; a damaged file is not a preview
+  if (warnings > 0) throw failed('JPEG', 'data is corrupt');
+  const buf = new Uint8Array(wasm.memory.buffer, ptr, width * height * channels);
   const r = new AreaResizer(width, height, Math.min(dstWidth, width), Math.min(dstHeight, height));
-  if (fmt === 2) {
-    // CMYK (as imagescript reads it: inverted, colour = channel × K / 255)
+  if (colorspace === 2) {
+    // CMYK as Adobe writes it (inverted): colour = channel × K / 255
     const row = new Uint8Array(width * 3);
     for (let y = 0; y < height; y++) {
       let s = y * width * 4;

@@ -1,6 +1,6 @@
 /**
  * Renders the embedded samples (samples.ts) through the real render path, one per codec:
- * JPEG, PNG, WebP and GIF previews (imagescript's and libwebp's wasm, embedded in the bundle)
+ * JPEG, PNG, WebP and GIF previews (libjpeg-turbo's and libwebp's wasm, embedded in the bundle)
  * and an MP4 poster (ffmpeg's core, loaded from storage). What health?deep=1 reports, so the
  * first call after a deploy shows whether every codec is there and how long it took.
  */

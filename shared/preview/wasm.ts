@@ -10,18 +10,18 @@
  */
 
 export type WasmName =
-  | 'imagescript-jpeg'
   | 'webp-enc-simd'
   | 'webp-scaled'
+  | 'jpeg-scaled'
   | 'ffmpeg-core';
 
 type BytesLoader = () => Promise<Uint8Array | ArrayBuffer>;
 
 /** Each codec's embedded bytes (base64 in a generated module), imported only when first used. */
 const EMBEDDED: Partial<Record<WasmName, () => Promise<{ default: string }>>> = {
-  'imagescript-jpeg': () => import('./codecs/imagescript-jpeg.ts'),
   'webp-enc-simd': () => import('./codecs/webp-enc-simd.ts'),
   'webp-scaled': () => import('./codecs/webp-scaled.ts'),
+  'jpeg-scaled': () => import('./codecs/jpeg-scaled.ts'),
 };
 
 export function decodeBase64(text: string): Uint8Array {

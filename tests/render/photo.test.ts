@@ -186,6 +186,27 @@ describe('animated WebP', () => {
   });
 });
 
+describe('JPEG colour spaces', () => {
+  it('CMYK (as Photoshop and libvips write it) comes out with the right colours', async () => {
+    const src = photoPng(dir, 800, 600, { seed: 4 });
+    const input = new Uint8Array(await sharp(src).toColourspace('cmyk').jpeg({ quality: 95 }).toBuffer());
+    expect((await sharp(input).metadata()).space).toBe('cmyk');
+    const ours = await renderPhotoPreview(input, { maxSide: 256 });
+    const ref = await sharp(src).resize(256, 256, { fit: 'inside' }).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+    expect([ours.width, ours.height]).toEqual([ref.info.width, ref.info.height]);
+    const px = await rgba(ours.webp);
+    expect(ssim(px.data, new Uint8Array(ref.data), ours.width, ours.height)).toBeGreaterThan(0.8);
+  });
+
+  it('grayscale', async () => {
+    const src = photoPng(dir, 800, 600, { seed: 6 });
+    const input = new Uint8Array(await sharp(src).grayscale().jpeg().toBuffer());
+    const { ours, sOurs, sSharp } = await golden(input);
+    expect([ours.width, ours.height]).toEqual([512, 384]);
+    expect(sOurs, `ours ${sOurs.toFixed(4)} sharp ${sSharp.toFixed(4)}`).toBeGreaterThanOrEqual(sSharp - 0.01);
+  });
+});
+
 describe('EXIF orientation', () => {
   for (let o = 1; o <= 8; o++) {
     it(`orientation ${o} comes out upright`, async () => {
