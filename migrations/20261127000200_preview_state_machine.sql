@@ -199,6 +199,21 @@ as $$ select 2 $$;
 comment on function public.preview_max_expired_leases() is
   'Expired leases (dead workers) an item may cause before it fails WORKER_LIMIT, terminal.';
 
+-- Whether a processing claim's lease ran out (its worker died): the one test the takeover,
+-- expire_preview_leases(), the coverage view and the backfill's wait share. A row another
+-- preview system left in processing (no preview_started_at) is leased from its updated_at.
+create or replace function public.preview_lease_expired(
+  g public.generations,
+  p_lease interval default null  -- null: preview_lease()
+) returns boolean
+language sql stable parallel safe
+as $$
+  select g.preview_status = 'processing'
+     and coalesce(g.preview_started_at, g.updated_at) + coalesce(p_lease, public.preview_lease()) < now()
+$$;
+comment on function public.preview_lease_expired(public.generations, interval) is
+  'processing, and its lease (from preview_started_at, else updated_at) ran out.';
+
 -- The one rule of when a processing claim may be taken over: its lease ran out, and neither
 -- the attempt cap nor the expired-lease cap is reached (expire_preview_leases() ends the rest).
 create or replace function public.preview_lease_takeover_allowed(
@@ -207,8 +222,7 @@ create or replace function public.preview_lease_takeover_allowed(
 ) returns boolean
 language sql stable parallel safe
 as $$
-  select g.preview_status = 'processing'
-     and coalesce(g.preview_started_at, g.updated_at) + coalesce(p_lease, public.preview_lease()) < now()
+  select public.preview_lease_expired(g, p_lease)
      and g.preview_attempts < public.preview_max_attempts()
      and g.preview_expired_leases + 1 < public.preview_max_expired_leases()
 $$;
@@ -519,8 +533,7 @@ begin
                       then format('Preview worker stopped %s times on this item (the platform''s memory or CPU limit, or a crash): not retried',
                                   g.preview_expired_leases + 1)
                       else format('Preview timed out after %s attempts', g.preview_attempts) end
-   where g.preview_status = 'processing'
-     and coalesce(g.preview_started_at, g.updated_at) + public.preview_lease() < now()
+   where public.preview_lease_expired(g)
      and not public.preview_lease_takeover_allowed(g);
   get diagnostics v_count = row_count;
   return v_count;
@@ -700,5 +713,6 @@ grant execute on function public.preview_max_attempts(), public.preview_backoff(
   public.kie_task_running(text), public.first_result_url(jsonb) to service_role, authenticated, anon;
 grant execute on function public.preview_source_url(public.generations), public.generation_model(public.generations),
   public.preview_skip_reason(public.generations), public.has_previewable_asset(public.generations),
-  public.preview_claimable(public.generations, interval), public.preview_lease_takeover_allowed(public.generations, interval)
+  public.preview_claimable(public.generations, interval), public.preview_lease_takeover_allowed(public.generations, interval),
+  public.preview_lease_expired(public.generations, interval)
   to service_role;

@@ -22,8 +22,15 @@ create policy "generations: users read own rows"
 -- folder; only the service role writes (no insert/update/delete policy for API roles).
 -- Objects uploaded with the service key have no owner, hence the folder test.
 -- ---------------------------------------------------------------------------------------
+-- The bucket's name, fixed (the functions use the same name: shared/config.ts PREVIEW_BUCKET).
+create or replace function public.preview_bucket() returns text
+language sql immutable parallel safe
+as $$ select 'generations'::text $$;
+comment on function public.preview_bucket() is
+  'The storage bucket of originals, previews and posters (fixed; shared/config.ts PREVIEW_BUCKET says the same).';
+
 insert into storage.buckets (id, name, public)
-values ('generations', 'generations', false)
+values (public.preview_bucket(), public.preview_bucket(), false)
 on conflict (id) do nothing;
 
 drop policy if exists "generations bucket: users read own folder" on storage.objects;
@@ -32,7 +39,7 @@ create policy "generations bucket: users read own folder"
   for select
   to authenticated
   using (
-    bucket_id = 'generations'
+    bucket_id = (select public.preview_bucket())
     and (storage.foldername(name))[1] = (select auth.uid())::text
   );
 
@@ -91,8 +98,7 @@ from (
          case
            when r.skip is not null then r.skip
            when g.preview_status = 'failed' then coalesce(g.preview_error_code, 'LEGACY_FAILURE')
-           when g.preview_status = 'processing'
-                and coalesce(g.preview_started_at, g.updated_at) + public.preview_lease() < now() then 'stale_lease'
+           when public.preview_lease_expired(g) then 'stale_lease'
          end as reason
     from public.generations g
     cross join lateral (select public.preview_skip_reason(g) as skip) r

@@ -208,7 +208,7 @@ set search_path = ''
 as $$
   select o.name, (o.metadata ->> 'size')::bigint, o.created_at
     from storage.objects o
-   where o.bucket_id = 'generations'
+   where o.bucket_id = public.preview_bucket()
      and (p_user_id is null or o.name like p_user_id || '/%')
      and o.name ~ '^[0-9a-f-]{36}/(previews/[0-9a-f-]{36}_preview\.webp|posters/[0-9a-f-]{36}_poster\.webp|originals/[0-9a-f-]{36}\.[a-z0-9]+)$'
      and not exists (

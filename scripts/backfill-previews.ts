@@ -23,7 +23,8 @@
 import postgres from 'postgres';
 import {
   type BackfillOptions, type BackfillSummary, coverage, type CoverageRow, deployedPreviewVersion, httpTarget, type Progress, queueLine, runBackfill,
-} from '../shared/backfill.ts';
+} from './backfill.ts';
+import { parseEnvFile } from './local/env-file.ts';
 
 type Target = { url: string; serviceKey: string; dbUrl: string; label: string };
 
@@ -74,15 +75,6 @@ export function parseArgs(args: string[]): BackfillOptions & { stackEnv?: string
   return o;
 }
 
-function readEnvFile(path: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const line of Deno.readTextFileSync(path).split('\n')) {
-    const m = line.match(/^\s*([A-Z0-9_]+)=(.*)$/);
-    if (m) env[m[1]] = m[2].replace(/^"(.*)"$/, '$1');
-  }
-  return env;
-}
-
 function resolveTarget(stackEnv: string | undefined): Target {
   const get = (n: string) => Deno.env.get(n) || undefined;
   const serviceKey = get('SUPABASE_SERVICE_ROLE_KEY') ?? get('SUPABASE_SECRET_KEY');
@@ -96,7 +88,7 @@ function resolveTarget(stackEnv: string | undefined): Target {
   const file = stackEnv ?? new URL('../.local/dev/stack.env', import.meta.url).pathname;
   let env: Record<string, string>;
   try {
-    env = readEnvFile(file);
+    env = parseEnvFile(Deno.readTextFileSync(file));
   } catch {
     throw new UsageError(`no local stack (${file} not found): run npm run stack:start, or set SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY and SUPABASE_DB_URL`);
   }

@@ -317,8 +317,8 @@ export function httpTarget(o: { sql: postgres.Sql; supabaseUrl: string; serviceK
       for (;;) {
         const [row] = await o.sql<{ preview_status: string; preview_path: string | null; poster_path: string | null; leased: boolean }[]>`
           select preview_status, preview_path, poster_path,
-                 (preview_status = 'processing' and preview_started_at + public.preview_lease() >= now()) as leased
-            from public.generations where id = ${id}::uuid`;
+                 (preview_status = 'processing' and not public.preview_lease_expired(g)) as leased
+            from public.generations g where id = ${id}::uuid`;
         if (!row) return { result: 'skipped' };
         if (row.preview_status === 'ready') return { result: 'ready', path: row.poster_path ?? row.preview_path ?? undefined };
         if (!row.leased) {
