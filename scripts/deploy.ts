@@ -21,6 +21,7 @@
  * Exits 0 when every step passed, 1 at the first failure, 2 on bad usage.
  */
 import { parseArgs } from 'node:util';
+import { PREVIEW_BUCKET } from '../shared/config.ts';
 
 const STEPS = ['link', 'migrations', 'secrets', 'functions', 'keys', 'vault', 'core'] as const;
 type Step = typeof STEPS[number];
@@ -41,7 +42,7 @@ function options(args: string[]): Options {
     args,
     options: {
       'project-ref': { type: 'string' }, 'db-url': { type: 'string' }, 'dry-run': { type: 'boolean', default: false },
-      only: { type: 'string' }, bucket: { type: 'string', default: 'generations' },
+      only: { type: 'string' }, bucket: { type: 'string', default: PREVIEW_BUCKET }, // another bucket: tests only
       url: { type: 'string' }, 'anon-key': { type: 'string' }, 'service-key': { type: 'string' },
     },
   });

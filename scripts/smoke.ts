@@ -3,7 +3,7 @@
  *
  *   npm run smoke -- --url https://<ref>.supabase.co --service-key <service_role JWT> \
  *     --anon-key <anon JWT> --db-url <postgres URL> --callback-secret <KIE_CALLBACK_SECRET> \
- *     [--hmac-key <KIE_WEBHOOK_HMAC_KEY>] [--bucket generations] [--timeout 120] \
+ *     [--hmac-key <KIE_WEBHOOK_HMAC_KEY>] [--timeout 120] \
  *     [--row-defaults '{"prompt":"smoke","model_id":"smoke","model_name":"smoke"}']
  *
  * It makes a dedicated user, uploads one photo and one video (scripts/smoke/) into that user's
@@ -19,6 +19,7 @@
 import { parseArgs } from 'node:util';
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import postgres from 'postgres';
+import { PREVIEW_BUCKET } from '../shared/config.ts';
 import { signKieWebhook } from '../shared/kie.ts';
 
 type Options = {
@@ -32,7 +33,7 @@ function options(args: string[]): Options {
     options: {
       url: { type: 'string' }, 'service-key': { type: 'string' }, 'anon-key': { type: 'string' },
       'db-url': { type: 'string' }, 'callback-secret': { type: 'string' }, 'hmac-key': { type: 'string' },
-      bucket: { type: 'string', default: 'generations' }, timeout: { type: 'string', default: '120' },
+      timeout: { type: 'string', default: '120' },
       'row-defaults': { type: 'string', default: '{}' },
     },
   });
@@ -44,7 +45,7 @@ function options(args: string[]): Options {
   return {
     url: values.url!.replace(/\/+$/, ''), serviceKey: values['service-key']!, anonKey: values['anon-key']!,
     dbUrl: values['db-url']!, callbackSecret: values['callback-secret']!, hmacKey: values['hmac-key'],
-    bucket: values.bucket!, timeoutS, rowDefaults: JSON.parse(values['row-defaults']!),
+    bucket: PREVIEW_BUCKET, timeoutS, rowDefaults: JSON.parse(values['row-defaults']!),
   };
 }
 

@@ -4,6 +4,10 @@
  * validated once per isolate and a missing or malformed value fails with a message that
  * names the variable.
  */
+import { RENDER_DEFAULTS } from './preview/defaults.ts';
+
+/** The storage bucket, fixed: the migrations' policies name it too (public.preview_bucket()). */
+export const PREVIEW_BUCKET = 'generations';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -128,11 +132,11 @@ export function loadConfig(env: EnvReader = readEnv): Config {
       pendingBatch: integer(env, 'KIE_SYNC_BATCH', 150, 1, 200),
     },
     preview: {
-      bucket: env('PREVIEW_BUCKET') ?? 'generations',
-      maxSide: integer(env, 'PREVIEW_MAX_SIDE', 512, 32, 4096),
-      quality: integer(env, 'PREVIEW_QUALITY', 80, 1, 100),
-      maxSourceBytes: integer(env, 'PREVIEW_MAX_SOURCE_BYTES', 100 * 1024 * 1024, 1024, 2 ** 31),
-      maxPixels: integer(env, 'PREVIEW_MAX_PIXELS', 50_000_000, 1, 1_000_000_000),
+      bucket: PREVIEW_BUCKET,
+      maxSide: integer(env, 'PREVIEW_MAX_SIDE', RENDER_DEFAULTS.maxSide, 32, 4096),
+      quality: integer(env, 'PREVIEW_QUALITY', RENDER_DEFAULTS.quality, 1, 100),
+      maxSourceBytes: integer(env, 'PREVIEW_MAX_SOURCE_BYTES', RENDER_DEFAULTS.maxBytes, 1024, 2 ** 31),
+      maxPixels: integer(env, 'PREVIEW_MAX_PIXELS', RENDER_DEFAULTS.maxPixels, 1, 1_000_000_000),
       downloadTimeoutMs: integer(env, 'PREVIEW_DOWNLOAD_TIMEOUT_MS', 20_000, 100, 140_000),
       allowedPrivateHosts: (env('PREVIEW_ALLOWED_PRIVATE_HOSTS') ?? '')
         .split(',').map((s) => s.trim()).filter(Boolean),

@@ -7,6 +7,7 @@
 import { PreviewError, toPreviewError } from '../errors.ts';
 import { checkPhotoBudget } from './budget.ts';
 import { decodeToSize } from './decode.ts';
+import { RENDER_DEFAULTS } from './defaults.ts';
 import { finishPreview, type Rendered } from './encode.ts';
 import { readImageHeader } from './header.ts';
 import { fitInside, orient } from './resize.ts';
@@ -21,16 +22,10 @@ export type RenderOptions = {
   quality?: number;
   /** Pixel cap checked from the header before decoding (default 50 MP). */
   maxPixels?: number;
-  /** Byte cap of the input (default 50 MB). */
+  /** Byte cap of the input (default 100 MB). */
   maxBytes?: number;
 };
 
-export const RENDER_DEFAULTS = {
-  maxSide: 512,
-  quality: 80,
-  maxPixels: 50_000_000,
-  maxBytes: 50 * 1024 * 1024,
-} as const;
 
 export function resolveOptions(options: RenderOptions = {}) {
   const o: { maxSide: number; quality: number; maxPixels: number; maxBytes: number } = { ...RENDER_DEFAULTS };

@@ -2,9 +2,19 @@
 // the library page does with storage must work unchanged, and the RLS policies decide access.
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { PREVIEW_BUCKET } from '../../shared/config.ts';
 import { adminClient, API_URL, createUser, SERVICE_KEY, sql, userClient } from '../helpers/stack.ts';
 
 const bucket = 'generations';
+
+describe('the bucket', () => {
+  it('is named once on each side, and the sides agree: the functions\' constant and the policies\' preview_bucket()', async () => {
+    const [{ bucket }] = await sql<{ bucket: string }[]>`select public.preview_bucket() as bucket`;
+    expect(bucket).toBe(PREVIEW_BUCKET);
+    const [{ exists }] = await sql<{ exists: boolean }[]>`select exists (select 1 from storage.buckets where id = ${PREVIEW_BUCKET}) as exists`;
+    expect(exists).toBe(true);
+  });
+});
 
 describe('storage through supabase-js', () => {
   it('uploads, upserts, signs, serves bytes and ranges, batch-signs and removes', async () => {
