@@ -5,4 +5,5 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$ROOT/scripts/setup.sh"   # ffmpeg (inputs, the native anchor), node_modules, the codec modules
-exec "$ROOT/node_modules/@deno/linux-x64-glibc/deno" run --quiet --config "$ROOT/deno.json" -A "$ROOT/bench/run.ts" "$@"
+. "$ROOT/scripts/deno-path.sh"
+exec "$DENO" run --quiet --config "$ROOT/deno.json" -A "$ROOT/bench/run.ts" "$@"

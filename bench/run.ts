@@ -3,10 +3,11 @@
  * in Node for photos, native ffmpeg for posters), same inputs, one process per run so peak
  * RSS is per case. Writes bench/RESULTS.md. Usage: run.ts [--quick]
  */
+import { denoBin } from '../scripts/local/paths.ts';
 import { areaReference, meanLuma, ssim } from '../tests/fixtures/ssim.ts';
 
 const ROOT = new URL('../', import.meta.url).pathname;
-const DENO = `${ROOT}node_modules/@deno/linux-x64-glibc/deno`;
+const DENO = denoBin();
 const DIR = `${ROOT}.local/bench`;
 const quick = Deno.args.includes('--quick');
 const PROCS = quick ? 1 : 3; // processes per case (medians across them)

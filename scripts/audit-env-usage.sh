@@ -6,7 +6,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-DENO="$ROOT/node_modules/@deno/linux-x64-glibc/deno"
+. "$ROOT/scripts/deno-path.sh"
 if [ $# -gt 0 ]; then
   modules=("$@")
 else

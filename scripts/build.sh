@@ -5,7 +5,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-DENO="$ROOT/node_modules/@deno/linux-x64-glibc/deno"
+. "$ROOT/scripts/deno-path.sh"
 [ -x "$DENO" ] || bash scripts/setup.sh
 "$DENO" run --quiet --allow-read --allow-write scripts/gen-codecs.ts
 mapfile -t files < <(ls functions/*/index.ts; find shared scripts bench -name '*.ts' | sort)

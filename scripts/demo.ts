@@ -13,20 +13,12 @@
 import postgres from 'postgres';
 import { createFakeKieClient } from './local/fake-kie-client.ts';
 import type { KieFamily } from '../shared/kie.ts';
+import { parseEnvFile } from './local/env-file.ts';
 
 export const DEMO_EMAIL = 'demo@example.com';
 export const DEMO_PASSWORD = 'demo-password';
 
 type Item = { label: string; type: 'photo' | 'video'; family: KieFamily; model: string; file: string; mime: string };
-
-function readEnvFile(path: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const line of Deno.readTextFileSync(path).split('\n')) {
-    const m = line.match(/^\s*([A-Z0-9_]+)=(.*)$/);
-    if (m) env[m[1]] = m[2];
-  }
-  return env;
-}
 
 function ffmpeg(args: string[]) {
   const out = new Deno.Command('ffmpeg', { args: ['-hide_banner', '-loglevel', 'error', '-y', ...args], stdout: 'null', stderr: 'piped' }).outputSync();
@@ -80,7 +72,7 @@ function table(rows: string[][]): string {
 async function main(): Promise<number> {
   const root = new URL('..', import.meta.url).pathname.replace(/\/$/, '');
   const arg = Deno.args.find((a) => a.startsWith('--stack-env='));
-  const env = readEnvFile(arg ? arg.slice('--stack-env='.length) : `${root}/.local/dev/stack.env`);
+  const env = parseEnvFile(Deno.readTextFileSync(arg ? arg.slice('--stack-env='.length) : `${root}/.local/dev/stack.env`));
   const timeoutMs = Number(Deno.args.find((a) => a.startsWith('--timeout='))?.slice(10) ?? 300) * 1000;
   const sql = postgres(env.DB_URL, { max: 2, prepare: false, onnotice: () => {} });
   const kie = createFakeKieClient(env.KIE_URL);

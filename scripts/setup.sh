@@ -28,7 +28,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     || { echo "setup: apt-get install ${missing[*]} failed" >&2; exit 1; }
 fi
 
-if [ ! -x node_modules/@deno/linux-x64-glibc/deno ] || [ ! -d node_modules/vitest ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+. scripts/deno-path.sh
+if [ ! -x "$DENO" ] || [ ! -d node_modules/vitest ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci --ignore-scripts"
   npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
     || { echo "setup: npm ci failed: is the npm registry reachable?" >&2; exit 1; }
@@ -36,4 +37,4 @@ fi
 
 # The codecs' wasm as modules of the functions' graph (shared/preview/codecs/, not committed):
 # a deployed function reads nothing but its bundle.
-node_modules/@deno/linux-x64-glibc/deno run --quiet --allow-read --allow-write scripts/gen-codecs.ts >/dev/null
+"$DENO" run --quiet --allow-read --allow-write scripts/gen-codecs.ts >/dev/null

@@ -20,49 +20,18 @@ import { startNetWorker } from './net-worker.ts';
 import { type FunctionSpec, FunctionsRunner, type RequestStats } from './functions-runner.ts';
 import { createStorageHandler, type StorageFaults } from './storage-api.ts';
 import { dirname, repoRoot } from './paths.ts';
+import { parseEnvFile } from './env-file.ts';
+import { parse as parseToml } from 'smol-toml';
 
-/** Reads the [functions.NAME] tables of a supabase config.toml (the subset this project uses). */
+/** The [functions.NAME] tables of a supabase config.toml: entrypoint (default ./functions/NAME/index.ts) and verify_jwt (default true). */
 export function readFunctionSpecs(tomlPath: string): FunctionSpec[] {
-  const text = Deno.readTextFileSync(tomlPath);
+  const config = parseToml(Deno.readTextFileSync(tomlPath)) as { functions?: Record<string, { entrypoint?: string; verify_jwt?: boolean }> };
   const base = dirname(tomlPath);
-  const specs: FunctionSpec[] = [];
-  let current: Record<string, string> | null = null;
-  let currentName = '';
-  const flush = () => {
-    if (current && currentName) {
-      const entry = current.entrypoint ?? `./functions/${currentName}/index.ts`;
-      specs.push({
-        name: currentName,
-        entry: new URL(entry, `file://${base}/`).pathname,
-        verifyJwt: current.verify_jwt !== 'false',
-      });
-    }
-  };
-  for (const raw of text.split('\n')) {
-    const line = raw.replace(/#.*$/, '').trim();
-    const section = line.match(/^\[([^\]]+)\]$/);
-    if (section) {
-      flush();
-      const m = section[1].match(/^functions\.([\w-]+)$/);
-      current = m ? {} : null;
-      currentName = m ? m[1] : '';
-      continue;
-    }
-    const kv = line.match(/^([\w-]+)\s*=\s*(.+)$/);
-    if (kv && current) current[kv[1]] = kv[2].replace(/^"(.*)"$/, '$1');
-  }
-  flush();
-  return specs;
-}
-
-function parseEnvFile(path: string | undefined): Record<string, string> {
-  if (!path) return {};
-  const env: Record<string, string> = {};
-  for (const line of Deno.readTextFileSync(path).split('\n')) {
-    const m = line.match(/^\s*([A-Z0-9_]+)\s*=\s*(.*)\s*$/);
-    if (m) env[m[1]] = m[2].replace(/^"(.*)"$/, '$1');
-  }
-  return env;
+  return Object.entries(config.functions ?? {}).map(([name, f]) => ({
+    name,
+    entry: new URL(f.entrypoint ?? `./functions/${name}/index.ts`, `file://${base}/`).pathname,
+    verifyJwt: f.verify_jwt !== false,
+  }));
 }
 
 function cors(res: Response): Response {
@@ -107,7 +76,7 @@ async function main() {
     SUPABASE_PUBLISHABLE_KEYS: JSON.stringify({ default: LOCAL_PUBLISHABLE_KEY }),
     SUPABASE_SECRET_KEYS: JSON.stringify({ default: LOCAL_SECRET_KEY }),
     SUPABASE_DB_URL: dbUrl,
-    ...parseEnvFile(env('FUNCTIONS_ENV_FILE')),
+    ...(env('FUNCTIONS_ENV_FILE') ? parseEnvFile(Deno.readTextFileSync(env('FUNCTIONS_ENV_FILE')!)) : {}),
   };
 
   const runner = new FunctionsRunner(new Map(specs.map((s) => [s.name, s])), {

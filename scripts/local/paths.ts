@@ -12,3 +12,8 @@ export function dirname(path: string): string {
 export function repoRoot(): string {
   return dirname(dirname(dirname(fromFileUrl(import.meta.url))));
 }
+
+/** The Deno binary npm installed (package `deno`): the one place TypeScript names its path. */
+export function denoBin(): string {
+  return `${repoRoot()}/node_modules/@deno/linux-x64-glibc/deno`;
+}

@@ -11,17 +11,12 @@ import { expect } from 'vitest';
 import { ERROR_CODES } from '../../shared/errors.ts';
 import { generation, type GenerationRow, insertGeneration, postCallback, SERVICE_KEY, sql, stack, waitFor } from './stack.ts';
 import { MODELS } from './flow.ts';
+import { parseEnvFile } from '../../scripts/local/env-file.ts';
 
 /** The functions' environment of this stack (scripts/stack.sh writes functions.env). */
 export function functionsEnv(): Record<string, string> {
   const file = `${stack.STACK_DIR}/functions.env`;
-  const env: Record<string, string> = {};
-  if (!existsSync(file)) return env;
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const m = line.match(/^([A-Z0-9_]+)=(.*)$/);
-    if (m) env[m[1]] = m[2];
-  }
-  return env;
+  return existsSync(file) ? parseEnvFile(readFileSync(file, 'utf8')) : {};
 }
 
 export const downloadTimeoutMs = () => Number(functionsEnv().PREVIEW_DOWNLOAD_TIMEOUT_MS ?? 20_000);

@@ -11,6 +11,7 @@ import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { createClient } from '@supabase/supabase-js';
+import { parseEnvFile } from '../../scripts/local/env-file.ts';
 
 const run = promisify(execFile);
 
@@ -49,11 +50,7 @@ export async function startOwnStack(name: string, extraEnv: Record<string, strin
     await stop();
     throw new Error(`own stack ${name} did not start: ${(err as Error).message}\n${tail}`);
   }
-  const stackEnv: Record<string, string> = {};
-  for (const line of readFileSync(join(dir, 'stack.env'), 'utf8').split('\n')) {
-    const m = line.match(/^([A-Z_]+)=(.*)$/);
-    if (m) stackEnv[m[1]] = m[2];
-  }
+  const stackEnv = parseEnvFile(readFileSync(join(dir, 'stack.env'), 'utf8'));
   stackEnv.ADMIN_DB_URL = stackEnv.DB_URL.replace('postgres:postgres@', 'supabase_admin:postgres@');
   return { env: stackEnv, dir, stop };
 }

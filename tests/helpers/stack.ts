@@ -11,18 +11,14 @@ import postgres from 'postgres';
 import { createFakeKieClient } from '../../scripts/local/fake-kie-client.ts';
 import { signKieWebhook } from '../../shared/kie.ts';
 import { waitFor } from './wait.ts';
+import { parseEnvFile } from '../../scripts/local/env-file.ts';
 
 function loadStackEnv(): Record<string, string> {
   const file = process.env.STACK_ENV_FILE ?? `${process.cwd()}/.local/dev/stack.env`;
   if (!existsSync(file)) {
     throw new Error(`No running test stack (${file} missing): run these tests with npm test`);
   }
-  const env: Record<string, string> = {};
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const m = line.match(/^([A-Z_]+)=(.*)$/);
-    if (m) env[m[1]] = m[2];
-  }
-  return env;
+  return parseEnvFile(readFileSync(file, 'utf8'));
 }
 
 export const stack = loadStackEnv();

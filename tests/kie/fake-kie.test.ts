@@ -18,9 +18,10 @@ import {
   parseKieCallback,
   verifyKieSignature,
 } from '../../shared/kie.ts';
+import { denoBin } from '../../scripts/local/paths.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const denoBin = join(repoRoot, 'node_modules/@deno/linux-x64-glibc/deno');
+const deno = denoBin();
 const HMAC_KEY = 'fake-kie-test-hmac-key';
 
 // A real 1x1 PNG and a few bytes standing in for an MP4 (the fake does not look inside).
@@ -104,7 +105,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
   receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
 
-  child = spawn(denoBin, ['run', '--allow-net', '--allow-env', 'scripts/local/fake-kie.ts'], {
+  child = spawn(deno, ['run', '--allow-net', '--allow-env', 'scripts/local/fake-kie.ts'], {
     cwd: repoRoot,
     env: { ...process.env, FAKE_KIE_PORT: '0', FAKE_KIE_HMAC_KEY: HMAC_KEY, NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],

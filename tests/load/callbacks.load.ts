@@ -14,6 +14,7 @@ import { MODELS } from '../helpers/flow.ts';
 import { successCallback } from '../helpers/faults.ts';
 import { kieFile, landscapeJpeg } from '../helpers/media.ts';
 import { callbackUrl, createUser, kie, logMark, logSince, signedHeaders, sql, stack } from '../helpers/stack.ts';
+import { denoBin } from '../../scripts/local/paths.ts';
 
 const CALLBACKS = Number(process.env.LOAD_CALLBACKS ?? 1000);
 const BACKFILL = Number(process.env.LOAD_BACKFILL ?? 1000);
@@ -197,7 +198,7 @@ it('backfill of 1,000 rows at concurrency 2 and 4', async () => {
 
 it('writes tests/load/RESULTS.md', () => {
   const cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.+)/)?.[1] ?? cpus()[0]?.model;
-  const deno = spawnSync('node_modules/@deno/linux-x64-glibc/deno', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0];
+  const deno = spawnSync(denoBin(), ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0];
   const header = [
     '# Load run (issue 7)',
     '',
