@@ -12,7 +12,7 @@
  */
 import postgres from 'postgres';
 import { createFakeKieClient } from './local/fake-kie-client.ts';
-import type { KieFamily } from '../shared/kie.ts';
+import type { KieFamily } from '../shared/kie/parse.ts';
 import { parseEnvFile } from './local/env-file.ts';
 
 export const DEMO_EMAIL = 'demo@example.com';

@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import postgres from 'postgres';
 import { PREVIEW_BUCKET } from '../shared/config.ts';
-import { signKieWebhook } from '../shared/kie.ts';
+import { signKieWebhook } from '../shared/kie/signature.ts';
 
 type Options = {
   url: string; serviceKey: string; anonKey: string; dbUrl: string; callbackSecret: string;

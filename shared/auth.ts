@@ -10,7 +10,7 @@
 import { decodeJwt } from 'jose';
 import type { Config } from './config.ts';
 import { dispatchSecretOk } from './db.ts';
-import { timingSafeEqualString } from './kie.ts';
+import { timingSafeEqualString } from './timing-safe.ts';
 
 export type Caller =
   | { role: 'service_role' }

@@ -4,47 +4,17 @@
  */
 import { callerOf, isDispatchRequest } from './auth.ts';
 import { ConfigError, getConfig } from './config.ts';
-import { applyKieResult, findGenerationByTask, pendingKieTasks, recordKieCallback, recordKieChecks } from './db.ts';
+import { applyKieResult, findGenerationByTask, recordKieCallback } from './db.ts';
 import { errorResponse, json, readJson } from './http.ts';
-import { createKieClient, extractTaskId, type KieClient, KieParseError, parseKieCallback, timingSafeEqualString, verifyKieSignature } from './kie.ts';
+import { createKieClient, type KieClient } from './kie/client.ts';
+import { extractTaskId, KieParseError, parseKieCallback } from './kie/parse.ts';
+import { verifyKieSignature } from './kie/signature.ts';
+import { timingSafeEqualString } from './timing-safe.ts';
 import { log } from './log.ts';
-import { type SyncReport, type SyncStore, syncKieTask } from './sync.ts';
+import { syncPendingTasks } from './pending-sync.ts';
+import { type SyncStore, syncKieTask } from './sync.ts';
 
 const MAX_CALLBACK_BYTES = 256 * 1024;
-/** The pending sync finishes well inside pg_cron's 30 s request timeout, so minute runs never overlap. */
-const PENDING_SWEEP_BUDGET_MS = 20_000;
-/** KIE allows about 10 record-info requests a second per key: one starts every 110 ms at most. */
-const RECORD_INFO_INTERVAL_MS = 110;
-/** Syncs in flight at once (a slow answer does not hold the pace back). */
-const PENDING_SYNC_CONCURRENCY = 4;
-
-/**
- * Runs sync for each task at KIE's rate (a start every RECORD_INFO_INTERVAL_MS, a few in flight)
- * until the budget is spent; what is left waits for the next run (least recently asked first).
- */
-async function syncPaced(taskIds: string[], sync: (taskId: string) => Promise<SyncReport>): Promise<SyncReport[]> {
-  const results: SyncReport[] = [];
-  const deadline = performance.now() + PENDING_SWEEP_BUDGET_MS;
-  const inFlight = new Set<Promise<void>>();
-  let nextStart = performance.now();
-  for (const taskId of taskIds) {
-    if (performance.now() > deadline) break;
-    const wait = nextStart - performance.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    nextStart = Math.max(nextStart, performance.now()) + RECORD_INFO_INTERVAL_MS;
-    const p: Promise<void> = sync(taskId).then(
-      (r) => void results.push(r),
-      (err) => {
-        log.error('[Sync]', `Pending sync of ${taskId} failed: ${err instanceof Error ? err.message : err}`);
-        results.push({ taskId, found: true, changed: false, note: 'sync failed; left for the next run' });
-      },
-    ).finally(() => inFlight.delete(p));
-    inFlight.add(p);
-    if (inFlight.size >= PENDING_SYNC_CONCURRENCY) await Promise.race(inFlight);
-  }
-  await Promise.all(inFlight);
-  return results;
-}
 
 function syncStore(): SyncStore {
   return { findByTask: (t) => findGenerationByTask(t), apply: (r) => applyKieResult(r) };
@@ -128,12 +98,7 @@ export async function handleKieSync(req: Request): Promise<Response> {
   }
   if (mode === 'pending') {
     if (caller.role !== 'service_role' && !dispatch) return errorResponse(403, 'FORBIDDEN', 'mode=pending is for the service role and pg_cron');
-    const tasks = await pendingKieTasks(config.kie.pendingBatch);
-    const results = await syncPaced(tasks.map((t) => t.task_id), (taskId) => syncKieTask({ taskId, source: 'cron' }, deps));
-    // least recently asked first next time: tasks KIE never finishes cannot fill every batch
-    await recordKieChecks(results.map((r) => r.taskId));
-    log.info('[Sync]', 'Pending sweep done', { tasks: tasks.length, changed: results.filter((r) => r.changed).length });
-    return json({ results });
+    return json({ results: await syncPendingTasks(config.kie.pendingBatch, deps) });
   }
   return errorResponse(400, 'BAD_REQUEST', 'Give ?taskId=…, {"taskId":"…"} or {"mode":"pending"}');
 }

@@ -5,7 +5,8 @@
  * preview is queued by the row's trigger in the same transaction, never here.
  */
 import type { GenerationRef, SyncOutcome } from './db.ts';
-import { familyForModel, type KieClient, type KieResult } from './kie.ts';
+import { type KieClient } from './kie/client.ts';
+import { familyForModel, type KieResult } from './kie/parse.ts';
 import { log } from './log.ts';
 
 export type SyncSource = 'callback' | 'manual' | 'cron';
@@ -19,6 +20,9 @@ export interface SyncStore {
   findByTask(taskId: string): Promise<GenerationRef | null>;
   apply(r: KieWrite): Promise<SyncOutcome | null>;
 }
+
+/** What syncKieTask needs: the rows, and KIE's record-info (null without an API key). */
+export type SyncDeps = { store: SyncStore; kie: KieClient | null };
 
 export type SyncReport = {
   taskId: string;
@@ -37,7 +41,7 @@ export type SyncReport = {
  */
 export async function syncKieTask(
   input: { taskId: string; result?: KieResult; source: SyncSource; generation?: GenerationRef },
-  deps: { store: SyncStore; kie: KieClient | null },
+  deps: SyncDeps,
 ): Promise<SyncReport> {
   const { taskId } = input;
   const gen = input.generation ?? await deps.store.findByTask(taskId);

@@ -7,7 +7,8 @@
  *   const taskId = await kie.createTask('market', { callBackUrl, fixture: 'cat.jpg' });
  */
 
-import { KIE_CREATE_PATHS, type KieFamily } from '../../shared/kie.ts';
+import { KIE_CREATE_PATHS } from '../../shared/kie/client.ts';
+import { type KieFamily } from '../../shared/kie/parse.ts';
 
 export type FakeKieBehaviour = {
   state?: 'success' | 'fail';

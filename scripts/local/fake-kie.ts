@@ -16,12 +16,9 @@
  */
 
 import type { FakeKieFileRequest } from './fake-kie-client.ts';
-import {
-  KIE_CREATE_PATHS,
-  KIE_RECORD_INFO_PATHS,
-  type KieFamily,
-  signKieWebhook,
-} from '../../shared/kie.ts';
+import { KIE_CREATE_PATHS, KIE_RECORD_INFO_PATHS } from '../../shared/kie/client.ts';
+import { type KieFamily } from '../../shared/kie/parse.ts';
+import { signKieWebhook } from '../../shared/kie/signature.ts';
 
 export type FakeBehaviour = {
   state: 'success' | 'fail';

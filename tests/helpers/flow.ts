@@ -3,7 +3,7 @@
  * task with our callback URL, stores the row (status pending, task_id), and KIE later calls
  * back. The fake task is held pending until the row exists, then released.
  */
-import type { KieFamily } from '../../shared/kie.ts';
+import type { KieFamily } from '../../shared/kie/parse.ts';
 import type { FakeKieBehaviour } from '../../scripts/local/fake-kie-client.ts';
 import { callbackUrl, insertGeneration, kie } from './stack.ts';
 

@@ -9,7 +9,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import postgres from 'postgres';
 import { createFakeKieClient } from '../../scripts/local/fake-kie-client.ts';
-import { signKieWebhook } from '../../shared/kie.ts';
+import { signKieWebhook } from '../../shared/kie/signature.ts';
 import { waitFor } from './wait.ts';
 import { parseEnvFile } from '../../scripts/local/env-file.ts';
 

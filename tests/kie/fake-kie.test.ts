@@ -9,15 +9,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createFakeKieClient, type FakeKieClient } from '../../scripts/local/fake-kie-client.ts';
-import {
-  createKieClient,
-  extractTaskId,
-  KIE_FAMILIES,
-  type KieClient,
-  type KieFamily,
-  parseKieCallback,
-  verifyKieSignature,
-} from '../../shared/kie.ts';
+import { createKieClient, type KieClient } from '../../shared/kie/client.ts';
+import { extractTaskId, KIE_FAMILIES, type KieFamily, parseKieCallback } from '../../shared/kie/parse.ts';
+import { verifyKieSignature } from '../../shared/kie/signature.ts';
 import { denoBin } from '../../scripts/local/paths.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');

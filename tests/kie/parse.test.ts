@@ -2,17 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import {
-  detectCallbackFamily,
-  extractTaskId,
-  familyForModel,
-  KieApiError,
-  type KieFamily,
-  KieParseError,
-  type KieResult,
-  parseKieCallback,
-  parseRecordInfo,
-} from '../../shared/kie.ts';
+import { detectCallbackFamily, extractTaskId, familyForModel, KieApiError, type KieFamily, KieParseError, type KieResult, parseKieCallback, parseRecordInfo } from '../../shared/kie/parse.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const localDir = join(repoRoot, 'tests/fixtures/kie-payloads');

@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { signKieWebhook, timingSafeEqualString, verifyKieSignature } from '../../shared/kie.ts';
+import { signKieWebhook, verifyKieSignature } from '../../shared/kie/signature.ts';
+import { timingSafeEqualString } from '../../shared/timing-safe.ts';
 
 const key = 'test-hmac-key';
 const taskId = 'ee603959-debb-48d1-98c4-a6d1c717eba6';

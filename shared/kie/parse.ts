@@ -1,10 +1,8 @@
 /**
- * KIE.ai: parsing of task callbacks and record-info answers for every model family, a small
- * record-info client, and webhook signature checks.
+ * KIE.ai's task results: parsing of callbacks and record-info answers for every model family.
  *
- * Pure TypeScript with web-standard APIs only (fetch, crypto.subtle, TextEncoder): the same
- * file runs in the edge runtime (Deno) and under Node (vitest). Nothing here reads the
- * environment; configuration comes in as arguments.
+ * Pure TypeScript with web-standard APIs only: the same file runs in the edge runtime (Deno) and
+ * under Node (vitest). Nothing here reads the environment.
  *
  * KIE's documentation is not consistent between families or even between pages of one family,
  * so every reader below is defensive: arrays may arrive as JSON strings, ids in camel or snake
@@ -62,33 +60,13 @@ export class KieApiError extends Error {
   }
 }
 
-/** record-info (polling) endpoint of each family, as KIE documents them. */
-export const KIE_RECORD_INFO_PATHS: Record<KieFamily, string> = {
-  market: '/api/v1/jobs/recordInfo',
-  '4o': '/api/v1/gpt4o-image/record-info',
-  'flux-kontext': '/api/v1/flux/kontext/record-info',
-  veo: '/api/v1/veo/record-info',
-  runway: '/api/v1/runway/record-detail',
-  mj: '/api/v1/mj/record-info',
-};
-
-/** Task creation endpoint of each family, as KIE documents them. */
-export const KIE_CREATE_PATHS: Record<KieFamily, string> = {
-  market: '/api/v1/jobs/createTask',
-  '4o': '/api/v1/gpt4o-image/generate',
-  'flux-kontext': '/api/v1/flux/kontext/generate',
-  veo: '/api/v1/veo/generate',
-  runway: '/api/v1/runway/generate',
-  mj: '/api/v1/mj/generate',
-};
-
 // ---------------------------------------------------------------------------------------------
 // Small defensive readers
 // ---------------------------------------------------------------------------------------------
 
 type Obj = Record<string, unknown>;
 
-function isObj(v: unknown): v is Obj {
+export function isObj(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
@@ -191,11 +169,11 @@ function urlList(...vals: unknown[]): string[] {
   return out;
 }
 
-function envelopeCode(body: Obj): number | null {
+export function envelopeCode(body: Obj): number | null {
   return num(body.code);
 }
 
-function envelopeMsg(body: Obj): string | null {
+export function envelopeMsg(body: Obj): string | null {
   return firstStr(body.msg, body.message);
 }
 
@@ -484,147 +462,4 @@ export function parseRecordInfo(
   const parts = familyParts(family, data);
   // A failed state in record-info always has its message in the data, not the envelope.
   return settle(taskId, family, parts.stated, parts, { code: null, msg: null });
-}
-
-// ---------------------------------------------------------------------------------------------
-// Client
-// ---------------------------------------------------------------------------------------------
-
-export interface KieClient {
-  recordInfo(taskId: string, family: KieFamily): Promise<KieResult>;
-}
-
-export function createKieClient(opts: {
-  baseUrl: string;
-  apiKey: string;
-  fetch?: typeof fetch;
-  timeoutMs?: number;
-}): KieClient {
-  const base = opts.baseUrl.replace(/\/+$/, '');
-  const doFetch = opts.fetch ?? ((input, init) => fetch(input, init));
-  const timeoutMs = opts.timeoutMs ?? 15_000;
-  if (!opts.apiKey) throw new Error('KIE API key is empty');
-
-  return {
-    async recordInfo(taskId: string, family: KieFamily): Promise<KieResult> {
-      const path = KIE_RECORD_INFO_PATHS[family];
-      if (!path) throw new Error(`Unknown KIE family: ${family}`);
-      const url = `${base}${path}?taskId=${encodeURIComponent(taskId)}`;
-      const what = `KIE record-info (${family}) for task ${taskId}`;
-      let res: Response;
-      let text: string;
-      try {
-        res = await doFetch(url, {
-          method: 'GET',
-          headers: { Authorization: `Bearer ${opts.apiKey}`, Accept: 'application/json' },
-          signal: AbortSignal.timeout(timeoutMs),
-        });
-        text = await res.text();
-      } catch (err) {
-        const name = (err as { name?: string } | null)?.name;
-        if (name === 'TimeoutError' || name === 'AbortError') {
-          throw new KieApiError(`${what} timed out after ${timeoutMs} ms`, { cause: err });
-        }
-        throw new KieApiError(
-          `${what} failed: ${err instanceof Error ? err.message : String(err)}`,
-          {
-            cause: err,
-          },
-        );
-      }
-      let body: unknown = null;
-      try {
-        body = text === '' ? null : JSON.parse(text);
-      } catch {
-        body = null;
-      }
-      const bodyMsg = isObj(body) ? envelopeMsg(body) : null;
-      const bodyCode = isObj(body) ? envelopeCode(body) : null;
-      if (!res.ok) {
-        const detail = bodyMsg ?? (text.slice(0, 200) || res.statusText || 'no message');
-        throw new KieApiError(`${what} failed: HTTP ${res.status}: ${detail}`, {
-          status: res.status,
-          code: bodyCode,
-        });
-      }
-      if (!isObj(body)) {
-        throw new KieApiError(`${what} failed: answer is not a JSON object`, {
-          status: res.status,
-        });
-      }
-      if (bodyCode !== null && bodyCode !== 200) {
-        throw new KieApiError(`${what} failed: code ${bodyCode}: ${bodyMsg ?? 'no message'}`, {
-          status: res.status,
-          code: bodyCode,
-        });
-      }
-      return parseRecordInfo(family, body, taskId);
-    },
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Signatures
-// ---------------------------------------------------------------------------------------------
-
-const encoder = new TextEncoder();
-
-/** Constant-time string comparison (time depends on the lengths only, not on the content). */
-export function timingSafeEqualString(a: string, b: string): boolean {
-  const ab = encoder.encode(a);
-  const bb = encoder.encode(b);
-  const len = Math.max(ab.length, bb.length);
-  let diff = ab.length ^ bb.length;
-  for (let i = 0; i < len; i++) {
-    diff |= (ab[i] ?? 0) ^ (bb[i] ?? 0);
-  }
-  return diff === 0;
-}
-
-function base64(bytes: Uint8Array): string {
-  let bin = '';
-  for (let i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]);
-  return btoa(bin);
-}
-
-/** base64(HMAC-SHA256(key, taskId + "." + timestamp)), KIE's X-Webhook-Signature. */
-export async function signKieWebhook(
-  hmacKey: string,
-  taskId: string,
-  timestamp: string,
-): Promise<string> {
-  const key = await crypto.subtle.importKey(
-    'raw',
-    encoder.encode(hmacKey),
-    { name: 'HMAC', hash: 'SHA-256' },
-    false,
-    ['sign'],
-  );
-  const sig = await crypto.subtle.sign('HMAC', key, encoder.encode(`${taskId}.${timestamp}`));
-  return base64(new Uint8Array(sig));
-}
-
-/**
- * Checks KIE's X-Webhook-Timestamp / X-Webhook-Signature for a task id. False when either header
- * is missing, the timestamp is not Unix seconds, it lies outside the window (default 300 s either
- * way), or the signature does not match (compared in constant time).
- */
-export async function verifyKieSignature(opts: {
-  hmacKey: string;
-  taskId: string;
-  timestamp: string | null;
-  signature: string | null;
-  nowSeconds?: number;
-  windowSeconds?: number;
-}): Promise<boolean> {
-  const { hmacKey, taskId } = opts;
-  const timestamp = opts.timestamp?.trim() ?? '';
-  const signature = opts.signature?.trim() ?? '';
-  if (!hmacKey || !taskId || timestamp === '' || signature === '') return false;
-  if (!/^\d{1,12}$/.test(timestamp)) return false;
-  const now = opts.nowSeconds ?? Math.floor(Date.now() / 1000);
-  const window = opts.windowSeconds ?? 300;
-  if (Math.abs(now - Number(timestamp)) > window) return false;
-  const expected = await signKieWebhook(hmacKey, taskId, timestamp);
-  return timingSafeEqualString(expected, signature);
 }
