@@ -8,7 +8,7 @@ import { isServiceRequest } from './auth.ts';
 import { getConfig } from './config.ts';
 import { getSql } from './db.ts';
 import { errorResponse, json } from './http.ts';
-import { loadCoreWasm } from './preview/handler.ts';
+import { useDeployedFfmpegCore } from './preview/core-source.ts';
 import { checkCodecs } from './preview/selftest.ts';
 import { previewVersion } from './preview/version.ts';
 import { getAdminClient } from './storage.ts';
@@ -37,7 +37,8 @@ export async function handleHealth(req: Request): Promise<Response> {
     ok = false;
     checks.storage = { ok: false, error: err instanceof Error ? err.message : String(err) };
   }
-  const codecs = await checkCodecs(loadCoreWasm);
+  useDeployedFfmpegCore();
+  const codecs = await checkCodecs();
   checks.codecs = codecs;
   ok &&= Object.values(codecs).every((c) => c.ok);
   return json({ status: ok ? 'ok' : 'degraded', checks }, ok ? 200 : 503);

@@ -10,7 +10,7 @@ import { log } from '../log.ts';
 import type { renderAnimated } from './animated.ts';
 import { type PreviewDeps, type PreviewOutcome, readSource } from './generate.ts';
 
-export type AnimatedDeps = Pick<PreviewDeps, 'objects' | 'fetchSource' | 'config' | 'loadCoreWasm'> & {
+export type AnimatedDeps = Pick<PreviewDeps, 'objects' | 'fetchSource' | 'config'> & {
   store: AnimatedStore;
   renderAnimated: typeof renderAnimated;
 };
@@ -24,7 +24,7 @@ export async function generateAnimated(generationId: string, deps: AnimatedDeps)
   log.info('[Preview]', 'Processing', { generationId, type: 'video', step: 'animated', attempt: claim.attempt });
   try {
     const { bytes } = await readSource(claim, deps);
-    const clip = await deps.renderAnimated(bytes, { maxBytes: deps.config.preview.maxSourceBytes, loadCoreWasm: deps.loadCoreWasm });
+    const clip = await deps.renderAnimated(bytes, { maxBytes: deps.config.preview.maxSourceBytes });
     await deps.objects.upload(claim.target_path, clip, 'video/mp4');
     if (!(await deps.store.complete(claim, claim.target_path))) {
       log.info('[Preview]', 'Fenced', { generationId, step: 'animated', attempt: claim.attempt, reason: 'newer_attempt' });

@@ -17,7 +17,7 @@ export const ANIMATED = { start: 1.5, seconds: 4, fps: 12, maxSide: 320, maxSour
 
 export async function renderAnimated(
   bytes: Uint8Array,
-  o: { maxBytes: number; loadCoreWasm?: () => Promise<Uint8Array | ArrayBuffer> },
+  o: { maxBytes: number },
 ): Promise<Uint8Array> {
   try {
     checkBytes(bytes, o.maxBytes);
@@ -29,7 +29,7 @@ export async function renderAnimated(
         ? `No animated preview: decoding a ${size.width}x${size.height} video takes more CPU than an edge request has (up to 1280x720)`
         : 'No animated preview: the container does not say the video\'s size');
     }
-    return await withCore(o.loadCoreWasm, (core) => {
+    return await withCore((core) => {
       core.FS.mkdir(WORK_DIR);
       const input = `${WORK_DIR}/in.${s.format}`;
       const output = `${WORK_DIR}/out.mp4`;

@@ -2,7 +2,7 @@
  * Decoders, each feeding the area resizer so the preview never needs more than one full-size
  * bitmap (and JPEG and PNG none at all):
  * - JPEG: libjpeg-turbo (our wasm build) with DCT-domain scaling (n/8: the smallest scale at
- *   least twice the preview box), rows read in place from the wasm heap.
+ *   least as large as the preview box), rows read in place from the wasm heap.
  * - PNG: our streaming decoder (png.ts), interlaced files included.
  * - GIF: our streaming decoder (gif.ts), first frame placed on the logical screen.
  * - WebP: libwebp's decoder with its rescaler (our build), straight to the preview size;
@@ -73,11 +73,12 @@ async function decodeJpeg(bytes: Uint8Array, dstWidth: number, dstHeight: number
   const bptr = wasm.malloc(bytes.length);
   if (!bptr) throw failed('JPEG', 'does not fit the decoder\'s memory');
   new Uint8Array(wasm.memory.buffer, bptr, bytes.length).set(bytes);
-  // Ask for twice the box: libjpeg-turbo scales by n/8 in the DCT domain to the smallest size at
-  // least that large, and our area filter finishes (a true area average; SSIM as sharp's).
+  // libjpeg-turbo scales by n/8 in the DCT domain to the smallest size at least as large as the
+  // box (sharp's shrink-on-load does the same) and our area filter finishes. Asking for twice the
+  // box gained ≈0.001–0.006 SSIM for ≈30 % more CPU (bench/RESULTS.md).
   let resPtr: number;
   try {
-    resPtr = wasm.decode(bptr, bytes.length, dstWidth * 2, dstHeight * 2);
+    resPtr = wasm.decode(bptr, bytes.length, dstWidth, dstHeight);
   } catch (err) {
     // a fatal libjpeg error traps (no setjmp in this build)
     throw failed('JPEG', 'data is corrupt', err);

@@ -8,7 +8,7 @@
  * instance that crashed is dropped and the next call gets a fresh one.
  */
 import { PreviewError } from '../errors.ts';
-import { wasmModule, setWasmSource } from './wasm.ts';
+import { wasmModule } from './wasm.ts';
 
 export type FFmpegCore = {
   exec(...args: string[]): number;
@@ -19,7 +19,6 @@ export type FFmpegCore = {
   FS: any;
 };
 
-let coreLoader: (() => Promise<Uint8Array | ArrayBuffer>) | undefined;
 let factoryPromise: Promise<(opts: any) => Promise<FFmpegCore>> | null = null;
 let queue: Promise<unknown> = Promise.resolve();
 /** The isolate's instance, reused across calls; null until first use and after a crash. */
@@ -35,11 +34,7 @@ export function coreInstances(): number {
  * A new instance of the compiled core (≈0.4 s of CPU for 32 MB of wasm, cached per isolate);
  * creating the instance itself costs ≈30 ms. Callers use withCore, which keeps one instance.
  */
-export async function newCore(loadCoreWasm?: () => Promise<Uint8Array | ArrayBuffer>): Promise<FFmpegCore> {
-  if (loadCoreWasm && loadCoreWasm !== coreLoader) {
-    coreLoader = loadCoreWasm;
-    setWasmSource('ffmpeg-core', loadCoreWasm);
-  }
+export async function newCore(): Promise<FFmpegCore> {
   if (!factoryPromise) {
     factoryPromise = (async () => {
       const [{ default: factory }] = await Promise.all([import('@ffmpeg/core'), wasmModule('ffmpeg-core')]);
@@ -102,14 +97,11 @@ export async function newCore(loadCoreWasm?: () => Promise<Uint8Array | ArrayBuf
  * system error), the instance is dropped; if it had served earlier calls, the call is retried
  * once on a fresh instance, so a poisoned instance costs one retry and never a wrong answer.
  */
-export function withCore<T>(
-  loadCoreWasm: (() => Promise<Uint8Array | ArrayBuffer>) | undefined,
-  fn: (c: FFmpegCore) => Promise<T> | T,
-): Promise<T> {
+export function withCore<T>(fn: (c: FFmpegCore) => Promise<T> | T): Promise<T> {
   const run = queue.then(async () => {
     for (let attempt = 0; ; attempt++) {
       const reused = shared !== null;
-      const c = shared ?? (shared = await newCore(loadCoreWasm));
+      const c = shared ?? (shared = await newCore());
       let broken = false;
       try {
         return await fn(c);

@@ -23,7 +23,6 @@ export type PreviewDeps = {
   fetchSource: (url: string) => Promise<FetchedSource>;
   renderPhoto: (bytes: Uint8Array, options: RenderOptions) => Promise<Rendered>;
   renderPoster: (bytes: Uint8Array, options: PosterOptions) => Promise<Rendered>;
-  loadCoreWasm?: () => Promise<Uint8Array>;
   config: Pick<Config, 'supabaseUrl'> & { preview: Config['preview'] };
 };
 
@@ -94,7 +93,7 @@ async function render(claim: Claim, deps: PreviewDeps): Promise<Render> {
     }
     : undefined;
   const rendered = claim.kind === 'video'
-    ? await deps.renderPoster(bytes, { ...options, loadCoreWasm: deps.loadCoreWasm, loadCover })
+    ? await deps.renderPoster(bytes, { ...options, loadCover })
     : await deps.renderPhoto(bytes, options);
   return { rendered, source: bytes, format: kind.format, mime: kind.mime, storedAt };
 }

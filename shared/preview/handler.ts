@@ -14,38 +14,12 @@ import { renderAnimated } from './animated.ts';
 import { generateAnimated } from './animated-job.ts';
 import { runCleanup } from './cleanup.ts';
 import { fetchSource } from './fetch.ts';
+import { useDeployedFfmpegCore } from './core-source.ts';
 import { generatePreview, type PreviewDeps, type PreviewOutcome } from './generate.ts';
 import { renderPhotoPreview } from './photo.ts';
 import { extractPoster } from './video.ts';
 
 declare const EdgeRuntime: { waitUntil(p: Promise<unknown>): void } | undefined;
-
-let coreWasm: Promise<Uint8Array> | undefined;
-
-/** The ffmpeg core's wasm (~31 MB, over the bundle limit): fetched once per isolate. */
-export function loadCoreWasm(): Promise<Uint8Array> {
-  coreWasm ??= (async () => {
-    const config = getConfig();
-    const { preview } = config;
-    const started = performance.now();
-    // FFMPEG_CORE_WASM_URL, or the object in our bucket (a plain fetch: half the time of
-    // supabase-js's Blob download).
-    const stored = `${config.supabaseUrl}/storage/v1/object/authenticated/${preview.bucket}/` +
-      preview.ffmpegCoreWasmPath.split('/').map(encodeURIComponent).join('/');
-    const res = await fetch(preview.ffmpegCoreWasmUrl ?? stored, {
-      headers: preview.ffmpegCoreWasmUrl ? {} : { apikey: config.serviceKey, authorization: `Bearer ${config.serviceKey}` },
-    });
-    if (!res.ok) {
-      const from = preview.ffmpegCoreWasmUrl ? 'FFMPEG_CORE_WASM_URL' : `storage (${preview.bucket}/${preview.ffmpegCoreWasmPath})`;
-      throw new Error(`Loading the ffmpeg core from ${from} failed: ${res.status}`);
-    }
-    const bytes = new Uint8Array(await res.arrayBuffer());
-    log.info('[Preview]', 'ffmpeg core loaded', { bytes: bytes.length, ms: Math.round(performance.now() - started) });
-    return bytes;
-  })();
-  coreWasm.catch(() => (coreWasm = undefined));
-  return coreWasm;
-}
 
 export function previewDeps(): PreviewDeps {
   const config = getConfig();
@@ -60,7 +34,6 @@ export function previewDeps(): PreviewDeps {
     fetchSource: (url) => fetchSource(url, limits),
     renderPhoto: renderPhotoPreview,
     renderPoster: extractPoster,
-    loadCoreWasm,
     config,
   };
 }
@@ -78,6 +51,7 @@ export function generationIdsOf(body: Record<string, unknown>): string[] {
 
 export async function handleGeneratePreview(req: Request): Promise<Response> {
   const config = getConfig();
+  useDeployedFfmpegCore();
   if (!isServiceRequest(req, config) && !(await isDispatchRequest(req))) {
     return errorResponse(401, 'UNAUTHORIZED', 'generate-preview is for the service role and the database\'s dispatches');
   }

@@ -25,8 +25,6 @@ import { sniff } from './sniff.ts';
 export type { Rendered } from './encode.ts';
 
 export type PosterOptions = RenderOptions & {
-  /** Supplies the ffmpeg core's wasm (~31 MB) on first use in this isolate. */
-  loadCoreWasm?: () => Promise<Uint8Array | ArrayBuffer>;
   /**
    * KIE's own cover image of the video (Runway image_url, Veo imageUrls), fetched only when
    * needed: the poster when none can be made within the limits (too many pixels, over the
@@ -82,7 +80,7 @@ export async function extractPoster(bytes: Uint8Array, options?: PosterOptions):
       throw new PreviewError('UNSUPPORTED_FORMAT', `Unsupported format: ${s.format} is not a video`);
     }
     checkVideoBudget(videoDimensions(bytes, s.format), o.maxPixels);
-    frame = await withCore(options?.loadCoreWasm, (core) => pickFrame(core, bytes, s.format, o));
+    frame = await withCore((core) => pickFrame(core, bytes, s.format, o));
     if (frame.width * frame.height > o.maxPixels) {
       throw new PreviewError('TOO_MANY_PIXELS', `Too many pixels: ${frame.width}x${frame.height}`);
     }

@@ -65,7 +65,7 @@ describe('consecutive posters in one process', () => {
     await extractPoster(file);
     const before = coreInstances();
     let attempts = 0;
-    const r = await withCore(undefined, () => {
+    const r = await withCore(() => {
       attempts++;
       if (attempts === 1) throw new Error('memory access out of bounds');
       return 'second';
@@ -75,7 +75,7 @@ describe('consecutive posters in one process', () => {
     expect(coreInstances()).toBe(before + 1);
     // failing again on the fresh instance: no third attempt; the next call gets a new instance
     let again = 0;
-    await expect(withCore(undefined, () => {
+    await expect(withCore(() => {
       again++;
       throw new Error('trap');
     })).rejects.toThrow('trap');

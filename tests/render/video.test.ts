@@ -1,8 +1,10 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { denoBin } from '../../scripts/local/paths.ts';
 import { extractPoster } from '../../shared/preview/video.ts';
 import { nativeFrame, read, videoMp4 } from '../fixtures/media.ts';
 import { meanLuma, rgba, ssim } from '../fixtures/quality.ts';
@@ -105,17 +107,14 @@ describe('extractPoster', () => {
     await expect(extractPoster(bright, { loadCover: cover(bright) })).rejects.toMatchObject({ code: 'UNSUPPORTED_FORMAT' });
   });
 
-  it('accepts the core wasm from a loader', async () => {
-    const { assetUrl, readLocalFile } = await import('../../shared/preview/wasm.ts');
-    let calls = 0;
-    const file = read(videoMp4(dir, 320, 240, 1, { fade: 0 }));
-    const r = await extractPoster(file, {
-      loadCoreWasm: async () => {
-        calls++;
-        return await readLocalFile(assetUrl('ffmpeg-core'));
-      },
-    });
-    expect(r.width).toBe(320);
-    expect(calls).toBeLessThanOrEqual(1);
-  });
+  it('asks the core\'s source once per isolate, and again after a failed load', () => {
+    const file = videoMp4(dir, 320, 240, 1, { fade: 0 });
+    const probe = join(import.meta.dirname, '../fixtures/core-loader-probe.ts');
+    const root = join(import.meta.dirname, '../..');
+    const r = spawnSync(denoBin(), ['run', '--quiet', '--config', join(root, 'deno.json'), '--allow-read', probe, file], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+    expect(out.first).toMatch(/storage unavailable/);
+    expect(out).toMatchObject({ calls: 2, widths: [320, 320] });
+  }, 60_000);
 });
