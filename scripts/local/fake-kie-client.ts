@@ -35,6 +35,8 @@ export type FakeKieCallbackAttempt = {
   signed: boolean;
   headers: Record<string, string>;
   body: unknown;
+  /** The receiver's answer, parsed when JSON (KIE ignores it; tests read what the receiver decided). */
+  response: unknown;
 };
 
 export type FakeKieFileRequest = {

@@ -15,7 +15,7 @@
  * task can be told how to behave (fail, callback never/twice, broken asset…), see FakeBehaviour.
  */
 
-import type { FakeKieFileRequest } from './fake-kie-client.ts';
+import type { FakeKieCallbackAttempt, FakeKieFileRequest } from './fake-kie-client.ts';
 import { KIE_CREATE_PATHS, KIE_RECORD_INFO_PATHS } from '../../shared/kie/client.ts';
 import { type KieFamily } from '../../shared/kie/parse.ts';
 import { signKieWebhook } from '../../shared/kie/signature.ts';
@@ -41,19 +41,6 @@ const DEFAULT_BEHAVIOUR: FakeBehaviour = {
 
 type StoredFile = { bytes: Uint8Array<ArrayBuffer>; contentType: string };
 
-type CallbackAttempt = {
-  n: number;
-  at: string;
-  url: string;
-  status: number; // HTTP status answered; 0 while in flight or when the request failed
-  ok: boolean;
-  done: boolean; // false while the request is in flight
-  error: string | null;
-  durationMs: number;
-  signed: boolean;
-  headers: Record<string, string>;
-  body: unknown;
-};
 
 type Task = {
   taskId: string;
@@ -68,7 +55,7 @@ type Task = {
   fake: FakeBehaviour;
   createdAt: number;
   completedAt: number | null;
-  callbacks: CallbackAttempt[];
+  callbacks: FakeKieCallbackAttempt[];
   callbackScheduled: boolean;
   timers: Set<ReturnType<typeof setTimeout>>;
   fileHits: Map<string, number>;
@@ -431,7 +418,7 @@ export function createFakeKie(opts: { publicUrl: () => string; hmacKey?: string 
   }
 
   // ------------------------------------------------------------------ callbacks
-  async function sendCallback(t: Task): Promise<CallbackAttempt | null> {
+  async function sendCallback(t: Task): Promise<FakeKieCallbackAttempt | null> {
     if (!t.callBackUrl) return null;
     const body = callbackBody(t);
     const headers: Record<string, string> = { 'content-type': 'application/json' };
@@ -442,7 +429,7 @@ export function createFakeKie(opts: { publicUrl: () => string; hmacKey?: string 
       headers['x-webhook-timestamp'] = ts;
       headers['x-webhook-signature'] = await signKieWebhook(hmacKey, t.taskId, ts);
     }
-    const attempt: CallbackAttempt = {
+    const attempt: FakeKieCallbackAttempt = {
       n: t.callbacks.length + 1,
       at: new Date().toISOString(),
       url: t.callBackUrl,
@@ -454,6 +441,7 @@ export function createFakeKie(opts: { publicUrl: () => string; hmacKey?: string 
       signed: hmacKey !== null,
       headers,
       body,
+      response: null,
     };
     t.callbacks.push(attempt);
     const started = Date.now();
@@ -464,7 +452,12 @@ export function createFakeKie(opts: { publicUrl: () => string; hmacKey?: string 
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(15_000), // KIE gives the receiver 15 s
       });
-      await res.body?.cancel();
+      const text = await res.text();
+      try {
+        attempt.response = JSON.parse(text);
+      } catch {
+        attempt.response = text.slice(0, 500);
+      }
       attempt.status = res.status;
       attempt.ok = res.status === 200;
     } catch (err) {

@@ -105,7 +105,9 @@ describe('checklist 5: a manual sync of a ready row', () => {
     const ready = await waitForPreview(id);
     expect(ready.preview_status).toBe('ready');
     const mark = logMark();
-    const queueBefore = (await sql`select count(*)::int as n from net.http_request_queue`)[0].n;
+    // every generate-preview request for a row is recorded (dispatch_preview): the sync must add none
+    const dispatched = async () => (await sql`select dispatched_at from public.preview_dispatches where generation_id = ${id}`)[0]?.dispatched_at ?? null;
+    const dispatchedBefore = await dispatched();
     // The way the platform's frontend does it: supabase.functions.invoke with the user's JWT.
     const { data, error } = await userClient(alice.accessToken).functions.invoke('kie-sync', { body: { taskId } });
     expect(error).toBeNull();
@@ -116,10 +118,9 @@ describe('checklist 5: a manual sync of a ready row', () => {
     expect(after.preview_path).toBe(ready.preview_path);
     expect(after.preview_status).toBe('ready');
     expect(after.updated_at).toEqual(ready.updated_at);
-    const debug = await waitFor('sync debug line', async () => logSince(mark, '[Sync DEBUG]', 'needsPreview=false').length >= 2);
-    expect(debug).toBe(true);
+    await waitFor('both syncs logged needsPreview=false', async () => logSince(mark, '[Sync DEBUG]', 'needsPreview=false').length >= 2);
     expect(logSince(mark, `[Preview] Queued generationId=${id}`)).toHaveLength(0);
-    expect((await sql`select count(*)::int as n from net.http_request_queue`)[0].n).toBeLessThanOrEqual(queueBefore);
+    expect(await dispatched()).toEqual(dispatchedBefore);
   });
 });
 
@@ -183,8 +184,11 @@ describe('duplicates and other users', () => {
     const row = await waitForPreview(id);
     expect(row.preview_status).toBe('ready');
     await waitFor('both callbacks answered', async () => (await kie.getTask(taskId)).callbacks.filter((c) => c.done).length === 2);
-    await kie.sendCallback(taskId);
-    await new Promise((r) => setTimeout(r, 1500));
+    const third = await kie.sendCallback(taskId);
+    // kie-callback's answers say what each decided: one queued the preview, the others none
+    expect(third).toMatchObject({ status: 200, response: { needsPreview: false } });
+    const decided = (await kie.getTask(taskId)).callbacks.map((c) => (c.response as { needsPreview?: boolean }).needsPreview);
+    expect(decided.filter(Boolean)).toHaveLength(1);
     expect(writesOf(mark, row.preview_path)).toBe(1);
     expect(logSince(mark, `[Preview] Queued generationId=${id}`)).toHaveLength(1);
     expect((await generation(id)).preview_attempts).toBe(1);

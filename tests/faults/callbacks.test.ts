@@ -42,7 +42,9 @@ describe('fault matrix: duplicate and out-of-order callbacks', () => {
       return c.length === 2 && c.every((x) => x.done) ? c : null;
     });
     expect(calls.map((c) => c.status)).toEqual([200, 200]);
-    await new Promise((r) => setTimeout(r, 1500)); // a second dispatch would have started by now
+    // what each callback decided (kie-callback's answer): only the first queued a preview, so no
+    // second render can come later
+    expect(calls.map((c) => (c.response as { needsPreview?: boolean }).needsPreview)).toEqual([true, false]);
     expect(writesOf(mark, row.preview_path)).toBe(1);
     expect(logSince(mark, `[Preview] Queued generationId=${id}`)).toHaveLength(1);
     expect((await generation(id)).preview_attempts).toBe(1);
@@ -53,8 +55,12 @@ describe('fault matrix: duplicate and out-of-order callbacks', () => {
     const { id, taskId } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { callback: 'concurrent' } });
     const row = await waitForPreview(id);
     expectSettledRow(row, { ready: true });
-    await waitFor('both answered', async () => (await kie.getTask(taskId)).callbacks.filter((c) => c.done && c.status === 200).length === 2);
-    await new Promise((r) => setTimeout(r, 1500));
+    const calls = await waitFor('both answered', async () => {
+      const c = (await kie.getTask(taskId)).callbacks;
+      return c.filter((x) => x.done && x.status === 200).length === 2 ? c : null;
+    });
+    // one of the two queued the preview, the other saw it queued already
+    expect(calls.map((c) => (c.response as { needsPreview?: boolean }).needsPreview).sort()).toEqual([false, true]);
     expect(writesOf(mark, row.preview_path)).toBe(1);
     expect((await generation(id)).preview_attempts).toBe(1);
   });

@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startGeneration } from '../helpers/flow.ts';
 import { expectNothingStuck, expectSettledRow, expireLease, failUploads, isolateServing, retryDueNow, sweepNow, waitForAttempt } from '../helpers/faults.ts';
 import { kieFile, landscapeJpeg } from '../helpers/media.ts';
-import { createUser, generation, kie, logMark, logSince, sql, type TestUser, waitFor, waitForPreview, writesOf } from '../helpers/stack.ts';
+import { createUser, generation, kie, logMark, logSince, netFence, sql, type TestUser, waitFor, waitForPreview, writesOf } from '../helpers/stack.ts';
 
 let user: TestUser;
 let photo: string;
@@ -79,7 +79,7 @@ describe('fault matrix: dispatch and workers', () => {
       const lost = await tx`delete from net.http_request_queue where convert_from(body, 'utf8')::jsonb->>'generationId' = ${id} returning id`;
       expect(lost).toHaveLength(1);
     });
-    await new Promise((r) => setTimeout(r, 2500)); // two net-worker polls
+    await netFence(); // everything queued before now was sent: the lost request was not among it
     let row = await generation(id);
     expect([row.status, row.preview_status]).toEqual(['success', 'none']);
     // The sweep's grace (1 minute since the last update) is skipped by ageing the row.

@@ -96,6 +96,17 @@ export function logSince(mark: number, ...needles: string[]): string[] {
 export { waitFor };
 
 /** Waits until the generation's preview settles (ready or failed with no retry due soon). */
+/**
+ * Waits until pg_net has delivered everything queued before this call: a request queued now
+ * (health) is sent after every earlier one (the worker takes the queue in id order), so once its
+ * response is recorded, an earlier request that would have been sent has been. The way to show
+ * that something was NOT sent, without a fixed sleep.
+ */
+export async function netFence(): Promise<void> {
+  const [{ id }] = await sql<{ id: number }[]>`select net.http_get(${`${API_URL}/functions/v1/health`}) as id`;
+  await waitFor('pg_net to deliver the fence request', async () => (await sql`select 1 from net._http_response where id = ${id}`).length > 0, 20_000);
+}
+
 export function waitForPreview(id: string, timeoutMs = 60_000): Promise<GenerationRow> {
   return waitFor(`preview of ${id}`, async () => {
     const row = await generation(id);

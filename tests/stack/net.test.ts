@@ -3,7 +3,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sql, waitFor } from '../helpers/stack.ts';
+import { netFence, sql, waitFor } from '../helpers/stack.ts';
 
 let server: Server;
 let base = '';
@@ -32,7 +32,7 @@ describe('net.http_post stand-in', () => {
       await tx`select 1/0`;
     }).then(() => null, (e: { code?: string }) => e.code);
     expect(err).toBe('22012'); // the division by zero rolled it back, not a broken http_post
-    await new Promise((r) => setTimeout(r, 2500));
+    await netFence();
     expect(hits.filter((h) => h.path === marker)).toHaveLength(0);
   });
 
@@ -46,7 +46,7 @@ describe('net.http_post stand-in', () => {
     const sent = hits.filter((h) => h.path === marker);
     expect(sent).toHaveLength(1);
     expect(JSON.parse(sent[0].body)).toEqual({ hello: 'world' });
-    await new Promise((r) => setTimeout(r, 1500));
+    await netFence(); // a second delivery of the same request would come before the fence's
     expect(hits.filter((h) => h.path === marker)).toHaveLength(1);
   });
 
