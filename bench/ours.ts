@@ -35,12 +35,19 @@ for (let i = 0; i < calls; i++) {
   const c0 = cpu(), t0 = threadCpu(), w0 = performance.now();
   let r;
   try {
-    r = kind === 'video' ? await extractPoster(bytes)
-      : kind === 'animated' ? { webp: await renderAnimated(bytes, { maxBytes: 2 ** 31 }) }
+    r = kind === 'video'
+      ? await extractPoster(bytes)
+      : kind === 'animated'
+      ? { webp: await renderAnimated(bytes, { maxBytes: 2 ** 31 }) }
       : await renderPhotoPreview(bytes);
   } catch (err) {
     // a refusal (e.g. TOO_MANY_PIXELS) is a result too: report it with its cost
-    console.log(JSON.stringify({ error: (err as any).code ?? String(err), runs: [{ wall: performance.now() - w0, cpu: cpu() - c0, thread: threadCpu() - t0 }] }));
+    console.log(
+      JSON.stringify({
+        error: (err as any).code ?? String(err),
+        runs: [{ wall: performance.now() - w0, cpu: cpu() - c0, thread: threadCpu() - t0 }],
+      }),
+    );
     Deno.exit(0);
   }
   runs.push({ wall: performance.now() - w0, cpu: cpu() - c0, thread: threadCpu() - t0 });

@@ -27,11 +27,18 @@ for (const file of files) {
   try {
     const r = await extractPoster(bytes);
     console.log(JSON.stringify({
-      file, width: r.width, height: r.height, bytes: r.webp.length, thread: threadCpu() - t0, instances: coreInstances(),
+      file,
+      width: r.width,
+      height: r.height,
+      bytes: r.webp.length,
+      thread: threadCpu() - t0,
+      instances: coreInstances(),
       maxRss: Math.round(process.resourceUsage().maxRSS / 1024), // see above: valid under a small parent
     }));
   } catch (err) {
-    console.log(JSON.stringify({ file, error: (err as any).code ?? String(err), instances: coreInstances() }));
+    console.log(
+      JSON.stringify({ file, error: (err as any).code ?? String(err), instances: coreInstances() }),
+    );
   }
 }
 console.log('done');

@@ -14,8 +14,13 @@ const PROCS = quick ? 1 : 3; // processes per case (medians across them)
 const CALLS = 3; // calls per process: the first is cold (wasm compile, core load), others warm
 Deno.mkdirSync(DIR, { recursive: true });
 
-function sh(cmd: string, args: string[], opts: { stdin?: Uint8Array } = {}): { out: Uint8Array; err: string; code: number } {
-  const r = new Deno.Command(cmd, { args, stdout: 'piped', stderr: 'piped', stdin: 'null' }).outputSync();
+function sh(
+  cmd: string,
+  args: string[],
+  opts: { stdin?: Uint8Array } = {},
+): { out: Uint8Array; err: string; code: number } {
+  const r = new Deno.Command(cmd, { args, stdout: 'piped', stderr: 'piped', stdin: 'null' })
+    .outputSync();
   void opts;
   return { out: r.stdout, err: new TextDecoder().decode(r.stderr), code: r.code };
 }
@@ -24,16 +29,40 @@ function ffmpeg(args: string[]): Uint8Array {
   if (r.code !== 0) throw new Error(`ffmpeg ${args.join(' ')}: ${r.err}`);
   return r.out;
 }
-const exists = (f: string) => { try { Deno.statSync(f); return true; } catch { return false; } };
-const median = (xs: number[]) => { if (xs.some((x) => typeof x !== 'number' || Number.isNaN(x))) return NaN; const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const exists = (f: string) => {
+  try {
+    Deno.statSync(f);
+    return true;
+  } catch {
+    return false;
+  }
+};
+const median = (xs: number[]) => {
+  if (xs.some((x) => typeof x !== 'number' || Number.isNaN(x))) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 
 // ------------------------------------------------------------------ fixtures
 function sourcePng(w: number, h: number): string {
   const f = `${DIR}/src_${w}x${h}.png`;
   if (!exists(f)) {
-    ffmpeg(['-f', 'lavfi', '-i', `gradients=s=${w}x${h}:n=5:seed=7`, '-f', 'lavfi', '-i', `testsrc2=s=${w}x${h}`,
-      '-filter_complex', '[0]format=rgb24[a];[1]format=rgb24[b];[a][b]blend=all_mode=average,noise=alls=10:allf=u:all_seed=1,format=rgb24',
-      '-frames:v', '1', f]);
+    ffmpeg([
+      '-f',
+      'lavfi',
+      '-i',
+      `gradients=s=${w}x${h}:n=5:seed=7`,
+      '-f',
+      'lavfi',
+      '-i',
+      `testsrc2=s=${w}x${h}`,
+      '-filter_complex',
+      '[0]format=rgb24[a];[1]format=rgb24[b];[a][b]blend=all_mode=average,noise=alls=10:allf=u:all_seed=1,format=rgb24',
+      '-frames:v',
+      '1',
+      f,
+    ]);
   }
   return f;
 }
@@ -50,23 +79,87 @@ function photo(fmt: string, w: number, h: number): string {
 type Codec = 'h264' | 'hevc' | 'vp9';
 const ENCODERS: Record<Codec, string[]> = {
   h264: ['-c:v', 'libx264', '-preset', 'medium', '-crf', '23', '-movflags', '+faststart'],
-  hevc: ['-c:v', 'libx265', '-preset', 'fast', '-crf', '26', '-tag:v', 'hvc1', '-movflags', '+faststart', '-x265-params', 'log-level=error'],
-  vp9: ['-c:v', 'libvpx-vp9', '-b:v', '0', '-crf', '33', '-deadline', 'realtime', '-cpu-used', '8', '-row-mt', '1'],
+  hevc: [
+    '-c:v',
+    'libx265',
+    '-preset',
+    'fast',
+    '-crf',
+    '26',
+    '-tag:v',
+    'hvc1',
+    '-movflags',
+    '+faststart',
+    '-x265-params',
+    'log-level=error',
+  ],
+  vp9: [
+    '-c:v',
+    'libvpx-vp9',
+    '-b:v',
+    '0',
+    '-crf',
+    '33',
+    '-deadline',
+    'realtime',
+    '-cpu-used',
+    '8',
+    '-row-mt',
+    '1',
+  ],
 };
 /** A test pattern with grain fading in from black over `fade` s, in the codec's container (MP4, or WebM for VP9). */
 function video(w: number, h: number, s: number, codec: Codec = 'h264', fade = 0.5): string {
-  const f = `${DIR}/v_${w}x${h}_${s}s${codec === 'h264' ? '' : `_${codec}`}${fade === 0.5 ? '' : `_f${fade}`}.${codec === 'vp9' ? 'webm' : 'mp4'}`;
+  const f = `${DIR}/v_${w}x${h}_${s}s${codec === 'h264' ? '' : `_${codec}`}${
+    fade === 0.5 ? '' : `_f${fade}`
+  }.${codec === 'vp9' ? 'webm' : 'mp4'}`;
   if (!exists(f)) {
-    ffmpeg(['-f', 'lavfi', '-i', `testsrc2=s=${w}x${h}:r=30:d=${s}`, '-vf', `noise=alls=6:allf=t:all_seed=1,fade=in:st=0:d=${fade},format=yuv420p`,
-      ...ENCODERS[codec], f]);
+    ffmpeg([
+      '-f',
+      'lavfi',
+      '-i',
+      `testsrc2=s=${w}x${h}:r=30:d=${s}`,
+      '-vf',
+      `noise=alls=6:allf=t:all_seed=1,fade=in:st=0:d=${fade},format=yuv420p`,
+      ...ENCODERS[codec],
+      f,
+    ]);
   }
   return f;
 }
-function rawRgba(file: string, w?: number, h?: number, t?: number): { data: Uint8Array; width: number; height: number } {
-  const probe = new TextDecoder().decode(sh('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height', '-of', 'csv=p=0', file]).out).trim().split(',').map(Number);
+function rawRgba(
+  file: string,
+  w?: number,
+  h?: number,
+  t?: number,
+): { data: Uint8Array; width: number; height: number } {
+  const probe = new TextDecoder().decode(
+    sh('ffprobe', [
+      '-v',
+      'error',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      'stream=width,height',
+      '-of',
+      'csv=p=0',
+      file,
+    ]).out,
+  ).trim().split(',').map(Number);
   const width = w ?? probe[0], height = h ?? probe[1];
-  const args = [...(t !== undefined ? ['-ss', String(t)] : []), '-i', file, '-frames:v', '1',
-    ...(w ? ['-vf', `scale=${w}:${h}:flags=area`] : []), '-f', 'rawvideo', '-pix_fmt', 'rgba', '-'];
+  const args = [
+    ...(t !== undefined ? ['-ss', String(t)] : []),
+    '-i',
+    file,
+    '-frames:v',
+    '1',
+    ...(w ? ['-vf', `scale=${w}:${h}:flags=area`] : []),
+    '-f',
+    'rawvideo',
+    '-pix_fmt',
+    'rgba',
+    '-',
+  ];
   return { data: ffmpeg(args), width, height };
 }
 
@@ -82,7 +175,9 @@ type Result = { runs: Run[]; baseRss: number; peakRss: number; outBytes: number 
 const RSS_FILE = `${DIR}/.maxrss`;
 function timed(cmd: string, args: string[]) {
   const r = sh('/usr/bin/time', ['-o', RSS_FILE, '-f', '%e %U %S %M', cmd, ...args]);
-  const [e, u, s2, m] = Deno.readTextFileSync(RSS_FILE).trim().split('\n').pop()!.split(' ').map(Number);
+  const [e, u, s2, m] = Deno.readTextFileSync(RSS_FILE).trim().split('\n').pop()!.split(' ').map(
+    Number,
+  );
   return { ...r, wallS: e, cpuS: u + s2, maxRssMb: m / 1024 };
 }
 
@@ -90,10 +185,24 @@ function ours(kind: 'photo' | 'video' | 'animated', input: string, out: string):
   const res: Result[] = [];
   for (let p = 0; p < PROCS; p++) {
     // the edge runtime's capabilities: no --allow-ffi, no --allow-run, no workers
-    const r = timed(DENO, ['run', '--quiet', '--config', `${ROOT}deno.json`, '--allow-read', '--allow-write=/tmp,' + DIR,
-      `${ROOT}bench/ours.ts`, kind, input, out, String(CALLS)]);
+    const r = timed(DENO, [
+      'run',
+      '--quiet',
+      '--config',
+      `${ROOT}deno.json`,
+      '--allow-read',
+      '--allow-write=/tmp,' + DIR,
+      `${ROOT}bench/ours.ts`,
+      kind,
+      input,
+      out,
+      String(CALLS),
+    ]);
     if (r.code !== 0) throw new Error(`ours ${input}: ${r.err}`);
-    res.push({ ...JSON.parse(new TextDecoder().decode(r.out).trim().split('\n').pop()!), peakRss: r.maxRssMb });
+    res.push({
+      ...JSON.parse(new TextDecoder().decode(r.out).trim().split('\n').pop()!),
+      peakRss: r.maxRssMb,
+    });
   }
   return res;
 }
@@ -110,10 +219,32 @@ function sharpAnchor(input: string, out: string): Result[] {
 function nativeAnchor(input: string, out: string): Result[] {
   const res: Result[] = [];
   for (let p = 0; p < PROCS; p++) {
-    const r = timed('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-ss', '0.6', '-i', input,
-      '-frames:v', '1', '-vf', "scale='min(512,iw)':'min(512,ih)':force_original_aspect_ratio=decrease:flags=area", '-c:v', 'libwebp', '-quality', '80', out]);
+    const r = timed('ffmpeg', [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-y',
+      '-ss',
+      '0.6',
+      '-i',
+      input,
+      '-frames:v',
+      '1',
+      '-vf',
+      "scale='min(512,iw)':'min(512,ih)':force_original_aspect_ratio=decrease:flags=area",
+      '-c:v',
+      'libwebp',
+      '-quality',
+      '80',
+      out,
+    ]);
     const run = { wall: r.wallS * 1000, cpu: r.cpuS * 1000, thread: NaN };
-    res.push({ runs: [run, run, run], baseRss: 0, peakRss: r.maxRssMb, outBytes: Deno.statSync(out).size });
+    res.push({
+      runs: [run, run, run],
+      baseRss: 0,
+      peakRss: r.maxRssMb,
+      outBytes: Deno.statSync(out).size,
+    });
   }
   return res;
 }
@@ -122,22 +253,69 @@ function nativeAnchor(input: string, out: string): Result[] {
 function nativeAnimated(input: string, out: string): Result[] {
   const res: Result[] = [];
   for (let p = 0; p < PROCS; p++) {
-    const r = timed('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-ss', '1.5', '-t', '4', '-i', input, '-an',
-      '-vf', "fps=12,scale=w='min(320,iw)':h='min(320,ih)':force_original_aspect_ratio=decrease:force_divisible_by=2:flags=bilinear,format=yuv420p",
-      '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'fastdecode', '-crf', '30', '-movflags', '+faststart', out]);
+    const r = timed('ffmpeg', [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-y',
+      '-ss',
+      '1.5',
+      '-t',
+      '4',
+      '-i',
+      input,
+      '-an',
+      '-vf',
+      "fps=12,scale=w='min(320,iw)':h='min(320,ih)':force_original_aspect_ratio=decrease:force_divisible_by=2:flags=bilinear,format=yuv420p",
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-tune',
+      'fastdecode',
+      '-crf',
+      '30',
+      '-movflags',
+      '+faststart',
+      out,
+    ]);
     const run = { wall: r.wallS * 1000, cpu: r.cpuS * 1000, thread: NaN };
-    res.push({ runs: [run, run, run], baseRss: 0, peakRss: r.maxRssMb, outBytes: Deno.statSync(out).size });
+    res.push({
+      runs: [run, run, run],
+      baseRss: 0,
+      peakRss: r.maxRssMb,
+      outBytes: Deno.statSync(out).size,
+    });
   }
   return res;
 }
 
 type Row = {
-  name: string; kind: string; who: string; coldWall: number; coldCpu: number; coldThread: number; warmCpu: number; warmThread: number;
-  peakRss: number; outBytes: number; ssim: number; luma?: number;
+  name: string;
+  kind: string;
+  who: string;
+  coldWall: number;
+  coldCpu: number;
+  coldThread: number;
+  warmCpu: number;
+  warmThread: number;
+  peakRss: number;
+  outBytes: number;
+  ssim: number;
+  luma?: number;
 };
-function summarize(name: string, kind: string, who: string, rs: Result[], quality: number, luma?: number): Row {
+function summarize(
+  name: string,
+  kind: string,
+  who: string,
+  rs: Result[],
+  quality: number,
+  luma?: number,
+): Row {
   return {
-    name, kind, who,
+    name,
+    kind,
+    who,
     coldWall: median(rs.map((r) => r.runs[0].wall)),
     coldCpu: median(rs.map((r) => r.runs[0].cpu)),
     coldThread: median(rs.map((r) => r.runs[0].thread)),
@@ -152,21 +330,38 @@ function summarize(name: string, kind: string, who: string, rs: Result[], qualit
 
 // ------------------------------------------------------------------ cases
 const rows: Row[] = [];
-const sizes: [number, number][] = quick ? [[2048, 2048]] : [[1024, 1024], [2048, 2048], [4096, 4096], [1536, 2752]];
+const sizes: [number, number][] = quick
+  ? [[2048, 2048]]
+  : [[1024, 1024], [2048, 2048], [4096, 4096], [1536, 2752]];
 const t0 = performance.now();
 // the issue-13 inputs KIE returns: a WebP at the 50 MP cap and a 48 MP JPEG panorama
-const photoCases: [string, number, number][] = ['jpeg', 'png', 'webp'].flatMap((fmt) => sizes.map(([w, h]) => [fmt, w, h] as [string, number, number]));
+const photoCases: [string, number, number][] = ['jpeg', 'png', 'webp'].flatMap((fmt) =>
+  sizes.map(([w, h]) => [fmt, w, h] as [string, number, number])
+);
 if (!quick) photoCases.push(['webp', 7000, 7000], ['jpeg', 12000, 4000]);
 for (const [fmt, w, h] of photoCases) {
   const input = photo(fmt, w, h);
   const name = `${fmt.toUpperCase()} ${w}×${h}`;
-  const oOut = `${DIR}/out_ours_${fmt}_${w}x${h}.webp`, sOut = `${DIR}/out_sharp_${fmt}_${w}x${h}.webp`;
+  const oOut = `${DIR}/out_ours_${fmt}_${w}x${h}.webp`,
+    sOut = `${DIR}/out_sharp_${fmt}_${w}x${h}.webp`;
   const o = ours('photo', input, oOut);
   const s = sharpAnchor(input, sOut);
   if ((o[0] as any).error) {
     const err = (o[0] as any).error;
     const r0 = o[0].runs[0];
-    rows.push({ name, kind: 'photo', who: `ours (Deno): refused ${err}`, coldWall: r0.wall, coldCpu: r0.cpu, coldThread: r0.thread, warmCpu: NaN, warmThread: NaN, peakRss: median(o.map((x) => x.peakRss)), outBytes: 0, ssim: NaN });
+    rows.push({
+      name,
+      kind: 'photo',
+      who: `ours (Deno): refused ${err}`,
+      coldWall: r0.wall,
+      coldCpu: r0.cpu,
+      coldThread: r0.thread,
+      warmCpu: NaN,
+      warmThread: NaN,
+      peakRss: median(o.map((x) => x.peakRss)),
+      outBytes: 0,
+      ssim: NaN,
+    });
     rows.push(summarize(name, 'photo', 'sharp (Node)', s, NaN));
     console.error(`${name} refused: ${err}`);
     continue;
@@ -175,24 +370,55 @@ for (const [fmt, w, h] of photoCases) {
   const ref = areaReference(rawRgba(input), op.width, op.height);
   const sp = rawRgba(sOut);
   rows.push(summarize(name, 'photo', 'ours (Deno)', o, ssim(op.data, ref, op.width, op.height)));
-  rows.push(summarize(name, 'photo', 'sharp (Node)', s, sp.width === op.width && sp.height === op.height ? ssim(sp.data, ref, op.width, op.height) : NaN));
+  rows.push(
+    summarize(
+      name,
+      'photo',
+      'sharp (Node)',
+      s,
+      sp.width === op.width && sp.height === op.height
+        ? ssim(sp.data, ref, op.width, op.height)
+        : NaN,
+    ),
+  );
   console.error(`${name} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 }
-const videos: [number, number, number, Codec, number][] = quick ? [[1920, 1080, 10, 'h264', 0.5]] : [
-  [1280, 720, 5, 'h264', 0.5], [1280, 720, 10, 'h264', 0.5], [1920, 1080, 5, 'h264', 0.5], [1920, 1080, 10, 'h264', 0.5],
-  // issue 13: 4K with a 1.2 s fade in H.264 and HEVC, and VP9 in WebM
-  [3840, 2160, 8, 'h264', 1.2], [3840, 2160, 8, 'hevc', 1.2], [1920, 1080, 10, 'vp9', 0.5],
-];
+const videos: [number, number, number, Codec, number][] = quick
+  ? [[1920, 1080, 10, 'h264', 0.5]]
+  : [
+    [1280, 720, 5, 'h264', 0.5],
+    [1280, 720, 10, 'h264', 0.5],
+    [1920, 1080, 5, 'h264', 0.5],
+    [1920, 1080, 10, 'h264', 0.5],
+    // issue 13: 4K with a 1.2 s fade in H.264 and HEVC, and VP9 in WebM
+    [3840, 2160, 8, 'h264', 1.2],
+    [3840, 2160, 8, 'hevc', 1.2],
+    [1920, 1080, 10, 'vp9', 0.5],
+  ];
 for (const [w, h, s, codec, fade] of videos) {
   const input = video(w, h, s, codec, fade);
-  const name = `${codec === 'vp9' ? 'WebM VP9' : codec === 'hevc' ? 'MP4 HEVC' : 'MP4'} ${h}p ${s} s${fade === 0.5 ? '' : ` (${fade} s fade)`}`;
+  const name = `${
+    codec === 'vp9' ? 'WebM VP9' : codec === 'hevc' ? 'MP4 HEVC' : 'MP4'
+  } ${h}p ${s} s${fade === 0.5 ? '' : ` (${fade} s fade)`}`;
   const tag = `${h}p_${s}${codec === 'h264' ? '' : `_${codec}`}`;
   const oOut = `${DIR}/out_ours_${tag}.webp`, nOut = `${DIR}/out_native_${tag}.webp`;
   const o = ours('video', input, oOut);
   const n = nativeAnchor(input, nOut);
   if ((o[0] as any).error) {
     const r0 = o[0].runs[0];
-    rows.push({ name, kind: 'video', who: `ours (Deno): refused ${(o[0] as any).error}`, coldWall: r0.wall, coldCpu: r0.cpu, coldThread: r0.thread, warmCpu: NaN, warmThread: NaN, peakRss: median(o.map((x) => x.peakRss)), outBytes: 0, ssim: NaN });
+    rows.push({
+      name,
+      kind: 'video',
+      who: `ours (Deno): refused ${(o[0] as any).error}`,
+      coldWall: r0.wall,
+      coldCpu: r0.cpu,
+      coldThread: r0.thread,
+      warmCpu: NaN,
+      warmThread: NaN,
+      peakRss: median(o.map((x) => x.peakRss)),
+      outBytes: 0,
+      ssim: NaN,
+    });
     rows.push(summarize(name, 'video', 'native ffmpeg', n, NaN));
     console.error(`${name} refused: ${(o[0] as any).error}`);
     continue;
@@ -200,15 +426,31 @@ for (const [w, h, s, codec, fade] of videos) {
   const op = rawRgba(oOut), np = rawRgba(nOut);
   // fidelity: best SSIM of our poster against native full-quality frames at 0.0–2.0 s
   let best = 0;
-  for (let t = 0; t <= 2.0; t += 0.1) best = Math.max(best, ssim(op.data, rawRgba(input, op.width, op.height, t).data, op.width, op.height));
+  for (let t = 0; t <= 2.0; t += 0.1) {
+    best = Math.max(
+      best,
+      ssim(op.data, rawRgba(input, op.width, op.height, t).data, op.width, op.height),
+    );
+  }
   const nref = rawRgba(input, np.width, np.height, 0.6);
   rows.push(summarize(name, 'video', 'ours (Deno, ffmpeg.wasm)', o, best, meanLuma(op.data)));
-  rows.push(summarize(name, 'video', 'native ffmpeg', n, ssim(np.data, nref.data, np.width, np.height), meanLuma(np.data)));
+  rows.push(
+    summarize(
+      name,
+      'video',
+      'native ffmpeg',
+      n,
+      ssim(np.data, nref.data, np.width, np.height),
+      meanLuma(np.data),
+    ),
+  );
   console.error(`${name} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 }
 
 // Animated previews (PREVIEW_ANIMATED): ours refuses sources over 720p before decoding.
-const animatedCases: [number, number, number][] = quick ? [[1280, 720, 10]] : [[1280, 720, 5], [1280, 720, 10], [1920, 1080, 10]];
+const animatedCases: [number, number, number][] = quick
+  ? [[1280, 720, 10]]
+  : [[1280, 720, 5], [1280, 720, 10], [1920, 1080, 10]];
 for (const [w, h, s] of animatedCases) {
   const input = video(w, h, s);
   const name = `animated ${h}p ${s} s`;
@@ -216,7 +458,19 @@ for (const [w, h, s] of animatedCases) {
   const n = nativeAnimated(input, `${DIR}/out_native_anim_${h}p_${s}.mp4`);
   if ((o[0] as any).error) {
     const r0 = o[0].runs[0];
-    rows.push({ name, kind: 'animated', who: `ours (Deno): refused ${(o[0] as any).error}`, coldWall: r0.wall, coldCpu: r0.cpu, coldThread: r0.thread, warmCpu: NaN, warmThread: NaN, peakRss: median(o.map((x) => x.peakRss)), outBytes: 0, ssim: NaN });
+    rows.push({
+      name,
+      kind: 'animated',
+      who: `ours (Deno): refused ${(o[0] as any).error}`,
+      coldWall: r0.wall,
+      coldCpu: r0.cpu,
+      coldThread: r0.thread,
+      warmCpu: NaN,
+      warmThread: NaN,
+      peakRss: median(o.map((x) => x.peakRss)),
+      outBytes: 0,
+      ssim: NaN,
+    });
   } else {
     rows.push(summarize(name, 'animated', 'ours (Deno, ffmpeg.wasm)', o, NaN));
   }
@@ -226,13 +480,30 @@ for (const [w, h, s] of animatedCases) {
 
 // Posters in a row in one process (a warm isolate serving several posters): peak RSS over
 // 5 calls alternating 1080p 10 s and 720p 10 s, JS-thread CPU per call.
-const rowFiles = quick ? [video(1920, 1080, 10), video(1920, 1080, 10), video(1920, 1080, 10)]
-  : [video(1920, 1080, 10), video(1280, 720, 10), video(1920, 1080, 10), video(1280, 720, 10), video(1920, 1080, 10)];
+const rowFiles = quick ? [video(1920, 1080, 10), video(1920, 1080, 10), video(1920, 1080, 10)] : [
+  video(1920, 1080, 10),
+  video(1280, 720, 10),
+  video(1920, 1080, 10),
+  video(1280, 720, 10),
+  video(1920, 1080, 10),
+];
 const inARow: { peakRss: number; threads: number[] }[] = [];
 for (let p = 0; p < PROCS; p++) {
-  const r = timed(DENO, ['run', '--quiet', '--config', `${ROOT}deno.json`, '--allow-read', `${ROOT}bench/posters.ts`, ...rowFiles]);
-  const calls = new TextDecoder().decode(r.out).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
-  if (r.code !== 0 || calls.length !== rowFiles.length || calls.some((c) => c.error)) throw new Error(`posters in a row: ${r.err}`);
+  const r = timed(DENO, [
+    'run',
+    '--quiet',
+    '--config',
+    `${ROOT}deno.json`,
+    '--allow-read',
+    `${ROOT}bench/posters.ts`,
+    ...rowFiles,
+  ]);
+  const calls = new TextDecoder().decode(r.out).split('\n').filter((l) => l.startsWith('{')).map((
+    l,
+  ) => JSON.parse(l));
+  if (r.code !== 0 || calls.length !== rowFiles.length || calls.some((c) => c.error)) {
+    throw new Error(`posters in a row: ${r.err}`);
+  }
   inARow.push({ peakRss: r.maxRssMb, threads: calls.map((c) => c.thread) });
 }
 console.error(`posters in a row done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
@@ -240,29 +511,82 @@ console.error(`posters in a row done (${((performance.now() - t0) / 1000).toFixe
 // ------------------------------------------------------------------ report
 const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
 const lines: string[] = [];
-const machine = new TextDecoder().decode(sh('bash', ['-c', "echo \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) vCPU, $(free -m | awk '/Mem:/{print $2}') MB RAM, $(. /etc/os-release; echo $PRETTY_NAME)\""]).out).trim();
-lines.push(`Machine: ${machine}; Deno ${Deno.version.deno} (V8 ${Deno.version.v8}); ${new TextDecoder().decode(sh('node', ['--version']).out).trim()}; ${new TextDecoder().decode(sh('ffmpeg', ['-version']).out).split('\n')[0].replace(/ Copyright.*/, '')}`);
-lines.push(`Date: ${new Date().toISOString()}; ${PROCS} process(es) per case × ${CALLS} calls; figures are medians.`);
+const machine = new TextDecoder().decode(
+  sh('bash', [
+    '-c',
+    "echo \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) vCPU, $(free -m | awk '/Mem:/{print $2}') MB RAM, $(. /etc/os-release; echo $PRETTY_NAME)\"",
+  ]).out,
+).trim();
+lines.push(
+  `Machine: ${machine}; Deno ${Deno.version.deno} (V8 ${Deno.version.v8}); ${
+    new TextDecoder().decode(sh('node', ['--version']).out).trim()
+  }; ${
+    new TextDecoder().decode(sh('ffmpeg', ['-version']).out).split('\n')[0].replace(
+      / Copyright.*/,
+      '',
+    )
+  }`,
+);
+lines.push(
+  `Date: ${
+    new Date().toISOString()
+  }; ${PROCS} process(es) per case × ${CALLS} calls; figures are medians.`,
+);
 lines.push('');
-lines.push('| case | who | cold wall ms | cold CPU ms (process / JS thread) | warm CPU ms (process / JS thread) | peak RSS MB | output bytes | SSIM | ratio CPU ours/anchor (cold, warm) | fits 2 s CPU & 256 MB |');
+lines.push(
+  '| case | who | cold wall ms | cold CPU ms (process / JS thread) | warm CPU ms (process / JS thread) | peak RSS MB | output bytes | SSIM | ratio CPU ours/anchor (cold, warm) | fits 2 s CPU & 256 MB |',
+);
 lines.push('|---|---|---|---|---|---|---|---|---|---|');
 for (let i = 0; i < rows.length; i += 2) {
   const o = rows[i], a = rows[i + 1];
-  const fits = (r: Row) => (Number.isFinite(r.coldThread) ? r.coldThread : r.coldCpu) <= 2000 && r.peakRss <= 256 ? 'yes' : 'NO';
-  const q = (r: Row) => `${Number.isFinite(r.ssim) ? r.ssim.toFixed(4) : '–'}${r.luma !== undefined ? ` (luma ${r.luma.toFixed(0)})` : ''}`;
-  lines.push(`| ${o.name} | ${o.who} | ${f0(o.coldWall)} | ${f0(o.coldCpu)} / ${f0(o.coldThread)} | ${f0(o.warmCpu)} / ${f0(o.warmThread)} | ${f0(o.peakRss)} | ${o.outBytes} | ${q(o)} | ${(o.coldCpu / a.coldCpu).toFixed(2)}×, ${(o.warmCpu / a.warmCpu).toFixed(2)}× | ${fits(o)} |`);
-  lines.push(`| | ${a.who} | ${f0(a.coldWall)} | ${f0(a.coldCpu)}${Number.isFinite(a.coldThread) ? ` / ${f0(a.coldThread)}` : ''} | ${f0(a.warmCpu)}${Number.isFinite(a.warmThread) ? ` / ${f0(a.warmThread)}` : ''} | ${f0(a.peakRss)} | ${a.outBytes} | ${q(a)} | | |`);
+  const fits = (r: Row) =>
+    (Number.isFinite(r.coldThread) ? r.coldThread : r.coldCpu) <= 2000 && r.peakRss <= 256
+      ? 'yes'
+      : 'NO';
+  const q = (r: Row) =>
+    `${Number.isFinite(r.ssim) ? r.ssim.toFixed(4) : '–'}${
+      r.luma !== undefined ? ` (luma ${r.luma.toFixed(0)})` : ''
+    }`;
+  lines.push(
+    `| ${o.name} | ${o.who} | ${f0(o.coldWall)} | ${f0(o.coldCpu)} / ${f0(o.coldThread)} | ${
+      f0(o.warmCpu)
+    } / ${f0(o.warmThread)} | ${f0(o.peakRss)} | ${o.outBytes} | ${q(o)} | ${
+      (o.coldCpu / a.coldCpu).toFixed(2)
+    }×, ${(o.warmCpu / a.warmCpu).toFixed(2)}× | ${fits(o)} |`,
+  );
+  lines.push(
+    `| | ${a.who} | ${f0(a.coldWall)} | ${f0(a.coldCpu)}${
+      Number.isFinite(a.coldThread) ? ` / ${f0(a.coldThread)}` : ''
+    } | ${f0(a.warmCpu)}${Number.isFinite(a.warmThread) ? ` / ${f0(a.warmThread)}` : ''} | ${
+      f0(a.peakRss)
+    } | ${a.outBytes} | ${q(a)} | | |`,
+  );
 }
 lines.push('');
-lines.push(`Posters in a row, one process (${rowFiles.map((f) => f.replace(/.*v_\d+x(\d+)_(\d+)s\.mp4$/, '$1p $2 s')).join(', ')}): ` +
-  `peak RSS ${f0(median(inARow.map((x) => x.peakRss)))} MB (median of ${PROCS}; ${inARow.map((x) => f0(x.peakRss)).join(', ')}), ` +
-  `JS-thread CPU per call (median) ${rowFiles.map((_, i) => f0(median(inARow.map((x) => x.threads[i])))).join(' / ')} ms.`);
+lines.push(
+  `Posters in a row, one process (${
+    rowFiles.map((f) => f.replace(/.*v_\d+x(\d+)_(\d+)s\.mp4$/, '$1p $2 s')).join(', ')
+  }): ` +
+    `peak RSS ${f0(median(inARow.map((x) => x.peakRss)))} MB (median of ${PROCS}; ${
+      inARow.map((x) => f0(x.peakRss)).join(', ')
+    }), ` +
+    `JS-thread CPU per call (median) ${
+      rowFiles.map((_, i) => f0(median(inARow.map((x) => x.threads[i])))).join(' / ')
+    } ms.`,
+);
 const table = lines.join('\n');
 console.log(table);
 const resultsFile = `${ROOT}bench/RESULTS.md`;
-let doc = exists(resultsFile) ? Deno.readTextFileSync(resultsFile) : '# Render engine benchmark\n\n<!-- bench:start -->\n<!-- bench:end -->\n';
+let doc = exists(resultsFile)
+  ? Deno.readTextFileSync(resultsFile)
+  : '# Render engine benchmark\n\n<!-- bench:start -->\n<!-- bench:end -->\n';
 const start = '<!-- bench:start -->', end = '<!-- bench:end -->';
 if (!doc.includes(start)) doc += `\n${start}\n${end}\n`;
-doc = doc.slice(0, doc.indexOf(start) + start.length) + '\n' + table + '\n' + doc.slice(doc.indexOf(end));
+doc = doc.slice(0, doc.indexOf(start) + start.length) + '\n' + table + '\n' +
+  doc.slice(doc.indexOf(end));
 if (!quick) Deno.writeTextFileSync(resultsFile, doc);
-console.error(`bench finished in ${((performance.now() - t0) / 1000).toFixed(0)} s${quick ? ' (quick: RESULTS.md not written)' : ''}`);
+console.error(
+  `bench finished in ${((performance.now() - t0) / 1000).toFixed(0)} s${
+    quick ? ' (quick: RESULTS.md not written)' : ''
+  }`,
+);

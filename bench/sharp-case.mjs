@@ -7,7 +7,10 @@ const [input, output, callsArg] = process.argv.slice(2);
 const calls = Number(callsArg ?? 3);
 // libvips works on its own threads: the JS-thread figure is not meaningful for sharp
 const threadCpu = () => NaN;
-const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+const cpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
 const bytes = readFileSync(input);
 const base = process.memoryUsage().rss / 1048576;
 const runs = [];
@@ -17,6 +20,11 @@ for (let i = 0; i < calls; i++) {
   const out = await sharp(bytes, { limitInputPixels: false }).rotate()
     .resize(512, 512, { fit: 'inside', withoutEnlargement: true }).webp({ quality: 80 }).toBuffer();
   runs.push({ wall: performance.now() - w0, cpu: cpu() - c0, thread: threadCpu() - t0 });
-  if (i === 0) { writeFileSync(output, out); outBytes = out.length; }
+  if (i === 0) {
+    writeFileSync(output, out);
+    outBytes = out.length;
+  }
 }
-console.log(JSON.stringify({ runs, baseRss: base, peakRss: process.resourceUsage().maxRSS / 1024, outBytes }));
+console.log(
+  JSON.stringify({ runs, baseRss: base, peakRss: process.resourceUsage().maxRSS / 1024, outBytes }),
+);

@@ -30,7 +30,11 @@ async function main(args: string[]): Promise<number> {
   try {
     ({ values } = parseArgs({
       args,
-      options: { 'db-url': { type: 'string' }, 'private-bucket': { type: 'boolean', default: false }, 'dry-run': { type: 'boolean', default: false } },
+      options: {
+        'db-url': { type: 'string' },
+        'private-bucket': { type: 'boolean', default: false },
+        'dry-run': { type: 'boolean', default: false },
+      },
     }));
     if (!values['db-url']) throw new UsageError('--db-url is required');
   } catch (err) {
@@ -40,12 +44,16 @@ async function main(args: string[]): Promise<number> {
   }
   const notices: string[] = [];
   const sql = postgres(values['db-url'], {
-    max: 1, prepare: false, connect_timeout: 10,
+    max: 1,
+    prepare: false,
+    connect_timeout: 10,
     onnotice: (n) => notices.push(String(n.message).replace(/^adopt: /, '')),
   });
   try {
     for (const step of STEPS.filter((s) => s.always || values['private-bucket'])) {
-      const text = await Deno.readTextFile(new URL(`../supabase/adoption/${step.file}`, import.meta.url));
+      const text = await Deno.readTextFile(
+        new URL(`../supabase/adoption/${step.file}`, import.meta.url),
+      );
       notices.length = 0;
       say(`${step.name} (supabase/adoption/${step.file})${values['dry-run'] ? ' (dry run)' : ''}`);
       try {
@@ -62,7 +70,11 @@ async function main(args: string[]): Promise<number> {
       for (const n of notices) say(`  ${n}`);
       if (notices.length === 0) say('  nothing to change');
     }
-    if (!values['private-bucket']) say('the bucket was left as it is (--private-bucket makes it private; read supabase/adoption/02_private_bucket.sql first)');
+    if (!values['private-bucket']) {
+      say(
+        'the bucket was left as it is (--private-bucket makes it private; read supabase/adoption/02_private_bucket.sql first)',
+      );
+    }
     if (values['dry-run']) say('dry run: nothing was changed');
     return 0;
   } finally {

@@ -17,7 +17,9 @@ for (const file of Deno.args) {
   }
 }
 if (failures.length) {
-  console.error(`audit-env-usage: ${failures.length} module(s) read the environment (or failed) at import time:`);
+  console.error(
+    `audit-env-usage: ${failures.length} module(s) read the environment (or failed) at import time:`,
+  );
   for (const f of failures) console.error(`  ${f}`);
   Deno.exit(1);
 }

@@ -77,7 +77,10 @@ export type BackfillEvents = {
 export type BackfillTarget = {
   sql: postgres.Sql;
   /** Calls generate-preview?wait=1 for one id (its animated preview with `animated`) and returns its outcome. */
-  generatePreview(id: string, animated?: boolean): Promise<{ result: string; path?: string; code?: string; error?: string }>;
+  generatePreview(
+    id: string,
+    animated?: boolean,
+  ): Promise<{ result: string; path?: string; code?: string; error?: string }>;
   /** Asks for a ready video's animated preview (request_animated_preview, without a dispatch: the caller claims). */
   requestAnimated(id: string): Promise<boolean>;
   /** Resets a failed row to `none` (retry-failed); false when it was no longer failed. */
@@ -88,7 +91,10 @@ export type BackfillTarget = {
    * After a WORKER_LIMIT: waits until the row is no longer held by the killed worker, then
    * returns `retry()`'s outcome (or `ready` when the sweep finished it meanwhile).
    */
-  afterLease?(id: string, retry: () => ReturnType<BackfillTarget['generatePreview']>): ReturnType<BackfillTarget['generatePreview']>;
+  afterLease?(
+    id: string,
+    retry: () => ReturnType<BackfillTarget['generatePreview']>,
+  ): ReturnType<BackfillTarget['generatePreview']>;
 };
 
 /** generate-preview answered 546: the runtime stopped the worker (CPU, memory or wall clock). */
@@ -120,18 +126,25 @@ export async function candidatePage(
   if (o.animated) {
     return await sql<Candidate[]>`
       select id, user_id, type, created_at, preview_status
-        from public.animated_candidates(${after?.createdAt ?? null}::timestamptz, ${after?.id ?? null}::uuid, ${pageSize}::int,
+        from public.animated_candidates(${after?.createdAt ?? null}::timestamptz, ${
+      after?.id ?? null
+    }::uuid, ${pageSize}::int,
           ${o.since ?? null}::timestamptz)`;
   }
   return await sql<Candidate[]>`
     select id, user_id, type, created_at, preview_status
       from public.backfill_candidates(
         ${after?.createdAt ?? null}::timestamptz, ${after?.id ?? null}::uuid, ${pageSize}::int,
-        ${o.type ?? null}::text, ${o.retryFailed ?? false}::boolean, ${o.since ?? null}::timestamptz, ${o.stale ?? null}::text)`;
+        ${o.type ?? null}::text, ${o.retryFailed ?? false}::boolean, ${
+    o.since ?? null
+  }::timestamptz, ${o.stale ?? null}::text)`;
 }
 
 /** Every candidate, oldest first, fetched a page at a time; stops at `limit` and `until`. */
-export async function* walkCandidates(sql: postgres.Sql, o: BackfillOptions): AsyncGenerator<Candidate> {
+export async function* walkCandidates(
+  sql: postgres.Sql,
+  o: BackfillOptions,
+): AsyncGenerator<Candidate> {
   const pageSize = Math.max(1, o.pageSize ?? 100);
   let remaining = o.limit ?? Infinity;
   let after: { createdAt: Date; id: string } | null = null;
@@ -153,15 +166,25 @@ export async function* walkCandidates(sql: postgres.Sql, o: BackfillOptions): As
 export async function countCandidates(sql: postgres.Sql, o: BackfillOptions): Promise<number> {
   if (o.animated) {
     const [a] = await sql<{ n: number }[]>`
-      select count(*)::int as n from public.animated_candidates(null, null, ${o.limit ?? NO_LIMIT}::int, ${o.since ?? null}::timestamptz) c
-       where ${o.until ?? null}::timestamptz is null or c.created_at < ${o.until ?? null}::timestamptz`;
+      select count(*)::int as n from public.animated_candidates(null, null, ${
+      o.limit ?? NO_LIMIT
+    }::int, ${o.since ?? null}::timestamptz) c
+       where ${o.until ?? null}::timestamptz is null or c.created_at < ${
+      o.until ?? null
+    }::timestamptz`;
     return a.n;
   }
   const [row] = await sql<{ n: number }[]>`
     select count(*)::int as n
-      from public.backfill_candidates(null, null, ${o.limit ?? NO_LIMIT}::int, ${o.type ?? null}::text,
-        ${o.retryFailed ?? false}::boolean, ${o.since ?? null}::timestamptz, ${o.stale ?? null}::text) c
-     where ${o.until ?? null}::timestamptz is null or c.created_at < ${o.until ?? null}::timestamptz`;
+      from public.backfill_candidates(null, null, ${o.limit ?? NO_LIMIT}::int, ${
+    o.type ?? null
+  }::text,
+        ${o.retryFailed ?? false}::boolean, ${o.since ?? null}::timestamptz, ${
+    o.stale ?? null
+  }::text) c
+     where ${o.until ?? null}::timestamptz is null or c.created_at < ${
+    o.until ?? null
+  }::timestamptz`;
   return row.n;
 }
 
@@ -198,34 +221,80 @@ export async function runPool<T>(
 
 export function queueLine(c: Pick<Candidate, 'id' | 'type'>, animated = false): string {
   if (animated) return `🎞️ Queuing animated preview for ${c.id}`;
-  return c.type === 'video' ? `🎬 Queuing video poster for ${c.id}` : `📸 Queuing ${c.type} preview for ${c.id}`;
+  return c.type === 'video'
+    ? `🎬 Queuing video poster for ${c.id}`
+    : `📸 Queuing ${c.type} preview for ${c.id}`;
 }
 
 function emptySummary(): BackfillSummary {
   const t = () => ({ ready: 0, failed: 0, skipped: 0, listed: 0 });
   return {
-    candidates: 0, ready: 0, failed: 0, retry: 0, skipped: 0, errors: 0, listed: 0,
-    byType: { photo: t(), product: t(), video: t() }, seconds: 0, perSecond: 0, outcomes: [],
+    candidates: 0,
+    ready: 0,
+    failed: 0,
+    retry: 0,
+    skipped: 0,
+    errors: 0,
+    listed: 0,
+    byType: { photo: t(), product: t(), video: t() },
+    seconds: 0,
+    perSecond: 0,
+    outcomes: [],
   };
 }
 
-export async function runBackfill(target: BackfillTarget, o: BackfillOptions, events: BackfillEvents = {}): Promise<BackfillSummary> {
+export async function runBackfill(
+  target: BackfillTarget,
+  o: BackfillOptions,
+  events: BackfillEvents = {},
+): Promise<BackfillSummary> {
   const summary = emptySummary();
   const progress: Progress = {
-    queued: 0, done: 0, failed: 0, skipped: 0, inFlight: 0, total: null, startedAt: performance.now(),
+    queued: 0,
+    done: 0,
+    failed: 0,
+    skipped: 0,
+    inFlight: 0,
+    total: null,
+    startedAt: performance.now(),
   };
   progress.total = await countCandidates(target.sql, o).catch(() => null);
 
   const record = (out: ItemOutcome) => {
     summary.outcomes.push(out);
-    const t = summary.byType[out.type] ?? (summary.byType[out.type] = { ready: 0, failed: 0, skipped: 0, listed: 0 });
+    const t = summary.byType[out.type] ??
+      (summary.byType[out.type] = { ready: 0, failed: 0, skipped: 0, listed: 0 });
     switch (out.result) {
-      case 'ready': summary.ready++; t.ready++; progress.done++; break;
-      case 'skipped': case 'fenced': summary.skipped++; t.skipped++; progress.skipped++; break;
-      case 'listed': summary.listed++; t.listed++; progress.done++; break;
-      case 'retry': summary.retry++; t.failed++; progress.failed++; break;
-      case 'error': summary.errors++; t.failed++; progress.failed++; break;
-      default: summary.failed++; t.failed++; progress.failed++;
+      case 'ready':
+        summary.ready++;
+        t.ready++;
+        progress.done++;
+        break;
+      case 'skipped':
+      case 'fenced':
+        summary.skipped++;
+        t.skipped++;
+        progress.skipped++;
+        break;
+      case 'listed':
+        summary.listed++;
+        t.listed++;
+        progress.done++;
+        break;
+      case 'retry':
+        summary.retry++;
+        t.failed++;
+        progress.failed++;
+        break;
+      case 'error':
+        summary.errors++;
+        t.failed++;
+        progress.failed++;
+        break;
+      default:
+        summary.failed++;
+        t.failed++;
+        progress.failed++;
     }
     events.onResult?.(out, progress);
   };
@@ -254,10 +323,26 @@ export async function runBackfill(target: BackfillTarget, o: BackfillOptions, ev
         events.onWorkerLimit?.(c, err.message);
         r = await target.afterLease(c.id, () => target.generatePreview(c.id, o.animated));
       }
-      const result = (['ready', 'failed', 'retry', 'skipped', 'fenced'].includes(r.result) ? r.result : 'error') as ItemResult;
-      record({ id: c.id, type: c.type, result, path: r.path, code: r.code, error: r.error, ms: Math.round(performance.now() - started) });
+      const result = (['ready', 'failed', 'retry', 'skipped', 'fenced'].includes(r.result)
+        ? r.result
+        : 'error') as ItemResult;
+      record({
+        id: c.id,
+        type: c.type,
+        result,
+        path: r.path,
+        code: r.code,
+        error: r.error,
+        ms: Math.round(performance.now() - started),
+      });
     } catch (err) {
-      record({ id: c.id, type: c.type, result: 'error', error: err instanceof Error ? err.message : String(err), ms: Math.round(performance.now() - started) });
+      record({
+        id: c.id,
+        type: c.type,
+        result: 'error',
+        error: err instanceof Error ? err.message : String(err),
+        ms: Math.round(performance.now() - started),
+      });
     } finally {
       progress.inFlight--;
     }
@@ -280,34 +365,64 @@ export async function coverage(sql: postgres.Sql): Promise<CoverageRow[]> {
 }
 
 /** The preview version the target's functions stamp (health?version=1): what --stale compares with. */
-export async function deployedPreviewVersion(supabaseUrl: string, doFetch: typeof fetch = fetch): Promise<string> {
+export async function deployedPreviewVersion(
+  supabaseUrl: string,
+  doFetch: typeof fetch = fetch,
+): Promise<string> {
   const res = await doFetch(`${supabaseUrl.replace(/\/+$/, '')}/functions/v1/health?version=1`);
   const body = await res.json().catch(() => null) as { previewVersion?: unknown } | null;
-  if (!res.ok || typeof body?.previewVersion !== 'string') throw new Error(`health?version=1 answered ${res.status}: no preview version`);
+  if (!res.ok || typeof body?.previewVersion !== 'string') {
+    throw new Error(`health?version=1 answered ${res.status}: no preview version`);
+  }
   return body.previewVersion;
 }
 
 /** A target that reaches generate-preview over HTTP with a service key. */
-export function httpTarget(o: { sql: postgres.Sql; supabaseUrl: string; serviceKey: string; fetch?: typeof fetch; leaseWaitMs?: number }): BackfillTarget {
+export function httpTarget(
+  o: {
+    sql: postgres.Sql;
+    supabaseUrl: string;
+    serviceKey: string;
+    fetch?: typeof fetch;
+    leaseWaitMs?: number;
+  },
+): BackfillTarget {
   const doFetch = o.fetch ?? fetch;
   const base = o.supabaseUrl.replace(/\/+$/, '');
-  const headers: Record<string, string> = { 'content-type': 'application/json', apikey: o.serviceKey };
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    apikey: o.serviceKey,
+  };
   // New opaque keys go in `apikey` only; legacy JWT keys also as the bearer token.
   if (!o.serviceKey.startsWith('sb_')) headers.authorization = `Bearer ${o.serviceKey}`;
   return {
     sql: o.sql,
     async generatePreview(id, animated) {
       const res = await doFetch(`${base}/functions/v1/generate-preview?wait=1`, {
-        method: 'POST', headers, body: JSON.stringify(animated ? { animatedId: id } : { generationId: id }),
+        method: 'POST',
+        headers,
+        body: JSON.stringify(animated ? { animatedId: id } : { generationId: id }),
       });
       const text = await res.text();
       if (res.status === 546) {
         // The worker was stopped mid-render: the row stays `processing` until its lease
         // expires, then the pg_cron sweep dispatches it again.
-        throw new WorkerLimitError(`generate-preview hit the edge runtime's WORKER_LIMIT: ${text.slice(0, 160)}`);
+        throw new WorkerLimitError(
+          `generate-preview hit the edge runtime's WORKER_LIMIT: ${text.slice(0, 160)}`,
+        );
       }
-      if (!res.ok) throw new Error(`generate-preview answered ${res.status}: ${text.slice(0, 200)}`);
-      const body = JSON.parse(text) as { results?: { generationId: string; result: string; path?: string; code?: string; error?: string }[] };
+      if (!res.ok) {
+        throw new Error(`generate-preview answered ${res.status}: ${text.slice(0, 200)}`);
+      }
+      const body = JSON.parse(text) as {
+        results?: {
+          generationId: string;
+          result: string;
+          path?: string;
+          code?: string;
+          error?: string;
+        }[];
+      };
       const r = body.results?.find((x) => x.generationId === id);
       if (!r) throw new Error(`generate-preview gave no result for ${id}`);
       return r;
@@ -315,31 +430,48 @@ export function httpTarget(o: { sql: postgres.Sql; supabaseUrl: string; serviceK
     async afterLease(id, retry) {
       const deadline = Date.now() + (o.leaseWaitMs ?? 180_000);
       for (;;) {
-        const [row] = await o.sql<{ preview_status: string; preview_path: string | null; poster_path: string | null; leased: boolean }[]>`
+        const [row] = await o.sql<
+          {
+            preview_status: string;
+            preview_path: string | null;
+            poster_path: string | null;
+            leased: boolean;
+          }[]
+        >`
           select preview_status, preview_path, poster_path,
                  (preview_status = 'processing' and not public.preview_lease_expired(g)) as leased
             from public.generations g where id = ${id}::uuid`;
         if (!row) return { result: 'skipped' };
-        if (row.preview_status === 'ready') return { result: 'ready', path: row.poster_path ?? row.preview_path ?? undefined };
+        if (row.preview_status === 'ready') {
+          return { result: 'ready', path: row.poster_path ?? row.preview_path ?? undefined };
+        }
         if (!row.leased) {
           const r = await retry();
           if (r.result !== 'skipped' || Date.now() > deadline) return r;
         } else if (Date.now() > deadline) {
-          throw new Error('still held by a stopped worker after the lease wait; the preview sweep will retry it');
+          throw new Error(
+            'still held by a stopped worker after the lease wait; the preview sweep will retry it',
+          );
         }
         await new Promise((res) => setTimeout(res, 2000));
       }
     },
     async resetForRetry(id) {
-      const [row] = await o.sql<{ ok: boolean }[]>`select public.reset_preview_for_retry(${id}::uuid) as ok`;
+      const [row] = await o.sql<
+        { ok: boolean }[]
+      >`select public.reset_preview_for_retry(${id}::uuid) as ok`;
       return row.ok === true;
     },
     async requestAnimated(id) {
-      const [row] = await o.sql<{ ok: boolean }[]>`select public.request_animated_preview(${id}::uuid, false) as ok`;
+      const [row] = await o.sql<
+        { ok: boolean }[]
+      >`select public.request_animated_preview(${id}::uuid, false) as ok`;
       return row.ok === true;
     },
     async resetForRerender(id, version) {
-      const [row] = await o.sql<{ ok: boolean }[]>`select public.reset_preview_for_rerender(${id}::uuid, ${version}) as ok`;
+      const [row] = await o.sql<
+        { ok: boolean }[]
+      >`select public.reset_preview_for_rerender(${id}::uuid, ${version}) as ok`;
       return row.ok === true;
     },
   };

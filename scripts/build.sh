@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# npm run build: type-checks every function, script and shared module with Deno, lints them,
-# checks that deno.json and package.json pin the same versions, audits that nothing reads the
-# environment at import time, and bundles each function to print its size (limit 20 MB).
+# npm run build: type-checks every function, script and shared module with Deno, checks their
+# formatting (deno fmt) and lints them, checks that deno.json and package.json pin the same
+# versions, audits that nothing reads the environment at import time, and bundles each
+# function to print its size (limit 20 MB).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -11,6 +12,8 @@ cd "$ROOT"
 mapfile -t files < <(ls functions/*/index.ts; find shared scripts bench -name '*.ts' | sort)
 echo "build: deno check (${#files[@]} modules)"
 "$DENO" check --quiet --config deno.json "${files[@]}"
+echo "build: deno fmt --check"
+"$DENO" fmt --check --quiet --config deno.json
 echo "build: deno lint"
 "$DENO" lint --quiet --config deno.json functions shared scripts bench
 "$DENO" run --quiet --allow-read scripts/check-versions.ts

@@ -13,7 +13,9 @@ for (const [specifier, target] of Object.entries(deno.imports as Record<string, 
   if (!m) continue;
   const [, name, version] = m;
   if (installed[name] === undefined) problems.push(`${specifier}: ${name} is not in package.json`);
-  else if (installed[name] !== version) problems.push(`${specifier}: deno.json has ${version}, package.json has ${installed[name]}`);
+  else if (installed[name] !== version) {
+    problems.push(`${specifier}: deno.json has ${version}, package.json has ${installed[name]}`);
+  }
 }
 if (problems.length) {
   console.error(`check-versions: deno.json and package.json drifted:\n  ${problems.join('\n  ')}`);

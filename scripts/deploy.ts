@@ -26,13 +26,22 @@ import { PREVIEW_BUCKET } from '../shared/config.ts';
 const STEPS = ['link', 'migrations', 'secrets', 'functions', 'keys', 'vault', 'core'] as const;
 type Step = typeof STEPS[number];
 const FUNCTIONS = ['kie-callback', 'kie-sync', 'generate-preview', 'library', 'health'];
-const CORE = { path: '_runtime/ffmpeg-core-0.12.10.wasm', file: 'node_modules/@ffmpeg/core/dist/esm/ffmpeg-core.wasm' };
+const CORE = {
+  path: '_runtime/ffmpeg-core-0.12.10.wasm',
+  file: 'node_modules/@ffmpeg/core/dist/esm/ffmpeg-core.wasm',
+};
 const root = new URL('..', import.meta.url).pathname;
 const supabase = `${root}node_modules/.bin/supabase`;
 
 type Options = {
-  ref?: string; dbUrl?: string; dryRun: boolean; only: Set<Step>; bucket: string;
-  url?: string; anonKey?: string; serviceKey?: string;
+  ref?: string;
+  dbUrl?: string;
+  dryRun: boolean;
+  only: Set<Step>;
+  bucket: string;
+  url?: string;
+  anonKey?: string;
+  serviceKey?: string;
 };
 
 class DeployError extends Error {}
@@ -41,15 +50,28 @@ function options(args: string[]): Options {
   const { values } = parseArgs({
     args,
     options: {
-      'project-ref': { type: 'string' }, 'db-url': { type: 'string' }, 'dry-run': { type: 'boolean', default: false },
-      only: { type: 'string' }, bucket: { type: 'string', default: PREVIEW_BUCKET }, // another bucket: tests only
-      url: { type: 'string' }, 'anon-key': { type: 'string' }, 'service-key': { type: 'string' },
+      'project-ref': { type: 'string' },
+      'db-url': { type: 'string' },
+      'dry-run': { type: 'boolean', default: false },
+      only: { type: 'string' },
+      bucket: { type: 'string', default: PREVIEW_BUCKET }, // another bucket: tests only
+      url: { type: 'string' },
+      'anon-key': { type: 'string' },
+      'service-key': { type: 'string' },
     },
   });
   const only = new Set((values.only ? values.only.split(',') : STEPS) as Step[]);
-  for (const s of only) if (!STEPS.includes(s)) throw new DeployError(`--only: unknown step "${s}" (steps: ${STEPS.join(', ')})`);
+  for (const s of only) {
+    if (!STEPS.includes(s)) {
+      throw new DeployError(`--only: unknown step "${s}" (steps: ${STEPS.join(', ')})`);
+    }
+  }
   const ref = values['project-ref'];
-  if (ref !== undefined && !/^[a-z0-9]{20}$/.test(ref)) throw new DeployError(`--project-ref must be a project ref (20 lowercase letters and digits), got "${ref}"`);
+  if (ref !== undefined && !/^[a-z0-9]{20}$/.test(ref)) {
+    throw new DeployError(
+      `--project-ref must be a project ref (20 lowercase letters and digits), got "${ref}"`,
+    );
+  }
   const needs = (step: Step, what: string, v: unknown) => {
     if (only.has(step) && !v) throw new DeployError(`step ${step} needs ${what}`);
   };
@@ -59,25 +81,43 @@ function options(args: string[]): Options {
   if (!only.has('keys')) {
     for (const s of ['vault', 'core'] as const) {
       needs(s, '--url (or the keys step)', values.url ?? ref);
-      needs(s, '--anon-key and --service-key (or the keys step)', s === 'vault' ? values['anon-key'] : values['service-key']);
+      needs(
+        s,
+        '--anon-key and --service-key (or the keys step)',
+        s === 'vault' ? values['anon-key'] : values['service-key'],
+      );
     }
   }
   if (only.has('secrets') && !values['dry-run']) {
-    for (const k of ['KIE_API_KEY', 'KIE_CALLBACK_SECRET']) if (!Deno.env.get(k)) throw new DeployError(`step secrets needs ${k} in the environment`);
+    for (const k of ['KIE_API_KEY', 'KIE_CALLBACK_SECRET']) {
+      if (!Deno.env.get(k)) throw new DeployError(`step secrets needs ${k} in the environment`);
+    }
   }
   return {
-    ref, dbUrl: values['db-url'], dryRun: values['dry-run']!, only, bucket: values.bucket!,
+    ref,
+    dbUrl: values['db-url'],
+    dryRun: values['dry-run']!,
+    only,
+    bucket: values.bucket!,
     url: (values.url ?? (ref ? `https://${ref}.supabase.co` : undefined))?.replace(/\/+$/, ''),
-    anonKey: values['anon-key'], serviceKey: values['service-key'],
+    anonKey: values['anon-key'],
+    serviceKey: values['service-key'],
   };
 }
 
-const mask = (s: string) => s.replace(/(KEY|SECRET)=([^ ]{4})[^ ]*/g, '$1=$2…').replace(/:\/\/([^:@/]+):[^@]+@/, '://$1:…@');
+const mask = (s: string) =>
+  s.replace(/(KEY|SECRET)=([^ ]{4})[^ ]*/g, '$1=$2…').replace(/:\/\/([^:@/]+):[^@]+@/, '://$1:…@');
 
 async function exec(cmd: string[], o: Options, input?: string): Promise<string> {
   console.log(`deploy:   $ ${mask(cmd.join(' '))}`);
   if (o.dryRun) return '';
-  const child = new Deno.Command(cmd[0], { args: cmd.slice(1), cwd: root, stdin: input ? 'piped' : 'null', stdout: 'piped', stderr: 'piped' }).spawn();
+  const child = new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
+    cwd: root,
+    stdin: input ? 'piped' : 'null',
+    stdout: 'piped',
+    stderr: 'piped',
+  }).spawn();
   if (input) {
     const w = child.stdin.getWriter();
     await w.write(new TextEncoder().encode(input));
@@ -85,7 +125,13 @@ async function exec(cmd: string[], o: Options, input?: string): Promise<string> 
   }
   const out = await child.output();
   const text = (b: Uint8Array) => new TextDecoder().decode(b).trim();
-  if (!out.success) throw new DeployError(`${cmd[0].split('/').pop()} exited ${out.code}: ${mask(text(out.stderr) || text(out.stdout)).slice(-600)}`);
+  if (!out.success) {
+    throw new DeployError(
+      `${cmd[0].split('/').pop()} exited ${out.code}: ${
+        mask(text(out.stderr) || text(out.stdout)).slice(-600)
+      }`,
+    );
+  }
   return text(out.stdout);
 }
 
@@ -112,7 +158,8 @@ end $$;`;
 async function run(o: Options): Promise<void> {
   const steps: Record<Step, () => Promise<string | void>> = {
     link: async () => void await exec([supabase, 'link', '--project-ref', o.ref!], o),
-    migrations: async () => void await exec([supabase, 'db', 'push', '--include-all', '--db-url', o.dbUrl!], o),
+    migrations: async () =>
+      void await exec([supabase, 'db', 'push', '--include-all', '--db-url', o.dbUrl!], o),
     secrets: async () => {
       const pairs = ['KIE_API_KEY', 'KIE_CALLBACK_SECRET', 'KIE_WEBHOOK_HMAC_KEY']
         .filter((k) => Deno.env.get(k) || (o.dryRun && k !== 'KIE_WEBHOOK_HMAC_KEY'))
@@ -121,23 +168,59 @@ async function run(o: Options): Promise<void> {
     },
     functions: async () => {
       // the codecs' wasm as modules of the graph the bundler ships (generated, not committed)
-      await exec([Deno.execPath(), 'run', '--quiet', '--allow-read', '--allow-write', 'scripts/gen-codecs.ts'], o);
+      await exec([
+        Deno.execPath(),
+        'run',
+        '--quiet',
+        '--allow-read',
+        '--allow-write',
+        'scripts/gen-codecs.ts',
+      ], o);
       await exec([supabase, 'functions', 'deploy', ...FUNCTIONS, '--project-ref', o.ref!], o);
     },
     keys: async () => {
-      const out = await exec([supabase, 'projects', 'api-keys', '--project-ref', o.ref!, '--reveal', '-o', 'json'], o);
+      const out = await exec([
+        supabase,
+        'projects',
+        'api-keys',
+        '--project-ref',
+        o.ref!,
+        '--reveal',
+        '-o',
+        'json',
+      ], o);
       if (o.dryRun) return;
       const keys = JSON.parse(out) as { name: string; api_key: string }[];
       o.anonKey = keys.find((k) => k.name === 'anon')?.api_key;
       o.serviceKey = keys.find((k) => k.name === 'service_role')?.api_key;
-      if (!o.anonKey || !o.serviceKey) throw new DeployError('the project has no legacy anon / service_role keys (kie-sync\'s pending sync needs the anon JWT)');
+      if (!o.anonKey || !o.serviceKey) {
+        throw new DeployError(
+          "the project has no legacy anon / service_role keys (kie-sync's pending sync needs the anon JWT)",
+        );
+      }
       return 'anon and service_role';
     },
     vault: async () => {
       const psql = '/usr/lib/postgresql/15/bin/psql';
-      await exec([psql, o.dbUrl!, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', `url=${o.url}`,
-        '-v', `anon_key=${o.anonKey ?? '<anon key from step keys>'}`, '-f', '-'], o, VAULT_SQL);
-      return 'project_url, anon_key (the dispatch secret is the migrations\' own)';
+      await exec(
+        [
+          psql,
+          o.dbUrl!,
+          '-X',
+          '-q',
+          '-v',
+          'ON_ERROR_STOP=1',
+          '-v',
+          `url=${o.url}`,
+          '-v',
+          `anon_key=${o.anonKey ?? '<anon key from step keys>'}`,
+          '-f',
+          '-',
+        ],
+        o,
+        VAULT_SQL,
+      );
+      return "project_url, anon_key (the dispatch secret is the migrations' own)";
     },
     core: async () => {
       const target = `${o.url}/storage/v1/object/${o.bucket}/${CORE.path}`;
@@ -145,10 +228,20 @@ async function run(o: Options): Promise<void> {
       if (o.dryRun) return;
       const auth = { authorization: `Bearer ${o.serviceKey}`, apikey: o.serviceKey! };
       const bytes = await Deno.readFile(`${root}${CORE.file}`);
-      const info = await fetch(`${o.url}/storage/v1/object/info/${o.bucket}/${CORE.path}`, { headers: auth });
-      if (info.ok && Number((await info.json()).size) === bytes.length) return `already there (${bytes.length} bytes)`;
-      const res = await fetch(target, { method: 'POST', headers: { ...auth, 'x-upsert': 'true', 'content-type': 'application/wasm' }, body: bytes });
-      if (!res.ok) throw new DeployError(`upload answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
+      const info = await fetch(`${o.url}/storage/v1/object/info/${o.bucket}/${CORE.path}`, {
+        headers: auth,
+      });
+      if (info.ok && Number((await info.json()).size) === bytes.length) {
+        return `already there (${bytes.length} bytes)`;
+      }
+      const res = await fetch(target, {
+        method: 'POST',
+        headers: { ...auth, 'x-upsert': 'true', 'content-type': 'application/wasm' },
+        body: bytes,
+      });
+      if (!res.ok) {
+        throw new DeployError(`upload answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
+      }
       return `${bytes.length} bytes`;
     },
   };
@@ -162,7 +255,11 @@ async function run(o: Options): Promise<void> {
       throw new DeployError(`step ${name} failed: ${err instanceof Error ? err.message : err}`);
     }
   }
-  console.log(o.dryRun ? 'deploy: dry run: nothing was changed' : `deploy: done; now prove it: npm run smoke -- --url ${o.url} …`);
+  console.log(
+    o.dryRun
+      ? 'deploy: dry run: nothing was changed'
+      : `deploy: done; now prove it: npm run smoke -- --url ${o.url} …`,
+  );
 }
 
 if (import.meta.main) {

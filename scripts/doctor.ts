@@ -36,45 +36,93 @@ async function ourVersions(): Promise<Set<string>> {
 
 export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): Promise<Finding[]> {
   const out: Finding[] = [];
-  const add = (level: Level, check: string, message: string, fix?: string) => out.push({ level, check, message, ...(fix ? { fix } : {}) });
+  const add = (level: Level, check: string, message: string, fix?: string) =>
+    out.push({ level, check, message, ...(fix ? { fix } : {}) });
   const mine = await ourVersions();
 
   await sql.begin('read only', async (tx) => {
     // ---- extensions
-    const [ext] = await tx<{ cron: boolean; cron_available: boolean; net: boolean; net_available: boolean }[]>`
+    const [ext] = await tx<
+      { cron: boolean; cron_available: boolean; net: boolean; net_available: boolean }[]
+    >`
       select exists (select 1 from pg_extension where extname = 'pg_cron') as cron,
              exists (select 1 from pg_available_extensions where name = 'pg_cron') as cron_available,
              (exists (select 1 from pg_extension where extname = 'pg_net') or to_regproc('net.http_post') is not null) as net,
              exists (select 1 from pg_available_extensions where name = 'pg_net') or to_regproc('net.http_post') is not null as net_available`;
-    for (const [name, on, available] of [['pg_cron', ext.cron, ext.cron_available], ['pg_net', ext.net, ext.net_available]] as const) {
-      if (!available) add('blocking', 'extensions', `${name} is not available on this database`, `enable ${name} in the dashboard (Database → Extensions); the migrations need it`);
-      else if (!on) add('info', 'extensions', `${name} is available, not yet enabled`, 'the migrations enable it');
+    for (
+      const [name, on, available] of [['pg_cron', ext.cron, ext.cron_available], [
+        'pg_net',
+        ext.net,
+        ext.net_available,
+      ]] as const
+    ) {
+      if (!available) {
+        add(
+          'blocking',
+          'extensions',
+          `${name} is not available on this database`,
+          `enable ${name} in the dashboard (Database → Extensions); the migrations need it`,
+        );
+      } else if (!on) {
+        add(
+          'info',
+          'extensions',
+          `${name} is available, not yet enabled`,
+          'the migrations enable it',
+        );
+      }
     }
 
     // ---- the table
     const columns = new Set((await tx<{ c: string }[]>`
-      select column_name as c from information_schema.columns where table_schema = 'public' and table_name = 'generations'`).map((r) => r.c));
+      select column_name as c from information_schema.columns where table_schema = 'public' and table_name = 'generations'`)
+      .map((r) => r.c));
     if (columns.size === 0) {
       add('info', 'table', 'public.generations does not exist yet', 'the migrations create it');
     } else {
       const missing = REQUIRED_COLUMNS.filter((c) => !columns.has(c));
-      if (missing.length) add('blocking', 'table', `public.generations lacks ${missing.join(', ')}`, 'these columns are the contract this system reads; add them before the migrations');
+      if (missing.length) {
+        add(
+          'blocking',
+          'table',
+          `public.generations lacks ${missing.join(', ')}`,
+          'these columns are the contract this system reads; add them before the migrations',
+        );
+      }
     }
-    const applied = (await tx<{ f: boolean }[]>`select to_regproc('public.preview_claimable') is not null as f`)[0].f;
+    const applied =
+      (await tx<{ f: boolean }[]>`select to_regproc('public.preview_claimable') is not null as f`)[
+        0
+      ].f;
 
     // ---- CLI migration history
-    const history = (await tx<{ t: boolean }[]>`select to_regclass('supabase_migrations.schema_migrations') is not null as t`)[0].t
-      ? (await tx<{ version: string }[]>`select version from supabase_migrations.schema_migrations order by version`).map((r) => r.version)
+    const history = (await tx<
+        { t: boolean }[]
+      >`select to_regclass('supabase_migrations.schema_migrations') is not null as t`)[0].t
+      ? (await tx<
+        { version: string }[]
+      >`select version from supabase_migrations.schema_migrations order by version`).map((r) =>
+        r.version
+      )
       : [];
     const foreign = history.filter((v) => !mine.has(v));
     if (foreign.length) {
-      add('blocking', 'migration-history',
-        `the supabase CLI's migration history holds ${foreign.length} version(s) this repository does not have (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? ', …' : ''}): \`supabase db push\` refuses to run`,
-        `either copy migrations/*.sql into your project's supabase/migrations and push from there, or mark them as not ours: supabase migration repair --status reverted ${foreign.join(' ')} --db-url ${dbUrlForFixes}`);
+      add(
+        'blocking',
+        'migration-history',
+        `the supabase CLI's migration history holds ${foreign.length} version(s) this repository does not have (${
+          foreign.slice(0, 5).join(', ')
+        }${foreign.length > 5 ? ', …' : ''}): \`supabase db push\` refuses to run`,
+        `either copy migrations/*.sql into your project's supabase/migrations and push from there, or mark them as not ours: supabase migration repair --status reverted ${
+          foreign.join(' ')
+        } --db-url ${dbUrlForFixes}`,
+      );
     }
 
     // ---- policies that let everybody write (the two legacy PUBLIC ones)
-    const open = await tx<{ schemaname: string; tablename: string; policyname: string; cmd: string }[]>`
+    const open = await tx<
+      { schemaname: string; tablename: string; policyname: string; cmd: string }[]
+    >`
       select schemaname, tablename, policyname, cmd from pg_policies
        where roles = '{public}' and cmd in ('UPDATE', 'INSERT', 'DELETE', 'ALL')
          and coalesce(qual, '') !~ 'auth\\.(uid|jwt|role)\\(\\)' and coalesce(with_check, '') !~ 'auth\\.(uid|jwt|role)\\(\\)'
@@ -82,23 +130,39 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
               or (schemaname = 'storage' and tablename = 'objects' and coalesce(qual, '') || coalesce(with_check, '') ~ '''generations'''))
        order by 1, 2, 3`;
     for (const p of open) {
-      add('blocking', 'policies', `policy "${p.policyname}" on ${p.schemaname}.${p.tablename} lets every role, anon included, ${p.cmd === 'ALL' ? 'read and write' : p.cmd}`,
-        `npm run adopt -- --db-url ${dbUrlForFixes} (scopes it to service_role; the app writes with the service key)`);
+      add(
+        'blocking',
+        'policies',
+        `policy "${p.policyname}" on ${p.schemaname}.${p.tablename} lets every role, anon included, ${
+          p.cmd === 'ALL' ? 'read and write' : p.cmd
+        }`,
+        `npm run adopt -- --db-url ${dbUrlForFixes} (scopes it to service_role; the app writes with the service key)`,
+      );
     }
 
     // ---- the bucket
-    const [bucket] = await tx<{ public: boolean }[]>`select public from storage.buckets where id = 'generations'`;
+    const [bucket] = await tx<
+      { public: boolean }[]
+    >`select public from storage.buckets where id = 'generations'`;
     if (bucket?.public) {
-      add('warning', 'bucket', 'bucket generations is public: anyone with a path reads every original and preview',
-        `npm run adopt -- --db-url ${dbUrlForFixes} --private-bucket, once the app reads signed URLs (stored public URLs stop working: see supabase/adoption/02_private_bucket.sql)`);
+      add(
+        'warning',
+        'bucket',
+        'bucket generations is public: anyone with a path reads every original and preview',
+        `npm run adopt -- --db-url ${dbUrlForFixes} --private-bucket, once the app reads signed URLs (stored public URLs stop working: see supabase/adoption/02_private_bucket.sql)`,
+      );
     }
     const readAll = await tx<{ policyname: string }[]>`
       select policyname from pg_policies where schemaname = 'storage' and tablename = 'objects'
          and roles && array['public', 'anon']::name[] and cmd = 'SELECT'
          and coalesce(qual, '') !~ 'auth\\.(uid|jwt|role)\\(\\)' and coalesce(qual, '') ~ '''generations'''`;
     for (const p of readAll) {
-      add('warning', 'bucket', `policy "${p.policyname}" lets anyone read every file of the bucket, even a private one, with the anon key`,
-        `npm run adopt -- --db-url ${dbUrlForFixes} --private-bucket drops it`);
+      add(
+        'warning',
+        'bucket',
+        `policy "${p.policyname}" lets anyone read every file of the bucket, even a private one, with the anon key`,
+        `npm run adopt -- --db-url ${dbUrlForFixes} --private-bucket drops it`,
+      );
     }
 
     if (columns.size === 0) return;
@@ -109,8 +173,12 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
        where g.preview_status = 'processing' and g.updated_at > now() - ${OLD_WORKER_WINDOW}::interval
          and (to_jsonb(g) ->> 'preview_started_at') is null`;
     if (worker.n > 0) {
-      add('blocking', 'old-worker', `${worker.n} row(s) were set to processing in the last ${OLD_WORKER_WINDOW} without this system's lease: an older preview worker is still running`,
-        'stop the old worker (and its cron/poller) before the backfill: two renderers would overwrite each other\'s previews');
+      add(
+        'blocking',
+        'old-worker',
+        `${worker.n} row(s) were set to processing in the last ${OLD_WORKER_WINDOW} without this system's lease: an older preview worker is still running`,
+        "stop the old worker (and its cron/poller) before the backfill: two renderers would overwrite each other's previews",
+      );
     }
 
     // ---- invalid indexes (an interrupted CREATE INDEX CONCURRENTLY)
@@ -118,8 +186,14 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
       select i.indexrelid::regclass::text as name, pg_get_indexdef(i.indexrelid) as def
         from pg_index i where i.indrelid = 'public.generations'::regclass and not i.indisvalid`;
     for (const ix of invalid) {
-      add('blocking', 'indexes', `index ${ix.name} is INVALID (an interrupted concurrent build): queries ignore it and writes still maintain it`,
-        `drop index concurrently ${ix.name}; ${ix.def.replace(/^CREATE (UNIQUE )?INDEX /, 'CREATE $1INDEX CONCURRENTLY ')};`);
+      add(
+        'blocking',
+        'indexes',
+        `index ${ix.name} is INVALID (an interrupted concurrent build): queries ignore it and writes still maintain it`,
+        `drop index concurrently ${ix.name}; ${
+          ix.def.replace(/^CREATE (UNIQUE )?INDEX /, 'CREATE $1INDEX CONCURRENTLY ')
+        };`,
+      );
     }
 
     if (!applied) {
@@ -128,43 +202,111 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
                count(*) filter (where preview_status = 'processing' and updated_at < now() - interval '1 hour')::int as stuck,
                count(*)::int as total
           from public.generations`;
-      if (rows.null_status) add('info', 'rows', `${rows.null_status} row(s) have no preview_status (NULL): treated as none once migrated`, 'the backfill takes them');
-      if (rows.stuck) add('info', 'rows', `${rows.stuck} row(s) have been processing for over an hour without a lease`, 'recovered after the lease once migrated (sweep, backfill)');
-      add('info', 'migrations', `this system's migrations are not applied yet (${rows.total} generations)`, 'supabase db push (npm run deploy), then run doctor again for the coverage report');
+      if (rows.null_status) {
+        add(
+          'info',
+          'rows',
+          `${rows.null_status} row(s) have no preview_status (NULL): treated as none once migrated`,
+          'the backfill takes them',
+        );
+      }
+      if (rows.stuck) {
+        add(
+          'info',
+          'rows',
+          `${rows.stuck} row(s) have been processing for over an hour without a lease`,
+          'recovered after the lease once migrated (sweep, backfill)',
+        );
+      }
+      add(
+        'info',
+        'migrations',
+        `this system's migrations are not applied yet (${rows.total} generations)`,
+        'supabase db push (npm run deploy), then run doctor again for the coverage report',
+      );
       return;
     }
 
     // ---- after the migrations: vault, cron, coverage
-    const vault = new Set((await tx<{ name: string }[]>`select name from vault.secrets where name = any(${VAULT})`).map((r) => r.name));
+    const vault = new Set(
+      (await tx<{ name: string }[]>`select name from vault.secrets where name = any(${VAULT})`).map(
+        (r) => r.name,
+      ),
+    );
     const noVault = VAULT.filter((n) => !vault.has(n));
     if (noVault.length) {
-      add('blocking', 'vault', `vault secret(s) ${noVault.join(', ')} missing: the trigger and pg_cron cannot call the functions`,
-        'npm run deploy -- --only vault … (see docs/deploy.md)');
+      add(
+        'blocking',
+        'vault',
+        `vault secret(s) ${
+          noVault.join(', ')
+        } missing: the trigger and pg_cron cannot call the functions`,
+        'npm run deploy -- --only vault … (see docs/deploy.md)',
+      );
     }
-    const jobs = new Set((await tx<{ jobname: string }[]>`select jobname from cron.job`).map((r) => r.jobname));
+    const jobs = new Set(
+      (await tx<{ jobname: string }[]>`select jobname from cron.job`).map((r) => r.jobname),
+    );
     const noJobs = CRON_JOBS.filter((j) => !jobs.has(j));
-    if (noJobs.length) add('blocking', 'cron', `pg_cron job(s) ${noJobs.join(', ')} missing`, 'apply the migrations again (20261127000400_cron_jobs.sql schedules them)');
+    if (noJobs.length) {
+      add(
+        'blocking',
+        'cron',
+        `pg_cron job(s) ${noJobs.join(', ')} missing`,
+        'apply the migrations again (20261127000400_cron_jobs.sql schedules them)',
+      );
+    }
 
     const [todo] = await tx<{ n: number; null_status: number }[]>`
       select count(*) filter (where public.preview_claimable(g))::int as n,
              count(*) filter (where public.preview_claimable(g) and g.preview_status is null)::int as null_status
         from public.generations g`;
     if (todo.n) {
-      add('info', 'backfill', `${todo.n} row(s) need a preview and can be claimed now${todo.null_status ? ` (${todo.null_status} with a NULL preview_status)` : ''}`,
-        'npm run backfill:previews (with SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY, SUPABASE_DB_URL)');
+      add(
+        'info',
+        'backfill',
+        `${todo.n} row(s) need a preview and can be claimed now${
+          todo.null_status ? ` (${todo.null_status} with a NULL preview_status)` : ''
+        }`,
+        'npm run backfill:previews (with SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY, SUPABASE_DB_URL)',
+      );
     }
-    const [orphans] = await tx<{ n: number }[]>`select count(*)::int as n from public.preview_orphan_objects(100000)`;
-    if (orphans.n) add('info', 'orphans', `${orphans.n} object(s) at this system's paths have no row (deleted before the object lifecycle, or while a worker wrote)`, `npm run orphans -- --db-url ${dbUrlForFixes} --apply`);
+    const [orphans] = await tx<
+      { n: number }[]
+    >`select count(*)::int as n from public.preview_orphan_objects(100000)`;
+    if (orphans.n) {
+      add(
+        'info',
+        'orphans',
+        `${orphans.n} object(s) at this system's paths have no row (deleted before the object lifecycle, or while a worker wrote)`,
+        `npm run orphans -- --db-url ${dbUrlForFixes} --apply`,
+      );
+    }
     const [stuckDeletes] = await tx<{ n: number; error: string | null }[]>`
       select count(*)::int as n, max(last_error) as error from public.preview_object_deletions where attempts >= 5`;
-    if (stuckDeletes.n) add('warning', 'cleanup', `${stuckDeletes.n} object deletion(s) failed 5 times or more (last: ${stuckDeletes.error}); retried hourly`, 'check the Storage API and the service key of generate-preview');
-    const coverage = await tx<{ type: string; state: string; reason: string | null; total: number }[]>`
+    if (stuckDeletes.n) {
+      add(
+        'warning',
+        'cleanup',
+        `${stuckDeletes.n} object deletion(s) failed 5 times or more (last: ${stuckDeletes.error}); retried hourly`,
+        'check the Storage API and the service key of generate-preview',
+      );
+    }
+    const coverage = await tx<
+      { type: string; state: string; reason: string | null; total: number }[]
+    >`
       select type, state, reason, total::int as total from public.preview_coverage
        where state in ('not_previewable', 'failed') or reason = 'stale_lease' order by state, type, reason`;
     for (const c of coverage) {
-      add('info', 'coverage', c.state === 'not_previewable'
-        ? `${c.total} ${c.type} row(s) get no preview: ${c.reason}`
-        : c.state === 'failed' ? `${c.total} ${c.type} preview(s) failed: ${c.reason}` : `${c.total} ${c.type} row(s) processing past the lease`);
+      add(
+        'info',
+        'coverage',
+        c.state === 'not_previewable'
+          ? `${c.total} ${c.type} row(s) get no preview: ${c.reason}`
+          : c.state === 'failed'
+          ? `${c.total} ${c.type} preview(s) failed: ${c.reason}`
+          : `${c.total} ${c.type} row(s) processing past the lease`,
+      );
     }
   });
   return out;
@@ -177,13 +319,25 @@ function mask(url: string): string {
 async function main(args: string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({ args, options: { 'db-url': { type: 'string' }, json: { type: 'boolean', default: false } } }));
+    ({ values } = parseArgs({
+      args,
+      options: { 'db-url': { type: 'string' }, json: { type: 'boolean', default: false } },
+    }));
     if (!values['db-url']) throw new Error('--db-url is required');
   } catch (err) {
-    console.error(`doctor: ${err instanceof Error ? err.message : err}\nusage: npm run doctor -- --db-url <postgres URL> [--json]`);
+    console.error(
+      `doctor: ${
+        err instanceof Error ? err.message : err
+      }\nusage: npm run doctor -- --db-url <postgres URL> [--json]`,
+    );
     return 2;
   }
-  const sql = postgres(values['db-url'], { max: 1, prepare: false, connect_timeout: 10, onnotice: () => {} });
+  const sql = postgres(values['db-url'], {
+    max: 1,
+    prepare: false,
+    connect_timeout: 10,
+    onnotice: () => {},
+  });
   try {
     const findings = await diagnose(sql, mask(values['db-url']));
     const blocking = findings.filter((f) => f.level === 'blocking').length;
@@ -196,7 +350,11 @@ async function main(args: string[]): Promise<number> {
         if (f.fix) console.log(`${' '.repeat(28)}fix: ${f.fix}`);
       }
       const warnings = findings.filter((f) => f.level === 'warning').length;
-      console.log(`doctor: ${blocking} blocking, ${warnings} warning(s), ${findings.length - blocking - warnings} info`);
+      console.log(
+        `doctor: ${blocking} blocking, ${warnings} warning(s), ${
+          findings.length - blocking - warnings
+        } info`,
+      );
     }
     return blocking > 0 ? 1 : 0;
   } catch (err) {

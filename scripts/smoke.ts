@@ -23,16 +23,27 @@ import { PREVIEW_BUCKET } from '../shared/config.ts';
 import { signKieWebhook } from '../shared/kie/signature.ts';
 
 type Options = {
-  url: string; serviceKey: string; anonKey: string; dbUrl: string; callbackSecret: string;
-  hmacKey?: string; bucket: string; timeoutS: number; rowDefaults: Record<string, unknown>;
+  url: string;
+  serviceKey: string;
+  anonKey: string;
+  dbUrl: string;
+  callbackSecret: string;
+  hmacKey?: string;
+  bucket: string;
+  timeoutS: number;
+  rowDefaults: Record<string, unknown>;
 };
 
 function options(args: string[]): Options {
   const { values } = parseArgs({
     args,
     options: {
-      url: { type: 'string' }, 'service-key': { type: 'string' }, 'anon-key': { type: 'string' },
-      'db-url': { type: 'string' }, 'callback-secret': { type: 'string' }, 'hmac-key': { type: 'string' },
+      url: { type: 'string' },
+      'service-key': { type: 'string' },
+      'anon-key': { type: 'string' },
+      'db-url': { type: 'string' },
+      'callback-secret': { type: 'string' },
+      'hmac-key': { type: 'string' },
       timeout: { type: 'string', default: '120' },
       'row-defaults': { type: 'string', default: '{}' },
     },
@@ -43,9 +54,15 @@ function options(args: string[]): Options {
   const timeoutS = Number(values.timeout);
   if (!(timeoutS > 0)) throw new Error('--timeout must be a number of seconds');
   return {
-    url: values.url!.replace(/\/+$/, ''), serviceKey: values['service-key']!, anonKey: values['anon-key']!,
-    dbUrl: values['db-url']!, callbackSecret: values['callback-secret']!, hmacKey: values['hmac-key'],
-    bucket: PREVIEW_BUCKET, timeoutS, rowDefaults: JSON.parse(values['row-defaults']!),
+    url: values.url!.replace(/\/+$/, ''),
+    serviceKey: values['service-key']!,
+    anonKey: values['anon-key']!,
+    dbUrl: values['db-url']!,
+    callbackSecret: values['callback-secret']!,
+    hmacKey: values['hmac-key'],
+    bucket: PREVIEW_BUCKET,
+    timeoutS,
+    rowDefaults: JSON.parse(values['row-defaults']!),
   };
 }
 
@@ -72,7 +89,11 @@ async function main(o: Options): Promise<boolean> {
     const started = performance.now();
     try {
       const detail = await fn();
-      console.log(`smoke: ✓ ${name} (${Math.round(performance.now() - started)} ms)${detail ? `: ${detail}` : ''}`);
+      console.log(
+        `smoke: ✓ ${name} (${Math.round(performance.now() - started)} ms)${
+          detail ? `: ${detail}` : ''
+        }`,
+      );
     } catch (err) {
       ok = false;
       console.log(`smoke: ✗ ${name}: ${err instanceof Error ? err.message : err}`);
@@ -87,22 +108,47 @@ async function main(o: Options): Promise<boolean> {
       headers['x-webhook-timestamp'] = ts;
       headers['x-webhook-signature'] = await signKieWebhook(o.hmacKey, taskId, ts);
     }
-    return await fetch(`${o.url}/functions/v1/kie-callback?secret=${encodeURIComponent(secret)}`, { method: 'POST', headers, body: JSON.stringify(body) });
+    return await fetch(`${o.url}/functions/v1/kie-callback?secret=${encodeURIComponent(secret)}`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify(body),
+    });
   };
-  type Row = { id: string; status: string; preview_status: string; preview_path: string | null; poster_path: string | null; original_path: string | null; error: string | null; updated_at: Date };
-  const rows = async (): Promise<Row[]> => await sql<Row[]>`
+  type Row = {
+    id: string;
+    status: string;
+    preview_status: string;
+    preview_path: string | null;
+    poster_path: string | null;
+    original_path: string | null;
+    error: string | null;
+    updated_at: Date;
+  };
+  const rows = async (): Promise<Row[]> =>
+    await sql<Row[]>`
     select id, status, preview_status, preview_path, poster_path, original_path, error, updated_at
-      from public.generations where id = any(${items.map((i) => i.id ?? '00000000-0000-0000-0000-000000000000')}::uuid[]) order by type`;
+      from public.generations where id = any(${
+      items.map((i) => i.id ?? '00000000-0000-0000-0000-000000000000')
+    }::uuid[]) order by type`;
 
   try {
     await step('health', async () => {
       const res = await fn('health');
-      check(res.status === 200 && (await res.json()).status === 'ok', `GET health answered ${res.status}`);
+      check(
+        res.status === 200 && (await res.json()).status === 'ok',
+        `GET health answered ${res.status}`,
+      );
     });
     await step('deep health (service role)', async () => {
-      const res = await fn('health', { query: '?deep=1', headers: { authorization: `Bearer ${o.serviceKey}`, apikey: o.serviceKey } });
+      const res = await fn('health', {
+        query: '?deep=1',
+        headers: { authorization: `Bearer ${o.serviceKey}`, apikey: o.serviceKey },
+      });
       const body = await res.json().catch(() => null);
-      check(res.status === 200 && body?.status === 'ok', `health?deep=1 answered ${res.status} ${JSON.stringify(body)}`);
+      check(
+        res.status === 200 && body?.status === 'ok',
+        `health?deep=1 answered ${res.status} ${JSON.stringify(body)}`,
+      );
     });
     await step('a smoke user', async () => {
       const email = `smoke-${run}@example.invalid`;
@@ -113,22 +159,39 @@ async function main(o: Options): Promise<boolean> {
       const anon = createClient(o.url, o.anonKey, noSession);
       const signed = await anon.auth.signInWithPassword({ email, password });
       check(!signed.error && signed.data.session, `sign-in: ${signed.error?.message}`);
-      user = createClient(o.url, o.anonKey, { ...noSession, global: { headers: { Authorization: `Bearer ${signed.data.session!.access_token}` } } });
+      user = createClient(o.url, o.anonKey, {
+        ...noSession,
+        global: { headers: { Authorization: `Bearer ${signed.data.session!.access_token}` } },
+      });
       return `${email} (${made.userId})`;
     });
-    await step('upload a photo and a video into the user\'s folder', async () => {
+    await step("upload a photo and a video into the user's folder", async () => {
       for (const item of items) {
-        const [file, type] = item.type === 'photo' ? ['photo.jpg', 'image/jpeg'] : ['video.mp4', 'video/mp4'];
+        const [file, type] = item.type === 'photo'
+          ? ['photo.jpg', 'image/jpeg']
+          : ['video.mp4', 'video/mp4'];
         item.path = `${made.userId}/smoke/${run}-${file}`;
-        const { error } = await admin.storage.from(o.bucket).upload(item.path, await Deno.readFile(new URL(`./smoke/${file}`, import.meta.url)), { contentType: type });
+        const { error } = await admin.storage.from(o.bucket).upload(
+          item.path,
+          await Deno.readFile(new URL(`./smoke/${file}`, import.meta.url)),
+          { contentType: type },
+        );
         check(!error, `upload ${item.path}: ${error?.message}`);
         made.objects.push(item.path);
       }
     });
     await step('two pending generations', async () => {
       for (const item of items) {
-        const row = { ...o.rowDefaults, user_id: made.userId, type: item.type, status: 'pending', task_id: item.taskId };
-        const [r] = await sql<{ id: string }[]>`insert into public.generations ${sql(row)} returning id`;
+        const row = {
+          ...o.rowDefaults,
+          user_id: made.userId,
+          type: item.type,
+          status: 'pending',
+          task_id: item.taskId,
+        };
+        const [r] = await sql<{ id: string }[]>`insert into public.generations ${
+          sql(row)
+        } returning id`;
         item.id = r.id;
       }
       return items.map((i) => i.id).join(', ');
@@ -136,9 +199,20 @@ async function main(o: Options): Promise<boolean> {
     await step('KIE success callbacks (secret and signature) → 200', async () => {
       for (const item of items) {
         const assetUrl = `${o.url}/storage/v1/object/authenticated/${o.bucket}/${item.path}`;
-        const body = { code: 200, msg: 'success', data: { taskId: item.taskId, state: 'success', resultJson: JSON.stringify({ resultUrls: [assetUrl] }) } };
+        const body = {
+          code: 200,
+          msg: 'success',
+          data: {
+            taskId: item.taskId,
+            state: 'success',
+            resultJson: JSON.stringify({ resultUrls: [assetUrl] }),
+          },
+        };
         const res = await callback(body, item.taskId);
-        check(res.status === 200, `kie-callback for ${item.type} answered ${res.status}: ${await res.text()}`);
+        check(
+          res.status === 200,
+          `kie-callback for ${item.type} answered ${res.status}: ${await res.text()}`,
+        );
       }
     });
     let ready: Row[] = [];
@@ -149,10 +223,17 @@ async function main(o: Options): Promise<boolean> {
         const failed = ready.find((r) => r.preview_status === 'failed');
         check(!failed, `${failed?.id} failed: ${failed?.error}`);
         if (ready.length === 2 && ready.every((r) => r.preview_status === 'ready')) break;
-        check(Date.now() < deadline, `not ready after ${o.timeoutS} s: ${ready.map((r) => `${r.status}/${r.preview_status}`).join(', ')}`);
+        check(
+          Date.now() < deadline,
+          `not ready after ${o.timeoutS} s: ${
+            ready.map((r) => `${r.status}/${r.preview_status}`).join(', ')
+          }`,
+        );
         await new Promise((r) => setTimeout(r, 1000));
       }
-      for (const r of ready) made.objects.push(...[r.preview_path, r.poster_path].filter((p): p is string => !!p));
+      for (const r of ready) {
+        made.objects.push(...[r.preview_path, r.poster_path].filter((p): p is string => !!p));
+      }
       return ready.map((r) => r.preview_path ?? r.poster_path).join(', ');
     });
     await step('the preview and the poster are WebP in storage', async () => {
@@ -160,18 +241,25 @@ async function main(o: Options): Promise<boolean> {
         const path = (r.preview_path ?? r.poster_path)!;
         const { data, error } = await admin.storage.from(o.bucket).download(path);
         check(!error && data, `download ${path}: ${error?.message}`);
-        const head = new TextDecoder().decode(new Uint8Array(await data!.arrayBuffer()).subarray(0, 12));
+        const head = new TextDecoder().decode(
+          new Uint8Array(await data!.arrayBuffer()).subarray(0, 12),
+        );
         check(head.startsWith('RIFF') && head.endsWith('WEBP'), `${path} is not a WebP`);
       }
     });
     await step('the library lists both with signed URLs that load', async () => {
       const res = await user!.functions.invoke('library', { method: 'GET' });
       check(!res.error, `library: ${res.error?.message}`);
-      const listed = (res.data.items as { id: string; previewUrl: string | null }[]).filter((i) => items.some((x) => x.id === i.id));
+      const listed = (res.data.items as { id: string; previewUrl: string | null }[]).filter((i) =>
+        items.some((x) => x.id === i.id)
+      );
       check(listed.length === 2, `the library lists ${listed.length} of the 2 smoke items`);
       for (const item of listed) {
         const img = await fetch(item.previewUrl!);
-        check(img.status === 200 && img.headers.get('content-type') === 'image/webp', `${item.previewUrl} answered ${img.status} ${img.headers.get('content-type')}`);
+        check(
+          img.status === 200 && img.headers.get('content-type') === 'image/webp',
+          `${item.previewUrl} answered ${img.status} ${img.headers.get('content-type')}`,
+        );
         await img.body?.cancel();
       }
     });
@@ -179,20 +267,33 @@ async function main(o: Options): Promise<boolean> {
       const before = await rows();
       const res = await user!.functions.invoke('kie-sync', { body: { taskId: items[0].taskId } });
       check(!res.error, `kie-sync: ${res.error?.message}`);
-      check(res.data.results?.[0]?.changed === false, `kie-sync answered ${JSON.stringify(res.data)}`);
+      check(
+        res.data.results?.[0]?.changed === false,
+        `kie-sync answered ${JSON.stringify(res.data)}`,
+      );
       const after = await rows();
       check(JSON.stringify(after) === JSON.stringify(before), 'the rows changed');
     });
     await step('a forged callback is refused (401) and changes nothing', async () => {
       const before = await rows();
-      const res = await callback({ code: 501, msg: 'failed', data: { taskId: items[0].taskId, state: 'fail', failMsg: 'smoke forgery' } }, items[0].taskId, `${o.callbackSecret}-forged`);
+      const res = await callback(
+        {
+          code: 501,
+          msg: 'failed',
+          data: { taskId: items[0].taskId, state: 'fail', failMsg: 'smoke forgery' },
+        },
+        items[0].taskId,
+        `${o.callbackSecret}-forged`,
+      );
       check(res.status === 401, `a wrong secret answered ${res.status}`);
       check(JSON.stringify(await rows()) === JSON.stringify(before), 'the rows changed');
     });
   } finally {
     // everything this run made goes, whatever happened above
     const cleanup: string[] = [];
-    for (const r of await rows().catch(() => [])) if (r.original_path) made.objects.push(r.original_path);
+    for (const r of await rows().catch(() => [])) {
+      if (r.original_path) made.objects.push(r.original_path);
+    }
     const unique = [...new Set(made.objects)];
     if (unique.length) {
       const { error } = await admin.storage.from(o.bucket).remove(unique);

@@ -44,7 +44,9 @@ export function callerOf(req: Request, config: Pick<Config, 'serviceKeys'>): Cal
   try {
     const claims = decodeJwt(bearer);
     if (claims.role === 'service_role') return { role: 'service_role' };
-    if (claims.role === 'authenticated' && typeof claims.sub === 'string') return { role: 'authenticated', userId: claims.sub };
+    if (claims.role === 'authenticated' && typeof claims.sub === 'string') {
+      return { role: 'authenticated', userId: claims.sub };
+    }
   } catch { /* not a JWT */ }
   return { role: 'anon' };
 }

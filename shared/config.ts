@@ -114,7 +114,9 @@ export function loadConfig(env: EnvReader = readEnv): Config {
   const secretKeys = keyDictionary(env, 'SUPABASE_SECRET_KEYS');
   const serviceKeys = [...secretKeys, ...(legacyService ? [legacyService] : [])];
   if (serviceKeys.length === 0) {
-    throw new ConfigError('Missing environment variable SUPABASE_SERVICE_ROLE_KEY (or SUPABASE_SECRET_KEYS)');
+    throw new ConfigError(
+      'Missing environment variable SUPABASE_SERVICE_ROLE_KEY (or SUPABASE_SECRET_KEYS)',
+    );
   }
   const anonKeys = keyDictionary(env, 'SUPABASE_PUBLISHABLE_KEYS');
   return {
@@ -135,7 +137,13 @@ export function loadConfig(env: EnvReader = readEnv): Config {
       bucket: PREVIEW_BUCKET,
       maxSide: integer(env, 'PREVIEW_MAX_SIDE', RENDER_DEFAULTS.maxSide, 32, 4096),
       quality: integer(env, 'PREVIEW_QUALITY', RENDER_DEFAULTS.quality, 1, 100),
-      maxSourceBytes: integer(env, 'PREVIEW_MAX_SOURCE_BYTES', RENDER_DEFAULTS.maxBytes, 1024, 2 ** 31),
+      maxSourceBytes: integer(
+        env,
+        'PREVIEW_MAX_SOURCE_BYTES',
+        RENDER_DEFAULTS.maxBytes,
+        1024,
+        2 ** 31,
+      ),
       maxPixels: integer(env, 'PREVIEW_MAX_PIXELS', RENDER_DEFAULTS.maxPixels, 1, 1_000_000_000),
       downloadTimeoutMs: integer(env, 'PREVIEW_DOWNLOAD_TIMEOUT_MS', 20_000, 100, 140_000),
       allowedPrivateHosts: (env('PREVIEW_ALLOWED_PRIVATE_HOSTS') ?? '')

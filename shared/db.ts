@@ -21,7 +21,16 @@ let sql: Sql | undefined;
 export function isTransientDbError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return false;
-  return ['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']
+  return [
+    'CONNECTION_CLOSED',
+    'CONNECTION_ENDED',
+    'CONNECTION_DESTROYED',
+    'CONNECT_TIMEOUT',
+    'ECONNREFUSED',
+    'ECONNRESET',
+    'EPIPE',
+    'ETIMEDOUT',
+  ]
     .includes(code) || code.startsWith('08') || ['57P01', '57P02', '57P03', '53300'].includes(code);
 }
 
@@ -73,23 +82,30 @@ type Row = Database['public']['Tables']['generations']['Row'];
  * What claim_preview returns (types generated from the database by `supabase gen types`): the
  * source is original_path (an object of ours) when set, else source_url.
  */
-export type Claim = Omit<Fns['claim_preview']['Returns'][number], 'kind' | 'model' | 'original_path' | 'source_url' | 'cover_url'> & {
-  /** target_path: where the preview goes; original_stem: the original copy's path without extension. */
-  /** KIE's cover image of a video, the poster's fallback (apply_kie_result stores it). */
-  cover_url: string | null;
-  /** lease_ms: how long the claim is ours (the database's preview_lease()). */
-  kind: PreviewKind;
-  model: string | null;
-  original_path: string | null;
-  source_url: string | null;
-};
+export type Claim =
+  & Omit<
+    Fns['claim_preview']['Returns'][number],
+    'kind' | 'model' | 'original_path' | 'source_url' | 'cover_url'
+  >
+  & {
+    /** target_path: where the preview goes; original_stem: the original copy's path without extension. */
+    /** KIE's cover image of a video, the poster's fallback (apply_kie_result stores it). */
+    cover_url: string | null;
+    /** lease_ms: how long the claim is ours (the database's preview_lease()). */
+    kind: PreviewKind;
+    model: string | null;
+    original_path: string | null;
+    source_url: string | null;
+  };
 
 export type SyncOutcome = Fns['apply_kie_result']['Returns'][number];
 
 /** A task's row as the sync sees it; `model` is the database's generation_model(). */
-export type GenerationRef = Pick<Row, 'id' | 'user_id' | 'task_id' | 'type' | 'status' | 'preview_status' | 'asset_url'> & {
-  model: string | null;
-};
+export type GenerationRef =
+  & Pick<Row, 'id' | 'user_id' | 'task_id' | 'type' | 'status' | 'preview_status' | 'asset_url'>
+  & {
+    model: string | null;
+  };
 
 /** The preview state machine as TypeScript sees it: the narrow interface tests can swap. */
 export interface PreviewStore {
@@ -97,34 +113,59 @@ export interface PreviewStore {
   claim(generationId: string): Promise<Claim | null>;
   /** Whether this attempt still holds the claim (checked right before writing objects). */
   isCurrent(c: Claim): Promise<boolean>;
-  complete(c: Claim, r: { path: string; width: number; height: number; thumbhash: string; originalPath: string | null; version: string }): Promise<boolean>;
-  fail(c: Claim, e: { code: string; message: string; retryable: boolean }): Promise<'retry' | 'failed' | null>;
+  complete(
+    c: Claim,
+    r: {
+      path: string;
+      width: number;
+      height: number;
+      thumbhash: string;
+      originalPath: string | null;
+      version: string;
+    },
+  ): Promise<boolean>;
+  fail(
+    c: Claim,
+    e: { code: string; message: string; retryable: boolean },
+  ): Promise<'retry' | 'failed' | null>;
   /** After a video's poster (PREVIEW_ANIMATED on): ask for its animated preview, a step of its own. */
   requestAnimated(id: string): Promise<boolean>;
 }
 
 /** What claim_animated_preview returns: the source, where the clip goes, the attempt (fencing token). */
-export type AnimatedClaim = Fns['claim_animated_preview']['Returns'][number] & { original_path: string | null; source_url: string | null };
+export type AnimatedClaim = Fns['claim_animated_preview']['Returns'][number] & {
+  original_path: string | null;
+  source_url: string | null;
+};
 
 /** The animated preview's step: claim, complete and fail, fenced like the poster's. */
 export interface AnimatedStore {
   claim(generationId: string): Promise<AnimatedClaim | null>;
   complete(c: AnimatedClaim, path: string): Promise<boolean>;
-  fail(c: AnimatedClaim, e: { code: string; retryable: boolean }): Promise<'retry' | 'failed' | null>;
+  fail(
+    c: AnimatedClaim,
+    e: { code: string; retryable: boolean },
+  ): Promise<'retry' | 'failed' | null>;
 }
 
 export function createAnimatedStore(db: Sql = getSql()): AnimatedStore {
   return {
     async claim(generationId) {
-      const rows = await reconnecting(() => db<AnimatedClaim[]>`select * from public.claim_animated_preview(${generationId}::uuid)`);
+      const rows = await reconnecting(() =>
+        db<AnimatedClaim[]>`select * from public.claim_animated_preview(${generationId}::uuid)`
+      );
       return rows[0] ?? null;
     },
     async complete(c, path) {
-      const [row] = await reconnecting(() => db`select public.complete_animated_preview(${c.id}::uuid, ${c.attempt}, ${path}) as ok`);
+      const [row] = await reconnecting(() =>
+        db`select public.complete_animated_preview(${c.id}::uuid, ${c.attempt}, ${path}) as ok`
+      );
       return row.ok === true;
     },
     async fail(c, e) {
-      const [row] = await reconnecting(() => db`select public.fail_animated_preview(${c.id}::uuid, ${c.attempt}, ${e.code}, ${e.retryable}) as state`);
+      const [row] = await reconnecting(() =>
+        db`select public.fail_animated_preview(${c.id}::uuid, ${c.attempt}, ${e.code}, ${e.retryable}) as state`
+      );
       return row.state ?? null;
     },
   };
@@ -136,26 +177,36 @@ export function createPreviewStore(db: Sql = getSql()): PreviewStore {
     // the server before the connection died finds the row claimed on the retry (skipped; the
     // lease expires and the sweep sends it again); complete and fail are fenced by the attempt.
     async claim(generationId) {
-      const rows = await reconnecting(() => db<Claim[]>`select * from public.claim_preview(${generationId}::uuid)`);
+      const rows = await reconnecting(() =>
+        db<Claim[]>`select * from public.claim_preview(${generationId}::uuid)`
+      );
       return rows[0] ?? null;
     },
     async isCurrent(c) {
-      const [row] = await reconnecting(() => db`select public.preview_claim_is_current(${c.id}::uuid, ${c.attempt}) as current`);
+      const [row] = await reconnecting(() =>
+        db`select public.preview_claim_is_current(${c.id}::uuid, ${c.attempt}) as current`
+      );
       return row.current === true;
     },
     async complete(c, r) {
-      const [row] = await reconnecting(() => db`
+      const [row] = await reconnecting(() =>
+        db`
         select public.complete_preview(${c.id}::uuid, ${c.attempt}, ${r.path}, ${r.width}, ${r.height},
-          ${r.thumbhash}, ${r.originalPath}, ${r.version}) as ok`);
+          ${r.thumbhash}, ${r.originalPath}, ${r.version}) as ok`
+      );
       return row.ok === true;
     },
     async fail(c, e) {
-      const [row] = await reconnecting(() => db`
-        select public.fail_preview(${c.id}::uuid, ${c.attempt}, ${e.code}, ${e.message}, ${e.retryable}) as state`);
+      const [row] = await reconnecting(() =>
+        db`
+        select public.fail_preview(${c.id}::uuid, ${c.attempt}, ${e.code}, ${e.message}, ${e.retryable}) as state`
+      );
       return row.state ?? null;
     },
     async requestAnimated(id) {
-      const [row] = await reconnecting(() => db`select public.request_animated_preview(${id}::uuid) as ok`);
+      const [row] = await reconnecting(() =>
+        db`select public.request_animated_preview(${id}::uuid) as ok`
+      );
       return row.ok === true;
     },
   };
@@ -172,7 +223,12 @@ export interface DeletionStore {
 
 export function createDeletionStore(db: Sql = getSql()): DeletionStore {
   return {
-    claim: (limit) => reconnecting(() => db<{ path: string; attempt: number }[]>`select * from public.claim_preview_object_deletions(${limit})`),
+    claim: (limit) =>
+      reconnecting(() =>
+        db<
+          { path: string; attempt: number }[]
+        >`select * from public.claim_preview_object_deletions(${limit})`
+      ),
     async complete(paths) {
       await reconnecting(() => db`select public.complete_preview_object_deletions(${paths})`);
     },
@@ -185,7 +241,9 @@ export function createDeletionStore(db: Sql = getSql()): DeletionStore {
 /** The one write of a KIE sync (terminal states final; no write when nothing changes). */
 export async function applyKieResult(r: KieWrite, db: Sql = getSql()): Promise<SyncOutcome | null> {
   const rows = await db<SyncOutcome[]>`
-    select * from public.apply_kie_result(${r.taskId}, ${r.state}, ${db.json(r.resultUrls)}, ${r.assetUrl}, ${r.error}, ${r.coverUrl})`;
+    select * from public.apply_kie_result(${r.taskId}, ${r.state}, ${
+    db.json(r.resultUrls)
+  }, ${r.assetUrl}, ${r.error}, ${r.coverUrl})`;
   return rows[0] ?? null;
 }
 
@@ -193,7 +251,12 @@ export async function applyKieResult(r: KieWrite, db: Sql = getSql()): Promise<S
  * Remembers a signed KIE callback by (task, X-Webhook-Timestamp): 'first', 'repeat' (the same
  * body again: a redelivery) or 'replay' (another body under a used signature: refuse).
  */
-export async function recordKieCallback(taskId: string, signedAt: number, bodySha256: string, db: Sql = getSql()): Promise<'first' | 'repeat' | 'replay'> {
+export async function recordKieCallback(
+  taskId: string,
+  signedAt: number,
+  bodySha256: string,
+  db: Sql = getSql(),
+): Promise<'first' | 'repeat' | 'replay'> {
   const [row] = await db<{ use: 'first' | 'repeat' | 'replay' }[]>`
     select public.record_kie_callback(${taskId}, ${signedAt}, ${bodySha256}) as use`;
   return row.use;
@@ -201,11 +264,16 @@ export async function recordKieCallback(taskId: string, signedAt: number, bodySh
 
 /** Whether `presented` is the vault's dispatch secret (what pg_net's requests carry). */
 export async function dispatchSecretOk(presented: string, db: Sql = getSql()): Promise<boolean> {
-  const [row] = await db<{ ok: boolean }[]>`select public.preview_dispatch_secret_ok(${presented}) as ok`;
+  const [row] = await db<
+    { ok: boolean }[]
+  >`select public.preview_dispatch_secret_ok(${presented}) as ok`;
   return row.ok === true;
 }
 
-export async function findGenerationByTask(taskId: string, db: Sql = getSql()): Promise<GenerationRef | null> {
+export async function findGenerationByTask(
+  taskId: string,
+  db: Sql = getSql(),
+): Promise<GenerationRef | null> {
   // the newest row of the task, the one apply_kie_result writes
   const rows = await db<GenerationRef[]>`
     select g.id, g.user_id, g.task_id, g.type, g.status, g.preview_status, public.generation_model(g) as model, g.asset_url

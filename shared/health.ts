@@ -16,13 +16,18 @@ import { getAdminClient } from './storage.ts';
 export async function handleHealth(req: Request): Promise<Response> {
   const params = new URL(req.url).searchParams;
   // the preview version this deployment stamps (backfill --stale re-renders the others)
-  if (params.get('version') === '1') return json({ previewVersion: previewVersion(getConfig().preview) });
+  if (params.get('version') === '1') {
+    return json({ previewVersion: previewVersion(getConfig().preview) });
+  }
   if (params.get('deep') !== '1') return json({ status: 'ok' });
-  if (!isServiceRequest(req, getConfig())) return errorResponse(401, 'UNAUTHORIZED', 'health?deep=1 is for the service role');
+  if (!isServiceRequest(req, getConfig())) {
+    return errorResponse(401, 'UNAUTHORIZED', 'health?deep=1 is for the service role');
+  }
   const checks: Record<string, unknown> = {};
   let ok = true;
   try {
-    const stats = await getSql()`select type, preview_status, total, extract(epoch from oldest_waiting_age)::int as oldest_waiting_seconds, failures_by_code from public.preview_stats`;
+    const stats =
+      await getSql()`select type, preview_status, total, extract(epoch from oldest_waiting_age)::int as oldest_waiting_seconds, failures_by_code from public.preview_stats`;
     checks.database = { ok: true };
     checks.queue = stats;
   } catch (err) {
@@ -43,4 +48,3 @@ export async function handleHealth(req: Request): Promise<Response> {
   ok &&= Object.values(codecs).every((c) => c.ok);
   return json({ status: ok ? 'ok' : 'degraded', checks }, ok ? 200 : 503);
 }
-

@@ -18,7 +18,10 @@ export function errorResponse(status: number, error: string, message: string): R
  * (a body without Content-Length is never buffered whole). An empty body is `{}`; a body
  * over the cap, unparsable, or not an object is null.
  */
-export async function readJson(req: Request, maxBytes = 1024 * 1024): Promise<Record<string, unknown> | null> {
+export async function readJson(
+  req: Request,
+  maxBytes = 1024 * 1024,
+): Promise<Record<string, unknown> | null> {
   const chunks: Uint8Array[] = [];
   let total = 0;
   if (req.body) {
@@ -70,7 +73,10 @@ export function serveHandler(name: string, handler: (req: Request) => Promise<Re
         log.error('[Config]', err.message, { fn: name });
         return errorResponse(500, 'CONFIG_ERROR', err.message);
       }
-      log.error('[Function]', `Unhandled error in ${name}: ${err instanceof Error ? err.stack : err}`);
+      log.error(
+        '[Function]',
+        `Unhandled error in ${name}: ${err instanceof Error ? err.stack : err}`,
+      );
       return errorResponse(500, 'INTERNAL_ERROR', err instanceof Error ? err.message : String(err));
     }
   };

@@ -12,7 +12,7 @@ import { verifyKieSignature } from './kie/signature.ts';
 import { timingSafeEqualString } from './timing-safe.ts';
 import { log } from './log.ts';
 import { syncPendingTasks } from './pending-sync.ts';
-import { type SyncStore, syncKieTask } from './sync.ts';
+import { syncKieTask, type SyncStore } from './sync.ts';
 
 const MAX_CALLBACK_BYTES = 256 * 1024;
 
@@ -22,9 +22,10 @@ function syncStore(): SyncStore {
 
 function kieClient(): KieClient | null {
   const { kie } = getConfig();
-  return kie.apiKey ? createKieClient({ baseUrl: kie.baseUrl, apiKey: kie.apiKey, timeoutMs: kie.timeoutMs }) : null;
+  return kie.apiKey
+    ? createKieClient({ baseUrl: kie.baseUrl, apiKey: kie.apiKey, timeoutMs: kie.timeoutMs })
+    : null;
 }
-
 
 export async function handleKieCallback(req: Request): Promise<Response> {
   const config = getConfig();
@@ -35,13 +36,29 @@ export async function handleKieCallback(req: Request): Promise<Response> {
     log.error('[Webhook]', 'Rejected callback: missing or wrong secret');
     return errorResponse(401, 'UNAUTHORIZED', 'Missing or wrong callback secret');
   }
-  if (req.method !== 'POST') return errorResponse(405, 'METHOD_NOT_ALLOWED', 'KIE callbacks are POST');
+  if (req.method !== 'POST') {
+    return errorResponse(405, 'METHOD_NOT_ALLOWED', 'KIE callbacks are POST');
+  }
   const declared = Number(req.headers.get('content-length') ?? 0);
-  if (declared > MAX_CALLBACK_BYTES) return errorResponse(413, 'PAYLOAD_TOO_LARGE', `Callback body over ${MAX_CALLBACK_BYTES} bytes`);
+  if (declared > MAX_CALLBACK_BYTES) {
+    return errorResponse(
+      413,
+      'PAYLOAD_TOO_LARGE',
+      `Callback body over ${MAX_CALLBACK_BYTES} bytes`,
+    );
+  }
   const body = await readJson(req, MAX_CALLBACK_BYTES);
-  if (body === null) return errorResponse(400, 'BAD_REQUEST', `Body is not a JSON object (or is over ${MAX_CALLBACK_BYTES} bytes)`);
+  if (body === null) {
+    return errorResponse(
+      400,
+      'BAD_REQUEST',
+      `Body is not a JSON object (or is over ${MAX_CALLBACK_BYTES} bytes)`,
+    );
+  }
   const taskId = extractTaskId(body);
-  if (!taskId) return errorResponse(400, 'BAD_REQUEST', 'No task id at taskId, data.taskId or data.task_id');
+  if (!taskId) {
+    return errorResponse(400, 'BAD_REQUEST', 'No task id at taskId, data.taskId or data.task_id');
+  }
   if (config.kie.webhookHmacKey) {
     const valid = await verifyKieSignature({
       hmacKey: config.kie.webhookHmacKey,
@@ -54,11 +71,25 @@ export async function handleKieCallback(req: Request): Promise<Response> {
       return errorResponse(401, 'UNAUTHORIZED', 'Missing, wrong or stale X-Webhook-Signature');
     }
     // KIE signs taskId.timestamp, not the body: a signature is good for one body only.
-    const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify(body)));
-    const hash = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
-    if (await recordKieCallback(taskId, Number(req.headers.get('x-webhook-timestamp')), hash) === 'replay') {
-      log.error('[Webhook]', 'Rejected callback: signature already used for another body', { taskId });
-      return errorResponse(401, 'UNAUTHORIZED', 'This X-Webhook-Signature was already used for another body');
+    const digest = await crypto.subtle.digest(
+      'SHA-256',
+      new TextEncoder().encode(JSON.stringify(body)),
+    );
+    const hash = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join(
+      '',
+    );
+    if (
+      await recordKieCallback(taskId, Number(req.headers.get('x-webhook-timestamp')), hash) ===
+        'replay'
+    ) {
+      log.error('[Webhook]', 'Rejected callback: signature already used for another body', {
+        taskId,
+      });
+      return errorResponse(
+        401,
+        'UNAUTHORIZED',
+        'This X-Webhook-Signature was already used for another body',
+      );
     }
   }
   log.info('[Webhook]', `Received callback for task: ${taskId}`);
@@ -69,37 +100,47 @@ export async function handleKieCallback(req: Request): Promise<Response> {
     if (err instanceof KieParseError) return errorResponse(400, 'BAD_REQUEST', err.message);
     throw err;
   }
-  const report = await syncKieTask({ taskId, result, source: 'callback' }, { store: syncStore(), kie: kieClient() });
+  const report = await syncKieTask({ taskId, result, source: 'callback' }, {
+    store: syncStore(),
+    kie: kieClient(),
+  });
   return json({ ok: true, ...report });
 }
-
 
 export async function handleKieSync(req: Request): Promise<Response> {
   const config = getConfig();
   const caller = callerOf(req, config);
   // pg_cron's pending sync comes through pg_net with the anon key and the dispatch secret
   const dispatch = caller.role === 'anon' && await isDispatchRequest(req);
-  if (caller.role === 'anon' && !dispatch) return errorResponse(401, 'UNAUTHORIZED', 'A user JWT or the service role is required');
+  if (caller.role === 'anon' && !dispatch) {
+    return errorResponse(401, 'UNAUTHORIZED', 'A user JWT or the service role is required');
+  }
   const body = await readJson(req);
   if (body === null) return errorResponse(400, 'BAD_REQUEST', 'Body is not a JSON object');
   const url = new URL(req.url);
-  const taskId = url.searchParams.get('taskId') ?? (typeof body.taskId === 'string' ? body.taskId : null);
+  const taskId = url.searchParams.get('taskId') ??
+    (typeof body.taskId === 'string' ? body.taskId : null);
   const mode = url.searchParams.get('mode') ?? body.mode;
   const deps = { store: syncStore(), kie: kieClient() };
 
   if (taskId) {
-    if (dispatch) return errorResponse(403, 'FORBIDDEN', 'A dispatch may only run the pending sync');
+    if (dispatch) {
+      return errorResponse(403, 'FORBIDDEN', 'A dispatch may only run the pending sync');
+    }
     const gen = await findGenerationByTask(taskId);
     // A user may sync only their own task; another user's task looks unknown.
     if (!gen || (caller.role === 'authenticated' && gen.user_id !== caller.userId)) {
       return errorResponse(404, 'NOT_FOUND', `No generation for task ${taskId}`);
     }
-    return json({ results: [await syncKieTask({ taskId, source: 'manual', generation: gen }, deps)] });
+    return json({
+      results: [await syncKieTask({ taskId, source: 'manual', generation: gen }, deps)],
+    });
   }
   if (mode === 'pending') {
-    if (caller.role !== 'service_role' && !dispatch) return errorResponse(403, 'FORBIDDEN', 'mode=pending is for the service role and pg_cron');
+    if (caller.role !== 'service_role' && !dispatch) {
+      return errorResponse(403, 'FORBIDDEN', 'mode=pending is for the service role and pg_cron');
+    }
     return json({ results: await syncPendingTasks(config.kie.pendingBatch, deps) });
   }
   return errorResponse(400, 'BAD_REQUEST', 'Give ?taskId=…, {"taskId":"…"} or {"mode":"pending"}');
 }
-

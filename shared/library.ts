@@ -27,9 +27,21 @@ export type LibraryItem = {
 };
 
 type Row = {
-  id: string; type: string; kind: 'image' | 'video'; status: string; preview_status: string; preview_path: string | null;
-  poster_path: string | null; original_path: string | null; animated_path: string | null; animated_status: string | null; preview_width: number | null;
-  preview_height: number | null; preview_thumbhash: string | null; error: string | null; created_at: Date;
+  id: string;
+  type: string;
+  kind: 'image' | 'video';
+  status: string;
+  preview_status: string;
+  preview_path: string | null;
+  poster_path: string | null;
+  original_path: string | null;
+  animated_path: string | null;
+  animated_status: string | null;
+  preview_width: number | null;
+  preview_height: number | null;
+  preview_thumbhash: string | null;
+  error: string | null;
+  created_at: Date;
 };
 
 function encodeCursor(row: Row): string {
@@ -41,7 +53,10 @@ function decodeCursor(cursor: string | null): [string, string] | null {
   try {
     const [at, id] = JSON.parse(atob(cursor));
     const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-    if (typeof at === 'string' && !Number.isNaN(Date.parse(at)) && typeof id === 'string' && uuid.test(id)) return [at, id];
+    if (
+      typeof at === 'string' && !Number.isNaN(Date.parse(at)) && typeof id === 'string' &&
+      uuid.test(id)
+    ) return [at, id];
   } catch { /* invalid cursor: start over */ }
   return null;
 }
@@ -61,15 +76,22 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
       -- policy lets every user read others' public generations; the library lists only yours)
       where user_id = ${userId}
         and public.preview_kind(type) is not null
-        and (${after === null} or (created_at, id) < (${after?.[0] ?? null}::timestamptz, ${after?.[1] ?? null}::uuid))
+        and (${after === null} or (created_at, id) < (${after?.[0] ?? null}::timestamptz, ${
+      after?.[1] ?? null
+    }::uuid))
       order by created_at desc, id desc
       limit ${opts.limit + 1}`;
   }) as Row[];
   const page = rows.slice(0, opts.limit);
   const animated = (r: Row) => (r.animated_status === 'ready' ? r.animated_path : null);
-  const paths = page.flatMap((r) => [r.kind === 'video' ? r.poster_path : r.preview_path, r.original_path, animated(r)])
+  const paths = page.flatMap((
+    r,
+  ) => [r.kind === 'video' ? r.poster_path : r.preview_path, r.original_path, animated(r)])
     .filter((p): p is string => !!p && p.startsWith(`${userId}/`));
-  const signed = await createObjectStore().signMany([...new Set(paths)], config.library.signedUrlTtlSeconds);
+  const signed = await createObjectStore().signMany(
+    [...new Set(paths)],
+    config.library.signedUrlTtlSeconds,
+  );
   const items: LibraryItem[] = page.map((r) => {
     const preview = r.kind === 'video' ? r.poster_path : r.preview_path;
     return {
@@ -87,17 +109,26 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
       createdAt: r.created_at.toISOString(),
     };
   });
-  return { items, nextCursor: rows.length > opts.limit ? encodeCursor(page[page.length - 1]) : null };
+  return {
+    items,
+    nextCursor: rows.length > opts.limit ? encodeCursor(page[page.length - 1]) : null,
+  };
 }
 
 export async function handleLibrary(req: Request): Promise<Response> {
   const config = getConfig();
   const caller = callerOf(req, config);
-  if (caller.role !== 'authenticated') return errorResponse(401, 'UNAUTHORIZED', 'Sign in to see your library');
+  if (caller.role !== 'authenticated') {
+    return errorResponse(401, 'UNAUTHORIZED', 'Sign in to see your library');
+  }
   const url = new URL(req.url);
   const body = req.method === 'POST' ? await readJson(req) ?? {} : {};
-  const cursor = url.searchParams.get('cursor') ?? (typeof body.cursor === 'string' ? body.cursor : null);
+  const cursor = url.searchParams.get('cursor') ??
+    (typeof body.cursor === 'string' ? body.cursor : null);
   const limit = Number(url.searchParams.get('limit') ?? body.limit ?? config.library.pageSize);
-  const page = await listLibrary(caller.userId, { cursor, limit: Math.min(Math.max(1, limit || 1), config.library.pageSize) });
+  const page = await listLibrary(caller.userId, {
+    cursor,
+    limit: Math.min(Math.max(1, limit || 1), config.library.pageSize),
+  });
   return json(page);
 }

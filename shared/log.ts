@@ -30,7 +30,12 @@ export function formatFields(fields: LogFields = {}, separator = ' '): string {
     .join(separator);
 }
 
-export function logLine(prefix: LogPrefix, message: string, fields?: LogFields, separator?: string): string {
+export function logLine(
+  prefix: LogPrefix,
+  message: string,
+  fields?: LogFields,
+  separator?: string,
+): string {
   const rest = formatFields(fields, separator);
   return [prefix, message, rest].filter((p) => p !== '').join(' ');
 }

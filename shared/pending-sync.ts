@@ -5,7 +5,7 @@
  */
 import { pendingKieTasks, recordKieChecks } from './db.ts';
 import { log } from './log.ts';
-import { type SyncDeps, type SyncReport, syncKieTask } from './sync.ts';
+import { type SyncDeps, syncKieTask, type SyncReport } from './sync.ts';
 
 /** The pending sync finishes well inside pg_cron's 30 s request timeout, so minute runs never overlap. */
 const PENDING_SWEEP_BUDGET_MS = 20_000;
@@ -18,7 +18,10 @@ const PENDING_SYNC_CONCURRENCY = 4;
  * Runs sync for each task at KIE's rate (a start every RECORD_INFO_INTERVAL_MS, a few in flight)
  * until the budget is spent; what is left waits for the next run (least recently asked first).
  */
-async function syncPaced(taskIds: string[], sync: (taskId: string) => Promise<SyncReport>): Promise<SyncReport[]> {
+async function syncPaced(
+  taskIds: string[],
+  sync: (taskId: string) => Promise<SyncReport>,
+): Promise<SyncReport[]> {
   const results: SyncReport[] = [];
   const deadline = performance.now() + PENDING_SWEEP_BUDGET_MS;
   const inFlight = new Set<Promise<void>>();
@@ -31,8 +34,16 @@ async function syncPaced(taskIds: string[], sync: (taskId: string) => Promise<Sy
     const p: Promise<void> = sync(taskId).then(
       (r) => void results.push(r),
       (err) => {
-        log.error('[Sync]', `Pending sync of ${taskId} failed: ${err instanceof Error ? err.message : err}`);
-        results.push({ taskId, found: true, changed: false, note: 'sync failed; left for the next run' });
+        log.error(
+          '[Sync]',
+          `Pending sync of ${taskId} failed: ${err instanceof Error ? err.message : err}`,
+        );
+        results.push({
+          taskId,
+          found: true,
+          changed: false,
+          note: 'sync failed; left for the next run',
+        });
       },
     ).finally(() => inFlight.delete(p));
     inFlight.add(p);
@@ -45,9 +56,15 @@ async function syncPaced(taskIds: string[], sync: (taskId: string) => Promise<Sy
 /** One run: up to `batch` pending tasks, each through syncKieTask; records which were asked. */
 export async function syncPendingTasks(batch: number, deps: SyncDeps): Promise<SyncReport[]> {
   const tasks = await pendingKieTasks(batch);
-  const results = await syncPaced(tasks.map((t) => t.task_id), (taskId) => syncKieTask({ taskId, source: 'cron' }, deps));
+  const results = await syncPaced(
+    tasks.map((t) => t.task_id),
+    (taskId) => syncKieTask({ taskId, source: 'cron' }, deps),
+  );
   // least recently asked first next time: tasks KIE never finishes cannot fill every batch
   await recordKieChecks(results.map((r) => r.taskId));
-  log.info('[Sync]', 'Pending sweep done', { tasks: tasks.length, changed: results.filter((r) => r.changed).length });
+  log.info('[Sync]', 'Pending sweep done', {
+    tasks: tasks.length,
+    changed: results.filter((r) => r.changed).length,
+  });
   return results;
 }

@@ -27,7 +27,8 @@ const objectClients = new Map<string, SupabaseClient>();
  * (which fetch would resolve into another path).
  */
 export function isSafeObjectKey(key: string): boolean {
-  return /^[\w/!\-.*'() &$@=;:+,]+$/.test(key) && key.split('/').every((s) => s !== '' && s !== '.' && s !== '..');
+  return /^[\w/!\-.*'() &$@=;:+,]+$/.test(key) &&
+    key.split('/').every((s) => s !== '' && s !== '.' && s !== '..');
 }
 
 /**
@@ -36,14 +37,23 @@ export function isSafeObjectKey(key: string): boolean {
  * send (after dot segments are resolved), so no key can steer the service key to another
  * route, bucket or host.
  */
-export function objectRoutesOnly(supabaseUrl: string, bucket: string, inner: typeof fetch = fetch): typeof fetch {
+export function objectRoutesOnly(
+  supabaseUrl: string,
+  bucket: string,
+  inner: typeof fetch = fetch,
+): typeof fetch {
   const origin = new URL(supabaseUrl).origin;
   return (input, init) => {
     const url = new URL(input instanceof Request ? input.url : String(input));
     const parts = url.pathname.split('/').slice(4); // '', 'storage', 'v1', 'object'
     while (['public', 'authenticated', 'sign', 'info', 'list'].includes(parts[0])) parts.shift();
-    if (url.origin !== origin || !url.pathname.startsWith('/storage/v1/object/') || parts[0] !== encodeURIComponent(bucket)) {
-      return Promise.reject(new Error(`Refused a storage request outside ${bucket}: ${url.pathname.slice(0, 120)}`));
+    if (
+      url.origin !== origin || !url.pathname.startsWith('/storage/v1/object/') ||
+      parts[0] !== encodeURIComponent(bucket)
+    ) {
+      return Promise.reject(
+        new Error(`Refused a storage request outside ${bucket}: ${url.pathname.slice(0, 120)}`),
+      );
     }
     return inner(input, init);
   };
@@ -52,7 +62,11 @@ export function objectRoutesOnly(supabaseUrl: string, bucket: string, inner: typ
 /** The HTTP status a storage error stands for: the body's statusCode (the real server answers
  * most errors with HTTP 400 and the real code there), else the response status. */
 export function storageErrorStatus(error: unknown): number | null {
-  const e = error as { statusCode?: unknown; status?: unknown; originalError?: { status?: unknown } } | null;
+  const e = error as {
+    statusCode?: unknown;
+    status?: unknown;
+    originalError?: { status?: unknown };
+  } | null;
   for (const v of [e?.statusCode, e?.status, e?.originalError?.status]) {
     const n = Number(v);
     if (Number.isInteger(n) && n >= 100 && n <= 599) return n;
@@ -61,7 +75,9 @@ export function storageErrorStatus(error: unknown): number | null {
 }
 
 function assertKey(path: string): void {
-  if (!isSafeObjectKey(path)) throw new PreviewError('SOURCE_FORBIDDEN', 'Refused an unsafe object key');
+  if (!isSafeObjectKey(path)) {
+    throw new PreviewError('SOURCE_FORBIDDEN', 'Refused an unsafe object key');
+  }
 }
 
 export function getAdminClient(): SupabaseClient {
@@ -90,20 +106,35 @@ function objectClient(bucket: string): SupabaseClient {
  * Storage errors become closed codes with fixed text: the row's `error` never carries the
  * text or bytes of a remote answer.
  */
-export function createObjectStore(bucket = getConfig().preview.bucket, client = objectClient(bucket)): ObjectStore {
+export function createObjectStore(
+  bucket = getConfig().preview.bucket,
+  client = objectClient(bucket),
+): ObjectStore {
   const files = () => client.storage.from(bucket);
   return {
     async upload(path, bytes, contentType) {
       assertKey(path);
-      const { error } = await files().upload(path, bytes, { contentType, upsert: true, cacheControl: '31536000' });
-      if (error) throw new PreviewError('UPLOAD_FAILED', `Upload failed: ${storageErrorStatus(error) ?? 'no answer'}`);
+      const { error } = await files().upload(path, bytes, {
+        contentType,
+        upsert: true,
+        cacheControl: '31536000',
+      });
+      if (error) {
+        throw new PreviewError(
+          'UPLOAD_FAILED',
+          `Upload failed: ${storageErrorStatus(error) ?? 'no answer'}`,
+        );
+      }
     },
     async size(path) {
       assertKey(path);
       const { data, error } = await files().info(path);
       if (error) {
         if (storageErrorStatus(error) === 404) return null;
-        throw new PreviewError('UPLOAD_FAILED', `Upload check failed: ${storageErrorStatus(error) ?? 'no answer'}`);
+        throw new PreviewError(
+          'UPLOAD_FAILED',
+          `Upload check failed: ${storageErrorStatus(error) ?? 'no answer'}`,
+        );
       }
       return Number((data as { size?: number }).size ?? NaN);
     },
@@ -112,7 +143,10 @@ export function createObjectStore(bucket = getConfig().preview.bucket, client = 
       const { data, error } = await files().download(path);
       if (error || !data) {
         const status = storageErrorStatus(error);
-        throw new PreviewError(status === 404 ? 'SOURCE_NOT_FOUND' : 'SOURCE_UNREACHABLE', `Download failed: ${status ?? 'no answer'}`);
+        throw new PreviewError(
+          status === 404 ? 'SOURCE_NOT_FOUND' : 'SOURCE_UNREACHABLE',
+          `Download failed: ${status ?? 'no answer'}`,
+        );
       }
       return new Uint8Array(await data.arrayBuffer());
     },
@@ -128,7 +162,9 @@ export function createObjectStore(bucket = getConfig().preview.bucket, client = 
       if (safe.length === 0) return out;
       const { data, error } = await files().createSignedUrls(safe, expiresIn);
       if (error) throw new Error(`Signing URLs failed: ${error.message}`);
-      for (const item of data ?? []) if (item.path && item.signedUrl) out.set(item.path, item.signedUrl);
+      for (const item of data ?? []) {
+        if (item.path && item.signedUrl) out.set(item.path, item.signedUrl);
+      }
       return out;
     },
   };

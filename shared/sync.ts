@@ -13,7 +13,12 @@ export type SyncSource = 'callback' | 'manual' | 'cron';
 
 /** What apply_kie_result writes: the state, the results, the asset, KIE's cover of a video, the error. */
 export type KieWrite = {
-  taskId: string; state: KieResult['state']; resultUrls: string[]; assetUrl: string | null; coverUrl: string | null; error: string | null;
+  taskId: string;
+  state: KieResult['state'];
+  resultUrls: string[];
+  assetUrl: string | null;
+  coverUrl: string | null;
+  error: string | null;
 };
 
 export interface SyncStore {
@@ -49,27 +54,59 @@ export async function syncKieTask(
     log.info('[Sync]', 'Unknown task', { taskId, source: input.source });
     return { taskId, found: false, note: 'unknown task' };
   }
-  log.info('[Sync ENTRY]', `taskId=${taskId}, genId=${gen.id}, status=${gen.status}, type=${gen.type}, preview_status=${gen.preview_status}`, { source: input.source });
+  log.info(
+    '[Sync ENTRY]',
+    `taskId=${taskId}, genId=${gen.id}, status=${gen.status}, type=${gen.type}, preview_status=${gen.preview_status}`,
+    { source: input.source },
+  );
 
   let result = input.result;
   // A callback that would replace the asset of a finished generation is not taken on its
   // word (a leaked callback secret must not swap a user's picture): record-info decides.
-  const replacesAsset = result?.state === 'success' && gen.status === 'success' && !!gen.asset_url &&
+  const replacesAsset = result?.state === 'success' && gen.status === 'success' &&
+    !!gen.asset_url &&
     result.resultUrls[0] !== gen.asset_url;
-  if (replacesAsset) log.info('[Sync]', 'Callback changes the asset of a finished generation: asking record-info', { taskId });
+  if (replacesAsset) {
+    log.info('[Sync]', 'Callback changes the asset of a finished generation: asking record-info', {
+      taskId,
+    });
+  }
   if (!result || !result.complete || replacesAsset) {
     if (!deps.kie) {
       log.error('[Sync]', 'Cannot ask KIE record-info: KIE_API_KEY is not set', { taskId });
-      return { taskId, found: true, generationId: gen.id, status: gen.status, previewStatus: gen.preview_status, changed: false, note: 'incomplete result and no KIE client' };
+      return {
+        taskId,
+        found: true,
+        generationId: gen.id,
+        status: gen.status,
+        previewStatus: gen.preview_status,
+        changed: false,
+        note: 'incomplete result and no KIE client',
+      };
     }
     try {
       // The row's model names the family; an unrecognised callback shape would default to market.
       const family = gen.model ? familyForModel(gen.model) : result?.family ?? 'market';
       result = await deps.kie.recordInfo(taskId, family);
-      log.info('[KIE]', 'record-info', { taskId, state: result.state, results: result.resultUrls.length });
+      log.info('[KIE]', 'record-info', {
+        taskId,
+        state: result.state,
+        results: result.resultUrls.length,
+      });
     } catch (err) {
-      log.error('[KIE]', `record-info failed for ${taskId}: ${err instanceof Error ? err.message : err}`);
-      return { taskId, found: true, generationId: gen.id, status: gen.status, previewStatus: gen.preview_status, changed: false, note: 'record-info failed; left for the next sync' };
+      log.error(
+        '[KIE]',
+        `record-info failed for ${taskId}: ${err instanceof Error ? err.message : err}`,
+      );
+      return {
+        taskId,
+        found: true,
+        generationId: gen.id,
+        status: gen.status,
+        previewStatus: gen.preview_status,
+        changed: false,
+        note: 'record-info failed; left for the next sync',
+      };
     }
   }
 
@@ -85,9 +122,18 @@ export async function syncKieTask(
 
   // apply_kie_result says whether its write made the row eligible (the trigger then queued it).
   const needsPreview = outcome.preview_queued;
-  log.info('[Sync DEBUG]', `status=${outcome.status}, type=${outcome.type}, preview_status=${outcome.preview_status}, needsPreview=${needsPreview}`, { changed: outcome.changed });
+  log.info(
+    '[Sync DEBUG]',
+    `status=${outcome.status}, type=${outcome.type}, preview_status=${outcome.preview_status}, needsPreview=${needsPreview}`,
+    { changed: outcome.changed },
+  );
   if (needsPreview) {
-    log.info('[Preview]', 'Queued', { generationId: outcome.id, reason: 'needsPreview', type: outcome.type, status: outcome.status });
+    log.info('[Preview]', 'Queued', {
+      generationId: outcome.id,
+      reason: 'needsPreview',
+      type: outcome.type,
+      status: outcome.status,
+    });
   }
   return {
     taskId,

@@ -9,7 +9,12 @@ import { type Claims, signJwt, verifyJwt } from './keys.ts';
 
 const ACCESS_TTL = 3600;
 
-type UserRow = { id: string; email: string; raw_user_meta_data: Record<string, unknown> | null; created_at: Date };
+type UserRow = {
+  id: string;
+  email: string;
+  raw_user_meta_data: Record<string, unknown> | null;
+  created_at: Date;
+};
 
 function userJson(u: UserRow) {
   return {
@@ -26,7 +31,13 @@ function userJson(u: UserRow) {
 }
 
 function authError(status: number, code: string, message: string): Response {
-  return Response.json({ code: status, error_code: code, msg: message, error: code, error_description: message }, { status });
+  return Response.json({
+    code: status,
+    error_code: code,
+    msg: message,
+    error: code,
+    error_description: message,
+  }, { status });
 }
 
 export function createAuthHandler(sql: postgres.Sql) {
@@ -34,23 +45,38 @@ export function createAuthHandler(sql: postgres.Sql) {
 
   async function session(user: UserRow) {
     const access = await signJwt({
-      sub: user.id, aud: 'authenticated', role: 'authenticated', email: user.email,
-      session_id: crypto.randomUUID(), app_metadata: { provider: 'email' }, user_metadata: user.raw_user_meta_data ?? {},
+      sub: user.id,
+      aud: 'authenticated',
+      role: 'authenticated',
+      email: user.email,
+      session_id: crypto.randomUUID(),
+      app_metadata: { provider: 'email' },
+      user_metadata: user.raw_user_meta_data ?? {},
     }, ACCESS_TTL);
     const refresh = crypto.randomUUID().replaceAll('-', '');
     refreshTokens.set(refresh, user.id);
     return {
-      access_token: access, token_type: 'bearer', expires_in: ACCESS_TTL,
-      expires_at: Math.floor(Date.now() / 1000) + ACCESS_TTL, refresh_token: refresh, user: userJson(user),
+      access_token: access,
+      token_type: 'bearer',
+      expires_in: ACCESS_TTL,
+      expires_at: Math.floor(Date.now() / 1000) + ACCESS_TTL,
+      refresh_token: refresh,
+      user: userJson(user),
     };
   }
 
   async function userById(id: string): Promise<UserRow | undefined> {
-    const [u] = await sql<UserRow[]>`select id, email, raw_user_meta_data, created_at from auth.users where id = ${id}`;
+    const [u] = await sql<
+      UserRow[]
+    >`select id, email, raw_user_meta_data, created_at from auth.users where id = ${id}`;
     return u;
   }
 
-  return async function handle(req: Request, path: string, caller: Claims | null): Promise<Response> {
+  return async function handle(
+    req: Request,
+    path: string,
+    caller: Claims | null,
+  ): Promise<Response> {
     const url = new URL(req.url);
     if (path === '/token' && req.method === 'POST') {
       const body = await req.json().catch(() => ({}));
@@ -59,14 +85,22 @@ export function createAuthHandler(sql: postgres.Sql) {
         const [u] = await sql<UserRow[]>`
           select id, email, raw_user_meta_data, created_at from auth.users
           where email = ${String(body.email ?? '').toLowerCase()}
-            and encrypted_password = extensions.crypt(${String(body.password ?? '')}, encrypted_password)`;
+            and encrypted_password = extensions.crypt(${
+          String(body.password ?? '')
+        }, encrypted_password)`;
         if (!u) return authError(400, 'invalid_credentials', 'Invalid login credentials');
         return Response.json(await session(u));
       }
       if (grant === 'refresh_token') {
         const id = refreshTokens.get(String(body.refresh_token));
         const u = id ? await userById(id) : undefined;
-        if (!u) return authError(400, 'refresh_token_not_found', 'Invalid Refresh Token: Refresh Token Not Found');
+        if (!u) {
+          return authError(
+            400,
+            'refresh_token_not_found',
+            'Invalid Refresh Token: Refresh Token Not Found',
+          );
+        }
         refreshTokens.delete(String(body.refresh_token));
         return Response.json(await session(u));
       }
@@ -86,18 +120,28 @@ export function createAuthHandler(sql: postgres.Sql) {
       const [u] = await sql<UserRow[]>`
         insert into auth.users (id, email, encrypted_password, raw_user_meta_data, role, aud)
         values (${body.id ?? crypto.randomUUID()}, ${String(body.email).toLowerCase()},
-                extensions.crypt(${String(body.password ?? crypto.randomUUID())}, extensions.gen_salt('bf', 4)),
+                extensions.crypt(${
+        String(body.password ?? crypto.randomUUID())
+      }, extensions.gen_salt('bf', 4)),
                 ${sql.json(body.user_metadata ?? {})}, 'authenticated', 'authenticated')
         on conflict (email) do nothing
         returning id, email, raw_user_meta_data, created_at`;
-      if (!u) return authError(422, 'email_exists', 'A user with this email address has already been registered');
+      if (!u) {
+        return authError(
+          422,
+          'email_exists',
+          'A user with this email address has already been registered',
+        );
+      }
       return Response.json(userJson(u));
     }
     const adminUser = path.match(/^\/admin\/users\/([0-9a-f-]{36})$/i);
     if (adminUser && req.method === 'DELETE') {
       if (caller?.role !== 'service_role') return authError(403, 'not_admin', 'User not allowed');
       // rows that reference the user go with it (generations: on delete cascade)
-      const [u] = await sql<UserRow[]>`delete from auth.users where id = ${adminUser[1]} returning id, email, raw_user_meta_data, created_at`;
+      const [u] = await sql<UserRow[]>`delete from auth.users where id = ${
+        adminUser[1]
+      } returning id, email, raw_user_meta_data, created_at`;
       if (!u) return authError(404, 'user_not_found', 'User not found');
       return Response.json(userJson(u));
     }

@@ -41,7 +41,6 @@ const DEFAULT_BEHAVIOUR: FakeBehaviour = {
 
 type StoredFile = { bytes: Uint8Array<ArrayBuffer>; contentType: string };
 
-
 type Task = {
   taskId: string;
   /** X-Webhook-Timestamp of the last signed callback. */

@@ -25,9 +25,13 @@ const background: Promise<unknown>[] = [];
 // The edge runtime's API for background work after the response.
 (globalThis as any).EdgeRuntime = {
   waitUntil(promise: Promise<unknown>) {
-    background.push(Promise.resolve(promise).catch((err) => {
-      console.error(`[EdgeRuntime] waitUntil task failed: ${err instanceof Error ? err.stack : err}`);
-    }));
+    background.push(
+      Promise.resolve(promise).catch((err) => {
+        console.error(
+          `[EdgeRuntime] waitUntil task failed: ${err instanceof Error ? err.stack : err}`,
+        );
+      }),
+    );
   },
 };
 
@@ -41,8 +45,15 @@ const background: Promise<unknown>[] = [];
 const realServe = Deno.serve.bind(Deno);
 // Function modules call Deno.serve(handler) or Deno.serve(options, handler): capture the handler.
 (Deno as any).serve = (a: unknown, b?: unknown) => {
-  handler = (typeof a === 'function' ? a : typeof b === 'function' ? b : (a as any)?.handler) as Handler;
-  return { finished: new Promise(() => {}), shutdown: async () => {}, ref() {}, unref() {}, addr: null };
+  handler =
+    (typeof a === 'function' ? a : typeof b === 'function' ? b : (a as any)?.handler) as Handler;
+  return {
+    finished: new Promise(() => {}),
+    shutdown: async () => {},
+    ref() {},
+    unref() {},
+    addr: null,
+  };
 };
 
 // Die with the gateway: stdin is a pipe the gateway holds open and never writes to, so EOF (or an
@@ -77,7 +88,10 @@ export function start(): void {
       response = await handler!(req, info);
     } catch (err) {
       console.error(`[EdgeRuntime] uncaught error: ${err instanceof Error ? err.stack : err}`);
-      response = Response.json({ code: 'INTERNAL_ERROR', message: 'The function threw an uncaught error' }, {
+      response = Response.json({
+        code: 'INTERNAL_ERROR',
+        message: 'The function threw an uncaught error',
+      }, {
         status: 500,
       });
     }

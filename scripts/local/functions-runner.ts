@@ -39,12 +39,15 @@ const HOST = new URL('./function-host.ts', import.meta.url).href;
 function isolateMain(spec: FunctionSpec, tmp: string): string {
   const file = `${tmp}/isolate-${spec.name}.ts`;
   Deno.mkdirSync(tmp, { recursive: true });
-  Deno.writeTextFileSync(file, [
-    `import { start } from ${JSON.stringify(HOST)};`,
-    `import ${JSON.stringify(new URL(spec.entry, 'file:///').href)};`,
-    'start();',
-    '',
-  ].join('\n'));
+  Deno.writeTextFileSync(
+    file,
+    [
+      `import { start } from ${JSON.stringify(HOST)};`,
+      `import ${JSON.stringify(new URL(spec.entry, 'file:///').href)};`,
+      'start();',
+      '',
+    ].join('\n'),
+  );
   return file;
 }
 
@@ -93,12 +96,20 @@ class Isolate {
   readonly ready: Promise<void>;
   private settled = new Map<string, () => void>();
 
-  constructor(readonly spec: FunctionSpec, args: { deno: string; cwd: string; env: Record<string, string>; tmp: string; sink: LineSink }) {
+  constructor(
+    readonly spec: FunctionSpec,
+    args: { deno: string; cwd: string; env: Record<string, string>; tmp: string; sink: LineSink },
+  ) {
     this.proc = new Deno.Command(args.deno, {
       args: [
-        'run', '--no-prompt', '--quiet',
-        '--config', `${args.cwd}/deno.json`,
-        '--allow-net', '--allow-env', '--allow-sys',
+        'run',
+        '--no-prompt',
+        '--quiet',
+        '--config',
+        `${args.cwd}/deno.json`,
+        '--allow-net',
+        '--allow-env',
+        '--allow-sys',
         // Like a deployed bundle: the function's module graph is loaded (static imports of the main module need no read
         // right) and nothing else can be read, not even its own package files (a codec that
         // reads a .wasm from node_modules fails here as it would on the platform), nor the
@@ -143,7 +154,9 @@ class Isolate {
         // the module graph failed to load (e.g. a native addon without FFI): the platform's BOOT_ERROR
         // deno-lint-ignore no-control-regex
         const text = stderrTail.join(' ').replace(/\x1b\[[0-9;]*m/g, '');
-        this.bootError = JSON.stringify(text.match(/error: (.*?)(?:\s+at |$)/)?.[1] ?? text.slice(0, 300));
+        this.bootError = JSON.stringify(
+          text.match(/error: (.*?)(?:\s+at |$)/)?.[1] ?? text.slice(0, 300),
+        );
         args.sink(spec.name, `[Gateway] BOOT_ERROR fn=${spec.name} ${this.bootError}`);
       }
       this.dead = true;
@@ -195,13 +208,25 @@ export class FunctionsRunner {
 
   constructor(
     private specs: Map<string, FunctionSpec>,
-    private opts: { deno: string; cwd: string; env: Record<string, string>; tmp: string; limits: RunnerLimits; sink: LineSink; onStats: (s: RequestStats) => void },
+    private opts: {
+      deno: string;
+      cwd: string;
+      env: Record<string, string>;
+      tmp: string;
+      limits: RunnerLimits;
+      sink: LineSink;
+      onStats: (s: RequestStats) => void;
+    },
   ) {}
 
   /** Measures the RSS of an isolate with no function loaded: the platform's limit is above it. */
   async start(): Promise<void> {
     await Deno.mkdir(this.opts.tmp, { recursive: true });
-    const probe = new Isolate({ name: '(baseline)', entry: fromFileUrl(new URL('./baseline-function.ts', import.meta.url)), verifyJwt: false }, { ...this.opts, sink: () => {} });
+    const probe = new Isolate({
+      name: '(baseline)',
+      entry: fromFileUrl(new URL('./baseline-function.ts', import.meta.url)),
+      verifyJwt: false,
+    }, { ...this.opts, sink: () => {} });
     await probe.ready;
     await new Promise((r) => setTimeout(r, 200));
     this.baselineKb = readStatusKb(probe.pid, 'VmRSS') ?? 0;
@@ -218,7 +243,14 @@ export class FunctionsRunner {
   }
 
   /** Every live isolate with the request it serves (tests find and kill the one doing their work). */
-  isolates(): { fn: string; pid: number; busy: boolean; requestId: string | null; body: string | null; sinceMs: number | null }[] {
+  isolates(): {
+    fn: string;
+    pid: number;
+    busy: boolean;
+    requestId: string | null;
+    body: string | null;
+    sinceMs: number | null;
+  }[] {
     return [...this.pools.entries()].flatMap(([fn, pool]) =>
       pool.filter((i) => !i.dead).map((i) => ({
         fn,
@@ -262,7 +294,11 @@ export class FunctionsRunner {
       const pool = this.pools.get(spec.name) ?? [];
       // Like the platform, a worker serves requests only within its wall-clock lifetime;
       // an older idle one is retired, so memory it kept does not follow it forever.
-      for (const old of pool.filter((i) => !i.busy && !i.dead && performance.now() - i.born > this.opts.limits.workerLifetimeMs)) {
+      for (
+        const old of pool.filter((i) =>
+          !i.busy && !i.dead && performance.now() - i.born > this.opts.limits.workerLifetimeMs
+        )
+      ) {
         old.kill();
         old.dead = true;
       }
@@ -304,7 +340,10 @@ export class FunctionsRunner {
     const iso = await this.acquire(spec);
     if (iso.dead) {
       this.release(iso);
-      return Response.json({ code: 'BOOT_ERROR', message: 'Function failed to start (please check logs)' }, { status: 503 });
+      return Response.json({
+        code: 'BOOT_ERROR',
+        message: 'Function failed to start (please check logs)',
+      }, { status: 503 });
     }
     const requestId = String(++this.seq);
     const started = performance.now();
@@ -333,7 +372,11 @@ export class FunctionsRunner {
       target.search = new URL(req.url).search;
       const headers = new Headers(req.headers);
       headers.set('x-fnhost-request-id', requestId);
-      iso.current = { requestId, body: body ? new TextDecoder().decode(body.slice(0, 2048)) : '', since: performance.now() };
+      iso.current = {
+        requestId,
+        body: body ? new TextDecoder().decode(body.slice(0, 2048)) : '',
+        since: performance.now(),
+      };
       const upstream = await fetch(target, {
         method: req.method,
         headers,
@@ -344,13 +387,18 @@ export class FunctionsRunner {
       response = new Response(bytes, { status: upstream.status, headers: upstream.headers });
     } catch (err) {
       check();
-      if (limit === undefined && !iso.dead && err instanceof DOMException && err.name === 'TimeoutError') {
+      if (
+        limit === undefined && !iso.dead && err instanceof DOMException &&
+        err.name === 'TimeoutError'
+      ) {
         limit = 'wall';
         iso.kill();
       }
       response = limit
         ? workerLimit(limit)
-        : Response.json({ code: 'WORKER_ERROR', message: `Function crashed: ${String(err)}` }, { status: 500 });
+        : Response.json({ code: 'WORKER_ERROR', message: `Function crashed: ${String(err)}` }, {
+          status: 500,
+        });
     }
     settled.then(() => {
       check();
@@ -381,4 +429,3 @@ function workerLimit(limit: 'cpu' | 'memory' | 'wall'): Response {
     message: `Function failed due to not having enough compute resources (${what} limit exceeded)`,
   }, { status: 546 });
 }
-

@@ -15,7 +15,14 @@
  */
 import postgres from 'postgres';
 import { createAuthHandler } from './auth-api.ts';
-import { identify, verifyJwt, LOCAL_ANON_KEY, LOCAL_PUBLISHABLE_KEY, LOCAL_SECRET_KEY, LOCAL_SERVICE_ROLE_KEY } from './keys.ts';
+import {
+  identify,
+  LOCAL_ANON_KEY,
+  LOCAL_PUBLISHABLE_KEY,
+  LOCAL_SECRET_KEY,
+  LOCAL_SERVICE_ROLE_KEY,
+  verifyJwt,
+} from './keys.ts';
 import { startNetWorker } from './net-worker.ts';
 import { type FunctionSpec, FunctionsRunner, type RequestStats } from './functions-runner.ts';
 import { createStorageHandler, type StorageFaults } from './storage-api.ts';
@@ -25,7 +32,9 @@ import { parse as parseToml } from 'smol-toml';
 
 /** The [functions.NAME] tables of a supabase config.toml: entrypoint (default ./functions/NAME/index.ts) and verify_jwt (default true). */
 export function readFunctionSpecs(tomlPath: string): FunctionSpec[] {
-  const config = parseToml(Deno.readTextFileSync(tomlPath)) as { functions?: Record<string, { entrypoint?: string; verify_jwt?: boolean }> };
+  const config = parseToml(Deno.readTextFileSync(tomlPath)) as {
+    functions?: Record<string, { entrypoint?: string; verify_jwt?: boolean }>;
+  };
   const base = dirname(tomlPath);
   return Object.entries(config.functions ?? {}).map(([name, f]) => ({
     name,
@@ -37,7 +46,10 @@ export function readFunctionSpecs(tomlPath: string): FunctionSpec[] {
 function cors(res: Response): Response {
   const headers = new Headers(res.headers);
   headers.set('access-control-allow-origin', '*');
-  headers.set('access-control-allow-headers', 'authorization, x-client-info, apikey, content-type, x-upsert, range');
+  headers.set(
+    'access-control-allow-headers',
+    'authorization, x-client-info, apikey, content-type, x-upsert, range',
+  );
   headers.set('access-control-allow-methods', 'GET, POST, PUT, DELETE, HEAD, OPTIONS');
   headers.set('access-control-expose-headers', 'content-range, content-length');
   return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
@@ -51,7 +63,11 @@ async function main() {
   const dbUrl = env('DB_URL', 'postgresql://postgres:postgres@127.0.0.1:54322/postgres')!;
   const logDir = `${stackDir}/logs`;
   await Deno.mkdir(logDir, { recursive: true });
-  const logFile = await Deno.open(`${logDir}/stack.log`, { create: true, append: true, write: true });
+  const logFile = await Deno.open(`${logDir}/stack.log`, {
+    create: true,
+    append: true,
+    write: true,
+  });
   const encoder = new TextEncoder();
   const write = (source: string, line: string) => {
     const text = `${new Date().toISOString()} ${source} ${line}\n`;
@@ -61,7 +77,12 @@ async function main() {
   const log = (line: string) => write('gateway', line);
 
   // the platform's services reconnect promptly after a database restart (postgres.js waits up to 20 s by default)
-  const sql = postgres(dbUrl, { max: 10, prepare: false, onnotice: () => {}, backoff: (n: number) => Math.min(0.1 * n, 1) });
+  const sql = postgres(dbUrl, {
+    max: 10,
+    prepare: false,
+    onnotice: () => {},
+    backoff: (n: number) => Math.min(0.1 * n, 1),
+  });
   const specs = readFunctionSpecs(`${root}/supabase/config.toml`);
   const extra = env('EXTRA_FUNCTIONS_CONFIG');
   if (extra) specs.push(...readFunctionSpecs(extra));
@@ -76,7 +97,9 @@ async function main() {
     SUPABASE_PUBLISHABLE_KEYS: JSON.stringify({ default: LOCAL_PUBLISHABLE_KEY }),
     SUPABASE_SECRET_KEYS: JSON.stringify({ default: LOCAL_SECRET_KEY }),
     SUPABASE_DB_URL: dbUrl,
-    ...(env('FUNCTIONS_ENV_FILE') ? parseEnvFile(Deno.readTextFileSync(env('FUNCTIONS_ENV_FILE')!)) : {}),
+    ...(env('FUNCTIONS_ENV_FILE')
+      ? parseEnvFile(Deno.readTextFileSync(env('FUNCTIONS_ENV_FILE')!))
+      : {}),
   };
 
   const runner = new FunctionsRunner(new Map(specs.map((s) => [s.name, s])), {
@@ -94,7 +117,11 @@ async function main() {
     },
     sink: (fn, line) => write(`fn:${fn}`, line),
     onStats: (s: RequestStats) =>
-      log(`[Gateway] fn=${s.fn} status=${s.status} wallMs=${s.wallMs} cpuMs=${s.cpuMs} peakMb=${s.peakMb}${s.limit ? ` limit=${s.limit} WORKER_LIMIT` : ''}`),
+      log(
+        `[Gateway] fn=${s.fn} status=${s.status} wallMs=${s.wallMs} cpuMs=${s.cpuMs} peakMb=${s.peakMb}${
+          s.limit ? ` limit=${s.limit} WORKER_LIMIT` : ''
+        }`,
+      ),
   });
 
   const faults: StorageFaults = { failUploads: [] };
@@ -110,10 +137,18 @@ async function main() {
     const fnMatch = path.match(/^\/functions\/v1\/([\w-]+)(\/.*)?$/);
     if (fnMatch) {
       const spec = runner.spec(fnMatch[1]);
-      if (!spec) return Response.json({ code: 'NOT_FOUND', message: 'Requested function was not found' }, { status: 404 });
+      if (!spec) {
+        return Response.json({ code: 'NOT_FOUND', message: 'Requested function was not found' }, {
+          status: 404,
+        });
+      }
       if (spec.verifyJwt) {
         const auth = req.headers.get('authorization');
-        if (!auth) return Response.json({ code: 401, message: 'Missing authorization header' }, { status: 401 });
+        if (!auth) {
+          return Response.json({ code: 401, message: 'Missing authorization header' }, {
+            status: 401,
+          });
+        }
         // The platform's verify_jwt accepts a valid JWT only; the opaque sb_… keys are not JWTs.
         const claims = await verifyJwt(auth.replace(/^Bearer\s+/i, ''));
         if (!claims) return Response.json({ code: 401, message: 'Invalid JWT' }, { status: 401 });
@@ -130,28 +165,46 @@ async function main() {
       return cors(await auth(req, path.slice('/auth/v1'.length), caller));
     }
     if (path === '/library' || path === '/library/') {
-      return new Response(await Deno.readFile(libraryPage), { headers: { 'content-type': 'text/html; charset=utf-8' } });
+      return new Response(await Deno.readFile(libraryPage), {
+        headers: { 'content-type': 'text/html; charset=utf-8' },
+      });
     }
     if (path === '/vendor/supabase.js') {
-      return new Response(await Deno.readFile(supabaseUmd), { headers: { 'content-type': 'text/javascript' } });
+      return new Response(await Deno.readFile(supabaseUmd), {
+        headers: { 'content-type': 'text/javascript' },
+      });
     }
     if (path === '/_local/faults' && req.method === 'POST') {
       const claims = caller;
-      if (claims?.role !== 'service_role') return Response.json({ message: 'service role only' }, { status: 403 });
+      if (claims?.role !== 'service_role') {
+        return Response.json({ message: 'service role only' }, { status: 403 });
+      }
       const body = await req.json();
-      faults.failUploads = (body.failUploads ?? []).map((f: { pattern: string; times: number }) => ({ pattern: f.pattern, remaining: f.times }));
-      faults.delayUploads = (body.delayUploads ?? []).map((f: { pattern: string; ms: number; times: number }) => ({ pattern: f.pattern, ms: f.ms, remaining: f.times }));
-      faults.failRemoves = (body.failRemoves ?? []).map((f: { pattern: string; times: number }) => ({ pattern: f.pattern, remaining: f.times }));
+      faults.failUploads = (body.failUploads ?? []).map((
+        f: { pattern: string; times: number },
+      ) => ({ pattern: f.pattern, remaining: f.times }));
+      faults.delayUploads = (body.delayUploads ?? []).map((
+        f: { pattern: string; ms: number; times: number },
+      ) => ({ pattern: f.pattern, ms: f.ms, remaining: f.times }));
+      faults.failRemoves = (body.failRemoves ?? []).map((
+        f: { pattern: string; times: number },
+      ) => ({ pattern: f.pattern, remaining: f.times }));
       log(`[Gateway] faults set ${JSON.stringify(body)}`);
       return Response.json({ ok: true });
     }
     if (path === '/_local/isolates' && req.method === 'GET') {
       const claims = caller;
-      if (claims?.role !== 'service_role') return Response.json({ message: 'service role only' }, { status: 403 });
+      if (claims?.role !== 'service_role') {
+        return Response.json({ message: 'service role only' }, { status: 403 });
+      }
       return Response.json({ isolates: runner.isolates() });
     }
     if (path === '/_local/status') {
-      return Response.json({ status: 'ok', functions: specs.map((s) => s.name), baselineMb: runner.baselineMb });
+      return Response.json({
+        status: 'ok',
+        functions: specs.map((s) => s.name),
+        baselineMb: runner.baselineMb,
+      });
     }
     return Response.json({ message: 'no Route matched with those values' }, { status: 404 });
   };
@@ -159,11 +212,24 @@ async function main() {
   await runner.start();
   const net = startNetWorker(sql, log);
   await net.ready;
-  const server = Deno.serve({ hostname: '127.0.0.1', port, onListen: () => log(`[Gateway] listening on ${baseUrl} functions=${specs.map((s) => s.name).join(',')} baselineMb=${runner.baselineMb}`) }, async (req) => {
+  const server = Deno.serve({
+    hostname: '127.0.0.1',
+    port,
+    onListen: () =>
+      log(
+        `[Gateway] listening on ${baseUrl} functions=${
+          specs.map((s) => s.name).join(',')
+        } baselineMb=${runner.baselineMb}`,
+      ),
+  }, async (req) => {
     try {
       return await handler(req);
     } catch (err) {
-      log(`[Gateway] error ${req.method} ${new URL(req.url).pathname}: ${err instanceof Error ? err.stack : err}`);
+      log(
+        `[Gateway] error ${req.method} ${new URL(req.url).pathname}: ${
+          err instanceof Error ? err.stack : err
+        }`,
+      );
       return Response.json({ message: 'gateway error' }, { status: 500 });
     }
   });

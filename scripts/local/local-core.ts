@@ -5,7 +5,10 @@
  */
 import { setWasmSource } from '../../shared/preview/wasm.ts';
 
-export const LOCAL_CORE_WASM = new URL('../../node_modules/@ffmpeg/core/dist/esm/ffmpeg-core.wasm', import.meta.url);
+export const LOCAL_CORE_WASM = new URL(
+  '../../node_modules/@ffmpeg/core/dist/esm/ffmpeg-core.wasm',
+  import.meta.url,
+);
 
 export function useLocalFfmpegCore(): void {
   setWasmSource('ffmpeg-core', async () => {

@@ -32,14 +32,24 @@ export function startNetWorker(sql: postgres.Sql, log: (line: string) => void, p
       });
       const content = await res.text();
       await sql`insert into net._http_response (id, status_code, content_type, headers, content, timed_out, error_msg)
-        values (${r.id}, ${res.status}, ${res.headers.get('content-type')}, ${sql.json(Object.fromEntries(res.headers))}, ${content}, false, null)`;
-      log(`[Net] id=${r.id} ${r.method} ${r.url} status=${res.status} ms=${Math.round(performance.now() - started)}`);
+        values (${r.id}, ${res.status}, ${res.headers.get('content-type')}, ${
+        sql.json(Object.fromEntries(res.headers))
+      }, ${content}, false, null)`;
+      log(
+        `[Net] id=${r.id} ${r.method} ${r.url} status=${res.status} ms=${
+          Math.round(performance.now() - started)
+        }`,
+      );
     } catch (err) {
       const timedOut = err instanceof DOMException && err.name === 'TimeoutError';
       const message = timedOut ? `Timeout of ${r.timeout_milliseconds} ms reached` : String(err);
       await sql`insert into net._http_response (id, status_code, content_type, headers, content, timed_out, error_msg)
         values (${r.id}, null, null, null, null, ${timedOut}, ${message})`.catch(() => {});
-      log(`[Net] id=${r.id} ${r.method} ${r.url} failed timed_out=${timedOut} error=${JSON.stringify(message)}`);
+      log(
+        `[Net] id=${r.id} ${r.method} ${r.url} failed timed_out=${timedOut} error=${
+          JSON.stringify(message)
+        }`,
+      );
     }
   }
 

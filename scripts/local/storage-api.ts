@@ -46,10 +46,20 @@ function json(body: unknown, status = 200): Response {
 }
 
 /** Runs `fn` in a transaction under the caller's database role and JWT claims. */
-async function asCaller<T>(sql: Sql, claims: Claims | null, fn: (tx: Tx) => Promise<T>): Promise<T> {
-  const role = claims?.role === 'service_role' ? 'service_role' : claims?.role === 'authenticated' ? 'authenticated' : 'anon';
+async function asCaller<T>(
+  sql: Sql,
+  claims: Claims | null,
+  fn: (tx: Tx) => Promise<T>,
+): Promise<T> {
+  const role = claims?.role === 'service_role'
+    ? 'service_role'
+    : claims?.role === 'authenticated'
+    ? 'authenticated'
+    : 'anon';
   return await sql.begin(async (tx) => {
-    await tx`select set_config('role', ${role}, true), set_config('request.jwt.claims', ${JSON.stringify(claims ?? { role: 'anon' })}, true)`;
+    await tx`select set_config('role', ${role}, true), set_config('request.jwt.claims', ${
+      JSON.stringify(claims ?? { role: 'anon' })
+    }, true)`;
     return await fn(tx);
   }) as T;
 }
@@ -60,19 +70,25 @@ async function asCaller<T>(sql: Sql, claims: Claims | null, fn: (tx: Tx) => Prom
  * a bad key is a 400, never a database error.
  */
 function checkKey(name: string): void {
-  if (!/^(\w|\/|!|-|\.|\*|'|\(|\)| |&|\$|@|=|;|:|\+|,|\?)+$/.test(name)) fail(400, 'InvalidKey', `Invalid key: ${name.replace(/[^\x20-\x7e]/g, '?')}`);
+  if (!/^(\w|\/|!|-|\.|\*|'|\(|\)| |&|\$|@|=|;|:|\+|,|\?)+$/.test(name)) {
+    fail(400, 'InvalidKey', `Invalid key: ${name.replace(/[^\x20-\x7e]/g, '?')}`);
+  }
   if (name.split('/').some((seg) => seg === '..' || seg === '.' || seg === '')) {
     fail(400, 'InvalidKey', `Invalid key: ${name} contains dot path segment`);
   }
 }
 
 function objectPath(dir: string, bucket: string, name: string): string {
-  if (!/^[\w-][\w.-]*$/.test(bucket) || bucket === '..') fail(400, 'InvalidBucketName', `Invalid bucket name: ${bucket}`);
+  if (!/^[\w-][\w.-]*$/.test(bucket) || bucket === '..') {
+    fail(400, 'InvalidBucketName', `Invalid bucket name: ${bucket}`);
+  }
   checkKey(name);
   return `${dir}/${encodeURIComponent(bucket)}/${name}`;
 }
 
-async function readBody(req: Request): Promise<{ bytes: Uint8Array<ArrayBuffer>; contentType: string; cacheControl: string }> {
+async function readBody(
+  req: Request,
+): Promise<{ bytes: Uint8Array<ArrayBuffer>; contentType: string; cacheControl: string }> {
   const type = req.headers.get('content-type') ?? 'application/octet-stream';
   if (type.startsWith('multipart/form-data')) {
     const boundary = type.match(/boundary="?([^";]+)"?/i)?.[1];
@@ -96,7 +112,12 @@ async function readBody(req: Request): Promise<{ bytes: Uint8Array<ArrayBuffer>;
   };
 }
 
-type Part = { name: string | null; filename: string | null; contentType: string | null; body: Uint8Array };
+type Part = {
+  name: string | null;
+  filename: string | null;
+  contentType: string | null;
+  body: Uint8Array;
+};
 
 /** The parts of a multipart/form-data body (RFC 7578), each with its disposition and content type. */
 function multipartParts(bytes: Uint8Array, boundary: string): Part[] {
@@ -149,10 +170,16 @@ function sizeLimit(value: unknown): number | null {
 function mimeAllowed(allowed: string[] | null, type: string): boolean {
   if (!allowed || allowed.length === 0) return true;
   const t = type.split(';')[0].trim().toLowerCase();
-  return allowed.some((a) => a.toLowerCase() === t || (a.endsWith('/*') && t.startsWith(a.slice(0, -1).toLowerCase())));
+  return allowed.some((a) =>
+    a.toLowerCase() === t || (a.endsWith('/*') && t.startsWith(a.slice(0, -1).toLowerCase()))
+  );
 }
 
-async function serveFile(file: string, meta: Record<string, unknown>, req: Request): Promise<Response> {
+async function serveFile(
+  file: string,
+  meta: Record<string, unknown>,
+  req: Request,
+): Promise<Response> {
   const url = new URL(req.url);
   let data: Uint8Array<ArrayBuffer>;
   try {
@@ -182,11 +209,21 @@ async function serveFile(file: string, meta: Record<string, unknown>, req: Reque
     if (start > end || start >= size) {
       headers.set('content-range', `bytes */${size}`);
       headers.set('content-type', 'application/json');
-      return new Response(JSON.stringify({ statusCode: '416', error: 'InvalidRange', message: 'The requested range is not satisfiable' }), { status: 416, headers });
+      return new Response(
+        JSON.stringify({
+          statusCode: '416',
+          error: 'InvalidRange',
+          message: 'The requested range is not satisfiable',
+        }),
+        { status: 416, headers },
+      );
     }
     headers.set('content-range', `bytes ${start}-${end}/${size}`);
     headers.set('content-length', String(end - start + 1));
-    return new Response(req.method === 'HEAD' ? null : data.slice(start, end + 1), { status: 206, headers });
+    return new Response(req.method === 'HEAD' ? null : data.slice(start, end + 1), {
+      status: 206,
+      headers,
+    });
   }
   headers.set('content-length', String(data.length));
   return new Response(req.method === 'HEAD' ? null : data, { status: 200, headers });
@@ -202,18 +239,27 @@ export function createStorageHandler(opts: StorageOptions) {
   const { sql, dir } = opts;
 
   async function findObject(tx: Tx, bucket: string, name: string) {
-    const rows = await tx`select id, name, metadata, version, created_at, updated_at from storage.objects where bucket_id = ${bucket} and name = ${name}`;
+    const rows =
+      await tx`select id, name, metadata, version, created_at, updated_at from storage.objects where bucket_id = ${bucket} and name = ${name}`;
     return rows[0];
   }
 
-  async function upload(req: Request, claims: Claims | null, bucket: string, name: string, upsert: boolean): Promise<Response> {
+  async function upload(
+    req: Request,
+    claims: Claims | null,
+    bucket: string,
+    name: string,
+    upsert: boolean,
+  ): Promise<Response> {
     const fault = opts.faults.failUploads.find((f) => f.remaining > 0 && name.includes(f.pattern));
     if (fault) {
       fault.remaining--;
       opts.log(`[Storage] injected upload failure bucket=${bucket} name=${name}`);
       fail(503, 'ServiceUnavailable', 'Injected upload failure (local fault)');
     }
-    const delay = opts.faults.delayUploads?.find((f) => f.remaining > 0 && name.includes(f.pattern));
+    const delay = opts.faults.delayUploads?.find((f) =>
+      f.remaining > 0 && name.includes(f.pattern)
+    );
     if (delay) {
       delay.remaining--;
       opts.log(`[Storage] injected upload delay ${delay.ms}ms bucket=${bucket} name=${name}`);
@@ -223,7 +269,8 @@ export function createStorageHandler(opts: StorageOptions) {
     const file = objectPath(dir, bucket, name);
     const eTag = etagOf(bytes);
     // the server reads the bucket row with its own rights: no bucket policy is needed
-    const [bucketRow] = await sql`select id, file_size_limit, allowed_mime_types from storage.buckets where id = ${bucket}`;
+    const [bucketRow] =
+      await sql`select id, file_size_limit, allowed_mime_types from storage.buckets where id = ${bucket}`;
     if (!bucketRow) fail(404, 'Bucket not found', 'Bucket not found');
     if (bucketRow.file_size_limit && bytes.length > Number(bucketRow.file_size_limit)) {
       fail(413, 'Payload too large', 'The object exceeded the maximum allowed size');
@@ -233,8 +280,13 @@ export function createStorageHandler(opts: StorageOptions) {
     }
     const version = crypto.randomUUID();
     const metadata = {
-      eTag, size: bytes.length, mimetype: contentType, cacheControl,
-      lastModified: new Date().toISOString(), contentLength: bytes.length, httpStatusCode: 200,
+      eTag,
+      size: bytes.length,
+      mimetype: contentType,
+      cacheControl,
+      lastModified: new Date().toISOString(),
+      contentLength: bytes.length,
+      httpStatusCode: 200,
     };
     const row = await asCaller(sql, claims, async (tx) => {
       const owner = claims?.role === 'authenticated' ? String(claims.sub) : null;
@@ -250,7 +302,9 @@ export function createStorageHandler(opts: StorageOptions) {
         : await tx.savepoint(async (sp) => {
           // a plain INSERT (ON CONFLICT would need a SELECT policy); a duplicate is a 409
           await sp`insert into storage.objects (id, bucket_id, name, owner, owner_id, metadata, version)
-            values (${id}, ${bucket}, ${name}, ${owner}, ${owner}, ${tx.json(metadata)}, ${version})`;
+            values (${id}, ${bucket}, ${name}, ${owner}, ${owner}, ${
+            tx.json(metadata)
+          }, ${version})`;
           return id;
         }).catch((err) => {
           if (String((err as { code?: string }).code) === '23505') return undefined;
@@ -263,11 +317,18 @@ export function createStorageHandler(opts: StorageOptions) {
       await Deno.rename(tmp, file);
       return { id: written };
     });
-    opts.log(`[Storage] write bucket=${bucket} name=${name} bytes=${bytes.length} version=${version} upsert=${upsert}`);
+    opts.log(
+      `[Storage] write bucket=${bucket} name=${name} bytes=${bytes.length} version=${version} upsert=${upsert}`,
+    );
     return json({ Id: row.id, Key: `${bucket}/${name}` });
   }
 
-  async function read(req: Request, claims: Claims | null, bucket: string, name: string): Promise<Response> {
+  async function read(
+    req: Request,
+    claims: Claims | null,
+    bucket: string,
+    name: string,
+  ): Promise<Response> {
     const obj = await asCaller(sql, claims, (tx) => findObject(tx, bucket, name));
     if (!obj) fail(404, 'not_found', 'Object not found');
     return await serveFile(objectPath(dir, bucket, name), obj.metadata ?? {}, req);
@@ -278,19 +339,35 @@ export function createStorageHandler(opts: StorageOptions) {
     if (!obj) fail(404, 'not_found', 'Object not found');
     const m = obj.metadata ?? {};
     return json({
-      id: obj.id, name: obj.name, bucket_id: bucket, version: obj.version, size: m.size,
-      content_type: m.mimetype, cache_control: m.cacheControl, etag: m.eTag, metadata: {},
-      created_at: obj.created_at, last_modified: m.lastModified, updated_at: obj.updated_at,
+      id: obj.id,
+      name: obj.name,
+      bucket_id: bucket,
+      version: obj.version,
+      size: m.size,
+      content_type: m.mimetype,
+      cache_control: m.cacheControl,
+      etag: m.eTag,
+      metadata: {},
+      created_at: obj.created_at,
+      last_modified: m.lastModified,
+      updated_at: obj.updated_at,
     });
   }
 
   const expiry = (value: unknown): number => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 1) fail(400, 'InvalidRequest', 'expiresIn must be an integer >= 1');
+    if (!Number.isInteger(n) || n < 1) {
+      fail(400, 'InvalidRequest', 'expiresIn must be an integer >= 1');
+    }
     return n;
   };
 
-  async function signOne(req: Request, claims: Claims | null, bucket: string, name: string): Promise<Response> {
+  async function signOne(
+    req: Request,
+    claims: Claims | null,
+    bucket: string,
+    name: string,
+  ): Promise<Response> {
     const expiresIn = expiry((await req.json()).expiresIn);
     const obj = await asCaller(sql, claims, (tx) => findObject(tx, bucket, name));
     if (!obj) fail(404, 'not_found', 'Object not found');
@@ -303,27 +380,45 @@ export function createStorageHandler(opts: StorageOptions) {
     const expiresIn = expiry(body.expiresIn);
     if (!Array.isArray(paths)) fail(400, 'InvalidRequest', 'paths must be an array');
     const found = await asCaller(sql, claims, async (tx) => {
-      const rows = await tx`select name from storage.objects where bucket_id = ${bucket} and name = any(${paths})`;
+      const rows =
+        await tx`select name from storage.objects where bucket_id = ${bucket} and name = any(${paths})`;
       return new Set(rows.map((r) => r.name as string));
     });
-    return json(await Promise.all(paths.map(async (path: string) => found.has(path)
-      ? { error: null, path, signedURL: await signUrl(bucket, path, expiresIn) }
-      : { error: 'Either the object does not exist or you do not have access to it', path, signedURL: null })));
+    return json(
+      await Promise.all(
+        paths.map(async (path: string) =>
+          found.has(path)
+            ? { error: null, path, signedURL: await signUrl(bucket, path, expiresIn) }
+            : {
+              error: 'Either the object does not exist or you do not have access to it',
+              path,
+              signedURL: null,
+            }
+        ),
+      ),
+    );
   }
 
   async function readSigned(req: Request, bucket: string, name: string): Promise<Response> {
     const token = new URL(req.url).searchParams.get('token');
     const claims = token ? await verifyJwt(token) : null;
-    if (!claims || claims.url !== `${bucket}/${name}`) fail(400, 'InvalidJWT', 'Invalid or expired signature');
-    const [obj] = await sql`select metadata from storage.objects where bucket_id = ${bucket} and name = ${name}`;
+    if (!claims || claims.url !== `${bucket}/${name}`) {
+      fail(400, 'InvalidJWT', 'Invalid or expired signature');
+    }
+    const [obj] =
+      await sql`select metadata from storage.objects where bucket_id = ${bucket} and name = ${name}`;
     if (!obj) fail(404, 'not_found', 'Object not found');
     return await serveFile(objectPath(dir, bucket, name), obj.metadata ?? {}, req);
   }
 
   async function remove(req: Request, claims: Claims | null, bucket: string): Promise<Response> {
     const { prefixes } = await req.json();
-    if (!Array.isArray(prefixes) || prefixes.length === 0) fail(400, 'InvalidRequest', 'prefixes must be a non-empty array');
-    const fault = opts.faults.failRemoves?.find((f) => f.remaining > 0 && prefixes.some((p: string) => String(p).includes(f.pattern)));
+    if (!Array.isArray(prefixes) || prefixes.length === 0) {
+      fail(400, 'InvalidRequest', 'prefixes must be a non-empty array');
+    }
+    const fault = opts.faults.failRemoves?.find((f) =>
+      f.remaining > 0 && prefixes.some((p: string) => String(p).includes(f.pattern))
+    );
     if (fault) {
       fault.remaining--;
       opts.log(`[Storage] injected delete failure bucket=${bucket}`);
@@ -348,12 +443,18 @@ export function createStorageHandler(opts: StorageOptions) {
     const limit = Number(body.limit ?? 100);
     const offset = Number(body.offset ?? 0);
     const search = String(body.search ?? '').toLowerCase();
-    const column = ['name', 'created_at', 'updated_at', 'last_accessed_at'].includes(body.sortBy?.column) ? body.sortBy.column : 'name';
+    const column =
+      ['name', 'created_at', 'updated_at', 'last_accessed_at'].includes(body.sortBy?.column)
+        ? body.sortBy.column
+        : 'name';
     const desc = String(body.sortBy?.order ?? 'asc').toLowerCase() === 'desc';
     const like = prefix ? `${prefix}/%` : '%';
-    const rows = await asCaller(sql, claims, (tx) =>
-      tx`select id, name, metadata, created_at, updated_at, last_accessed_at from storage.objects
-         where bucket_id = ${bucket} and name like ${like} order by name`
+    const rows = await asCaller(
+      sql,
+      claims,
+      (tx) =>
+        tx`select id, name, metadata, created_at, updated_at, last_accessed_at from storage.objects
+         where bucket_id = ${bucket} and name like ${like} order by name`,
     );
     const entries = new Map<string, Record<string, unknown>>();
     for (const r of rows) {
@@ -361,41 +462,77 @@ export function createStorageHandler(opts: StorageOptions) {
       const head = rest.split('/')[0];
       if (search && !head.toLowerCase().startsWith(search)) continue; // search is a prefix, as on the server
       if (rest.includes('/')) {
-        entries.set(head, { name: head, id: null, updated_at: null, created_at: null, last_accessed_at: null, metadata: null });
+        entries.set(head, {
+          name: head,
+          id: null,
+          updated_at: null,
+          created_at: null,
+          last_accessed_at: null,
+          metadata: null,
+        });
       } else {
-        entries.set(head, { name: head, id: r.id, updated_at: r.updated_at, created_at: r.created_at, last_accessed_at: r.last_accessed_at, metadata: r.metadata });
+        entries.set(head, {
+          name: head,
+          id: r.id,
+          updated_at: r.updated_at,
+          created_at: r.created_at,
+          last_accessed_at: r.last_accessed_at,
+          metadata: r.metadata,
+        });
       }
     }
     const key = (e: Record<string, unknown>) => {
       const v = e[column];
       return v instanceof Date ? v.getTime() : v === null ? '' : String(v);
     };
-    const sorted = [...entries.values()].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0) * (desc ? -1 : 1));
+    const sorted = [...entries.values()].sort((a, b) =>
+      (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0) * (desc ? -1 : 1)
+    );
     return json(sorted.slice(offset, offset + limit));
   }
 
-  async function buckets(req: Request, claims: Claims | null, id: string | undefined): Promise<Response> {
+  async function buckets(
+    req: Request,
+    claims: Claims | null,
+    id: string | undefined,
+  ): Promise<Response> {
     if (req.method === 'POST' && !id) {
       const body = await req.json();
-      await asCaller(sql, claims, (tx) =>
-        tx`insert into storage.buckets (id, name, public, file_size_limit, allowed_mime_types)
-           values (${body.id ?? body.name}, ${body.name ?? body.id}, ${Boolean(body.public)}, ${sizeLimit(body.file_size_limit)}, ${body.allowed_mime_types ?? null})`
+      await asCaller(
+        sql,
+        claims,
+        (tx) =>
+          tx`insert into storage.buckets (id, name, public, file_size_limit, allowed_mime_types)
+           values (${body.id ?? body.name}, ${body.name ?? body.id}, ${Boolean(body.public)}, ${
+            sizeLimit(body.file_size_limit)
+          }, ${body.allowed_mime_types ?? null})`,
       ).catch((err) => {
         if (String(err.code) === '23505') fail(409, 'Duplicate', 'The resource already exists');
-        if (String(err.code) === '42501') fail(403, 'Unauthorized', 'new row violates row-level security policy');
+        if (String(err.code) === '42501') {
+          fail(403, 'Unauthorized', 'new row violates row-level security policy');
+        }
         throw err;
       });
       return json({ name: body.name ?? body.id });
     }
-    const rows = await asCaller(sql, claims, (tx) =>
-      id ? tx`select * from storage.buckets where id = ${id}` : tx`select * from storage.buckets order by id`
+    const rows = await asCaller(
+      sql,
+      claims,
+      (tx) =>
+        id
+          ? tx`select * from storage.buckets where id = ${id}`
+          : tx`select * from storage.buckets order by id`,
     );
     if (id && !rows[0]) fail(404, 'Bucket not found', 'Bucket not found');
     return json(id ? rows[0] : rows);
   }
 
   /** `path` is what follows `/storage/v1`. */
-  return async function handle(req: Request, path: string, claims: Claims | null): Promise<Response> {
+  return async function handle(
+    req: Request,
+    path: string,
+    claims: Claims | null,
+  ): Promise<Response> {
     try {
       let parts: string[];
       try {
@@ -414,10 +551,14 @@ export function createStorageHandler(opts: StorageOptions) {
       };
       if (first === 'sign') {
         const { bucket, name } = splitBucket(tail);
-        if (req.method === 'GET' || req.method === 'HEAD') return await readSigned(req, bucket, name);
-        return name ? await signOne(req, claims, bucket, name) : await signMany(req, claims, bucket);
+        if (req.method === 'GET' || req.method === 'HEAD') {
+          return await readSigned(req, bucket, name);
+        }
+        return name
+          ? await signOne(req, claims, bucket, name)
+          : await signMany(req, claims, bucket);
       }
-      if (!claims) fail(400, 'Unauthorized', 'headers must have required property \'authorization\'');
+      if (!claims) fail(400, 'Unauthorized', "headers must have required property 'authorization'");
       if (first === 'list') return await list(req, claims, tail[0]);
       if (first === 'info') {
         const t = tail[0] === 'authenticated' || tail[0] === 'public' ? tail.slice(1) : tail;
@@ -435,20 +576,33 @@ export function createStorageHandler(opts: StorageOptions) {
       }
       const { bucket, name } = splitBucket(rest);
       if (req.method === 'DELETE' && !name) return await remove(req, claims, bucket);
-      if (req.method === 'POST') return await upload(req, claims, bucket, name, req.headers.get('x-upsert') === 'true');
+      if (req.method === 'POST') {
+        return await upload(req, claims, bucket, name, req.headers.get('x-upsert') === 'true');
+      }
       if (req.method === 'PUT') return await upload(req, claims, bucket, name, true);
-      if (req.method === 'GET' || req.method === 'HEAD') return await read(req, claims, bucket, name);
+      if (req.method === 'GET' || req.method === 'HEAD') {
+        return await read(req, claims, bucket, name);
+      }
       fail(405, 'MethodNotAllowed', `${req.method} not supported`);
     } catch (err) {
       // the real server answers every error but a 500 with HTTP 400, the real code in the body
       if (err instanceof StorageHttpError) {
-        return json({ statusCode: String(err.status), error: err.error, message: err.message }, err.status === 500 ? 500 : 400);
+        return json(
+          { statusCode: String(err.status), error: err.error, message: err.message },
+          err.status === 500 ? 500 : 400,
+        );
       }
       const code = (err as { code?: string }).code;
       if (code === '42501') {
-        return json({ statusCode: '403', error: 'Unauthorized', message: 'new row violates row-level security policy' }, 400);
+        return json({
+          statusCode: '403',
+          error: 'Unauthorized',
+          message: 'new row violates row-level security policy',
+        }, 400);
       }
-      opts.log(`[Storage] error ${req.method} ${path}: ${err instanceof Error ? err.message : err}`);
+      opts.log(
+        `[Storage] error ${req.method} ${path}: ${err instanceof Error ? err.message : err}`,
+      );
       return json({ statusCode: '500', error: 'internal', message: 'Internal storage error' }, 500);
     }
   };

@@ -2,7 +2,15 @@
  * KIE.ai's documented endpoints, and the record-info client (polling a task's result). Nothing
  * here reads the environment: the base URL, key and timeout come in as arguments.
  */
-import { envelopeCode, envelopeMsg, isObj, KieApiError, type KieFamily, type KieResult, parseRecordInfo } from './parse.ts';
+import {
+  envelopeCode,
+  envelopeMsg,
+  isObj,
+  KieApiError,
+  type KieFamily,
+  type KieResult,
+  parseRecordInfo,
+} from './parse.ts';
 
 /** record-info (polling) endpoint of each family, as KIE documents them. */
 export const KIE_RECORD_INFO_PATHS: Record<KieFamily, string> = {

@@ -317,22 +317,49 @@ function familyParts(family: KieFamily, data: Obj): Parts {
     case '4o':
       return {
         stated: fourOStatusState(data.status) ?? successFlagState(data.successFlag),
-        resultUrls: urlList(info?.result_urls, info?.resultUrls, response?.resultUrls, response?.result_urls, data.resultUrls, data.result_urls),
+        resultUrls: urlList(
+          info?.result_urls,
+          info?.resultUrls,
+          response?.resultUrls,
+          response?.result_urls,
+          data.resultUrls,
+          data.result_urls,
+        ),
         coverUrls: [],
         ...errors,
       };
     case 'flux-kontext':
       return {
         stated: successFlagState(data.successFlag),
-        resultUrls: urlList(info?.resultImageUrl, info?.result_image_url, response?.resultImageUrl, response?.result_image_url, data.resultImageUrl),
+        resultUrls: urlList(
+          info?.resultImageUrl,
+          info?.result_image_url,
+          response?.resultImageUrl,
+          response?.result_image_url,
+          data.resultImageUrl,
+        ),
         coverUrls: [],
         ...errors,
       };
     case 'veo':
       return {
         stated: successFlagState(data.successFlag),
-        resultUrls: urlList(info?.resultUrls, info?.result_urls, response?.resultUrls, response?.result_urls, data.resultUrls),
-        coverUrls: urlList(info?.imageUrls, info?.image_urls, info?.coverUrls, response?.imageUrls, response?.image_urls, response?.coverUrls, data.imageUrls),
+        resultUrls: urlList(
+          info?.resultUrls,
+          info?.result_urls,
+          response?.resultUrls,
+          response?.result_urls,
+          data.resultUrls,
+        ),
+        coverUrls: urlList(
+          info?.imageUrls,
+          info?.image_urls,
+          info?.coverUrls,
+          response?.imageUrls,
+          response?.image_urls,
+          response?.coverUrls,
+          data.imageUrls,
+        ),
         ...errors,
       };
     case 'runway': {
@@ -437,7 +464,6 @@ export function parseKieCallback(body: unknown, opts: { family?: KieFamily } = {
 // ---------------------------------------------------------------------------------------------
 // record-info
 // ---------------------------------------------------------------------------------------------
-
 
 /**
  * Parses an answer of a family's record-info endpoint (the body, envelope included).

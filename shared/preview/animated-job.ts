@@ -15,27 +15,63 @@ export type AnimatedDeps = Pick<PreviewDeps, 'objects' | 'fetchSource' | 'config
   renderAnimated: typeof renderAnimated;
 };
 
-export async function generateAnimated(generationId: string, deps: AnimatedDeps): Promise<PreviewOutcome> {
+export async function generateAnimated(
+  generationId: string,
+  deps: AnimatedDeps,
+): Promise<PreviewOutcome> {
   const claim = await deps.store.claim(generationId);
   if (!claim) {
     log.info('[Preview]', 'Skipped', { generationId, step: 'animated', reason: 'not_claimable' });
     return { generationId, result: 'skipped' };
   }
-  log.info('[Preview]', 'Processing', { generationId, type: 'video', step: 'animated', attempt: claim.attempt });
+  log.info('[Preview]', 'Processing', {
+    generationId,
+    type: 'video',
+    step: 'animated',
+    attempt: claim.attempt,
+  });
   try {
     const { bytes } = await readSource(claim, deps);
     const clip = await deps.renderAnimated(bytes, { maxBytes: deps.config.preview.maxSourceBytes });
     await deps.objects.upload(claim.target_path, clip, 'video/mp4');
     if (!(await deps.store.complete(claim, claim.target_path))) {
-      log.info('[Preview]', 'Fenced', { generationId, step: 'animated', attempt: claim.attempt, reason: 'newer_attempt' });
+      log.info('[Preview]', 'Fenced', {
+        generationId,
+        step: 'animated',
+        attempt: claim.attempt,
+        reason: 'newer_attempt',
+      });
       return { generationId, result: 'fenced', type: 'video', attempt: claim.attempt };
     }
-    log.info('[Preview]', 'Ready', { generationId, type: 'video', step: 'animated', path: claim.target_path, bytes: clip.length });
-    return { generationId, result: 'ready', type: 'video', path: claim.target_path, attempt: claim.attempt };
+    log.info('[Preview]', 'Ready', {
+      generationId,
+      type: 'video',
+      step: 'animated',
+      path: claim.target_path,
+      bytes: clip.length,
+    });
+    return {
+      generationId,
+      result: 'ready',
+      type: 'video',
+      path: claim.target_path,
+      attempt: claim.attempt,
+    };
   } catch (err) {
     const pe = toPreviewError(err);
     const state = await deps.store.fail(claim, { code: pe.code, retryable: pe.retryable });
-    log.error('[Preview]', `❌ Animated preview failed for ${generationId}: ${pe.message}`, { code: pe.code, attempt: claim.attempt, next: state ?? 'fenced' });
-    return { generationId, result: state === null ? 'fenced' : state, type: 'video', code: pe.code, error: pe.message, attempt: claim.attempt };
+    log.error('[Preview]', `❌ Animated preview failed for ${generationId}: ${pe.message}`, {
+      code: pe.code,
+      attempt: claim.attempt,
+      next: state ?? 'fenced',
+    });
+    return {
+      generationId,
+      result: state === null ? 'fenced' : state,
+      type: 'video',
+      code: pe.code,
+      error: pe.message,
+      attempt: claim.attempt,
+    };
   }
 }

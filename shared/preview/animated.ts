@@ -13,7 +13,13 @@ import { execFfmpeg, withCore, WORK_DIR } from './ffmpeg.ts';
 import { checkBytes } from './photo.ts';
 import { sniff } from './sniff.ts';
 
-export const ANIMATED = { start: 1.5, seconds: 4, fps: 12, maxSide: 320, maxSourcePixels: 1280 * 720 };
+export const ANIMATED = {
+  start: 1.5,
+  seconds: 4,
+  fps: 12,
+  maxSide: 320,
+  maxSourcePixels: 1280 * 720,
+};
 
 export async function renderAnimated(
   bytes: Uint8Array,
@@ -22,12 +28,20 @@ export async function renderAnimated(
   try {
     checkBytes(bytes, o.maxBytes);
     const s = sniff(bytes);
-    if (s.kind !== 'video') throw new PreviewError('UNSUPPORTED_FORMAT', `Unsupported format: ${s.format} is not a video`);
+    if (s.kind !== 'video') {
+      throw new PreviewError(
+        'UNSUPPORTED_FORMAT',
+        `Unsupported format: ${s.format} is not a video`,
+      );
+    }
     const size = videoDimensions(bytes, s.format);
     if (!size || size.width * size.height > ANIMATED.maxSourcePixels) {
-      throw new PreviewError('OVER_CPU_BUDGET', size
-        ? `No animated preview: decoding a ${size.width}x${size.height} video takes more CPU than an edge request has (up to 1280x720)`
-        : 'No animated preview: the container does not say the video\'s size');
+      throw new PreviewError(
+        'OVER_CPU_BUDGET',
+        size
+          ? `No animated preview: decoding a ${size.width}x${size.height} video takes more CPU than an edge request has (up to 1280x720)`
+          : "No animated preview: the container does not say the video's size",
+      );
     }
     return await withCore((core) => {
       core.FS.mkdir(WORK_DIR);
@@ -37,15 +51,42 @@ export async function renderAnimated(
       // from ANIMATED.start, or from the beginning when the video is shorter than that
       for (const start of [ANIMATED.start, 0]) {
         execFfmpeg(core, [
-          '-nostats', '-loglevel', 'error', '-y',
-          '-skip_frame', 'noref', '-skip_loop_filter', 'all',
-          '-ss', String(start), '-t', String(ANIMATED.seconds), '-i', input,
-          '-map', '0:v:0', '-an', '-sn', '-dn',
-          '-vf', `fps=${ANIMATED.fps},scale=w='min(${ANIMATED.maxSide},iw)':h='min(${ANIMATED.maxSide},ih)':force_original_aspect_ratio=decrease:force_divisible_by=2:flags=bilinear,format=yuv420p`,
-          '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'fastdecode', '-crf', '30', '-movflags', '+faststart',
+          '-nostats',
+          '-loglevel',
+          'error',
+          '-y',
+          '-skip_frame',
+          'noref',
+          '-skip_loop_filter',
+          'all',
+          '-ss',
+          String(start),
+          '-t',
+          String(ANIMATED.seconds),
+          '-i',
+          input,
+          '-map',
+          '0:v:0',
+          '-an',
+          '-sn',
+          '-dn',
+          '-vf',
+          `fps=${ANIMATED.fps},scale=w='min(${ANIMATED.maxSide},iw)':h='min(${ANIMATED.maxSide},ih)':force_original_aspect_ratio=decrease:force_divisible_by=2:flags=bilinear,format=yuv420p`,
+          '-c:v',
+          'libx264',
+          '-preset',
+          'ultrafast',
+          '-tune',
+          'fastdecode',
+          '-crf',
+          '30',
+          '-movflags',
+          '+faststart',
           output,
         ]);
-        const out = core.FS.analyzePath(output).exists ? core.FS.readFile(output) as Uint8Array : new Uint8Array(0);
+        const out = core.FS.analyzePath(output).exists
+          ? core.FS.readFile(output) as Uint8Array
+          : new Uint8Array(0);
         if (out.length > 1024) return out.slice();
       }
       throw new PreviewError('NO_VIDEO_FRAME', 'No animated preview: ffmpeg wrote no frames');

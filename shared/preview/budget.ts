@@ -60,14 +60,18 @@ export function photoDecodeCost(format: SniffResult['format'], header: ImageHead
   }
   if (format === 'png') {
     // Adam7's passes add a filter byte per pass row: ≈ height × 15/8 more bytes at most
-    const inflated = height * (Math.ceil((width * (header.bitsPerPixel ?? 32)) / 8) + (header.interlaced ? 3 : 1));
+    const inflated = height *
+      (Math.ceil((width * (header.bitsPerPixel ?? 32)) / 8) + (header.interlaced ? 3 : 1));
     return PNG_BYTES_PER_INFLATED_BYTE * inflated;
   }
   if (format === 'jpeg' && header.progressive && header.components?.length) {
     const hMax = Math.max(...header.components.map((c) => c.h));
     const vMax = Math.max(...header.components.map((c) => c.v));
-    const coefficients = header.components.reduce((sum, c) =>
-      sum + Math.ceil((width * c.h) / hMax / 8) * Math.ceil((height * c.v) / vMax / 8) * 64 * 2, 0);
+    const coefficients = header.components.reduce(
+      (sum, c) =>
+        sum + Math.ceil((width * c.h) / hMax / 8) * Math.ceil((height * c.v) / vMax / 8) * 64 * 2,
+      0,
+    );
     return PROGRESSIVE_OVERHEAD * coefficients;
   }
   return 0;
@@ -77,27 +81,47 @@ export function photoDecodeCost(format: SniffResult['format'], header: ImageHead
  * Refuses, before decoding, an image whose decoded frame is over the pixel cap
  * (TOO_MANY_PIXELS) or whose decode would not fit the memory budget (OVER_MEMORY_BUDGET).
  */
-export function checkPhotoBudget(format: SniffResult['format'], header: ImageHeader, maxPixels: number): void {
+export function checkPhotoBudget(
+  format: SniffResult['format'],
+  header: ImageHeader,
+  maxPixels: number,
+): void {
   const { width, height } = decodedSize(header);
   const pixels = width * height;
-  const frame = header.frame && (header.frame.width !== header.width || header.frame.height !== header.height)
-    ? ` (canvas ${header.width}x${header.height})` : '';
+  const frame =
+    header.frame && (header.frame.width !== header.width || header.frame.height !== header.height)
+      ? ` (canvas ${header.width}x${header.height})`
+      : '';
   if (pixels > maxPixels) {
-    throw new PreviewError('TOO_MANY_PIXELS', `Too many pixels: ${width}x${height}${frame} (${pixels} > ${maxPixels})`);
+    throw new PreviewError(
+      'TOO_MANY_PIXELS',
+      `Too many pixels: ${width}x${height}${frame} (${pixels} > ${maxPixels})`,
+    );
   }
-  if (format === 'webp' && header.frame && (header.frame.width > header.width || header.frame.height > header.height)) {
+  if (
+    format === 'webp' && header.frame &&
+    (header.frame.width > header.width || header.frame.height > header.height)
+  ) {
     // libwebp's demuxer refuses a frame outside its canvas too
-    throw new PreviewError('DECODE_FAILED', `Decode failed: WebP frame ${header.frame.width}x${header.frame.height} is larger than its canvas ${header.width}x${header.height}`);
+    throw new PreviewError(
+      'DECODE_FAILED',
+      `Decode failed: WebP frame ${header.frame.width}x${header.frame.height} is larger than its canvas ${header.width}x${header.height}`,
+    );
   }
   const cost = photoDecodeCost(format, header);
   if (cost > DECODE_BUDGET_BYTES) {
-    const kind = format === 'jpeg' ? 'progressive JPEG'
-      : format === 'png' ? `${header.bitsPerPixel}-bit-per-pixel PNG`
-      : format === 'webp' ? (header.webp?.lossless ? 'lossless WebP' : 'WebP with alpha')
+    const kind = format === 'jpeg'
+      ? 'progressive JPEG'
+      : format === 'png'
+      ? `${header.bitsPerPixel}-bit-per-pixel PNG`
+      : format === 'webp'
+      ? (header.webp?.lossless ? 'lossless WebP' : 'WebP with alpha')
       : format.toUpperCase();
     throw new PreviewError(
       'OVER_MEMORY_BUDGET',
-      `Over the memory budget: decoding this ${width}x${height}${frame} ${kind} needs about ${mb(cost)} MB (budget ${mb(DECODE_BUDGET_BYTES)} MB)`,
+      `Over the memory budget: decoding this ${width}x${height}${frame} ${kind} needs about ${
+        mb(cost)
+      } MB (budget ${mb(DECODE_BUDGET_BYTES)} MB)`,
     );
   }
 }
@@ -107,7 +131,10 @@ export function checkVideoBudget(size: VideoSize | null, maxPixels: number): voi
   if (!size) return;
   const pixels = size.width * size.height;
   if (pixels > maxPixels) {
-    throw new PreviewError('TOO_MANY_PIXELS', `Too many pixels: ${size.width}x${size.height} video (${pixels} > ${maxPixels})`);
+    throw new PreviewError(
+      'TOO_MANY_PIXELS',
+      `Too many pixels: ${size.width}x${size.height} video (${pixels} > ${maxPixels})`,
+    );
   }
   if (pixels > VIDEO_MAX_DECODE_PIXELS) {
     throw new PreviewError(

@@ -11,7 +11,10 @@ import type { ObjectStore } from '../storage.ts';
 
 const BATCH = 100;
 
-export async function runCleanup(deps: { store: DeletionStore; objects: ObjectStore }, budgetMs = 20_000): Promise<{ deleted: number; failed: number }> {
+export async function runCleanup(
+  deps: { store: DeletionStore; objects: ObjectStore },
+  budgetMs = 20_000,
+): Promise<{ deleted: number; failed: number }> {
   const deadline = performance.now() + budgetMs;
   let deleted = 0;
   let failed = 0;
@@ -27,7 +30,10 @@ export async function runCleanup(deps: { store: DeletionStore; objects: ObjectSt
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       await deps.store.fail(paths, message);
-      log.error('[Cleanup]', `❌ Delete failed: ${message}`, { objects: paths.length, next: 'backoff' });
+      log.error('[Cleanup]', `❌ Delete failed: ${message}`, {
+        objects: paths.length,
+        next: 'backoff',
+      });
       failed += paths.length;
       break;
     }

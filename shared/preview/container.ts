@@ -9,7 +9,10 @@ import type { SniffResult } from './sniff.ts';
 
 export type VideoSize = { width: number; height: number };
 
-export function videoDimensions(bytes: Uint8Array, format: SniffResult['format']): VideoSize | null {
+export function videoDimensions(
+  bytes: Uint8Array,
+  format: SniffResult['format'],
+): VideoSize | null {
   try {
     if (format === 'mp4' || format === 'mov') return isoBmffSize(bytes);
     if (format === 'webm') return matroskaSize(bytes);
@@ -27,7 +30,12 @@ function* boxes(bytes: Uint8Array, dv: DataView, from: number, to: number): Gene
   let pos = from;
   while (pos + 8 <= to) {
     let size = dv.getUint32(pos);
-    const type = String.fromCharCode(bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]);
+    const type = String.fromCharCode(
+      bytes[pos + 4],
+      bytes[pos + 5],
+      bytes[pos + 6],
+      bytes[pos + 7],
+    );
     let header = 8;
     if (size === 1) {
       if (pos + 16 > to) return;
@@ -79,7 +87,11 @@ const SEGMENT = 0x18538067, TRACKS = 0x1654ae6b, TRACK_ENTRY = 0xae, VIDEO = 0xe
 const PIXEL_WIDTH = 0xb0, PIXEL_HEIGHT = 0xba, CLUSTER = 0x1f43b675;
 
 /** A variable-length integer at `pos`: its value (marker kept for ids) and length. */
-function vint(bytes: Uint8Array, pos: number, keepMarker: boolean): { value: number; length: number; unknown: boolean } {
+function vint(
+  bytes: Uint8Array,
+  pos: number,
+  keepMarker: boolean,
+): { value: number; length: number; unknown: boolean } {
   const first = bytes[pos];
   let length = 1;
   while (length <= 8 && !(first & (0x80 >> (length - 1)))) length++;
@@ -102,7 +114,10 @@ function matroskaSize(bytes: Uint8Array): VideoSize | null {
       const len = vint(bytes, pos + id.length, false);
       const start = pos + id.length + len.length;
       const end = len.unknown ? to : Math.min(start + len.value, to);
-      if (id.value === SEGMENT || id.value === TRACKS || id.value === TRACK_ENTRY || id.value === VIDEO) {
+      if (
+        id.value === SEGMENT || id.value === TRACKS || id.value === TRACK_ENTRY ||
+        id.value === VIDEO
+      ) {
         if (walk(start, end)) return true;
       } else if (id.value === PIXEL_WIDTH || id.value === PIXEL_HEIGHT) {
         let v = 0;

@@ -27,13 +27,20 @@ async function fetchCoreWasm(): Promise<Uint8Array> {
   const stored = `${config.supabaseUrl}/storage/v1/object/authenticated/${preview.bucket}/` +
     preview.ffmpegCoreWasmPath.split('/').map(encodeURIComponent).join('/');
   const res = await fetch(preview.ffmpegCoreWasmUrl ?? stored, {
-    headers: preview.ffmpegCoreWasmUrl ? {} : { apikey: config.serviceKey, authorization: `Bearer ${config.serviceKey}` },
+    headers: preview.ffmpegCoreWasmUrl
+      ? {}
+      : { apikey: config.serviceKey, authorization: `Bearer ${config.serviceKey}` },
   });
   if (!res.ok) {
-    const from = preview.ffmpegCoreWasmUrl ? 'FFMPEG_CORE_WASM_URL' : `storage (${preview.bucket}/${preview.ffmpegCoreWasmPath})`;
+    const from = preview.ffmpegCoreWasmUrl
+      ? 'FFMPEG_CORE_WASM_URL'
+      : `storage (${preview.bucket}/${preview.ffmpegCoreWasmPath})`;
     throw new Error(`Loading the ffmpeg core from ${from} failed: ${res.status}`);
   }
   const bytes = new Uint8Array(await res.arrayBuffer());
-  log.info('[Preview]', 'ffmpeg core loaded', { bytes: bytes.length, ms: Math.round(performance.now() - started) });
+  log.info('[Preview]', 'ffmpeg core loaded', {
+    bytes: bytes.length,
+    ms: Math.round(performance.now() - started),
+  });
   return bytes;
 }

@@ -19,7 +19,11 @@ import type { SniffResult } from './sniff.ts';
 import { wasmModule } from './wasm.ts';
 
 const failed = (format: string, why: string, cause?: unknown) =>
-  new PreviewError('DECODE_FAILED', `Decode failed: ${format} ${why}`, cause ? { cause } : undefined);
+  new PreviewError(
+    'DECODE_FAILED',
+    `Decode failed: ${format} ${why}`,
+    cause ? { cause } : undefined,
+  );
 
 /** Decode `bytes` into an RGBA bitmap of (dstWidth × dstHeight), before EXIF orientation. */
 export async function decodeToSize(
@@ -46,7 +50,10 @@ export async function decodeToSize(
       case 'webp':
         return await decodeWebp(bytes, header, dstWidth, dstHeight);
       default:
-        throw new PreviewError('UNSUPPORTED_FORMAT', `Unsupported format: ${format} is not an image`);
+        throw new PreviewError(
+          'UNSUPPORTED_FORMAT',
+          `Unsupported format: ${format} is not an image`,
+        );
     }
   } catch (err) {
     if (err instanceof PreviewError) throw err;
@@ -60,18 +67,25 @@ export async function decodeToSize(
 /** Imports of our libjpeg-turbo build: its stdio and exit are never reached (errors trap). */
 const JPEG_IMPORTS = {
   wasi_snapshot_preview1: {
-    fd_write: () => 52, fd_close: () => 52, fd_seek: () => 52,
+    fd_write: () => 52,
+    fd_close: () => 52,
+    fd_seek: () => 52,
     proc_exit: () => {
       throw new Error('libjpeg exited');
     },
   },
 };
 
-async function decodeJpeg(bytes: Uint8Array, dstWidth: number, dstHeight: number): Promise<Uint8ClampedArray> {
+async function decodeJpeg(
+  bytes: Uint8Array,
+  dstWidth: number,
+  dstHeight: number,
+): Promise<Uint8ClampedArray> {
   if (!hasJpegEnd(bytes)) throw failed('JPEG', 'is truncated (no end-of-image marker)');
-  const wasm = new WebAssembly.Instance(await wasmModule('jpeg-scaled'), JPEG_IMPORTS).exports as any;
+  const wasm = new WebAssembly.Instance(await wasmModule('jpeg-scaled'), JPEG_IMPORTS)
+    .exports as any;
   const bptr = wasm.malloc(bytes.length);
-  if (!bptr) throw failed('JPEG', 'does not fit the decoder\'s memory');
+  if (!bptr) throw failed('JPEG', "does not fit the decoder's memory");
   new Uint8Array(wasm.memory.buffer, bptr, bytes.length).set(bytes);
   // libjpeg-turbo scales by n/8 in the DCT domain to the smallest size at least as large as the
   // box (sharp's shrink-on-load does the same) and our area filter finishes. Asking for twice the
@@ -84,7 +98,11 @@ async function decodeJpeg(bytes: Uint8Array, dstWidth: number, dstHeight: number
     throw failed('JPEG', 'data is corrupt', err);
   }
   // (the heap may have grown during the decode: views are made after it)
-  const [width, height, channels, colorspace, warnings, ptr] = new Int32Array(wasm.memory.buffer, resPtr, 6);
+  const [width, height, channels, colorspace, warnings, ptr] = new Int32Array(
+    wasm.memory.buffer,
+    resPtr,
+    6,
+  );
   // libjpeg-turbo conceals corrupt entropy data with a warning; a damaged file is not a preview
   if (warnings > 0) throw failed('JPEG', 'data is corrupt');
   const buf = new Uint8Array(wasm.memory.buffer, ptr, width * height * channels);
@@ -107,22 +125,34 @@ async function decodeJpeg(bytes: Uint8Array, dstWidth: number, dstHeight: number
     for (let y = 0; y < height; y++) r.pushRow(buf, y * stride, channels as 1 | 3);
   }
   const out = r.finish();
-  return r.width === dstWidth && r.height === dstHeight ? out : upscaleNearest(out, r.width, r.height, dstWidth, dstHeight);
+  return r.width === dstWidth && r.height === dstHeight
+    ? out
+    : upscaleNearest(out, r.width, r.height, dstWidth, dstHeight);
 }
 
 /** A complete JPEG ends with FFD9 (allowing trailing padding/garbage in its last bytes). */
 function hasJpegEnd(bytes: Uint8Array): boolean {
   const from = Math.max(2, bytes.length - 4096);
-  for (let i = bytes.length - 2; i >= from; i--) if (bytes[i] === 0xff && bytes[i + 1] === 0xd9) return true;
+  for (let i = bytes.length - 2; i >= from; i--) {
+    if (bytes[i] === 0xff && bytes[i + 1] === 0xd9) return true;
+  }
   return false;
 }
 
 /** Only for a decoder that returned less than asked (never expected; keeps sizes exact). */
-function upscaleNearest(src: Uint8ClampedArray, w: number, h: number, W: number, H: number): Uint8ClampedArray {
+function upscaleNearest(
+  src: Uint8ClampedArray,
+  w: number,
+  h: number,
+  W: number,
+  H: number,
+): Uint8ClampedArray {
   const out = new Uint8ClampedArray(W * H * 4);
   const s32 = new Uint32Array(src.buffer), o32 = new Uint32Array(out.buffer);
   for (let y = 0; y < H; y++) {
-    for (let x = 0; x < W; x++) o32[y * W + x] = s32[Math.floor((y * h) / H) * w + Math.floor((x * w) / W)];
+    for (let x = 0; x < W; x++) {
+      o32[y * W + x] = s32[Math.floor((y * h) / H) * w + Math.floor((x * w) / W)];
+    }
   }
   return out;
 }
@@ -130,7 +160,16 @@ function upscaleNearest(src: Uint8ClampedArray, w: number, h: number, W: number,
 // ---------------------------------------------------------------- WebP (libwebp, scaled decode)
 
 /** libwebp's VP8StatusCode, by value. */
-const WEBP_STATUS = ['OK', 'OUT_OF_MEMORY', 'INVALID_PARAM', 'BITSTREAM_ERROR', 'UNSUPPORTED_FEATURE', 'SUSPENDED', 'USER_ABORT', 'NOT_ENOUGH_DATA'];
+const WEBP_STATUS = [
+  'OK',
+  'OUT_OF_MEMORY',
+  'INVALID_PARAM',
+  'BITSTREAM_ERROR',
+  'UNSUPPORTED_FEATURE',
+  'SUSPENDED',
+  'USER_ABORT',
+  'NOT_ENOUGH_DATA',
+];
 
 /**
  * libwebp's decoder with its own rescaler (our build, scripts/codecs/build-webp-scaled.sh): the
@@ -154,20 +193,25 @@ async function decodeWebp(
   const h = Math.max(1, Math.min(dstHeight - oy, Math.round(fh * sy)));
   const wasm = new WebAssembly.Instance(await wasmModule('webp-scaled')).exports as any;
   const inPtr = wasm.malloc(src.length), outPtr = wasm.malloc(w * h * 4);
-  if (!inPtr || !outPtr) throw failed('WebP', 'does not fit the decoder\'s memory');
+  if (!inPtr || !outPtr) throw failed('WebP', "does not fit the decoder's memory");
   new Uint8Array(wasm.memory.buffer, inPtr, src.length).set(src);
   const status = wasm.decode_scaled(inPtr, src.length, outPtr, w, h, w !== fw || h !== fh ? 1 : 0);
   if (status !== 0) throw failed('WebP', `data is corrupt (${WEBP_STATUS[status] ?? status})`);
   const out = new Uint8ClampedArray(wasm.memory.buffer.slice(outPtr, outPtr + w * h * 4));
   if (w === dstWidth && h === dstHeight) return out;
   const canvas = new Uint8ClampedArray(dstWidth * dstHeight * 4); // transparent around the frame
-  for (let y = 0; y < h; y++) canvas.set(out.subarray(y * w * 4, (y + 1) * w * 4), ((oy + y) * dstWidth + ox) * 4);
+  for (let y = 0; y < h; y++) {
+    canvas.set(out.subarray(y * w * 4, (y + 1) * w * 4), ((oy + y) * dstWidth + ox) * 4);
+  }
   return canvas;
 }
 
 /** For an animated WebP (VP8X with the animation flag), the first ANMF frame as a still WebP. */
-function firstAnimationFrame(bytes: Uint8Array): { bytes: Uint8Array; x: number; y: number } | null {
-  const tag = (i: number) => String.fromCharCode(bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]);
+function firstAnimationFrame(
+  bytes: Uint8Array,
+): { bytes: Uint8Array; x: number; y: number } | null {
+  const tag = (i: number) =>
+    String.fromCharCode(bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]);
   if (tag(12) !== 'VP8X' || !(bytes[20] & 0x02)) return null;
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let pos = 12;

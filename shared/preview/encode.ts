@@ -4,13 +4,18 @@
  */
 import { rgbaToThumbHash } from 'thumbhash';
 import { PreviewError } from '../errors.ts';
-import { resizeArea, fitInside } from './resize.ts';
+import { fitInside, resizeArea } from './resize.ts';
 import { ensureImageData, wasmModule } from './wasm.ts';
 
 export type Rendered = { webp: Uint8Array; width: number; height: number; thumbhash: string };
 
 type WebpEncoderModule = {
-  encode(data: Uint8ClampedArray, width: number, height: number, options: Record<string, number>): Uint8Array | null;
+  encode(
+    data: Uint8ClampedArray,
+    width: number,
+    height: number,
+    options: Record<string, number>,
+  ): Uint8Array | null;
 };
 
 let encoder: Promise<WebpEncoderModule> | null = null;
@@ -32,7 +37,10 @@ function webpEncoder(): Promise<WebpEncoderModule> {
 }
 
 /** Instantiate an emscripten factory with an already compiled module (no fetch, no file: URL). */
-function instantiateEmscripten<T>(factory: (opts: any) => Promise<T>, module: WebAssembly.Module): Promise<T> {
+function instantiateEmscripten<T>(
+  factory: (opts: any) => Promise<T>,
+  module: WebAssembly.Module,
+): Promise<T> {
   return factory({
     noInitialRun: true,
     locateFile: (p: string) => p,
@@ -45,15 +53,41 @@ function instantiateEmscripten<T>(factory: (opts: any) => Promise<T>, module: We
 }
 
 /** WebP-encode an RGBA bitmap (straight alpha). */
-export async function encodeWebp(rgba: Uint8ClampedArray, width: number, height: number, quality: number): Promise<Uint8Array> {
+export async function encodeWebp(
+  rgba: Uint8ClampedArray,
+  width: number,
+  height: number,
+  quality: number,
+): Promise<Uint8Array> {
   const enc = await webpEncoder();
   const opts = {
     quality,
-    target_size: 0, target_PSNR: 0, method: 4, sns_strength: 50, filter_strength: 60,
-    filter_sharpness: 0, filter_type: 1, partitions: 0, segments: 4, pass: 1, show_compressed: 0,
-    preprocessing: 0, autofilter: 0, partition_limit: 0, alpha_compression: 1, alpha_filtering: 1,
-    alpha_quality: 100, lossless: 0, exact: 0, image_hint: 0, emulate_jpeg_size: 0, thread_level: 0,
-    low_memory: 0, near_lossless: 100, use_delta_palette: 0, use_sharp_yuv: 0,
+    target_size: 0,
+    target_PSNR: 0,
+    method: 4,
+    sns_strength: 50,
+    filter_strength: 60,
+    filter_sharpness: 0,
+    filter_type: 1,
+    partitions: 0,
+    segments: 4,
+    pass: 1,
+    show_compressed: 0,
+    preprocessing: 0,
+    autofilter: 0,
+    partition_limit: 0,
+    alpha_compression: 1,
+    alpha_filtering: 1,
+    alpha_quality: 100,
+    lossless: 0,
+    exact: 0,
+    image_hint: 0,
+    emulate_jpeg_size: 0,
+    thread_level: 0,
+    low_memory: 0,
+    near_lossless: 100,
+    use_delta_palette: 0,
+    use_sharp_yuv: 0,
   };
   const out = enc.encode(rgba, width, height, opts);
   if (!out) throw new PreviewError('INTERNAL', 'Internal error: WebP encoding failed');
@@ -70,7 +104,9 @@ function toBase64(bytes: Uint8Array): string {
 /** Thumbhash (base64) of an RGBA bitmap: shrunk to ≤100 px by area averaging first. */
 export function thumbhashOf(rgba: Uint8ClampedArray, width: number, height: number): string {
   const box = fitInside(width, height, 100);
-  const small = box.width === width && box.height === height ? rgba : resizeArea(rgba, width, height, 4, box.width, box.height);
+  const small = box.width === width && box.height === height
+    ? rgba
+    : resizeArea(rgba, width, height, 4, box.width, box.height);
   return toBase64(rgbaToThumbHash(box.width, box.height, small));
 }
 

@@ -36,7 +36,9 @@ export function isPrivateAddress(ip: string): boolean {
   if (ipaddr.IPv4.isValidFourPartDecimal(text)) addr = ipaddr.IPv4.parse(text);
   else if (ipaddr.IPv6.isValid(text)) addr = ipaddr.IPv6.parse(text);
   else return true; // not a canonical address (e.g. `1.2.3`, `0x7f.1`): refuse
-  if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress()) addr = (addr as ipaddr.IPv6).toIPv4Address();
+  if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress()) {
+    addr = (addr as ipaddr.IPv6).toIPv4Address();
+  }
   if (addr.range() !== 'unicast') return true;
   return addr.kind() === 'ipv6' && !addr.match(GLOBAL_UNICAST_V6);
 }
@@ -65,9 +67,16 @@ export const systemResolver: Resolver = async (hostname) => {
  * Checks a URL before connecting and says where to connect: null for an IP literal or an
  * allowed private host:port (nothing to resolve again), else the checked public address.
  */
-async function assertFetchable(url: URL, limits: FetchLimits, resolve: Resolver): Promise<string | null> {
+async function assertFetchable(
+  url: URL,
+  limits: FetchLimits,
+  resolve: Resolver,
+): Promise<string | null> {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new PreviewError('SOURCE_FORBIDDEN', `Download refused: ${url.protocol}// URLs are not allowed`);
+    throw new PreviewError(
+      'SOURCE_FORBIDDEN',
+      `Download refused: ${url.protocol}// URLs are not allowed`,
+    );
   }
   const hostPort = `${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`;
   if (limits.allowedPrivateHosts.includes(hostPort)) return null;
@@ -79,7 +88,10 @@ async function assertFetchable(url: URL, limits: FetchLimits, resolve: Resolver)
   }
   const blocked = addresses.find(isPrivateAddress);
   if (blocked) {
-    throw new PreviewError('SOURCE_FORBIDDEN', `Download refused: ${host} resolves to a private address (${blocked})`);
+    throw new PreviewError(
+      'SOURCE_FORBIDDEN',
+      `Download refused: ${host} resolves to a private address (${blocked})`,
+    );
   }
   return literal ? null : addresses[0];
 }
@@ -96,7 +108,8 @@ async function assertFetchable(url: URL, limits: FetchLimits, resolve: Resolver)
 export type Pinner = (address: string, port: number) => { init: RequestInit; close(): void } | null;
 
 export const denoPinner: Pinner = (address, port) => {
-  const deno = (globalThis as { Deno?: { createHttpClient?: (o: unknown) => { close(): void } } }).Deno;
+  const deno =
+    (globalThis as { Deno?: { createHttpClient?: (o: unknown) => { close(): void } } }).Deno;
   if (!deno?.createHttpClient) return null;
   try {
     const client = deno.createHttpClient({ proxy: { transport: 'tcp', hostname: address, port } });
@@ -110,7 +123,9 @@ function statusError(status: number): PreviewError {
   const message = `Download failed: ${status}`;
   if (status === 404 || status === 410) return new PreviewError('SOURCE_NOT_FOUND', message);
   if (status === 401 || status === 403) return new PreviewError('SOURCE_FORBIDDEN', message);
-  if (status === 408 || status === 429 || status >= 500) return new PreviewError('SOURCE_UNREACHABLE', message);
+  if (status === 408 || status === 429 || status >= 500) {
+    return new PreviewError('SOURCE_UNREACHABLE', message);
+  }
   return new PreviewError('SOURCE_NOT_FOUND', message);
 }
 
@@ -127,10 +142,14 @@ export async function fetchSource(
   try {
     url = new URL(rawUrl);
   } catch {
-    throw new PreviewError('SOURCE_NOT_FOUND', `Download failed: invalid URL ${JSON.stringify(rawUrl)}`);
+    throw new PreviewError(
+      'SOURCE_NOT_FOUND',
+      `Download failed: invalid URL ${JSON.stringify(rawUrl)}`,
+    );
   }
   const signal = AbortSignal.timeout(limits.timeoutMs);
-  const timeoutError = () => new PreviewError('TIMEOUT', `Download timed out after ${limits.timeoutMs} ms`);
+  const timeoutError = () =>
+    new PreviewError('TIMEOUT', `Download timed out after ${limits.timeoutMs} ms`);
   try {
     let res: Response | undefined;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
@@ -139,7 +158,10 @@ export async function fetchSource(
       if (address && url.protocol === 'http:') {
         const pinned = pin(address, Number(url.port || 80));
         if (!pinned) {
-          throw new PreviewError('SOURCE_FORBIDDEN', `Download refused: plain http to ${url.hostname} cannot be pinned to its checked address on this runtime`);
+          throw new PreviewError(
+            'SOURCE_FORBIDDEN',
+            `Download refused: plain http to ${url.hostname} cannot be pinned to its checked address on this runtime`,
+          );
         }
         clients.push(pinned);
         init = { ...init, ...pinned.init };
@@ -154,7 +176,10 @@ export async function fetchSource(
       break;
     }
     if (!res || (res.status >= 300 && res.status < 400)) {
-      throw new PreviewError('SOURCE_UNREACHABLE', `Download failed: more than ${MAX_REDIRECTS} redirects`);
+      throw new PreviewError(
+        'SOURCE_UNREACHABLE',
+        `Download failed: more than ${MAX_REDIRECTS} redirects`,
+      );
     }
     if (!res.ok) {
       await res.body?.cancel();
@@ -163,9 +188,15 @@ export async function fetchSource(
     const declared = Number(res.headers.get('content-length') ?? NaN);
     if (declared > limits.maxBytes) {
       await res.body?.cancel();
-      throw new PreviewError('SOURCE_TOO_LARGE', `Source is larger than the ${limits.maxBytes}-byte limit (${declared} bytes)`);
+      throw new PreviewError(
+        'SOURCE_TOO_LARGE',
+        `Source is larger than the ${limits.maxBytes}-byte limit (${declared} bytes)`,
+      );
     }
-    return { bytes: await readCapped(res.body!, declared, limits.maxBytes), contentType: res.headers.get('content-type') };
+    return {
+      bytes: await readCapped(res.body!, declared, limits.maxBytes),
+      contentType: res.headers.get('content-type'),
+    };
   } catch (err) {
     if (err instanceof PreviewError) throw err;
     if (signal.aborted) throw timeoutError();
@@ -183,7 +214,11 @@ export async function fetchSource(
  * place as chunks arrive. A list of chunks joined at the end held the file twice (a 99 MB
  * download peaked at 287 MB that way).
  */
-async function readCapped(body: ReadableStream<Uint8Array>, declared: number, maxBytes: number): Promise<Uint8Array> {
+async function readCapped(
+  body: ReadableStream<Uint8Array>,
+  declared: number,
+  maxBytes: number,
+): Promise<Uint8Array> {
   if (Number.isFinite(declared) && declared >= 0) {
     const byob = byobReader(body);
     if (byob) return await readInto(byob, declared);
@@ -199,14 +234,24 @@ function byobReader(body: ReadableStream<Uint8Array>): ReadableStreamBYOBReader 
   }
 }
 
-const tooLong = (declared: number) => new PreviewError('SOURCE_UNREACHABLE', `Download failed: body longer than its Content-Length (${declared})`);
-const truncated = (total: number, declared: number) => new PreviewError('SOURCE_UNREACHABLE', `Download failed: body truncated at ${total} of ${declared} bytes`);
+const tooLong = (declared: number) =>
+  new PreviewError(
+    'SOURCE_UNREACHABLE',
+    `Download failed: body longer than its Content-Length (${declared})`,
+  );
+const truncated = (total: number, declared: number) =>
+  new PreviewError(
+    'SOURCE_UNREACHABLE',
+    `Download failed: body truncated at ${total} of ${declared} bytes`,
+  );
 
 async function readInto(reader: ReadableStreamBYOBReader, declared: number): Promise<Uint8Array> {
   let buf = new ArrayBuffer(declared);
   let total = 0;
   while (total < declared) {
-    const { done, value } = await reader.read(new Uint8Array(buf, total, Math.min(256 * 1024, declared - total)));
+    const { done, value } = await reader.read(
+      new Uint8Array(buf, total, Math.min(256 * 1024, declared - total)),
+    );
     if (done || !value) throw truncated(total, declared);
     buf = value.buffer as ArrayBuffer; // the read transferred the buffer: this is it, our bytes in it
     total += value.byteLength;
@@ -219,10 +264,16 @@ async function readInto(reader: ReadableStreamBYOBReader, declared: number): Pro
   return new Uint8Array(buf);
 }
 
-async function readGrowing(body: ReadableStream<Uint8Array>, declared: number, maxBytes: number): Promise<Uint8Array> {
+async function readGrowing(
+  body: ReadableStream<Uint8Array>,
+  declared: number,
+  maxBytes: number,
+): Promise<Uint8Array> {
   const known = Number.isFinite(declared) && declared >= 0;
   // deno-lint-ignore no-explicit-any
-  const buf: any = known ? new ArrayBuffer(declared) : new (ArrayBuffer as any)(0, { maxByteLength: maxBytes });
+  const buf: any = known
+    ? new ArrayBuffer(declared)
+    : new (ArrayBuffer as any)(0, { maxByteLength: maxBytes });
   const reader = body.getReader();
   let total = 0;
   for (;;) {
@@ -230,7 +281,10 @@ async function readGrowing(body: ReadableStream<Uint8Array>, declared: number, m
     if (done) break;
     if (total + value.length > maxBytes) {
       await reader.cancel();
-      throw new PreviewError('SOURCE_TOO_LARGE', `Source is larger than the ${maxBytes}-byte limit`);
+      throw new PreviewError(
+        'SOURCE_TOO_LARGE',
+        `Source is larger than the ${maxBytes}-byte limit`,
+      );
     }
     if (total + value.length > buf.byteLength) {
       if (known) {

@@ -37,7 +37,10 @@ export function coreInstances(): number {
 export async function newCore(): Promise<FFmpegCore> {
   if (!factoryPromise) {
     factoryPromise = (async () => {
-      const [{ default: factory }] = await Promise.all([import('@ffmpeg/core'), wasmModule('ffmpeg-core')]);
+      const [{ default: factory }] = await Promise.all([
+        import('@ffmpeg/core'),
+        wasmModule('ffmpeg-core'),
+      ]);
       return factory as (opts: any) => Promise<FFmpegCore>;
     })();
     factoryPromise.catch(() => (factoryPromise = null));
@@ -63,7 +66,10 @@ export async function newCore(): Promise<FFmpegCore> {
         writable: true,
       });
     } catch (err) {
-      throw new PreviewError('INTERNAL', `Internal error: cannot prepare ffmpeg core (${(err as Error).message})`);
+      throw new PreviewError(
+        'INTERNAL',
+        `Internal error: cannot prepare ffmpeg core (${(err as Error).message})`,
+      );
     }
   }
   instances++;
@@ -99,7 +105,7 @@ export async function newCore(): Promise<FFmpegCore> {
  */
 export function withCore<T>(fn: (c: FFmpegCore) => Promise<T> | T): Promise<T> {
   const run = queue.then(async () => {
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 0;; attempt++) {
       const reused = shared !== null;
       const c = shared ?? (shared = await newCore());
       let broken = false;

@@ -12,7 +12,11 @@ const fail = (why: string) => new PreviewError('DECODE_FAILED', `Decode failed: 
 
 /** The rows of an interlaced frame of height h, in the order they are stored. */
 function* interlacedRows(h: number): Generator<number> {
-  for (const [start, step] of [[0, 8], [4, 8], [2, 4], [1, 2]]) for (let y = start; y < h; y += step) yield y;
+  for (const [start, step] of [[0, 8], [4, 8], [2, 4], [1, 2]]) {
+    for (let y = start; y < h; y += step) {
+      yield y;
+    }
+  }
 }
 
 export function decodeGifStreaming(bytes: Uint8Array, resizer: AreaResizer): void {
@@ -35,14 +39,22 @@ export function decodeGifStreaming(bytes: Uint8Array, resizer: AreaResizer): voi
     const block = bytes[pos];
     if (block === 0x21) {
       const label = bytes[pos + 1];
-      if (label === 0xf9 && bytes[pos + 2] >= 4) transparent = bytes[pos + 3] & 1 ? bytes[pos + 6] : -1;
+      if (label === 0xf9 && bytes[pos + 2] >= 4) {
+        transparent = bytes[pos + 3] & 1 ? bytes[pos + 6] : -1;
+      }
       pos += 2;
       skipSubBlocks();
     } else if (block === 0x2c) break;
-    else throw fail(block === 0x3b ? 'has no image' : `has an unknown block 0x${block.toString(16)}`);
+    else {throw fail(
+        block === 0x3b ? 'has no image' : `has an unknown block 0x${block.toString(16)}`,
+      );}
   }
   if (pos + 10 > bytes.length) throw fail('is truncated');
-  const fx = u16(pos + 1), fy = u16(pos + 3), fw = u16(pos + 5), fh = u16(pos + 7), packed = bytes[pos + 9];
+  const fx = u16(pos + 1),
+    fy = u16(pos + 3),
+    fw = u16(pos + 5),
+    fh = u16(pos + 7),
+    packed = bytes[pos + 9];
   pos += 10;
   if (packed & 0x80) {
     const n = 3 * (2 << (packed & 7));
@@ -73,7 +85,9 @@ export function decodeGifStreaming(bytes: Uint8Array, resizer: AreaResizer): voi
     rowsDone++;
     const y = fy + r;
     if (y >= resizer.srcHeight || visibleW === 0) return;
-    for (let i = 0; i < visibleW; i++) rgba.set(colours.subarray(indices[i] * 4, indices[i] * 4 + 4), i * 4);
+    for (let i = 0; i < visibleW; i++) {
+      rgba.set(colours.subarray(indices[i] * 4, indices[i] * 4 + 4), i * 4);
+    }
     resizer.pushPixels(rgba, 0, 4, y, fx, 1, visibleW);
   };
 

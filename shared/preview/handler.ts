@@ -53,7 +53,11 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
   const config = getConfig();
   useDeployedFfmpegCore();
   if (!isServiceRequest(req, config) && !(await isDispatchRequest(req))) {
-    return errorResponse(401, 'UNAUTHORIZED', 'generate-preview is for the service role and the database\'s dispatches');
+    return errorResponse(
+      401,
+      'UNAUTHORIZED',
+      "generate-preview is for the service role and the database's dispatches",
+    );
   }
   const body = await readJson(req);
   if (body === null) return errorResponse(400, 'BAD_REQUEST', 'Body is not a JSON object');
@@ -69,13 +73,23 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
     // a video's animated preview (requested after its poster when PREVIEW_ANIMATED is on)
     const id = generationIdsOf({ generationId: body.animatedId })[0];
     if (!id) return errorResponse(400, 'BAD_REQUEST', 'animatedId is not a generation id');
-    const work = generateAnimated(id, { ...previewDeps(), store: createAnimatedStore(), renderAnimated });
+    const work = generateAnimated(id, {
+      ...previewDeps(),
+      store: createAnimatedStore(),
+      renderAnimated,
+    });
     if (wait) return json({ results: [await work] });
     if (typeof EdgeRuntime !== 'undefined') EdgeRuntime.waitUntil(work);
     return json({ accepted: [id] }, 202);
   }
   const ids = generationIdsOf(body);
-  if (ids.length === 0) return errorResponse(400, 'BAD_REQUEST', 'No generation id (generationId, generationIds or record.id)');
+  if (ids.length === 0) {
+    return errorResponse(
+      400,
+      'BAD_REQUEST',
+      'No generation id (generationId, generationIds or record.id)',
+    );
+  }
   const deps = previewDeps();
   // One id's trouble (a database hiccup in claim or fail) must not stop the others.
   const run = async () => {
@@ -85,7 +99,10 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
         results.push(await generatePreview(id, deps));
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
-        log.error('[Preview]', `❌ Failed for ${id}: ${message}`, { code: 'INTERNAL', next: 'sweep' });
+        log.error('[Preview]', `❌ Failed for ${id}: ${message}`, {
+          code: 'INTERNAL',
+          next: 'sweep',
+        });
         results.push({ generationId: id, result: 'retry', code: 'INTERNAL', error: message });
       }
     }
@@ -96,4 +113,3 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
   if (typeof EdgeRuntime !== 'undefined') EdgeRuntime.waitUntil(work);
   return json({ accepted: ids }, 202);
 }
-

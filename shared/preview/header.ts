@@ -31,21 +31,35 @@ export type ImageHeader = {
   webp?: { lossless: boolean; alpha: boolean };
 };
 
-const truncated = (what: string) => new PreviewError('DECODE_FAILED', `Decode failed: truncated or corrupt ${what} header`);
+const truncated = (what: string) =>
+  new PreviewError('DECODE_FAILED', `Decode failed: truncated or corrupt ${what} header`);
 
 export function readImageHeader(bytes: Uint8Array, format: SniffResult['format']): ImageHeader {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let h: ImageHeader;
   switch (format) {
     case 'png': {
-      if (bytes.length < 33 || String.fromCharCode(...bytes.subarray(12, 16)) !== 'IHDR') throw truncated('PNG');
+      if (bytes.length < 33 || String.fromCharCode(...bytes.subarray(12, 16)) !== 'IHDR') {
+        throw truncated('PNG');
+      }
       const channels = CHANNELS[bytes[25]] ?? 4;
-      h = { width: dv.getUint32(16), height: dv.getUint32(20), orientation: 1, interlaced: bytes[28] === 1, bitsPerPixel: channels * bytes[24] };
+      h = {
+        width: dv.getUint32(16),
+        height: dv.getUint32(20),
+        orientation: 1,
+        interlaced: bytes[28] === 1,
+        bitsPerPixel: channels * bytes[24],
+      };
       break;
     }
     case 'gif': {
       if (bytes.length < 13) throw truncated('GIF');
-      h = { width: dv.getUint16(6, true), height: dv.getUint16(8, true), orientation: 1, frame: gifFirstFrame(bytes, dv) };
+      h = {
+        width: dv.getUint16(6, true),
+        height: dv.getUint16(8, true),
+        orientation: 1,
+        frame: gifFirstFrame(bytes, dv),
+      };
       break;
     }
     case 'webp':
@@ -87,8 +101,14 @@ function bitstreamSize(bytes: Uint8Array, dv: DataView, pos: number): Bitstream 
   const tag = String.fromCharCode(...bytes.subarray(pos, pos + 4));
   if (tag === 'VP8 ' && pos + 18 <= bytes.length) {
     // frame tag (3 bytes) + start code 9d 01 2a + 14-bit width/height
-    if (bytes[pos + 11] !== 0x9d || bytes[pos + 12] !== 0x01 || bytes[pos + 13] !== 0x2a) throw truncated('WebP VP8');
-    return { width: dv.getUint16(pos + 14, true) & 0x3fff, height: dv.getUint16(pos + 16, true) & 0x3fff, lossless: false };
+    if (bytes[pos + 11] !== 0x9d || bytes[pos + 12] !== 0x01 || bytes[pos + 13] !== 0x2a) {
+      throw truncated('WebP VP8');
+    }
+    return {
+      width: dv.getUint16(pos + 14, true) & 0x3fff,
+      height: dv.getUint16(pos + 16, true) & 0x3fff,
+      lossless: false,
+    };
   }
   if (tag === 'VP8L' && pos + 13 <= bytes.length) {
     if (bytes[pos + 8] !== 0x2f) throw truncated('WebP VP8L');
@@ -102,10 +122,18 @@ function bitstreamSize(bytes: Uint8Array, dv: DataView, pos: number): Bitstream 
  * In an extended WebP, the first image bitstream libwebp will decode (the still image's VP8/VP8L
  * chunk, or the one inside the first ANMF frame) and whether an ALPH chunk comes with it.
  */
-function webpFirstBitstream(bytes: Uint8Array, dv: DataView, from: number): (Bitstream & { alpha: boolean }) | null {
+function webpFirstBitstream(
+  bytes: Uint8Array,
+  dv: DataView,
+  from: number,
+): (Bitstream & { alpha: boolean }) | null {
   const chunks = (start: number, end: number) => {
     const out: number[] = [];
-    for (let p = start; p + 8 <= end; p += 8 + dv.getUint32(p + 4, true) + (dv.getUint32(p + 4, true) & 1)) out.push(p);
+    for (
+      let p = start;
+      p + 8 <= end;
+      p += 8 + dv.getUint32(p + 4, true) + (dv.getUint32(p + 4, true) & 1)
+    ) out.push(p);
     return out;
   };
   const tagAt = (p: number) => String.fromCharCode(...bytes.subarray(p, p + 4));
@@ -131,7 +159,10 @@ function webpFirstBitstream(bytes: Uint8Array, dv: DataView, from: number): (Bit
 }
 
 /** A GIF's first image descriptor's size (extensions and the colour table skipped). */
-function gifFirstFrame(bytes: Uint8Array, dv: DataView): { width: number; height: number } | undefined {
+function gifFirstFrame(
+  bytes: Uint8Array,
+  dv: DataView,
+): { width: number; height: number } | undefined {
   let pos = 13;
   if (bytes[10] & 0x80) pos += 3 * (2 << (bytes[10] & 7)); // global colour table
   while (pos < bytes.length) {
@@ -168,7 +199,8 @@ function jpegHeader(bytes: Uint8Array, dv: DataView): ImageHeader {
       const o = exifOrientation(bytes.subarray(i + 4, i + 2 + len));
       if (o) orientation = o;
     }
-    const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
+    const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 &&
+      marker !== 0xcc;
     if (isSof) {
       if (i + 10 > bytes.length) throw truncated('JPEG');
       const count = bytes[i + 9];
@@ -179,7 +211,13 @@ function jpegHeader(bytes: Uint8Array, dv: DataView): ImageHeader {
       }
       // SOF2, SOF6, SOF10, SOF14: progressive
       const progressive = marker === 0xc2 || marker === 0xc6 || marker === 0xca || marker === 0xce;
-      return { height: dv.getUint16(i + 5), width: dv.getUint16(i + 7), orientation, progressive, components };
+      return {
+        height: dv.getUint16(i + 5),
+        width: dv.getUint16(i + 7),
+        orientation,
+        progressive,
+        components,
+      };
     }
     if (marker === 0xd9 || marker === 0xda) break; // EOI / SOS before SOF: corrupt
     i += 2 + len;

@@ -7,7 +7,13 @@
 import { isSafeObjectKey } from '../storage.ts';
 
 const EXTENSIONS: Record<string, string> = {
-  jpeg: 'jpg', png: 'png', webp: 'webp', gif: 'gif', mp4: 'mp4', mov: 'mov', webm: 'webm',
+  jpeg: 'jpg',
+  png: 'png',
+  webp: 'webp',
+  gif: 'gif',
+  mp4: 'mp4',
+  mov: 'mov',
+  webm: 'webm',
 };
 
 /** `{original_stem}.{ext}`: the original copy's path for bytes of this format. */
@@ -44,7 +50,9 @@ export function storageObjectFromUrl(assetUrl: string, supabaseUrl: string): Own
   const afterScheme = assetUrl.indexOf('//') + 2;
   const slash = assetUrl.indexOf('/', afterScheme);
   const raw = slash < 0 ? '' : assetUrl.slice(slash).replace(/[?#].*$/s, '');
-  if (assetUrl.includes('\\') || raw !== url.pathname || !raw.startsWith(OBJECT_ROUTE)) return refused;
+  if (assetUrl.includes('\\') || raw !== url.pathname || !raw.startsWith(OBJECT_ROUTE)) {
+    return refused;
+  }
   const rest = raw.slice(OBJECT_ROUTE.length);
   if (/%(2f|5c|00)/i.test(rest)) return refused;
   let decoded: string;

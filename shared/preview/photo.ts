@@ -26,13 +26,16 @@ export type RenderOptions = {
   maxBytes?: number;
 };
 
-
 export function resolveOptions(options: RenderOptions = {}) {
-  const o: { maxSide: number; quality: number; maxPixels: number; maxBytes: number } = { ...RENDER_DEFAULTS };
+  const o: { maxSide: number; quality: number; maxPixels: number; maxBytes: number } = {
+    ...RENDER_DEFAULTS,
+  };
   for (const k of Object.keys(RENDER_DEFAULTS) as (keyof RenderOptions)[]) {
     const v = options[k];
     if (v !== undefined) {
-      if (!Number.isFinite(v) || v <= 0) throw new PreviewError('INTERNAL', `Internal error: invalid render option ${k}=${v}`);
+      if (!Number.isFinite(v) || v <= 0) {
+        throw new PreviewError('INTERNAL', `Internal error: invalid render option ${k}=${v}`);
+      }
       (o as any)[k] = v;
     }
   }
@@ -43,11 +46,17 @@ export function resolveOptions(options: RenderOptions = {}) {
 
 export function checkBytes(bytes: Uint8Array, maxBytes: number): void {
   if (bytes.length > maxBytes) {
-    throw new PreviewError('SOURCE_TOO_LARGE', `Source too large: ${bytes.length} bytes (limit ${maxBytes})`);
+    throw new PreviewError(
+      'SOURCE_TOO_LARGE',
+      `Source too large: ${bytes.length} bytes (limit ${maxBytes})`,
+    );
   }
 }
 
-export async function renderPhotoPreview(bytes: Uint8Array, options?: RenderOptions): Promise<Rendered> {
+export async function renderPhotoPreview(
+  bytes: Uint8Array,
+  options?: RenderOptions,
+): Promise<Rendered> {
   try {
     const o = resolveOptions(options);
     const up = await renderPhotoBitmap(bytes, o);
@@ -66,7 +75,10 @@ export async function renderPhotoBitmap(
     checkBytes(bytes, o.maxBytes);
     const s = sniff(bytes);
     if (s.kind !== 'image') {
-      throw new PreviewError('UNSUPPORTED_FORMAT', `Unsupported format: ${s.format} is a video, not a photo`);
+      throw new PreviewError(
+        'UNSUPPORTED_FORMAT',
+        `Unsupported format: ${s.format} is a video, not a photo`,
+      );
     }
     const header = readImageHeader(bytes, s.format);
     checkPhotoBudget(s.format, header, o.maxPixels);

@@ -17,7 +17,12 @@ export const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }
 const INFLATE_SLICE = 4096;
 
 /** Adam7's passes: first column, first row, column step, row step. */
-const ADAM7 = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]];
+const ADAM7 = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [
+  0,
+  1,
+  1,
+  2,
+]];
 
 const fail = (why: string) => new PreviewError('DECODE_FAILED', `Decode failed: PNG ${why}`);
 
@@ -31,7 +36,12 @@ export async function decodePngStreaming(bytes: Uint8Array, resizer: AreaResizer
   let sawEnd = false;
   while (pos + 8 <= bytes.length) {
     const len = dv.getUint32(pos);
-    const type = String.fromCharCode(bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]);
+    const type = String.fromCharCode(
+      bytes[pos + 4],
+      bytes[pos + 5],
+      bytes[pos + 6],
+      bytes[pos + 7],
+    );
     const start = pos + 8;
     if (start + len > bytes.length) {
       if (type === 'IDAT') idat.push(bytes.subarray(start)); // truncated: inflate will tell
@@ -58,7 +68,9 @@ export async function decodePngStreaming(bytes: Uint8Array, resizer: AreaResizer
   if (!ihdr) throw fail('has no IHDR');
   const { width, height, depth, colorType } = ihdr;
   const channels = CHANNELS[colorType];
-  if (!channels || ![1, 2, 4, 8, 16].includes(depth)) throw fail(`has an invalid colour type/bit depth ${colorType}/${depth}`);
+  if (!channels || ![1, 2, 4, 8, 16].includes(depth)) {
+    throw fail(`has an invalid colour type/bit depth ${colorType}/${depth}`);
+  }
   if (colorType === 3 && !palette) throw fail('has no palette');
   if (idat.length === 0) throw fail('has no image data');
   void sawEnd;
@@ -67,7 +79,14 @@ export async function decodePngStreaming(bytes: Uint8Array, resizer: AreaResizer
   const bpp = Math.max(1, bitsPerPixel >> 3);
   // the passes' sub-images (one covering everything when not interlaced), empty ones skipped
   const passes = (ihdr.interlace === 1 ? ADAM7 : [[0, 0, 1, 1]])
-    .map(([x0, y0, dx, dy]) => ({ x0, y0, dx, dy, w: Math.ceil((width - x0) / dx), h: Math.ceil((height - y0) / dy) }))
+    .map(([x0, y0, dx, dy]) => ({
+      x0,
+      y0,
+      dx,
+      dy,
+      w: Math.ceil((width - x0) / dx),
+      h: Math.ceil((height - y0) / dy),
+    }))
     .filter((q) => q.w > 0 && q.h > 0);
   const totalLines = passes.reduce((n, q) => n + q.h, 0);
   const lineLenOf = (q: { w: number }) => Math.ceil((q.w * bitsPerPixel) / 8) + 1;
@@ -78,7 +97,8 @@ export async function decodePngStreaming(bytes: Uint8Array, resizer: AreaResizer
   let fill = 0;
 
   // direct paths push the unfiltered line as is; others convert to RGBA first
-  const direct = depth === 8 && (colorType === 2 || colorType === 6 || colorType === 0 || colorType === 4) &&
+  const direct = depth === 8 &&
+    (colorType === 2 || colorType === 6 || colorType === 0 || colorType === 4) &&
     !(trns && (colorType === 0 || colorType === 2));
   const rgba = direct ? null : new Uint8Array(width * 4);
   const paletteRgba = colorType === 3 ? buildPalette(palette!, trns) : null;
@@ -139,7 +159,11 @@ export async function decodePngStreaming(bytes: Uint8Array, resizer: AreaResizer
       }
     }
   } catch (err) {
-    throw new PreviewError('DECODE_FAILED', `Decode failed: PNG data is corrupt (${(err as Error).message})`, { cause: err });
+    throw new PreviewError(
+      'DECODE_FAILED',
+      `Decode failed: PNG data is corrupt (${(err as Error).message})`,
+      { cause: err },
+    );
   } finally {
     reader.cancel().catch(() => {});
   }
@@ -160,7 +184,9 @@ function unfilter(line: Uint8Array, prev: Uint8Array, rowBytes: number, bpp: num
       return;
     case 3:
       for (let i = 1; i < 1 + bpp && i < n; i++) line[i] = (line[i] + (prev[i] >> 1)) & 255;
-      for (let i = 1 + bpp; i < n; i++) line[i] = (line[i] + ((line[i - bpp] + prev[i]) >> 1)) & 255;
+      for (let i = 1 + bpp; i < n; i++) {
+        line[i] = (line[i] + ((line[i - bpp] + prev[i]) >> 1)) & 255;
+      }
       return;
     case 4: {
       for (let i = 1; i < 1 + bpp && i < n; i++) line[i] = (line[i] + prev[i]) & 255;
@@ -207,7 +233,9 @@ function toRgba(
     const perByte = 8 / depth;
     const mask = (1 << depth) - 1;
     const scale = 255 / mask;
-    const key = colorType === 0 && trns && trns.length >= 2 ? ((trns[0] << 8) | trns[1]) & mask : -1;
+    const key = colorType === 0 && trns && trns.length >= 2
+      ? ((trns[0] << 8) | trns[1]) & mask
+      : -1;
     for (let x = 0; x < width; x++) {
       const byte = line[src + Math.floor(x / perByte)];
       const shift = 8 - depth * (1 + (x % perByte));
@@ -215,7 +243,10 @@ function toRgba(
       const o = x * 4;
       if (colorType === 3) {
         const p = v * 4;
-        out[o] = pal![p]; out[o + 1] = pal![p + 1]; out[o + 2] = pal![p + 2]; out[o + 3] = pal![p + 3];
+        out[o] = pal![p];
+        out[o + 1] = pal![p + 1];
+        out[o + 2] = pal![p + 2];
+        out[o + 3] = pal![p + 3];
       } else {
         const l = Math.round(v * scale);
         out[o] = out[o + 1] = out[o + 2] = l;
@@ -226,7 +257,8 @@ function toRgba(
   }
   const step = depth === 16 ? 2 : 1;
   const read = (i: number) => line[src + i * step]; // high byte of 16-bit samples
-  const read16 = (i: number) => depth === 16 ? (line[src + i * 2] << 8) | line[src + i * 2 + 1] : line[src + i];
+  const read16 = (i: number) =>
+    depth === 16 ? (line[src + i * 2] << 8) | line[src + i * 2 + 1] : line[src + i];
   for (let x = 0; x < width; x++) {
     const o = x * 4;
     switch (colorType) {
@@ -237,15 +269,22 @@ function toRgba(
         break;
       }
       case 2: {
-        out[o] = read(x * 3); out[o + 1] = read(x * 3 + 1); out[o + 2] = read(x * 3 + 2);
+        out[o] = read(x * 3);
+        out[o + 1] = read(x * 3 + 1);
+        out[o + 2] = read(x * 3 + 2);
         out[o + 3] = trns && trns.length >= 6 && read16(x * 3) === ((trns[0] << 8) | trns[1]) &&
-            read16(x * 3 + 1) === ((trns[2] << 8) | trns[3]) && read16(x * 3 + 2) === ((trns[4] << 8) | trns[5])
-          ? 0 : 255;
+            read16(x * 3 + 1) === ((trns[2] << 8) | trns[3]) &&
+            read16(x * 3 + 2) === ((trns[4] << 8) | trns[5])
+          ? 0
+          : 255;
         break;
       }
       case 3: {
         const p = line[src + x] * 4;
-        out[o] = pal![p]; out[o + 1] = pal![p + 1]; out[o + 2] = pal![p + 2]; out[o + 3] = pal![p + 3];
+        out[o] = pal![p];
+        out[o + 1] = pal![p + 1];
+        out[o + 2] = pal![p + 2];
+        out[o + 3] = pal![p + 3];
         break;
       }
       case 4: {
@@ -255,7 +294,10 @@ function toRgba(
         break;
       }
       default: {
-        out[o] = read(x * 4); out[o + 1] = read(x * 4 + 1); out[o + 2] = read(x * 4 + 2); out[o + 3] = read(x * 4 + 3);
+        out[o] = read(x * 4);
+        out[o + 1] = read(x * 4 + 1);
+        out[o + 2] = read(x * 4 + 2);
+        out[o + 3] = read(x * 4 + 3);
       }
     }
   }

@@ -6,7 +6,11 @@
  */
 
 /** Dimensions that fit inside a maxSide box, never enlarged. */
-export function fitInside(width: number, height: number, maxSide: number): { width: number; height: number } {
+export function fitInside(
+  width: number,
+  height: number,
+  maxSide: number,
+): { width: number; height: number } {
   const scale = Math.min(1, maxSide / Math.max(width, height));
   return {
     width: Math.max(1, Math.round(width * scale)),
@@ -65,7 +69,15 @@ export class AreaResizer {
    * Add `n` pixels of source row `y`, at x = x0, x0 + dx, … (an interlaced pass's row). The
    * average is a sum, so pixels may arrive in any order; each must arrive once.
    */
-  pushPixels(row: Uint8Array, offset: number, channels: 1 | 2 | 3 | 4, y: number, x0: number, dx: number, n: number): void {
+  pushPixels(
+    row: Uint8Array,
+    offset: number,
+    channels: 1 | 2 | 3 | 4,
+    y: number,
+    x0: number,
+    dx: number,
+    n: number,
+  ): void {
     const { xIndex, xWeight } = this;
     const h = this.hrow;
     h.fill(0);
@@ -74,8 +86,14 @@ export class AreaResizer {
       for (let k = 0, x = x0; k < n; k++, x += dx, p += 3) {
         const j = xIndex[x] << 2, w = xWeight[x], v = 1 - w;
         const r = row[p], g = row[p + 1], b = row[p + 2];
-        h[j] += r * w; h[j + 1] += g * w; h[j + 2] += b * w; h[j + 3] += 255 * w;
-        h[j + 4] += r * v; h[j + 5] += g * v; h[j + 6] += b * v; h[j + 7] += 255 * v;
+        h[j] += r * w;
+        h[j + 1] += g * w;
+        h[j + 2] += b * w;
+        h[j + 3] += 255 * w;
+        h[j + 4] += r * v;
+        h[j + 5] += g * v;
+        h[j + 6] += b * v;
+        h[j + 7] += 255 * v;
       }
     } else if (channels === 4) {
       let alpha = 255;
@@ -85,16 +103,24 @@ export class AreaResizer {
         alpha &= a;
         const q = a / 255;
         const r = row[p] * q, g = row[p + 1] * q, b = row[p + 2] * q;
-        h[j] += r * w; h[j + 1] += g * w; h[j + 2] += b * w; h[j + 3] += a * w;
-        h[j + 4] += r * v; h[j + 5] += g * v; h[j + 6] += b * v; h[j + 7] += a * v;
+        h[j] += r * w;
+        h[j + 1] += g * w;
+        h[j + 2] += b * w;
+        h[j + 3] += a * w;
+        h[j + 4] += r * v;
+        h[j + 5] += g * v;
+        h[j + 6] += b * v;
+        h[j + 7] += a * v;
       }
       if (alpha !== 255) this.sawAlpha = true;
     } else if (channels === 1) {
       for (let k = 0, x = x0; k < n; k++, x += dx, p++) {
         const j = xIndex[x] << 2, w = xWeight[x], v = 1 - w;
         const l = row[p];
-        h[j] += l * w; h[j + 3] += 255 * w;
-        h[j + 4] += l * v; h[j + 7] += 255 * v;
+        h[j] += l * w;
+        h[j + 3] += 255 * w;
+        h[j + 4] += l * v;
+        h[j + 7] += 255 * v;
       }
       // gray: copy the luma sum into G and B at the end of the row
       for (let j = 0; j < h.length; j += 4) h[j + 1] = h[j + 2] = h[j];
@@ -105,8 +131,10 @@ export class AreaResizer {
         const a = row[p + 1];
         alpha &= a;
         const l = row[p] * a / 255;
-        h[j] += l * w; h[j + 3] += a * w;
-        h[j + 4] += l * v; h[j + 7] += a * v;
+        h[j] += l * w;
+        h[j + 3] += a * w;
+        h[j + 4] += l * v;
+        h[j + 7] += a * v;
       }
       for (let j = 0; j < h.length; j += 4) h[j + 1] = h[j + 2] = h[j];
       if (alpha !== 255) this.sawAlpha = true;
@@ -157,7 +185,9 @@ export function resizeArea(
   dstHeight: number,
 ): Uint8ClampedArray {
   const r = new AreaResizer(width, height, dstWidth, dstHeight);
-  const u8 = data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.length);
+  const u8 = data instanceof Uint8Array
+    ? data
+    : new Uint8Array(data.buffer, data.byteOffset, data.length);
   const stride = width * channels;
   for (let y = 0; y < height; y++) r.pushRow(u8, y * stride, channels);
   return r.finish();
@@ -181,13 +211,34 @@ export function orient(
     for (let X = 0; X < W; X++) {
       let x: number, y: number;
       switch (orientation) {
-        case 2: x = width - 1 - X; y = Y; break;
-        case 3: x = width - 1 - X; y = height - 1 - Y; break;
-        case 4: x = X; y = height - 1 - Y; break;
-        case 5: x = Y; y = X; break;
-        case 6: x = Y; y = height - 1 - X; break;
-        case 7: x = width - 1 - Y; y = height - 1 - X; break;
-        default: x = width - 1 - Y; y = X; break; // 8
+        case 2:
+          x = width - 1 - X;
+          y = Y;
+          break;
+        case 3:
+          x = width - 1 - X;
+          y = height - 1 - Y;
+          break;
+        case 4:
+          x = X;
+          y = height - 1 - Y;
+          break;
+        case 5:
+          x = Y;
+          y = X;
+          break;
+        case 6:
+          x = Y;
+          y = height - 1 - X;
+          break;
+        case 7:
+          x = width - 1 - Y;
+          y = height - 1 - X;
+          break;
+        default:
+          x = width - 1 - Y;
+          y = X;
+          break; // 8
       }
       out[Y * W + X] = src[y * width + x];
     }

@@ -9,19 +9,41 @@ import { CODEC_SAMPLES } from './samples.ts';
 import { extractPoster } from './video.ts';
 import { decodeBase64 } from './wasm.ts';
 
-export type CodecCheck = { ok: true; ms: number; width: number; height: number } | { ok: false; ms: number; code?: string; error: string };
+export type CodecCheck = { ok: true; ms: number; width: number; height: number } | {
+  ok: false;
+  ms: number;
+  code?: string;
+  error: string;
+};
 
 export async function checkCodecs(): Promise<Record<keyof typeof CODEC_SAMPLES, CodecCheck>> {
   const out = {} as Record<keyof typeof CODEC_SAMPLES, CodecCheck>;
-  for (const [name, sample] of Object.entries(CODEC_SAMPLES) as [keyof typeof CODEC_SAMPLES, (typeof CODEC_SAMPLES)[keyof typeof CODEC_SAMPLES]][]) {
+  for (
+    const [name, sample] of Object.entries(CODEC_SAMPLES) as [
+      keyof typeof CODEC_SAMPLES,
+      (typeof CODEC_SAMPLES)[keyof typeof CODEC_SAMPLES],
+    ][]
+  ) {
     const started = performance.now();
     const bytes = decodeBase64(sample.base64);
     try {
-      const r = sample.kind === 'video' ? await extractPoster(bytes) : await renderPhotoPreview(bytes);
-      out[name] = { ok: true, ms: Math.round(performance.now() - started), width: r.width, height: r.height };
+      const r = sample.kind === 'video'
+        ? await extractPoster(bytes)
+        : await renderPhotoPreview(bytes);
+      out[name] = {
+        ok: true,
+        ms: Math.round(performance.now() - started),
+        width: r.width,
+        height: r.height,
+      };
     } catch (err) {
       const e = err as { code?: string; message?: string };
-      out[name] = { ok: false, ms: Math.round(performance.now() - started), code: e.code, error: e.message ?? String(err) };
+      out[name] = {
+        ok: false,
+        ms: Math.round(performance.now() - started),
+        code: e.code,
+        error: e.message ?? String(err),
+      };
     }
   }
   return out;

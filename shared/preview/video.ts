@@ -18,8 +18,8 @@ import { PreviewError, toPreviewError } from '../errors.ts';
 import { checkVideoBudget } from './budget.ts';
 import { videoDimensions } from './container.ts';
 import { finishPreview, type Rendered } from './encode.ts';
-import { execFfmpeg, withCore, WORK_DIR, type FFmpegCore } from './ffmpeg.ts';
-import { checkBytes, renderPhotoBitmap, resolveOptions, type RenderOptions } from './photo.ts';
+import { execFfmpeg, type FFmpegCore, withCore, WORK_DIR } from './ffmpeg.ts';
+import { checkBytes, type RenderOptions, renderPhotoBitmap, resolveOptions } from './photo.ts';
 import { sniff } from './sniff.ts';
 
 export type { Rendered } from './encode.ts';
@@ -77,7 +77,10 @@ export async function extractPoster(bytes: Uint8Array, options?: PosterOptions):
     checkBytes(bytes, o.maxBytes);
     const s = sniff(bytes);
     if (s.kind !== 'video') {
-      throw new PreviewError('UNSUPPORTED_FORMAT', `Unsupported format: ${s.format} is not a video`);
+      throw new PreviewError(
+        'UNSUPPORTED_FORMAT',
+        `Unsupported format: ${s.format} is not a video`,
+      );
     }
     checkVideoBudget(videoDimensions(bytes, s.format), o.maxPixels);
     frame = await withCore((core) => pickFrame(core, bytes, s.format, o));
@@ -103,7 +106,10 @@ export async function extractPoster(bytes: Uint8Array, options?: PosterOptions):
 }
 
 /** KIE's cover as the poster, or null: none, unreadable, or black. Never fails the poster. */
-async function tryCover(load: PosterOptions['loadCover'], o: ReturnType<typeof resolveOptions>): Promise<Rendered | null> {
+async function tryCover(
+  load: PosterOptions['loadCover'],
+  o: ReturnType<typeof resolveOptions>,
+): Promise<Rendered | null> {
   if (!load) return null;
   try {
     const bytes = await load();
@@ -194,13 +200,31 @@ function pickFrame(
   let code: number;
   try {
     code = execFfmpeg(core, [
-      '-nostats', '-loglevel', 'info',
-      '-skip_frame', 'noref', '-skip_loop_filter', 'all',
-      '-t', String(MAX_WINDOW),
-      '-i', input,
-      '-map', '0:v:0', '-an', '-sn', '-dn',
-      '-vf', `${vf},showinfo=checksum=0`, '-fps_mode', 'vfr',
-      '-c:v', 'pam', '-f', 'image2', `${WORK_DIR}/f%04d.pam`,
+      '-nostats',
+      '-loglevel',
+      'info',
+      '-skip_frame',
+      'noref',
+      '-skip_loop_filter',
+      'all',
+      '-t',
+      String(MAX_WINDOW),
+      '-i',
+      input,
+      '-map',
+      '0:v:0',
+      '-an',
+      '-sn',
+      '-dn',
+      '-vf',
+      `${vf},showinfo=checksum=0`,
+      '-fps_mode',
+      'vfr',
+      '-c:v',
+      'pam',
+      '-f',
+      'image2',
+      `${WORK_DIR}/f%04d.pam`,
     ]);
   } finally {
     core.setLogger(() => {});
@@ -217,7 +241,10 @@ function pickFrame(
   }
   if (written === 0) {
     const reason = ffmpegReason(log);
-    throw new PreviewError('NO_VIDEO_FRAME', `No video frame: ffmpeg exit ${code}${reason ? `: ${reason}` : ''}`);
+    throw new PreviewError(
+      'NO_VIDEO_FRAME',
+      `No video frame: ffmpeg exit ${code}${reason ? `: ${reason}` : ''}`,
+    );
   }
   if (chosen < 0) {
     const last = written - 1; // never judged: no successor
@@ -239,7 +266,11 @@ const FFMPEG_REASONS: [RegExp, string][] = [
 ];
 
 function ffmpegReason(log: string[]): string {
-  return [...new Set(log.flatMap((l) => FFMPEG_REASONS.filter(([re]) => re.test(l)).map(([, why]) => why)))].join('; ');
+  return [
+    ...new Set(
+      log.flatMap((l) => FFMPEG_REASONS.filter(([re]) => re.test(l)).map(([, why]) => why)),
+    ),
+  ].join('; ');
 }
 
 /** Sample k has content and the picture has settled (next sample's mean luma is close). */
@@ -252,10 +283,15 @@ function isChosen(stats: FrameStats[], k: number): boolean {
 }
 
 /** Parse a PAM (P7, RGB_ALPHA) file written by ffmpeg; `copy: false` returns a view into `bytes`. */
-function readPam(bytes: Uint8Array, copy: boolean): { data: Uint8ClampedArray; width: number; height: number } {
+function readPam(
+  bytes: Uint8Array,
+  copy: boolean,
+): { data: Uint8ClampedArray; width: number; height: number } {
   let i = 0;
   let header = '';
-  while (i < bytes.length && !header.endsWith('ENDHDR\n')) header += String.fromCharCode(bytes[i++]);
+  while (i < bytes.length && !header.endsWith('ENDHDR\n')) {
+    header += String.fromCharCode(bytes[i++]);
+  }
   const w = Number(/WIDTH (\d+)/.exec(header)?.[1]);
   const h = Number(/HEIGHT (\d+)/.exec(header)?.[1]);
   const depth = Number(/DEPTH (\d+)/.exec(header)?.[1]);
@@ -265,4 +301,3 @@ function readPam(bytes: Uint8Array, copy: boolean): { data: Uint8ClampedArray; w
   const data = new Uint8ClampedArray(bytes.buffer, bytes.byteOffset + i, w * h * 4);
   return { data: copy ? data.slice() : data, width: w, height: h };
 }
-

@@ -60,7 +60,11 @@ export async function wasmBytes(name: WasmName): Promise<Uint8Array | ArrayBuffe
   const custom = sources.get(name);
   if (custom) return await custom();
   const embedded = EMBEDDED[name];
-  if (!embedded) throw new Error(`No source for the ${name} wasm: it is not embedded; give it one with setWasmSource (e.g. from storage)`);
+  if (!embedded) {
+    throw new Error(
+      `No source for the ${name} wasm: it is not embedded; give it one with setWasmSource (e.g. from storage)`,
+    );
+  }
   return decodeBase64((await embedded()).default);
 }
 
