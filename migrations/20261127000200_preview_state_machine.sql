@@ -60,6 +60,14 @@ as $$ select case when p_type in ('photo', 'product') then 'image' when p_type =
 comment on function public.preview_kind(text) is
   'image for photo and product (preview_path), video for video (poster_path), null for anything else (audio…).';
 
+-- The row's preview image, read where complete_preview wrote it: the library (and the backfill's
+-- report) ask this instead of choosing the column themselves.
+create or replace function public.preview_image_path(g public.generations) returns text
+language sql stable parallel safe
+as $$ select case public.preview_kind(g.type::text) when 'video' then g.poster_path when 'image' then g.preview_path end $$;
+comment on function public.preview_image_path(public.generations) is
+  'The preview image of the row: poster_path for a video, preview_path for a photo or product, null otherwise.';
+
 -- ---------------------------------------------------------------------------------------
 -- The object paths, once: the worker writes where claim_preview says, the lifecycle
 -- migration deletes the same paths.
@@ -716,3 +724,5 @@ grant execute on function public.preview_source_url(public.generations), public.
   public.preview_claimable(public.generations, interval), public.preview_lease_takeover_allowed(public.generations, interval),
   public.preview_lease_expired(public.generations, interval)
   to service_role;
+-- the library reads it as the signed-in user (RLS decides which rows)
+grant execute on function public.preview_image_path(public.generations) to service_role, authenticated;

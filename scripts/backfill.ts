@@ -433,17 +433,16 @@ export function httpTarget(
         const [row] = await o.sql<
           {
             preview_status: string;
-            preview_path: string | null;
-            poster_path: string | null;
+            image_path: string | null;
             leased: boolean;
           }[]
         >`
-          select preview_status, preview_path, poster_path,
+          select preview_status, public.preview_image_path(g) as image_path,
                  (preview_status = 'processing' and not public.preview_lease_expired(g)) as leased
             from public.generations g where id = ${id}::uuid`;
         if (!row) return { result: 'skipped' };
         if (row.preview_status === 'ready') {
-          return { result: 'ready', path: row.poster_path ?? row.preview_path ?? undefined };
+          return { result: 'ready', path: row.image_path ?? undefined };
         }
         if (!row.leased) {
           const r = await retry();

@@ -29,11 +29,9 @@ export type LibraryItem = {
 type Row = {
   id: string;
   type: string;
-  kind: 'image' | 'video';
   status: string;
   preview_status: string;
-  preview_path: string | null;
-  poster_path: string | null;
+  image_path: string | null;
   original_path: string | null;
   animated_path: string | null;
   animated_status: string | null;
@@ -68,10 +66,10 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
   const rows = await getSql().begin(async (tx) => {
     await tx`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${claims}, true)`;
     return await tx<Row[]>`
-      select id, type, public.preview_kind(type) as kind, status, coalesce(preview_status, 'none') as preview_status,
-             preview_path, poster_path, original_path, animated_path, animated_status, preview_width, preview_height,
-             preview_thumbhash, error, created_at
-      from public.generations
+      select id, type, status, coalesce(preview_status, 'none') as preview_status,
+             public.preview_image_path(g) as image_path, original_path, animated_path, animated_status,
+             preview_width, preview_height, preview_thumbhash, error, created_at
+      from public.generations g
       -- the caller's own rows, whatever select policies the table has (a legacy "public rows"
       -- policy lets every user read others' public generations; the library lists only yours)
       where user_id = ${userId}
@@ -84,16 +82,14 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
   }) as Row[];
   const page = rows.slice(0, opts.limit);
   const animated = (r: Row) => (r.animated_status === 'ready' ? r.animated_path : null);
-  const paths = page.flatMap((
-    r,
-  ) => [r.kind === 'video' ? r.poster_path : r.preview_path, r.original_path, animated(r)])
+  const paths = page.flatMap((r) => [r.image_path, r.original_path, animated(r)])
     .filter((p): p is string => !!p && p.startsWith(`${userId}/`));
   const signed = await createObjectStore().signMany(
     [...new Set(paths)],
     config.library.signedUrlTtlSeconds,
   );
   const items: LibraryItem[] = page.map((r) => {
-    const preview = r.kind === 'video' ? r.poster_path : r.preview_path;
+    const preview = r.image_path;
     return {
       id: r.id,
       type: r.type,

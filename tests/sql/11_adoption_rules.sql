@@ -16,6 +16,15 @@ select is(public.preview_kind('photo'), 'image', 'photo → image');
 select is(public.preview_kind('product'), 'image', 'product → image (preview_path)');
 select is(public.preview_kind('video'), 'video', 'video → video (poster_path)');
 select is(public.preview_kind('audio'), null, 'audio → no preview');
+
+-- preview_image_path: the column complete_preview wrote for the row's kind
+select is(public.preview_image_path(row(g.*)::public.generations), e, d)
+  from (values ('video', 'p.webp', 'v_poster.webp', 'v_poster.webp', 'a video''s image is its poster'),
+               ('photo', 'p.webp', null, 'p.webp', 'a photo''s image is its preview'),
+               ('product', 'p.webp', 'x.webp', 'p.webp', 'a product shot''s image is its preview'),
+               ('audio', 'p.webp', 'x.webp', null, 'audio has none')) v(t, pp, po, e, d)
+  cross join lateral (select (jsonb_populate_record(null::public.generations,
+    jsonb_build_object('type', v.t, 'preview_path', v.pp, 'poster_path', v.po))).*) g;
 select ok(public.generation_succeeded('completed') and public.generation_succeeded('succeeded') and public.generation_succeeded('success'), 'success-like statuses');
 select ok(not public.generation_succeeded('generating'), 'a running status is not success');
 select ok(public.kie_task_running('processing'), 'legacy processing status is a running task');
