@@ -6,7 +6,7 @@
  * which is what the edge runtime's CPU limit counts), baseline and peak RSS.
  */
 import process from 'node:process';
-import { useLocalFfmpegCore } from '../scripts/local/local-core.ts';
+import { useLocalFfmpegCore } from '../local/local-core.ts';
 import { renderPhotoPreview } from '../shared/preview/photo.ts';
 import { extractPoster } from '../shared/preview/video.ts';
 import { renderAnimated } from '../shared/preview/animated.ts';

@@ -8,7 +8,7 @@
  * its parent's peak: Linux carries ru_maxrss across exec).
  */
 import process from 'node:process';
-import { useLocalFfmpegCore } from '../scripts/local/local-core.ts';
+import { useLocalFfmpegCore } from '../local/local-core.ts';
 import { coreInstances } from '../shared/preview/ffmpeg.ts';
 import { extractPoster } from '../shared/preview/video.ts';
 

@@ -3,7 +3,7 @@
  * in Node for photos, native ffmpeg for posters), same inputs, one process per run so peak
  * RSS is per case. Writes bench/RESULTS.md. Usage: run.ts [--quick]
  */
-import { denoBin } from '../scripts/local/paths.ts';
+import { denoBin } from '../local/paths.ts';
 import { areaReference, meanLuma, ssim } from '../tests/fixtures/ssim.ts';
 
 const ROOT = new URL('../', import.meta.url).pathname;

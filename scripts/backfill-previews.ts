@@ -32,7 +32,7 @@ import {
   queueLine,
   runBackfill,
 } from './backfill.ts';
-import { parseEnvFile } from './local/env-file.ts';
+import { parseEnvFile } from '../local/env-file.ts';
 
 type Target = { url: string; serviceKey: string; dbUrl: string; label: string };
 

@@ -9,13 +9,13 @@ cd "$ROOT"
 . "$ROOT/scripts/deno-path.sh"
 [ -x "$DENO" ] || bash scripts/setup.sh
 "$DENO" run --quiet --allow-read --allow-write scripts/gen-codecs.ts
-mapfile -t files < <(ls functions/*/index.ts; find shared scripts bench -name '*.ts' | sort)
+mapfile -t files < <(ls functions/*/index.ts; find shared scripts local bench -name '*.ts' | sort)
 echo "build: deno check (${#files[@]} modules)"
 "$DENO" check --quiet --config deno.json "${files[@]}"
 echo "build: deno fmt --check"
 "$DENO" fmt --check --quiet --config deno.json
 echo "build: deno lint"
-"$DENO" lint --quiet --config deno.json functions shared scripts bench
+"$DENO" lint --quiet --config deno.json functions shared scripts local bench
 "$DENO" run --quiet --allow-read scripts/check-versions.ts
 bash scripts/audit-env-usage.sh
 # Each function's bundle (its module graph in one file, as the deploy bundler ships it, codecs

@@ -12,12 +12,12 @@ for a in "$@"; do [ "$a" = --once ] && once=true; done
 bash scripts/setup.sh
 export STACK_DIR=${STACK_DIR:-$ROOT/.local/dev}
 started=false
-if ! bash scripts/stack.sh status >/dev/null 2>&1; then
+if ! bash local/stack.sh status >/dev/null 2>&1; then
   echo "demo: starting the local stack…"
-  bash scripts/stack.sh start >/dev/null
+  bash local/stack.sh start >/dev/null
   started=true
 fi
-stop_stack() { if [ "$started" = true ]; then bash scripts/stack.sh stop; fi; }
+stop_stack() { if [ "$started" = true ]; then bash local/stack.sh stop; fi; }
 rc=0
 bash scripts/run-deno.sh scripts/demo.ts "--stack-env=$STACK_DIR/stack.env" || rc=$?
 if [ "$once" = true ]; then

@@ -11,9 +11,9 @@
  * Exits non-zero when any preview is not ready.
  */
 import postgres from 'postgres';
-import { createFakeKieClient } from './local/fake-kie-client.ts';
+import { createFakeKieClient } from '../local/fake-kie-client.ts';
 import type { KieFamily } from '../shared/kie/parse.ts';
-import { parseEnvFile } from './local/env-file.ts';
+import { parseEnvFile } from '../local/env-file.ts';
 
 export const DEMO_EMAIL = 'demo@example.com';
 export const DEMO_PASSWORD = 'demo-password';

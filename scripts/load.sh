@@ -9,10 +9,10 @@ bash scripts/setup.sh || exit 1
 if [ -n "${LOAD_STACK_ENV:-}" ]; then
   export STACK_ENV_FILE=$LOAD_STACK_ENV
 else
-  . scripts/local/run-stack.sh
+  . local/run-stack.sh
   use_run_stack load
   export KIE_WEBHOOK_HMAC_KEY=load-webhook-hmac-key
-  bash scripts/stack.sh start >/dev/null || { echo "load: stack did not start"; exit 1; }
+  bash local/stack.sh start >/dev/null || { echo "load: stack did not start"; exit 1; }
   export STACK_ENV_FILE="$STACK_DIR/stack.env"
 fi
 NODE_OPTIONS="--experimental-websocket ${NODE_OPTIONS:-}" node_modules/.bin/vitest run --config tests/load/vitest.config.ts "$@"

@@ -12,8 +12,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 bash scripts/setup.sh || exit 1
 
-# A stack of this run's own: its own folder and free ports (scripts/local/run-stack.sh).
-. scripts/local/run-stack.sh
+# A stack of this run's own: its own folder and free ports (local/run-stack.sh).
+. local/run-stack.sh
 use_run_stack test
 export KIE_WEBHOOK_HMAC_KEY=test-webhook-hmac-key
 # Short lease and download timeout so crash and hang cases recover within a test.
@@ -30,15 +30,15 @@ step() { # name command…
 }
 
 step build bash scripts/build.sh
-bash scripts/stack.sh start || { echo "tests: 0 passed, 1 failed (stack did not start)"; exit 1; }
+bash local/stack.sh start || { echo "tests: 0 passed, 1 failed (stack did not start)"; exit 1; }
 export STACK_ENV_FILE="$STACK_DIR/stack.env"
 set -a; . "$STACK_ENV_FILE"; set +a
-step "migrations twice" bash scripts/local/db-apply.sh --twice
+step "migrations twice" bash local/db-apply.sh --twice
 # What a stack restart runs: it must leave the migrations' privileges as they are (pgTAP checks).
-step "db-apply again, as a restart does" bash scripts/local/db-apply.sh
+step "db-apply again, as a restart does" bash local/db-apply.sh
 
 echo "== pgTAP"
-pgtap_out=$(bash scripts/local/pgtap.sh 2>&1); pgtap_rc=$?
+pgtap_out=$(bash local/pgtap.sh 2>&1); pgtap_rc=$?
 echo "$pgtap_out" | tail -15
 pgtap_tests=$(echo "$pgtap_out" | sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\).*/\1/p')
 pgtap_failed=$(echo "$pgtap_out" | grep -oE 'Failed [0-9]+/[0-9]+' | awk -F'[ /]' '{s+=$2} END {print s+0}')

@@ -4,7 +4,7 @@
  * Registered once per isolate as the core's source (wasm.ts setWasmSource), the one place the
  * render path gets it from; wasm.ts keeps the compiled module, and the fetched bytes are not
  * kept (they were 31 MB of RSS held beside the module). Tests and the bench register the
- * installed package's copy instead (scripts/local/local-core.ts).
+ * installed package's copy instead (local/local-core.ts).
  */
 import { getConfig } from '../config.ts';
 import { log } from '../log.ts';

@@ -12,7 +12,7 @@ import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import postgres from 'postgres';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFakeKieClient, type FakeKieClient } from '../../scripts/local/fake-kie-client.ts';
+import { createFakeKieClient, type FakeKieClient } from '../../local/fake-kie-client.ts';
 import { encodePhoto, photoPng, read, videoMp4 } from '../fixtures/media.ts';
 import { createOwnUser, type OwnStack, startOwnStack } from '../helpers/own-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -200,7 +200,7 @@ describe('adopting the first user\'s production database', () => {
     const repair = await run('node_modules/.bin/supabase', ['migration', 'repair', '--status', 'reverted', '20240115093000', '20250610120000',
       '--db-url', `${own.env.DB_URL}?sslmode=disable`], { timeout: 120_000 }).then(() => 0, (e) => e);
     expect(repair).toBe(0);
-    const apply = await run('bash', ['scripts/local/db-apply.sh', '--twice'], { env: { ...process.env, DB_URL: own.env.DB_URL }, timeout: 240_000, maxBuffer: 1 << 24 })
+    const apply = await run('bash', ['local/db-apply.sh', '--twice'], { env: { ...process.env, DB_URL: own.env.DB_URL }, timeout: 240_000, maxBuffer: 1 << 24 })
       .then((o) => o.stdout, (e) => { throw new Error(`${e.stdout}\n${e.stderr}`); });
     expect(apply).toContain('db-apply: --twice: OK');
 

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFakeKieClient, type FakeKieClient } from '../../scripts/local/fake-kie-client.ts';
+import { createFakeKieClient, type FakeKieClient } from '../../local/fake-kie-client.ts';
 import { encodePhoto, photoPng, read } from '../fixtures/media.ts';
 import { createOwnUser, type OwnStack, startOwnStack } from '../helpers/own-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -26,7 +26,7 @@ let kie: FakeKieClient;
 let userId: string;
 let photo: Uint8Array;
 
-const pg = (cmd: 'start' | 'stop') => run('bash', ['scripts/local/postgres.sh', cmd], { env: { ...process.env, STACK_DIR: own.dir, DB_PORT: new URL(own.env.DB_URL).port } });
+const pg = (cmd: 'start' | 'stop') => run('bash', ['local/postgres.sh', cmd], { env: { ...process.env, STACK_DIR: own.dir, DB_PORT: new URL(own.env.DB_URL).port } });
 const logMark = () => (existsSync(own.env.LOG_FILE) ? statSync(own.env.LOG_FILE).size : 0);
 const logSince = (mark: number, ...needles: string[]) =>
   readFileSync(own.env.LOG_FILE).subarray(mark).toString('utf8').split('\n').filter((l) => l && needles.every((n) => l.includes(n)));
@@ -166,7 +166,7 @@ describe('recovery on the stack\'s default settings', () => {
     const gateway = Number(readFileSync(join(own.dir, 'run', 'gateway.pid'), 'utf8'));
     process.kill(gateway, 'SIGKILL');
     await waitFor('every worker to exit', async () => workers.every((w) => !alive(w.pid)), 10_000, 100);
-    await run('bash', ['scripts/stack.sh', 'start'], {
+    await run('bash', ['local/stack.sh', 'start'], {
       env: { ...process.env, STACK_DIR: own.dir, API_PORT: new URL(own.env.API_URL).port, DB_PORT: new URL(own.env.DB_URL).port, KIE_PORT: new URL(own.env.KIE_URL).port,
         PREVIEW_LEASE_SECONDS: '', PREVIEW_DOWNLOAD_TIMEOUT_MS: '', PREVIEW_MAX_SOURCE_BYTES: '', KIE_WEBHOOK_HMAC_KEY: '', EXTRA_FUNCTIONS_CONFIG: '' },
       timeout: 120_000,

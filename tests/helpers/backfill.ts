@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { KieFamily } from '../../shared/kie/parse.ts';
-import type { FakeKieBehaviour } from '../../scripts/local/fake-kie-client.ts';
+import type { FakeKieBehaviour } from '../../local/fake-kie-client.ts';
 import { MODELS } from './flow.ts';
 import { kie, sql } from './stack.ts';
 

@@ -11,9 +11,9 @@ import { expect } from 'vitest';
 import { ERROR_CODES } from '../../shared/errors.ts';
 import { generation, type GenerationRow, insertGeneration, postCallback, SERVICE_KEY, sql, stack, waitFor } from './stack.ts';
 import { MODELS } from './flow.ts';
-import { parseEnvFile } from '../../scripts/local/env-file.ts';
+import { parseEnvFile } from '../../local/env-file.ts';
 
-/** The functions' environment of this stack (scripts/stack.sh writes functions.env). */
+/** The functions' environment of this stack (local/stack.sh writes functions.env). */
 export function functionsEnv(): Record<string, string> {
   const file = `${stack.STACK_DIR}/functions.env`;
   return existsSync(file) ? parseEnvFile(readFileSync(file, 'utf8')) : {};

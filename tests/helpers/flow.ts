@@ -4,7 +4,7 @@
  * back. The fake task is held pending until the row exists, then released.
  */
 import type { KieFamily } from '../../shared/kie/parse.ts';
-import type { FakeKieBehaviour } from '../../scripts/local/fake-kie-client.ts';
+import type { FakeKieBehaviour } from '../../local/fake-kie-client.ts';
 import { callbackUrl, insertGeneration, kie } from './stack.ts';
 
 export const MODELS: Record<KieFamily, string> = {

@@ -11,7 +11,7 @@ import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { createClient } from '@supabase/supabase-js';
-import { parseEnvFile } from '../../scripts/local/env-file.ts';
+import { parseEnvFile } from '../../local/env-file.ts';
 
 const run = promisify(execFile);
 
@@ -36,14 +36,14 @@ export async function startOwnStack(name: string, extraEnv: Record<string, strin
   };
   const stop = async () => {
     if (process.env.KEEP_OWN_STACK === '1') return; // debugging: leave it running
-    await run('bash', ['scripts/stack.sh', 'stop'], { env }).catch(() => {});
+    await run('bash', ['local/stack.sh', 'stop'], { env }).catch(() => {});
     const location = join(dir, 'pg', 'LOCATION');
     if (existsSync(location)) rmSync(readFileSync(location, 'utf8').trim(), { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
   };
   await stop(); // a leftover of a killed run
   try {
-    await run('bash', ['scripts/stack.sh', 'start'], { env, timeout: 240_000, maxBuffer: 1 << 24 });
+    await run('bash', ['local/stack.sh', 'start'], { env, timeout: 240_000, maxBuffer: 1 << 24 });
   } catch (err) {
     const logs = join(dir, 'logs');
     const tail = existsSync(join(logs, 'db-apply.log')) ? readFileSync(join(logs, 'db-apply.log'), 'utf8').slice(-2000) : '';

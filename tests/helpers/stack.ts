@@ -8,10 +8,10 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import postgres from 'postgres';
-import { createFakeKieClient } from '../../scripts/local/fake-kie-client.ts';
+import { createFakeKieClient } from '../../local/fake-kie-client.ts';
 import { signKieWebhook } from '../../shared/kie/signature.ts';
 import { waitFor } from './wait.ts';
-import { parseEnvFile } from '../../scripts/local/env-file.ts';
+import { parseEnvFile } from '../../local/env-file.ts';
 
 function loadStackEnv(): Record<string, string> {
   const file = process.env.STACK_ENV_FILE ?? `${process.cwd()}/.local/dev/stack.env`;

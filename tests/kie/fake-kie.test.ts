@@ -8,11 +8,11 @@ import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createFakeKieClient, type FakeKieClient } from '../../scripts/local/fake-kie-client.ts';
+import { createFakeKieClient, type FakeKieClient } from '../../local/fake-kie-client.ts';
 import { createKieClient, type KieClient } from '../../shared/kie/client.ts';
 import { extractTaskId, KIE_FAMILIES, type KieFamily, parseKieCallback } from '../../shared/kie/parse.ts';
 import { verifyKieSignature } from '../../shared/kie/signature.ts';
-import { denoBin } from '../../scripts/local/paths.ts';
+import { denoBin } from '../../local/paths.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const deno = denoBin();
@@ -99,7 +99,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
   receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
 
-  child = spawn(deno, ['run', '--allow-net', '--allow-env', 'scripts/local/fake-kie.ts'], {
+  child = spawn(deno, ['run', '--allow-net', '--allow-env', 'local/fake-kie.ts'], {
     cwd: repoRoot,
     env: { ...process.env, FAKE_KIE_PORT: '0', FAKE_KIE_HMAC_KEY: HMAC_KEY, NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],

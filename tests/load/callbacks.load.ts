@@ -14,7 +14,7 @@ import { MODELS } from '../helpers/flow.ts';
 import { successCallback } from '../helpers/faults.ts';
 import { kieFile, landscapeJpeg } from '../helpers/media.ts';
 import { callbackUrl, createUser, kie, logMark, logSince, signedHeaders, sql, stack } from '../helpers/stack.ts';
-import { denoBin } from '../../scripts/local/paths.ts';
+import { denoBin } from '../../local/paths.ts';
 
 const CALLBACKS = Number(process.env.LOAD_CALLBACKS ?? 1000);
 const BACKFILL = Number(process.env.LOAD_BACKFILL ?? 1000);

@@ -7,7 +7,7 @@ import { coreInstances, withCore } from '../../shared/preview/ffmpeg.ts';
 import { extractPoster } from '../../shared/preview/video.ts';
 import { read, videoMp4 } from '../fixtures/media.ts';
 import { meanLuma, rgba } from '../fixtures/quality.ts';
-import { denoBin } from '../../scripts/local/paths.ts';
+import { denoBin } from '../../local/paths.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const DENO = denoBin();

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { denoBin } from '../../scripts/local/paths.ts';
+import { denoBin } from '../../local/paths.ts';
 import { extractPoster } from '../../shared/preview/video.ts';
 import { nativeFrame, read, videoMp4 } from '../fixtures/media.ts';
 import { meanLuma, rgba, ssim } from '../fixtures/quality.ts';

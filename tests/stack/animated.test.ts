@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { type Browser, chromium } from 'playwright-core';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFakeKieClient } from '../../scripts/local/fake-kie-client.ts';
+import { createFakeKieClient } from '../../local/fake-kie-client.ts';
 import { read, videoMp4 } from '../fixtures/media.ts';
 import { createOwnUser, type OwnStack, startOwnStack } from '../helpers/own-stack.ts';
 import { waitFor } from '../helpers/wait.ts';

@@ -8,9 +8,9 @@ export function dirname(path: string): string {
   return i <= 0 ? '/' : path.slice(0, i);
 }
 
-/** The repository root (two levels above scripts/local/). */
+/** The repository root (the parent of local/). */
 export function repoRoot(): string {
-  return dirname(dirname(dirname(fromFileUrl(import.meta.url))));
+  return dirname(dirname(fromFileUrl(import.meta.url)));
 }
 
 /** The Deno binary npm installed (package `deno`): the one place TypeScript names its path. */

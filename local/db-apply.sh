@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Apply the local platform bootstrap, then the migrations with the real supabase CLI.
 #
-#   DB_URL=postgresql://postgres:postgres@127.0.0.1:54322/postgres scripts/local/db-apply.sh [--twice]
+#   DB_URL=postgresql://postgres:postgres@127.0.0.1:54322/postgres local/db-apply.sh [--twice]
 #
 # DB_URL defaults to the local cluster on $DB_PORT (default 54322).
 # --twice: afterwards re-applies platform.sql and every migration file with psql (each file
 # in one transaction) to prove they are re-runnable, and checks the CLI sees nothing
 # pending. --platform-only: the bootstrap alone (a project before this system's migrations).
 set -euo pipefail
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DB_URL=${DB_URL:-postgresql://postgres:postgres@127.0.0.1:${DB_PORT:-54322}/postgres}
 # The platform bootstrap runs as the platform's superuser; the migrations as `postgres`, which,
 # as on Supabase, is not a superuser and owns none of auth, storage, net, vault.
@@ -58,8 +58,8 @@ fi
 if [ "$("$PSQL" "$ADMIN_DB_URL" -X -tAq -c "select to_regclass('vault.secrets') is not null")" = t ]; then
   echo "db-apply: platform already bootstrapped"
 else
-  echo "db-apply: platform bootstrap (scripts/local/platform.sql, as supabase_admin)"
-  psql_file "$REPO_ROOT/scripts/local/platform.sql" "$ADMIN_DB_URL"
+  echo "db-apply: platform bootstrap (local/platform.sql, as supabase_admin)"
+  psql_file "$REPO_ROOT/local/platform.sql" "$ADMIN_DB_URL"
 fi
 
 $platform_only && exit 0
@@ -75,7 +75,7 @@ echo "$out" | grep -v '^$' | sed 's/^/  /' || true
 
 if $twice; then
   echo "db-apply: --twice: re-applying platform.sql and every migration with psql"
-  psql_file "$REPO_ROOT/scripts/local/platform.sql" "$ADMIN_DB_URL"
+  psql_file "$REPO_ROOT/local/platform.sql" "$ADMIN_DB_URL"
   for f in "$REPO_ROOT"/migrations/*.sql; do
     echo "  $(basename "$f")"
     psql_file "$f"

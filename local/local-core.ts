@@ -3,10 +3,10 @@
  * core's wasm from the installed package. A deployed function fetches it from storage instead
  * (shared/preview/handler.ts): it is over the 20 MB bundle limit and not embedded.
  */
-import { setWasmSource } from '../../shared/preview/wasm.ts';
+import { setWasmSource } from '../shared/preview/wasm.ts';
 
 export const LOCAL_CORE_WASM = new URL(
-  '../../node_modules/@ffmpeg/core/dist/esm/ffmpeg-core.wasm',
+  '../node_modules/@ffmpeg/core/dist/esm/ffmpeg-core.wasm',
   import.meta.url,
 );
 

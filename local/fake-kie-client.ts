@@ -1,5 +1,5 @@
 /**
- * A tiny typed client for the fake KIE server (scripts/local/fake-kie.ts), for tests and the
+ * A tiny typed client for the fake KIE server (local/fake-kie.ts), for tests and the
  * demo. Runs under Node (>= 20, global fetch) and Deno.
  *
  *   const kie = createFakeKieClient('http://127.0.0.1:54340');
@@ -7,8 +7,8 @@
  *   const taskId = await kie.createTask('market', { callBackUrl, fixture: 'cat.jpg' });
  */
 
-import { KIE_CREATE_PATHS } from '../../shared/kie/client.ts';
-import { type KieFamily } from '../../shared/kie/parse.ts';
+import { KIE_CREATE_PATHS } from '../shared/kie/client.ts';
+import { type KieFamily } from '../shared/kie/parse.ts';
 
 export type FakeKieBehaviour = {
   state?: 'success' | 'fail';

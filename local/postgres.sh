@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A private Postgres 15 cluster for the local stack (no Docker), from Debian's binaries.
 #
-#   scripts/local/postgres.sh start|stop|crash|status|psql [psql args…]|recreate-db|url
+#   local/postgres.sh start|stop|crash|status|psql [psql args…]|recreate-db|url
 #
 # Env:
 #   STACK_DIR      local state folder (default .local/dev, relative to the repo root)
@@ -16,7 +16,7 @@
 set -euo pipefail
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STACK_DIR=${STACK_DIR:-.local/dev}
 case "$STACK_DIR" in /*) ;; *) STACK_DIR="$REPO_ROOT/$STACK_DIR" ;; esac
 DB_PORT=${DB_PORT:-54322}
@@ -104,7 +104,7 @@ host    all  all  ::1/128        scram-sha-256
 EOF
   cat >>"$PGDATA/postgresql.conf" <<'EOF'
 
-# ---- local stack (scripts/local/postgres.sh) ----
+# ---- local stack (local/postgres.sh) ----
 listen_addresses = '127.0.0.1'
 password_encryption = 'scram-sha-256'
 timezone = 'UTC'

@@ -127,7 +127,7 @@ async function main() {
   const faults: StorageFaults = { failUploads: [] };
   const storage = createStorageHandler({ sql, dir: `${stackDir}/storage`, log, faults });
   const auth = createAuthHandler(sql);
-  const libraryPage = `${root}/scripts/local/library.html`;
+  const libraryPage = `${root}/example/library.html`;
   const supabaseUmd = `${root}/node_modules/@supabase/supabase-js/dist/umd/supabase.js`;
 
   const handler = async (req: Request): Promise<Response> => {

@@ -1,6 +1,6 @@
 -- Local platform bootstrap: what a Supabase project provides before our migrations run.
 --
--- Applied by scripts/local/db-apply.sh to the local Postgres cluster only, as the platform's
+-- Applied by local/db-apply.sh to the local Postgres cluster only, as the platform's
 -- superuser (supabase_admin, the cluster's bootstrap user); it is NEVER part of migrations/
 -- and never pushed to a real project (there, these objects belong to the platform).
 -- Re-runnable: every statement is idempotent.

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Run the pgTAP suites (tests/sql/*.sql) with pg_prove against DB_URL.
 #
-#   DB_URL=postgresql://postgres:postgres@127.0.0.1:54322/postgres scripts/local/pgtap.sh [files…]
+#   DB_URL=postgresql://postgres:postgres@127.0.0.1:54322/postgres local/pgtap.sh [files…]
 #
-# The database must have platform.sql and the migrations applied (scripts/local/db-apply.sh).
+# The database must have platform.sql and the migrations applied (local/db-apply.sh).
 # pgTAP lives in the `extensions` schema, which is on the search_path. Exit code non-zero
 # on any failure.
 set -euo pipefail
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DB_URL=${DB_URL:-postgresql://postgres:postgres@127.0.0.1:${DB_PORT:-54322}/postgres}
 command -v pg_prove >/dev/null || { echo "pgtap.sh: pg_prove missing (apt-get install libtap-parser-sourcehandler-pgtap-perl; run scripts/setup.sh)" >&2; exit 1; }
 

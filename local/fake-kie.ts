@@ -1,7 +1,7 @@
 /**
  * Fake KIE.ai server for local development and tests.
  *
- *   node_modules/@deno/linux-x64-glibc/deno run --allow-net --allow-env scripts/local/fake-kie.ts
+ *   node_modules/@deno/linux-x64-glibc/deno run --allow-net --allow-env local/fake-kie.ts
  *
  * Environment (read in main, never at import):
  *   FAKE_KIE_PORT        port to listen on (default 54340; 0 = any free port, printed at start)
@@ -16,9 +16,9 @@
  */
 
 import type { FakeKieCallbackAttempt, FakeKieFileRequest } from './fake-kie-client.ts';
-import { KIE_CREATE_PATHS, KIE_RECORD_INFO_PATHS } from '../../shared/kie/client.ts';
-import { type KieFamily } from '../../shared/kie/parse.ts';
-import { signKieWebhook } from '../../shared/kie/signature.ts';
+import { KIE_CREATE_PATHS, KIE_RECORD_INFO_PATHS } from '../shared/kie/client.ts';
+import { type KieFamily } from '../shared/kie/parse.ts';
+import { signKieWebhook } from '../shared/kie/signature.ts';
 
 export type FakeBehaviour = {
   state: 'success' | 'fail';

@@ -51,7 +51,7 @@ export async function identify(headers: Headers): Promise<Claims | null> {
   return null;
 }
 
-// `deno run scripts/local/keys.ts` prints the keys as shell assignments (scripts/stack.sh
+// `deno run local/keys.ts` prints the keys as shell assignments (local/stack.sh
 // reads them from here, so they are written down once).
 if (import.meta.main) {
   console.log(`ANON_KEY=${LOCAL_ANON_KEY}`);

@@ -3,8 +3,8 @@
 #   npm run stack:start | stack:status | stack:stop
 #
 # Starts, idempotently: a private Postgres 15 cluster with pg_cron and pgTAP
-# (scripts/local/postgres.sh), the platform bootstrap SQL and the migrations (real supabase
-# CLI, scripts/local/db-apply.sh), the fake KIE server, and the Deno gateway (functions,
+# (local/postgres.sh), the platform bootstrap SQL and the migrations (real supabase
+# CLI, local/db-apply.sh), the fake KIE server, and the Deno gateway (functions,
 # storage, auth, pg_net stand-in). Then runs `npm run deploy`'s vault and core steps (the vault
 # secrets the trigger and pg_cron read; the ffmpeg core's wasm into storage), and prints URLs and keys like
 # `supabase status`. State, logs and stored objects live in $STACK_DIR (.local/dev).
@@ -31,8 +31,8 @@ LOGS="$STACK_DIR/logs"
 PSQL=/usr/lib/postgresql/15/bin/psql
 CALLBACK_SECRET=${KIE_CALLBACK_SECRET:-local-callback-secret}
 
-# The well-known local keys, written down once in scripts/local/keys.ts.
-load_keys() { eval "$(bash scripts/run-deno.sh scripts/local/keys.ts)"; }
+# The well-known local keys, written down once in local/keys.ts.
+load_keys() { eval "$(bash scripts/run-deno.sh local/keys.ts)"; }
 
 alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
@@ -106,16 +106,16 @@ start() {
   bash scripts/setup.sh
   load_keys
   mkdir -p "$RUN" "$LOGS"
-  bash scripts/local/postgres.sh start >/dev/null
+  bash local/postgres.sh start >/dev/null
   local apply=()
   [ "${STACK_MIGRATIONS:-}" = none ] && apply=(--platform-only)
-  bash scripts/local/db-apply.sh "${apply[@]}" >"$LOGS/db-apply.log" 2>&1 || { cat "$LOGS/db-apply.log" >&2; exit 1; }
+  bash local/db-apply.sh "${apply[@]}" >"$LOGS/db-apply.log" 2>&1 || { cat "$LOGS/db-apply.log" >&2; exit 1; }
   write_env_files
   set_preview_lease
   FAKE_KIE_PORT=$KIE_PORT FAKE_KIE_HMAC_KEY=${KIE_WEBHOOK_HMAC_KEY:-} \
-    start_bg fake-kie "$LOGS/fake-kie.log" bash scripts/run-deno.sh scripts/local/fake-kie.ts
+    start_bg fake-kie "$LOGS/fake-kie.log" bash scripts/run-deno.sh local/fake-kie.ts
   GATEWAY_PORT=$API_PORT FUNCTIONS_ENV_FILE="$STACK_DIR/functions.env" GATEWAY_QUIET=1 \
-    start_bg gateway "$LOGS/gateway.out" bash scripts/run-deno.sh scripts/local/gateway.ts
+    start_bg gateway "$LOGS/gateway.out" bash scripts/run-deno.sh local/gateway.ts
   wait_http "$KIE_URL/health" 30 "fake KIE"
   wait_http "$API_URL/_local/status" 90 "gateway"
   [ "${STACK_MIGRATIONS:-}" = none ] || deploy_steps
@@ -126,7 +126,7 @@ status() {
   load_keys
   local ok=true
   for s in gateway fake-kie; do alive "$s" || ok=false; done
-  bash scripts/local/postgres.sh status >/dev/null 2>&1 || ok=false
+  bash local/postgres.sh status >/dev/null 2>&1 || ok=false
   if [ "$ok" != true ]; then echo "stack: not running (npm run stack:start)"; return 1; fi
   cat <<STATUS
 local stack is running ($STACK_DIR)
@@ -173,7 +173,7 @@ stop() {
     reap "$s"
     rm -f "$RUN/$s.pid"
   done
-  bash scripts/local/postgres.sh stop >/dev/null 2>&1 || true
+  bash local/postgres.sh stop >/dev/null 2>&1 || true
   echo "stack stopped ($STACK_DIR)"
 }
 

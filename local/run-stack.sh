@@ -9,7 +9,7 @@ free_port() {
 }
 
 remove_run_stack() { # dir logs-copy
-  STACK_DIR=$1 bash "$ROOT/scripts/stack.sh" stop >/dev/null 2>&1 || true
+  STACK_DIR=$1 bash "$ROOT/local/stack.sh" stop >/dev/null 2>&1 || true
   [ -d "$1/logs" ] && rm -rf "$2" && cp -r "$1/logs" "$2"
   [ -f "$1/pg/LOCATION" ] && rm -rf "$(cat "$1/pg/LOCATION")"
   rm -rf "$1"
