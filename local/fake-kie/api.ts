@@ -1,0 +1,107 @@
+/** KIE's API routes: task creation and record-info of every family (KIE's documented paths). */
+import { KIE_CREATE_PATHS, KIE_RECORD_INFO_PATHS } from '../../shared/kie/client.ts';
+import type { KieFamily } from '../../shared/kie/parse.ts';
+import { schedule } from './callbacks.ts';
+import { json, kieError, log } from './http.ts';
+import { recordInfoBody } from './shapes.ts';
+import {
+  currentState,
+  DEFAULT_BEHAVIOUR,
+  DEFAULT_MODEL,
+  type FakeKieState,
+  fixtureNames,
+  isObj,
+  mergeBehaviour,
+  newTaskId,
+  type Task,
+} from './task.ts';
+
+export const createRoutes = new Map(
+  Object.entries(KIE_CREATE_PATHS).map(([f, p]) => [p, f as KieFamily]),
+);
+export const recordRoutes = new Map(
+  Object.entries(KIE_RECORD_INFO_PATHS).map(([f, p]) => [p, f as KieFamily]),
+);
+
+export async function createTask(
+  s: FakeKieState,
+  family: KieFamily,
+  req: Request,
+): Promise<Response> {
+  let body: unknown;
+  try {
+    body = await req.json();
+  } catch {
+    return kieError(400, 'Request body must be JSON');
+  }
+  if (!isObj(body)) return kieError(400, 'Request body must be a JSON object');
+  const input = isObj(body.input) ? body.input : {};
+  if (family === 'market' && typeof body.model !== 'string') {
+    return kieError(422, 'model is required');
+  }
+  const fake = mergeBehaviour(DEFAULT_BEHAVIOUR, body.fake ?? input.fake);
+  if (typeof fake === 'string') return kieError(422, `fake: ${fake}`);
+  const fixtures = fixtureNames(input.fixture ?? body.fixture);
+  if (typeof fixtures === 'string') return kieError(422, `fake: ${fixtures}`);
+  const coverRaw = input.coverFixture ?? body.coverFixture ?? null;
+  const cover = coverRaw === null ? [] : fixtureNames(coverRaw);
+  if (typeof cover === 'string' || cover.length > 1) {
+    return kieError(422, 'fake: coverFixture must be one file name');
+  }
+  for (const n of [...fixtures, ...cover]) {
+    if (!s.files.has(n)) {
+      return kieError(422, `fake: file not uploaded: ${n} (PUT /__control/files/${n} first)`);
+    }
+  }
+  if (fake.state === 'success' && fixtures.length === 0) {
+    return kieError(
+      422,
+      'fake: a successful task needs input.fixture or fixture (an uploaded file name)',
+    );
+  }
+  const callBackUrl = typeof body.callBackUrl === 'string' && body.callBackUrl !== ''
+    ? body.callBackUrl
+    : null;
+  const taskId = newTaskId(family);
+  const t: Task = {
+    taskId,
+    family,
+    model: typeof body.model === 'string' && body.model !== '' ? body.model : DEFAULT_MODEL[family],
+    callBackUrl,
+    request: body,
+    fixtures,
+    coverFixture: cover[0] ?? null,
+    fake,
+    createdAt: Date.now(),
+    completedAt: null,
+    callbacks: [],
+    callbackScheduled: false,
+    timers: new Set(),
+    fileHits: new Map(),
+    recordInfoCalls: 0,
+  };
+  s.tasks.set(taskId, t);
+  log(
+    `created task=${taskId} family=${family} model=${t.model} fixtures=${
+      fixtures.join(',') || '-'
+    } state=${fake.state} callback=${fake.callback} asset=${fake.asset}${
+      fake.stayPending ? ' stayPending' : ''
+    }`,
+  );
+  schedule(s, t);
+  return json({ code: 200, msg: 'success', data: { taskId } });
+}
+
+export function recordInfo(s: FakeKieState, family: KieFamily, url: URL): Response {
+  const taskId = url.searchParams.get('taskId') ?? url.searchParams.get('task_id');
+  if (!taskId) return kieError(422, 'taskId is required');
+  const t = s.tasks.get(taskId);
+  if (!t) return kieError(404, 'recordInfo is null: task not found');
+  if (t.family !== family) {
+    return kieError(404, `recordInfo is null: task is not a ${family} task`);
+  }
+  t.recordInfoCalls++;
+  const body = recordInfoBody(s, t);
+  log(`record-info task=${taskId} family=${family} state=${currentState(t)}`);
+  return json(body);
+}
