@@ -38,6 +38,18 @@ as $$ select least(interval '30 seconds' * power(2, greatest(attempt, 1) - 1), i
 comment on function public.preview_backoff(int) is
   'Delay before retry after failed attempt N: least(30s * 2^(N-1), 1h).';
 
+-- When a failed attempt is tried again: the one backoff and the one attempt cap, for the poster
+-- (fail_preview) and the animated step (fail_animated_preview) alike. Null: terminal.
+create or replace function public.preview_retry_at(p_retryable boolean, p_attempts int) returns timestamptz
+language sql stable parallel safe
+set search_path = ''
+as $$
+  select case when coalesce(p_retryable, false) and p_attempts < public.preview_max_attempts()
+              then now() + public.preview_backoff(p_attempts) end
+$$;
+comment on function public.preview_retry_at(boolean, int) is
+  'now() + preview_backoff(attempts) for a retryable failure under preview_max_attempts(), else null (terminal).';
+
 -- ---------------------------------------------------------------------------------------
 -- What gets a preview: each rule once
 -- ---------------------------------------------------------------------------------------
@@ -362,10 +374,7 @@ declare
 begin
   update public.generations g
      set preview_status = 'failed',
-         preview_next_attempt_at =
-           case when coalesce(p_retryable, false) and g.preview_attempts < public.preview_max_attempts()
-                then now() + public.preview_backoff(g.preview_attempts)
-           end,
+         preview_next_attempt_at = public.preview_retry_at(p_retryable, g.preview_attempts),
          error = p_message,
          preview_error_code = p_error_code,
          preview_started_at = null

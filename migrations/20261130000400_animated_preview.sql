@@ -82,9 +82,7 @@ declare
 begin
   update public.generations g
      set animated_status = 'failed',
-         animated_next_attempt_at =
-           case when coalesce(p_retryable, false) and g.animated_attempts < public.preview_max_attempts()
-                then now() + public.preview_backoff(g.animated_attempts) end,
+         animated_next_attempt_at = public.preview_retry_at(p_retryable, g.animated_attempts),
          animated_error_code = p_error_code,
          animated_started_at = null
    where g.id = p_generation_id and g.animated_status = 'processing' and g.animated_attempts = p_attempt

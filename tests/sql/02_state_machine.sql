@@ -144,11 +144,11 @@ select ok((select count(*) = 1 from public.sweep_previews(1)), 'sweep honours it
 -- Backfill candidates: keyset pagination over (created_at, id)
 update public.generations set preview_status = 'failed', preview_next_attempt_at = null where id = 'bbbbbbbb-0000-4000-8000-000000000002';
 select results_eq(
-  $$select id from public.backfill_candidates(null, null, 10) where user_id = '22222222-0000-4000-8000-000000000001'$$,
+  $$select id from public.backfill_candidates(null, null, 100000) where user_id = '22222222-0000-4000-8000-000000000001'$$,
   $$values ('bbbbbbbb-0000-4000-8000-000000000007'::uuid), ('bbbbbbbb-0000-4000-8000-000000000008'::uuid)$$,
   'backfill: none rows only, oldest first');
 select results_eq(
-  $$select id from public.backfill_candidates(null, null, 10, null, true) where user_id = '22222222-0000-4000-8000-000000000001'$$,
+  $$select id from public.backfill_candidates(null, null, 100000, null, true) where user_id = '22222222-0000-4000-8000-000000000001'$$,
   $$values ('bbbbbbbb-0000-4000-8000-000000000002'::uuid), ('bbbbbbbb-0000-4000-8000-000000000007'::uuid), ('bbbbbbbb-0000-4000-8000-000000000008'::uuid)$$,
   'backfill --retry-failed includes failed rows');
 select results_eq(
@@ -156,9 +156,9 @@ select results_eq(
                                               'bbbbbbbb-0000-4000-8000-000000000007', 10) where user_id = '22222222-0000-4000-8000-000000000001'$$,
   $$values ('bbbbbbbb-0000-4000-8000-000000000008'::uuid)$$, 'backfill: the cursor skips what was seen');
 select results_eq(
-  $$select id from public.backfill_candidates(null, null, 10, 'video', true) where user_id = '22222222-0000-4000-8000-000000000001'$$,
+  $$select id from public.backfill_candidates(null, null, 100000, 'video', true) where user_id = '22222222-0000-4000-8000-000000000001'$$,
   $$values ('bbbbbbbb-0000-4000-8000-000000000002'::uuid), ('bbbbbbbb-0000-4000-8000-000000000008'::uuid)$$, 'backfill: type filter');
-select is_empty($$select * from public.backfill_candidates(null, null, 10, null, false, now() - interval '1 day') where user_id = '22222222-0000-4000-8000-000000000001'$$,
+select is_empty($$select * from public.backfill_candidates(null, null, 100000, null, false, now() - interval '1 day') where user_id = '22222222-0000-4000-8000-000000000001'$$,
   'backfill: since filter');
 
 -- Asset change resets the preview

@@ -60,7 +60,7 @@ select results_eq(
 select is(public.preview_source_url(g), 'https://k.test/asset.png', 'asset_url before result_urls and result_url')
   from public.generations g where id = 'acacacac-0000-4000-8000-000000000003';
 select results_eq(
-  $$select right(id::text, 2) from public.backfill_candidates(null, null, 100) where id::text like 'acacacac-%'$$,
+  $$select right(id::text, 2) from public.backfill_candidates(null, null, 100000) where id::text like 'acacacac-%'$$,
   $$values ('01'), ('02'), ('03'), ('06'), ('08')$$,
   'the backfill finds product, NULL-status, stale old-worker and old-failure rows; not a fresh processing row');
 

@@ -78,7 +78,7 @@ select public.claim_preview('13131313-aaaa-4000-8000-000000000007');
 select ok(public.complete_preview('13131313-aaaa-4000-8000-000000000006', 1, 'p6', 1, 1, 't', null, 'r1-s512-q80'), 'complete with a version');
 select ok(public.complete_preview('13131313-aaaa-4000-8000-000000000007', 1, 'p7', 1, 1, 't', null, 'r2-s512-q80'), 'complete with another');
 select is((select preview_version from public.generations where id = '13131313-aaaa-4000-8000-000000000006'), 'r1-s512-q80', 'the version is stamped');
-select results_eq($$select id::text from public.backfill_candidates('1970-12-31', null, 10, null, false, null, 'r2-s512-q80') where id::text like '13131313-%'$$,
+select results_eq($$select id::text from public.backfill_candidates('1970-12-31', null, 100000, null, false, null, 'r2-s512-q80') where id::text like '13131313-%'$$,
   $$values ('13131313-aaaa-4000-8000-000000000006')$$, '--stale candidates: ready rows of another version only');
 select ok(not public.reset_preview_for_rerender('13131313-aaaa-4000-8000-000000000007', 'r2-s512-q80'), 'a current preview is not reset');
 select ok(public.reset_preview_for_rerender('13131313-aaaa-4000-8000-000000000006', 'r2-s512-q80'), 'a stale one is');
