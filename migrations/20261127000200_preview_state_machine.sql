@@ -390,12 +390,19 @@ comment on function public.fail_preview(uuid, int, text, text, boolean) is
   'Fails the claim: ''retry'' (retryable, under the cap: due at now() + preview_backoff(attempt)), ''failed'' (terminal or cap), null when fenced. Sets error = message. SECURITY DEFINER: service only.';
 
 -- ---------------------------------------------------------------------------------------
--- reset_preview_for_retry (backfill --retry-failed)
+-- reset_preview_for_retry (backfill --retry-failed), reset_preview_for_rerender (--stale)
 -- ---------------------------------------------------------------------------------------
--- A failed row (terminal or waiting) back to `none` with a fresh attempt budget. No worker
--- holds a failed row, so resetting the fencing counter is safe here. The dispatch trigger
--- is muted for this one statement: the caller (the backfill) claims the row itself.
-create or replace function public.reset_preview_for_retry(p_generation_id uuid) returns boolean
+-- A row back to `none` with a fresh attempt budget, for the backfill to claim again: a failed
+-- row (terminal or waiting), or a ready preview made by another renderer or other settings.
+-- No worker holds a failed or ready row, so resetting the fencing counter is safe. A re-render
+-- keeps the old objects until the new ones overwrite them (the same paths), so the library
+-- never shows a missing preview meanwhile. The dispatch trigger is muted for this one
+-- statement: the caller (the backfill) claims the row itself.
+create or replace function public.reset_preview_to_none(
+  p_generation_id uuid,
+  p_from text,               -- 'failed' or 'ready'
+  p_keep_version text default null  -- with 'ready': a preview of this version is left alone
+) returns boolean
 language plpgsql volatile
 security definer
 set search_path = ''
@@ -404,6 +411,9 @@ declare
   v_found boolean;
   v_skip text := coalesce(current_setting('app.skip_preview_dispatch', true), '');
 begin
+  if p_from not in ('failed', 'ready') then
+    raise exception 'reset_preview_to_none: p_from must be failed or ready, not %', p_from;
+  end if;
   perform set_config('app.skip_preview_dispatch', 'on', true);
   update public.generations g
      set preview_status = 'none',
@@ -414,47 +424,25 @@ begin
          preview_error_code = null,
          error = null
    where g.id = p_generation_id
-     and g.preview_status = 'failed';
+     and g.preview_status = p_from
+     and (p_from = 'failed' or g.preview_version is distinct from p_keep_version);
   v_found := found;
   perform set_config('app.skip_preview_dispatch', v_skip, true);
   return v_found;
 end
 $$;
-comment on function public.reset_preview_for_retry(uuid) is
-  'failed → none with attempts 0 (backfill --retry-failed). Does not queue a generate-preview request: the caller claims. SECURITY DEFINER: service only.';
+comment on function public.reset_preview_to_none(uuid, text, text) is
+  'failed, or ready with a preview_version other than p_keep_version → none with attempts 0. Does not queue a generate-preview request: the caller claims. SECURITY DEFINER: service only.';
 
--- ---------------------------------------------------------------------------------------
--- reset_preview_for_rerender (backfill --stale)
--- ---------------------------------------------------------------------------------------
--- A ready preview made by another renderer or other settings back to `none`, so the backfill's
--- claim re-renders it with the same fencing as any claim. No worker holds a ready row, so the
--- attempt budget starts afresh. The old objects stay until the new ones overwrite them (the
--- same paths), so the library never shows a missing preview meanwhile. Dispatch is muted: the
--- caller claims.
+create or replace function public.reset_preview_for_retry(p_generation_id uuid) returns boolean
+language sql volatile security definer set search_path = ''
+as $$ select public.reset_preview_to_none(p_generation_id, 'failed') $$;
+comment on function public.reset_preview_for_retry(uuid) is
+  'failed → none with attempts 0 (backfill --retry-failed; the caller claims). SECURITY DEFINER: service only.';
+
 create or replace function public.reset_preview_for_rerender(p_generation_id uuid, p_version text) returns boolean
-language plpgsql volatile
-security definer
-set search_path = ''
-as $$
-declare
-  v_found boolean;
-  v_skip text := coalesce(current_setting('app.skip_preview_dispatch', true), '');
-begin
-  perform set_config('app.skip_preview_dispatch', 'on', true);
-  update public.generations g
-     set preview_status = 'none',
-         preview_attempts = 0,
-         preview_expired_leases = 0,
-         preview_next_attempt_at = null,
-         preview_started_at = null
-   where g.id = p_generation_id
-     and g.preview_status = 'ready'
-     and g.preview_version is distinct from p_version;
-  v_found := found;
-  perform set_config('app.skip_preview_dispatch', v_skip, true);
-  return v_found;
-end
-$$;
+language sql volatile security definer set search_path = ''
+as $$ select public.reset_preview_to_none(p_generation_id, 'ready', p_version) $$;
 comment on function public.reset_preview_for_rerender(uuid, text) is
   'ready with a preview_version other than p_version → none, attempts 0 (backfill --stale; the caller claims). SECURITY DEFINER: service only.';
 
@@ -705,6 +693,7 @@ create trigger generations_a_guard_preview_columns
 revoke all on function public.claim_preview(uuid, interval) from public, anon, authenticated;
 revoke all on function public.complete_preview(uuid, int, text, int, int, text, text, text) from public, anon, authenticated;
 revoke all on function public.fail_preview(uuid, int, text, text, boolean) from public, anon, authenticated;
+revoke all on function public.reset_preview_to_none(uuid, text, text) from public, anon, authenticated;
 revoke all on function public.reset_preview_for_retry(uuid) from public, anon, authenticated;
 revoke all on function public.reset_preview_for_rerender(uuid, text) from public, anon, authenticated;
 revoke all on function public.sweep_previews(int, interval) from public, anon, authenticated;
@@ -717,6 +706,7 @@ revoke all on function public.generations_guard_preview_columns() from public, a
 grant execute on function public.claim_preview(uuid, interval) to service_role;
 grant execute on function public.complete_preview(uuid, int, text, int, int, text, text, text) to service_role;
 grant execute on function public.fail_preview(uuid, int, text, text, boolean) to service_role;
+grant execute on function public.reset_preview_to_none(uuid, text, text) to service_role;
 grant execute on function public.reset_preview_for_retry(uuid) to service_role;
 grant execute on function public.reset_preview_for_rerender(uuid, text) to service_role;
 grant execute on function public.sweep_previews(int, interval) to service_role;

@@ -43,6 +43,7 @@ export type Database = {
           'user_id': string;
           'generation_model': string | null;
           'has_previewable_asset': boolean | null;
+          'preview_image_path': string | null;
           'preview_owned_objects': (string)[] | null;
           'preview_skip_reason': string | null;
           'preview_source_url': string | null;
@@ -50,6 +51,7 @@ export type Database = {
         ComputedFields:
           | 'generation_model'
           | 'has_previewable_asset'
+          | 'preview_image_path'
           | 'preview_owned_objects'
           | 'preview_skip_reason'
           | 'preview_source_url';
@@ -423,6 +425,7 @@ export type Database = {
         }[];
       };
       'preview_backoff': { Args: { 'attempt': number }; Returns: string };
+      'preview_bucket': { Args: Record<PropertyKey, never>; Returns: string };
       'preview_claim_is_current': {
         Args: { 'p_attempt': number; 'p_generation_id': string };
         Returns: boolean;
@@ -438,8 +441,27 @@ export type Database = {
         Returns: boolean;
       };
       'preview_dispatch_secret_ok': { Args: { 'p_presented': string }; Returns: boolean };
+      'preview_image_path': {
+        Args: {
+          'g': Omit<
+            Database['public']['Tables']['generations']['Row'],
+            Database['public']['Tables']['generations']['ComputedFields']
+          >;
+        };
+        Returns: string;
+      };
       'preview_kind': { Args: { 'p_type': string }; Returns: string };
       'preview_lease': { Args: Record<PropertyKey, never>; Returns: string };
+      'preview_lease_expired': {
+        Args: {
+          'g': Omit<
+            Database['public']['Tables']['generations']['Row'],
+            Database['public']['Tables']['generations']['ComputedFields']
+          >;
+          'p_lease'?: string;
+        };
+        Returns: boolean;
+      };
       'preview_lease_takeover_allowed': {
         Args: {
           'g': Omit<
@@ -487,6 +509,10 @@ export type Database = {
         };
         Returns: Json;
       };
+      'preview_retry_at': {
+        Args: { 'p_attempts': number; 'p_retryable': boolean };
+        Returns: string;
+      };
       'preview_skip_reason': {
         Args: {
           'g': Omit<
@@ -519,6 +545,10 @@ export type Database = {
         Returns: boolean;
       };
       'reset_preview_for_retry': { Args: { 'p_generation_id': string }; Returns: boolean };
+      'reset_preview_to_none': {
+        Args: { 'p_from': string; 'p_generation_id': string; 'p_keep_version'?: string };
+        Returns: boolean;
+      };
       'sweep_previews': {
         Args: { 'p_grace'?: string; 'p_limit'?: number };
         Returns: {
