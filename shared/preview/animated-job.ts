@@ -5,10 +5,9 @@
  * the poster never waits for it.
  */
 import type { AnimatedStore } from '../db.ts';
-import { toPreviewError } from '../errors.ts';
 import { log } from '../log.ts';
 import type { renderAnimated } from './animated.ts';
-import { type PreviewDeps, type PreviewOutcome, readSource } from './generate.ts';
+import { failedOutcome, type PreviewDeps, type PreviewOutcome, readSource } from './generate.ts';
 
 export type AnimatedDeps = Pick<PreviewDeps, 'objects' | 'fetchSource' | 'config'> & {
   store: AnimatedStore;
@@ -58,20 +57,13 @@ export async function generateAnimated(
       attempt: claim.attempt,
     };
   } catch (err) {
-    const pe = toPreviewError(err);
-    const state = await deps.store.fail(claim, { code: pe.code, retryable: pe.retryable });
-    log.error('[Preview]', `❌ Animated preview failed for ${generationId}: ${pe.message}`, {
-      code: pe.code,
-      attempt: claim.attempt,
-      next: state ?? 'fenced',
-    });
-    return {
+    return await failedOutcome(
       generationId,
-      result: state === null ? 'fenced' : state,
-      type: 'video',
-      code: pe.code,
-      error: pe.message,
-      attempt: claim.attempt,
-    };
+      claim,
+      'video',
+      'Animated preview failed',
+      err,
+      (pe) => deps.store.fail(claim, { code: pe.code, retryable: pe.retryable }),
+    );
   }
 }

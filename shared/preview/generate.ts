@@ -247,24 +247,43 @@ export async function generatePreview(
     if (claim.kind === 'video' && deps.config.preview.animated) await requestAnimated(claim, deps);
     return { generationId, result: 'ready', type: claim.type, path, attempt: claim.attempt };
   } catch (err) {
-    const pe = toPreviewError(err);
-    const state = await deps.store.fail(claim, {
-      code: pe.code,
-      message: pe.message,
-      retryable: pe.retryable,
-    });
-    log.error('[Preview]', `❌ Failed for ${generationId}: ${pe.message}`, {
-      code: pe.code,
-      attempt: claim.attempt,
-      next: state ?? 'fenced',
-    });
-    return {
+    return await failedOutcome(
       generationId,
-      result: state === null ? 'fenced' : state,
-      type: claim.type,
-      code: pe.code,
-      error: pe.message,
-      attempt: claim.attempt,
-    };
+      claim,
+      claim.type,
+      'Failed',
+      err,
+      (pe) =>
+        deps.store.fail(claim, { code: pe.code, message: pe.message, retryable: pe.retryable }),
+    );
   }
+}
+
+/**
+ * A claimed step that threw: the failure recorded through `fail` (which answers retry, failed,
+ * or null when a newer attempt holds the row), one log line, and the outcome.
+ */
+export async function failedOutcome(
+  generationId: string,
+  claim: { attempt: number },
+  type: string,
+  label: string,
+  err: unknown,
+  fail: (pe: PreviewError) => Promise<'retry' | 'failed' | null>,
+): Promise<PreviewOutcome> {
+  const pe = toPreviewError(err);
+  const state = await fail(pe);
+  log.error('[Preview]', `❌ ${label} for ${generationId}: ${pe.message}`, {
+    code: pe.code,
+    attempt: claim.attempt,
+    next: state ?? 'fenced',
+  });
+  return {
+    generationId,
+    result: state === null ? 'fenced' : state,
+    type,
+    code: pe.code,
+    error: pe.message,
+    attempt: claim.attempt,
+  };
 }
