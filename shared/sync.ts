@@ -59,6 +59,16 @@ export async function syncKieTask(
     `taskId=${taskId}, genId=${gen.id}, status=${gen.status}, type=${gen.type}, preview_status=${gen.preview_status}`,
     { source: input.source },
   );
+  /** The report of a sync that leaves the row as it is. */
+  const unchanged = (note: string): SyncReport => ({
+    taskId,
+    found: true,
+    generationId: gen.id,
+    status: gen.status,
+    previewStatus: gen.preview_status,
+    changed: false,
+    note,
+  });
 
   let result = input.result;
   // A callback that would replace the asset of a finished generation is not taken on its
@@ -74,15 +84,7 @@ export async function syncKieTask(
   if (!result || !result.complete || replacesAsset) {
     if (!deps.kie) {
       log.error('[Sync]', 'Cannot ask KIE record-info: KIE_API_KEY is not set', { taskId });
-      return {
-        taskId,
-        found: true,
-        generationId: gen.id,
-        status: gen.status,
-        previewStatus: gen.preview_status,
-        changed: false,
-        note: 'incomplete result and no KIE client',
-      };
+      return unchanged('incomplete result and no KIE client');
     }
     try {
       // The row's model names the family; an unrecognised callback shape would default to market.
@@ -98,15 +100,7 @@ export async function syncKieTask(
         '[KIE]',
         `record-info failed for ${taskId}: ${err instanceof Error ? err.message : err}`,
       );
-      return {
-        taskId,
-        found: true,
-        generationId: gen.id,
-        status: gen.status,
-        previewStatus: gen.preview_status,
-        changed: false,
-        note: 'record-info failed; left for the next sync',
-      };
+      return unchanged('record-info failed; left for the next sync');
     }
   }
 
