@@ -5,9 +5,9 @@
 # Starts, idempotently: a private Postgres 15 cluster with pg_cron and pgTAP
 # (local/postgres.sh), the platform bootstrap SQL and the migrations (real supabase
 # CLI, local/db-apply.sh), the fake KIE server, and the Deno gateway (functions,
-# storage, auth, pg_net stand-in). Then runs `npm run deploy`'s vault and core steps (the vault
-# secrets the trigger and pg_cron read; the ffmpeg core's wasm into storage), and prints URLs and keys like
-# `supabase status`. State, logs and stored objects live in $STACK_DIR (.local/dev).
+# storage, auth, pg_net stand-in). Then runs `npm run deploy`'s core and vault steps (the
+# ffmpeg core's wasm into storage, then the vault secrets the trigger and pg_cron read), and
+# prints URLs and keys like `supabase status`. State, logs and stored objects live in $STACK_DIR (.local/dev).
 #
 # Env: STACK_DIR (.local/dev), API_PORT (54321), DB_PORT (54322), KIE_PORT (54340),
 #      plus EDGE_* limits passed to the gateway, PREVIEW_LEASE_SECONDS (sets the database's
@@ -92,12 +92,12 @@ set_preview_lease() {
   fi
 }
 
-# What `npm run deploy` does after the migrations, with its own code: the vault (project_url
-# and the anon key, never a service key: pg_net's queue is readable by PUBLIC; an older stack's
-# copy is removed) and ffmpeg's core wasm into storage (over the 20 MB bundle limit:
-# generate-preview loads it from there at cold start, as on the platform).
+# What `npm run deploy` does after the migrations, with its own code: ffmpeg's core wasm into
+# storage (over the 20 MB bundle limit: generate-preview loads it from there at cold start, as
+# on the platform), then the vault (project_url and the anon key, never a service key: pg_net's
+# queue is readable by PUBLIC; an older stack's copy is removed).
 deploy_steps() {
-  bash scripts/run-deno.sh scripts/deploy.ts --only vault,core --url "$API_URL" --db-url "$DB_URL" \
+  bash scripts/run-deno.sh scripts/deploy.ts --only core,vault --url "$API_URL" --db-url "$DB_URL" \
     --anon-key "$ANON_KEY" --service-key "$SERVICE_KEY" >"$LOGS/deploy-steps.log" 2>&1 \
     || { cat "$LOGS/deploy-steps.log" >&2; exit 1; }
 }

@@ -11,11 +11,12 @@
  *   4 functions  scripts/gen-codecs.ts (the codecs' wasm as modules), then
  *                supabase functions deploy kie-callback kie-sync generate-preview library health
  *   5 keys       the project's anon and service keys (supabase projects api-keys), for 6 and 7
- *   6 vault      project_url and anon_key in the vault (created or updated), no service key there
- *   7 core       ffmpeg's core wasm into the bucket (over the 20 MB bundle limit; generate-preview
+ *   6 core       ffmpeg's core wasm into the bucket (over the 20 MB bundle limit; generate-preview
  *                loads it from storage), uploaded unless the same size is already there
+ *   7 vault      project_url and anon_key in the vault (created or updated), no service key there;
+ *                from here on the database dispatches work, so the core is in place first
  *
- * --dry-run prints the commands (secrets masked) and runs nothing. --only vault,core runs
+ * --dry-run prints the commands (secrets masked) and runs nothing. --only core,vault runs
  * those steps; with --url, --anon-key and --service-key given instead of step 5 they can
  * target any stack (the tests run them against the local one). Then: npm run smoke.
  * Exits 0 when every step passed, 1 at the first failure, 2 on bad usage.
@@ -23,7 +24,10 @@
 import { parseArgs } from 'node:util';
 import { PREVIEW_BUCKET } from '../shared/config.ts';
 
-const STEPS = ['link', 'migrations', 'secrets', 'functions', 'keys', 'vault', 'core'] as const;
+// core before vault: once the vault names the project, the trigger and the cron jobs dispatch
+// generate-preview, and a poster needs the core in storage by then (else it fails INTERNAL
+// and waits for its retry)
+const STEPS = ['link', 'migrations', 'secrets', 'functions', 'keys', 'core', 'vault'] as const;
 type Step = typeof STEPS[number];
 const FUNCTIONS = ['kie-callback', 'kie-sync', 'generate-preview', 'library', 'health'];
 const CORE = {

@@ -1,6 +1,6 @@
 // Adoption onto the first user's production shape (tests/fixtures/lensroom/schema.sql) on a
 // stack of its own that starts without this system: the walk-through of the README's deploy
-// section — doctor → migration history repair → migrations (twice) → vault and core → adoption
+// section — doctor → migration history repair → migrations (twice) → core and vault → adoption
 // step → backfill and the syncs → doctor — and, at the end, every fixture row in its stated
 // end state. Real media in storage and at the fake KIE, real renders.
 import { execFile } from 'node:child_process';
@@ -221,8 +221,8 @@ describe('adopting the first user\'s production database', () => {
     expect(await asRole('service_role', (tx) => tx`update public.generations set is_public = false where user_id = ${users.a.id} and type = 'audio'`)).toBe(1);
   }, 300_000);
 
-  it('deploy\'s vault and core steps, then the adoption step: the anonymous swap and file writes are refused, the bucket is private', async () => {
-    const deploy = await deno('scripts/deploy.ts', ['--only', 'vault,core', '--url', own.env.API_URL, '--db-url', own.env.DB_URL,
+  it('deploy\'s core and vault steps, then the adoption step: the anonymous swap and file writes are refused, the bucket is private', async () => {
+    const deploy = await deno('scripts/deploy.ts', ['--only', 'core,vault', '--url', own.env.API_URL, '--db-url', own.env.DB_URL,
       '--anon-key', own.env.ANON_KEY, '--service-key', own.env.SERVICE_ROLE_KEY]);
     expect(deploy.code, deploy.out).toBe(0);
     const dry = await deno('scripts/adopt.ts', ['--db-url', own.env.DB_URL, '--private-bucket', '--dry-run']);

@@ -21,7 +21,7 @@ describe('npm run deploy', () => {
     const { code, out } = await deploy(['--project-ref', REF, '--db-url', DB, '--dry-run'], { KIE_API_KEY: 'kie-api-key-value', KIE_CALLBACK_SECRET: 'callback-secret-value' });
     expect(code).toBe(0);
     expect(out.filter((l) => /^deploy: \[\d\/7\]/.test(l))).toEqual(
-      ['link', 'migrations', 'secrets', 'functions', 'keys', 'vault', 'core'].map((s, i) => `deploy: [${i + 1}/7] ${s} (dry run)`),
+      ['link', 'migrations', 'secrets', 'functions', 'keys', 'core', 'vault'].map((s, i) => `deploy: [${i + 1}/7] ${s} (dry run)`),
     );
     const text = out.join('\n');
     expect(text).toContain(`supabase link --project-ref ${REF}`);
@@ -39,14 +39,15 @@ describe('npm run deploy', () => {
     expect((await deploy(['--project-ref', REF, '--db-url', DB])).out[0]).toBe('deploy: step secrets needs KIE_API_KEY in the environment');
   });
 
-  it('vault and core against this stack: the vault holds project_url and anon_key and no service key; the core is uploaded once', async () => {
+  it('core and vault against this stack: the vault holds project_url and anon_key and no service key; the core is uploaded once', async () => {
     const bucket = `deploy-${randomUUID().slice(0, 8)}`;
     expect((await adminClient().storage.createBucket(bucket, { public: false })).error).toBeNull();
-    const args = ['--only', 'vault,core', '--url', stack.API_URL, '--db-url', stack.DB_URL, '--anon-key', stack.ANON_KEY,
+    const args = ['--only', 'core,vault', '--url', stack.API_URL, '--db-url', stack.DB_URL, '--anon-key', stack.ANON_KEY,
       '--service-key', stack.SERVICE_ROLE_KEY, '--bucket', bucket];
     const first = await deploy(args);
     expect(first.code, first.out.join('\n')).toBe(0);
-    expect(first.out).toContain('deploy: [1/2] vault');
+    expect(first.out).toContain('deploy: [1/2] core');
+    expect(first.out).toContain('deploy: [2/2] vault');
     expect(first.out.find((l) => l.startsWith('deploy:   ok: ') && l.endsWith(' bytes'))).toMatch(/ok: \d{8} bytes$/);
     const secrets = await sql<{ name: string; value: string }[]>`select name, decrypted_secret as value from vault.decrypted_secrets where name in ('project_url', 'anon_key', 'service_role_key') order by name`;
     expect(secrets).toEqual([{ name: 'anon_key', value: stack.ANON_KEY }, { name: 'project_url', value: stack.API_URL }]);
