@@ -39,7 +39,7 @@ create function public.apply_kie_result(
   p_error text,
   p_cover_url text default null  -- KIE's cover image of a video: the poster's fallback
 ) returns table (id uuid, user_id uuid, type text, status text, preview_status text,
-                 previous_status text, changed boolean, preview_queued boolean)
+                 changed boolean, preview_queued boolean)
 language plpgsql volatile
 security definer
 set search_path = ''
@@ -100,8 +100,7 @@ begin
 
   if (v_status, v_asset, v_original, v_result, v_error, v_cover) is not distinct from
      (r.status::text, r.asset_url, r.original_path, r.result_urls, r.error, r.preview_cover_url) then
-    return query select r.id, r.user_id, r.type::text, r.status::text, r.preview_status,
-                        r.status::text, false, false;
+    return query select r.id, r.user_id, r.type::text, r.status::text, r.preview_status, false, false;
     return;
   end if;
 
@@ -114,7 +113,7 @@ begin
          preview_cover_url = v_cover
    where g.id = r.id
   returning g.* into n;
-  return query select n.id, n.user_id, n.type::text, n.status::text, n.preview_status, r.status::text, true,
+  return query select n.id, n.user_id, n.type::text, n.status::text, n.preview_status, true,
     public.has_previewable_asset(n) and coalesce(n.preview_status, 'none') = 'none'
     and not (public.has_previewable_asset(r) and coalesce(r.preview_status, 'none') = 'none');
 end

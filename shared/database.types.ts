@@ -270,7 +270,6 @@ export type Database = {
           'id': string;
           'preview_queued': boolean;
           'preview_status': string;
-          'previous_status': string;
           'status': string;
           'type': string;
           'user_id': string;

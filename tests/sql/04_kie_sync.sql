@@ -35,18 +35,19 @@ select is_empty($$select * from public.apply_kie_result('nope', 'success', null,
 select throws_ok($$select * from public.apply_kie_result('kie-1', 'done', null, null, null)$$, '22023', null, 'unknown state is refused');
 
 -- pending → generating, once
-select results_eq($$select status, previous_status, changed from public.apply_kie_result('kie-1', 'pending', null, null, null)$$,
-  $$values ('generating'::text, 'pending'::text, true)$$, 'pending at KIE: pending → generating');
+select is((select status::text from public.generations where task_id = 'kie-1'), 'pending', 'kie-1 starts pending');
+select results_eq($$select status, changed from public.apply_kie_result('kie-1', 'pending', null, null, null)$$,
+  $$values ('generating'::text, true)$$, 'pending at KIE: pending → generating');
 select results_eq($$select status, changed from public.apply_kie_result('kie-1', 'pending', null, null, null)$$,
   $$values ('generating'::text, false)$$, 'pending again: nothing changes');
 
 -- generating → success
 select results_eq(
-  $$select id, user_id, type, status, preview_status, previous_status, changed
+  $$select id, user_id, type, status, preview_status, changed
       from public.apply_kie_result('kie-1', 'success', '["http://kie.test/r1.png", "http://kie.test/r2.png"]', 'http://kie.test/r1.png', null)$$,
   $$values ('dddddddd-0000-4000-8000-000000000001'::uuid, '44444444-0000-4000-8000-000000000001'::uuid, 'photo'::text,
-            'success'::text, 'none'::text, 'generating'::text, true)$$,
-  'success: status, preview_status none, previous status, changed');
+            'success'::text, 'none'::text, true)$$,
+  'success (from generating): status, preview_status none, changed');
 select results_eq($$select asset_url, result_urls from public.generations where id = 'dddddddd-0000-4000-8000-000000000001'$$,
   $$values ('http://kie.test/r1.png'::text, '["http://kie.test/r1.png", "http://kie.test/r2.png"]'::jsonb)$$, 'success writes asset_url and result_urls');
 
@@ -69,8 +70,9 @@ select results_eq($$select status, changed from public.apply_kie_result('kie-1',
 select is((select error from public.generations where id = 'dddddddd-0000-4000-8000-000000000001'), null, '… and writes no error');
 
 -- failed
-select results_eq($$select status, previous_status, changed from public.apply_kie_result('kie-2', 'failed', null, null, 'Content policy violation')$$,
-  $$values ('failed'::text, 'queued'::text, true)$$, 'failed at KIE: queued → failed');
+select is((select status::text from public.generations where task_id = 'kie-2'), 'queued', 'kie-2 starts queued');
+select results_eq($$select status, changed from public.apply_kie_result('kie-2', 'failed', null, null, 'Content policy violation')$$,
+  $$values ('failed'::text, true)$$, 'failed at KIE: queued → failed');
 select is((select error from public.generations where id = 'dddddddd-0000-4000-8000-000000000002'), 'Content policy violation', 'failed writes the error');
 select results_eq($$select status, changed from public.apply_kie_result('kie-2', 'success', null, 'http://kie.test/late.mp4', null)$$,
   $$values ('failed'::text, false)$$, 'failed is final (a late success changes nothing)');
