@@ -13,6 +13,7 @@ import { createKieClient, type KieClient } from '../../shared/kie/client.ts';
 import { extractTaskId, KIE_FAMILIES, type KieFamily, parseKieCallback } from '../../shared/kie/parse.ts';
 import { verifyKieSignature } from '../../shared/kie/signature.ts';
 import { denoBin } from '../../local/paths.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const deno = denoBin();
@@ -42,40 +43,13 @@ let receiverUrl = '';
 const received: Received[] = [];
 let receiverStatus = 200;
 
-async function waitFor<T>(
-  fn: () => T | undefined | false,
-  what: string,
-  timeoutMs = 5000,
-): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-async function waitForAsync<T>(
-  fn: () => Promise<T | undefined | false>,
-  what: string,
-  timeoutMs = 5000,
-): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** The fake's view of a task once all its callback attempts have their answer recorded. */
 async function settledTask(kie: FakeKieClient, taskId: string, attempts: number) {
-  return await waitForAsync(async () => {
+  return await waitFor(`the callback answers of ${taskId}`, async () => {
     const t = await kie.getTask(taskId);
     return t.callbacks.length === attempts && t.callbacks.every((c) => c.done) && t;
-  }, `the callback answers of ${taskId}`);
+  }, 5000, 20);
 }
 
 const callbacksFor = (taskId: string) => received.filter((r) => extractTaskId(r.body) === taskId);
@@ -113,16 +87,12 @@ beforeAll(async () => {
     buf = lines.pop() ?? '';
     fakeLog.push(...lines);
   });
-  const listening = await waitFor(
-    () => {
+  const listening = await waitFor('the fake KIE server to listen', async () => {
       if (child.exitCode !== null) {
         throw new Error(`fake KIE exited (${child.exitCode}): ${stderr}`);
       }
       return fakeLog.find((l) => l.includes('[FakeKIE] listening on'));
-    },
-    'the fake KIE server to listen',
-    30_000,
-  );
+    }, 30_000, 20);
   fakeUrl = /listening on (http:\/\/\S+)/.exec(listening)![1];
   kie = createFakeKieClient(fakeUrl);
   client = createKieClient({ baseUrl: fakeUrl, apiKey: 'test-key', timeoutMs: 3000 });
@@ -191,10 +161,7 @@ describe.each(KIE_FAMILIES.map((f) => [f]))('fake KIE server: %s', (family) => {
       callBackUrl: `${receiverUrl}/cb/${family}?secret=s3`,
       ...fx,
     });
-    const [cb] = await waitFor(
-      () => callbacksFor(taskId).length === 1 && callbacksFor(taskId),
-      'the callback',
-    );
+    const [cb] = await waitFor('the callback', async () => callbacksFor(taskId).length === 1 && callbacksFor(taskId), 5000, 20);
     expect(cb.path).toBe(`/cb/${family}?secret=s3`);
     expect(cb.headers['content-type']).toContain('application/json');
 
@@ -238,13 +205,10 @@ describe.each(KIE_FAMILIES.map((f) => [f]))('fake KIE server: %s', (family) => {
     expect(task.callbacks).toHaveLength(1);
     expect(task.callbacks[0]).toMatchObject({ status: 200, ok: true, signed: true });
     // stdout reaches us asynchronously: wait for the line rather than race it
-    await waitFor(
-      () =>
+    await waitFor('the callback log line', async () =>
         fakeLog.some((l) =>
           l.includes(`[FakeKIE] callback task=${taskId}`) && l.includes('status=200')
-        ),
-      'the callback log line',
-    );
+        ), 5000, 20);
     expect(fakeLog.some((l) => l.includes(`[FakeKIE] created task=${taskId} family=${family}`)))
       .toBe(true);
   });
@@ -254,10 +218,7 @@ describe.each(KIE_FAMILIES.map((f) => [f]))('fake KIE server: %s', (family) => {
       callBackUrl: `${receiverUrl}/cb`,
       fake: { state: 'fail', failMsg: `boom in ${family}` },
     });
-    const [cb] = await waitFor(
-      () => callbacksFor(taskId).length === 1 && callbacksFor(taskId),
-      'the callback',
-    );
+    const [cb] = await waitFor('the callback', async () => callbacksFor(taskId).length === 1 && callbacksFor(taskId), 5000, 20);
     const parsed = parseKieCallback(cb.body);
     expect(parsed).toMatchObject({
       taskId,
@@ -291,7 +252,7 @@ describe('fake KIE server: task behaviour', () => {
       expect(await client.recordInfo(id, fam)).toMatchObject({ state: 'pending', resultUrls: [] });
     }
     await kie.setTask(taskId, { stayPending: false });
-    await waitFor(() => callbacksFor(taskId).length === 1, 'the callback after release');
+    await waitFor('the callback after release', async () => callbacksFor(taskId).length === 1, 5000, 20);
     expect(await client.recordInfo(taskId, 'veo')).toMatchObject({
       state: 'success',
       complete: true,
@@ -314,10 +275,7 @@ describe('fake KIE server: task behaviour', () => {
       fixture: ['photo.png', 'cover.png'],
       fake: { callback: 'never', callbackDelayMs: 10 },
     });
-    await waitFor(
-      () => callbacksFor(twice).length === 2 && callbacksFor(conc).length === 2,
-      'duplicate callbacks',
-    );
+    await waitFor('duplicate callbacks', async () => callbacksFor(twice).length === 2 && callbacksFor(conc).length === 2, 5000, 20);
     await new Promise((r) => setTimeout(r, 200));
     expect(callbacksFor(twice)).toHaveLength(2);
     expect(parseKieCallback(callbacksFor(twice)[1].body)).toEqual(
@@ -343,7 +301,7 @@ describe('fake KIE server: task behaviour', () => {
       fixture: 'photo.png',
       fake: { callbackDelayMs: 10 },
     });
-    await waitFor(() => callbacksFor(taskId).length === 1, 'the callback');
+    await waitFor('the callback', async () => callbacksFor(taskId).length === 1, 5000, 20);
     const task = await settledTask(kie, taskId, 1);
     expect(task.callbacks).toHaveLength(1);
     expect(task.callbacks[0]).toMatchObject({ status: 500, ok: false });
@@ -424,11 +382,8 @@ describe('fake KIE server: asset modes', () => {
     expect((await fetch(url, { headers: { range: 'bytes=9999-' } })).status).toBe(416);
     const reqs = await kie.requests(taskId);
     expect(reqs.map((r) => [r.status, r.bytes])).toEqual([[206, 4], [206, 4], [416, 0]]);
-    await waitFor(
-      () =>
-        fakeLog.some((l) => l.includes(`[FakeKIE] file task=${taskId} name=photo.png status=206`)),
-      'the file log line',
-    );
+    await waitFor('the file log line', async () =>
+        fakeLog.some((l) => l.includes(`[FakeKIE] file task=${taskId} name=photo.png status=206`)), 5000, 20);
     // files of another task, or unknown names, are 404
     expect((await fetch(`${fakeUrl}/files/${taskId}/clip.mp4`)).status).toBe(404);
   });
