@@ -24,8 +24,8 @@
  *   fade-in (more frames decoded before the picture settles), 2160p H.264 took 3.2 s of
  *   JS-thread CPU cold and 281 MB, HEVC 3.5 s and 300 MB (bench/RESULTS.md, 2026-11-30):
  *   over both limits, so the worker would be stopped twice and the row end WORKER_LIMIT.
- *   Until a cheaper 4K decode exists, 4K is refused before decoding, and the poster falls
- *   back to KIE's cover image where the task has one.
+ *   So above 2560×1440 only keyframes are decoded (videoDecodeMode); a video whose keyframes
+ *   show no picture falls back to KIE's cover image where the task has one.
  */
 import { PreviewError } from '../errors.ts';
 import type { VideoSize } from './container.ts';
@@ -40,8 +40,14 @@ const WEBP_BYTES_PER_PIXEL = { lossless: 5, alpha: 6, lossy: 0.25 } as const;
 const PNG_BYTES_PER_INFLATED_BYTE = 1;
 /** Peak bytes per byte of progressive-JPEG coefficients. */
 const PROGRESSIVE_OVERHEAD = 1.5;
-/** The largest coded video frame ffmpeg.wasm decodes inside the limits: 2560×1440 (4K UHD is over 2 s and 256 MB). */
+/** The largest coded video frame whose every reference frame ffmpeg.wasm decodes inside the limits: 2560×1440. */
 export const VIDEO_MAX_DECODE_PIXELS = 2560 * 1440;
+/**
+ * Up to 4096×2160 (4K UHD and DCI), only keyframes are decoded: one frame at a time, no
+ * reference chain (4K H.264, 1.2 s fade: 3 keyframes in 4 s took 0.93 s warm and 211 MB peak,
+ * where decoding every reference frame took 2.8 s and 281 MB).
+ */
+export const VIDEO_MAX_KEYFRAME_PIXELS = 4096 * 2160;
 
 const mb = (bytes: number) => Math.round(bytes / 1048576);
 
@@ -126,9 +132,13 @@ export function checkPhotoBudget(
   }
 }
 
-/** Refuses a video whose coded size is over the pixel cap or what ffmpeg.wasm decodes inside the limits. */
-export function checkVideoBudget(size: VideoSize | null, maxPixels: number): void {
-  if (!size) return;
+/**
+ * How a video is decoded for its poster: every reference frame ('all'), or only keyframes
+ * ('keyframes', above 2560×1440). Refuses a video over the pixel cap (TOO_MANY_PIXELS) or over
+ * 4096×2160 (OVER_MEMORY_BUDGET: one 8K frame alone measured 330 MB).
+ */
+export function videoDecodeMode(size: VideoSize | null, maxPixels: number): 'all' | 'keyframes' {
+  if (!size) return 'all';
   const pixels = size.width * size.height;
   if (pixels > maxPixels) {
     throw new PreviewError(
@@ -136,10 +146,11 @@ export function checkVideoBudget(size: VideoSize | null, maxPixels: number): voi
       `Too many pixels: ${size.width}x${size.height} video (${pixels} > ${maxPixels})`,
     );
   }
-  if (pixels > VIDEO_MAX_DECODE_PIXELS) {
+  if (pixels > VIDEO_MAX_KEYFRAME_PIXELS) {
     throw new PreviewError(
       'OVER_MEMORY_BUDGET',
-      `Over the memory budget: a ${size.width}x${size.height} video needs more memory and CPU to decode than an edge isolate has (up to 2560x1440)`,
+      `Over the memory budget: a ${size.width}x${size.height} video needs more memory and CPU to decode than an edge isolate has (up to 4096x2160)`,
     );
   }
+  return pixels > VIDEO_MAX_DECODE_PIXELS ? 'keyframes' : 'all';
 }

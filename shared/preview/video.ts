@@ -15,7 +15,7 @@
  * visible, SSIM in bench/RESULTS.md), which roughly halves the CPU cost.
  */
 import { PreviewError, toPreviewError } from '../errors.ts';
-import { checkVideoBudget } from './budget.ts';
+import { videoDecodeMode } from './budget.ts';
 import { videoDimensions } from './container.ts';
 import { finishPreview, type Rendered } from './encode.ts';
 import { execFfmpeg, type FFmpegCore, withCore, WORK_DIR } from './ffmpeg.ts';
@@ -38,6 +38,9 @@ export type PosterOptions = RenderOptions & {
 export const SAMPLE_STEP = 0.2;
 /** Decode at most this many seconds from the start. */
 export const MAX_WINDOW = 3;
+/** Keyframes-only decoding (above 2560×1440): how far in, and how many keyframes at most. */
+export const KEYFRAME_WINDOW = 8;
+export const MAX_KEYFRAMES = 4;
 
 export type FrameStats = { mean: number; contrast: number };
 
@@ -82,8 +85,9 @@ export async function extractPoster(bytes: Uint8Array, options?: PosterOptions):
         `Unsupported format: ${s.format} is not a video`,
       );
     }
-    checkVideoBudget(videoDimensions(bytes, s.format), o.maxPixels);
-    frame = await withCore((core) => pickFrame(core, bytes, s.format, o));
+    const size = videoDimensions(bytes, s.format);
+    const mode = videoDecodeMode(size, o.maxPixels);
+    frame = await withCore((core) => pickFrame(core, bytes, s.format, o, mode, size));
     if (frame.width * frame.height > o.maxPixels) {
       throw new PreviewError('TOO_MANY_PIXELS', `Too many pixels: ${frame.width}x${frame.height}`);
     }
@@ -122,14 +126,25 @@ async function tryCover(
   }
 }
 
-type Frame = { data: Uint8ClampedArray; width: number; height: number; time: number };
+type Frame = { data: Uint8ClampedArray; width: number; height: number };
 
+/**
+ * The poster frame. mode 'all': every reference frame is decoded, a sample every SAMPLE_STEP
+ * seconds, and a sample wins once it has content and the next one is stable (the fade is
+ * over). mode 'keyframes' (above 2560×1440): only keyframes are decoded, each is a sample, and
+ * the first with content wins (a keyframe is a whole picture, there is nothing to wait for);
+ * at most MAX_KEYFRAMES within KEYFRAME_WINDOW seconds, and none with content is
+ * NO_VIDEO_FRAME (KIE's cover stands in when there is one).
+ */
 function pickFrame(
   core: FFmpegCore,
   bytes: Uint8Array,
   format: string,
   o: ReturnType<typeof resolveOptions>,
+  mode: 'all' | 'keyframes',
+  size: { width: number; height: number } | null,
 ): Frame {
+  const keyframes = mode === 'keyframes';
   const FS = core.FS;
   FS.mkdir(WORK_DIR);
   const input = `${WORK_DIR}/in.${format}`;
@@ -167,7 +182,7 @@ function pickFrame(
   // Judge sample k once sample k+1 is known. A rejected sample is kept only while it is the
   // best fallback, so at most three samples are on the file system at any time.
   const judge = (k: number) => {
-    if (isChosen(stats, k)) {
+    if (keyframes ? hasContent(stats[k]) : isChosen(stats, k)) {
       chosen = k;
       return;
     }
@@ -183,9 +198,11 @@ function pickFrame(
     while (chosen < 0 && written < shown - 1) {
       measure(written);
       written++;
-      if (written >= 2) judge(written - 2);
+      if (keyframes) judge(written - 1);
+      else if (written >= 2) judge(written - 2);
       if (chosen >= 0) FS.truncate(input, 0); // end of input: ffmpeg finishes after what it holds
     }
+    if (keyframes && shown >= MAX_KEYFRAMES && chosen < 0) FS.truncate(input, 0);
   };
   const log: string[] = [];
   core.setLogger((m) => {
@@ -204,11 +221,11 @@ function pickFrame(
       '-loglevel',
       'info',
       '-skip_frame',
-      'noref',
+      keyframes ? 'nokey' : 'noref',
       '-skip_loop_filter',
       'all',
       '-t',
-      String(MAX_WINDOW),
+      String(keyframes ? KEYFRAME_WINDOW : MAX_WINDOW),
       '-i',
       input,
       '-map',
@@ -237,7 +254,8 @@ function pickFrame(
       break;
     }
     written++;
-    if (written >= 2) judge(written - 2);
+    if (keyframes) judge(written - 1);
+    else if (written >= 2) judge(written - 2);
   }
   if (written === 0) {
     const reason = ffmpegReason(log);
@@ -246,12 +264,17 @@ function pickFrame(
       `No video frame: ffmpeg exit ${code}${reason ? `: ${reason}` : ''}`,
     );
   }
+  if (chosen < 0 && keyframes) {
+    throw new PreviewError(
+      'NO_VIDEO_FRAME',
+      `No video frame: no keyframe of this ${size?.width}x${size?.height} video within ${KEYFRAME_WINDOW} s shows a picture (above 2560x1440 only keyframes are decoded)`,
+    );
+  }
   if (chosen < 0) {
     const last = written - 1; // never judged: no successor
     chosen = best >= 0 && score(stats[best]) >= score(stats[last]) ? best : last;
   }
-  const pam = readPam(sample(chosen), true);
-  return { ...pam, time: chosen * SAMPLE_STEP };
+  return readPam(sample(chosen), true);
 }
 
 /**

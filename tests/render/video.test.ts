@@ -99,13 +99,29 @@ describe('extractPoster', () => {
     // a cover that cannot be fetched leaves the original reason
     await expect(extractPoster(large, { maxPixels: 500_000, loadCover: async () => { throw new Error('404'); } }))
       .rejects.toMatchObject({ code: 'TOO_MANY_PIXELS' });
-    // 4K is over the edge's limits (measured): refused before decoding, and the cover stands in
-    const uhd = read(videoMp4(dir, 3840, 2160, 0.2, { fade: 0 }));
-    await expect(extractPoster(uhd)).rejects.toMatchObject({ code: 'OVER_MEMORY_BUDGET', message: expect.stringContaining('3840x2160') });
-    await expectCover(await extractPoster(uhd, { loadCover: cover(bright) }));
+    // above 2560×1440 only keyframes are decoded: when none shows a picture (a fade-in whose
+    // only keyframe is black), there is no poster, and the cover stands in
+    const big = read(videoMp4(dir, 2688, 1512, 1, { fade: 0.9, keyint: 300 }));
+    await expect(extractPoster(big)).rejects.toMatchObject({
+      code: 'NO_VIDEO_FRAME',
+      message: expect.stringContaining('no keyframe of this 2688x1512 video'),
+    });
+    await expectCover(await extractPoster(big, { loadCover: cover(bright) }));
     // not a video at all: no fallback
     await expect(extractPoster(bright, { loadCover: cover(bright) })).rejects.toMatchObject({ code: 'UNSUPPORTED_FORMAT' });
   });
+
+  it('above 2560×1440: the first keyframe with a picture, past a black fade-in', async () => {
+    // 2688×1512, a 0.5 s fade-in, a keyframe every 0.5 s: keyframe 0 is black, keyframe 1 is not
+    const file = videoMp4(dir, 2688, 1512, 1.5, { fade: 0.5, keyint: 15 });
+    const r = await extractPoster(read(file));
+    expect([r.width, r.height]).toEqual([512, 288]);
+    const px = await rgba(r.webp);
+    expect(meanLuma(px.data)).toBeGreaterThan(60);
+    // it is the keyframe at 0.5 s, as native ffmpeg decodes it
+    const s = ssim(px.data, nativeFrame(file, 0.5, 512, 288), 512, 288);
+    expect(s, `ssim ${s.toFixed(3)}`).toBeGreaterThan(0.8);
+  }, 60_000);
 
   it('asks the core\'s source once per isolate, and again after a failed load', () => {
     const file = videoMp4(dir, 320, 240, 1, { fade: 0 });
