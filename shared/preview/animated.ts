@@ -8,10 +8,8 @@
  * more than 1280×720 coded pixels is refused (OVER_CPU_BUDGET, terminal) before decoding.
  */
 import { PreviewError, toPreviewError } from '../errors.ts';
-import { videoDimensions } from './container.ts';
 import { execFfmpeg, withCore, WORK_DIR } from './ffmpeg.ts';
-import { checkBytes } from './photo.ts';
-import { sniff } from './sniff.ts';
+import { readVideo } from './video.ts';
 
 export const ANIMATED = {
   start: 1.5,
@@ -26,15 +24,7 @@ export async function renderAnimated(
   o: { maxBytes: number },
 ): Promise<Uint8Array> {
   try {
-    checkBytes(bytes, o.maxBytes);
-    const s = sniff(bytes);
-    if (s.kind !== 'video') {
-      throw new PreviewError(
-        'UNSUPPORTED_FORMAT',
-        `Unsupported format: ${s.format} is not a video`,
-      );
-    }
-    const size = videoDimensions(bytes, s.format);
+    const { format, size } = readVideo(bytes, o.maxBytes);
     if (!size || size.width * size.height > ANIMATED.maxSourcePixels) {
       throw new PreviewError(
         'OVER_CPU_BUDGET',
@@ -45,7 +35,7 @@ export async function renderAnimated(
     }
     return await withCore((core) => {
       core.FS.mkdir(WORK_DIR);
-      const input = `${WORK_DIR}/in.${s.format}`;
+      const input = `${WORK_DIR}/in.${format}`;
       const output = `${WORK_DIR}/out.mp4`;
       core.FS.writeFile(input, bytes, { canOwn: true });
       // from ANIMATED.start, or from the beginning when the video is shorter than that

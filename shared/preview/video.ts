@@ -73,21 +73,23 @@ const score = (s: FrameStats) => (hasContent(s) ? 1000 : 0) + s.mean + 2 * s.con
 /** Poster failures KIE's cover image can stand in for. */
 const COVER_FALLBACK = new Set(['TOO_MANY_PIXELS', 'OVER_MEMORY_BUDGET', 'NO_VIDEO_FRAME']);
 
+/** A video's container format and coded size, after the byte cap; anything else is UNSUPPORTED_FORMAT. */
+export function readVideo(bytes: Uint8Array, maxBytes: number) {
+  checkBytes(bytes, maxBytes);
+  const s = sniff(bytes);
+  if (s.kind !== 'video') {
+    throw new PreviewError('UNSUPPORTED_FORMAT', `Unsupported format: ${s.format} is not a video`);
+  }
+  return { format: s.format, size: videoDimensions(bytes, s.format) };
+}
+
 export async function extractPoster(bytes: Uint8Array, options?: PosterOptions): Promise<Rendered> {
   const o = resolveOptions(options);
   let frame: Frame;
   try {
-    checkBytes(bytes, o.maxBytes);
-    const s = sniff(bytes);
-    if (s.kind !== 'video') {
-      throw new PreviewError(
-        'UNSUPPORTED_FORMAT',
-        `Unsupported format: ${s.format} is not a video`,
-      );
-    }
-    const size = videoDimensions(bytes, s.format);
+    const { format, size } = readVideo(bytes, o.maxBytes);
     const mode = videoDecodeMode(size, o.maxPixels);
-    frame = await withCore((core) => pickFrame(core, bytes, s.format, o, mode, size));
+    frame = await withCore((core) => pickFrame(core, bytes, format, o, mode, size));
     if (frame.width * frame.height > o.maxPixels) {
       throw new PreviewError('TOO_MANY_PIXELS', `Too many pixels: ${frame.width}x${frame.height}`);
     }
