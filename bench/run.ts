@@ -4,6 +4,7 @@
  * RSS is per case. Writes bench/RESULTS.md. Usage: run.ts [--quick]
  */
 import { denoBin } from '../local/paths.ts';
+import { ANIMATED, animatedEncodeArgs } from '../shared/preview/animated.ts';
 import { areaReference, meanLuma, ssim } from '../tests/fixtures/ssim.ts';
 
 const ROOT = new URL('../', import.meta.url).pathname;
@@ -249,7 +250,7 @@ function nativeAnchor(input: string, out: string): Result[] {
   return res;
 }
 
-/** Native ffmpeg animated preview: the same clip (4 s from 1.5 s, 12 fps, ≤ 320 px, H.264 ultrafast). */
+/** Native ffmpeg animated preview: the same clip, with our settings (animated.ts). */
 function nativeAnimated(input: string, out: string): Result[] {
   const res: Result[] = [];
   for (let p = 0; p < PROCS; p++) {
@@ -259,24 +260,13 @@ function nativeAnimated(input: string, out: string): Result[] {
       'error',
       '-y',
       '-ss',
-      '1.5',
+      String(ANIMATED.start),
       '-t',
-      '4',
+      String(ANIMATED.seconds),
       '-i',
       input,
       '-an',
-      '-vf',
-      "fps=12,scale=w='min(320,iw)':h='min(320,ih)':force_original_aspect_ratio=decrease:force_divisible_by=2:flags=bilinear,format=yuv420p",
-      '-c:v',
-      'libx264',
-      '-preset',
-      'ultrafast',
-      '-tune',
-      'fastdecode',
-      '-crf',
-      '30',
-      '-movflags',
-      '+faststart',
+      ...animatedEncodeArgs(),
       out,
     ]);
     const run = { wall: r.wallS * 1000, cpu: r.cpuS * 1000, thread: NaN };
@@ -328,6 +318,24 @@ function summarize(
   };
 }
 
+/** The row of a case our path refused: the refusal's cost, no warm figures, no output. */
+function refusedRow(name: string, kind: Row['kind'], o: Result[]): Row {
+  const r0 = o[0].runs[0];
+  return {
+    name,
+    kind,
+    who: `ours (Deno): refused ${(o[0] as any).error}`,
+    coldWall: r0.wall,
+    coldCpu: r0.cpu,
+    coldThread: r0.thread,
+    warmCpu: NaN,
+    warmThread: NaN,
+    peakRss: median(o.map((x) => x.peakRss)),
+    outBytes: 0,
+    ssim: NaN,
+  };
+}
+
 // ------------------------------------------------------------------ cases
 const rows: Row[] = [];
 const sizes: [number, number][] = quick
@@ -348,20 +356,7 @@ for (const [fmt, w, h] of photoCases) {
   const s = sharpAnchor(input, sOut);
   if ((o[0] as any).error) {
     const err = (o[0] as any).error;
-    const r0 = o[0].runs[0];
-    rows.push({
-      name,
-      kind: 'photo',
-      who: `ours (Deno): refused ${err}`,
-      coldWall: r0.wall,
-      coldCpu: r0.cpu,
-      coldThread: r0.thread,
-      warmCpu: NaN,
-      warmThread: NaN,
-      peakRss: median(o.map((x) => x.peakRss)),
-      outBytes: 0,
-      ssim: NaN,
-    });
+    rows.push(refusedRow(name, 'photo', o));
     rows.push(summarize(name, 'photo', 'sharp (Node)', s, NaN));
     console.error(`${name} refused: ${err}`);
     continue;
@@ -405,20 +400,7 @@ for (const [w, h, s, codec, fade] of videos) {
   const o = ours('video', input, oOut);
   const n = nativeAnchor(input, nOut);
   if ((o[0] as any).error) {
-    const r0 = o[0].runs[0];
-    rows.push({
-      name,
-      kind: 'video',
-      who: `ours (Deno): refused ${(o[0] as any).error}`,
-      coldWall: r0.wall,
-      coldCpu: r0.cpu,
-      coldThread: r0.thread,
-      warmCpu: NaN,
-      warmThread: NaN,
-      peakRss: median(o.map((x) => x.peakRss)),
-      outBytes: 0,
-      ssim: NaN,
-    });
+    rows.push(refusedRow(name, 'video', o));
     rows.push(summarize(name, 'video', 'native ffmpeg', n, NaN));
     console.error(`${name} refused: ${(o[0] as any).error}`);
     continue;
@@ -457,20 +439,7 @@ for (const [w, h, s] of animatedCases) {
   const o = ours('animated', input, `${DIR}/out_ours_anim_${h}p_${s}.mp4`);
   const n = nativeAnimated(input, `${DIR}/out_native_anim_${h}p_${s}.mp4`);
   if ((o[0] as any).error) {
-    const r0 = o[0].runs[0];
-    rows.push({
-      name,
-      kind: 'animated',
-      who: `ours (Deno): refused ${(o[0] as any).error}`,
-      coldWall: r0.wall,
-      coldCpu: r0.cpu,
-      coldThread: r0.thread,
-      warmCpu: NaN,
-      warmThread: NaN,
-      peakRss: median(o.map((x) => x.peakRss)),
-      outBytes: 0,
-      ssim: NaN,
-    });
+    rows.push(refusedRow(name, 'animated', o));
   } else {
     rows.push(summarize(name, 'animated', 'ours (Deno, ffmpeg.wasm)', o, NaN));
   }

@@ -19,6 +19,24 @@ export const ANIMATED = {
   maxSourcePixels: 1280 * 720,
 };
 
+/** The clip's filter and encoder settings (the bench's native anchor makes the same clip with them). */
+export function animatedEncodeArgs(): string[] {
+  return [
+    '-vf',
+    `fps=${ANIMATED.fps},scale=w='min(${ANIMATED.maxSide},iw)':h='min(${ANIMATED.maxSide},ih)':force_original_aspect_ratio=decrease:force_divisible_by=2:flags=bilinear,format=yuv420p`,
+    '-c:v',
+    'libx264',
+    '-preset',
+    'ultrafast',
+    '-tune',
+    'fastdecode',
+    '-crf',
+    '30',
+    '-movflags',
+    '+faststart',
+  ];
+}
+
 export async function renderAnimated(
   bytes: Uint8Array,
   o: { maxBytes: number },
@@ -60,18 +78,7 @@ export async function renderAnimated(
           '-an',
           '-sn',
           '-dn',
-          '-vf',
-          `fps=${ANIMATED.fps},scale=w='min(${ANIMATED.maxSide},iw)':h='min(${ANIMATED.maxSide},ih)':force_original_aspect_ratio=decrease:force_divisible_by=2:flags=bilinear,format=yuv420p`,
-          '-c:v',
-          'libx264',
-          '-preset',
-          'ultrafast',
-          '-tune',
-          'fastdecode',
-          '-crf',
-          '30',
-          '-movflags',
-          '+faststart',
+          ...animatedEncodeArgs(),
           output,
         ]);
         const out = core.FS.analyzePath(output).exists
