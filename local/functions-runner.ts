@@ -1,32 +1,78 @@
 /**
- * Runs edge functions the way Supabase's edge runtime does, closely enough to fail where
- * the platform fails: each function gets its own pool of isolates (Deno processes started
- * by function-host.ts without FFI, subprocess or Worker rights), each isolate serves one
- * request at a time and is reused while warm, and every request's CPU time and peak memory
- * are measured from /proc. Past the limits the isolate is killed and the caller gets the
- * platform's answer: HTTP 546 WORKER_LIMIT.
+ * Runs edge functions the way Supabase's edge runtime (supabase/edge-runtime v1.74.0, the
+ * release the supabase CLI 2.117 serves with, policy `per_worker`) does, so they fail where the
+ * platform fails:
+ *
+ *   - Each isolate is a Deno 2.1.4 process (the runtime's Deno) started by function-host.ts
+ *     without FFI, subprocess, Worker or file rights, with the functions' import map.
+ *   - A request goes to an active isolate of its function, round robin, with no busy check: an
+ *     isolate serves several requests at once. A new isolate starts only when the function has
+ *     no active one (crates/base/src/worker/pool.rs, ActiveWorkerRegistry).
+ *   - CPU is the isolate thread's (CLOCK_THREAD_CPUTIME_ID there; /proc's per-thread counters
+ *     here), accumulated over the isolate's life: at the soft limit (1000 ms) the isolate
+ *     retires (finishes what it has, takes nothing new), at 90 % of the hard limit it gets
+ *     `beforeunload` (reason cpu), at the hard limit (2000 ms) it is terminated and every
+ *     request in it gets 546 WORKER_LIMIT (supervisor/strategy_per_worker.rs).
+ *   - Memory is V8's used heap + external memory (ArrayBuffers, wasm memory), checked inside
+ *     the isolate (function-host.ts): `beforeunload` (memory) at 90 %, terminated at 256 MB;
+ *     from half the limit the isolate is dropped once idle.
+ *   - Wall clock (400 s): retire at half, `beforeunload` (wall_clock) at 90 %, terminate at the
+ *     full value.
+ *   - A retired isolate with nothing in flight and no waitUntil work pending is dropped
+ *     (`beforeunload` early_drop, then it ends).
+ *   - A response not begun within 150 s is answered 504 (the platform's request idle timeout).
  */
-import { fromFileUrl } from './paths.ts';
+import { edgeDenoBin, repoRoot } from './paths.ts';
 
-export type FunctionSpec = { name: string; entry: string; verifyJwt: boolean };
+export type FunctionSpec = {
+  name: string;
+  entry: string;
+  verifyJwt: boolean;
+  /** The function's import map (config.toml's import_map); default functions/deno.json. */
+  importMap?: string;
+};
 
 export type RunnerLimits = {
-  cpuMs: number;
+  cpuSoftMs: number;
+  cpuHardMs: number;
   memoryMb: number;
+  wallClockMs: number;
   responseMs: number;
-  backgroundMs: number;
-  isolatesPerFunction: number;
-  /** How long a worker stays active and serves requests (the platform's wall-clock limit). */
-  workerLifetimeMs: number;
+  /** `beforeunload` at this share of the CPU (hard), memory and wall-clock limits. */
+  beforeunloadPct: number;
 };
+
+export const PLATFORM_LIMITS: RunnerLimits = {
+  cpuSoftMs: 1000,
+  cpuHardMs: 2000,
+  memoryMb: 256,
+  wallClockMs: 400_000,
+  responseMs: 150_000,
+  beforeunloadPct: 90,
+};
+
+export type Limit = 'cpu' | 'memory' | 'wall';
 
 export type RequestStats = {
   fn: string;
   status: number;
   wallMs: number;
+  /** The isolate's accumulated CPU when the response ended. */
+  cpuMs: number;
+  /** The isolate's peak heap + external so far (the platform's measure). */
+  peakMb: number;
+  pid: number;
+  limit?: Limit;
+};
+
+export type IsolateStats = {
+  fn: string;
+  pid: number;
+  reason: Limit | 'early_drop' | 'boot' | 'crash' | 'stopped';
   cpuMs: number;
   peakMb: number;
-  limit?: 'cpu' | 'memory' | 'wall';
+  requests: number;
+  lifeMs: number;
 };
 
 const CLK_TCK = 100;
@@ -36,7 +82,7 @@ const HOST = new URL('./function-host.ts', import.meta.url).href;
  * An isolate's main module, written to its temp folder: the host, the function's entry and the
  * start call as static imports, so the function's whole module graph loads without read rights.
  */
-function isolateMain(spec: FunctionSpec, tmp: string): string {
+function isolateMain(spec: FunctionSpec, tmp: string, limits: RunnerLimits): string {
   const file = `${tmp}/isolate-${spec.name}.ts`;
   Deno.mkdirSync(tmp, { recursive: true });
   Deno.writeTextFileSync(
@@ -44,19 +90,16 @@ function isolateMain(spec: FunctionSpec, tmp: string): string {
     [
       `import { start } from ${JSON.stringify(HOST)};`,
       `import ${JSON.stringify(new URL(spec.entry, 'file:///').href)};`,
-      'start();',
+      `start(${
+        JSON.stringify({ memoryMb: limits.memoryMb, beforeunloadPct: limits.beforeunloadPct })
+      });`,
       '',
     ].join('\n'),
   );
   return file;
 }
 
-/**
- * CPU time of the isolate's JavaScript thread (Deno runs it on the process's main thread,
- * tid = pid). Supabase's edge runtime counts the same thing: its CPU timer is a per-thread
- * timer (timer_create with CLOCK_THREAD_CPUTIME_ID) on the worker's thread, so V8's
- * background threads (wasm tier-up compilation, concurrent GC) are not charged.
- */
+/** CPU time of the isolate's JavaScript thread (Deno runs it on the main thread, tid = pid). */
 function readCpuMs(pid: number): number | null {
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/stat`);
@@ -67,38 +110,47 @@ function readCpuMs(pid: number): number | null {
   }
 }
 
-function readStatusKb(pid: number, key: 'VmRSS' | 'VmHWM'): number | null {
-  try {
-    const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(new RegExp(`${key}:\\s+(\\d+)`));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
-  }
-}
-
-function resetPeak(pid: number): void {
-  try {
-    Deno.writeTextFileSync(`/proc/${pid}/clear_refs`, '5');
-  } catch { /* not fatal: the peak then covers the isolate's life */ }
-}
-
 type LineSink = (fn: string, line: string) => void;
+type InFlight = { requestId: string; body: string; since: number };
 
 class Isolate {
   readonly proc: Deno.ChildProcess;
   port = 0;
-  busy = false;
+  /** Takes no new request (CPU soft limit, half the wall clock, or on its way out). */
+  retired = false;
   dead = false;
-  /** The request this isolate is serving (until its background work settles): for /_local/isolates. */
-  current: { requestId: string; body: string; since: number } | null = null;
+  /** Why the runner ended it: what its in-flight requests are answered with. */
+  limit: Limit | null = null;
+  dropping = false;
+  memHalf = false;
   bootError: string | null = null;
   readonly born = performance.now();
+  /** CPU of the process when the function's module graph began to evaluate. */
+  cpuBase: number | null = null;
+  cpuMs = 0;
+  peakBytes = 0;
+  sent = 0;
+  accepted = 0;
+  idle = true;
+  readonly inFlight = new Map<string, InFlight>();
   readonly ready: Promise<void>;
-  private settled = new Map<string, () => void>();
+  /** Resolves when the isolate's stdout is closed: every control line it wrote has been read. */
+  readonly output: Promise<void>;
+  stopped = false;
+  private readonly told = new Set<string>();
+  private readonly stdin: WritableStreamDefaultWriter<Uint8Array>;
 
   constructor(
     readonly spec: FunctionSpec,
-    args: { deno: string; cwd: string; env: Record<string, string>; tmp: string; sink: LineSink },
+    args: {
+      deno: string;
+      config: string;
+      cwd: string;
+      env: Record<string, string>;
+      tmp: string;
+      limits: RunnerLimits;
+      sink: LineSink;
+    },
   ) {
     this.proc = new Deno.Command(args.deno, {
       args: [
@@ -106,26 +158,28 @@ class Isolate {
         '--no-prompt',
         '--quiet',
         '--config',
-        `${args.cwd}/deno.json`,
+        args.config,
         '--allow-net',
         '--allow-env',
         '--allow-sys',
-        // Like a deployed bundle: the function's module graph is loaded (static imports of the main module need no read
-        // right) and nothing else can be read, not even its own package files (a codec that
-        // reads a .wasm from node_modules fails here as it would on the platform), nor the
-        // stack's state. Scratch space only in the temp folder.
+        // The platform creates the isolate with its heap limit at the memory limit.
+        `--v8-flags=--max-heap-size=${args.limits.memoryMb}`,
+        // Like a deployed bundle: the function's module graph is loaded (static imports of the
+        // main module need no read right) and nothing else can be read, not even its own package
+        // files, nor the stack's state. Scratch space only in the temp folder.
         `--allow-read=${args.tmp}`,
         `--allow-write=${args.tmp}`,
-        isolateMain(spec, args.tmp),
+        isolateMain(spec, args.tmp, args.limits),
       ],
       cwd: args.cwd,
       env: { ...args.env, TMPDIR: args.tmp },
       clearEnv: true,
-      // held open and never written: the worker exits at EOF, i.e. when this gateway dies
+      // the runner's control lines; closed when the gateway dies, and the isolate exits with it
       stdin: 'piped',
       stdout: 'piped',
       stderr: 'piped',
     }).spawn();
+    this.stdin = this.proc.stdin.getWriter();
     let resolveReady!: () => void;
     this.ready = new Promise((r) => (resolveReady = r));
     const onLine = (line: string) => {
@@ -137,16 +191,25 @@ class Isolate {
       } else if (kind === 'BOOT_ERROR') {
         this.bootError = rest;
         args.sink(spec.name, `[Gateway] BOOT_ERROR fn=${spec.name} ${rest}`);
-      } else if (kind === 'SETTLED') {
-        this.settled.get(rest)?.();
-        this.settled.delete(rest);
+      } else if (kind === 'IDLE') {
+        this.accepted = Number(rest);
+        this.idle = this.accepted === this.sent;
+      } else if (kind === 'MEM') {
+        this.peakBytes = Math.max(this.peakBytes, Number(rest));
+      } else if (kind === 'MEM_HALF') {
+        this.memHalf = true;
+      } else if (kind === 'MEMORY_LIMIT') {
+        this.peakBytes = Math.max(this.peakBytes, Number(rest));
+        this.limit ??= 'memory';
       }
     };
-    pipeLines(this.proc.stdout, onLine);
+    this.output = pipeLines(this.proc.stdout, onLine);
     const stderrTail: string[] = [];
     pipeLines(this.proc.stderr, (l) => {
       stderrTail.push(l);
       if (stderrTail.length > 20) stderrTail.shift();
+      // V8's own heap limit (the isolate's heap is capped at the memory limit, as on the platform)
+      if (/out of memory/i.test(l)) this.limit ??= 'memory';
       args.sink(spec.name, l);
     });
     this.proc.status.then(() => {
@@ -160,9 +223,8 @@ class Isolate {
         args.sink(spec.name, `[Gateway] BOOT_ERROR fn=${spec.name} ${this.bootError}`);
       }
       this.dead = true;
+      this.retired = true;
       resolveReady();
-      for (const done of this.settled.values()) done();
-      this.settled.clear();
     });
   }
 
@@ -170,15 +232,17 @@ class Isolate {
     return this.proc.pid;
   }
 
-  waitSettled(requestId: string): Promise<void> {
-    return new Promise((resolve) => {
-      if (this.dead) return resolve();
-      this.settled.set(requestId, resolve);
-    });
+  /** A control line to the host, once per distinct line. */
+  tell(line: string): void {
+    if (this.dead || this.told.has(line)) return;
+    this.told.add(line);
+    this.stdin.write(new TextEncoder().encode(`${line}\n`)).catch(() => {});
   }
 
-  kill(): void {
+  kill(limit?: Limit): void {
     if (this.dead) return;
+    if (limit) this.limit ??= limit;
+    this.retired = true;
     try {
       this.proc.kill('SIGKILL');
     } catch { /* already gone */ }
@@ -189,8 +253,7 @@ async function pipeLines(stream: ReadableStream<Uint8Array>, onLine: (line: stri
   let buffered = '';
   const decoder = new TextDecoder();
   for await (const bytes of stream) {
-    const chunk = decoder.decode(bytes, { stream: true });
-    buffered += chunk;
+    buffered += decoder.decode(bytes, { stream: true });
     let nl: number;
     while ((nl = buffered.indexOf('\n')) >= 0) {
       onLine(buffered.slice(0, nl));
@@ -202,63 +265,55 @@ async function pipeLines(stream: ReadableStream<Uint8Array>, onLine: (line: stri
 
 export class FunctionsRunner {
   private pools = new Map<string, Isolate[]>();
-  private waiters = new Map<string, (() => void)[]>();
-  private baselineKb = 0;
+  private next = new Map<string, number>();
+  private starting = new Map<string, Promise<Isolate>>();
   private seq = 0;
+  private monitor: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     private specs: Map<string, FunctionSpec>,
     private opts: {
-      deno: string;
       cwd: string;
       env: Record<string, string>;
       tmp: string;
       limits: RunnerLimits;
       sink: LineSink;
       onStats: (s: RequestStats) => void;
+      onIsolateEnd: (s: IsolateStats) => void;
+      /** The Deno the isolates run (default: the edge runtime's, edgeDenoBin()). */
+      deno?: string;
     },
   ) {}
 
-  /** Measures the RSS of an isolate with no function loaded: the platform's limit is above it. */
+  /** Starts the supervisor and warms one isolate per function, as a deployed function is warm after its first call. */
   async start(): Promise<void> {
     await Deno.mkdir(this.opts.tmp, { recursive: true });
-    const probe = new Isolate({
-      name: '(baseline)',
-      entry: fromFileUrl(new URL('./baseline-function.ts', import.meta.url)),
-      verifyJwt: false,
-    }, { ...this.opts, sink: () => {} });
-    await probe.ready;
-    await new Promise((r) => setTimeout(r, 200));
-    this.baselineKb = readStatusKb(probe.pid, 'VmRSS') ?? 0;
-    probe.kill();
-    // Warm one isolate per function, as a deployed function is warm after its first call.
-    await Promise.all([...this.specs.values()].map(async (spec) => {
-      const iso = this.spawn(spec);
-      await iso.ready;
-    }));
+    this.monitor = setInterval(() => this.supervise(), 20);
+    await Promise.all([...this.specs.values()].map((spec) => this.activeIsolate(spec)));
   }
 
-  get baselineMb(): number {
-    return Math.round(this.baselineKb / 1024);
-  }
-
-  /** Every live isolate with the request it serves (tests find and kill the one doing their work). */
+  /** Every live isolate with the requests in it (tests find and kill the one doing their work). */
   isolates(): {
     fn: string;
     pid: number;
     busy: boolean;
-    requestId: string | null;
+    retired: boolean;
+    cpuMs: number;
+    peakMb: number;
+    requests: InFlight[];
+    /** The bodies of the requests in it, joined (what a test looks for). */
     body: string | null;
-    sinceMs: number | null;
   }[] {
     return [...this.pools.entries()].flatMap(([fn, pool]) =>
       pool.filter((i) => !i.dead).map((i) => ({
         fn,
         pid: i.pid,
-        busy: i.busy,
-        requestId: i.current?.requestId ?? null,
-        body: i.current?.body ?? null,
-        sinceMs: i.current ? Math.round(performance.now() - i.current.since) : null,
+        busy: i.inFlight.size > 0,
+        retired: i.retired,
+        cpuMs: Math.round(i.cpuMs),
+        peakMb: Math.round(i.peakBytes / 1048576),
+        requests: [...i.inFlight.values()],
+        body: i.inFlight.size ? [...i.inFlight.values()].map((r) => r.body).join('\n') : null,
       }))
     );
   }
@@ -272,74 +327,88 @@ export class FunctionsRunner {
   }
 
   private spawn(spec: FunctionSpec): Isolate {
-    const iso = new Isolate(spec, this.opts);
+    const iso = new Isolate(spec, {
+      ...this.opts,
+      deno: this.opts.deno ?? edgeDenoBin(),
+      config: spec.importMap ?? `${repoRoot()}/functions/deno.json`,
+    });
     const pool = this.pools.get(spec.name) ?? [];
     pool.push(iso);
     this.pools.set(spec.name, pool);
     iso.proc.status.then(() => {
-      const p = this.pools.get(spec.name) ?? [];
-      this.pools.set(spec.name, p.filter((i) => i !== iso));
-      this.wake(spec.name);
+      this.pools.set(spec.name, (this.pools.get(spec.name) ?? []).filter((i) => i !== iso));
+      this.opts.onIsolateEnd({
+        fn: spec.name,
+        pid: iso.pid,
+        reason: iso.limit ??
+          (iso.dropping
+            ? 'early_drop'
+            : iso.stopped
+            ? 'stopped'
+            : iso.bootError
+            ? 'boot'
+            : 'crash'),
+        cpuMs: Math.round(iso.cpuMs),
+        peakMb: Math.round(iso.peakBytes / 1048576),
+        requests: iso.sent,
+        lifeMs: Math.round(performance.now() - iso.born),
+      });
     });
     return iso;
   }
 
-  private wake(name: string) {
-    const w = this.waiters.get(name);
-    w?.shift()?.();
-  }
-
-  private async acquire(spec: FunctionSpec): Promise<Isolate> {
-    for (;;) {
-      const pool = this.pools.get(spec.name) ?? [];
-      // Like the platform, a worker serves requests only within its wall-clock lifetime;
-      // an older idle one is retired, so memory it kept does not follow it forever.
-      for (
-        const old of pool.filter((i) =>
-          !i.busy && !i.dead && performance.now() - i.born > this.opts.limits.workerLifetimeMs
-        )
-      ) {
-        old.kill();
-        old.dead = true;
-      }
-      const idle = pool.find((i) => !i.busy && !i.dead);
-      if (idle) {
-        idle.busy = true;
-        await idle.ready;
-        if (!idle.dead) return idle;
-        continue;
-      }
-      if (pool.filter((i) => !i.dead).length < this.opts.limits.isolatesPerFunction) {
-        const iso = this.spawn(spec);
-        iso.busy = true;
-        await iso.ready;
-        return iso;
-      }
-      await new Promise<void>((resolve) => {
-        const list = this.waiters.get(spec.name) ?? [];
-        list.push(resolve);
-        this.waiters.set(spec.name, list);
-      });
+  /** An active isolate of the function (round robin over them), or a new one if it has none. */
+  private activeIsolate(spec: FunctionSpec): Promise<Isolate> {
+    const active = (this.pools.get(spec.name) ?? []).filter((i) => !i.retired && i.port > 0);
+    if (active.length) {
+      const n = (this.next.get(spec.name) ?? 0) % active.length;
+      this.next.set(spec.name, n + 1);
+      return Promise.resolve(active[n]);
     }
+    // requests that arrive while the new isolate boots wait for that one
+    let starting = this.starting.get(spec.name);
+    if (!starting) {
+      const iso = this.spawn(spec);
+      starting = iso.ready.then(() => iso);
+      starting.finally(() => this.starting.delete(spec.name));
+      this.starting.set(spec.name, starting);
+    }
+    return starting;
   }
 
-  private release(iso: Isolate) {
-    iso.busy = false;
-    iso.current = null;
-    this.wake(iso.spec.name);
+  /** The supervisor's loop: each isolate's CPU and wall clock against the limits. */
+  private supervise(): void {
+    const l = this.opts.limits;
+    for (const iso of [...this.pools.values()].flat()) {
+      if (iso.dead) continue;
+      const age = performance.now() - iso.born;
+      const cpu = iso.port ? readCpuMs(iso.pid) : null;
+      if (cpu !== null) {
+        iso.cpuBase ??= cpu;
+        iso.cpuMs = cpu - iso.cpuBase;
+      }
+      if (iso.cpuMs >= l.cpuHardMs) iso.kill('cpu');
+      else if (age >= l.wallClockMs) iso.kill('wall');
+      if (iso.dead || iso.limit) continue;
+      if (iso.cpuMs >= (l.cpuHardMs * l.beforeunloadPct) / 100) iso.tell('BEFOREUNLOAD cpu');
+      if (age >= (l.wallClockMs * l.beforeunloadPct) / 100) iso.tell('BEFOREUNLOAD wall_clock');
+      if (iso.cpuMs >= l.cpuSoftMs || age >= l.wallClockMs / 2) iso.retired = true;
+      // a retired isolate (or one past half its memory) is dropped once nothing is left in it
+      if ((iso.retired || iso.memHalf) && iso.idle && iso.inFlight.size === 0 && iso.port) {
+        iso.retired = true;
+        iso.dropping = true;
+        iso.tell('DROP');
+      }
+    }
   }
 
   /** Proxies one request into an isolate of the function, enforcing the platform's limits. */
   async handle(name: string, req: Request, subpath: string): Promise<Response> {
     const spec = this.specs.get(name)!;
-    const limits = this.opts.limits;
-    // Read the body before taking an isolate: a caller that gives up while queued (pg_net's
-    // timeout) makes this throw, and must not leave an isolate marked busy forever (its
-    // SETTLED line would never come, since the isolate never got the request).
+    // Read the body first: a caller that gives up early (pg_net's timeout) throws here.
     const body = req.body ? await req.arrayBuffer() : undefined;
-    const iso = await this.acquire(spec);
-    if (iso.dead) {
-      this.release(iso);
+    const iso = await this.activeIsolate(spec);
+    if (iso.dead && !iso.port) {
       return Response.json({
         code: 'BOOT_ERROR',
         message: 'Function failed to start (please check logs)',
@@ -347,82 +416,69 @@ export class FunctionsRunner {
     }
     const requestId = String(++this.seq);
     const started = performance.now();
-    resetPeak(iso.pid);
-    const cpuStart = readCpuMs(iso.pid) ?? 0;
-    let cpuMs = 0;
-    let peakKb = 0;
-    let limit: RequestStats['limit'];
-    const check = () => {
-      const cpu = readCpuMs(iso.pid);
-      const hwm = readStatusKb(iso.pid, 'VmHWM');
-      if (cpu !== null) cpuMs = cpu - cpuStart;
-      if (hwm !== null) peakKb = Math.max(peakKb, hwm - this.baselineKb);
-      if (limit) return;
-      if (cpuMs > limits.cpuMs) limit = 'cpu';
-      else if (peakKb > limits.memoryMb * 1024) limit = 'memory';
-      else if (performance.now() - started > limits.backgroundMs) limit = 'wall';
-      if (limit) iso.kill();
-    };
-    const monitor = setInterval(check, 25);
-    const settled = iso.waitSettled(requestId);
-
+    iso.sent++;
+    iso.idle = false;
+    iso.inFlight.set(requestId, {
+      requestId,
+      body: body ? new TextDecoder().decode(body.slice(0, 2048)) : '',
+      since: Date.now(),
+    });
     let response: Response;
     try {
       const target = new URL(`http://127.0.0.1:${iso.port}/${name}${subpath}`);
       target.search = new URL(req.url).search;
       const headers = new Headers(req.headers);
-      headers.set('x-fnhost-request-id', requestId);
-      iso.current = {
-        requestId,
-        body: body ? new TextDecoder().decode(body.slice(0, 2048)) : '',
-        since: performance.now(),
-      };
+      headers.set('accept-encoding', 'identity'); // the body is passed on as it is, uncompressed
       const upstream = await fetch(target, {
         method: req.method,
         headers,
         body,
-        signal: AbortSignal.timeout(limits.responseMs),
+        signal: AbortSignal.timeout(this.opts.limits.responseMs),
       });
       const bytes = await upstream.arrayBuffer();
-      response = new Response(bytes, { status: upstream.status, headers: upstream.headers });
+      const out = new Headers(upstream.headers);
+      out.delete('content-encoding'); // fetch has decoded it, whatever the isolate sent
+      out.delete('content-length');
+      response = new Response(bytes, { status: upstream.status, headers: out });
     } catch (err) {
-      check();
-      if (
-        limit === undefined && !iso.dead && err instanceof DOMException &&
-        err.name === 'TimeoutError'
-      ) {
-        limit = 'wall';
-        iso.kill();
+      if (!iso.dead && !iso.limit && err instanceof DOMException && err.name === 'TimeoutError') {
+        response = Response.json({
+          code: 'REQUEST_IDLE_TIMEOUT',
+          message: 'The function did not answer in time',
+        }, { status: 504 });
+      } else {
+        await Promise.all([iso.proc.status, iso.output]).catch(() => {});
+        response = iso.limit ? workerLimit(iso.limit) : Response.json({
+          code: 'WORKER_ERROR',
+          message: `Function crashed: ${String(err)}`,
+        }, { status: 500 });
       }
-      response = limit
-        ? workerLimit(limit)
-        : Response.json({ code: 'WORKER_ERROR', message: `Function crashed: ${String(err)}` }, {
-          status: 500,
-        });
     }
-    settled.then(() => {
-      check();
-      clearInterval(monitor);
-      this.opts.onStats({
-        fn: name,
-        status: limit && response.status >= 500 ? 546 : response.status,
-        wallMs: Math.round(performance.now() - started),
-        cpuMs: Math.round(cpuMs),
-        peakMb: Math.round(peakKb / 1024),
-        limit,
-      });
-      this.release(iso);
+    iso.inFlight.delete(requestId);
+    this.opts.onStats({
+      fn: name,
+      status: response.status,
+      wallMs: Math.round(performance.now() - started),
+      cpuMs: Math.round(iso.cpuMs),
+      peakMb: Math.round(iso.peakBytes / 1048576),
+      pid: iso.pid,
+      limit: response.status === 546 ? iso.limit ?? undefined : undefined,
     });
     return response;
   }
 
   async stop(): Promise<void> {
-    for (const pool of this.pools.values()) for (const iso of pool) iso.kill();
-    await Promise.all([...this.pools.values()].flat().map((i) => i.proc.status.catch(() => {})));
+    clearInterval(this.monitor);
+    const all = [...this.pools.values()].flat();
+    for (const iso of all) {
+      iso.stopped = true;
+      iso.kill();
+    }
+    await Promise.all(all.map((i) => i.proc.status.catch(() => {})));
   }
 }
 
-function workerLimit(limit: 'cpu' | 'memory' | 'wall'): Response {
+function workerLimit(limit: Limit): Response {
   const what = limit === 'cpu' ? 'CPU time' : limit === 'memory' ? 'memory' : 'wall clock time';
   return Response.json({
     code: 'WORKER_LIMIT',

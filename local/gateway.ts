@@ -6,12 +6,13 @@
  *   /auth/v1/…            a minimal Auth API (auth-api.ts)
  *   /library              the example library page (library.html)
  *   /_local/faults        (service key) injected storage upload failures and delays, delete failures
- *   /_local/isolates      (service key) live function isolates: pid, busy, the request body
+ *   /_local/isolates      (service key) live function isolates: pid, CPU, memory, the requests in each
  * and, in the background, the pg_net stand-in (net-worker.ts).
  *
  * Environment (read in main only): STACK_DIR, GATEWAY_PORT, DB_URL, FUNCTIONS_ENV_FILE,
- * EXTRA_FUNCTIONS_CONFIG, EDGE_CPU_LIMIT_MS, EDGE_MEMORY_LIMIT_MB, EDGE_RESPONSE_LIMIT_MS,
- * EDGE_BACKGROUND_LIMIT_MS, EDGE_ISOLATES_PER_FUNCTION, EDGE_WORKER_LIFETIME_MS.
+ * EXTRA_FUNCTIONS_CONFIG, and the isolates' limits (default: the platform's, functions-runner.ts):
+ * EDGE_CPU_SOFT_LIMIT_MS, EDGE_CPU_LIMIT_MS, EDGE_MEMORY_LIMIT_MB, EDGE_WALL_CLOCK_MS,
+ * EDGE_RESPONSE_LIMIT_MS, EDGE_BEFOREUNLOAD_PCT.
  */
 import postgres from 'postgres';
 import { createAuthHandler } from './auth-api.ts';
@@ -24,22 +25,33 @@ import {
   verifyJwt,
 } from './keys.ts';
 import { startNetWorker } from './net-worker.ts';
-import { type FunctionSpec, FunctionsRunner, type RequestStats } from './functions-runner.ts';
+import {
+  type FunctionSpec,
+  FunctionsRunner,
+  type IsolateStats,
+  PLATFORM_LIMITS,
+  type RequestStats,
+} from './functions-runner.ts';
 import { createStorageHandler, type StorageFaults } from './storage-api.ts';
 import { dirname, repoRoot } from './paths.ts';
 import { parseEnvFile } from './env-file.ts';
 import { parse as parseToml } from 'smol-toml';
 
-/** The [functions.NAME] tables of a supabase config.toml: entrypoint (default ./functions/NAME/index.ts) and verify_jwt (default true). */
+/**
+ * The [functions.NAME] tables of a supabase config.toml: entrypoint (default
+ * ./functions/NAME/index.ts), verify_jwt (default true) and import_map (default: the functions'
+ * functions/deno.json), paths relative to the file, as the CLI reads them.
+ */
 export function readFunctionSpecs(tomlPath: string): FunctionSpec[] {
   const config = parseToml(Deno.readTextFileSync(tomlPath)) as {
-    functions?: Record<string, { entrypoint?: string; verify_jwt?: boolean }>;
+    functions?: Record<string, { entrypoint?: string; verify_jwt?: boolean; import_map?: string }>;
   };
-  const base = dirname(tomlPath);
+  const base = `file://${dirname(tomlPath)}/`;
   return Object.entries(config.functions ?? {}).map(([name, f]) => ({
     name,
-    entry: new URL(f.entrypoint ?? `./functions/${name}/index.ts`, `file://${base}/`).pathname,
+    entry: new URL(f.entrypoint ?? `./functions/${name}/index.ts`, base).pathname,
     verifyJwt: f.verify_jwt !== false,
+    importMap: f.import_map ? new URL(f.import_map, base).pathname : undefined,
   }));
 }
 
@@ -91,6 +103,9 @@ async function main() {
   const functionEnv: Record<string, string> = {
     HOME: env('HOME', '/root')!,
     ...(env('DENO_DIR') ? { DENO_DIR: env('DENO_DIR')! } : {}),
+    // the isolates' Deno fetches the functions' npm packages from the registry (no node_modules,
+    // as on the platform); this machine reaches it only through the system's CA store
+    DENO_TLS_CA_STORE: 'system',
     SUPABASE_URL: baseUrl,
     SUPABASE_ANON_KEY: LOCAL_ANON_KEY,
     SUPABASE_SERVICE_ROLE_KEY: LOCAL_SERVICE_ROLE_KEY,
@@ -102,25 +117,29 @@ async function main() {
       : {}),
   };
 
+  const limit = (name: string, platform: number) => Number(env(name, String(platform)));
   const runner = new FunctionsRunner(new Map(specs.map((s) => [s.name, s])), {
-    deno: Deno.execPath(),
     cwd: root,
     env: functionEnv,
     tmp: `${stackDir}/tmp`,
     limits: {
-      cpuMs: Number(env('EDGE_CPU_LIMIT_MS', '2000')),
-      memoryMb: Number(env('EDGE_MEMORY_LIMIT_MB', '256')),
-      responseMs: Number(env('EDGE_RESPONSE_LIMIT_MS', '150000')),
-      backgroundMs: Number(env('EDGE_BACKGROUND_LIMIT_MS', '400000')),
-      isolatesPerFunction: Number(env('EDGE_ISOLATES_PER_FUNCTION', '3')),
-      workerLifetimeMs: Number(env('EDGE_WORKER_LIFETIME_MS', '150000')),
+      cpuSoftMs: limit('EDGE_CPU_SOFT_LIMIT_MS', PLATFORM_LIMITS.cpuSoftMs),
+      cpuHardMs: limit('EDGE_CPU_LIMIT_MS', PLATFORM_LIMITS.cpuHardMs),
+      memoryMb: limit('EDGE_MEMORY_LIMIT_MB', PLATFORM_LIMITS.memoryMb),
+      wallClockMs: limit('EDGE_WALL_CLOCK_MS', PLATFORM_LIMITS.wallClockMs),
+      responseMs: limit('EDGE_RESPONSE_LIMIT_MS', PLATFORM_LIMITS.responseMs),
+      beforeunloadPct: limit('EDGE_BEFOREUNLOAD_PCT', PLATFORM_LIMITS.beforeunloadPct),
     },
     sink: (fn, line) => write(`fn:${fn}`, line),
     onStats: (s: RequestStats) =>
       log(
-        `[Gateway] fn=${s.fn} status=${s.status} wallMs=${s.wallMs} cpuMs=${s.cpuMs} peakMb=${s.peakMb}${
+        `[Gateway] fn=${s.fn} status=${s.status} wallMs=${s.wallMs} cpuMs=${s.cpuMs} peakMb=${s.peakMb} isolate=${s.pid}${
           s.limit ? ` limit=${s.limit} WORKER_LIMIT` : ''
         }`,
+      ),
+    onIsolateEnd: (s: IsolateStats) =>
+      log(
+        `[Gateway] isolate fn=${s.fn} pid=${s.pid} ended reason=${s.reason} cpuMs=${s.cpuMs} peakMb=${s.peakMb} requests=${s.requests} lifeMs=${s.lifeMs}`,
       ),
   });
 
@@ -203,7 +222,6 @@ async function main() {
       return Response.json({
         status: 'ok',
         functions: specs.map((s) => s.name),
-        baselineMb: runner.baselineMb,
       });
     }
     return Response.json({ message: 'no Route matched with those values' }, { status: 404 });
@@ -217,9 +235,7 @@ async function main() {
     port,
     onListen: () =>
       log(
-        `[Gateway] listening on ${baseUrl} functions=${
-          specs.map((s) => s.name).join(',')
-        } baselineMb=${runner.baselineMb}`,
+        `[Gateway] listening on ${baseUrl} functions=${specs.map((s) => s.name).join(',')}`,
       ),
   }, async (req) => {
     try {

@@ -17,3 +17,12 @@ export function repoRoot(): string {
 export function denoBin(): string {
   return `${repoRoot()}/node_modules/@deno/linux-x64-glibc/deno`;
 }
+
+/**
+ * The Deno the platform's edge runtime embeds (supabase/edge-runtime v1.74.0 → Deno 2.1.4),
+ * installed by package.json as `deno-edge-runtime`: functions run on it; tooling on denoBin().
+ * Shell scripts: scripts/edge-deno.sh.
+ */
+export function edgeDenoBin(): string {
+  return `${repoRoot()}/node_modules/deno-edge-runtime/deno`;
+}

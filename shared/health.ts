@@ -11,7 +11,7 @@ import { errorResponse, json } from './http.ts';
 import { useDeployedFfmpegCore } from './preview/core-source.ts';
 import { checkCodecs } from './preview/selftest.ts';
 import { previewVersion } from './preview/version.ts';
-import { getAdminClient } from './storage.ts';
+import { getAdminStorage } from './storage.ts';
 
 export async function handleHealth(req: Request): Promise<Response> {
   const params = new URL(req.url).searchParams;
@@ -35,7 +35,7 @@ export async function handleHealth(req: Request): Promise<Response> {
     checks.database = { ok: false, error: err instanceof Error ? err.message : String(err) };
   }
   try {
-    const { error } = await getAdminClient().storage.getBucket(getConfig().preview.bucket);
+    const { error } = await getAdminStorage().getBucket(getConfig().preview.bucket);
     checks.storage = error ? { ok: false, error: error.message } : { ok: true };
     ok &&= !error;
   } catch (err) {

@@ -1,9 +1,11 @@
 /**
- * Storage through @supabase/supabase-js with the service key: upsert to deterministic paths
- * (with an explicit content type: supabase-js would send text/plain), verify what was
- * written, download our own objects, and sign URLs in batches.
+ * Storage with the service key through @supabase/storage-js, the storage client supabase-js
+ * wraps (`supabase.storage`), used alone so the functions' bundles do not carry auth, realtime
+ * and postgrest (supabase-js's package folders are 8.8 MB; the platform's bundle limit is 5 MB):
+ * upsert to deterministic paths (with an explicit content type: the client would send
+ * text/plain), verify what was written, download our own objects, and sign URLs in batches.
  */
-import { createClient, type SupabaseClient } from '@supabase/supabase-js';
+import { StorageClient } from '@supabase/storage-js';
 import { getConfig } from './config.ts';
 import { PreviewError } from './errors.ts';
 
@@ -17,8 +19,8 @@ export interface ObjectStore {
   remove(paths: string[]): Promise<void>;
 }
 
-let admin: SupabaseClient | undefined;
-const objectClients = new Map<string, SupabaseClient>();
+let admin: StorageClient | undefined;
+const objectClients = new Map<string, StorageClient>();
 
 /**
  * An object key this system reads or writes: the storage server's own key alphabet (its
@@ -80,23 +82,25 @@ function assertKey(path: string): void {
   }
 }
 
-export function getAdminClient(): SupabaseClient {
-  const config = getConfig();
-  admin ??= createClient(config.supabaseUrl, config.serviceKey, {
-    auth: { persistSession: false, autoRefreshToken: false },
-  });
-  return admin;
+/** A storage client with the service key, as supabase-js builds `supabase.storage`. */
+function serviceStorage(fetchFn?: typeof fetch): StorageClient {
+  const { supabaseUrl, serviceKey } = getConfig();
+  return new StorageClient(
+    new URL('storage/v1', supabaseUrl.replace(/\/?$/, '/')).href,
+    { apikey: serviceKey, Authorization: `Bearer ${serviceKey}` },
+    fetchFn,
+  );
+}
+
+export function getAdminStorage(): StorageClient {
+  return (admin ??= serviceStorage());
 }
 
 /** A service-key client that can only reach objects of `bucket` (objectRoutesOnly). */
-function objectClient(bucket: string): SupabaseClient {
-  const config = getConfig();
+function objectClient(bucket: string): StorageClient {
   let client = objectClients.get(bucket);
   if (!client) {
-    client = createClient(config.supabaseUrl, config.serviceKey, {
-      auth: { persistSession: false, autoRefreshToken: false },
-      global: { fetch: objectRoutesOnly(config.supabaseUrl, bucket) },
-    });
+    client = serviceStorage(objectRoutesOnly(getConfig().supabaseUrl, bucket));
     objectClients.set(bucket, client);
   }
   return client;
@@ -110,7 +114,7 @@ export function createObjectStore(
   bucket = getConfig().preview.bucket,
   client = objectClient(bucket),
 ): ObjectStore {
-  const files = () => client.storage.from(bucket);
+  const files = () => client.from(bucket);
   return {
     async upload(path, bytes, contentType) {
       assertKey(path);

@@ -1,6 +1,7 @@
 /**
  * The one output path for photos and posters: lossy WebP through libwebp compiled to wasm
- * (@jsquash/webp's codec, loaded with our own module loader), plus a thumbhash placeholder.
+ * (@jsquash/webp's codec: its glue and wasm generated into codecs/, loaded with our own module
+ * loader), plus a thumbhash placeholder.
  */
 import { rgbaToThumbHash } from 'thumbhash';
 import { PreviewError } from '../errors.ts';
@@ -26,7 +27,7 @@ function webpEncoder(): Promise<WebpEncoderModule> {
     encoder = (async () => {
       ensureImageData();
       const [{ default: factory }, module] = await Promise.all([
-        import('@jsquash/webp/codec/enc/webp_enc_simd.js'),
+        import('./codecs/webp-enc-simd-glue.js'),
         wasmModule('webp-enc-simd'),
       ]);
       return await instantiateEmscripten<WebpEncoderModule>(factory, module);

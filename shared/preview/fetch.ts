@@ -101,9 +101,11 @@ async function assertFetchable(
  * be private. For `https:` the certificate check binds the connection to the name (a rebound
  * connection to an internal service fails the TLS handshake: it holds no certificate for the
  * attacker's name). For plain `http:` nothing does, so the request goes to the checked address
- * itself: Deno's HTTP client with a TCP transport to that address (the URL, and so the Host
- * header, stay as they are). Where the runtime has no such client, plain http by name is
- * refused rather than fetched unpinned.
+ * itself: Deno's HTTP client to that address (the URL, and so the Host header, stay as they
+ * are). Deno 2.5.1 and later take a TCP transport to the address; the edge runtime's Deno
+ * (2.1.4) has none (its createHttpClient throws on it) but takes the address as an HTTP proxy,
+ * which sends the same request and Host header to it. Where the runtime has neither, plain http
+ * by name is refused rather than fetched unpinned.
  */
 export type Pinner = (address: string, port: number) => { init: RequestInit; close(): void } | null;
 
@@ -111,12 +113,19 @@ export const denoPinner: Pinner = (address, port) => {
   const deno =
     (globalThis as { Deno?: { createHttpClient?: (o: unknown) => { close(): void } } }).Deno;
   if (!deno?.createHttpClient) return null;
-  try {
-    const client = deno.createHttpClient({ proxy: { transport: 'tcp', hostname: address, port } });
-    return { init: { client } as RequestInit, close: () => client.close() };
-  } catch {
-    return null; // a runtime whose client has no TCP transport
+  const host = address.includes(':') ? `[${address}]` : address;
+  for (
+    const proxy of [
+      { transport: 'tcp', hostname: address, port },
+      { url: `http://${host}:${port}` },
+    ]
+  ) {
+    try {
+      const client = deno.createHttpClient({ proxy });
+      return { init: { client } as RequestInit, close: () => client.close() };
+    } catch { /* this runtime's client does not take that form: try the next */ }
   }
+  return null;
 };
 
 function statusError(status: number): PreviewError {

@@ -38,7 +38,7 @@ export async function newCore(): Promise<FFmpegCore> {
   if (!factoryPromise) {
     factoryPromise = (async () => {
       const [{ default: factory }] = await Promise.all([
-        import('@ffmpeg/core'),
+        import('./codecs/ffmpeg-core-glue.js'),
         wasmModule('ffmpeg-core'),
       ]);
       return factory as (opts: any) => Promise<FFmpegCore>;

@@ -1,7 +1,8 @@
-// The service-key storage client's guards, on supabase-js itself with a recording fetch:
+// The service-key storage client's guards, on storage-js itself (the client supabase-js wraps)
+// with a recording fetch:
 // which keys it accepts, which URLs of ours name an object, and that a request whose final
 // URL leaves /storage/v1/object/…/{bucket}/ is never sent.
-import { createClient } from '@supabase/supabase-js';
+import { StorageClient } from '@supabase/storage-js';
 import { describe, expect, it } from 'vitest';
 import { storageObjectFromUrl } from '../../shared/preview/paths.ts';
 import { createObjectStore, isSafeObjectKey, objectRoutesOnly, storageErrorStatus } from '../../shared/storage.ts';
@@ -16,10 +17,7 @@ function recordingStore() {
       ? new Response(new Uint8Array([1, 2, 3]), { status: 200, headers: { 'content-type': 'application/octet-stream' } })
       : Response.json({ Key: 'generations/x', Id: 'x' });
   }) as typeof fetch;
-  const client = createClient(BASE, 'service-key', {
-    auth: { persistSession: false, autoRefreshToken: false },
-    global: { fetch: objectRoutesOnly(BASE, 'generations', inner) },
-  });
+  const client = new StorageClient(`${BASE}/storage/v1`, { apikey: 'service-key', Authorization: 'Bearer service-key' }, objectRoutesOnly(BASE, 'generations', inner));
   return { sent, client, store: createObjectStore('generations', client) };
 }
 
