@@ -1,6 +1,7 @@
-// The functions gateway: verify_jwt as configured, and the edge runtime's rules (no native
-// addons, no subprocesses, 2 s CPU and 256 MB per request → 546 WORKER_LIMIT), with a
-// crash or a limit in one function leaving the others serving.
+// The functions gateway on the test stack: verify_jwt as configured, and the edge runtime's
+// rules (no native addons, no subprocesses, 2 s CPU and 256 MB per isolate → 546 WORKER_LIMIT),
+// with a crash or a limit in one function leaving the others serving. The worker model itself
+// (shared isolates, accumulated CPU, beforeunload, wall clock) is tests/runner/runner.test.ts.
 import { describe, expect, it } from 'vitest';
 import { ANON_KEY, FUNCTIONS_URL, invoke, logMark, logSince, SERVICE_KEY, stack, waitFor } from '../helpers/stack.ts';
 
