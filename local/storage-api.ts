@@ -66,7 +66,11 @@ async function asCaller<T>(
 
 /**
  * The storage server's key rules: its isValidKey alphabet (S3-safe ASCII: no NUL, no
- * backslash, no `%`, nothing non-ASCII) and no `.`/`..` segment. Checked before any query, so
+ * backslash, no `%`, nothing non-ASCII; supabase/storage src/storage/limits.ts) and no
+ * `.`/`..` segment (its file backend, what `supabase start` runs: src/storage/backend/
+ * secure-path.ts, resolveSecureFilesystemPath, HTTP 400 `InvalidKey`, "Invalid key:
+ * … contains dot path segment"; S3 would take such a key literally, so on no
+ * backend does it reach another object). Checked before any query, so
  * a bad key is a 400, never a database error.
  */
 function checkKey(name: string): void {
@@ -527,7 +531,17 @@ export function createStorageHandler(opts: StorageOptions) {
     return json(id ? rows[0] : rows);
   }
 
-  /** `path` is what follows `/storage/v1`. */
+  /**
+   * `path` is what follows `/storage/v1` in the URL as parsed, where a `.`/`..` segment (even
+   * `%2E%2E`) is already resolved: `B/x/../secret` would name `B/secret`. The server routes the
+   * request line as sent (Fastify's wildcard), so the key is read from the raw `req.url`, and
+   * checkKey refuses the segment.
+   */
+  function rawPath(req: Request, path: string): string {
+    const raw = req.url.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '').split(/[?#]/)[0];
+    return raw.startsWith('/storage/v1/') ? raw.slice('/storage/v1'.length) : path;
+  }
+
   return async function handle(
     req: Request,
     path: string,
@@ -536,7 +550,7 @@ export function createStorageHandler(opts: StorageOptions) {
     try {
       let parts: string[];
       try {
-        parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+        parts = rawPath(req, path).split('/').filter(Boolean).map(decodeURIComponent);
       } catch {
         fail(400, 'InvalidKey', `Invalid escape in ${path}`);
       }
@@ -586,9 +600,15 @@ export function createStorageHandler(opts: StorageOptions) {
       fail(405, 'MethodNotAllowed', `${req.method} not supported`);
     } catch (err) {
       // the real server answers every error but a 500 with HTTP 400, the real code in the body
+      // (its StorageBackendError.render(): statusCode, code, error, message)
       if (err instanceof StorageHttpError) {
         return json(
-          { statusCode: String(err.status), error: err.error, message: err.message },
+          {
+            statusCode: String(err.status),
+            code: err.error,
+            error: err.error,
+            message: err.message,
+          },
           err.status === 500 ? 500 : 400,
         );
       }

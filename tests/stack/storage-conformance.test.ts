@@ -3,6 +3,7 @@
 // behaviour the real one has and the stand-in once lacked, so code that is green here is
 // green on a project.
 import { createHash, randomUUID } from 'node:crypto';
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminClient, API_URL, createUser, SERVICE_KEY, sql, type TestUser, userClient } from '../helpers/stack.ts';
 
@@ -144,5 +145,66 @@ describe('listing and removing', () => {
     const err = await sql`delete from storage.objects where bucket_id = ${bucket} and name = ${path}`.then(() => null, (e) => e);
     expect(err?.message).toMatch(/Direct deletion from storage tables is not allowed/);
     expect((await sql`select 1 from storage.objects where bucket_id = ${bucket} and name = ${path}`).length).toBe(1);
+  });
+});
+
+/** One request exactly as written on the wire: node:http sends the path as given, where fetch
+ * (WHATWG URL) resolves `.`/`..` segments, even percent-encoded ones, before sending. */
+function rawRequest(
+  method: string,
+  path: string,
+  body?: Uint8Array,
+): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(API_URL);
+  return new Promise((resolve, reject) => {
+    const req = request({
+      host: hostname, port, method, path,
+      headers: { authorization: `Bearer ${SERVICE_KEY}`, 'content-type': 'image/png', ...(body ? { 'content-length': String(body.length) } : {}) },
+    }, (res) => {
+      let text = '';
+      res.setEncoding('latin1');
+      res.on('data', (d) => text += d);
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('keys with a . or .. segment', () => {
+  it('are refused with 400 InvalidKey on every route, raw on the wire: another object is never read, written or signed', async () => {
+    const owner = randomUUID();
+    const secret = new Uint8Array([0x53, 0x45, 0x43, 0x52, 0x45, 0x54]); // "SECRET"
+    expect((await upload(`${owner}/secret.png`, secret)).error).toBeNull();
+    const o = `/storage/v1/object`;
+    const keys = [`${owner}/x/../secret.png`, `${owner}/./secret.png`, `${owner}/x/%2E%2E/secret.png`, `${owner}/x/%2e/../secret.png`];
+    for (const key of keys) {
+      for (const [method, path] of [
+        ['GET', `${o}/${bucket}/${key}`],
+        ['HEAD', `${o}/${bucket}/${key}`],
+        ['GET', `${o}/authenticated/${bucket}/${key}`],
+        ['GET', `${o}/info/${bucket}/${key}`],
+        ['POST', `${o}/sign/${bucket}/${key}`],
+      ] as const) {
+        const res = await rawRequest(method, path, method === 'POST' ? new TextEncoder().encode('{"expiresIn":60}') : undefined);
+        expect(res.status, `${method} ${path}`).toBe(400);
+        if (method === 'HEAD') continue;
+        expect(res.body, `${method} ${path}`).not.toContain('SECRET');
+        expect(JSON.parse(res.body), `${method} ${path}`).toEqual({
+          statusCode: '400',
+          code: 'InvalidKey',
+          error: 'InvalidKey',
+          message: expect.stringMatching(/^Invalid key: .* contains dot path segment$/),
+        });
+      }
+      // an upload to such a key writes nothing, neither there nor where the segments lead
+      const put = await rawRequest('POST', `${o}/${bucket}/${key.replace('secret', 'other')}`, new Uint8Array([1]));
+      expect([put.status, JSON.parse(put.body).error], key).toEqual([400, 'InvalidKey']);
+    }
+    const names = (await sql`select name from storage.objects where bucket_id = ${bucket} and name like ${`${owner}%`}`).map((r) => r.name);
+    expect(names).toEqual([`${owner}/secret.png`]);
+    // the same raw request without dot segments reads the object: the refusal above is the key's
+    const plain = await rawRequest('GET', `${o}/${bucket}/${owner}/secret.png`);
+    expect([plain.status, plain.body]).toEqual([200, 'SECRET']);
   });
 });
