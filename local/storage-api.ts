@@ -37,6 +37,12 @@ class StorageHttpError extends Error {
   }
 }
 
+/** A request the server's JSON schema refuses (Fastify's FST_ERR_VALIDATION). */
+class ValidationError extends Error {}
+
+/** The storage server's MAX_OBJECTS_PER_REQUEST (src/storage/limits.ts). */
+const MAX_OBJECTS_PER_REQUEST = 1000;
+
 function fail(status: number, error: string, message: string): never {
   throw new StorageHttpError(status, error, message);
 }
@@ -383,6 +389,17 @@ export function createStorageHandler(opts: StorageOptions) {
     const paths = body.paths;
     const expiresIn = expiry(body.expiresIn);
     if (!Array.isArray(paths)) fail(400, 'InvalidRequest', 'paths must be an array');
+    // The server's body schema (supabase/storage src/http/routes/object/getSignedURLs.ts:
+    // paths minItems 1, maxItems MAX_OBJECTS_PER_REQUEST = 1000) refuses the request before
+    // any lookup; Fastify's validation error answers HTTP 400 with code InvalidRequest, error
+    // 'Error' (its name) and Ajv's message under Fastify's default formatter.
+    if (paths.length > MAX_OBJECTS_PER_REQUEST || paths.length < 1) {
+      throw new ValidationError(
+        paths.length < 1
+          ? 'body/paths must NOT have fewer than 1 items'
+          : `body/paths must NOT have more than ${MAX_OBJECTS_PER_REQUEST} items`,
+      );
+    }
     const found = await asCaller(sql, claims, async (tx) => {
       const rows =
         await tx`select name from storage.objects where bucket_id = ${bucket} and name = any(${paths})`;
@@ -610,6 +627,13 @@ export function createStorageHandler(opts: StorageOptions) {
             message: err.message,
           },
           err.status === 500 ? 500 : 400,
+        );
+      }
+      if (err instanceof ValidationError) {
+        // the server's error handler for a Fastify error: its status, name and mapped code
+        return json(
+          { statusCode: '400', error: 'Error', code: 'InvalidRequest', message: err.message },
+          400,
         );
       }
       const code = (err as { code?: string }).code;

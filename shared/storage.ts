@@ -3,7 +3,8 @@
  * wraps (`supabase.storage`), used alone so the functions' bundles do not carry auth, realtime
  * and postgrest (supabase-js's package folders are 8.8 MB; the platform's bundle limit is 5 MB):
  * upsert to deterministic paths (with an explicit content type: the client would send
- * text/plain), verify what was written, download our own objects, and sign URLs in batches.
+ * text/plain), verify what was written, download our own objects, and sign URLs in batches
+ * of at most 1000 (the server's cap per request).
  */
 import { StorageClient } from '@supabase/storage-js';
 import { getConfig } from './config.ts';
@@ -18,6 +19,13 @@ export interface ObjectStore {
   /** Deletes objects through the Storage API; a path that is already gone is not an error. */
   remove(paths: string[]): Promise<void>;
 }
+
+/**
+ * The most paths one createSignedUrls call may carry: the storage server's body schema for
+ * `POST /object/sign/{bucket}` has `paths.maxItems = MAX_OBJECTS_PER_REQUEST` (1000,
+ * supabase/storage src/storage/limits.ts) and refuses a longer list with HTTP 400.
+ */
+export const SIGN_URLS_PER_REQUEST = 1000;
 
 let admin: StorageClient | undefined;
 const objectClients = new Map<string, StorageClient>();
@@ -163,11 +171,13 @@ export function createObjectStore(
     async signMany(paths, expiresIn) {
       const out = new Map<string, string>();
       const safe = paths.filter(isSafeObjectKey); // a path no key of ours can have gets no URL
-      if (safe.length === 0) return out;
-      const { data, error } = await files().createSignedUrls(safe, expiresIn);
-      if (error) throw new Error(`Signing URLs failed: ${error.message}`);
-      for (const item of data ?? []) {
-        if (item.path && item.signedUrl) out.set(item.path, item.signedUrl);
+      for (let i = 0; i < safe.length; i += SIGN_URLS_PER_REQUEST) {
+        const chunk = safe.slice(i, i + SIGN_URLS_PER_REQUEST);
+        const { data, error } = await files().createSignedUrls(chunk, expiresIn);
+        if (error) throw new Error(`Signing URLs failed: ${error.message}`);
+        for (const item of data ?? []) {
+          if (item.path && item.signedUrl) out.set(item.path, item.signedUrl);
+        }
       }
       return out;
     },

@@ -4,7 +4,9 @@
 // green on a project.
 import { createHash, randomUUID } from 'node:crypto';
 import { request } from 'node:http';
+import { StorageClient } from '@supabase/storage-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createObjectStore } from '../../shared/storage.ts';
 import { adminClient, API_URL, createUser, SERVICE_KEY, sql, type TestUser, userClient } from '../helpers/stack.ts';
 
 const bucket = `conf-${randomUUID().slice(0, 8)}`;
@@ -90,6 +92,31 @@ describe('reading', () => {
       const batch = await files().createSignedUrls([path], 60);
       expect((await fetch(batch.data![0].signedUrl!)).status, name).toBe(200);
     }
+  });
+
+  it('createSignedUrls takes at most 1000 paths (the server\'s body schema): 1001 are refused with 400 and nothing signed; the object store chunks', async () => {
+    const folder = randomUUID();
+    const path = `${folder}/last.png`;
+    await upload(path, new Uint8Array([4, 2]));
+    const many = [...Array.from({ length: 1000 }, (_, i) => `${folder}/missing-${i}.png`), path];
+    const refused = await files().createSignedUrls(many, 60);
+    expect(refused.data).toBeNull();
+    expect(refused.error).toMatchObject({ status: 400, statusCode: '400', message: 'body/paths must NOT have more than 1000 items' });
+    const raw = await fetch(`${API_URL}/storage/v1/object/sign/${bucket}`, {
+      method: 'POST', headers: { authorization: `Bearer ${SERVICE_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ paths: many, expiresIn: 60 }),
+    });
+    expect([raw.status, await raw.json()]).toEqual([400, { statusCode: '400', error: 'Error', code: 'InvalidRequest', message: 'body/paths must NOT have more than 1000 items' }]);
+    // exactly 1000 are taken (a missing object is an error in its item, not in the call)
+    const atCap = await files().createSignedUrls(many.slice(1), 60);
+    expect(atCap.error).toBeNull();
+    expect(atCap.data!.length).toBe(1000);
+    expect(atCap.data!.filter((d) => d.signedUrl).map((d) => d.path)).toEqual([path]);
+    // the library's signer splits the 1001 into 1000 + 1, so the 1001st path is signed
+    const client = new StorageClient(`${API_URL}/storage/v1`, { apikey: SERVICE_KEY, Authorization: `Bearer ${SERVICE_KEY}` });
+    const signed = await createObjectStore(bucket, client).signMany(many, 60);
+    expect([...signed.keys()]).toEqual([path]);
+    expect(new Uint8Array(await (await fetch(signed.get(path)!)).arrayBuffer())).toEqual(new Uint8Array([4, 2]));
   });
 
   it('a signed URL with the download option sets Content-Disposition', async () => {

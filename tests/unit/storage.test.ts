@@ -5,7 +5,7 @@
 import { StorageClient } from '@supabase/storage-js';
 import { describe, expect, it } from 'vitest';
 import { storageObjectFromUrl } from '../../shared/preview/paths.ts';
-import { createObjectStore, isSafeObjectKey, objectRoutesOnly, storageErrorStatus } from '../../shared/storage.ts';
+import { createObjectStore, isSafeObjectKey, objectRoutesOnly, SIGN_URLS_PER_REQUEST, storageErrorStatus } from '../../shared/storage.ts';
 
 const BASE = 'https://abc.supabase.co';
 
@@ -63,10 +63,10 @@ describe('objectRoutesOnly: the service key reaches objects of our bucket only',
     await expect(store.download('u1/../../../../rest/v1/x')).rejects.toMatchObject({ code: 'SOURCE_FORBIDDEN' });
     // …and the client's fetch refuses what supabase-js would send for them anyway
     for (const key of ['u1/../../../../rest/v1/x', 'u1/../../other-bucket/x', '../../../auth/v1/admin/users']) {
-      const { error } = await client.storage.from('generations').download(key);
+      const { error } = await client.from('generations').download(key);
       expect(error, key).not.toBeNull();
     }
-    const { error } = await client.storage.from('other-bucket').download('u1/x.jpg');
+    const { error } = await client.from('other-bucket').download('u1/x.jpg');
     expect(error).not.toBeNull();
     expect(sent).toEqual([]);
   });
@@ -79,5 +79,58 @@ describe('storageErrorStatus', () => {
     expect(storageErrorStatus({ originalError: { status: 503 } })).toBe(503);
     expect(storageErrorStatus({ statusCode: 'not_found', status: 400 })).toBe(400);
     expect(storageErrorStatus(null)).toBeNull();
+  });
+});
+
+describe('signMany: createSignedUrls calls of at most 1000 paths', () => {
+  /** A storage server's batch-sign route as the real one answers it: a list over 1000 paths
+   * (or empty) is refused with 400; else one URL per path. Records each call's paths; call
+   * number `failCall` (1-based) answers 503. */
+  function signingStore(failCall = 0) {
+    const calls: string[][] = [];
+    const inner = (async (input: RequestInfo | URL, init?: RequestInit) => {
+      expect(new URL(String(input)).pathname).toBe('/storage/v1/object/sign/generations');
+      const { paths, expiresIn } = JSON.parse(String(init?.body));
+      calls.push(paths);
+      if (calls.length === failCall) {
+        return Response.json({ statusCode: '503', error: 'ServiceUnavailable', message: 'down' }, { status: 503 });
+      }
+      if (paths.length > 1000 || paths.length < 1) {
+        return Response.json({ statusCode: '400', error: 'Error', code: 'InvalidRequest', message: 'body/paths must NOT have more than 1000 items' }, { status: 400 });
+      }
+      return Response.json(paths.map((p: string) => ({ error: null, path: p, signedURL: `/object/sign/generations/${p}?token=t${expiresIn}` })));
+    }) as typeof fetch;
+    const client = new StorageClient(`${BASE}/storage/v1`, { apikey: 'k', Authorization: 'Bearer k' }, objectRoutesOnly(BASE, 'generations', inner));
+    return { calls, store: createObjectStore('generations', client) };
+  }
+  const paths = (n: number) => Array.from({ length: n }, (_, i) => `u1/previews/${i}_preview.webp`);
+
+  it('the cap is the server\'s 1000', () => {
+    expect(SIGN_URLS_PER_REQUEST).toBe(1000);
+  });
+
+  it('2500 paths go out as 1000 + 1000 + 500, in order, and every path gets its URL', async () => {
+    const { calls, store } = signingStore();
+    const all = paths(2500);
+    const signed = await store.signMany(all, 60);
+    expect(calls.map((c) => c.length)).toEqual([1000, 1000, 500]);
+    expect(calls.flat()).toEqual(all);
+    expect(signed.size).toBe(2500);
+    expect(signed.get('u1/previews/2499_preview.webp')).toBe(`${BASE}/storage/v1/object/sign/generations/u1/previews/2499_preview.webp?token=t60`);
+  });
+
+  it('1000 paths are one call; none (or only unsafe ones) are no call', async () => {
+    const { calls, store } = signingStore();
+    expect((await store.signMany(paths(1000), 60)).size).toBe(1000);
+    expect(calls.map((c) => c.length)).toEqual([1000]);
+    expect((await store.signMany([], 60)).size).toBe(0);
+    expect((await store.signMany(['u1/../u2/x.webp'], 60)).size).toBe(0);
+    expect(calls.length).toBe(1);
+  });
+
+  it('a chunk the server refuses fails the whole call, after the chunks before it', async () => {
+    const { calls, store } = signingStore(2);
+    await expect(store.signMany(paths(2500), 60)).rejects.toThrow(/Signing URLs failed/);
+    expect(calls.map((c) => c.length)).toEqual([1000, 1000]);
   });
 });
