@@ -7,7 +7,11 @@ import { pendingKieTasks, recordKieChecks } from './db.ts';
 import { log } from './log.ts';
 import { type SyncDeps, syncKieTask, type SyncReport } from './sync.ts';
 
-/** The pending sync finishes well inside pg_cron's 30 s request timeout, so minute runs never overlap. */
+/**
+ * No record-info call starts after this; one in flight ends within KIE_TIMEOUT_MS, so a run
+ * ends by about 30 s (pg_net's timeout for this request, cron_kie_sync_pending) at worst, and
+ * minute runs never overlap (docs/reliability.md, Timeouts).
+ */
 const PENDING_SWEEP_BUDGET_MS = 20_000;
 /** KIE allows about 10 record-info requests a second per key: one starts every 110 ms at most. */
 const RECORD_INFO_INTERVAL_MS = 110;
