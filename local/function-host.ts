@@ -9,7 +9,8 @@
  *   - the memory check: V8's used heap + external memory (ArrayBuffers and wasm memory, counted
  *     at their length), the runtime's MemCheck (crates/base/src/runtime/mod.rs). The runtime
  *     checks on every ArrayBuffer allocation and GC; here the check runs every 20 ms of the
- *     event loop and on every JS-side WebAssembly.Memory grow (emscripten's heap growth), so a
+ *     event loop while a request or waitUntil work is in the isolate, at the end of each
+ *     request, and on every JS-side WebAssembly.Memory grow (emscripten's heap growth), so a
  *     synchronous wasm call that grows memory by itself is seen when it returns;
  *   - `beforeunload` (a CustomEvent with detail.reason 'cpu' | 'memory' | 'wall_clock' |
  *     'early_drop', as the runtime's bootstrap.js dispatches it): memory at 90 % here, CPU and
@@ -37,14 +38,26 @@ function control(line: string): void {
   console.log(`@@fnhost ${line}`);
 }
 
+/** The memory check's timer runs only while the isolate works: an idle isolate spends no CPU. */
+let ticking: ReturnType<typeof setInterval> | undefined;
+
 function reportIfIdle(): void {
-  if (inFlight === 0 && pending === 0) control(`IDLE ${accepted}`);
+  if (inFlight === 0 && pending === 0) {
+    clearInterval(ticking);
+    ticking = undefined;
+    control(`IDLE ${accepted}`);
+  }
+}
+
+function working(): void {
+  ticking ??= setInterval(checkMemory, 20);
 }
 
 // The edge runtime's API for background work after the response.
 (globalThis as any).EdgeRuntime = {
   waitUntil(promise: Promise<unknown>) {
     pending++;
+    working();
     Promise.resolve(promise).catch((err) => {
       console.error(
         `[EdgeRuntime] waitUntil task failed: ${err instanceof Error ? err.stack : err}`,
@@ -155,7 +168,6 @@ export function start(limits: HostLimits): void {
   }
   const limit = limits.memoryMb * 1048576;
   memory = { limit, alert: (limit * limits.beforeunloadPct) / 100, half: limit / 2, peak: 0 };
-  Deno.unrefTimer(setInterval(checkMemory, 20));
   realServe({
     hostname: '127.0.0.1',
     port: 0,
@@ -163,6 +175,7 @@ export function start(limits: HostLimits): void {
   }, async (req, info) => {
     inFlight++;
     accepted++;
+    working();
     try {
       return await handler!(req, info);
     } catch (err) {

@@ -110,7 +110,8 @@ function readCpuMs(pid: number): number | null {
   }
 }
 
-type LineSink = (fn: string, line: string) => void;
+/** A line the isolate wrote, with the function and the isolate's pid. */
+type LineSink = (fn: string, line: string, pid: number) => void;
 type InFlight = { requestId: string; body: string; since: number };
 
 class Isolate {
@@ -183,14 +184,14 @@ class Isolate {
     let resolveReady!: () => void;
     this.ready = new Promise((r) => (resolveReady = r));
     const onLine = (line: string) => {
-      if (!line.startsWith('@@fnhost ')) return args.sink(spec.name, line);
+      if (!line.startsWith('@@fnhost ')) return args.sink(spec.name, line, this.pid);
       const [, kind, rest = ''] = line.match(/^@@fnhost (\S+) ?(.*)$/) ?? [];
       if (kind === 'READY') {
         this.port = Number(rest);
         resolveReady();
       } else if (kind === 'BOOT_ERROR') {
         this.bootError = rest;
-        args.sink(spec.name, `[Gateway] BOOT_ERROR fn=${spec.name} ${rest}`);
+        args.sink(spec.name, `[Gateway] BOOT_ERROR fn=${spec.name} ${rest}`, this.pid);
       } else if (kind === 'IDLE') {
         this.accepted = Number(rest);
         this.idle = this.accepted === this.sent;
@@ -210,7 +211,7 @@ class Isolate {
       if (stderrTail.length > 20) stderrTail.shift();
       // V8's own heap limit (the isolate's heap is capped at the memory limit, as on the platform)
       if (/out of memory/i.test(l)) this.limit ??= 'memory';
-      args.sink(spec.name, l);
+      args.sink(spec.name, l, this.pid);
     });
     this.proc.status.then(() => {
       if (!this.port && !this.bootError) {
@@ -220,7 +221,7 @@ class Isolate {
         this.bootError = JSON.stringify(
           text.match(/error: (.*?)(?:\s+at |$)/)?.[1] ?? text.slice(0, 300),
         );
-        args.sink(spec.name, `[Gateway] BOOT_ERROR fn=${spec.name} ${this.bootError}`);
+        args.sink(spec.name, `[Gateway] BOOT_ERROR fn=${spec.name} ${this.bootError}`, this.pid);
       }
       this.dead = true;
       this.retired = true;

@@ -130,7 +130,7 @@ async function main() {
       responseMs: limit('EDGE_RESPONSE_LIMIT_MS', PLATFORM_LIMITS.responseMs),
       beforeunloadPct: limit('EDGE_BEFOREUNLOAD_PCT', PLATFORM_LIMITS.beforeunloadPct),
     },
-    sink: (fn, line) => write(`fn:${fn}`, line),
+    sink: (fn, line, pid) => write(`fn:${fn}#${pid}`, line),
     onStats: (s: RequestStats) =>
       log(
         `[Gateway] fn=${s.fn} status=${s.status} wallMs=${s.wallMs} cpuMs=${s.cpuMs} peakMb=${s.peakMb} isolate=${s.pid}${

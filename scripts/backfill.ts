@@ -45,6 +45,9 @@ export type Candidate = {
   preview_status: string;
 };
 
+/** How often an item a busy or spent isolate declined is asked for again. */
+const DECLINE_RETRIES = 20;
+
 export type ItemResult = 'ready' | 'failed' | 'retry' | 'skipped' | 'fenced' | 'error' | 'listed';
 
 export type ItemOutcome = {
@@ -322,6 +325,12 @@ export async function runBackfill(
         if (!(err instanceof WorkerLimitError) || !target.afterLease) throw err;
         events.onWorkerLimit?.(c, err.message);
         r = await target.afterLease(c.id, () => target.generatePreview(c.id, o.animated));
+      }
+      // The isolate that got the request had spent its CPU or was ending, and claimed nothing:
+      // ask again (the platform has retired that isolate, so another one takes it).
+      for (let i = 1; r.result === 'declined' && i <= DECLINE_RETRIES; i++) {
+        await new Promise((res) => setTimeout(res, 100 * i));
+        r = await target.generatePreview(c.id, o.animated);
       }
       const result = (['ready', 'failed', 'retry', 'skipped', 'fenced'].includes(r.result)
         ? r.result

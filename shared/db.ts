@@ -130,6 +130,12 @@ export interface PreviewStore {
   ): Promise<'retry' | 'failed' | null>;
   /** After a video's poster (PREVIEW_ANIMATED on): ask for its animated preview, a step of its own. */
   requestAnimated(id: string): Promise<boolean>;
+  /** The isolate is ending: the claim goes back to `none` (release_preview_claim). */
+  releaseClaim(c: Claim): Promise<boolean>;
+  /** Rows this worker declined before claiming: their dispatch slots are free again. */
+  releaseDispatches(ids: string[]): Promise<void>;
+  /** Fills the free dispatch slots with the rows waiting for one (dispatch_next_previews). */
+  dispatchNext(): Promise<number>;
 }
 
 /** What claim_animated_preview returns: the source, where the clip goes, the attempt (fencing token). */
@@ -208,6 +214,19 @@ export function createPreviewStore(db: Sql = getSql()): PreviewStore {
         db`select public.request_animated_preview(${id}::uuid) as ok`
       );
       return row.ok === true;
+    },
+    async releaseClaim(c) {
+      const [row] = await reconnecting(() =>
+        db`select public.release_preview_claim(${c.id}::uuid, ${c.attempt}) as ok`
+      );
+      return row.ok === true;
+    },
+    async releaseDispatches(ids) {
+      await reconnecting(() => db`select public.release_preview_dispatches(${ids}::uuid[])`);
+    },
+    async dispatchNext() {
+      const [row] = await reconnecting(() => db`select public.dispatch_next_previews() as n`);
+      return Number(row.n);
     },
   };
 }

@@ -8,6 +8,7 @@
  */
 import { getConfig } from '../config.ts';
 import { log } from '../log.ts';
+import { noteIo } from './isolate.ts';
 import { setWasmSource } from './wasm.ts';
 
 let registered = false;
@@ -38,6 +39,7 @@ async function fetchCoreWasm(): Promise<Uint8Array> {
     throw new Error(`Loading the ffmpeg core from ${from} failed: ${res.status}`);
   }
   const bytes = new Uint8Array(await res.arrayBuffer());
+  noteIo(performance.now() - started);
   log.info('[Preview]', 'ffmpeg core loaded', {
     bytes: bytes.length,
     ms: Math.round(performance.now() - started),

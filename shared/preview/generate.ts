@@ -14,11 +14,14 @@ import type { FetchedSource } from './fetch.ts';
 import { originalCopyPath, storageObjectFromUrl } from './paths.ts';
 import type { Rendered, RenderOptions } from './photo.ts';
 import type { PosterOptions } from './video.ts';
+import { isolateBudget, measureRender, noteIo } from './isolate.ts';
 import { sniff } from './sniff.ts';
 import { previewVersion } from './version.ts';
 
 export type PreviewDeps = {
   store: PreviewStore;
+  /** Registers the claim this job holds (released if the isolate's end is announced). */
+  hold?: (held: { release(): Promise<unknown> } | null) => void;
   objects: ObjectStore;
   fetchSource: (url: string) => Promise<FetchedSource>;
   renderPhoto: (bytes: Uint8Array, options: RenderOptions) => Promise<Rendered>;
@@ -28,7 +31,8 @@ export type PreviewDeps = {
 
 export type PreviewOutcome = {
   generationId: string;
-  result: 'ready' | 'failed' | 'retry' | 'skipped' | 'fenced';
+  /** declined: not claimed, this isolate was busy past its budget or ending (the row is queued again). */
+  result: 'ready' | 'failed' | 'retry' | 'skipped' | 'fenced' | 'declined';
   type?: string;
   path?: string;
   code?: string;
@@ -125,12 +129,19 @@ async function render(claim: Claim, deps: PreviewDeps): Promise<Render> {
         generationId: claim.id,
         reason: 'poster_needs_cover',
       });
-      return (await deps.fetchSource(coverUrl)).bytes;
+      const started = performance.now();
+      try {
+        return (await deps.fetchSource(coverUrl)).bytes;
+      } finally {
+        noteIo(performance.now() - started);
+      }
     }
     : undefined;
-  const rendered = claim.kind === 'video'
-    ? await deps.renderPoster(bytes, { ...options, loadCover })
-    : await deps.renderPhoto(bytes, options);
+  const rendered = await measureRender(() =>
+    claim.kind === 'video'
+      ? deps.renderPoster(bytes, { ...options, loadCover })
+      : deps.renderPhoto(bytes, options)
+  );
   return { rendered, source: bytes, format: kind.format, mime: kind.mime, storedAt };
 }
 
@@ -183,6 +194,17 @@ async function requestAnimated(claim: Claim, deps: PreviewDeps): Promise<void> {
   }
 }
 
+/** The isolate is ending (beforeunload): the claim goes back to the queue at once. */
+async function releaseClaim(claim: Claim, deps: PreviewDeps): Promise<void> {
+  if (await deps.store.releaseClaim(claim)) {
+    log.info('[Preview]', 'Released', {
+      generationId: claim.id,
+      attempt: claim.attempt,
+      reason: 'isolate_ending',
+    });
+  }
+}
+
 /** How long before the lease ends a worker stops retrying its completion. */
 const COMPLETE_MARGIN_MS = 2_000;
 
@@ -197,6 +219,7 @@ export async function generatePreview(
     return { generationId, result: 'skipped' };
   }
   log.info('[Preview]', 'Processing', { generationId, type: claim.type, attempt: claim.attempt });
+  deps.hold?.({ release: () => releaseClaim(claim, deps) });
   const path = claim.target_path;
   try {
     const { rendered, source, format, mime, storedAt } = await render(claim, deps);
@@ -243,6 +266,7 @@ export async function generatePreview(
       width: rendered.width,
       height: rendered.height,
       bytes: rendered.webp.length,
+      isolateCpuMs: isolateBudget().spentMs,
     });
     if (claim.kind === 'video' && deps.config.preview.animated) await requestAnimated(claim, deps);
     return { generationId, result: 'ready', type: claim.type, path, attempt: claim.attempt };

@@ -16,6 +16,7 @@ import { runCleanup } from './cleanup.ts';
 import { fetchSource } from './fetch.ts';
 import { useDeployedFfmpegCore } from './core-source.ts';
 import { generatePreview, type PreviewDeps, type PreviewOutcome } from './generate.ts';
+import { isolateBudget, runJob } from './isolate.ts';
 import { renderPhotoPreview } from './photo.ts';
 import { extractPoster } from './video.ts';
 
@@ -73,10 +74,17 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
     // a video's animated preview (requested after its poster when PREVIEW_ANIMATED is on)
     const id = generationIdsOf({ generationId: body.animatedId })[0];
     if (!id) return errorResponse(400, 'BAD_REQUEST', 'animatedId is not a generation id');
-    const work = generateAnimated(id, {
-      ...previewDeps(),
-      store: createAnimatedStore(),
-      renderAnimated,
+    const work = runJob(() =>
+      generateAnimated(id, { ...previewDeps(), store: createAnimatedStore(), renderAnimated })
+    ).then((r): PreviewOutcome => {
+      if ('done' in r) return r.done;
+      log.info('[Preview]', 'Declined', {
+        generationId: id,
+        step: 'animated',
+        reason: r.declined,
+        ...isolateBudget(),
+      });
+      return { generationId: id, result: 'declined', code: 'WORKER_BUSY' };
     });
     if (wait) return json({ results: [await work] });
     if (typeof EdgeRuntime !== 'undefined') EdgeRuntime.waitUntil(work);
@@ -91,20 +99,31 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
     );
   }
   const deps = previewDeps();
-  // One id's trouble (a database hiccup in claim or fail) must not stop the others.
   const run = async () => {
     const results: PreviewOutcome[] = [];
+    const declined: string[] = [];
     for (const id of ids) {
-      try {
-        results.push(await generatePreview(id, deps));
-      } catch (err) {
-        const message = err instanceof Error ? err.message : String(err);
-        log.error('[Preview]', `❌ Failed for ${id}: ${message}`, {
-          code: 'INTERNAL',
-          next: 'sweep',
+      const r = await runJob((hold) => previewOne(id, { ...deps, hold }));
+      if ('declined' in r) {
+        declined.push(id);
+        log.info('[Preview]', 'Declined', {
+          generationId: id,
+          reason: r.declined,
+          ...isolateBudget(),
         });
-        results.push({ generationId: id, result: 'retry', code: 'INTERNAL', error: message });
+        results.push({ generationId: id, result: 'declined', code: 'WORKER_BUSY' });
+      } else {
+        results.push(r.done);
       }
+    }
+    // Declined rows go back to the queue, and the freed slots are filled (bounded dispatch).
+    try {
+      if (declined.length) await deps.store.releaseDispatches(declined);
+      await deps.store.dispatchNext();
+    } catch (err) {
+      log.error('[Preview]', `Dispatching the next rows failed: ${(err as Error).message}`, {
+        next: 'sweep',
+      });
     }
     return results;
   };
@@ -112,4 +131,15 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
   const work = run();
   if (typeof EdgeRuntime !== 'undefined') EdgeRuntime.waitUntil(work);
   return json({ accepted: ids }, 202);
+}
+
+/** One id's job; its trouble (a database hiccup in claim or fail) must not stop the others. */
+async function previewOne(id: string, deps: PreviewDeps): Promise<PreviewOutcome> {
+  try {
+    return await generatePreview(id, deps);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    log.error('[Preview]', `❌ Failed for ${id}: ${message}`, { code: 'INTERNAL', next: 'sweep' });
+    return { generationId: id, result: 'retry', code: 'INTERNAL', error: message };
+  }
 }

@@ -2,6 +2,9 @@
 -- transition, none otherwise; body, headers, timeout.
 begin;
 select * from no_plan();
+-- one request per eligible transition: this file's rows never wait for a slot (the bound on
+-- requests in flight is tests/sql/16_bounded_dispatch.sql)
+set local app.preview_dispatch_limit = '1000';
 
 delete from vault.secrets where name in ('project_url', 'anon_key', 'preview_dispatch_secret', 'service_role_key');
 select vault.create_secret('http://127.0.0.1:54321/', 'project_url');

@@ -20,6 +20,9 @@ function fakes(opts: { current?: boolean; fetchError?: PreviewError } = {}) {
     complete: async (_c, r) => (calls.push(`complete ${r.path} ${r.originalPath}`), true),
     fail: async (_c, e) => (calls.push(`fail ${e.code} ${e.message} ${e.retryable}`), e.retryable ? 'retry' : 'failed'),
     requestAnimated: async (id) => (calls.push(`requestAnimated ${id}`), true),
+    releaseClaim: async (c) => (calls.push(`releaseClaim ${c.attempt}`), true),
+    releaseDispatches: async (ids) => void calls.push(`releaseDispatches ${ids.join(' ')}`),
+    dispatchNext: async () => (calls.push('dispatchNext'), 0),
   };
   const objectStore: ObjectStore = {
     upload: async (path, bytes) => void (calls.push(`upload ${path}`), objects.set(path, bytes)),
