@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { denoBin } from '../../local/paths.ts';
+import { LOCAL_CORE_WASM } from '../../local/local-core.ts';
+import { edgeDenoBin } from '../../local/paths.ts';
 import { extractPoster } from '../../shared/preview/video.ts';
 import { nativeFrame, read, videoMp4 } from '../fixtures/media.ts';
 import { meanLuma, rgba, ssim } from '../fixtures/quality.ts';
@@ -127,10 +128,14 @@ describe('extractPoster', () => {
     const file = videoMp4(dir, 320, 240, 1, { fade: 0 });
     const probe = join(import.meta.dirname, '../fixtures/core-loader-probe.ts');
     const root = join(import.meta.dirname, '../..');
-    const r = spawnSync(denoBin(), ['run', '--quiet', '--config', join(root, 'deno.json'), '--allow-read', probe, file], { encoding: 'utf8' });
+    // on the edge runtime's Deno with the functions' import map, reading only the video and the core
+    const r = spawnSync(edgeDenoBin(), ['run', '--quiet', '--no-prompt', '--config', join(root, 'functions/deno.json'),
+      `--allow-read=${file},${LOCAL_CORE_WASM.pathname}`, probe, file], {
+      cwd: root, encoding: 'utf8', env: { ...process.env, DENO_TLS_CA_STORE: 'system', NO_COLOR: '1' },
+    });
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
     expect(out.first).toMatch(/storage unavailable/);
-    expect(out).toMatchObject({ calls: 2, widths: [320, 320] });
+    expect(out).toMatchObject({ deno: '2.1.4', calls: 2, widths: [320, 320] });
   }, 60_000);
 });
