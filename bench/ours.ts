@@ -1,39 +1,35 @@
 /**
- * One bench case of our render path, in its own Deno process (so peak RSS is per case: wasm
- * memory never shrinks). Run with the edge runtime's capabilities only: no FFI, no
- * subprocesses, no workers. Usage: ours.ts photo|video|animated <input> <output> <calls>
- * Prints one JSON line: per call wall/CPU (process: all threads; thread: the JS thread only,
- * which is what the edge runtime's CPU limit counts), baseline and peak RSS.
+ * One bench case of our render path, in its own process of the edge runtime's Deno (2.1.4,
+ * with the functions' import map), so peak memory is per case: wasm memory never shrinks. Run
+ * with the edge capabilities only: reads of the input and the ffmpeg core, writes of the
+ * output; no FFI, no subprocesses, no workers. Started by bench/run.ts (runOurs), which answers
+ * its CPU marks and reads its peak RSS. Usage: ours.ts photo|video|animated <input> <output> <calls>
+ * Prints one JSON line: per call wall ms, CPU ms (process: all threads; thread: the JS thread
+ * only, which the edge runtime's CPU limit counts) and the peak of the platform's memory
+ * measure (V8 used heap + external, `heapExt` MB; bench/measure.ts), then `done`, and waits
+ * until stdin closes.
  */
-import process from 'node:process';
 import { useLocalFfmpegCore } from '../local/local-core.ts';
 import { renderPhotoPreview } from '../shared/preview/photo.ts';
 import { extractPoster } from '../shared/preview/video.ts';
 import { renderAnimated } from '../shared/preview/animated.ts';
+import { cpuMark, HeapExternalPeak, holdUntilStdinCloses } from './measure.ts';
 
 useLocalFfmpegCore();
 
 const [kind, input, output, callsArg] = Deno.args;
 const calls = Number(callsArg ?? 3);
-
-// getrusage through node:process (Deno reads /proc/self only with --allow-all)
-const peakRssMb = () => process.resourceUsage().maxRSS / 1024;
-const threadCpu = () => {
-  const u = (process as any).threadCpuUsage();
-  return (u.user + u.system) / 1000;
-};
-const cpu = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-};
+const memory = new HeapExternalPeak();
 
 const bytes = await Deno.readFile(input);
-const base = process.memoryUsage().rss / 1048576;
+const baseHeapExt = memory.take();
 const runs = [];
 let outBytes = 0;
-for (let i = 0; i < calls; i++) {
-  const c0 = cpu(), t0 = threadCpu(), w0 = performance.now();
-  let r;
+let error: string | null = null;
+for (let i = 0; i < calls && !error; i++) {
+  memory.take();
+  const c0 = (await cpuMark(true))!, w0 = performance.now();
+  let r: { webp: Uint8Array } | null = null;
   try {
     r = kind === 'video'
       ? await extractPoster(bytes)
@@ -41,19 +37,28 @@ for (let i = 0; i < calls; i++) {
       ? { webp: await renderAnimated(bytes, { maxBytes: 2 ** 31 }) }
       : await renderPhotoPreview(bytes);
   } catch (err) {
-    // a refusal (e.g. TOO_MANY_PIXELS) is a result too: report it with its cost
-    console.log(
-      JSON.stringify({
-        error: (err as any).code ?? String(err),
-        runs: [{ wall: performance.now() - w0, cpu: cpu() - c0, thread: threadCpu() - t0 }],
-      }),
-    );
-    Deno.exit(0);
+    // a refusal (e.g. TOO_MANY_PIXELS) is a result too: reported with its cost
+    error = (err as any).code ?? String(err);
   }
-  runs.push({ wall: performance.now() - w0, cpu: cpu() - c0, thread: threadCpu() - t0 });
-  if (i === 0) {
+  const wall = performance.now() - w0, c1 = (await cpuMark(true))!;
+  runs.push({
+    wall,
+    cpu: c1.process - c0.process,
+    thread: c1.thread - c0.thread,
+    heapExt: memory.get(),
+  });
+  if (r && i === 0) {
     await Deno.writeFile(output, r.webp);
     outBytes = r.webp.length;
   }
 }
-console.log(JSON.stringify({ runs, baseRss: base, peakRss: peakRssMb(), outBytes }));
+memory.stop();
+console.log(JSON.stringify({
+  ...(error ? { error } : {}),
+  runs,
+  baseHeapExt,
+  peakHeapExt: Math.max(...runs.map((x) => x.heapExt)),
+  outBytes,
+}));
+console.log('done');
+await holdUntilStdinCloses();

@@ -1,14 +1,18 @@
 /**
- * `npm run bench`: our render path (Deno, edge capabilities only) against the anchors (sharp
- * in Node for photos, native ffmpeg for posters), same inputs, one process per run so peak
- * RSS is per case. Writes bench/RESULTS.md. Usage: run.ts [--quick]
+ * `npm run bench`: our render path (on the edge runtime's Deno 2.1.4 with the functions'
+ * import map, edge capabilities only) against the anchors (sharp in Node for photos, native
+ * ffmpeg for posters), same inputs, one process per run so peak memory is per case. Ours
+ * reports the platform's memory measure (peak V8 used heap + external) beside peak RSS, and
+ * JS-thread CPU from /proc (2.1.4 has no process.threadCpuUsage). Writes bench/RESULTS.md.
+ * Usage: run.ts [--quick]
  */
-import { denoBin } from '../local/paths.ts';
+import { LOCAL_CORE_WASM } from '../local/local-core.ts';
+import { edgeDenoBin } from '../local/paths.ts';
 import { ANIMATED, animatedEncodeArgs } from '../shared/preview/animated.ts';
 import { areaReference, meanLuma, ssim } from '../tests/fixtures/ssim.ts';
 
 const ROOT = new URL('../', import.meta.url).pathname;
-const DENO = denoBin();
+const EDGE_DENO = edgeDenoBin();
 const DIR = `${ROOT}.local/bench`;
 const quick = Deno.args.includes('--quick');
 const PROCS = quick ? 1 : 3; // processes per case (medians across them)
@@ -166,7 +170,74 @@ function rawRgba(
 
 // ------------------------------------------------------------------ runners
 type Run = { wall: number; cpu: number; thread: number };
-type Result = { runs: Run[]; baseRss: number; peakRss: number; outBytes: number };
+/** peakHeapExt: the platform's memory measure (V8 used heap + external), ours only. */
+type Result = { runs: Run[]; peakRss: number; peakHeapExt: number; outBytes: number };
+
+const CLK_TCK = Number(new TextDecoder().decode(sh('getconf', ['CLK_TCK']).out).trim()) || 100;
+/** utime + stime of a /proc/…/stat line, in ms (the comm field may hold spaces: split after it). */
+function statCpuMs(stat: string): number {
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
+  return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+}
+
+/**
+ * Runs a bench child (ours.ts, posters.ts) on the edge runtime's Deno with the functions'
+ * import map, reading only `readable` and the ffmpeg core. Answers its CPU marks
+ * (bench/measure.ts): the JS thread's CPU from /proc/<pid>/task/<pid>/stat (Deno runs JS on
+ * the main thread) and the process's from /proc/<pid>/stat; when it prints `done`, reads its
+ * peak RSS (VmHWM, its own: not inherited across exec as ru_maxrss is) and lets it exit.
+ */
+async function runEdge(
+  script: string,
+  readable: string[],
+  writable: string[],
+  args: string[],
+): Promise<{ lines: string[]; peakRss: number; code: number; err: string }> {
+  const child = new Deno.Command(EDGE_DENO, {
+    args: [
+      'run',
+      '--quiet',
+      '--no-prompt',
+      '--config',
+      `${ROOT}functions/deno.json`,
+      `--allow-read=${[...readable, LOCAL_CORE_WASM.pathname].join(',')}`,
+      ...(writable.length ? [`--allow-write=${writable.join(',')}`] : []),
+      script,
+      ...args,
+    ],
+    cwd: ROOT,
+    env: { DENO_TLS_CA_STORE: 'system', NO_COLOR: '1' },
+    stdin: 'piped',
+    stdout: 'piped',
+    stderr: 'piped',
+  }).spawn();
+  const pid = child.pid;
+  const stdin = child.stdin.getWriter();
+  const err = new Response(child.stderr).text();
+  const encoder = new TextEncoder(), decoder = new TextDecoder();
+  const lines: string[] = [];
+  let peakRss = NaN;
+  let buffered = '';
+  for await (const chunk of child.stdout) {
+    buffered += decoder.decode(chunk, { stream: true });
+    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      if (line === '@@cpu') {
+        const thread = statCpuMs(Deno.readTextFileSync(`/proc/${pid}/task/${pid}/stat`));
+        const process = statCpuMs(Deno.readTextFileSync(`/proc/${pid}/stat`));
+        await stdin.write(encoder.encode(`${thread} ${process}\n`));
+      } else if (line === 'done') {
+        const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+        peakRss = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1]) / 1024;
+        await stdin.close();
+      } else lines.push(line);
+    }
+  }
+  await stdin.close().catch(() => {});
+  const { code } = await child.status;
+  return { lines, peakRss, code, err: await err };
+}
 
 /**
  * Peak RSS must come from outside: Linux carries the parent's ru_maxrss into an exec'd child,
@@ -182,28 +253,21 @@ function timed(cmd: string, args: string[]) {
   return { ...r, wallS: e, cpuS: u + s2, maxRssMb: m / 1024 };
 }
 
-function ours(kind: 'photo' | 'video' | 'animated', input: string, out: string): Result[] {
+async function ours(
+  kind: 'photo' | 'video' | 'animated',
+  input: string,
+  out: string,
+): Promise<Result[]> {
   const res: Result[] = [];
   for (let p = 0; p < PROCS; p++) {
-    // the edge runtime's capabilities: no --allow-ffi, no --allow-run, no workers
-    const r = timed(DENO, [
-      'run',
-      '--quiet',
-      '--config',
-      `${ROOT}deno.json`,
-      '--allow-read',
-      '--allow-write=/tmp,' + DIR,
-      `${ROOT}bench/ours.ts`,
+    const r = await runEdge(`${ROOT}bench/ours.ts`, [input], [DIR], [
       kind,
       input,
       out,
       String(CALLS),
     ]);
-    if (r.code !== 0) throw new Error(`ours ${input}: ${r.err}`);
-    res.push({
-      ...JSON.parse(new TextDecoder().decode(r.out).trim().split('\n').pop()!),
-      peakRss: r.maxRssMb,
-    });
+    if (r.code !== 0 || !r.lines.length) throw new Error(`ours ${input}: ${r.err}`);
+    res.push({ ...JSON.parse(r.lines.at(-1)!), peakRss: r.peakRss });
   }
   return res;
 }
@@ -212,7 +276,11 @@ function sharpAnchor(input: string, out: string): Result[] {
   for (let p = 0; p < PROCS; p++) {
     const r = timed('node', [`${ROOT}bench/sharp-case.mjs`, input, out, String(CALLS)]);
     if (r.code !== 0) throw new Error(`sharp ${input}: ${r.err}`);
-    res.push({ ...JSON.parse(new TextDecoder().decode(r.out).trim()), peakRss: r.maxRssMb });
+    res.push({
+      ...JSON.parse(new TextDecoder().decode(r.out).trim()),
+      peakRss: r.maxRssMb,
+      peakHeapExt: NaN,
+    });
   }
   return res;
 }
@@ -242,8 +310,8 @@ function nativeAnchor(input: string, out: string): Result[] {
     const run = { wall: r.wallS * 1000, cpu: r.cpuS * 1000, thread: NaN };
     res.push({
       runs: [run, run, run],
-      baseRss: 0,
       peakRss: r.maxRssMb,
+      peakHeapExt: NaN,
       outBytes: Deno.statSync(out).size,
     });
   }
@@ -272,8 +340,8 @@ function nativeAnimated(input: string, out: string): Result[] {
     const run = { wall: r.wallS * 1000, cpu: r.cpuS * 1000, thread: NaN };
     res.push({
       runs: [run, run, run],
-      baseRss: 0,
       peakRss: r.maxRssMb,
+      peakHeapExt: NaN,
       outBytes: Deno.statSync(out).size,
     });
   }
@@ -290,6 +358,7 @@ type Row = {
   warmCpu: number;
   warmThread: number;
   peakRss: number;
+  peakHeapExt: number;
   outBytes: number;
   ssim: number;
   luma?: number;
@@ -312,6 +381,7 @@ function summarize(
     warmCpu: median(rs.flatMap((r) => r.runs.slice(1).map((x) => x.cpu))),
     warmThread: median(rs.flatMap((r) => r.runs.slice(1).map((x) => x.thread))),
     peakRss: median(rs.map((r) => r.peakRss)),
+    peakHeapExt: median(rs.map((r) => r.peakHeapExt)),
     outBytes: rs[0].outBytes,
     ssim: quality,
     luma,
@@ -331,6 +401,7 @@ function refusedRow(name: string, kind: Row['kind'], o: Result[]): Row {
     warmCpu: NaN,
     warmThread: NaN,
     peakRss: median(o.map((x) => x.peakRss)),
+    peakHeapExt: median(o.map((x) => x.peakHeapExt)),
     outBytes: 0,
     ssim: NaN,
   };
@@ -352,7 +423,7 @@ for (const [fmt, w, h] of photoCases) {
   const name = `${fmt.toUpperCase()} ${w}×${h}`;
   const oOut = `${DIR}/out_ours_${fmt}_${w}x${h}.webp`,
     sOut = `${DIR}/out_sharp_${fmt}_${w}x${h}.webp`;
-  const o = ours('photo', input, oOut);
+  const o = await ours('photo', input, oOut);
   const s = sharpAnchor(input, sOut);
   if ((o[0] as any).error) {
     const err = (o[0] as any).error;
@@ -397,7 +468,7 @@ for (const [w, h, s, codec, fade] of videos) {
   } ${h}p ${s} s${fade === 0.5 ? '' : ` (${fade} s fade)`}`;
   const tag = `${h}p_${s}${codec === 'h264' ? '' : `_${codec}`}`;
   const oOut = `${DIR}/out_ours_${tag}.webp`, nOut = `${DIR}/out_native_${tag}.webp`;
-  const o = ours('video', input, oOut);
+  const o = await ours('video', input, oOut);
   const n = nativeAnchor(input, nOut);
   if ((o[0] as any).error) {
     rows.push(refusedRow(name, 'video', o));
@@ -436,7 +507,7 @@ const animatedCases: [number, number, number][] = quick
 for (const [w, h, s] of animatedCases) {
   const input = video(w, h, s);
   const name = `animated ${h}p ${s} s`;
-  const o = ours('animated', input, `${DIR}/out_ours_anim_${h}p_${s}.mp4`);
+  const o = await ours('animated', input, `${DIR}/out_ours_anim_${h}p_${s}.mp4`);
   const n = nativeAnimated(input, `${DIR}/out_native_anim_${h}p_${s}.mp4`);
   if ((o[0] as any).error) {
     rows.push(refusedRow(name, 'animated', o));
@@ -456,24 +527,22 @@ const rowFiles = quick ? [video(1920, 1080, 10), video(1920, 1080, 10), video(19
   video(1280, 720, 10),
   video(1920, 1080, 10),
 ];
-const inARow: { peakRss: number; threads: number[] }[] = [];
+const inARow: { peakRss: number; threads: number[]; heapExt: number[] }[] = [];
 for (let p = 0; p < PROCS; p++) {
-  const r = timed(DENO, [
-    'run',
-    '--quiet',
-    '--config',
-    `${ROOT}deno.json`,
-    '--allow-read',
-    `${ROOT}bench/posters.ts`,
+  const r = await runEdge(`${ROOT}bench/posters.ts`, [...new Set(rowFiles)], [], [
+    '--marks',
+    '--hold',
     ...rowFiles,
   ]);
-  const calls = new TextDecoder().decode(r.out).split('\n').filter((l) => l.startsWith('{')).map((
-    l,
-  ) => JSON.parse(l));
+  const calls = r.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
   if (r.code !== 0 || calls.length !== rowFiles.length || calls.some((c) => c.error)) {
     throw new Error(`posters in a row: ${r.err}`);
   }
-  inARow.push({ peakRss: r.maxRssMb, threads: calls.map((c) => c.thread) });
+  inARow.push({
+    peakRss: r.peakRss,
+    threads: calls.map((c) => c.thread),
+    heapExt: calls.map((c) => c.heapExternalMb),
+  });
 }
 console.error(`posters in a row done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 
@@ -486,8 +555,11 @@ const machine = new TextDecoder().decode(
     "echo \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) vCPU, $(free -m | awk '/Mem:/{print $2}') MB RAM, $(. /etc/os-release; echo $PRETTY_NAME)\"",
   ]).out,
 ).trim();
+const edgeVersion = new TextDecoder().decode(sh(EDGE_DENO, ['--version']).out).split('\n');
 lines.push(
-  `Machine: ${machine}; Deno ${Deno.version.deno} (V8 ${Deno.version.v8}); ${
+  `Machine: ${machine}; ours on ${edgeVersion[0].replace(/ \(.*/, '')} (${
+    edgeVersion[1]?.trim()
+  }; the edge runtime's) with functions/deno.json; ${
     new TextDecoder().decode(sh('node', ['--version']).out).trim()
   }; ${
     new TextDecoder().decode(sh('ffmpeg', ['-version']).out).split('\n')[0].replace(
@@ -503,15 +575,13 @@ lines.push(
 );
 lines.push('');
 lines.push(
-  '| case | who | cold wall ms | cold CPU ms (process / JS thread) | warm CPU ms (process / JS thread) | peak RSS MB | output bytes | SSIM | ratio CPU ours/anchor (cold, warm) | fits 2 s CPU & 256 MB |',
+  '| case | who | cold wall ms | cold CPU ms (process / JS thread) | warm CPU ms (process / JS thread) | peak heap + external MB | peak RSS MB | output bytes | SSIM | ratio CPU ours/anchor (cold, warm) | fits 2 s CPU & 256 MB |',
 );
-lines.push('|---|---|---|---|---|---|---|---|---|---|');
+lines.push('|---|---|---|---|---|---|---|---|---|---|---|');
 for (let i = 0; i < rows.length; i += 2) {
   const o = rows[i], a = rows[i + 1];
-  const fits = (r: Row) =>
-    (Number.isFinite(r.coldThread) ? r.coldThread : r.coldCpu) <= 2000 && r.peakRss <= 256
-      ? 'yes'
-      : 'NO';
+  // the platform's measures: the JS thread's CPU, and V8 used heap + external memory
+  const fits = (r: Row) => r.coldThread <= 2000 && r.peakHeapExt <= 256 ? 'yes' : 'NO';
   const q = (r: Row) =>
     `${Number.isFinite(r.ssim) ? r.ssim.toFixed(4) : '–'}${
       r.luma !== undefined ? ` (luma ${r.luma.toFixed(0)})` : ''
@@ -519,14 +589,14 @@ for (let i = 0; i < rows.length; i += 2) {
   lines.push(
     `| ${o.name} | ${o.who} | ${f0(o.coldWall)} | ${f0(o.coldCpu)} / ${f0(o.coldThread)} | ${
       f0(o.warmCpu)
-    } / ${f0(o.warmThread)} | ${f0(o.peakRss)} | ${o.outBytes} | ${q(o)} | ${
+    } / ${f0(o.warmThread)} | ${f0(o.peakHeapExt)} | ${f0(o.peakRss)} | ${o.outBytes} | ${q(o)} | ${
       (o.coldCpu / a.coldCpu).toFixed(2)
     }×, ${(o.warmCpu / a.warmCpu).toFixed(2)}× | ${fits(o)} |`,
   );
   lines.push(
     `| | ${a.who} | ${f0(a.coldWall)} | ${f0(a.coldCpu)}${
       Number.isFinite(a.coldThread) ? ` / ${f0(a.coldThread)}` : ''
-    } | ${f0(a.warmCpu)}${Number.isFinite(a.warmThread) ? ` / ${f0(a.warmThread)}` : ''} | ${
+    } | ${f0(a.warmCpu)}${Number.isFinite(a.warmThread) ? ` / ${f0(a.warmThread)}` : ''} | – | ${
       f0(a.peakRss)
     } | ${a.outBytes} | ${q(a)} | | |`,
   );
@@ -536,9 +606,13 @@ lines.push(
   `Posters in a row, one process (${
     rowFiles.map((f) => f.replace(/.*v_\d+x(\d+)_(\d+)s\.mp4$/, '$1p $2 s')).join(', ')
   }): ` +
-    `peak RSS ${f0(median(inARow.map((x) => x.peakRss)))} MB (median of ${PROCS}; ${
+    `peak heap + external ${
+      f0(median(inARow.map((x) => Math.max(...x.heapExt))))
+    } MB, per call (median) ${
+      rowFiles.map((_, i) => f0(median(inARow.map((x) => x.heapExt[i])))).join(' / ')
+    } MB; peak RSS ${f0(median(inARow.map((x) => x.peakRss)))} MB (median of ${PROCS}; ${
       inARow.map((x) => f0(x.peakRss)).join(', ')
-    }), ` +
+    }); ` +
     `JS-thread CPU per call (median) ${
       rowFiles.map((_, i) => f0(median(inARow.map((x) => x.threads[i])))).join(' / ')
     } ms.`,
