@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# npm run bench: our render path in Deno (edge capabilities) vs sharp (Node) and native ffmpeg.
-# Inputs are generated under .local/bench; the table is printed and saved to bench/RESULTS.md.
-#   bench/bench.sh [--quick]
+# npm run bench: our render path on the edge runtime's Deno 2.1.4 (functions/deno.json, edge
+# capabilities; started by run.ts, which itself runs on the tooling Deno) vs sharp (Node) and
+# native ffmpeg. Inputs are generated under .local/bench; the table is printed and saved to
+# bench/RESULTS.md.
+#   bench/bench.sh [--quick]   (--quick: one process per case, a few cases, RESULTS.md untouched)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$ROOT/scripts/setup.sh"   # ffmpeg (inputs, the native anchor), node_modules, the codec modules
