@@ -134,6 +134,8 @@ class Isolate {
   accepted = 0;
   idle = true;
   readonly inFlight = new Map<string, InFlight>();
+  /** The requests since the isolate was last idle: their responses may be sent, their waitUntil work not done. */
+  readonly recent = new Map<string, InFlight>();
   readonly ready: Promise<void>;
   /** Resolves when the isolate's stdout is closed: every control line it wrote has been read. */
   readonly output: Promise<void>;
@@ -195,6 +197,7 @@ class Isolate {
       } else if (kind === 'IDLE') {
         this.accepted = Number(rest);
         this.idle = this.accepted === this.sent;
+        if (this.idle) this.recent.clear();
       } else if (kind === 'MEM') {
         this.peakBytes = Math.max(this.peakBytes, Number(rest));
       } else if (kind === 'MEM_HALF') {
@@ -301,20 +304,21 @@ export class FunctionsRunner {
     retired: boolean;
     cpuMs: number;
     peakMb: number;
+    /** The requests in it: answered or not, until the isolate is idle (waitUntil work done). */
     requests: InFlight[];
-    /** The bodies of the requests in it, joined (what a test looks for). */
+    /** Their bodies, joined (what a test looks for). */
     body: string | null;
   }[] {
     return [...this.pools.entries()].flatMap(([fn, pool]) =>
       pool.filter((i) => !i.dead).map((i) => ({
         fn,
         pid: i.pid,
-        busy: i.inFlight.size > 0,
+        busy: !i.idle || i.inFlight.size > 0,
         retired: i.retired,
         cpuMs: Math.round(i.cpuMs),
         peakMb: Math.round(i.peakBytes / 1048576),
-        requests: [...i.inFlight.values()],
-        body: i.inFlight.size ? [...i.inFlight.values()].map((r) => r.body).join('\n') : null,
+        requests: [...i.recent.values()],
+        body: i.recent.size ? [...i.recent.values()].map((r) => r.body).join('\n') : null,
       }))
     );
   }
@@ -419,11 +423,13 @@ export class FunctionsRunner {
     const started = performance.now();
     iso.sent++;
     iso.idle = false;
-    iso.inFlight.set(requestId, {
+    const entry = {
       requestId,
       body: body ? new TextDecoder().decode(body.slice(0, 2048)) : '',
       since: Date.now(),
-    });
+    };
+    iso.inFlight.set(requestId, entry);
+    iso.recent.set(requestId, entry);
     let response: Response;
     try {
       const target = new URL(`http://127.0.0.1:${iso.port}/${name}${subpath}`);

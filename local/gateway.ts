@@ -139,7 +139,9 @@ async function main() {
       ),
     onIsolateEnd: (s: IsolateStats) =>
       log(
-        `[Gateway] isolate fn=${s.fn} pid=${s.pid} ended reason=${s.reason} cpuMs=${s.cpuMs} peakMb=${s.peakMb} requests=${s.requests} lifeMs=${s.lifeMs}`,
+        `[Gateway] isolate fn=${s.fn} pid=${s.pid} ended reason=${s.reason} cpuMs=${s.cpuMs} peakMb=${s.peakMb} requests=${s.requests} lifeMs=${s.lifeMs}${
+          ['cpu', 'memory', 'wall'].includes(s.reason) ? ' WORKER_LIMIT' : ''
+        }`,
       ),
   });
 

@@ -5,7 +5,7 @@
 -- and an isolate's CPU accumulates over all its requests: at 1 s it is retired (it takes no new
 -- request), at 2 s it is killed with everything in it (546 WORKER_LIMIT). One generate-preview
 -- request per eligible row turned a burst of rows into that many concurrent renders in one
--- isolate. Now at most preview_dispatch_limit() generate-preview requests are in flight; a row
+-- isolate. Now at most preview_dispatch_limit() generate-preview requests wait unclaimed; a row
 -- that finds no free slot waits (still `none`), and each worker, when it ends or declines a job,
 -- fills the free slots with the oldest waiting rows (dispatch_next_previews), so a burst drains
 -- at the isolates' pace without waiting for the minute sweep. The bound is checked without a
@@ -14,9 +14,8 @@
 --
 -- Re-runnable: functions only (create or replace).
 
--- How many generate-preview requests may be in flight: app.preview_dispatch_limit if set
--- (a database setting), else 2 — one rendering, one waiting in the isolate, so the next job
--- starts as soon as the first ends. On a project where postgres may not set database
+-- How many generate-preview requests may wait for a worker at once: app.preview_dispatch_limit
+-- if set (a database setting), else 2, so the next job starts as soon as a worker is free. On a project where postgres may not set database
 -- parameters, redefine this function.
 create or replace function public.preview_dispatch_limit() returns int
 language sql stable parallel safe
@@ -24,31 +23,51 @@ as $$
   select greatest(coalesce(nullif(current_setting('app.preview_dispatch_limit', true), '')::int, 2), 1)
 $$;
 comment on function public.preview_dispatch_limit() is
-  'Most generate-preview requests in flight at once (dispatch_preview): app.preview_dispatch_limit if set, else 2.';
+  'Most generate-preview requests waiting unclaimed at once (dispatch_preview): app.preview_dispatch_limit if set, else 2.';
 
--- In flight: a request queued for a row that nobody has claimed yet (within
--- preview_redispatch_after(): after that it is presumed lost, and the sweep sends another), or a
--- claim whose lease holds (the backfill's claims count too: they render in the same isolates).
+-- How long a queued request holds its slot while nobody claims its row. A request normally
+-- reaches a worker within seconds (at most one job ahead of it in the isolate); one that has
+-- not after this is presumed lost (a crash, a timeout) and stops holding a slot, so a lost
+-- request delays the others by at most this much. (The sweep still gives it
+-- preview_redispatch_after() before sending the row again.)
+create or replace function public.preview_dispatch_slot_hold() returns interval
+language sql immutable parallel safe
+as $$ select interval '30 seconds' $$;
+comment on function public.preview_dispatch_slot_hold() is
+  'How long a generate-preview request counts as in flight while its row is unclaimed (dispatch bound).';
+
+-- In flight: requests queued for rows nobody has claimed yet, within preview_dispatch_slot_hold().
+-- A claimed row no longer holds a slot: its worker renders it now, and the isolate takes the next
+-- request only after it (one job at a time), so the requests waiting in isolates are what the
+-- bound counts; a worker that dies holding a claim holds no slot while its lease runs out.
 create or replace function public.preview_dispatches_in_flight() returns int
 language sql stable
 security definer
 set search_path = ''
 as $$
-  select (select count(*)::int
-            from public.preview_dispatches d
-            join public.generations g on g.id = d.generation_id
-           where d.dispatched_at > now() - public.preview_redispatch_after()
-             and coalesce(g.preview_status, 'none') = 'none')
-       + (select count(*)::int
-            from public.generations g
-           where public.generation_succeeded(g.status::text)
-             and coalesce(g.preview_status, 'none') <> 'ready'  -- generations_preview_todo_idx
-             and g.preview_status = 'processing'
-             and g.preview_started_at is not null
-             and not public.preview_lease_expired(g))
+  select count(*)::int
+    from public.preview_dispatches d
+    join public.generations g on g.id = d.generation_id
+   where d.dispatched_at > now() - public.preview_dispatch_slot_hold()
+     and coalesce(g.preview_status, 'none') = 'none'
 $$;
 comment on function public.preview_dispatches_in_flight() is
-  'generate-preview requests queued for rows still unclaimed (within preview_redispatch_after()) plus claims whose lease holds. SECURITY DEFINER: service and the dispatch functions.';
+  'generate-preview requests queued within preview_dispatch_slot_hold() for rows still unclaimed. SECURITY DEFINER: service and the dispatch functions.';
+
+-- Rows that wait for a dispatch slot: the trigger (or a sweep) found every slot taken, or a
+-- worker declined the row before claiming it. dispatch_next_previews sends them, oldest first.
+-- Only such rows: a row nobody tried to dispatch (an old row, a row written with the trigger
+-- muted) stays the backfill's or the sweep's. UNLOGGED like pg_net's queue: after a crash the
+-- sweep finds these rows as it finds lost requests.
+create unlogged table if not exists public.preview_dispatch_waiting (
+  generation_id uuid primary key,
+  since timestamptz not null default now()
+);
+comment on table public.preview_dispatch_waiting is
+  'Rows waiting for a generate-preview dispatch slot (dispatch_preview found none free, or a worker declined them). UNLOGGED. Service only.';
+alter table public.preview_dispatch_waiting enable row level security;
+revoke all on table public.preview_dispatch_waiting from public, anon, authenticated;
+grant select, insert, update, delete on table public.preview_dispatch_waiting to service_role;
 
 -- dispatch_preview (migration 000300) with the bound: a row that finds every slot taken is
 -- not sent now; dispatch_next_previews or the sweep sends it when a slot frees.
@@ -59,6 +78,8 @@ set search_path = ''
 as $$
 begin
   if public.preview_dispatches_in_flight() >= public.preview_dispatch_limit() then
+    insert into public.preview_dispatch_waiting (generation_id) values (p_generation_id)
+    on conflict (generation_id) do nothing;
     return false;
   end if;
   if public.invoke_edge_function('generate-preview', p_body, 10000) is null then
@@ -66,15 +87,16 @@ begin
   end if;
   insert into public.preview_dispatches (generation_id, dispatched_at) values (p_generation_id, now())
   on conflict (generation_id) do update set dispatched_at = excluded.dispatched_at;
+  delete from public.preview_dispatch_waiting w where w.generation_id = p_generation_id;
   return true;
 end
 $$;
 comment on function public.dispatch_preview(jsonb, uuid) is
-  'Unless preview_dispatch_limit() requests are in flight: invoke_edge_function(generate-preview) and a preview_dispatches record. The trigger, the sweep and dispatch_next_previews use it. SECURITY DEFINER.';
+  'Unless preview_dispatch_limit() requests wait unclaimed: invoke_edge_function(generate-preview) and a preview_dispatches record; else the row waits in preview_dispatch_waiting. The trigger, the sweep and dispatch_next_previews use it. SECURITY DEFINER.';
 
--- Fills the free slots with the rows waiting for one, oldest first: eligible, `none`, nothing
--- queued for them, and changed within a day (older rows are the backfill's, as in the sweep).
--- Called by a worker when it ends or declines a job. Returns how many were sent.
+-- Fills the free slots with the rows waiting for one (preview_dispatch_waiting), oldest first,
+-- forgetting waiting rows that no longer need a dispatch. Called by a worker when it ends or
+-- declines a job. Returns how many were sent.
 create or replace function public.dispatch_next_previews() returns int
 language plpgsql volatile
 security definer
@@ -82,25 +104,19 @@ set search_path = ''
 as $$
 declare
   r record;
-  v_free int := public.preview_dispatch_limit() - public.preview_dispatches_in_flight();
   v_count int := 0;
 begin
-  if v_free <= 0 then
-    return 0;
-  end if;
+  delete from public.preview_dispatch_waiting w
+   where not exists (select 1 from public.generations g
+                      where g.id = w.generation_id
+                        and public.has_previewable_asset(g)
+                        and coalesce(g.preview_status, 'none') = 'none');
   for r in
     select g.id, g.user_id, g.type::text as type, g.status::text as status, g.preview_status
-      from public.generations g
-     where public.generation_succeeded(g.status::text)
-       and coalesce(g.preview_status, 'none') <> 'ready'  -- generations_preview_todo_idx
-       and public.has_previewable_asset(g)
-       and coalesce(g.preview_status, 'none') = 'none'
-       and g.updated_at > now() - interval '1 day'
-       and not exists (select 1 from public.preview_dispatches d
-                        where d.generation_id = g.id
-                          and d.dispatched_at > now() - public.preview_redispatch_after())
-     order by g.updated_at, g.id
-     limit v_free
+      from public.preview_dispatch_waiting w
+      join public.generations g on g.id = w.generation_id
+     order by w.since, w.generation_id
+     limit greatest(public.preview_dispatch_limit() - public.preview_dispatches_in_flight(), 0)
   loop
     exit when not public.dispatch_preview(
       public.preview_request_body('UPDATE', r.id, r.user_id, r.type, r.status, r.preview_status,
@@ -112,12 +128,12 @@ begin
 end
 $$;
 comment on function public.dispatch_next_previews() is
-  'Sends generate-preview for the oldest rows waiting for a dispatch slot (none, eligible, nothing queued, changed within a day), up to the free slots. Called by workers. SECURITY DEFINER.';
+  'Sends generate-preview for the oldest rows in preview_dispatch_waiting, up to the free slots. Called by workers. SECURITY DEFINER.';
 
 -- A worker that will not take the rows of its request (its isolate is busy, retiring or past
--- its CPU budget) hands them back before claiming: their dispatch records go, so the slots
--- count as free and the rows as waiting, and dispatch_next_previews sends them again (to
--- another isolate once this one is retired). Nothing is claimed, so nothing counts as an
+-- its CPU budget) hands them back before claiming: their dispatch records go (the slots are
+-- free) and the rows wait for a slot, so dispatch_next_previews sends them again (to another
+-- isolate once this one is retired). Nothing is claimed, so nothing counts as an
 -- attempt or a dead worker. Returns the number of records removed.
 create or replace function public.release_preview_dispatches(p_generation_ids uuid[]) returns int
 language plpgsql volatile
@@ -129,6 +145,8 @@ declare
 begin
   delete from public.preview_dispatches d where d.generation_id = any(p_generation_ids);
   get diagnostics v_count = row_count;
+  insert into public.preview_dispatch_waiting (generation_id) select unnest(p_generation_ids)
+  on conflict (generation_id) do nothing;
   return v_count;
 end
 $$;

@@ -32,7 +32,7 @@ describe('hostile files end with their precise code, one attempt, no killed isol
       const row = await waitForPreview(id);
       expectSettledRow(row, { code: h.code, error: h.error, retryDue: false });
       expect(row.preview_attempts).toBe(1);
-      expect(logSince(mark, '[Gateway] fn=generate-preview', 'WORKER_LIMIT')).toEqual([]);
+      expect(logSince(mark, 'fn=generate-preview', 'WORKER_LIMIT')).toEqual([]);
       expect(logSince(mark, '[Preview] ❌ Failed for', id)).toHaveLength(1);
     }, 60_000);
   }
@@ -50,7 +50,7 @@ describe('a worker that dies on an item', () => {
       });
       const mark = logMark();
       process.kill(iso.pid, 'SIGKILL');
-      await waitFor('the gateway saw the isolate die', async () => logSince(mark, '[Gateway] fn=generate-preview').length > 0);
+      await waitFor('the gateway saw the isolate die', async () => logSince(mark, `[Gateway] isolate fn=generate-preview pid=${iso.pid} ended`).length > 0);
       await expireLease(id);
       await sweepNow(); // re-dispatches after the first death; ends the item after the second
     }

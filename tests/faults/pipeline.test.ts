@@ -104,7 +104,7 @@ describe('fault matrix: dispatch and workers', () => {
     await waitFor('claim', async () => (await generation(id)).preview_status === 'processing');
     const mark = logMark();
     process.kill(iso.pid, 'SIGKILL');
-    await waitFor('the gateway saw the isolate die', async () => logSince(mark, '[Gateway] fn=generate-preview').length > 0);
+    await waitFor('the gateway saw the isolate die', async () => logSince(mark, `[Gateway] isolate fn=generate-preview pid=${iso.pid} ended`).length > 0);
     await kie.setTask(taskId, { asset: 'ok' });
     let row = await generation(id);
     expect([row.preview_status, row.preview_attempts]).toEqual(['processing', 1]);

@@ -203,8 +203,8 @@ it('writes tests/load/RESULTS.md', () => {
     '# Load run (issue 7)',
     '',
     `Run ${new Date().toISOString()} by \`npm run test:load\` on ${cpus().length} vCPU (\`nproc\` ${spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()}), ${cpu}, ${Math.round(readFileSync('/proc/meminfo', 'utf8').match(/MemTotal:\s+(\d+)/)![1] as unknown as number / 1024 / 1024)} GB RAM; ${deno}, Node ${process.version}.`,
-    'Everything on one machine: Postgres, the gateway with up to 3 isolates per function (2 s CPU / 256 MB limits enforced), the pg_net stand-in (polls every second), the fake KIE, and the load generator itself.',
-    'Peak memory is the isolate\'s VmHWM above the empty-isolate baseline, per request, from the gateway\'s `[Gateway] … peakMb=` lines.',
+    'Everything on one machine: Postgres, the gateway running the functions as the platform\'s worker pool (shared isolates, CPU accumulated per isolate: 1 s retire, 2 s → 546; 256 MB of heap + external), the pg_net stand-in, the fake KIE, and the load generator itself.',
+    'Peak memory is the isolate\'s peak V8 heap + external (the platform\'s measure), from the gateway\'s `[Gateway] … peakMb=` lines.',
     '',
   ];
   writeFileSync('tests/load/RESULTS.md', [...header, ...results].join('\n') + '\n');

@@ -3,7 +3,7 @@
 -- declined row's dispatch is released; a claim handed back at an isolate's end is `none` again
 -- (fenced, attempt kept) unless it is at the attempt cap.
 begin;
-select plan(19);
+select plan(23);
 
 delete from vault.secrets where name in ('project_url', 'preview_dispatch_secret');
 select vault.create_secret('http://127.0.0.1:54321/', 'project_url');
@@ -33,20 +33,25 @@ select is(public.preview_dispatches_in_flight(), 2, 'two requests in flight');
 select is((select sum(pg_temp.requests_for(pg_temp.row_id(n)))::int from generate_series(1, 5) n), 2, 'a burst of 5 sends 2 requests');
 select is(pg_temp.requests_for(pg_temp.row_id(3)) + pg_temp.requests_for(pg_temp.row_id(4)), 0, 'rows 3 and 4 wait for a slot');
 
--- a worker claims row 1: still two in flight (one claim, one queued request)
+-- a worker claims row 1: its request no longer waits, so a slot frees and the oldest waiting
+-- row (3) is sent
 select is((select attempt from public.claim_preview(pg_temp.row_id(1))), 1, 'row 1 claimed');
-select is(public.preview_dispatches_in_flight(), 2, 'a claim with a live lease counts as in flight');
-select is(public.dispatch_next_previews(), 0, 'no free slot: nothing sent');
-
--- row 1 completes: one slot frees and the oldest waiting row (3) is sent
-select ok(public.complete_preview(pg_temp.row_id(1), 1, 'x/previews/1_preview.webp', 512, 320, 'th'), 'row 1 completes');
-select is(public.dispatch_next_previews(), 1, 'one slot freed: one row sent');
+select is(public.preview_dispatches_in_flight(), 1, 'a claimed row holds no slot');
+select is(public.dispatch_next_previews(), 1, 'one slot free: one row sent');
 select is(pg_temp.requests_for(pg_temp.row_id(3)), 1, 'the oldest waiting row is the one sent');
+select is(public.dispatch_next_previews(), 0, 'no free slot: nothing more sent');
 
--- a worker declines row 2 (busy isolate): its dispatch is released and it is sent again
+-- a request nobody claimed for preview_dispatch_slot_hold() is presumed lost: its slot frees
+update public.preview_dispatches set dispatched_at = now() - public.preview_dispatch_slot_hold() - interval '1 second'
+ where generation_id = pg_temp.row_id(3);
+select is(public.preview_dispatches_in_flight(), 1, 'a request unclaimed past the hold holds no slot');
+select is(public.dispatch_next_previews(), 1, 'and its slot goes to the next waiting row');
+select is(pg_temp.requests_for(pg_temp.row_id(4)), 1, 'row 4 sent');
+
+-- a worker declines row 2 (spent isolate): its dispatch is released and it is sent again
 select is(public.release_preview_dispatches(array[pg_temp.row_id(2)]), 1, 'the declined row''s dispatch record is released');
 select is(public.dispatch_next_previews(), 1, 'the freed slot is filled again');
-select is(pg_temp.requests_for(pg_temp.row_id(2)), 2, 'the declined row got a second request');
+select is(pg_temp.requests_for(pg_temp.row_id(2)), 2, 'the declined row got a second request (the oldest waiting)');
 
 -- an isolate ending with a claim hands it back: none, fenced, attempt kept
 select is((select attempt from public.claim_preview(pg_temp.row_id(3))), 1, 'row 3 claimed');
@@ -60,6 +65,16 @@ update public.generations set preview_attempts = public.preview_max_attempts() -
 select is((select attempt from public.claim_preview(pg_temp.row_id(5))), public.preview_max_attempts(), 'row 5 claimed at the cap');
 select ok(not public.release_preview_claim(pg_temp.row_id(5), public.preview_max_attempts()), 'at the attempt cap a claim is not handed back');
 select is((select preview_status from public.generations where id = pg_temp.row_id(5)), 'processing', 'it stays processing');
+
+-- a row nobody tried to dispatch (written with the trigger muted, as an old row is) is never sent
+-- by dispatch_next_previews, even with every slot free: it is the backfill's or the sweep's
+set local app.skip_preview_dispatch = on;
+insert into public.generations (id, user_id, type, status, asset_url)
+values (pg_temp.row_id(6), '16161616-0000-4000-8000-000000000001', 'photo', 'success', 'http://kie.test/b6.png');
+set local app.skip_preview_dispatch = '';
+delete from public.preview_dispatches;
+select lives_ok($$select public.dispatch_next_previews()$$, 'every slot free: the waiting rows are sent');
+select is(pg_temp.requests_for(pg_temp.row_id(6)), 0, 'a row that never waited for a slot is not sent');
 
 select * from finish();
 rollback;
