@@ -1,11 +1,17 @@
 /**
  * A minimal stand-in for Supabase Auth (GoTrue) on the local stack: password sign-in,
  * refresh, the current user, sign-out and admin user creation and deletion, over `auth.users` with
- * pgcrypto password hashes. Enough for supabase-js's `auth.signInWithPassword`,
- * `auth.getUser`, `auth.admin.createUser` and session refresh; nothing else of GoTrue.
+ * pgcrypto password hashes, and the signing keys' JWKS. Enough for supabase-js's
+ * `auth.signInWithPassword`, `auth.getUser`, `auth.getClaims`, `auth.admin.createUser` and
+ * session refresh; nothing else of GoTrue (sessions are not stored: a signed-out token still
+ * passes /user until it expires, where GoTrue answers session_not_found).
+ *
+ * As on a project with JWT signing keys, access tokens are ES256 with the signing key's `kid`
+ * (local/keys.ts), the public key is served at /.well-known/jwks.json, and /user still takes the
+ * legacy HS256 tokens of the shared secret.
  */
 import type postgres from 'postgres';
-import { type Claims, signJwt, verifyJwt } from './keys.ts';
+import { checkJwt, type Claims, LOCAL_JWKS, signUserJwt } from './keys.ts';
 
 const ACCESS_TTL = 3600;
 
@@ -43,14 +49,20 @@ function authError(status: number, code: string, message: string): Response {
 export function createAuthHandler(sql: postgres.Sql) {
   const refreshTokens = new Map<string, string>();
 
-  async function session(user: UserRow) {
-    const access = await signJwt({
+  async function session(user: UserRow, issuer: string) {
+    // the claims GoTrue puts in an access token (supabase/auth AccessTokenClaims)
+    const access = await signUserJwt({
+      iss: issuer,
       sub: user.id,
       aud: 'authenticated',
       role: 'authenticated',
       email: user.email,
+      phone: '',
       session_id: crypto.randomUUID(),
-      app_metadata: { provider: 'email' },
+      aal: 'aal1',
+      amr: [{ method: 'password', timestamp: Math.floor(Date.now() / 1000) }],
+      is_anonymous: false,
+      app_metadata: { provider: 'email', providers: ['email'] },
       user_metadata: user.raw_user_meta_data ?? {},
     }, ACCESS_TTL);
     const refresh = crypto.randomUUID().replaceAll('-', '');
@@ -78,6 +90,11 @@ export function createAuthHandler(sql: postgres.Sql) {
     caller: Claims | null,
   ): Promise<Response> {
     const url = new URL(req.url);
+    const issuer = `${url.origin}/auth/v1`;
+    if (path === '/.well-known/jwks.json' && req.method === 'GET') {
+      // the public halves of the asymmetric signing keys; never the shared HS256 secret
+      return Response.json(LOCAL_JWKS);
+    }
     if (path === '/token' && req.method === 'POST') {
       const body = await req.json().catch(() => ({}));
       const grant = url.searchParams.get('grant_type');
@@ -89,7 +106,7 @@ export function createAuthHandler(sql: postgres.Sql) {
           String(body.password ?? '')
         }, encrypted_password)`;
         if (!u) return authError(400, 'invalid_credentials', 'Invalid login credentials');
-        return Response.json(await session(u));
+        return Response.json(await session(u, issuer));
       }
       if (grant === 'refresh_token') {
         const id = refreshTokens.get(String(body.refresh_token));
@@ -102,15 +119,33 @@ export function createAuthHandler(sql: postgres.Sql) {
           );
         }
         refreshTokens.delete(String(body.refresh_token));
-        return Response.json(await session(u));
+        return Response.json(await session(u, issuer));
       }
       return authError(400, 'unsupported_grant_type', `Unsupported grant type ${grant}`);
     }
     if (path === '/user' && req.method === 'GET') {
-      const token = req.headers.get('authorization')?.replace(/^Bearer\s+/i, '') ?? '';
-      const claims = await verifyJwt(token);
-      const u = claims?.sub ? await userById(claims.sub) : undefined;
-      if (!u) return authError(401, 'bad_jwt', 'invalid JWT: unable to parse or verify signature');
+      // GoTrue's requireAuthentication (supabase/auth internal/api/auth.go): no Bearer → 401;
+      // a token that does not verify, or has no sub → 403 bad_jwt; a sub that is not a UUID
+      // → 400; a user that does not exist → 403 user_not_found.
+      const token = req.headers.get('authorization')?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
+      if (!token) {
+        return authError(401, 'no_authorization', 'This endpoint requires a Bearer token');
+      }
+      const checked = await checkJwt(token);
+      if (!checked.claims) {
+        return authError(
+          403,
+          'bad_jwt',
+          `invalid JWT: unable to parse or verify signature, ${checked.reason}`,
+        );
+      }
+      const sub = checked.claims.sub;
+      if (!sub) return authError(403, 'bad_jwt', 'invalid claim: missing sub claim');
+      if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(sub)) {
+        return authError(400, 'bad_jwt', 'invalid claim: sub claim must be a UUID');
+      }
+      const u = await userById(sub);
+      if (!u) return authError(403, 'user_not_found', 'User from sub claim in JWT does not exist');
       return Response.json(userJson(u));
     }
     if (path === '/logout') return new Response(null, { status: 204 });

@@ -10,7 +10,10 @@
  * and, in the background, the pg_net stand-in (net-worker.ts).
  *
  * Environment (read in main only): STACK_DIR, GATEWAY_PORT, DB_URL, FUNCTIONS_ENV_FILE,
- * EXTRA_FUNCTIONS_CONFIG, and the isolates' limits (default: the platform's, functions-runner.ts):
+ * EXTRA_FUNCTIONS_CONFIG, LEGACY_API_KEYS (off: a project whose legacy anon / service_role keys
+ * are disabled, as new projects have only sb_ keys: the API refuses them as API keys with 401
+ * and the functions are not given them), and the isolates' limits (default: the platform's,
+ * functions-runner.ts):
  * EDGE_CPU_SOFT_LIMIT_MS, EDGE_CPU_LIMIT_MS, EDGE_MEMORY_LIMIT_MB, EDGE_WALL_CLOCK_MS,
  * EDGE_RESPONSE_LIMIT_MS, EDGE_BEFOREUNLOAD_PCT.
  */
@@ -18,6 +21,7 @@ import postgres from 'postgres';
 import { createAuthHandler } from './auth-api.ts';
 import {
   identify,
+  isLegacyApiKey,
   LOCAL_ANON_KEY,
   LOCAL_PUBLISHABLE_KEY,
   LOCAL_SECRET_KEY,
@@ -100,6 +104,7 @@ async function main() {
   if (extra) specs.push(...readFunctionSpecs(extra));
 
   const baseUrl = `http://127.0.0.1:${port}`;
+  const legacyKeys = env('LEGACY_API_KEYS', 'on') !== 'off';
   const functionEnv: Record<string, string> = {
     HOME: env('HOME', '/root')!,
     ...(env('DENO_DIR') ? { DENO_DIR: env('DENO_DIR')! } : {}),
@@ -107,8 +112,9 @@ async function main() {
     // as on the platform); this machine reaches it only through the system's CA store
     DENO_TLS_CA_STORE: 'system',
     SUPABASE_URL: baseUrl,
-    SUPABASE_ANON_KEY: LOCAL_ANON_KEY,
-    SUPABASE_SERVICE_ROLE_KEY: LOCAL_SERVICE_ROLE_KEY,
+    ...(legacyKeys
+      ? { SUPABASE_ANON_KEY: LOCAL_ANON_KEY, SUPABASE_SERVICE_ROLE_KEY: LOCAL_SERVICE_ROLE_KEY }
+      : {}),
     SUPABASE_PUBLISHABLE_KEYS: JSON.stringify({ default: LOCAL_PUBLISHABLE_KEY }),
     SUPABASE_SECRET_KEYS: JSON.stringify({ default: LOCAL_SECRET_KEY }),
     SUPABASE_DB_URL: dbUrl,
@@ -171,10 +177,25 @@ async function main() {
           });
         }
         // The platform's verify_jwt accepts a valid JWT only; the opaque sb_… keys are not JWTs.
+        // Like the CLI's `functions serve` (supabase/cli internal/functions/serve/templates/main.ts,
+        // verifyHybridJWT): HS256 with the shared secret, ES256/RS256 against the JWKS.
         const claims = await verifyJwt(auth.replace(/^Bearer\s+/i, ''));
         if (!claims) return Response.json({ code: 401, message: 'Invalid JWT' }, { status: 401 });
       }
       return cors(await runner.handle(spec.name, req, fnMatch[2] ?? ''));
+    }
+    // Legacy API keys disabled: the API gateway refuses them as the request's API key (the
+    // `apikey` header, else the bearer); a legacy JWT beside an sb_ apikey still passes, as on
+    // the platform (disabling the legacy keys does not revoke the JWT secret).
+    if (!legacyKeys) {
+      const presented = req.headers.get('apikey') ??
+        req.headers.get('authorization')?.replace(/^Bearer\s+/i, '');
+      if (isLegacyApiKey(presented)) {
+        log(`[Gateway] request method=${req.method} path=${path} refused: legacy API key`);
+        return cors(
+          Response.json({ message: 'Legacy API keys are disabled' }, { status: 401 }),
+        );
+      }
     }
     // One line per API request with the caller's role: what a service key reached is greppable.
     const caller = await identify(req.headers);

@@ -14,7 +14,9 @@
 #      app.preview_lease), PREVIEW_DOWNLOAD_TIMEOUT_MS /
 #      PREVIEW_MAX_SOURCE_BYTES, PREVIEW_ANIMATED written to functions.env when set (npm test sets some),
 #      STACK_MIGRATIONS=none: a platform without this system yet (no migrations, no vault or
-#      core step), as an existing project is before adoption (tests/adoption uses it).
+#      core step), as an existing project is before adoption (tests/adoption uses it),
+#      LEGACY_API_KEYS=off: a project whose legacy anon / service_role keys are disabled (only
+#      the sb_ keys work; the gateway refuses the legacy ones and does not give them to functions).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -74,6 +76,7 @@ PUBLISHABLE_KEY=$PUBLISHABLE_KEY
 SECRET_KEY=$SECRET_KEY
 KIE_CALLBACK_SECRET=$CALLBACK_SECRET
 KIE_WEBHOOK_HMAC_KEY=${KIE_WEBHOOK_HMAC_KEY:-}
+LEGACY_API_KEYS=${LEGACY_API_KEYS:-on}
 LOG_FILE=$LOGS/stack.log
 STACK_DIR=$STACK_DIR
 ENV
@@ -128,6 +131,9 @@ status() {
   for s in gateway fake-kie; do alive "$s" || ok=false; done
   bash local/postgres.sh status >/dev/null 2>&1 || ok=false
   if [ "$ok" != true ]; then echo "stack: not running (npm run stack:start)"; return 1; fi
+  if [ "$(sed -n 's/^LEGACY_API_KEYS=//p' "$STACK_DIR/stack.env" 2>/dev/null)" = off ]; then
+    ANON_KEY="(disabled) $ANON_KEY" SERVICE_KEY="(disabled) $SERVICE_KEY"
+  fi
   cat <<STATUS
 local stack is running ($STACK_DIR)
 

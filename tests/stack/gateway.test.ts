@@ -3,22 +3,22 @@
 // with a crash or a limit in one function leaving the others serving. The worker model itself
 // (shared isolates, accumulated CPU, beforeunload, wall clock) is tests/runner/runner.test.ts.
 import { describe, expect, it } from 'vitest';
-import { ANON_KEY, FUNCTIONS_URL, invoke, logMark, logSince, SERVICE_KEY, stack, waitFor } from '../helpers/stack.ts';
+import { randomUUID } from 'node:crypto';
+import { signUserJwt } from '../../local/keys.ts';
+import { ANON_KEY, createUser, FUNCTIONS_URL, invoke, logMark, logSince, SERVICE_KEY, stack, waitFor } from '../helpers/stack.ts';
 
 describe('gateway', () => {
-  it('verify_jwt = true refuses a missing or forged JWT and accepts anon and service keys', async () => {
-    expect((await invoke('kie-sync', { key: '' })).status).toBe(401);
+  it('verify_jwt = true refuses a missing or forged JWT and accepts the legacy keys and a user\'s ES256 token', async () => {
+    const probe = (key: string) => invoke('test-verify-jwt', { key, method: 'GET' });
+    expect((await probe('')).status).toBe(401);
     // The opaque sb_ keys are not JWTs: the platform's verify_jwt refuses them.
-    expect((await invoke('kie-sync', { key: 'sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz', body: {} })).status).toBe(401);
-    const forged = await invoke('kie-sync', { key: `${ANON_KEY.slice(0, -4)}AAAA` });
+    expect((await probe(stack.SECRET_KEY)).status).toBe(401);
+    const forged = await probe(`${ANON_KEY.slice(0, -4)}AAAA`);
     expect(forged.status).toBe(401);
     expect(forged.json.message).toBe('Invalid JWT');
-    // The anon key passes the gateway; the function itself then wants a user or the service role.
-    const anon = await invoke('kie-sync', { key: ANON_KEY, body: { taskId: 'x' } });
-    expect(anon.status).toBe(401);
-    expect(anon.json.error).toBe('UNAUTHORIZED');
-    const service = await invoke('kie-sync', { key: SERVICE_KEY, body: {} });
-    expect(service.status).toBe(400);
+    // HS256 with the shared secret, ES256 against the JWKS (the CLI's verifyHybridJWT)
+    for (const key of [ANON_KEY, SERVICE_KEY, (await createUser('gw')).accessToken]) expect((await probe(key)).status).toBe(200);
+    expect((await probe(await signUserJwt({ sub: randomUUID(), role: 'authenticated' }, -5))).status).toBe(401);
   });
 
   it('verify_jwt = false functions are reachable without a JWT', async () => {
