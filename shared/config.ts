@@ -35,7 +35,10 @@ export type Config = {
   serviceKeys: string[];
   /** The key this code itself uses to call storage and functions (the first service key). */
   serviceKey: string;
+  /** The public key this code sends as apikey to Auth: a publishable key first, else the legacy anon JWT. */
   anonKey: string | undefined;
+  /** Keys that are nobody when presented as a bearer: every sb_publishable_… key and the legacy anon JWT. */
+  anonKeys: string[];
   kie: {
     apiKey: string | undefined;
     baseUrl: string;
@@ -118,13 +121,16 @@ export function loadConfig(env: EnvReader = readEnv): Config {
       'Missing environment variable SUPABASE_SERVICE_ROLE_KEY (or SUPABASE_SECRET_KEYS)',
     );
   }
-  const anonKeys = keyDictionary(env, 'SUPABASE_PUBLISHABLE_KEYS');
+  const publishableKeys = keyDictionary(env, 'SUPABASE_PUBLISHABLE_KEYS');
+  const legacyAnon = env('SUPABASE_ANON_KEY');
   return {
     supabaseUrl: url(env, 'SUPABASE_URL'),
     dbUrl: required(env, 'SUPABASE_DB_URL'),
     serviceKeys,
     serviceKey: legacyService ?? secretKeys[0],
-    anonKey: env('SUPABASE_ANON_KEY') ?? anonKeys[0],
+    // new keys first: a project that disabled its legacy keys may still be given the anon JWT
+    anonKey: publishableKeys[0] ?? legacyAnon,
+    anonKeys: [...publishableKeys, ...(legacyAnon ? [legacyAnon] : [])],
     kie: {
       apiKey: env('KIE_API_KEY'),
       baseUrl: url(env, 'KIE_API_BASE_URL', 'https://api.kie.ai'),

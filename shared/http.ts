@@ -62,7 +62,18 @@ export const CORS_PREFLIGHT = new Response(null, {
   },
 });
 
-/** Wraps a handler: config errors name the missing variable (500), others are logged. */
+/** A service this function needs (e.g. Auth, to verify a caller) did not answer: 503, not the caller's fault. */
+export class UpstreamUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UpstreamUnavailableError';
+  }
+}
+
+/**
+ * Wraps a handler: config errors name the missing variable (500), an upstream that did not
+ * answer is 503, others are logged.
+ */
 export function serveHandler(name: string, handler: (req: Request) => Promise<Response>) {
   return async (req: Request): Promise<Response> => {
     if (req.method === 'OPTIONS') return CORS_PREFLIGHT.clone();
@@ -72,6 +83,10 @@ export function serveHandler(name: string, handler: (req: Request) => Promise<Re
       if (err instanceof ConfigError) {
         log.error('[Config]', err.message, { fn: name });
         return errorResponse(500, 'CONFIG_ERROR', err.message);
+      }
+      if (err instanceof UpstreamUnavailableError) {
+        log.error('[Function]', `${name}: ${err.message}`);
+        return errorResponse(503, 'UPSTREAM_UNAVAILABLE', err.message);
       }
       log.error(
         '[Function]',

@@ -2,7 +2,7 @@
  * The two ways KIE results come in: KIE's webhook (kie-callback) and a manual or scheduled
  * sync from record-info (kie-sync). Both end in syncKieTask.
  */
-import { callerOf, isDispatchRequest } from './auth.ts';
+import { isDispatchRequest, refusedResponse, verifyCaller } from './auth.ts';
 import { ConfigError, getConfig } from './config.ts';
 import { applyKieResult, findGenerationByTask, recordKieCallback } from './db.ts';
 import { errorResponse, json, readJson } from './http.ts';
@@ -109,8 +109,10 @@ export async function handleKieCallback(req: Request): Promise<Response> {
 
 export async function handleKieSync(req: Request): Promise<Response> {
   const config = getConfig();
-  const caller = callerOf(req, config);
-  // pg_cron's pending sync comes through pg_net with the anon key and the dispatch secret
+  // verify_jwt is off (sb_ keys are not JWTs): the caller is verified here, a user's token included
+  const caller = await verifyCaller(req, config);
+  if (caller.role === 'invalid') return refusedResponse();
+  // pg_cron's pending sync comes through pg_net with the dispatch secret alone
   const dispatch = caller.role === 'anon' && await isDispatchRequest(req);
   if (caller.role === 'anon' && !dispatch) {
     return errorResponse(401, 'UNAUTHORIZED', 'A user JWT or the service role is required');

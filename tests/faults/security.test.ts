@@ -3,10 +3,12 @@
 // callback secret allows.
 import { randomUUID } from 'node:crypto';
 import { createClient } from '@supabase/supabase-js';
+import { SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { startGeneration } from '../helpers/flow.ts';
 import { expectSettledRow, successCallback } from '../helpers/faults.ts';
 import { kieFile, landscapeJpeg, transparentPng } from '../helpers/media.ts';
+import { signJwt, signUserJwt } from '../../local/keys.ts';
 import { adminClient, ANON_KEY, createUser, FUNCTIONS_URL, generation, invoke, kie, logMark, logSince, postCallback, signedHeaders, sql, stack, type TestUser, waitFor, waitForPreview } from '../helpers/stack.ts';
 
 let alice: TestUser;
@@ -42,10 +44,11 @@ describe('generate-preview: service keys only', () => {
 });
 
 describe('kie-sync and library: user JWT, scoped to the caller', () => {
-  it('kie-sync: no JWT 401 (gateway), anon key 401, a user asking mode=pending 403, another user\'s task 404', async () => {
+  it('kie-sync: no JWT 401, anon key 401, a user asking mode=pending 403, another user\'s task 404', async () => {
     const { taskId } = await startGeneration({ userId: alice.id, type: 'photo', fixture: photo, fake: { callback: 'never', stayPending: true } });
     expect((await invoke('kie-sync', { key: '', body: { taskId } })).status).toBe(401);
     expect((await invoke('kie-sync', { key: ANON_KEY, body: { taskId } })).status).toBe(401);
+    expect((await invoke('kie-sync', { key: stack.PUBLISHABLE_KEY, body: { taskId } })).status).toBe(401);
     expect((await invoke('kie-sync', { key: alice.accessToken, body: { mode: 'pending' } })).status).toBe(403);
     expect((await invoke('kie-sync', { key: bob.accessToken, body: { taskId } })).status).toBe(404);
     expect((await invoke('kie-sync', { key: alice.accessToken, body: { taskId } })).status).toBe(200);
@@ -60,6 +63,47 @@ describe('kie-sync and library: user JWT, scoped to the caller', () => {
     const theirs = await invoke('library', { key: bob.accessToken, method: 'GET' });
     expect(mine.json.items.map((i: { id: string }) => i.id)).toContain(id);
     expect(theirs.json.items.map((i: { id: string }) => i.id)).not.toContain(id);
+  });
+});
+
+describe('kie-sync and library verify their callers in code (verify_jwt = false)', () => {
+  const claims = (user: TestUser, extra: Record<string, unknown> = {}) => ({ sub: user.id, role: 'authenticated', aud: 'authenticated', ...extra });
+
+  it('users\' tokens are ES256 with the kid of the JWKS Auth serves', async () => {
+    const header = JSON.parse(Buffer.from(alice.accessToken.split('.')[0], 'base64url').toString());
+    const jwks = await (await fetch(`${stack.API_URL}/auth/v1/.well-known/jwks.json`)).json();
+    expect(header.alg).toBe('ES256');
+    expect(jwks.keys.map((k: { kid: string }) => k.kid)).toContain(header.kid);
+  });
+
+  it('refuses a token that is expired, forged, of another role or of a deleted user (401), the sb_ keys work', async () => {
+    const { taskId } = await startGeneration({ userId: alice.id, type: 'photo', fixture: photo, fake: { callback: 'never', stayPending: true } });
+    const [h, p] = alice.accessToken.split('.');
+    const forgedClaims = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p, 'base64url').toString()), sub: bob.id })).toString('base64url');
+    const ghost = await createUser('sec-ghost');
+    expect((await adminClient().auth.admin.deleteUser(ghost.id)).error).toBeNull();
+    const refused = {
+      'an expired ES256 token': await signUserJwt(claims(alice), -10),
+      'alice\'s token claiming to be bob': `${h}.${forgedClaims}.${alice.accessToken.split('.')[2]}`,
+      'an ES256 token of role service_role': await signUserJwt(claims(alice, { role: 'service_role' }), 600),
+      'a legacy HS256 token of a deleted user': await signJwt(claims(ghost), 600),
+      'an HS256 token signed with another secret': await new SignJWT(claims(alice)).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('10m')
+        .sign(new TextEncoder().encode('not-the-secret-not-the-secret-not-the-secret')),
+    };
+    for (const [what, key] of Object.entries(refused)) {
+      expect((await invoke('kie-sync', { key, body: { taskId } })).status, what).toBe(401);
+      expect((await invoke('library', { key, method: 'GET' })).status, what).toBe(401);
+    }
+    // a legacy HS256 user token is settled by Auth (/auth/v1/user), as getClaims falls back to
+    const legacy = await signJwt(claims(alice), 600);
+    expect((await invoke('kie-sync', { key: legacy, body: { taskId } })).status).toBe(200);
+    expect((await invoke('library', { key: legacy, method: 'GET' })).status).toBe(200);
+    // the new keys: a user's token beside the publishable apikey; the secret key in apikey alone
+    const withPublishable = await fetch(`${FUNCTIONS_URL}/library`, { headers: { authorization: `Bearer ${alice.accessToken}`, apikey: stack.PUBLISHABLE_KEY } });
+    expect(withPublishable.status).toBe(200);
+    const secret = await fetch(`${FUNCTIONS_URL}/kie-sync`, { method: 'POST', headers: { apikey: stack.SECRET_KEY, 'content-type': 'application/json' }, body: JSON.stringify({ taskId }) });
+    expect(secret.status).toBe(200);
+    expect((await invoke('kie-sync', { key: stack.SECRET_KEY, body: {} })).status).toBe(400);
   });
 });
 

@@ -17,6 +17,7 @@ describe('loadConfig', () => {
       serviceKeys: ['legacy-service-jwt'],
       serviceKey: 'legacy-service-jwt',
       anonKey: undefined,
+      anonKeys: [],
       kie: { apiKey: undefined, baseUrl: 'https://api.kie.ai', callbackSecret: undefined, webhookHmacKey: undefined, timeoutMs: 10_000, pendingBatch: 150 },
       preview: {
         bucket: 'generations', maxSide: 512, quality: 80, maxSourceBytes: 104_857_600, maxPixels: 50_000_000,
@@ -49,5 +50,11 @@ describe('loadConfig', () => {
     expect(c.serviceKeys).toEqual(['sb_secret_a', 'sb_secret_b', 'legacy-service-jwt']);
     const newOnly = loadConfig(env({ SUPABASE_SERVICE_ROLE_KEY: undefined, SUPABASE_SECRET_KEYS: '{"default":"sb_secret_a"}' }));
     expect(newOnly.serviceKey).toBe('sb_secret_a');
+  });
+
+  it('the public key sent as apikey is a publishable key first (the legacy anon JWT may be disabled); both count as anon', () => {
+    const both = loadConfig(env({ SUPABASE_ANON_KEY: 'legacy-anon-jwt', SUPABASE_PUBLISHABLE_KEYS: '{"default":"sb_publishable_a"}' }));
+    expect([both.anonKey, both.anonKeys]).toEqual(['sb_publishable_a', ['sb_publishable_a', 'legacy-anon-jwt']]);
+    expect(loadConfig(env({ SUPABASE_ANON_KEY: 'legacy-anon-jwt' })).anonKey).toBe('legacy-anon-jwt');
   });
 });
