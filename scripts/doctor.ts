@@ -20,7 +20,8 @@ export type Finding = { level: Level; check: string; message: string; fix?: stri
 
 const OUR_MIGRATIONS = new URL('../migrations/', import.meta.url);
 const REQUIRED_COLUMNS = ['id', 'user_id', 'type', 'status', 'created_at', 'updated_at'];
-const VAULT = ['project_url', 'anon_key', 'preview_dispatch_secret'];
+// what invoke_edge_function reads (no key: the dispatch secret is a dispatch's only credential)
+const VAULT = ['project_url', 'preview_dispatch_secret'];
 const CRON_JOBS = ['preview-sweep', 'kie-sync-pending', 'net-response-trim', 'preview-cleanup'];
 /** The old preview worker polled every 10 s: a `processing` row written this recently without our lease is its. */
 const OLD_WORKER_WINDOW = '10 minutes';

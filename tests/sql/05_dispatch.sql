@@ -28,8 +28,8 @@ select is(pg_temp.requests_for('eeeeeeee-0000-4000-8000-000000000001'), 1, 'inse
 select results_eq(
   $$select url, method, timeout_milliseconds, headers from q where body ->> 'generationId' = 'eeeeeeee-0000-4000-8000-000000000001'$$,
   $$values ('http://127.0.0.1:54321/functions/v1/generate-preview'::text, 'POST'::text, 10000,
-            '{"Content-Type": "application/json", "x-preview-dispatch": "test-dispatch-secret", "Authorization": "Bearer test-anon-key", "apikey": "test-anon-key"}'::jsonb)$$,
-  'URL, dispatch secret and anon key from the vault (never a service key), explicit timeout');
+            '{"Content-Type": "application/json", "x-preview-dispatch": "test-dispatch-secret"}'::jsonb)$$,
+  'URL and dispatch secret from the vault (no API key: 17_dispatch_without_anon_key.sql), explicit timeout');
 select ok(public.preview_dispatch_secret_ok('test-dispatch-secret'), 'the dispatch secret checks out');
 select ok(not public.preview_dispatch_secret_ok('test-dispatch-secreT'), 'another value does not');
 select ok(not public.preview_dispatch_secret_ok(''), 'nor an empty one');
