@@ -96,12 +96,13 @@ set_preview_lease() {
 }
 
 # What `npm run deploy` does after the migrations, with its own code: ffmpeg's core wasm into
-# storage (over the 20 MB bundle limit: generate-preview loads it from there at cold start, as
-# on the platform), then the vault (project_url and the anon key, never a service key: pg_net's
-# queue is readable by PUBLIC; an older stack's copy is removed).
+# storage with the secret key (over the 20 MB bundle limit: generate-preview loads it from there
+# at cold start, as on the platform), then the vault (project_url only: no key, pg_net's queue
+# is readable by PUBLIC and the dispatch secret is the migrations' own; an older stack's
+# anon_key or service_role_key is removed).
 deploy_steps() {
   bash scripts/run-deno.sh scripts/deploy.ts --only core,vault --url "$API_URL" --db-url "$DB_URL" \
-    --anon-key "$ANON_KEY" --service-key "$SERVICE_KEY" >"$LOGS/deploy-steps.log" 2>&1 \
+    --service-key "$SECRET_KEY" >"$LOGS/deploy-steps.log" 2>&1 \
     || { cat "$LOGS/deploy-steps.log" >&2; exit 1; }
 }
 

@@ -10,15 +10,20 @@
  *   3 secrets    supabase secrets set KIE_API_KEY=… KIE_CALLBACK_SECRET=… [KIE_WEBHOOK_HMAC_KEY=…]
  *   4 functions  scripts/gen-codecs.ts (the codecs' wasm as modules), then
  *                supabase functions deploy kie-callback kie-sync generate-preview library health
- *   5 keys       the project's anon and service keys (supabase projects api-keys), for 6 and 7
+ *   5 keys       the project's service key for step 6 (supabase projects api-keys): a secret key
+ *                (sb_secret_…) when the project has one, else the legacy service_role JWT, so a
+ *                project with only the new keys deploys, and one with only the legacy keys too
  *   6 core       ffmpeg's core wasm into the bucket (over the 20 MB bundle limit; generate-preview
  *                loads it from storage), uploaded unless the same size is already there
- *   7 vault      project_url and anon_key in the vault (created or updated), no service key there;
- *                from here on the database dispatches work, so the core is in place first
+ *   7 vault      project_url in the vault (created or updated), and no key: the database calls
+ *                the functions with the dispatch secret alone (the migrations make it); an older
+ *                deploy's anon_key or service_role_key is deleted. From here on the database
+ *                dispatches work, so the core is in place first
  *
  * --dry-run prints the commands (secrets masked) and runs nothing. --only core,vault runs
- * those steps; with --url, --anon-key and --service-key given instead of step 5 they can
- * target any stack (the tests run them against the local one). Then: npm run smoke.
+ * those steps; with --url and --service-key (sb_secret_… or the service_role JWT) given instead
+ * of step 5 they can target any stack (the tests run them against the local one). --anon-key is
+ * no longer needed and is ignored. Then: npm run smoke.
  * Exits 0 when every step passed, 1 at the first failure, 2 on bad usage.
  */
 import { parseArgs } from 'node:util';
@@ -44,7 +49,6 @@ type Options = {
   only: Set<Step>;
   bucket: string;
   url?: string;
-  anonKey?: string;
   serviceKey?: string;
 };
 
@@ -60,7 +64,7 @@ function options(args: string[]): Options {
       only: { type: 'string' },
       bucket: { type: 'string', default: PREVIEW_BUCKET }, // another bucket: tests only
       url: { type: 'string' },
-      'anon-key': { type: 'string' },
+      'anon-key': { type: 'string' }, // accepted from older invocations; nothing needs it now
       'service-key': { type: 'string' },
     },
   });
@@ -84,13 +88,12 @@ function options(args: string[]): Options {
   needs('vault', '--db-url', values['db-url']);
   if (!only.has('keys')) {
     for (const s of ['vault', 'core'] as const) {
-      needs(s, '--url (or the keys step)', values.url ?? ref);
-      needs(
-        s,
-        '--anon-key and --service-key (or the keys step)',
-        s === 'vault' ? values['anon-key'] : values['service-key'],
-      );
+      needs(s, '--url (or --project-ref)', values.url ?? ref);
     }
+    needs('core', '--service-key (or the keys step)', values['service-key']);
+  }
+  if (values['anon-key'] !== undefined) {
+    console.log('deploy: --anon-key is ignored: the vault holds no key any more');
   }
   if (only.has('secrets') && !values['dry-run']) {
     for (const k of ['KIE_API_KEY', 'KIE_CALLBACK_SECRET']) {
@@ -104,7 +107,6 @@ function options(args: string[]): Options {
     only,
     bucket: values.bucket!,
     url: (values.url ?? (ref ? `https://${ref}.supabase.co` : undefined))?.replace(/\/+$/, ''),
-    anonKey: values['anon-key'],
     serviceKey: values['service-key'],
   };
 }
@@ -139,25 +141,53 @@ async function exec(cmd: string[], o: Options, input?: string): Promise<string> 
   return text(out.stdout);
 }
 
-/** project_url and anon_key in the vault, created or updated; an old service key removed. */
+/**
+ * project_url in the vault, created or updated; keys an older deploy put there are removed: the
+ * service key never belonged there (pg_net's queue is readable by PUBLIC), and the anon key is
+ * not needed since invoke_edge_function sends the dispatch secret alone
+ * (migrations/20261203000100_dispatch_without_anon_key.sql).
+ */
 const VAULT_SQL = `
-select set_config('deploy.url', :'url', false), set_config('deploy.anon_key', :'anon_key', false);
+select set_config('deploy.url', :'url', false);
 do $$
 declare
-  wanted jsonb := jsonb_build_object('project_url', current_setting('deploy.url'), 'anon_key', current_setting('deploy.anon_key'));
-  k text;
   existing uuid;
 begin
-  for k in select jsonb_object_keys(wanted) loop
-    select id into existing from vault.secrets where name = k;
-    if existing is null then
-      perform vault.create_secret(wanted ->> k, k, 'read by the preview trigger and pg_cron');
-    else
-      perform vault.update_secret(existing, wanted ->> k, k, 'read by the preview trigger and pg_cron');
-    end if;
-  end loop;
-  delete from vault.secrets where name = 'service_role_key';
+  select id into existing from vault.secrets where name = 'project_url';
+  if existing is null then
+    perform vault.create_secret(current_setting('deploy.url'), 'project_url', 'read by the preview trigger and pg_cron');
+  else
+    perform vault.update_secret(existing, current_setting('deploy.url'), 'project_url', 'read by the preview trigger and pg_cron');
+  end if;
+  delete from vault.secrets where name in ('service_role_key', 'anon_key');
 end $$;`;
+
+/** One entry of `supabase projects api-keys -o json` (the Management API's ApiKeyResponse). */
+export type ApiKey = {
+  name: string;
+  api_key?: string | null;
+  type?: string | null; // 'legacy' | 'publishable' | 'secret'
+  secret_jwt_template?: { role?: string } | null;
+};
+
+/**
+ * The key deploy uses as the service role: a secret key (sb_secret_…, revealed) when the project
+ * has one, else the legacy service_role JWT. New keys first: a project whose legacy keys are
+ * disabled still lists them (dyad-sh/dyad#4173 met exactly that), and the CLI itself prefers
+ * a secret key whose JWT template is service_role (its status/env output does the same).
+ */
+export function serviceKeyOf(keys: ApiKey[]): { key: string; kind: 'secret' | 'legacy' } | null {
+  const secrets = keys.filter((k) =>
+    k.type === 'secret' && typeof k.api_key === 'string' &&
+    /^sb_secret_[A-Za-z0-9_-]+$/.test(k.api_key)
+  );
+  const secret = secrets.find((k) => k.secret_jwt_template?.role === 'service_role') ?? secrets[0];
+  if (secret) return { key: secret.api_key!, kind: 'secret' };
+  const legacy = keys.find((k) =>
+    k.name === 'service_role' && typeof k.api_key === 'string' && k.api_key.startsWith('eyJ')
+  );
+  return legacy ? { key: legacy.api_key!, kind: 'legacy' } : null;
+}
 
 async function run(o: Options): Promise<void> {
   const steps: Record<Step, () => Promise<string | void>> = {
@@ -194,15 +224,16 @@ async function run(o: Options): Promise<void> {
         'json',
       ], o);
       if (o.dryRun) return;
-      const keys = JSON.parse(out) as { name: string; api_key: string }[];
-      o.anonKey = keys.find((k) => k.name === 'anon')?.api_key;
-      o.serviceKey = keys.find((k) => k.name === 'service_role')?.api_key;
-      if (!o.anonKey || !o.serviceKey) {
+      const chosen = serviceKeyOf(JSON.parse(out) as ApiKey[]);
+      if (!chosen) {
         throw new DeployError(
-          "the project has no legacy anon / service_role keys (kie-sync's pending sync needs the anon JWT)",
+          'the project has no secret key (sb_secret_…) and no legacy service_role key: create a secret key (Settings → API Keys)',
         );
       }
-      return 'anon and service_role';
+      o.serviceKey = chosen.key;
+      return chosen.kind === 'secret'
+        ? `secret key ${chosen.key.slice(0, 14)}…`
+        : 'the legacy service_role key (the project has no secret key)';
     },
     vault: async () => {
       const psql = '/usr/lib/postgresql/15/bin/psql';
@@ -216,15 +247,13 @@ async function run(o: Options): Promise<void> {
           'ON_ERROR_STOP=1',
           '-v',
           `url=${o.url}`,
-          '-v',
-          `anon_key=${o.anonKey ?? '<anon key from step keys>'}`,
           '-f',
           '-',
         ],
         o,
         VAULT_SQL,
       );
-      return "project_url, anon_key (the dispatch secret is the migrations' own)";
+      return "project_url (no key: the dispatch secret is the migrations' own)";
     },
     core: async () => {
       const target = `${o.url}/storage/v1/object/${o.bucket}/${CORE.path}`;

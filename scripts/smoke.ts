@@ -1,16 +1,20 @@
 /**
  * The seed checklist as a smoke test of a deployed project, non-destructive:
  *
- *   npm run smoke -- --url https://<ref>.supabase.co --service-key <service_role JWT> \
- *     --anon-key <anon JWT> --db-url <postgres URL> --callback-secret <KIE_CALLBACK_SECRET> \
- *     [--hmac-key <KIE_WEBHOOK_HMAC_KEY>] [--timeout 120] \
+ *   npm run smoke -- --url https://<ref>.supabase.co --service-key <sb_secret_… or service_role JWT> \
+ *     --anon-key <sb_publishable_… or anon JWT> --db-url <postgres URL> \
+ *     --callback-secret <KIE_CALLBACK_SECRET> [--hmac-key <KIE_WEBHOOK_HMAC_KEY>] [--timeout 120] \
  *     [--row-defaults '{"prompt":"smoke","model_id":"smoke","model_name":"smoke"}']
+ *
+ * Either kind of key works: a project with only the new keys (sb_secret_…, sb_publishable_…)
+ * and one with the legacy JWT keys are smoked the same way.
  *
  * It makes a dedicated user, uploads one photo and one video (scripts/smoke/) into that user's
  * folder, inserts two pending generations with task ids KIE never saw, and sends kie-callback
  * the success KIE would send (with the secret, and KIE's signature when --hmac-key is given).
  * Then: both previews ready within --timeout seconds, the objects are WebP, the library lists
- * them with signed URLs that load, a manual re-sync changes nothing, a forged callback is
+ * them with signed URLs that load, a manual re-sync changes nothing, the database's own request
+ * (the pending sync, with the dispatch secret alone) is accepted by kie-sync, a forged callback is
  * refused and changes nothing. Whatever it made is removed at the end, pass or fail (objects
  * through the Storage API, then the user, whose rows go with it). --row-defaults adds values
  * for a generations table with more NOT NULL columns than ours.
@@ -273,6 +277,32 @@ async function main(o: Options): Promise<boolean> {
       );
       const after = await rows();
       check(JSON.stringify(after) === JSON.stringify(before), 'the rows changed');
+    });
+    await step('the database reaches kie-sync with the dispatch secret alone', async () => {
+      // what pg_cron's kie-sync-pending job sends every minute, queued now and awaited
+      const [{ id }] = await sql<{ id: string | null }[]>`
+        select public.invoke_edge_function('kie-sync', '{"mode": "pending"}'::jsonb, 30000) as id`;
+      check(
+        id !== null,
+        'nothing was queued: vault project_url or preview_dispatch_secret missing',
+      );
+      const deadline = Date.now() + 45_000;
+      for (;;) {
+        const [res] = await sql<
+          { status_code: number | null; content: string | null; error_msg: string | null }[]
+        >`select status_code, content, error_msg from net._http_response where id = ${id}`;
+        if (res) {
+          check(
+            res.status_code === 200,
+            `kie-sync answered ${res.status_code ?? res.error_msg}: ${
+              (res.content ?? '').slice(0, 200)
+            }`,
+          );
+          return `request ${id}: 200`;
+        }
+        check(Date.now() < deadline, `pg_net sent no answer for request ${id} within 45 s`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
     });
     await step('a forged callback is refused (401) and changes nothing', async () => {
       const before = await rows();
