@@ -323,6 +323,17 @@ export class FunctionsRunner {
     );
   }
 
+  /**
+   * Retires the function's active isolates now, as the platform does at the CPU soft limit or
+   * half the wall clock: they finish what they have, new requests start a new isolate (tests
+   * make a row's retry reach another isolate than the one still working on it).
+   */
+  retire(name: string): number {
+    const active = (this.pools.get(name) ?? []).filter((i) => !i.retired && !i.dead);
+    for (const i of active) i.retired = true;
+    return active.length;
+  }
+
   has(name: string): boolean {
     return this.specs.has(name);
   }

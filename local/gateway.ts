@@ -7,6 +7,7 @@
  *   /library              the example library page (library.html)
  *   /_local/faults        (service key) injected storage upload failures and delays, delete failures
  *   /_local/isolates      (service key) live function isolates: pid, CPU, memory, the requests in each
+ *   /_local/isolates/retire  (service key, POST {fn}) retire a function's active isolates now
  * and, in the background, the pg_net stand-in (net-worker.ts).
  *
  * Environment (read in main only): STACK_DIR, GATEWAY_PORT, DB_URL, FUNCTIONS_ENV_FILE,
@@ -233,6 +234,13 @@ async function main() {
       ) => ({ pattern: f.pattern, remaining: f.times }));
       log(`[Gateway] faults set ${JSON.stringify(body)}`);
       return Response.json({ ok: true });
+    }
+    if (path === '/_local/isolates/retire' && req.method === 'POST') {
+      if (caller?.role !== 'service_role') {
+        return Response.json({ message: 'service role only' }, { status: 403 });
+      }
+      const { fn } = await req.json();
+      return Response.json({ retired: runner.retire(String(fn)) });
     }
     if (path === '/_local/isolates' && req.method === 'GET') {
       const claims = caller;

@@ -4,7 +4,7 @@
 // lease or a retry time into the past and run what pg_cron's preview-sweep runs.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startGeneration } from '../helpers/flow.ts';
-import { expectNothingStuck, expectSettledRow, expireLease, failUploads, isolateServing, retryDueNow, sweepNow, waitForAttempt } from '../helpers/faults.ts';
+import { expectNothingStuck, expectSettledRow, expireLease, failUploads, isolateServing, retireIsolates, retryDueNow, sweepNow, waitForAttempt } from '../helpers/faults.ts';
 import { kieFile, landscapeJpeg } from '../helpers/media.ts';
 import { createUser, generation, kie, logMark, logSince, netFence, sql, type TestUser, waitFor, waitForPreview, writesOf } from '../helpers/stack.ts';
 
@@ -135,6 +135,9 @@ describe('fault matrix: dispatch and workers', () => {
     await waitFor('claim', async () => (await generation(id)).preview_status === 'processing');
     const mark = logMark();
     await kie.setTask(taskId, { asset: 'ok' });
+    // The platform retires the worker's isolate (its CPU past the soft limit) while the job goes
+    // on: the retry reaches another isolate instead of waiting behind the job in this one.
+    expect(await retireIsolates('generate-preview')).toBeGreaterThan(0);
     await expireLease(id);
     await sweepNow();
     const row = await waitForPreview(id);

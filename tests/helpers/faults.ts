@@ -40,6 +40,17 @@ export async function isolates(): Promise<IsolateInfo[]> {
   return (await res.json()).isolates;
 }
 
+/** Retires `fn`'s active isolates (as the platform does at its CPU soft limit): the next request starts a new one. */
+export async function retireIsolates(fn: string): Promise<number> {
+  const res = await fetch(`${stack.API_URL}/_local/isolates/retire`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${SERVICE_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ fn }),
+  });
+  expect(res.status).toBe(200);
+  return (await res.json()).retired;
+}
+
 /** The isolate of `fn` whose current request names `needle` (e.g. a generation id). */
 export function isolateServing(fn: string, needle: string, timeoutMs = 15_000): Promise<IsolateInfo> {
   return waitFor(`an isolate of ${fn} serving ${needle}`, async () =>
