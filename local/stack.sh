@@ -93,6 +93,12 @@ set_preview_lease() {
   else
     "$PSQL" "$ADMIN_DB_URL" -X -q -v ON_ERROR_STOP=1 -c "alter database postgres reset app.preview_lease" >/dev/null
   fi
+  # The dispatch bound (preview_dispatch_limit()): npm test's parallel suites share one stack.
+  if [ -n "${PREVIEW_DISPATCH_LIMIT:-}" ]; then
+    "$PSQL" "$ADMIN_DB_URL" -X -q -v ON_ERROR_STOP=1 -c "alter database postgres set app.preview_dispatch_limit = '$PREVIEW_DISPATCH_LIMIT'" >/dev/null
+  else
+    "$PSQL" "$ADMIN_DB_URL" -X -q -v ON_ERROR_STOP=1 -c "alter database postgres reset app.preview_dispatch_limit" >/dev/null
+  fi
 }
 
 # What `npm run deploy` does after the migrations, with its own code: ffmpeg's core wasm into
