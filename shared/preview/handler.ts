@@ -76,16 +76,7 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
     if (!id) return errorResponse(400, 'BAD_REQUEST', 'animatedId is not a generation id');
     const work = runJob(() =>
       generateAnimated(id, { ...previewDeps(), store: createAnimatedStore(), renderAnimated })
-    ).then((r): PreviewOutcome => {
-      if ('done' in r) return r.done;
-      log.info('[Preview]', 'Declined', {
-        generationId: id,
-        step: 'animated',
-        reason: r.declined,
-        ...isolateBudget(),
-      });
-      return { generationId: id, result: 'declined', code: 'WORKER_BUSY' };
-    });
+    ).then((r) => 'done' in r ? r.done : declined(id, r.declined, 'animated'));
     if (wait) return json({ results: [await work] });
     if (typeof EdgeRuntime !== 'undefined') EdgeRuntime.waitUntil(work);
     return json({ accepted: [id] }, 202);
@@ -101,24 +92,14 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
   const deps = previewDeps();
   const run = async () => {
     const results: PreviewOutcome[] = [];
-    const declined: string[] = [];
     for (const id of ids) {
       const r = await runJob((hold) => previewOne(id, { ...deps, hold }));
-      if ('declined' in r) {
-        declined.push(id);
-        log.info('[Preview]', 'Declined', {
-          generationId: id,
-          reason: r.declined,
-          ...isolateBudget(),
-        });
-        results.push({ generationId: id, result: 'declined', code: 'WORKER_BUSY' });
-      } else {
-        results.push(r.done);
-      }
+      results.push('done' in r ? r.done : declined(id, r.declined));
     }
     // Declined rows go back to the queue, and the freed slots are filled (bounded dispatch).
+    const handedBack = results.filter((r) => r.result === 'declined').map((r) => r.generationId);
     try {
-      if (declined.length) await deps.store.releaseDispatches(declined);
+      if (handedBack.length) await deps.store.releaseDispatches(handedBack);
       await deps.store.dispatchNext();
     } catch (err) {
       log.error('[Preview]', `Dispatching the next rows failed: ${(err as Error).message}`, {
@@ -131,6 +112,12 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
   const work = run();
   if (typeof EdgeRuntime !== 'undefined') EdgeRuntime.waitUntil(work);
   return json({ accepted: ids }, 202);
+}
+
+/** A job this isolate would not take (busy past its budget, or ending): logged, not claimed. */
+function declined(id: string, reason: string, step?: 'animated'): PreviewOutcome {
+  log.info('[Preview]', 'Declined', { generationId: id, step, reason, ...isolateBudget() });
+  return { generationId: id, result: 'declined', code: 'WORKER_BUSY' };
 }
 
 /** One id's job; its trouble (a database hiccup in claim or fail) must not stop the others. */

@@ -22,7 +22,7 @@ export const CPU_HARD_LIMIT_MS = 2000;
 /**
  * The costliest job's CPU, measured on the local runner (Deno 2.1.4, a fresh isolate, the ffmpeg
  * core fetched and compiled inside): 4K H.264 poster 620 ms, 1080p poster 510 ms, 4096² PNG
- * 360 ms (docs/reliability.md). Inputs past the caps of budget.ts are refused before decoding.
+ * 360 ms (docs/worker-model.md). Inputs past the caps of budget.ts are refused before decoding.
  */
 export const WORST_JOB_MS = 800;
 /** Kept free under the hard limit: the runtime samples CPU, and GC runs when it runs. */
