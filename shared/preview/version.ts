@@ -4,8 +4,12 @@
  * rows of any other version, oldest first.
  */
 
-/** Bump when the renderer's output changes for the same input (decoder, resizer, encoder, frame choice). */
-export const RENDERER_VERSION = 1;
+/**
+ * Bump when the renderer's output changes for the same input (decoder, resizer, encoder, frame
+ * choice); tests/render/renderer-version.test.ts fails until you do (its golden keeps the bytes).
+ */
+// 2 (was 1): new JPEG, WebP, GIF and interlaced PNG decoders; 4K posters from keyframes.
+export const RENDERER_VERSION = 2;
 
 export function previewVersion(p: { maxSide: number; quality: number }): string {
   return `r${RENDERER_VERSION}-s${p.maxSide}-q${p.quality}`;
