@@ -64,6 +64,20 @@ fi
 
 $platform_only && exit 0
 
+# The SQL before the baseline (issue 22) lived in these versions; the baseline's last file moves
+# their state into the job model. A database that ran them (a developer's older stack) has them in
+# its history, which the CLI refuses while the files are gone: they are marked reverted, so the CLI
+# applies the baseline there as on a fresh database.
+PRE_BASELINE="20261127000100 20261127000200 20261127000300 20261127000400 20261127000500 20261127000700
+  20261130000100 20261130000200 20261130000300 20261130000400 20261203000100 20261203000200"
+old_versions=$("$PSQL" "$DB_URL" -X -tAq -c "select string_agg(version, ' ') from supabase_migrations.schema_migrations
+  where version = any(string_to_array('$(echo $PRE_BASELINE)', ' '))" 2>/dev/null || true)
+if [ -n "$old_versions" ]; then
+  echo "db-apply: marking the pre-baseline versions reverted ($old_versions)"
+  # shellcheck disable=SC2086
+  (cd "$REPO_ROOT" && $SUPABASE migration repair $old_versions --status reverted --db-url "$CLI_DB_URL" --workdir "$REPO_ROOT" 2>&1) | sed 's/^/  /'
+fi
+
 echo "db-apply: migrations (supabase migration up --include-all)"
 # The CLI percent-decodes the URL; our local password has nothing to encode.
 if ! out=$(cli_up); then

@@ -11,7 +11,7 @@
 #
 # Env: STACK_DIR (.local/dev), API_PORT (54321), DB_PORT (54322), KIE_PORT (54340),
 #      plus EDGE_* limits passed to the gateway, PREVIEW_LEASE_SECONDS (sets the database's
-#      app.preview_lease), PREVIEW_DOWNLOAD_TIMEOUT_MS /
+#      app.preview_lease), PREVIEW_WORKER_LIMIT (sets app.preview_worker_limit), PREVIEW_DOWNLOAD_TIMEOUT_MS /
 #      PREVIEW_MAX_SOURCE_BYTES, PREVIEW_ANIMATED written to functions.env when set (npm test sets some),
 #      STACK_MIGRATIONS=none: a platform without this system yet (no migrations, no vault or
 #      core step), as an existing project is before adoption (tests/adoption uses it),
@@ -93,11 +93,11 @@ set_preview_lease() {
   else
     "$PSQL" "$ADMIN_DB_URL" -X -q -v ON_ERROR_STOP=1 -c "alter database postgres reset app.preview_lease" >/dev/null
   fi
-  # The dispatch bound (preview_dispatch_limit()): npm test's parallel suites share one stack.
-  if [ -n "${PREVIEW_DISPATCH_LIMIT:-}" ]; then
-    "$PSQL" "$ADMIN_DB_URL" -X -q -v ON_ERROR_STOP=1 -c "alter database postgres set app.preview_dispatch_limit = '$PREVIEW_DISPATCH_LIMIT'" >/dev/null
+  # The workers awake at once (preview_worker_limit()): npm test's parallel suites share one stack.
+  if [ -n "${PREVIEW_WORKER_LIMIT:-}" ]; then
+    "$PSQL" "$ADMIN_DB_URL" -X -q -v ON_ERROR_STOP=1 -c "alter database postgres set app.preview_worker_limit = '$PREVIEW_WORKER_LIMIT'" >/dev/null
   else
-    "$PSQL" "$ADMIN_DB_URL" -X -q -v ON_ERROR_STOP=1 -c "alter database postgres reset app.preview_dispatch_limit" >/dev/null
+    "$PSQL" "$ADMIN_DB_URL" -X -q -v ON_ERROR_STOP=1 -c "alter database postgres reset app.preview_worker_limit" >/dev/null
   fi
 }
 

@@ -1,12 +1,13 @@
 /**
- * The preview backfill: walks the rows the database says are claimable (preview_claimable), oldest
- * first, by keyset pagination over `public.backfill_candidates` (never OFFSET, never a
- * self-enqueuing chain), and sends each through `generate-preview?wait=1`, so the same claim,
- * render and fencing apply as for new generations. At most `concurrency` requests run at once.
+ * The preview backfill: walks the rows the database says still need a preview (backfill_candidates:
+ * none or NULL without a job, an earlier system's leftovers), oldest first, by keyset pagination
+ * (never OFFSET, never a self-enqueuing chain), and sends each through `generate-preview?wait=1`,
+ * which queues the row's preview job and runs it, so the same jobs, claims and fencing apply as for
+ * new generations. At most `concurrency` requests run at once.
  *
- * Safe to interrupt and rerun: nothing is remembered between runs, the database is the
- * state. Two runs at once race only at the claim, where one caller wins and the other gets
- * `skipped`, so every object is written once.
+ * Safe to interrupt and rerun: nothing is remembered between runs, the database is the state. Two
+ * runs at once race only at the job's claim, where one caller wins and the other gets `skipped`,
+ * so every object is written once.
  *
  * This module reads no environment: the CLI (scripts/backfill-previews.ts) builds the target
  * and passes it in.
@@ -21,11 +22,11 @@ export type BackfillOptions = {
   /** Requests in flight at once. */
   concurrency: number;
   type?: BackfillType;
-  /** Also take terminal/waiting `failed` rows (reset to `none` first, then claimed). */
+  /** Also take `failed` rows (back to `none` with a fresh job first). */
   retryFailed?: boolean;
   /** Re-render ready previews of any preview_version but this one (the deployment's), oldest first. */
   stale?: string;
-  /** Instead: the animated previews of ready videos never made (or failed and due), oldest first. */
+  /** Instead: the animated previews of ready videos never asked for, or whose clip failed, oldest first. */
   animated?: boolean;
   /** Only rows created at or after this instant. */
   since?: Date;
@@ -79,16 +80,16 @@ export type BackfillEvents = {
 
 export type BackfillTarget = {
   sql: postgres.Sql;
-  /** Calls generate-preview?wait=1 for one id (its animated preview with `animated`) and returns its outcome. */
+  /** Runs one row's jobs through generate-preview?wait=1; returns its preview's (with `animated`, its clip's) outcome. */
   generatePreview(
     id: string,
     animated?: boolean,
   ): Promise<{ result: string; path?: string; code?: string; error?: string }>;
-  /** Asks for a ready video's animated preview (request_animated_preview, without a dispatch: the caller claims). */
+  /** Asks for a ready video's animated preview (queue_animated_preview: its job; the caller runs it). */
   requestAnimated(id: string): Promise<boolean>;
-  /** Resets a failed row to `none` (retry-failed); false when it was no longer failed. */
+  /** A failed row back to `none` with a fresh job (retry-failed); false when it was no longer failed. */
   resetForRetry(id: string): Promise<boolean>;
-  /** Resets a ready row of another preview version to `none` (stale); false when it no longer was one. */
+  /** A ready row of another preview version back to `none` with a fresh job (stale); false when it no longer was one. */
   resetForRerender(id: string, version: string): Promise<boolean>;
   /**
    * After a WORKER_LIMIT: waits until the row is no longer held by the killed worker, then
@@ -98,6 +99,16 @@ export type BackfillTarget = {
     id: string,
     retry: () => ReturnType<BackfillTarget['generatePreview']>,
   ): ReturnType<BackfillTarget['generatePreview']>;
+  /**
+   * The row's job was taken by another worker (a woken one took it between the queueing and this
+   * request's claim): waits while that job is running or due, then returns the row's outcome
+   * (ready, failed with its code, retry while a later attempt is scheduled), or null when the row
+   * has no job of that kind at all.
+   */
+  settle?(
+    id: string,
+    animated?: boolean,
+  ): Promise<Awaited<ReturnType<BackfillTarget['generatePreview']>> | null>;
 };
 
 /** generate-preview answered 546: the runtime stopped the worker (CPU, memory or wall clock). */
@@ -332,6 +343,10 @@ export async function runBackfill(
         await new Promise((res) => setTimeout(res, 100 * i));
         r = await target.generatePreview(c.id, o.animated);
       }
+      // Another worker holds (or is about to take) the row's job: its outcome is this item's.
+      if ((r.result === 'skipped' || r.result === 'declined') && target.settle) {
+        r = (await target.settle(c.id, o.animated)) ?? r;
+      }
       const result = (['ready', 'failed', 'retry', 'skipped', 'fenced'].includes(r.result)
         ? r.result
         : 'error') as ItemResult;
@@ -410,12 +425,12 @@ export function httpTarget(
       const res = await doFetch(`${base}/functions/v1/generate-preview?wait=1`, {
         method: 'POST',
         headers,
-        body: JSON.stringify(animated ? { animatedId: id } : { generationId: id }),
+        body: JSON.stringify({ generationId: id }),
       });
       const text = await res.text();
       if (res.status === 546) {
-        // The worker was stopped mid-render: the row stays `processing` until its lease
-        // expires, then the pg_cron sweep dispatches it again.
+        // The worker was stopped mid-render: its job stays claimed until its lease expires,
+        // then the next claim or the pg_cron sweep retries it.
         throw new WorkerLimitError(
           `generate-preview hit the edge runtime's WORKER_LIMIT: ${text.slice(0, 160)}`,
         );
@@ -426,13 +441,17 @@ export function httpTarget(
       const body = JSON.parse(text) as {
         results?: {
           generationId: string;
+          kind?: string;
           result: string;
           path?: string;
           code?: string;
           error?: string;
         }[];
       };
-      const r = body.results?.find((x) => x.generationId === id);
+      // the row's jobs ran: the preview's (or, with `animated`, the clip's) outcome is this item's
+      const want = animated ? 'animated' : 'preview';
+      const mine = body.results?.filter((x) => x.generationId === id) ?? [];
+      const r = mine.find((x) => x.kind === want) ?? mine.find((x) => !x.kind);
       if (!r) throw new Error(`generate-preview gave no result for ${id}`);
       return r;
     },
@@ -447,7 +466,9 @@ export function httpTarget(
           }[]
         >`
           select preview_status, public.preview_image_path(g) as image_path,
-                 (preview_status = 'processing' and not public.preview_lease_expired(g)) as leased
+                 exists (select 1 from public.preview_jobs j
+                          where j.generation_id = g.id and j.kind = 'preview' and j.state = 'running'
+                            and j.lease_until > now()) as leased
             from public.generations g where id = ${id}::uuid`;
         if (!row) return { result: 'skipped' };
         if (row.preview_status === 'ready') {
@@ -464,22 +485,63 @@ export function httpTarget(
         await new Promise((res) => setTimeout(res, 2000));
       }
     },
+    async settle(id, animated) {
+      const kind = animated ? 'animated' : 'preview';
+      const deadline = Date.now() + (o.leaseWaitMs ?? 180_000);
+      for (;;) {
+        const [row] = await o.sql<
+          {
+            status: string | null;
+            path: string | null;
+            code: string | null;
+            live: 'queued' | 'running' | null;
+            due: boolean;
+            error: string | null;
+          }[]
+        >`
+          select case when ${kind} = 'animated' then g.animated_status else g.preview_status end as status,
+                 case when ${kind} = 'animated' then g.animated_path else public.preview_image_path(g) end as path,
+                 case when ${kind} = 'animated' then g.animated_error_code else g.preview_error_code end as code,
+                 j.state as live, coalesce(j.run_at <= now(), false) as due,
+                 (select f.last_error from public.preview_jobs f
+                   where f.generation_id = g.id and f.kind = ${kind} order by f.updated_at desc limit 1) as error
+            from public.generations g
+            left join public.preview_jobs j
+              on j.generation_id = g.id and j.kind = ${kind} and j.state in ('queued', 'running')
+           where g.id = ${id}::uuid`;
+        if (!row) return null;
+        if (
+          (row.live === 'running' || (row.live === 'queued' && row.due)) && Date.now() < deadline
+        ) {
+          await new Promise((res) => setTimeout(res, 1000));
+          continue;
+        }
+        if (row.status === 'ready') return { result: 'ready', path: row.path ?? undefined };
+        if (row.status === 'failed') {
+          return { result: 'failed', code: row.code ?? undefined, error: row.error ?? undefined };
+        }
+        if (row.live) {
+          return { result: 'retry', code: row.code ?? undefined, error: row.error ?? undefined };
+        }
+        return null;
+      }
+    },
     async resetForRetry(id) {
       const [row] = await o.sql<
         { ok: boolean }[]
-      >`select public.reset_preview_for_retry(${id}::uuid) as ok`;
+      >`select public.requeue_preview(${id}::uuid, 'failed') is not null as ok`;
       return row.ok === true;
     },
     async requestAnimated(id) {
       const [row] = await o.sql<
         { ok: boolean }[]
-      >`select public.request_animated_preview(${id}::uuid, false) as ok`;
+      >`select public.queue_animated_preview(${id}::uuid) is not null as ok`;
       return row.ok === true;
     },
     async resetForRerender(id, version) {
       const [row] = await o.sql<
         { ok: boolean }[]
-      >`select public.reset_preview_for_rerender(${id}::uuid, ${version}) as ok`;
+      >`select public.requeue_preview(${id}::uuid, 'ready', ${version}) is not null as ok`;
       return row.ok === true;
     },
   };

@@ -277,15 +277,18 @@ async function main(): Promise<number> {
       preview_status: string;
       preview_path: string | null;
       poster_path: string | null;
-      preview_next_attempt_at: Date | null;
+      /** The row's preview job is still live (queued or running): not settled yet. */
+      job_live: boolean;
     };
     const seconds = new Map<string, number>();
     const deadline = performance.now() + timeoutMs;
     let rows: Row[] = [];
     for (;;) {
       rows = await sql<Row[]>`
-        select id, status, preview_status, preview_path, poster_path, preview_next_attempt_at
-          from public.generations where id in ${sql(started.map((s) => s.id))}`;
+        select g.id, g.status, g.preview_status, g.preview_path, g.poster_path,
+               exists (select 1 from public.preview_jobs j where j.generation_id = g.id and j.kind = 'preview'
+                        and j.state in ('queued', 'running')) as job_live
+          from public.generations g where g.id in ${sql(started.map((s) => s.id))}`;
       for (const r of rows) {
         const s = started.find((x) => x.id === r.id)!;
         if (r.preview_status === 'ready' && !seconds.has(r.id)) {
@@ -294,7 +297,7 @@ async function main(): Promise<number> {
       }
       const settled = rows.every((r) =>
         r.preview_status === 'ready' ||
-        (r.preview_status === 'failed' && !r.preview_next_attempt_at) || r.status === 'failed'
+        (r.preview_status === 'failed' && !r.job_live) || r.status === 'failed'
       );
       if (settled || performance.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 250));

@@ -145,7 +145,7 @@ async function exec(cmd: string[], o: Options, input?: string): Promise<string> 
  * project_url in the vault, created or updated; keys an older deploy put there are removed: the
  * service key never belonged there (pg_net's queue is readable by PUBLIC), and the anon key is
  * not needed since invoke_edge_function sends the dispatch secret alone
- * (migrations/20261203000100_dispatch_without_anon_key.sql).
+ * (migrations/20261203100400_dispatch.sql).
  */
 const VAULT_SQL = `
 select set_config('deploy.url', :'url', false);

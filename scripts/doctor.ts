@@ -9,7 +9,7 @@
  * info      what the backfill will do, what is not previewable and why
  *
  * Before the migrations it reports what it can see in the platform's own tables; after them
- * it asks the migrations' views and functions (preview_coverage, preview_claimable): the rules
+ * it asks the migrations' views and functions (preview_coverage, backfill_candidates, preview_jobs): the rules
  * live in SQL, not here.
  */
 import { parseArgs } from 'node:util';
@@ -22,7 +22,7 @@ const OUR_MIGRATIONS = new URL('../migrations/', import.meta.url);
 const REQUIRED_COLUMNS = ['id', 'user_id', 'type', 'status', 'created_at', 'updated_at'];
 // what invoke_edge_function reads (no key: the dispatch secret is a dispatch's only credential)
 const VAULT = ['project_url', 'preview_dispatch_secret'];
-const CRON_JOBS = ['preview-sweep', 'kie-sync-pending', 'net-response-trim', 'preview-cleanup'];
+const CRON_JOBS = ['preview-sweep', 'kie-sync-pending', 'net-response-trim'];
 /** The old preview worker polled every 10 s: a `processing` row written this recently without our lease is its. */
 const OLD_WORKER_WINDOW = '10 minutes';
 
@@ -92,7 +92,7 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
       }
     }
     const applied =
-      (await tx<{ f: boolean }[]>`select to_regproc('public.preview_claimable') is not null as f`)[
+      (await tx<{ f: boolean }[]>`select to_regclass('public.preview_jobs') is not null as f`)[
         0
       ].f;
 
@@ -169,10 +169,16 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
     if (columns.size === 0) return;
 
     // ---- an older preview worker still writing
-    const [worker] = await tx<{ n: number }[]>`
+    // processing rows of ours hold a running preview job; before the migrations none are ours
+    const [worker] = applied
+      ? await tx<{ n: number }[]>`
       select count(*)::int as n from public.generations g
        where g.preview_status = 'processing' and g.updated_at > now() - ${OLD_WORKER_WINDOW}::interval
-         and (to_jsonb(g) ->> 'preview_started_at') is null`;
+         and not exists (select 1 from public.preview_jobs j
+                          where j.generation_id = g.id and j.kind = 'preview' and j.state = 'running')`
+      : await tx<{ n: number }[]>`
+      select count(*)::int as n from public.generations g
+       where g.preview_status = 'processing' and g.updated_at > now() - ${OLD_WORKER_WINDOW}::interval`;
     if (worker.n > 0) {
       add(
         'blocking',
@@ -254,19 +260,19 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
         'blocking',
         'cron',
         `pg_cron job(s) ${noJobs.join(', ')} missing`,
-        'apply the migrations again (20261127000400_cron_jobs.sql schedules them)',
+        'apply the migrations again (20261203100800_cron.sql schedules them)',
       );
     }
 
     const [todo] = await tx<{ n: number; null_status: number }[]>`
-      select count(*) filter (where public.preview_claimable(g))::int as n,
-             count(*) filter (where public.preview_claimable(g) and g.preview_status is null)::int as null_status
-        from public.generations g`;
+      select count(*)::int as n, count(*) filter (where c.preview_status is null)::int as null_status
+        from public.backfill_candidates(null, null, null) b
+        join public.generations c on c.id = b.id`;
     if (todo.n) {
       add(
         'info',
         'backfill',
-        `${todo.n} row(s) need a preview and can be claimed now${
+        `${todo.n} row(s) need a preview and have no job${
           todo.null_status ? ` (${todo.null_status} with a NULL preview_status)` : ''
         }`,
         'npm run backfill:previews (with SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY, SUPABASE_DB_URL)',
@@ -283,15 +289,33 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
         `npm run orphans -- --db-url ${dbUrlForFixes} --apply`,
       );
     }
-    const [stuckDeletes] = await tx<{ n: number; error: string | null }[]>`
-      select count(*)::int as n, max(last_error) as error from public.preview_object_deletions where attempts >= 5`;
-    if (stuckDeletes.n) {
-      add(
-        'warning',
-        'cleanup',
-        `${stuckDeletes.n} object deletion(s) failed 5 times or more (last: ${stuckDeletes.error}); retried hourly`,
-        'check the Storage API and the service key of generate-preview',
-      );
+    // Jobs of every kind: terminal failures (kept 30 days) and dead workers' jobs waiting for a claim.
+    const jobKinds = await tx<
+      { kind: string; failed: number; expired: number; error: string | null }[]
+    >`
+      select j.kind, count(*) filter (where j.state = 'failed')::int as failed,
+             count(*) filter (where j.state = 'running' and j.lease_until < now())::int as expired,
+             (array_agg(j.last_error order by j.updated_at desc) filter (where j.state = 'failed'))[1] as error
+        from public.preview_jobs j group by j.kind order by j.kind`;
+    for (const j of jobKinds) {
+      if (j.failed) {
+        add(
+          j.kind === 'delete_object' ? 'warning' : 'info',
+          'jobs',
+          `${j.failed} ${j.kind} job(s) failed for good (last: ${j.error})`,
+          j.kind === 'delete_object'
+            ? 'check the Storage API and the service key of generate-preview, then npm run orphans -- --apply'
+            : 'npm run backfill:previews -- --retry-failed',
+        );
+      }
+      if (j.expired) {
+        add(
+          'warning',
+          'jobs',
+          `${j.expired} ${j.kind} job(s) hold an expired lease (their worker died; the next claim or the minute sweep retries them)`,
+          'check that the pg_cron job preview-sweep runs (select * from cron.job_run_details order by start_time desc limit 5)',
+        );
+      }
     }
     const coverage = await tx<
       { type: string; state: string; reason: string | null; total: number }[]

@@ -5,9 +5,9 @@
  *
  *   npm run orphans -- --db-url <postgres URL> [--user <user id>] [--apply] [--limit N]
  *
- * Lists them (read-only). --apply queues them for deletion (preview_object_deletions, reason
- * orphan): generate-preview deletes them through the Storage API within a minute (the
- * preview-cleanup job). Files at other paths are never touched. Exits 0, 1 on an error, 2 on
+ * Lists them (read-only). --apply queues them for deletion (delete_object jobs, reason
+ * orphan) and wakes the workers: generate-preview deletes them through the Storage API.
+ * Files at other paths are never touched. Exits 0, 1 on an error, 2 on
  * bad usage.
  */
 import { parseArgs } from 'node:util';
@@ -55,12 +55,12 @@ async function main(args: string[]): Promise<number> {
     console.log(`orphans: ${rows.length} object(s) without a row`);
     if (values.apply && rows.length) {
       const [{ queued }] = await sql<{ queued: number }[]>`
-        select coalesce(sum(public.enqueue_preview_object_deletions(array[o.path],
+        select coalesce(sum(public.queue_object_deletions(array[o.path],
                  substring(o.path from '/([0-9a-f-]{36})[_.]')::uuid, 'orphan')), 0)::int as queued
           from unnest(${rows.map((r) => r.path)}::text[]) as o(path)`;
-      await sql`select public.dispatch_preview_cleanup()`;
+      await sql`select public.wake_preview_workers()`;
       console.log(
-        `orphans: ${queued} queued for deletion through the Storage API (generate-preview cleanup)`,
+        `orphans: ${queued} queued for deletion through the Storage API (delete_object jobs)`,
       );
     }
     return 0;

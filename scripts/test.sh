@@ -18,9 +18,9 @@ use_run_stack test
 export KIE_WEBHOOK_HMAC_KEY=test-webhook-hmac-key
 # Short lease and download timeout so crash and hang cases recover within a test.
 export PREVIEW_LEASE_SECONDS=15 PREVIEW_DOWNLOAD_TIMEOUT_MS=5000
-# The vitest files run in parallel on one stack: room for each file's rows in the dispatch bound
-# (the bound itself: tests/sql/16_bounded_dispatch.sql and tests/e2e/burst.test.ts).
-export PREVIEW_DISPATCH_LIMIT=6
+# The vitest files run in parallel on one stack: more workers awake at once than a project's 2, so
+# one file's jobs do not wait behind another's (the limit itself: tests/sql and tests/e2e/burst.test.ts).
+export PREVIEW_WORKER_LIMIT=6
 # tests/faults serves a file one byte over the cap: keep it small (16 MB).
 export PREVIEW_MAX_SOURCE_BYTES=16777216
 export EXTRA_FUNCTIONS_CONFIG="$ROOT/tests/gateway-functions/config.toml"

@@ -8,11 +8,8 @@ export type Database = {
     Tables: {
       'generations': {
         Row: {
-          'animated_attempts': number;
           'animated_error_code': string | null;
-          'animated_next_attempt_at': string | null;
           'animated_path': string | null;
-          'animated_started_at': string | null;
           'animated_status': string | null;
           'asset_url': string | null;
           'created_at': string;
@@ -21,14 +18,10 @@ export type Database = {
           'model': string | null;
           'original_path': string | null;
           'poster_path': string | null;
-          'preview_attempts': number;
           'preview_cover_url': string | null;
           'preview_error_code': string | null;
-          'preview_expired_leases': number;
           'preview_height': number | null;
-          'preview_next_attempt_at': string | null;
           'preview_path': string | null;
-          'preview_started_at': string | null;
           'preview_status': string;
           'preview_thumbhash': string | null;
           'preview_version': string | null;
@@ -47,6 +40,7 @@ export type Database = {
           'preview_owned_objects': (string)[] | null;
           'preview_skip_reason': string | null;
           'preview_source_url': string | null;
+          'preview_wanted': boolean | null;
         };
         ComputedFields:
           | 'generation_model'
@@ -54,13 +48,11 @@ export type Database = {
           | 'preview_image_path'
           | 'preview_owned_objects'
           | 'preview_skip_reason'
-          | 'preview_source_url';
+          | 'preview_source_url'
+          | 'preview_wanted';
         Insert: {
-          'animated_attempts'?: number;
           'animated_error_code'?: string | null;
-          'animated_next_attempt_at'?: string | null;
           'animated_path'?: string | null;
-          'animated_started_at'?: string | null;
           'animated_status'?: string | null;
           'asset_url'?: string | null;
           'created_at'?: string;
@@ -69,14 +61,10 @@ export type Database = {
           'model'?: string | null;
           'original_path'?: string | null;
           'poster_path'?: string | null;
-          'preview_attempts'?: number;
           'preview_cover_url'?: string | null;
           'preview_error_code'?: string | null;
-          'preview_expired_leases'?: number;
           'preview_height'?: number | null;
-          'preview_next_attempt_at'?: string | null;
           'preview_path'?: string | null;
-          'preview_started_at'?: string | null;
           'preview_status'?: string;
           'preview_thumbhash'?: string | null;
           'preview_version'?: string | null;
@@ -91,11 +79,8 @@ export type Database = {
           'user_id': string;
         };
         Update: {
-          'animated_attempts'?: number;
           'animated_error_code'?: string | null;
-          'animated_next_attempt_at'?: string | null;
           'animated_path'?: string | null;
-          'animated_started_at'?: string | null;
           'animated_status'?: string | null;
           'asset_url'?: string | null;
           'created_at'?: string;
@@ -104,14 +89,10 @@ export type Database = {
           'model'?: string | null;
           'original_path'?: string | null;
           'poster_path'?: string | null;
-          'preview_attempts'?: number;
           'preview_cover_url'?: string | null;
           'preview_error_code'?: string | null;
-          'preview_expired_leases'?: number;
           'preview_height'?: number | null;
-          'preview_next_attempt_at'?: string | null;
           'preview_path'?: string | null;
-          'preview_started_at'?: string | null;
           'preview_status'?: string;
           'preview_thumbhash'?: string | null;
           'preview_version'?: string | null;
@@ -165,53 +146,87 @@ export type Database = {
         };
         Relationships: [];
       };
-      'preview_dispatches': {
+      'preview_jobs': {
         Row: {
-          'dispatched_at': string;
-          'generation_id': string;
+          'attempts': number;
+          'created_at': string;
+          'dedupe_key': string;
+          'expired_leases': number;
+          'generation_id': string | null;
+          'id': number;
+          'kind': string;
+          'last_error': string | null;
+          'last_error_code': string | null;
+          'lease_until': string | null;
+          'locked_at': string | null;
+          'locked_by': string | null;
+          'max_attempts': number;
+          'payload': NonNullable<Json>;
+          'run_at': string;
+          'state': string;
+          'updated_at': string;
+          'preview_job_input': Json | null;
         };
-        ComputedFields: never;
+        ComputedFields: 'preview_job_input';
         Insert: {
-          'dispatched_at'?: string;
-          'generation_id': string;
+          'attempts'?: number;
+          'created_at'?: string;
+          'dedupe_key': string;
+          'expired_leases'?: number;
+          'generation_id'?: string | null;
+          'id'?: number;
+          'kind': string;
+          'last_error'?: string | null;
+          'last_error_code'?: string | null;
+          'lease_until'?: string | null;
+          'locked_at'?: string | null;
+          'locked_by'?: string | null;
+          'max_attempts'?: number;
+          'payload'?: NonNullable<Json>;
+          'run_at'?: string;
+          'state'?: string;
+          'updated_at'?: string;
         };
         Update: {
-          'dispatched_at'?: string;
-          'generation_id'?: string;
+          'attempts'?: number;
+          'created_at'?: string;
+          'dedupe_key'?: string;
+          'expired_leases'?: number;
+          'generation_id'?: string | null;
+          'id'?: number;
+          'kind'?: string;
+          'last_error'?: string | null;
+          'last_error_code'?: string | null;
+          'lease_until'?: string | null;
+          'locked_at'?: string | null;
+          'locked_by'?: string | null;
+          'max_attempts'?: number;
+          'payload'?: NonNullable<Json>;
+          'run_at'?: string;
+          'state'?: string;
+          'updated_at'?: string;
         };
         Relationships: [];
       };
-      'preview_object_deletions': {
+      'preview_worker_wakes': {
         Row: {
-          'attempts': number;
-          'claimed_until': string | null;
-          'created_at': string;
-          'generation_id': string;
-          'last_error': string | null;
-          'next_attempt_at': string;
-          'path': string;
-          'reason': string;
+          'id': number;
+          'request_id': number | null;
+          'seen_at': string | null;
+          'sent_at': string;
         };
         ComputedFields: never;
         Insert: {
-          'attempts'?: number;
-          'claimed_until'?: string | null;
-          'created_at'?: string;
-          'generation_id': string;
-          'last_error'?: string | null;
-          'next_attempt_at'?: string;
-          'path': string;
-          'reason': string;
+          'id'?: number;
+          'request_id'?: number | null;
+          'seen_at'?: string | null;
+          'sent_at'?: string;
         };
         Update: {
-          'attempts'?: number;
-          'claimed_until'?: string | null;
-          'created_at'?: string;
-          'generation_id'?: string;
-          'last_error'?: string | null;
-          'next_attempt_at'?: string;
-          'path'?: string;
-          'reason'?: string;
+          'id'?: number;
+          'request_id'?: number | null;
+          'seen_at'?: string | null;
+          'sent_at'?: string;
         };
         Relationships: [];
       };
@@ -223,6 +238,19 @@ export type Database = {
           'state': string | null;
           'total': number | null;
           'type': string;
+        };
+        ComputedFields: never;
+        Relationships: [];
+      };
+      'preview_job_stats': {
+        Row: {
+          'due': number | null;
+          'expired_leases': number | null;
+          'failures_by_code': Json | null;
+          'kind': string;
+          'oldest_age': string | null;
+          'state': string;
+          'total': number | null;
         };
         ComputedFields: never;
         Relationships: [];
@@ -240,6 +268,7 @@ export type Database = {
       };
     };
     Functions: {
+      'adopt_preview': { Args: { 'p_generation_id': string }; Returns: number };
       'animated_candidates': {
         Args: {
           'p_after_created_at': string;
@@ -293,98 +322,56 @@ export type Database = {
           'user_id': string;
         }[];
       };
-      'claim_animated_preview': {
-        Args: { 'p_generation_id': string; 'p_lease'?: string };
-        Returns: {
-          'attempt': number;
-          'id': string;
-          'original_path': string;
-          'source_url': string;
-          'target_path': string;
-          'user_id': string;
-        }[];
+      'cancel_preview_jobs': {
+        Args: { 'p_generation_id': string; 'p_kinds': (string)[] };
+        Returns: number;
       };
-      'claim_preview': {
-        Args: { 'p_generation_id': string; 'p_lease'?: string };
+      'claim_preview_jobs': {
+        Args: {
+          'p_generation_id'?: string;
+          'p_kinds'?: (string)[];
+          'p_lease'?: string;
+          'p_limit'?: number;
+          'p_wake'?: number;
+        };
         Returns: {
           'attempt': number;
-          'cover_url': string;
-          'id': string;
+          'generation_id': string;
+          'input': Json;
+          'job_id': number;
           'kind': string;
           'lease_ms': number;
-          'model': string;
-          'original_path': string;
-          'original_stem': string;
-          'source_url': string;
-          'target_path': string;
-          'type': string;
-          'user_id': string;
         }[];
       };
-      'claim_preview_object_deletions': {
-        Args: { 'p_limit'?: number };
-        Returns: {
-          'attempt': number;
-          'path': string;
-        }[];
-      };
-      'complete_animated_preview': {
-        Args: { 'p_attempt': number; 'p_generation_id': string; 'p_path': string };
+      'complete_preview_job': {
+        Args: { 'p_attempt': number; 'p_job_id': number; 'p_result'?: Json };
         Returns: boolean;
       };
-      'complete_preview': {
-        Args: {
-          'p_attempt': number;
-          'p_generation_id': string;
-          'p_height': number;
-          'p_original_path'?: string;
-          'p_path': string;
-          'p_thumbhash': string;
-          'p_version'?: string;
-          'p_width': number;
-        };
-        Returns: boolean;
-      };
-      'complete_preview_object_deletions': { Args: { 'p_paths': (string)[] }; Returns: number };
       'cron_kie_sync_pending': { Args: Record<PropertyKey, never>; Returns: number };
       'cron_trim_history': { Args: Record<PropertyKey, never>; Returns: undefined };
-      'dispatch_animated_sweep': { Args: { 'p_limit'?: number }; Returns: number };
-      'dispatch_preview': { Args: { 'p_body': Json; 'p_generation_id': string }; Returns: boolean };
-      'dispatch_preview_cleanup': { Args: Record<PropertyKey, never>; Returns: boolean };
-      'dispatch_preview_sweep': { Args: { 'p_limit'?: number }; Returns: number };
-      'enqueue_preview_object_deletions': {
+      'decide_preview_wakes': { Args: Record<PropertyKey, never>; Returns: number };
+      'end_preview_wake': { Args: { 'p_wake': number }; Returns: number };
+      'enqueue_preview_job': {
         Args: {
-          'p_delay'?: string;
           'p_generation_id': string;
-          'p_paths': (string)[];
-          'p_reason': string;
+          'p_kind': string;
+          'p_payload'?: Json;
+          'p_run_at'?: string;
         };
         Returns: number;
       };
-      'expire_preview_leases': { Args: Record<PropertyKey, never>; Returns: number };
-      'fail_animated_preview': {
-        Args: {
-          'p_attempt': number;
-          'p_error_code': string;
-          'p_generation_id': string;
-          'p_retryable': boolean;
-        };
-        Returns: string;
-      };
+      'expire_preview_job_leases': { Args: Record<PropertyKey, never>; Returns: number };
       'fail_expired_kie_tasks': { Args: Record<PropertyKey, never>; Returns: number };
-      'fail_preview': {
+      'fail_preview_job': {
         Args: {
           'p_attempt': number;
-          'p_error_code': string;
-          'p_generation_id': string;
+          'p_code': string;
+          'p_job_id': number;
+          'p_lease_expired'?: boolean;
           'p_message': string;
           'p_retryable': boolean;
         };
         Returns: string;
-      };
-      'fail_preview_object_deletions': {
-        Args: { 'p_error': string; 'p_paths': (string)[] };
-        Returns: number;
       };
       'first_result_url': { Args: { 'p_result_urls': Json }; Returns: string };
       'generation_model': {
@@ -425,20 +412,6 @@ export type Database = {
       };
       'preview_backoff': { Args: { 'attempt': number }; Returns: string };
       'preview_bucket': { Args: Record<PropertyKey, never>; Returns: string };
-      'preview_claim_is_current': {
-        Args: { 'p_attempt': number; 'p_generation_id': string };
-        Returns: boolean;
-      };
-      'preview_claimable': {
-        Args: {
-          'g': Omit<
-            Database['public']['Tables']['generations']['Row'],
-            Database['public']['Tables']['generations']['ComputedFields']
-          >;
-          'p_lease'?: string;
-        };
-        Returns: boolean;
-      };
       'preview_dispatch_secret_ok': { Args: { 'p_presented': string }; Returns: boolean };
       'preview_image_path': {
         Args: {
@@ -449,28 +422,40 @@ export type Database = {
         };
         Returns: string;
       };
+      'preview_job_apply_result': {
+        Args: { 'p_generation_id': string; 'p_kind': string; 'p_result': Json };
+        Returns: undefined;
+      };
+      'preview_job_dedupe_key': {
+        Args: { 'p_generation_id': string; 'p_kind': string; 'p_payload': Json };
+        Returns: string;
+      };
+      'preview_job_input': {
+        Args: {
+          'j': Omit<
+            Database['public']['Tables']['preview_jobs']['Row'],
+            Database['public']['Tables']['preview_jobs']['ComputedFields']
+          >;
+        };
+        Returns: Json;
+      };
+      'preview_job_is_current': {
+        Args: { 'p_attempt': number; 'p_job_id': number };
+        Returns: boolean;
+      };
+      'preview_job_mirror': {
+        Args: {
+          'p_code'?: string;
+          'p_generation_id': string;
+          'p_kind': string;
+          'p_message'?: string;
+          'p_state': string;
+        };
+        Returns: undefined;
+      };
+      'preview_jobs_due': { Args: { 'p_limit': number }; Returns: number };
       'preview_kind': { Args: { 'p_type': string }; Returns: string };
       'preview_lease': { Args: Record<PropertyKey, never>; Returns: string };
-      'preview_lease_expired': {
-        Args: {
-          'g': Omit<
-            Database['public']['Tables']['generations']['Row'],
-            Database['public']['Tables']['generations']['ComputedFields']
-          >;
-          'p_lease'?: string;
-        };
-        Returns: boolean;
-      };
-      'preview_lease_takeover_allowed': {
-        Args: {
-          'g': Omit<
-            Database['public']['Tables']['generations']['Row'],
-            Database['public']['Tables']['generations']['ComputedFields']
-          >;
-          'p_lease'?: string;
-        };
-        Returns: boolean;
-      };
       'preview_max_attempts': { Args: Record<PropertyKey, never>; Returns: number };
       'preview_max_expired_leases': { Args: Record<PropertyKey, never>; Returns: number };
       'preview_object_path': {
@@ -494,23 +479,15 @@ export type Database = {
         };
         Returns: (string)[];
       };
-      'preview_redispatch_after': { Args: Record<PropertyKey, never>; Returns: string };
-      'preview_request_body': {
+      'preview_references': {
         Args: {
-          'p_id': string;
-          'p_old_record': Json;
-          'p_op': string;
-          'p_preview_status': string;
-          'p_reason': string;
-          'p_status': string;
-          'p_type': string;
-          'p_user_id': string;
+          'g': Omit<
+            Database['public']['Tables']['generations']['Row'],
+            Database['public']['Tables']['generations']['ComputedFields']
+          >;
+          'p_path': string;
         };
-        Returns: Json;
-      };
-      'preview_retry_at': {
-        Args: { 'p_attempts': number; 'p_retryable': boolean };
-        Returns: string;
+        Returns: boolean;
       };
       'preview_skip_reason': {
         Args: {
@@ -530,31 +507,48 @@ export type Database = {
         };
         Returns: string;
       };
+      'preview_sweep': { Args: { 'p_limit'?: number }; Returns: number };
+      'preview_wake_failed': { Args: { 'p_request_id': number }; Returns: boolean };
+      'preview_wake_grace': { Args: Record<PropertyKey, never>; Returns: string };
+      'preview_wake_hold': { Args: Record<PropertyKey, never>; Returns: string };
+      'preview_wake_lock_wait': { Args: Record<PropertyKey, never>; Returns: string };
+      'preview_wanted': {
+        Args: {
+          'g': Omit<
+            Database['public']['Tables']['generations']['Row'],
+            Database['public']['Tables']['generations']['ComputedFields']
+          >;
+        };
+        Returns: boolean;
+      };
+      'preview_worker_limit': { Args: Record<PropertyKey, never>; Returns: number };
+      'preview_workers_awake': { Args: Record<PropertyKey, never>; Returns: number };
+      'preview_workers_idle': { Args: Record<PropertyKey, never>; Returns: number };
+      'queue_animated_preview': { Args: { 'p_generation_id': string }; Returns: number };
+      'queue_object_deletions': {
+        Args: {
+          'p_delay'?: string;
+          'p_generation_id': string;
+          'p_paths': (string)[];
+          'p_reason': string;
+        };
+        Returns: number;
+      };
+      'queue_preview': { Args: { 'p_generation_id': string }; Returns: number };
       'record_kie_callback': {
         Args: { 'p_body_sha256': string; 'p_signed_at': number; 'p_task_id': string };
         Returns: string;
       };
       'record_kie_checks': { Args: { 'p_task_ids': (string)[] }; Returns: undefined };
-      'request_animated_preview': {
-        Args: { 'p_dispatch'?: boolean; 'p_generation_id': string };
+      'release_preview_job': {
+        Args: { 'p_attempt': number; 'p_job_id': number };
         Returns: boolean;
       };
-      'reset_preview_for_rerender': {
-        Args: { 'p_generation_id': string; 'p_version': string };
-        Returns: boolean;
-      };
-      'reset_preview_for_retry': { Args: { 'p_generation_id': string }; Returns: boolean };
-      'reset_preview_to_none': {
+      'requeue_preview': {
         Args: { 'p_from': string; 'p_generation_id': string; 'p_keep_version'?: string };
-        Returns: boolean;
+        Returns: number;
       };
-      'sweep_previews': {
-        Args: { 'p_grace'?: string; 'p_limit'?: number };
-        Returns: {
-          'id': string;
-          'reason': string;
-        }[];
-      };
+      'wake_preview_workers': { Args: Record<PropertyKey, never>; Returns: number };
     };
     Enums: {
       [_ in never]: never;

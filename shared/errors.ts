@@ -1,7 +1,7 @@
 /**
- * The closed set of preview error codes. Each one is either retryable (the sweep tries the
- * item again after a backoff) or terminal (the row stays `failed` with its reason). The
- * backoff formula and the attempt cap live in SQL (`fail_preview`), in one place.
+ * The closed set of job error codes. Each one is either retryable (the job is queued again after
+ * the backoff) or terminal (the job fails, and the row stays `failed` with its reason). The
+ * backoff and the attempt cap live in SQL (`fail_preview_job`), once, for every job kind.
  */
 export const ERROR_CODES = {
   SOURCE_NOT_FOUND: { retryable: false },
@@ -15,7 +15,7 @@ export const ERROR_CODES = {
   OVER_MEMORY_BUDGET: { retryable: false },
   /** The animated preview of a video this large would need more CPU than an edge request has (measured). */
   OVER_CPU_BUDGET: { retryable: false },
-  /** Workers died on this item (the platform's memory/CPU limit); set by expire_preview_leases. */
+  /** Workers died on this item (the platform's memory/CPU limit): the job's second expired lease. */
   WORKER_LIMIT: { retryable: false },
   NO_VIDEO_FRAME: { retryable: false },
   UPLOAD_FAILED: { retryable: true },

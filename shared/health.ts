@@ -28,8 +28,11 @@ export async function handleHealth(req: Request): Promise<Response> {
   try {
     const stats =
       await getSql()`select type, preview_status, total, extract(epoch from oldest_waiting_age)::int as oldest_waiting_seconds, failures_by_code from public.preview_stats`;
+    const jobs =
+      await getSql()`select kind, state, total, due, expired_leases, extract(epoch from oldest_age)::int as oldest_seconds, failures_by_code from public.preview_job_stats`;
     checks.database = { ok: true };
     checks.queue = stats;
+    checks.jobs = jobs;
   } catch (err) {
     ok = false;
     checks.database = { ok: false, error: err instanceof Error ? err.message : String(err) };

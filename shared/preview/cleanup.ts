@@ -1,42 +1,27 @@
 /**
- * Objects follow their rows: deletes what the database queued (preview_object_deletions: a
- * deleted row's preview, poster and original copy; a replaced original; orphans) through the
- * Storage API, a batch at a time, until nothing is due or the budget is spent. A failed batch
- * is due again after the one backoff; deleting an object that is already gone is not an error,
- * so a repeat is harmless.
+ * The `delete_object` job's handler: objects follow their rows. Deletes what the database queued
+ * (a deleted row's preview, poster, clip and original copy; a replaced original; orphans) through
+ * the Storage API, up to a hundred objects in one call. Deleting an object that is already gone is
+ * not an error, so a repeat is harmless; a failed call fails every job of the batch through the
+ * runner's one failure path (retried with the one backoff, up to the one attempt cap).
  */
-import type { DeletionStore } from '../db.ts';
-import { log } from '../log.ts';
+import type { JobHandler } from '../jobs/runner.ts';
 import type { ObjectStore } from '../storage.ts';
 
-const BATCH = 100;
-
-export async function runCleanup(
-  deps: { store: DeletionStore; objects: ObjectStore },
-  budgetMs = 20_000,
-): Promise<{ deleted: number; failed: number }> {
-  const deadline = performance.now() + budgetMs;
-  let deleted = 0;
-  let failed = 0;
-  while (performance.now() < deadline) {
-    const batch = await deps.store.claim(BATCH);
-    if (batch.length === 0) break;
-    const paths = batch.map((b) => b.path);
-    try {
-      await deps.objects.remove(paths);
-      await deps.store.complete(paths);
-      for (const b of batch) log.info('[Cleanup]', 'Deleted', { path: b.path, attempt: b.attempt });
-      deleted += paths.length;
-    } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      await deps.store.fail(paths, message);
-      log.error('[Cleanup]', `❌ Delete failed: ${message}`, {
-        objects: paths.length,
-        next: 'backoff',
-      });
-      failed += paths.length;
-      break;
-    }
-  }
-  return { deleted, failed };
+export function cleanupHandler(deps: { objects: ObjectStore }): JobHandler {
+  return {
+    prefix: '[Cleanup]',
+    success: 'Deleted',
+    batch: 100,
+    async runBatch(jobs, ctx) {
+      const current = await Promise.all(ctx.map((c) => c.isCurrent()));
+      const paths = jobs.filter((_, i) => current[i]).map((j) => String(j.input.path));
+      if (paths.length) await deps.objects.remove(paths);
+      return jobs.map((j, i) =>
+        current[i]
+          ? { result: {}, fields: { reason: String(j.input.reason) } }
+          : { fenced: 'claim_lost_before_delete' }
+      );
+    },
+  };
 }

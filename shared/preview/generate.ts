@@ -1,13 +1,14 @@
 /**
- * One preview job: claim → fetch → render → upload → complete | fail. The claim is the only
- * way in (one conditional UPDATE; one caller wins), its attempt number fences the result (a
- * late worker from an older attempt changes nothing), and every failure lands on the row as a
- * closed error code with a readable message. A crash anywhere leaves a `processing` claim
- * whose lease expires; the sweep then dispatches it again.
+ * The `preview` job's handler: read the source → render → (still ours?) → upload the original copy
+ * and the preview → the result the runner completes the job with. A photo's preview or a video's
+ * poster, chosen by the database (the job's input.kind). The claim, the fencing, the completion and
+ * every failure are the runner's (shared/jobs/runner.ts); a thrown error becomes the job's closed
+ * error code and readable message there.
  */
 import type { Config } from '../config.ts';
-import { type Claim, isTransientDbError, type PreviewStore } from '../db.ts';
-import { PreviewError, toPreviewError } from '../errors.ts';
+import type { JobDone, JobFenced, JobHandler } from '../jobs/runner.ts';
+import type { ClaimedJob } from '../jobs/store.ts';
+import { PreviewError } from '../errors.ts';
 import { log } from '../log.ts';
 import { isSafeObjectKey, type ObjectStore } from '../storage.ts';
 import type { FetchedSource } from './fetch.ts';
@@ -19,9 +20,6 @@ import { sniff } from './sniff.ts';
 import { previewVersion } from './version.ts';
 
 export type PreviewDeps = {
-  store: PreviewStore;
-  /** Registers the claim this job holds (released if the isolate's end is announced). */
-  hold?: (held: { release(): Promise<unknown> } | null) => void;
   objects: ObjectStore;
   fetchSource: (url: string) => Promise<FetchedSource>;
   renderPhoto: (bytes: Uint8Array, options: RenderOptions) => Promise<Rendered>;
@@ -29,16 +27,30 @@ export type PreviewDeps = {
   config: Pick<Config, 'supabaseUrl'> & { preview: Config['preview'] };
 };
 
-export type PreviewOutcome = {
-  generationId: string;
-  /** declined: not claimed, this isolate was busy past its budget or ending (the row is queued again). */
-  result: 'ready' | 'failed' | 'retry' | 'skipped' | 'fenced' | 'declined';
-  type?: string;
-  path?: string;
-  code?: string;
-  error?: string;
-  attempt?: number;
+/** The preview a generation gets (the database's preview_kind): preview_path or poster_path. */
+export type PreviewKind = 'image' | 'video';
+
+/** A preview job's input (preview_job_input), with the row's id. */
+export type Claim = {
+  id: string;
+  user_id: string;
+  type: string;
+  /** image → preview_path, video → poster_path (the database's preview_kind). */
+  kind: PreviewKind;
+  original_path: string | null;
+  source_url: string | null;
+  model: string | null;
+  /** Where the preview goes, and the original copy's path without its extension. */
+  target_path: string;
+  original_stem: string;
+  /** KIE's cover image of a video, the poster's fallback (apply_kie_result stores it). */
+  cover_url: string | null;
 };
+
+/** The job's input as a Claim. */
+export function claimOf(job: ClaimedJob): Claim {
+  return { ...(job.input as Omit<Claim, 'id'>), id: job.generation_id as string };
+}
 
 /** What a claim (the poster's or the animated preview's) says about its source. */
 export type SourceRef = Pick<Claim, 'id' | 'user_id' | 'original_path' | 'source_url'>;
@@ -146,168 +158,65 @@ async function render(claim: Claim, deps: PreviewDeps): Promise<Render> {
 }
 
 /**
- * complete_preview after the objects are written. A transient database error (a restart, a
- * crash) is retried, fenced by the attempt, while the lease holds (less a margin): the objects
- * are there, and giving up would make the next attempt render and write them again.
+ * The preview job: the source read, rendered, written (after checking the claim is still ours:
+ * a worker whose lease ran out while it rendered must not overwrite a newer attempt's objects).
+ * A video's poster asks for its clip afterwards when PREVIEW_ANIMATED is on.
  */
-async function completeWhileLeased(
-  claim: Claim,
-  claimedAt: number,
-  deps: PreviewDeps,
-  r: Parameters<PreviewStore['complete']>[1],
-): Promise<boolean> {
-  const until = claimedAt + claim.lease_ms - COMPLETE_MARGIN_MS;
-  for (let delay = 250;; delay = Math.min(delay * 2, 4000)) {
-    try {
-      return await deps.store.complete(claim, r);
-    } catch (err) {
-      if (!isTransientDbError(err) || performance.now() + delay > until) throw err;
-      log.info('[Preview]', 'Completion retry', {
-        generationId: claim.id,
-        attempt: claim.attempt,
-        code: (err as { code?: string }).code,
-        inMs: delay,
-      });
-      await new Promise((done) => setTimeout(done, delay));
-    }
-  }
+export function previewHandler(deps: PreviewDeps): JobHandler {
+  return {
+    prefix: '[Preview]',
+    success: 'Ready',
+    run: (job, ctx) => runPreview(claimOf(job), deps, ctx),
+  };
 }
 
-/** The animated preview is a step of its own: asking for it never fails the poster. */
-async function requestAnimated(claim: Claim, deps: PreviewDeps): Promise<void> {
-  try {
-    if (await deps.store.requestAnimated(claim.id)) {
-      log.info('[Preview]', 'Queued', {
-        generationId: claim.id,
-        reason: 'animated',
-        type: claim.type,
-      });
-    }
-  } catch (err) {
-    log.error(
-      '[Preview]',
-      `Could not queue the animated preview of ${claim.id}: ${
-        err instanceof Error ? err.message : err
-      }`,
-      { next: 'sweep' },
+async function runPreview(
+  claim: Claim,
+  deps: PreviewDeps,
+  ctx: Parameters<Extract<JobHandler, { run: unknown }>['run']>[1],
+): Promise<JobDone | JobFenced> {
+  const { rendered, source, format, mime, storedAt } = await render(claim, deps);
+  if (!(await ctx.isCurrent())) return { fenced: 'claim_lost_before_upload' };
+  // KIE deletes its files after about 14 days: keep our own copy of the original.
+  const original = storedAt ?? originalCopyPath(claim.original_stem, format);
+  if (!storedAt) await deps.objects.upload(original, source, mime);
+  const path = claim.target_path;
+  await deps.objects.upload(path, rendered.webp, 'image/webp');
+  const stored = await deps.objects.size(path);
+  if (stored !== rendered.webp.length) {
+    throw new PreviewError(
+      'UPLOAD_FAILED',
+      `Upload check failed: stored ${stored} bytes, expected ${rendered.webp.length}`,
     );
   }
-}
-
-/** The isolate is ending (beforeunload): the claim goes back to the queue at once. */
-async function releaseClaim(claim: Claim, deps: PreviewDeps): Promise<void> {
-  if (await deps.store.releaseClaim(claim)) {
-    log.info('[Preview]', 'Released', {
-      generationId: claim.id,
-      attempt: claim.attempt,
-      reason: 'isolate_ending',
-    });
-  }
-}
-
-/** How long before the lease ends a worker stops retrying its completion. */
-const COMPLETE_MARGIN_MS = 2_000;
-
-export async function generatePreview(
-  generationId: string,
-  deps: PreviewDeps,
-): Promise<PreviewOutcome> {
-  const claim = await deps.store.claim(generationId);
-  const claimedAt = performance.now();
-  if (!claim) {
-    log.info('[Preview]', 'Skipped', { generationId, reason: 'not_claimable' });
-    return { generationId, result: 'skipped' };
-  }
-  log.info('[Preview]', 'Processing', { generationId, type: claim.type, attempt: claim.attempt });
-  deps.hold?.({ release: () => releaseClaim(claim, deps) });
-  const path = claim.target_path;
-  try {
-    const { rendered, source, format, mime, storedAt } = await render(claim, deps);
-    // A worker whose lease ran out while it rendered must not overwrite a newer attempt's objects.
-    if (!(await deps.store.isCurrent(claim))) {
-      log.info('[Preview]', 'Fenced', {
-        generationId,
-        attempt: claim.attempt,
-        reason: 'claim_lost_before_upload',
-      });
-      return { generationId, result: 'fenced', type: claim.type, attempt: claim.attempt };
-    }
-    // KIE deletes its files after about 14 days: keep our own copy of the original.
-    const original = storedAt ?? originalCopyPath(claim.original_stem, format);
-    if (!storedAt) await deps.objects.upload(original, source, mime);
-    await deps.objects.upload(path, rendered.webp, 'image/webp');
-    const stored = await deps.objects.size(path);
-    if (stored !== rendered.webp.length) {
-      throw new PreviewError(
-        'UPLOAD_FAILED',
-        `Upload check failed: stored ${stored} bytes, expected ${rendered.webp.length}`,
-      );
-    }
-    const ok = await completeWhileLeased(claim, claimedAt, deps, {
+  return {
+    result: {
       path,
       width: rendered.width,
       height: rendered.height,
       thumbhash: rendered.thumbhash,
       originalPath: original,
       version: previewVersion(deps.config.preview),
-    });
-    if (!ok) {
-      log.info('[Preview]', 'Fenced', {
-        generationId,
-        attempt: claim.attempt,
-        reason: 'newer_attempt',
-      });
-      return { generationId, result: 'fenced', type: claim.type, attempt: claim.attempt };
-    }
-    log.info('[Preview]', 'Ready', {
-      generationId,
+    },
+    fields: {
       type: claim.type,
       path,
       width: rendered.width,
       height: rendered.height,
       bytes: rendered.webp.length,
       isolateCpuMs: isolateBudget().spentMs,
-    });
-    if (claim.kind === 'video' && deps.config.preview.animated) await requestAnimated(claim, deps);
-    return { generationId, result: 'ready', type: claim.type, path, attempt: claim.attempt };
-  } catch (err) {
-    return await failedOutcome(
-      generationId,
-      claim,
-      claim.type,
-      'Failed',
-      err,
-      (pe) =>
-        deps.store.fail(claim, { code: pe.code, message: pe.message, retryable: pe.retryable }),
-    );
-  }
-}
-
-/**
- * A claimed step that threw: the failure recorded through `fail` (which answers retry, failed,
- * or null when a newer attempt holds the row), one log line, and the outcome.
- */
-export async function failedOutcome(
-  generationId: string,
-  claim: { attempt: number },
-  type: string,
-  label: string,
-  err: unknown,
-  fail: (pe: PreviewError) => Promise<'retry' | 'failed' | null>,
-): Promise<PreviewOutcome> {
-  const pe = toPreviewError(err);
-  const state = await fail(pe);
-  log.error('[Preview]', `❌ ${label} for ${generationId}: ${pe.message}`, {
-    code: pe.code,
-    attempt: claim.attempt,
-    next: state ?? 'fenced',
-  });
-  return {
-    generationId,
-    result: state === null ? 'fenced' : state,
-    type,
-    code: pe.code,
-    error: pe.message,
-    attempt: claim.attempt,
+    },
+    outcome: { type: claim.type, path },
+    after: claim.kind === 'video' && deps.config.preview.animated
+      ? async () => {
+        if (await ctx.store.queueAnimated(claim.id)) {
+          log.info('[Preview]', 'Queued', {
+            generationId: claim.id,
+            reason: 'animated',
+            type: claim.type,
+          });
+        }
+      }
+      : undefined,
   };
 }

@@ -1,7 +1,7 @@
 /**
- * Object paths. Where a preview and the original copy go is the database's (claim_preview
- * returns target_path and original_stem: one scheme, which the object lifecycle also deletes
- * by); the original copy's extension is the bytes' format, known only here. The first folder
+ * Object paths. Where a preview and the original copy go is the database's (a claimed job's
+ * input carries target_path and original_stem: one scheme, which the object lifecycle also
+ * deletes by); the original copy's extension is the bytes' format, known only here. The first folder
  * is the owner's id, which is what the storage read policy checks.
  */
 import { isSafeObjectKey } from '../storage.ts';

@@ -277,10 +277,26 @@ describe('adopting the first user\'s production database', () => {
       update public.generations set status = 'success', result_urls = ${sql.json([url])} where id = ${ids.app_fast_path_later} returning id`)).toBe(1);
     // the scheduled KIE sync (what pg_cron runs each minute): fails the month-old task, syncs the Veo one by model_id
     await sql`select public.cron_kie_sync_pending()`;
-    // the old worker's fresh claim is recovered after the lease by the sweep
-    await waitFor('the old worker\'s lease to lapse', async () =>
-      (await sql`select 1 from public.generations g where id = ${ids.old_worker_running} and (public.preview_claimable(g) or g.preview_status = 'ready')`).length === 1, 60_000, 1000);
-    await sql`select public.dispatch_preview_sweep()`;
+    // the old worker's fresh claim is left to it for a lease (counted from the row's last write); after
+    // that the backfill adopts the row (back to none with a job of ours): the sweep queues only rows
+    // waiting for a preview, never an earlier system's processing ones
+    const lapsed = await waitFor('the old worker\'s lease to lapse', async () =>
+      (await sql<{ status: string }[]>`
+        select g.preview_status as status from public.generations g
+         where id = ${ids.old_worker_running}
+           and (g.preview_status = 'ready' or (g.preview_status = 'processing' and g.updated_at + public.preview_lease() < now()))`)[0], 60_000, 1000);
+    if (lapsed.status === 'processing') {
+      const again = await deno('scripts/backfill-previews.ts', ['--concurrency=2'], {
+        SUPABASE_URL: own.env.API_URL, SUPABASE_SERVICE_ROLE_KEY: own.env.SERVICE_ROLE_KEY, SUPABASE_DB_URL: own.env.DB_URL,
+      });
+      expect(again.code, again.out).toBe(0);
+      expect(again.out).toContain(`📸 Queuing photo preview for ${ids.old_worker_running}`);
+      expect(again.out).not.toContain(ids.old_ready_photo);
+    } else {
+      expect(backfill.out).toContain(`📸 Queuing photo preview for ${ids.old_worker_running}`); // it had lapsed already
+    }
+    // what pg_cron runs each minute: dead workers' jobs, rows waiting without a job, wakes
+    await sql`select public.preview_sweep()`;
 
     await waitFor('every previewable row to settle', async () => {
       const [r] = await sql<{ n: number }[]>`
@@ -316,7 +332,10 @@ describe('adopting the first user\'s production database', () => {
         expect(r.preview_status, label).toBe('failed');
         expect(e.codes, label).toContain(r.preview_error_code);
         expect(String(r.error), label).not.toBe('');
-        expect(r.preview_next_attempt_at, label).toBeNull();
+        // terminal: its job is kept failed with the same code and text, never retried
+        const jobs = await sql<{ state: string; code: string; error: string }[]>`
+          select state, last_error_code as code, last_error as error from public.preview_jobs where generation_id = ${ids[f.name]} and kind = 'preview'`;
+        expect(jobs, label).toEqual([{ state: 'failed', code: r.preview_error_code, error: r.error }]);
       } else {
         expect(r.skip, label).toBe(e.reason);
         if (e.status) expect(r.status, label).toBe(e.status);

@@ -1,8 +1,10 @@
 // Checklist row 3 (../shared/ACCEPTANCE.md): the backfill CLI, run as a subprocess against
-// the test stack. Old success rows (inserted with the dispatch trigger muted) end `ready`,
-// each object is written once, a rerun and a second concurrent run find nothing to redo,
-// and --dry-run / --type / --retry-failed do what they say. Every test works in its own
-// far-past window (--since/--until) so other suites' rows are never picked up.
+// the test stack. Old success rows (inserted with the enqueue trigger muted: no job) end `ready`,
+// each object is written once (one claim of one job per row: the attempts are the jobs', read
+// from the `[Preview] Processing … attempt=N` lines, since a done job is deleted), a rerun and a
+// second concurrent run find nothing to redo, and --dry-run / --type / --retry-failed / --stale
+// do what they say. Every test works in its own far-past window (--since/--until) so other
+// suites' rows are never picked up.
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createUser, generation, logMark, logSince, sql, type TestUser, writesOf } from '../helpers/stack.ts';
@@ -34,6 +36,16 @@ async function seed(at: (i: number) => Date, rows: { type: 'photo' | 'video'; pr
   return ids;
 }
 
+/** The attempt of each claim of the row's preview job since `mark` (one `Processing` line per claim). */
+function claims(mark: number, id: string): number[] {
+  return logSince(mark, `[Preview] Processing generationId=${id} `, ' kind=preview ').map((l) => Number(l.match(/ attempt=(\d+)/)?.[1]));
+}
+
+/** The row's preview jobs (live or failed): a done job is deleted. */
+async function jobsOf(ids: string[]) {
+  return await sql`select generation_id, state, attempts from public.preview_jobs where generation_id in ${sql(ids)} and kind = 'preview'`;
+}
+
 function queueLines(stdout: string) {
   return stdout.split('\n').filter((l) => l.startsWith('📸 Queuing photo preview for ') || l.startsWith('🎬 Queuing video poster for '));
 }
@@ -43,8 +55,8 @@ describe('backfill: npm run backfill:previews -- --limit=10 --concurrency=2', ()
     const w = pastWindow();
     const items = await seed(w.at, [
       { type: 'photo' },
-      { type: 'photo', preview: { status: 'none', attempts: 2, stalePath: true } }, // reset to none
-      { type: 'video', preview: { status: 'none', attempts: 1, stalePath: true } }, // reset to none
+      { type: 'photo', preview: { status: 'none', stalePath: true } }, // reset to none
+      { type: 'video', preview: { status: 'none', stalePath: true } }, // reset to none
       { type: 'photo' },
       { type: 'photo' },
     ]);
@@ -71,7 +83,9 @@ describe('backfill: npm run backfill:previews -- --limit=10 --concurrency=2', ()
       expect(writesOf(mark, pathOf(id, type))).toBe(1);
       expect(writesOf(mark, row.original_path)).toBe(1);
       expect(logSince(mark, `[Preview] Ready generationId=${id} type=${type} path=${pathOf(id, type)}`)).toHaveLength(1);
+      expect(claims(mark, id)).toEqual([1]);
     }
+    expect(await jobsOf(items.map((i) => i.id))).toEqual([]);
 
     const rerunMark = logMark();
     const rerun = await runBackfillCli(['--limit=10', '--concurrency=2', ...w.args]);
@@ -93,27 +107,31 @@ describe('backfill: npm run backfill:previews -- --limit=10 --concurrency=2', ()
     expect(a.code, a.stdout + a.stderr).toBe(0);
     expect(b.code, b.stdout + b.stderr).toBe(0);
     const readyLines = [a, b].flatMap((r) => r.stdout.split('\n').filter((l) => l.startsWith('✓ ')));
-    expect(readyLines).toHaveLength(items.length);
     for (const { id, type } of items) {
       const row = await generation(id);
       expect(row.preview_status).toBe('ready');
-      expect(row.preview_attempts).toBe(1);
+      // one claim and one write per row, whichever run (or woken worker) took it
+      expect(claims(mark, id)).toEqual([1]);
       expect(writesOf(mark, pathOf(id, type))).toBe(1);
-      expect(readyLines.filter((l) => l.includes(id))).toHaveLength(1);
+      // a run whose row another took waits for that job and reports the row's outcome: ready in
+      // one run or both, never failed or skipped
+      expect(readyLines.filter((l) => l.includes(id)).length).toBeGreaterThanOrEqual(1);
     }
+    expect([a, b].flatMap((r) => r.stdout.split('\n').filter((l) => /^[✗·] /.test(l)))).toEqual([]);
   }, 300_000);
 
   it('--dry-run lists what it would queue and changes nothing', async () => {
     const w = pastWindow();
     const items = await seed(w.at, [{ type: 'photo' }, { type: 'video' }]);
-    const before = await sql`select id, preview_status, preview_attempts, updated_at from public.generations where id in ${sql(items.map((i) => i.id))} order by id`;
+    const before = await sql`select id, preview_status, preview_error_code, updated_at from public.generations where id in ${sql(items.map((i) => i.id))} order by id`;
     const mark = logMark();
     const run = await runBackfillCli(['--dry-run', ...w.args]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     for (const { id, type } of items) expect(run.stdout).toContain(`would queue ${type} ${id}`);
     expect(run.stdout).toContain('dry run: nothing changed');
-    const after = await sql`select id, preview_status, preview_attempts, updated_at from public.generations where id in ${sql(items.map((i) => i.id))} order by id`;
+    const after = await sql`select id, preview_status, preview_error_code, updated_at from public.generations where id in ${sql(items.map((i) => i.id))} order by id`;
     expect(after).toEqual(before);
+    expect(await jobsOf(items.map((i) => i.id))).toEqual([]); // nothing queued
     expect(logSince(mark).filter((l) => items.some((i) => l.includes(i.id)))).toEqual([]);
     await sql`delete from public.generations where id in ${sql(items.map((i) => i.id))}`;
   });
@@ -138,6 +156,7 @@ describe('backfill: npm run backfill:previews -- --limit=10 --concurrency=2', ()
     expect(plain.code).toBe(0);
     expect(plain.stdout).toContain('nothing to do');
     expect((await generation(failed.id)).preview_status).toBe('failed');
+    expect(await jobsOf([failed.id])).toEqual([{ generation_id: failed.id, state: 'failed', attempts: 5 }]);
 
     const mark = logMark();
     const retry = await runBackfillCli(['--retry-failed', ...w.args]);
@@ -145,7 +164,9 @@ describe('backfill: npm run backfill:previews -- --limit=10 --concurrency=2', ()
     expect(queueLines(retry.stdout)).toEqual([`📸 Queuing photo preview for ${failed.id}`]);
     const row = await generation(failed.id);
     expect(row.preview_status).toBe('ready');
-    expect(row.preview_attempts).toBe(1);
+    // a fresh job with a full attempt budget: claimed once, as attempt 1; the failed one is gone
+    expect(claims(mark, failed.id)).toEqual([1]);
+    expect(await jobsOf([failed.id])).toEqual([]);
     expect(row.error).toBeNull();
     expect(row.preview_error_code).toBeNull();
     expect(writesOf(mark, pathOf(failed.id, 'photo'))).toBe(1);
@@ -168,7 +189,8 @@ describe('backfill: npm run backfill:previews -- --limit=10 --concurrency=2', ()
     expect(queueLines(run.stdout)).toEqual([items[0], items[1]].map((i) => `📸 Queuing photo preview for ${i.id}`));
     for (const { id } of items.slice(0, 2)) {
       const row = await generation(id);
-      expect([row.preview_status, row.preview_version, row.preview_attempts]).toEqual(['ready', current, 1]);
+      expect([row.preview_status, row.preview_version]).toEqual(['ready', current]);
+      expect(claims(mark, id)).toEqual([1]);
       expect(writesOf(mark, pathOf(id, 'photo'))).toBe(1);
     }
     const after = await generation(items[2].id);

@@ -105,9 +105,9 @@ describe('checklist 5: a manual sync of a ready row', () => {
     const ready = await waitForPreview(id);
     expect(ready.preview_status).toBe('ready');
     const mark = logMark();
-    // every generate-preview request for a row is recorded (dispatch_preview): the sync must add none
-    const dispatched = async () => (await sql`select dispatched_at from public.preview_dispatches where generation_id = ${id}`)[0]?.dispatched_at ?? null;
-    const dispatchedBefore = await dispatched();
+    // a preview is only ever queued as a job of the row (its done job is deleted): the sync must queue none
+    const jobs = async () => await sql`select id, kind, state from public.preview_jobs where generation_id = ${id}`;
+    expect(await jobs()).toEqual([]);
     // The way the platform's frontend does it: supabase.functions.invoke with the user's JWT.
     const { data, error } = await userClient(alice.accessToken).functions.invoke('kie-sync', { body: { taskId } });
     expect(error).toBeNull();
@@ -120,7 +120,8 @@ describe('checklist 5: a manual sync of a ready row', () => {
     expect(after.updated_at).toEqual(ready.updated_at);
     await waitFor('both syncs logged needsPreview=false', async () => logSince(mark, '[Sync DEBUG]', 'needsPreview=false').length >= 2);
     expect(logSince(mark, `[Preview] Queued generationId=${id}`)).toHaveLength(0);
-    expect(await dispatched()).toEqual(dispatchedBefore);
+    expect(await jobs()).toEqual([]);
+    expect(logSince(mark, `[Preview] Processing generationId=${id} `)).toEqual([]);
   });
 });
 
@@ -191,7 +192,9 @@ describe('duplicates and other users', () => {
     expect(decided.filter(Boolean)).toHaveLength(1);
     expect(writesOf(mark, row.preview_path)).toBe(1);
     expect(logSince(mark, `[Preview] Queued generationId=${id}`)).toHaveLength(1);
-    expect((await generation(id)).preview_attempts).toBe(1);
+    // one job, claimed once: a single attempt, completed once
+    expect(logSince(mark, `[Preview] Processing generationId=${id} `).map((l) => l.match(/ jobId=(\d+) kind=preview attempt=(\d+)/)?.[2])).toEqual(['1']);
+    expect(logSince(mark, `[Preview] Ready generationId=${id} `)).toHaveLength(1);
   });
 
   it('a user cannot sync or list another user\'s generations', async () => {

@@ -1,13 +1,14 @@
 // Fault matrix, part 1: what the asset does (issue 7). Each case drives the real path — fake
 // KIE callback → kie-callback → trigger → pg_net stand-in → generate-preview → storage — and
 // ends with the invariant: the row is ready, or failed with a readable error and a closed
-// code; retryable failures come back through the sweep (backoff skipped by moving the retry
-// time into the past); no object is written twice for one attempt; nothing stays processing.
+// code; retryable failures leave the row waiting (none, with the code) and its job queued after
+// the backoff, and come back through the sweep (backoff skipped by moving the job's run_at into
+// the past); no object is written twice for one attempt; nothing stays processing.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { read, videoMp4 } from '../fixtures/media.ts';
 import { startGeneration } from '../helpers/flow.ts';
-import { downloadTimeoutMs, expectNothingStuck, expectSettledRow, maxSourceBytes, retryDueNow, sweepNow, waitForAttempt } from '../helpers/faults.ts';
+import { downloadTimeoutMs, expectNothingStuck, expectSettled, maxSourceBytes, previewJob, readyAttempts, retryDueNow, sweepNow, waitForAttempt } from '../helpers/faults.ts';
 import { kieFile, landscapeJpeg, transparentPng } from '../helpers/media.ts';
 import { createUser, generation, kie, logMark, logSince, type TestUser, waitFor, waitForPreview, writesOf } from '../helpers/stack.ts';
 
@@ -39,7 +40,7 @@ describe('fault matrix: the asset', () => {
     const mark = logMark();
     const { id } = await startGeneration({ userId: user.id, type: 'video', family: 'veo', fixture: dark, cover });
     const row = await waitForPreview(id);
-    expectSettledRow(row, { ready: true });
+    await expectSettled(row, { ready: true });
     expect(row.preview_cover_url).toMatch(new RegExp(`/${cover}$`));
     expect([row.preview_width, row.preview_height]).toEqual([512, 320]); // the cover's shape, not the video's 4:3
     expect(logSince(mark, `[Preview] Cover fallback generationId=${id}`)).toHaveLength(1);
@@ -49,45 +50,48 @@ describe('fault matrix: the asset', () => {
     const mark = logMark();
     const { id, taskId } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { asset: '404' } });
     const row = await waitForPreview(id);
-    expectSettledRow(row, { code: 'SOURCE_NOT_FOUND', error: 'Download failed: 404', retryDue: false });
-    expect(row.preview_attempts).toBe(1);
+    const job = await expectSettled(row, { code: 'SOURCE_NOT_FOUND', error: 'Download failed: 404', retryDue: false });
+    expect(job!.attempts).toBe(1);
     expect(logSince(mark, '[Storage] write', id)).toHaveLength(0);
     await expectSyncAnswered200(taskId);
   });
 
-  it('answers 500 then recovers → retry scheduled with backoff, the sweep re-dispatches, ready on attempt 2', async () => {
+  it('answers 500 then recovers → SOURCE_UNREACHABLE, the job queued again after the backoff (row none), the sweep wakes a worker, ready on attempt 2', async () => {
     const mark = logMark();
     const { id, taskId } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { asset: '500-then-ok' } });
     const first = await waitForAttempt(id, 1);
-    expectSettledRow(first, { code: 'SOURCE_UNREACHABLE', error: 'Download failed: 500', retryDue: true });
+    const job = await expectSettled(first, { code: 'SOURCE_UNREACHABLE', error: 'Download failed: 500', retryDue: true });
+    expect(job!.attempts).toBe(1);
     // The backoff is preview_backoff(1) = 30 s from the failure.
-    expect(new Date(first.preview_next_attempt_at).getTime() - Date.now()).toBeGreaterThan(20_000);
+    expect(new Date(job!.run_at).getTime() - Date.now()).toBeGreaterThan(20_000);
     await expectSyncAnswered200(taskId);
     await retryDueNow(id);
-    expect(await sweepNow()).toBeGreaterThanOrEqual(1);
+    await sweepNow();
     const row = await waitForPreview(id);
-    expectSettledRow(row, { ready: true });
-    expect(row.preview_attempts).toBe(2);
+    await expectSettled(row, { ready: true });
+    expect(readyAttempts(mark, id)).toEqual([2]);
     expect(writesOf(mark, row.preview_path)).toBe(1);
     expect((await kie.requests(taskId)).map((r) => r.status)).toEqual([500, 200]);
   });
 
-  it('hangs past the download timeout → failed TIMEOUT (retryable); recovers on the next attempt', async () => {
+  it('hangs past the download timeout → TIMEOUT, retryable (row none, job queued); recovers on the next attempt', async () => {
     const { id, taskId } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { asset: 'hang' } });
+    const mark = logMark();
     const first = await waitForAttempt(id, 1, downloadTimeoutMs() + 30_000);
-    expectSettledRow(first, { code: 'TIMEOUT', error: `Download timed out after ${downloadTimeoutMs()} ms`, retryDue: true });
+    await expectSettled(first, { code: 'TIMEOUT', error: `Download timed out after ${downloadTimeoutMs()} ms`, retryDue: true });
     await expectSyncAnswered200(taskId);
     await kie.setTask(taskId, { asset: 'ok' });
     await retryDueNow(id);
     await sweepNow();
-    expectSettledRow(await waitForPreview(id), { ready: true });
+    await expectSettled(await waitForPreview(id), { ready: true });
+    expect(readyAttempts(mark, id)).toEqual([2]);
   }, 90_000);
 
-  it('is truncated mid-body → failed SOURCE_UNREACHABLE (retryable), nothing rendered from half a file', async () => {
+  it('is truncated mid-body → SOURCE_UNREACHABLE, retryable (row none, job queued), nothing rendered from half a file', async () => {
     const mark = logMark();
     const { id } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { asset: 'truncated' } });
     const row = await waitForAttempt(id, 1);
-    expectSettledRow(row, { code: 'SOURCE_UNREACHABLE', error: /^Download failed: /, retryDue: true });
+    await expectSettled(row, { code: 'SOURCE_UNREACHABLE', error: /^Download failed: /, retryDue: true });
     expect(logSince(mark, '[Storage] write', id)).toHaveLength(0);
   });
 
@@ -98,7 +102,7 @@ describe('fault matrix: the asset', () => {
     const name = await kieFile(big, 'jpg', 'image/jpeg');
     const { id } = await startGeneration({ userId: user.id, type: 'photo', fixture: name });
     const row = await waitForPreview(id);
-    expectSettledRow(row, { code: 'SOURCE_TOO_LARGE', error: `Source is larger than the ${cap}-byte limit (${cap + 1} bytes)`, retryDue: false });
+    await expectSettled(row, { code: 'SOURCE_TOO_LARGE', error: `Source is larger than the ${cap}-byte limit (${cap + 1} bytes)`, retryDue: false });
   });
 
   it('is an image whose header claims 30000×30000 → failed TOO_MANY_PIXELS before decoding', async () => {
@@ -108,14 +112,14 @@ describe('fault matrix: the asset', () => {
     view.setUint32(20, 30000);
     const { id } = await startGeneration({ userId: user.id, type: 'photo', fixture: await kieFile(png, 'png', 'image/png') });
     const row = await waitForPreview(id);
-    expectSettledRow(row, { code: 'TOO_MANY_PIXELS', error: /30000.*30000/, retryDue: false });
+    await expectSettled(row, { code: 'TOO_MANY_PIXELS', error: /30000.*30000/, retryDue: false });
   });
 
   it('is not an image or a video at all → failed UNSUPPORTED_FORMAT (content sniffed, not the header trusted)', async () => {
     const text = new TextEncoder().encode('<html><body>Not an image, whatever the content-type says</body></html>');
     const { id } = await startGeneration({ userId: user.id, type: 'photo', fixture: await kieFile(text, 'jpg', 'image/jpeg') });
     const row = await waitForPreview(id);
-    expectSettledRow(row, { code: 'UNSUPPORTED_FORMAT', error: /^Unsupported format: not a JPEG, PNG/, retryDue: false });
+    await expectSettled(row, { code: 'UNSUPPORTED_FORMAT', error: /^Unsupported format: not a JPEG, PNG/, retryDue: false });
     // the row's error never quotes the remote answer's bytes
     expect(row.error).not.toMatch(/3c 68|html|Not an image/i);
   });
@@ -125,7 +129,7 @@ describe('fault matrix: the asset', () => {
     for (let i = 64; i < mp4.length; i++) mp4[i] = (i * 31) & 255;
     const { id } = await startGeneration({ userId: user.id, type: 'video', family: 'veo', fixture: await kieFile(mp4, 'mp4', 'video/mp4') });
     const row = await waitForPreview(id, 90_000);
-    expectSettledRow(row, { code: 'NO_VIDEO_FRAME', retryDue: false });
+    await expectSettled(row, { code: 'NO_VIDEO_FRAME', retryDue: false });
     expect(row.poster_path).toBeNull();
   }, 120_000);
 
@@ -136,6 +140,6 @@ describe('fault matrix: the asset', () => {
       return r.status === 'failed' ? r : null;
     });
     expect(row.preview_status).toBe('none');
-    expect(row.preview_attempts).toBe(0);
+    expect(await previewJob(id)).toBeNull();
   });
 });

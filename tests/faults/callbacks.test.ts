@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http';
 import { type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MODELS, startGeneration } from '../helpers/flow.ts';
-import { expectNothingStuck, expectSettledRow, successCallback, successRowWithAsset } from '../helpers/faults.ts';
+import { claimsOf, expectNothingStuck, expectSettled, readyAttempts, successCallback, successRowWithAsset } from '../helpers/faults.ts';
 import { kieFile, landscapeJpeg } from '../helpers/media.ts';
 import { callbackUrl, createUser, generation, insertGeneration, kie, logMark, logSince, postCallback, signedHeaders, sql, stack, type TestUser, waitFor, waitForPreview, writesOf } from '../helpers/stack.ts';
 
@@ -36,7 +36,7 @@ describe('fault matrix: duplicate and out-of-order callbacks', () => {
     const mark = logMark();
     const { id, taskId } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { callback: 'twice' } });
     const row = await waitForPreview(id);
-    expectSettledRow(row, { ready: true });
+    await expectSettled(row, { ready: true });
     const calls = await waitFor('two answered callbacks', async () => {
       const c = (await kie.getTask(taskId)).callbacks;
       return c.length === 2 && c.every((x) => x.done) ? c : null;
@@ -46,15 +46,17 @@ describe('fault matrix: duplicate and out-of-order callbacks', () => {
     // second render can come later
     expect(calls.map((c) => (c.response as { needsPreview?: boolean }).needsPreview)).toEqual([true, false]);
     expect(writesOf(mark, row.preview_path)).toBe(1);
-    expect(logSince(mark, `[Preview] Queued generationId=${id}`)).toHaveLength(1);
-    expect((await generation(id)).preview_attempts).toBe(1);
+    expect(logSince(mark, `[Preview] Queued generationId=${id} `)).toHaveLength(1);
+    // one job, claimed once, ready at its first attempt
+    expect(claimsOf(mark, id)).toEqual([1]);
+    expect(readyAttempts(mark, id)).toEqual([1]);
   });
 
   it('the same callback twice at the same moment → one claim, one preview write', async () => {
     const mark = logMark();
     const { id, taskId } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { callback: 'concurrent' } });
     const row = await waitForPreview(id);
-    expectSettledRow(row, { ready: true });
+    await expectSettled(row, { ready: true });
     const calls = await waitFor('both answered', async () => {
       const c = (await kie.getTask(taskId)).callbacks;
       return c.filter((x) => x.done && x.status === 200).length === 2 ? c : null;
@@ -62,7 +64,8 @@ describe('fault matrix: duplicate and out-of-order callbacks', () => {
     // one of the two queued the preview, the other saw it queued already
     expect(calls.map((c) => (c.response as { needsPreview?: boolean }).needsPreview).sort()).toEqual([false, true]);
     expect(writesOf(mark, row.preview_path)).toBe(1);
-    expect((await generation(id)).preview_attempts).toBe(1);
+    expect(claimsOf(mark, id)).toEqual([1]);
+    expect(readyAttempts(mark, id)).toEqual([1]);
   });
 
   it('a "generating" callback after success changes nothing (terminal states are final)', async () => {
@@ -168,7 +171,7 @@ describe('fault matrix: forged and hostile callbacks', () => {
     const res = await postCallback(successCallback(taskId, fileUrl), taskId);
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ found: true, changed: true, needsPreview: true });
-    expectSettledRow(await waitForPreview(id), { ready: true });
+    await expectSettled(await waitForPreview(id), { ready: true });
     expect((await sql`select count(*)::int as n from public.generations`)[0].n).toBeGreaterThan(0);
   });
 });
@@ -178,11 +181,11 @@ describe('fault matrix: asset URLs into the project\'s network (SSRF)', () => {
     const port = (trap.address() as AddressInfo).port;
     const { id } = await successRowWithAsset(user.id, `http://127.0.0.1:${port}/latest/secret.jpg`);
     const row = await waitForPreview(id);
-    expectSettledRow(row, { code: 'SOURCE_FORBIDDEN', error: 'Download refused: 127.0.0.1 resolves to a private address (127.0.0.1)', retryDue: false });
+    await expectSettled(row, { code: 'SOURCE_FORBIDDEN', error: 'Download refused: 127.0.0.1 resolves to a private address (127.0.0.1)', retryDue: false });
     expect(trapHits).toBe(0);
     // localhost by name resolves to loopback and is refused the same way.
     const named = await successRowWithAsset(user.id, `http://localhost:${port}/x.jpg`);
-    expectSettledRow(await waitForPreview(named.id), { code: 'SOURCE_FORBIDDEN', error: /^Download refused: localhost resolves to a private address/ });
+    await expectSettled(await waitForPreview(named.id), { code: 'SOURCE_FORBIDDEN', error: /^Download refused: localhost resolves to a private address/ });
     expect(trapHits).toBe(0);
   });
 
@@ -196,7 +199,7 @@ describe('fault matrix: asset URLs into the project\'s network (SSRF)', () => {
       const { id } = await successRowWithAsset(user.id, url);
       const row = await waitForPreview(id);
       expect(row.asset_url).toBe(url);
-      expectSettledRow(row, { code: 'SOURCE_FORBIDDEN', error: message, retryDue: false });
+      await expectSettled(row, { code: 'SOURCE_FORBIDDEN', error: message, retryDue: false });
       expect(row.original_path).toBeNull();
     });
   }
@@ -212,6 +215,6 @@ describe('fault matrix: asset URLs into the project\'s network (SSRF)', () => {
     // Written by some other path (the platform, a migration): generate-preview still refuses it.
     const id = await insertGeneration({ userId: user.id, type: 'photo', status: 'success', assetUrl: 'file:///etc/passwd' });
     const row = await waitForPreview(id);
-    expectSettledRow(row, { code: 'SOURCE_FORBIDDEN', error: 'Download refused: file:// URLs are not allowed', retryDue: false });
+    await expectSettled(row, { code: 'SOURCE_FORBIDDEN', error: 'Download refused: file:// URLs are not allowed', retryDue: false });
   });
 });

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { startGeneration } from '../helpers/flow.ts';
-import { expectSettledRow, successRowWithAsset } from '../helpers/faults.ts';
+import { expectSettled, successRowWithAsset } from '../helpers/faults.ts';
 import { kieFile, landscapeJpeg } from '../helpers/media.ts';
 import { adminClient, API_URL, createUser, generation, logMark, logSince, sql, type TestUser, waitForPreview } from '../helpers/stack.ts';
 
@@ -44,8 +44,8 @@ describe('an asset URL into our storage names only the row owner\'s object', () 
     for (const url of urls) {
       const { id } = await successRowWithAsset(alice.id, url);
       const row = await waitForPreview(id);
-      expectSettledRow(row, { code: 'SOURCE_FORBIDDEN', error: /^Download refused: /, retryDue: false });
-      expect(row.preview_attempts, url).toBe(1);
+      const job = await expectSettled(row, { code: 'SOURCE_FORBIDDEN', error: /^Download refused: /, retryDue: false });
+      expect(job!.attempts, url).toBe(1);
       expect([row.preview_path, row.original_path], url).toEqual([null, null]);
       expect(row.error, url).not.toContain(bob.id);
     }
@@ -56,7 +56,7 @@ describe('an asset URL into our storage names only the row owner\'s object', () 
     expect(error).toBeNull();
     const own = await successRowWithAsset(alice.id, `${API_URL}/storage/v1/object/authenticated/generations/${ownPath}`);
     const row = await waitForPreview(own.id);
-    expectSettledRow(row, { ready: true });
+    await expectSettled(row, { ready: true });
     expect(row.original_path).toBe(ownPath);
     expect((await generation(own.id)).preview_path).toBe(`${alice.id}/previews/${own.id}_preview.webp`);
     expect(logSince(mark, '[Gateway] request method=GET', `path=/storage/v1/object/generations/${ownPath}`, 'role=service_role')).toHaveLength(1);

@@ -1,7 +1,7 @@
 // Hostile files through the whole path (KIE → callback → trigger → generate-preview in an
 // isolate under the edge limits): each ends with its precise terminal code after one attempt,
 // and no isolate of generate-preview is killed (no 546 WORKER_LIMIT in the gateway's log).
-// A worker that does die on an item (here: killed twice) ends it WORKER_LIMIT after two
+// A worker that does die on an item (here: killed twice) ends its job WORKER_LIMIT after two
 // attempts, not five, and not as a TIMEOUT.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,9 +10,9 @@ import process from 'node:process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HOSTILE } from '../fixtures/hostile.ts';
 import { startGeneration } from '../helpers/flow.ts';
-import { expectSettledRow, expireLease, isolateServing, sweepNow } from '../helpers/faults.ts';
+import { expectSettled, expireLease, isolateWorkingOn, previewJob, sweepNow, waitForClaim } from '../helpers/faults.ts';
 import { kieFile, landscapeJpeg } from '../helpers/media.ts';
-import { createUser, generation, logMark, logSince, sql, type TestUser, waitFor, waitForPreview } from '../helpers/stack.ts';
+import { createUser, logMark, logSince, sql, type TestUser, waitFor, waitForPreview } from '../helpers/stack.ts';
 
 let user: TestUser;
 let dir: string;
@@ -30,8 +30,8 @@ describe('hostile files end with their precise code, one attempt, no killed isol
       const mark = logMark();
       const { id } = await startGeneration({ userId: user.id, type: h.type, fixture });
       const row = await waitForPreview(id);
-      expectSettledRow(row, { code: h.code, error: h.error, retryDue: false });
-      expect(row.preview_attempts).toBe(1);
+      const job = await expectSettled(row, { code: h.code, error: h.error, retryDue: false });
+      expect(job!.attempts).toBe(1);
       expect(logSince(mark, 'fn=generate-preview', 'WORKER_LIMIT')).toEqual([]);
       expect(logSince(mark, '[Preview] ❌ Failed for', id)).toHaveLength(1);
     }, 60_000);
@@ -43,21 +43,22 @@ describe('a worker that dies on an item', () => {
     const photo = await kieFile(await landscapeJpeg(), 'jpg', 'image/jpeg');
     const { id } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { asset: 'slow', slowMs: 8000 } });
     for (const attempt of [1, 2]) {
-      const iso = await isolateServing('generate-preview', id);
-      await waitFor(`claim ${attempt}`, async () => {
-        const r = await generation(id);
-        return r.preview_status === 'processing' && r.preview_attempts === attempt;
-      });
+      await waitForClaim(id, attempt);
+      const iso = await isolateWorkingOn(id, attempt);
       const mark = logMark();
       process.kill(iso.pid, 'SIGKILL');
       await waitFor('the gateway saw the isolate die', async () => logSince(mark, `[Gateway] isolate fn=generate-preview pid=${iso.pid} ended`).length > 0);
       await expireLease(id);
-      await sweepNow(); // re-dispatches after the first death; ends the item after the second
+      await sweepNow(); // the first death: TIMEOUT, due again at once, a worker woken; the second ends the job
     }
     const row = await waitForPreview(id);
-    expectSettledRow(row, { code: 'WORKER_LIMIT', error: /^Preview worker stopped 2 times on this item/, retryDue: false });
-    expect([row.preview_attempts, row.preview_expired_leases]).toEqual([2, 2]);
-    const [{ n }] = await sql<{ n: number }[]>`select count(*)::int as n from public.sweep_previews(1000) where id = ${id}`;
-    expect(n).toBe(0);
+    const job = await expectSettled(row, { code: 'WORKER_LIMIT', error: /^Preview worker stopped 2 times on this item/, retryDue: false });
+    expect([job!.attempts, job!.expired_leases]).toEqual([2, 2]);
+    // no third try: the sweep neither re-queues the row nor revives the job
+    await sweepNow();
+    expect(await previewJob(id)).toMatchObject({ id: job!.id, state: 'failed', attempts: 2, last_error_code: 'WORKER_LIMIT' });
+    const [{ live }] = await sql<{ live: number }[]>`
+      select count(*)::int as live from public.preview_jobs where generation_id = ${id} and state in ('queued', 'running')`;
+    expect(live).toBe(0);
   }, 90_000);
 });

@@ -1,10 +1,11 @@
 // Fault matrix, part 2: the pipeline around the asset (issue 7) — storage refusing uploads,
-// the trigger's request lost, the worker killed while it holds the claim, and a late worker
-// whose result must be refused by the fencing token. Time is not waited for: the tests move a
-// lease or a retry time into the past and run what pg_cron's preview-sweep runs.
+// the wake lost or no job written, the worker killed while it holds the claim, and a late worker
+// whose result must be refused by the fencing token (the job's attempt). Time is not waited for:
+// the tests move a job's lease or retry time into the past and run what pg_cron's preview-sweep
+// runs.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startGeneration } from '../helpers/flow.ts';
-import { expectNothingStuck, expectSettledRow, expireLease, failUploads, isolateServing, retireIsolates, retryDueNow, sweepNow, waitForAttempt } from '../helpers/faults.ts';
+import { expectNothingStuck, expectSettled, expireLease, failUploads, isolateWorkingOn, previewJob, readyAttempts, retireIsolates, retryDueNow, sweepNow, waitForAttempt, waitForClaim } from '../helpers/faults.ts';
 import { kieFile, landscapeJpeg } from '../helpers/media.ts';
 import { createUser, generation, kie, logMark, logSince, netFence, sql, type TestUser, waitFor, waitForPreview, writesOf } from '../helpers/stack.ts';
 
@@ -25,20 +26,22 @@ afterAll(async () => {
 });
 
 describe('fault matrix: storage', () => {
-  it('rejects the preview upload once → failed UPLOAD_FAILED (retryable), the sweep retries, ready; one write per attempt', async () => {
+  it('rejects the preview upload once → UPLOAD_FAILED, retryable (row none, job queued), the sweep retries, ready; one write per attempt', async () => {
     const { id, taskId } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { stayPending: true } });
     await failUploads(`${id}_preview`, 1);
     const mark = logMark();
     await kie.setTask(taskId, { stayPending: false });
     const first = await waitForAttempt(id, 1);
-    expectSettledRow(first, { code: 'UPLOAD_FAILED', error: /^Upload failed: /, retryDue: true });
+    const job = await expectSettled(first, { code: 'UPLOAD_FAILED', error: /^Upload failed: /, retryDue: true });
+    expect(job!.attempts).toBe(1);
     expect(logSince(mark, '[Storage] injected upload failure', `${id}_preview`)).toHaveLength(1);
+    expect(logSince(mark, `[Preview] ❌ Failed for ${id}: Upload failed: `, 'code=UPLOAD_FAILED', 'next=retry', `jobId=${job!.id} `)).toHaveLength(1);
     const mid = logMark();
     await retryDueNow(id);
     await sweepNow();
     const row = await waitForPreview(id);
-    expectSettledRow(row, { ready: true });
-    expect(row.preview_attempts).toBe(2);
+    await expectSettled(row, { ready: true });
+    expect(readyAttempts(mark, id)).toEqual([2]);
     // attempt 1 wrote the original and no preview; attempt 2 wrote each once.
     expect(writesOf(mark, row.preview_path)).toBe(1);
     expect(writesOf(mid, row.preview_path)).toBe(1);
@@ -46,111 +49,164 @@ describe('fault matrix: storage', () => {
     expect(writesOf(mid, row.original_path)).toBe(1);
   });
 
-  it('rejects every upload → failed UPLOAD_FAILED, retried with backoff up to the attempt cap, then terminal', async () => {
+  it('rejects every upload → UPLOAD_FAILED, retried with backoff up to the attempt cap, then terminal', async () => {
     const { id, taskId } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { stayPending: true } });
     await failUploads(id, 1000);
     await kie.setTask(taskId, { stayPending: false });
     const [{ cap }] = await sql<{ cap: number }[]>`select public.preview_max_attempts() as cap`;
+    let backoff = 0;
     for (let attempt = 1; attempt < cap; attempt++) {
       const row = await waitForAttempt(id, attempt);
-      expectSettledRow(row, { code: 'UPLOAD_FAILED', retryDue: true });
+      const job = await expectSettled(row, { code: 'UPLOAD_FAILED', retryDue: true });
+      expect(job!.attempts).toBe(attempt);
+      // the backoff grows with each attempt (30 s, 1 min, 2 min, …)
+      const wait = new Date(job!.run_at).getTime() - Date.now();
+      expect(wait).toBeGreaterThan(backoff);
+      backoff = wait;
       await retryDueNow(id);
       await sweepNow();
     }
     const last = await waitFor('terminal failure at the cap', async () => {
       const r = await generation(id);
-      return r.preview_attempts === cap && r.preview_status === 'failed' ? r : null;
+      return r.preview_status === 'failed' ? r : null;
     });
-    expectSettledRow(last, { code: 'UPLOAD_FAILED', error: /^Upload failed: /, retryDue: false });
-    // At the cap the sweep no longer picks it up.
-    const [{ n }] = await sql<{ n: number }[]>`select count(*)::int as n from public.sweep_previews(1000) where id = ${id}`;
-    expect(n).toBe(0);
+    const job = await expectSettled(last, { code: 'UPLOAD_FAILED', error: new RegExp(`^Upload failed: .*\\(gave up after ${cap} attempts\\)$`), retryDue: false });
+    expect(job!.attempts).toBe(cap);
+    // At the cap the sweep no longer picks it up: the job stays failed, no new one is queued.
+    await sweepNow();
+    expect(await previewJob(id)).toMatchObject({ id: job!.id, state: 'failed', attempts: cap });
+    expect((await generation(id)).preview_status).toBe('failed');
   }, 90_000);
 });
 
 describe('fault matrix: dispatch and workers', () => {
-  it('the trigger\'s request is lost → the row stays none until the sweep dispatches it (lost_webhook) → ready', async () => {
+  it('the trigger\'s wake is lost → the job is there all the same, and the sweep wakes a worker for it → ready', async () => {
     const { id, taskId } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { callback: 'never' } });
     const assetUrl = (await kie.getTask(taskId)).resultUrls[0];
-    // What kie-callback's write does, in one transaction whose pg_net request is then lost
-    // (deleted before commit: the worker never sees it).
-    await sql.begin(async (tx) => {
-      await tx`select * from public.apply_kie_result(${taskId}, 'success', ${tx.json([assetUrl])}, ${assetUrl}, null)`;
-      const lost = await tx`delete from net.http_request_queue where convert_from(body, 'utf8')::jsonb->>'generationId' = ${id} returning id`;
-      expect(lost).toHaveLength(1);
-    });
-    await netFence(); // everything queued before now was sent: the lost request was not among it
-    let row = await generation(id);
-    expect([row.status, row.preview_status]).toEqual(['success', 'none']);
-    // The sweep's grace (1 minute since the last update) is skipped by ageing the row.
-    // (an explicit updated_at is kept by the touch trigger; the row was eligible before, so no dispatch)
-    await sql`update public.generations set updated_at = now() - interval '2 minutes' where id = ${id}`;
-    // and the lost request was queued longer ago than the sweep gives a queued request
-    await sql`update public.preview_dispatches set dispatched_at = now() - public.preview_redispatch_after() - interval '1 second' where generation_id = ${id}`;
-    const [{ reason }] = await sql<{ reason: string }[]>`select reason from public.sweep_previews(1000) where id = ${id}`;
-    expect(reason).toBe('lost_webhook');
     const mark = logMark();
-    expect(await sweepNow()).toBeGreaterThanOrEqual(1);
-    row = await waitForPreview(id);
-    expectSettledRow(row, { ready: true });
-    expect(row.preview_attempts).toBe(1);
+    // What kie-callback's write does, in one transaction whose wakes (pg_net requests) are then
+    // lost (deleted before commit: the pg_net worker never sees them).
+    const jobId = await sql.begin(async (tx) => {
+      await tx`set local app.preview_worker_limit = '1000'`; // room for a wake, whatever other files' workers are awake
+      await tx`select * from public.apply_kie_result(${taskId}, 'success', ${tx.json([assetUrl])}, ${assetUrl}, null)`;
+      const [job] = await tx<{ id: string }[]>`select id::text as id from public.preview_jobs where generation_id = ${id} and kind = 'preview' and state = 'queued'`;
+      expect(job).toBeDefined();
+      // this transaction's wakes: written by it or by a subtransaction of it (the enqueue trigger's
+      // exception block), so still in progress; other sessions' uncommitted wakes are not visible
+      const lost = await tx`
+        delete from net.http_request_queue q using public.preview_worker_wakes w
+         where w.request_id = q.id
+           and pg_xact_status(((pg_current_xact_id()::text::bigint >> 32 << 32) + w.xmin::text::bigint)::text::xid8) = 'in progress'
+        returning q.id`;
+      expect(lost.length).toBeGreaterThanOrEqual(1);
+      return job.id;
+    });
+    // The work itself is not lost with the wake: the job committed with the row.
+    expect(await previewJob(id)).toMatchObject({ id: jobId });
+    await netFence(); // everything queued before now was sent: the lost wakes were not among it
+    // On its own nothing runs the job now (a worker another file woke may take it: workers drain
+    // every due job); the sweep wakes a worker for it.
+    await sweepNow();
+    const row = await waitForPreview(id);
+    await expectSettled(row, { ready: true });
+    // that very job, at its first attempt
+    expect(logSince(mark, `[Preview] Ready generationId=${id} `)).toEqual([expect.stringMatching(new RegExp(` jobId=${jobId} kind=preview attempt=1$`))]);
     expect(writesOf(mark, row.preview_path)).toBe(1);
   });
 
-  it('generate-preview is killed while it holds the claim → processing until the lease expires, the sweep re-claims (attempt 2) → ready; attempt 1 is fenced', async () => {
+  it('a row left waiting without a job (the enqueue muted, or its trigger failed) → queued by the sweep after its grace minute → ready', async () => {
+    const { id, taskId } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { callback: 'never' } });
+    const assetUrl = (await kie.getTask(taskId)).resultUrls[0];
+    await sql.begin(async (tx) => {
+      await tx`set local app.skip_preview_dispatch = 'on'`;
+      await tx`select * from public.apply_kie_result(${taskId}, 'success', ${tx.json([assetUrl])}, ${assetUrl}, null)`;
+    });
+    let row = await generation(id);
+    expect([row.status, row.preview_status]).toEqual(['success', 'none']);
+    expect(await previewJob(id)).toBeNull();
+    // Within its grace minute the sweep leaves it (the row's own transaction may still enqueue).
+    await sweepNow();
+    expect(await previewJob(id)).toBeNull();
+    // The grace is skipped by ageing the row (an explicit updated_at is kept by the touch trigger;
+    // the row wanted a preview before, so the enqueue trigger does nothing).
+    await sql`update public.generations set updated_at = now() - interval '2 minutes' where id = ${id}`;
+    expect(await previewJob(id)).toBeNull();
+    const mark = logMark();
+    await sweepNow();
+    const queued = await previewJob(id);
+    expect(queued).not.toBeNull();
+    row = await waitForPreview(id);
+    await expectSettled(row, { ready: true });
+    expect(readyAttempts(mark, id)).toEqual([1]);
+    expect(writesOf(mark, row.preview_path)).toBe(1);
+  });
+
+  it('generate-preview is killed while it holds the claim → processing until the lease expires, then TIMEOUT and claimed again (attempt 2) → ready; attempt 1 is fenced', async () => {
     // A slow asset keeps the worker busy downloading long enough to kill its isolate.
     const { id, taskId } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { asset: 'slow', slowMs: 4000 } });
-    const iso = await isolateServing('generate-preview', id);
-    await waitFor('claim', async () => (await generation(id)).preview_status === 'processing');
+    const claimed = await waitForClaim(id, 1);
+    const iso = await isolateWorkingOn(id, 1);
     const mark = logMark();
     process.kill(iso.pid, 'SIGKILL');
     await waitFor('the gateway saw the isolate die', async () => logSince(mark, `[Gateway] isolate fn=generate-preview pid=${iso.pid} ended`).length > 0);
     await kie.setTask(taskId, { asset: 'ok' });
-    let row = await generation(id);
-    expect([row.preview_status, row.preview_attempts]).toEqual(['processing', 1]);
+    expect((await generation(id)).preview_status).toBe('processing');
     // Within the lease the sweep leaves it alone, and a second claim is refused.
     await sweepNow();
-    const [{ n: claimable }] = await sql<{ n: number }[]>`select count(*)::int as n from public.sweep_previews(1000) where id = ${id}`;
-    expect(claimable).toBe(0);
+    expect(await previewJob(id)).toMatchObject({ id: claimed.id, state: 'running', attempts: 1, expired_leases: 0 });
+    expect(await sql`select job_id from public.claim_preview_jobs(array['preview'], 1, ${id}::uuid)`).toHaveLength(0);
+    expect((await generation(id)).preview_status).toBe('processing');
+    // The lease runs out: the dead worker's job goes through the failure path (TIMEOUT, retryable,
+    // due again at once) and attempt 1 no longer holds it.
     await expireLease(id);
-    const [{ reason }] = await sql<{ reason: string }[]>`select reason from public.sweep_previews(1000) where id = ${id}`;
-    expect(reason).toBe('lease_expired');
-    await sweepNow();
-    row = await waitForPreview(id);
-    expectSettledRow(row, { ready: true });
-    expect(row.preview_attempts).toBe(2);
+    await sql`select public.expire_preview_job_leases()`;
+    const expired = await previewJob(id);
+    expect(expired).toMatchObject({ id: claimed.id, expired_leases: 1, last_error_code: 'TIMEOUT' });
+    expect(expired!.last_error).toMatch(/^The worker of attempt 1 did not finish within its lease/);
     // The killed attempt's result, were it to arrive now, is refused by the fencing token.
-    const [{ ok }] = await sql<{ ok: boolean }[]>`select public.complete_preview(${id}, 1, 'stale/path.webp', 1, 1, 'x') as ok`;
+    const [{ current }] = await sql<{ current: boolean }[]>`select public.preview_job_is_current(${claimed.id}::bigint, 1) as current`;
+    expect(current).toBe(false);
+    const [{ ok }] = await sql<{ ok: boolean }[]>`
+      select public.complete_preview_job(${claimed.id}::bigint, 1, ${sql.json({ path: 'stale/path.webp', width: 1, height: 1, thumbhash: 'x' })}) as ok`;
     expect(ok).toBe(false);
-    const [{ state }] = await sql<{ state: string | null }[]>`select public.fail_preview(${id}, 1, 'INTERNAL', 'stale', true) as state`;
+    const [{ state }] = await sql<{ state: string | null }[]>`select public.fail_preview_job(${claimed.id}::bigint, 1, 'INTERNAL', 'stale', true) as state`;
     expect(state).toBeNull();
+    expect((await generation(id)).preview_path).toBeNull();
+    // The sweep wakes a worker for the due job: attempt 2 renders it.
+    await sweepNow();
+    const row = await waitForPreview(id);
+    await expectSettled(row, { ready: true });
+    expect(readyAttempts(mark, id)).toEqual([2]);
     const after = await generation(id);
-    expect([after.preview_status, after.preview_path, after.preview_attempts]).toEqual(['ready', row.preview_path, 2]);
+    expect([after.preview_status, after.preview_path]).toEqual(['ready', row.preview_path]);
     expect(writesOf(mark, row.preview_path)).toBe(1);
   }, 60_000);
 
   it('a late worker (lease expired while it worked, row re-claimed) finishes after the new attempt: its result is fenced', async () => {
     const { id, taskId } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { asset: 'slow', slowMs: 3500 } });
-    const late = await isolateServing('generate-preview', id);
-    await waitFor('claim', async () => (await generation(id)).preview_status === 'processing');
+    const claimed = await waitForClaim(id, 1);
+    const late = await isolateWorkingOn(id, 1);
     const mark = logMark();
     await kie.setTask(taskId, { asset: 'ok' });
     // The platform retires the worker's isolate (its CPU past the soft limit) while the job goes
     // on: the retry reaches another isolate instead of waiting behind the job in this one.
     expect(await retireIsolates('generate-preview')).toBeGreaterThan(0);
     await expireLease(id);
-    await sweepNow();
+    await sweepNow(); // attempt 1's lease expires (TIMEOUT, due at once) and a worker is woken
     const row = await waitForPreview(id);
-    expectSettledRow(row, { ready: true });
-    expect(row.preview_attempts).toBe(2);
-    // The first worker wakes up, renders, and is refused at complete_preview.
-    await waitFor('late worker fenced', async () => logSince(mark, '[Preview] Fenced', id)[0], 20_000);
+    await expectSettled(row, { ready: true });
+    expect(readyAttempts(mark, id)).toEqual([2]);
+    // The first worker wakes up, renders, and is refused: it checks its claim before uploading.
+    const fenced = await waitFor('late worker fenced', async () => logSince(mark, `[Preview] Fenced generationId=${id} `)[0], 20_000);
+    expect(fenced).toContain(`jobId=${claimed.id} `);
+    expect(fenced).toMatch(/ attempt=1$/);
     const after = await generation(id);
-    expect([after.preview_status, after.preview_attempts, after.preview_path]).toEqual(['ready', 2, row.preview_path]);
+    expect([after.preview_status, after.preview_path]).toEqual(['ready', row.preview_path]);
+    expect(readyAttempts(mark, id)).toEqual([2]);
     expect(late.pid).toBeGreaterThan(0);
     // The late worker checked its claim before uploading and stopped: only attempt 2 wrote
     // the deterministic preview path.
-    expect(logSince(mark, '[Preview] Fenced', id, 'reason=claim_lost_before_upload')).toHaveLength(1);
+    expect(logSince(mark, `[Preview] Fenced generationId=${id} `, 'reason=claim_lost_before_upload')).toHaveLength(1);
     expect(writesOf(mark, row.preview_path)).toBe(1);
   }, 60_000);
 });

@@ -6,7 +6,7 @@ import { createClient } from '@supabase/supabase-js';
 import { SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { startGeneration } from '../helpers/flow.ts';
-import { expectSettledRow, successCallback } from '../helpers/faults.ts';
+import { previewJob, successCallback } from '../helpers/faults.ts';
 import { kieFile, landscapeJpeg, transparentPng } from '../helpers/media.ts';
 import { signJwt, signUserJwt } from '../../local/keys.ts';
 import { adminClient, ANON_KEY, createUser, FUNCTIONS_URL, generation, invoke, kie, logMark, logSince, postCallback, signedHeaders, sql, stack, type TestUser, waitFor, waitForPreview } from '../helpers/stack.ts';
@@ -14,6 +14,13 @@ import { adminClient, ANON_KEY, createUser, FUNCTIONS_URL, generation, invoke, k
 let alice: TestUser;
 let bob: TestUser;
 let photo: string;
+
+/**
+ * What generate-preview answers for a row id with no due job, once the caller got through: the id
+ * is skipped, or, when the isolate has spent its CPU budget (the job model's single-flight isolate,
+ * shared/preview/isolate.ts), declined before it looks (WORKER_BUSY). Either way nothing ran.
+ */
+const NOTHING_RAN = ['skipped', 'declined'];
 
 beforeAll(async () => {
   [alice, bob] = await Promise.all([createUser('sec-alice'), createUser('sec-bob')]);
@@ -32,14 +39,16 @@ describe('generate-preview: service keys only', () => {
       method: 'POST', headers: { 'content-type': 'application/json', apikey: stack.PUBLISHABLE_KEY }, body: JSON.stringify(body),
     });
     expect(apikeyOnly.status).toBe(401);
-    // The service role in either form gets through (an unknown id is simply skipped).
-    expect((await invoke('generate-preview', { query: '?wait=1', body })).json.results[0].result).toBe('skipped');
+    // The service role in either form gets through (an unknown id is simply skipped, or declined by a spent isolate).
+    expect(NOTHING_RAN).toContain((await invoke('generate-preview', { query: '?wait=1', body })).json.results[0].result);
     const secret = await fetch(`${FUNCTIONS_URL}/generate-preview?wait=1`, {
       method: 'POST', headers: { 'content-type': 'application/json', apikey: stack.SECRET_KEY }, body: JSON.stringify(body),
     });
     expect(secret.status).toBe(200);
-    expect((await secret.json()).results[0].result).toBe('skipped');
-    expect((await generation(id)).preview_attempts).toBe(0);
+    expect(NOTHING_RAN).toContain((await secret.json()).results[0].result);
+    // the refused calls named a pending row: nothing queued or claimed for it
+    expect((await generation(id)).preview_status).toBe('none');
+    expect(await previewJob(id)).toBeNull();
   });
 });
 
@@ -142,16 +151,26 @@ describe('what pg_net carries: its queue is readable by anon on a real project',
     const defs = await sql<{ src: string }[]>`
       select pg_get_functiondef(p.oid) as src from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'public'`;
     for (const d of defs) expect(d.src).not.toContain(stack.SERVICE_ROLE_KEY);
-    // A real dispatch, read by anon inside its (rolled back) transaction.
+    // A real dispatch (the wake the enqueue trigger sends for a new row), read by anon inside its
+    // (rolled back) transaction. Room for a wake whatever other files' workers are awake.
+    type Queued = { url: string; headers: Record<string, string>; body: string; wake: string };
     const queued = await sql.begin(async (tx) => {
-      const [g] = await tx`insert into public.generations (user_id, type, status, asset_url)
+      await tx`set local app.preview_worker_limit = '1000'`;
+      await tx`insert into public.generations (user_id, type, status, asset_url)
         values (${alice.id}, 'photo', 'success', 'https://example.com/a.jpg') returning id`;
+      // the wakes this transaction queued (by the trigger's subtransaction: still in progress)
+      const wakes = await tx<{ id: string; request_id: string }[]>`
+        select w.id::text as id, w.request_id::text as request_id from public.preview_worker_wakes w
+         where pg_xact_status(((pg_current_xact_id()::text::bigint >> 32 << 32) + w.xmin::text::bigint)::text::xid8) = 'in progress'`;
+      expect(wakes.length).toBeGreaterThanOrEqual(1);
       await tx.unsafe('set local role anon');
-      const [q] = await tx`select url, headers from net.http_request_queue
-        where convert_from(body, 'UTF8')::jsonb ->> 'generationId' = ${g.id}::text`;
-      throw Object.assign(new Error('rollback'), { queued: q });
-    }).catch((e: { queued?: { url: string; headers: Record<string, string> } }) => e.queued);
+      const [q] = await tx<Queued[]>`select url, headers, convert_from(body, 'UTF8') as body from net.http_request_queue
+        where id = ${wakes[0].request_id}::bigint`;
+      throw Object.assign(new Error('rollback'), { queued: { ...q, wake: wakes[0].id } });
+    }).catch((e: { queued?: Queued }) => e.queued);
     expect(queued?.url).toBe(`${stack.API_URL}/functions/v1/generate-preview`);
+    // it names the wake only: no row, no user, no path
+    expect(JSON.parse(queued!.body)).toEqual({ wake: Number(queued!.wake) });
     const headers = queued!.headers;
     // the dispatch secret is its only credential: no service key, and no API key at all
     expect(Object.keys(headers).sort()).toEqual(['Content-Type', 'x-preview-dispatch']);
@@ -167,7 +186,8 @@ describe('what pg_net carries: its queue is readable by anon on a real project',
       return { status: res.status, json: await res.json().catch(() => null) };
     };
     const skipped = await asDispatch('generate-preview', { query: '?wait=1', body: { generationId: randomUUID() } });
-    expect([skipped.status, skipped.json?.results?.[0]?.result]).toEqual([200, 'skipped']);
+    expect(skipped.status).toBe(200);
+    expect(NOTHING_RAN).toContain(skipped.json?.results?.[0]?.result);
     expect((await asDispatch('generate-preview', { query: '?wait=1', body: { generationId: randomUUID() }, dispatch: 'wrong' })).status).toBe(401);
     expect((await asDispatch('kie-sync', { body: { mode: 'pending' } })).status).toBe(200);
     const { taskId } = await startGeneration({ userId: alice.id, type: 'photo', fixture: photo, fake: { callback: 'never', stayPending: true } });

@@ -1,7 +1,8 @@
 /**
  * Backfill fixtures and the CLI as a subprocess: old `success` rows inserted with the
- * dispatch trigger muted (so nothing renders them until the backfill does), each test in
- * its own far-past time window (`--since`/`--until`) so runs never see other tests' rows.
+ * enqueue trigger muted (so no job is queued and nothing renders them until the backfill does),
+ * each test in its own far-past time window (`--since`/`--until`) so runs never see other tests'
+ * rows.
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -32,11 +33,14 @@ export type OldRow = {
   type: 'photo' | 'video';
   assetUrl: string;
   createdAt: Date;
-  /** Preview state to start from (default: a never-processed row, `none`). */
+  /**
+   * Preview state to start from (default: a never-processed row, `none`). `attempts` with `failed`:
+   * the terminal failure our worker leaves, its job kept `failed` after that many attempts.
+   */
   preview?: { status: 'none' | 'failed' | 'ready'; attempts?: number; error?: string; code?: string; stalePath?: boolean };
 };
 
-/** Inserts an old success row without firing the dispatch trigger; returns its id. */
+/** Inserts an old success row (and, for a failure of ours, its failed job) without the enqueue trigger; returns its id. */
 export async function insertOldSuccess(r: OldRow): Promise<string> {
   const id = randomUUID();
   const p = r.preview ?? { status: 'none' };
@@ -45,10 +49,16 @@ export async function insertOldSuccess(r: OldRow): Promise<string> {
     await tx`set local app.skip_preview_dispatch = 'on'`;
     await tx`
       insert into public.generations (id, user_id, type, status, task_id, model, asset_url, created_at,
-        preview_status, preview_attempts, error, preview_error_code, preview_path, poster_path)
+        preview_status, error, preview_error_code, preview_path, poster_path)
       values (${id}, ${r.userId}, ${r.type}, 'success', ${`old-${id}`}, ${r.type === 'video' ? 'veo3_fast' : 'google/nano-banana'},
-        ${r.assetUrl}, ${r.createdAt}, ${p.status}, ${p.attempts ?? 0}, ${p.error ?? null}, ${p.code ?? null},
+        ${r.assetUrl}, ${r.createdAt}, ${p.status}, ${p.error ?? null}, ${p.code ?? null},
         ${r.type === 'photo' ? stale : null}, ${r.type === 'video' ? stale : null})`;
+    if (p.status === 'failed' && p.attempts) {
+      await tx`
+        insert into public.preview_jobs (kind, generation_id, state, attempts, max_attempts, run_at, dedupe_key, last_error_code, last_error)
+        values ('preview', ${id}, 'failed', ${p.attempts}, greatest(${p.attempts}::int, public.preview_max_attempts()), ${r.createdAt},
+                public.preview_job_dedupe_key('preview', ${id}::uuid, '{}'), ${p.code ?? null}, ${p.error ?? null})`;
+    }
   });
   return id;
 }

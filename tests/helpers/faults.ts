@@ -1,15 +1,21 @@
 /**
  * Fault-injection helpers for tests/faults: the functions' env of the running stack, storage
- * upload faults and live isolates of the gateway, "time travel" on a row (move its lease or
- * its retry time into the past instead of waiting), the preview sweep, success rows whose
+ * upload faults and live isolates of the gateway, "time travel" on a row's preview job (move its
+ * lease or its retry time into the past instead of waiting), the preview sweep, success rows whose
  * asset_url says anything at all (a callback with the real secret and signature), and the
  * invariant every fault case ends with.
+ *
+ * The job model (issue 22): a row's preview work is a job in public.preview_jobs (attempts is the
+ * fencing token, run_at the backoff, lease_until the claim's lease, expired_leases the dead
+ * workers). A retryable failure leaves the row `none` with preview_error_code and the job queued
+ * after its backoff; a terminal one leaves the row `failed` with its code and text and the job
+ * `failed`; a done job is deleted (its attempt is then read from the `[Preview] Ready` line).
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { expect } from 'vitest';
 import { ERROR_CODES } from '../../shared/errors.ts';
-import { generation, type GenerationRow, insertGeneration, postCallback, SERVICE_KEY, sql, stack, waitFor } from './stack.ts';
+import { generation, type GenerationRow, insertGeneration, logSince, postCallback, SERVICE_KEY, sql, stack, waitFor } from './stack.ts';
 import { MODELS } from './flow.ts';
 import { parseEnvFile } from '../../local/env-file.ts';
 
@@ -32,7 +38,10 @@ export async function failUploads(pattern: string, times: number): Promise<void>
   expect(res.status).toBe(200);
 }
 
-export type IsolateInfo = { fn: string; pid: number; busy: boolean; requestId: string | null; body: string | null; sinceMs: number | null };
+export type IsolateInfo = {
+  fn: string; pid: number; busy: boolean; retired: boolean;
+  requests: { requestId: string; body: string; since: number }[]; body: string | null;
+};
 
 export async function isolates(): Promise<IsolateInfo[]> {
   const res = await fetch(`${stack.API_URL}/_local/isolates`, { headers: { authorization: `Bearer ${SERVICE_KEY}` } });
@@ -51,36 +60,96 @@ export async function retireIsolates(fn: string): Promise<number> {
   return (await res.json()).retired;
 }
 
-/** The isolate of `fn` whose current request names `needle` (e.g. a generation id). */
-export function isolateServing(fn: string, needle: string, timeoutMs = 15_000): Promise<IsolateInfo> {
-  return waitFor(`an isolate of ${fn} serving ${needle}`, async () =>
-    (await isolates()).find((i) => i.fn === fn && i.busy && i.body?.includes(needle)), timeoutMs, 50);
+// ---------------------------------------------------------------- the row's job
+
+export type PreviewJob = {
+  id: string; kind: string; state: 'queued' | 'running' | 'failed'; attempts: number; max_attempts: number;
+  expired_leases: number; run_at: Date; locked_by: string | null; locked_at: Date | null; lease_until: Date | null;
+  last_error_code: string | null; last_error: string | null;
+};
+
+/** The row's newest job of `kind` (live, or terminally failed), or null: done (deleted) or never queued. */
+export async function previewJob(id: string, kind = 'preview'): Promise<PreviewJob | null> {
+  const [j] = await sql<PreviewJob[]>`
+    select id::text as id, kind, state, attempts, max_attempts, expired_leases, run_at, locked_by, locked_at, lease_until,
+           last_error_code, last_error
+      from public.preview_jobs where generation_id = ${id} and kind = ${kind} order by id desc limit 1`;
+  return j ?? null;
 }
 
-/** Moves a processing row's lease start past the lease (as if the lease had run out). */
+/** Waits until the row's preview job is running attempt `attempt` (claimed by a worker). */
+export function waitForClaim(id: string, attempt = 1, timeoutMs = 30_000): Promise<PreviewJob> {
+  return waitFor(`claim ${attempt} of ${id}`, async () => {
+    const j = await previewJob(id);
+    return j?.state === 'running' && j.attempts === attempt ? j : null;
+  }, timeoutMs, 50);
+}
+
+/**
+ * The isolate of generate-preview that works on the row's running preview job (attempt `attempt`):
+ * the one whose request is the wake the job was claimed by (`locked_by = wake:N`), or, for a row
+ * named directly, whose request names the row.
+ */
+export function isolateWorkingOn(id: string, attempt = 1, timeoutMs = 15_000): Promise<IsolateInfo> {
+  return waitFor(`an isolate of generate-preview working on ${id} (attempt ${attempt})`, async () => {
+    const j = await previewJob(id);
+    if (j?.state !== 'running' || j.attempts !== attempt || !j.locked_by) return null;
+    const wake = j.locked_by.startsWith('wake:') ? j.locked_by.slice('wake:'.length) : null;
+    const names = (body: string) => {
+      if (wake === null) return body.includes(id);
+      try {
+        return String(JSON.parse(body).wake) === wake;
+      } catch {
+        return false;
+      }
+    };
+    return (await isolates()).find((i) => i.fn === 'generate-preview' && i.busy && i.requests.some((r) => names(r.body)));
+  }, timeoutMs, 50);
+}
+
+/** Moves the lease of the row's running preview job into the past (as if it had run out). */
 export async function expireLease(id: string): Promise<void> {
-  await sql`update public.generations set preview_started_at = now() - public.preview_lease() - interval '1 second'
-            where id = ${id} and preview_status = 'processing'`;
+  const moved = await sql`
+    update public.preview_jobs set lease_until = now() - interval '1 second', locked_at = now() - public.preview_lease() - interval '1 second'
+     where generation_id = ${id} and kind = 'preview' and state = 'running' returning id`;
+  expect(moved, `a running preview job of ${id}`).toHaveLength(1);
 }
 
-/** Makes a failed row's retry due now (as if its backoff had passed). */
+/** Makes the row's queued preview retry due now (as if its backoff had passed). */
 export async function retryDueNow(id: string): Promise<void> {
-  await sql`update public.generations set preview_next_attempt_at = now() - interval '1 second'
-            where id = ${id} and preview_status = 'failed' and preview_next_attempt_at is not null`;
+  const moved = await sql`
+    update public.preview_jobs set run_at = now()
+     where generation_id = ${id} and kind = 'preview' and state = 'queued' and run_at > now() returning id`;
+  expect(moved, `a preview job of ${id} waiting for its retry`).toHaveLength(1);
 }
 
-/** What pg_cron's `preview-sweep` job runs every minute, run now. */
+/** What pg_cron's `preview-sweep` job runs every minute, run now. Returns the workers it woke. */
 export async function sweepNow(): Promise<number> {
-  const [r] = await sql<{ n: number }[]>`select public.dispatch_preview_sweep() as n`;
+  const [r] = await sql<{ n: number }[]>`select public.preview_sweep() as n`;
   return r.n;
 }
 
-/** Waits until the row has finished attempt `attempt` (ready, or failed with or without a retry due). */
+/**
+ * Waits until the row's preview has finished attempt `attempt`: ready (its job done), or its job
+ * back in the queue (a retryable failure) or failed (terminal) after at least that many attempts.
+ */
 export function waitForAttempt(id: string, attempt: number, timeoutMs = 60_000): Promise<GenerationRow> {
   return waitFor(`attempt ${attempt} of ${id} to settle`, async () => {
     const r = await generation(id);
-    return r.preview_attempts >= attempt && (r.preview_status === 'ready' || r.preview_status === 'failed') ? r : null;
+    if (r.preview_status === 'ready') return r;
+    const j = await previewJob(id);
+    return j && j.attempts >= attempt && j.state !== 'running' && r.preview_status !== 'processing' ? r : null;
   }, timeoutMs, 200);
+}
+
+/** The attempt of each `[Preview] Ready` line of the row's preview job since `mark` (one line per completion). */
+export function readyAttempts(mark: number, id: string): number[] {
+  return logSince(mark, `[Preview] Ready generationId=${id} `, ' kind=preview ').map((l) => Number(l.match(/ attempt=(\d+)/)?.[1]));
+}
+
+/** The `[Preview] Processing` lines of the row's preview job since `mark`: one per claim. */
+export function claimsOf(mark: number, id: string): number[] {
+  return logSince(mark, `[Preview] Processing generationId=${id} `, ' kind=preview ').map((l) => Number(l.match(/ attempt=(\d+)/)?.[1]));
 }
 
 /** A KIE success callback in the market family's shape, for any result URL. */
@@ -100,35 +169,69 @@ export async function successRowWithAsset(userId: string, assetUrl: string, type
 }
 
 /**
- * The fault matrix's invariant for one row: the generation is `success` and its preview is
- * `ready` with its object, or `failed` with a readable error and one of the closed codes; it
- * is not `processing`.
+ * The fault matrix's invariant for one row: the generation is `success` and not `processing`,
+ * and its preview is
+ * - `ready` with its object, no error, no live job (done jobs are deleted);
+ * - or, terminal (`retryDue` false, the default), `failed` with one of the closed codes and a
+ *   readable error on the row, its job `failed` with the same code and text;
+ * - or, retryable (`retryDue: true`), back to `none` with the code in preview_error_code and its
+ *   job queued again with the code and the readable text.
+ * Returns the row's preview job (null when done).
  */
-export function expectSettledRow(row: GenerationRow, want: { ready: true } | { code: string; error?: RegExp | string; retryDue?: boolean }) {
+export async function expectSettled(
+  row: GenerationRow,
+  want: { ready: true } | { code: string; error?: RegExp | string; retryDue?: boolean },
+): Promise<PreviewJob | null> {
   expect(row.status).toBe('success');
   expect(row.preview_status).not.toBe('processing');
+  const job = await previewJob(row.id);
   if ('ready' in want) {
     expect(row.preview_status).toBe('ready');
     expect(row.error).toBeNull();
+    expect(row.preview_error_code).toBeNull();
     expect(row.preview_path ?? row.poster_path).toBeTruthy();
-    return;
+    // done jobs are deleted: no live preview job is left (a failed one of an earlier asset may stay)
+    expect(job === null || job.state === 'failed').toBe(true);
+    return null;
   }
-  expect(row.preview_status).toBe('failed');
-  expect(Object.keys(ERROR_CODES)).toContain(row.preview_error_code);
+  expect(Object.keys(ERROR_CODES)).toContain(want.code);
   expect(row.preview_error_code).toBe(want.code);
-  expect(typeof row.error).toBe('string');
-  expect(row.error.length).toBeGreaterThan(5);
-  if (want.error instanceof RegExp) expect(row.error).toMatch(want.error);
-  else if (want.error) expect(row.error).toBe(want.error);
-  if (want.retryDue !== undefined) expect(row.preview_next_attempt_at !== null).toBe(want.retryDue);
+  expect(job, `the preview job of ${row.id}`).not.toBeNull();
+  expect(job!.last_error_code).toBe(want.code);
+  let message: string;
+  if (want.retryDue) {
+    expect(row.preview_status).toBe('none');
+    expect(job!.state).toBe('queued');
+    expect(job!.attempts).toBeLessThan(job!.max_attempts);
+    message = job!.last_error!;
+  } else {
+    expect(row.preview_status).toBe('failed');
+    expect(job!.state).toBe('failed');
+    expect(row.error).toBe(job!.last_error);
+    message = row.error;
+  }
+  expect(typeof message).toBe('string');
+  expect(message.length).toBeGreaterThan(5);
+  if (want.error instanceof RegExp) expect(message).toMatch(want.error);
+  else if (want.error) expect(message).toBe(want.error);
+  return job;
 }
 
-/** After a sweep, none of these users' rows may still be processing past its lease. */
+/**
+ * After a sweep, none of these users' rows may be processing without a live lease of ours (a dead
+ * worker's job is back in the queue or failed), and none that wants a preview may be left
+ * without a live job (work nobody would ever do).
+ */
 export async function expectNothingStuck(userIds: string[]): Promise<void> {
   await sweepNow();
   const stuck = await sql`
-    select id from public.generations
-     where user_id = any(${userIds}::uuid[]) and preview_status = 'processing'
-       and preview_started_at + public.preview_lease() < now()`;
-  expect(stuck).toHaveLength(0);
+    select g.id, g.preview_status from public.generations g
+     where g.user_id = any(${userIds}::uuid[])
+       and ((g.preview_status = 'processing' and not exists (
+               select 1 from public.preview_jobs j
+                where j.generation_id = g.id and j.kind = 'preview' and j.state = 'running' and j.lease_until >= now()))
+         or (public.preview_wanted(g) and not exists (
+               select 1 from public.preview_jobs j
+                where j.generation_id = g.id and j.kind = 'preview' and j.state in ('queued', 'running'))))`;
+  expect(stuck).toEqual([]);
 }

@@ -95,7 +95,6 @@ export function logSince(mark: number, ...needles: string[]): string[] {
 
 export { waitFor };
 
-/** Waits until the generation's preview settles (ready or failed with no retry due soon). */
 /**
  * Waits until pg_net has delivered everything queued before this call: a request queued now
  * (health) is sent after every earlier one (the worker takes the queue in id order), so once its
@@ -107,10 +106,14 @@ export async function netFence(): Promise<void> {
   await waitFor('pg_net to deliver the fence request', async () => (await sql`select 1 from net._http_response where id = ${id}`).length > 0, 20_000);
 }
 
+/**
+ * Waits until the generation's preview settles: ready, or failed (terminal: a retryable failure
+ * leaves the row `none` with its job queued, so `failed` is final).
+ */
 export function waitForPreview(id: string, timeoutMs = 60_000): Promise<GenerationRow> {
   return waitFor(`preview of ${id}`, async () => {
     const row = await generation(id);
-    return row && (row.preview_status === 'ready' || (row.preview_status === 'failed' && !row.preview_next_attempt_at)) ? row : null;
+    return row && (row.preview_status === 'ready' || row.preview_status === 'failed') ? row : null;
   }, timeoutMs, 250);
 }
 

@@ -41,6 +41,19 @@ function peakMb(mark: number, fn: string): { max: number; p95: number; n: number
   return { max: Math.max(...mbs), p95: pct(mbs, 95), n: mbs.length };
 }
 
+/**
+ * Claims per row since the mark: one `[Preview] Processing generationId=… kind=preview` line per
+ * claim of its preview job (a done job is deleted, so its attempts are read from the log).
+ */
+function claimCounts(mark: number): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const l of logSince(mark, '[Preview] Processing generationId=', ' kind=preview ')) {
+    const id = l.match(/ generationId=(\S+) /)?.[1];
+    if (id) m.set(id, (m.get(id) ?? 0) + 1);
+  }
+  return m;
+}
+
 /** Storage writes per object name since the mark. */
 function writeCounts(mark: number): Map<string, number> {
   const m = new Map<string, number>();
@@ -52,19 +65,28 @@ function writeCounts(mark: number): Map<string, number> {
 }
 
 async function invariants(userId: string, mark: number) {
-  const rows = await sql<{ id: string; preview_status: string; preview_path: string | null; poster_path: string | null; preview_attempts: number; original_path: string | null }[]>`
-    select id, preview_status, preview_path, poster_path, preview_attempts, original_path from public.generations where user_id = ${userId}`;
+  const rows = await sql<{ id: string; preview_status: string; preview_path: string | null; poster_path: string | null; original_path: string | null }[]>`
+    select id, preview_status, preview_path, poster_path, original_path from public.generations where user_id = ${userId}`;
   const writes = writeCounts(mark);
+  const claims = claimCounts(mark);
   const lost = rows.filter((r) => r.preview_status !== 'ready' && r.preview_status !== 'failed').length;
   const stuck = rows.filter((r) => r.preview_status === 'processing').length;
   const failed = rows.filter((r) => r.preview_status === 'failed').length;
-  // An object written more often than its row had attempts is a duplicate.
+  // An object written more often than its row's job was claimed is a duplicate.
   const duplicates = rows.filter((r) => {
     const path = r.preview_path ?? r.poster_path;
-    return path && (writes.get(path) ?? 0) > r.preview_attempts;
+    return path && (writes.get(path) ?? 0) > (claims.get(r.id) ?? 0);
   }).length;
-  const multiAttempt = rows.filter((r) => r.preview_attempts > 1).length;
-  return { rows: rows.length, lost, stuck, failed, duplicates, multiAttempt };
+  const multiAttempt = rows.filter((r) => (claims.get(r.id) ?? 0) > 1).length;
+  // a row nobody will ever work on: waiting without a live job, or processing without a live lease
+  const [{ orphaned }] = await sql<{ orphaned: number }[]>`
+    select count(*)::int as orphaned from public.generations g
+     where g.user_id = ${userId}
+       and ((public.preview_wanted(g) and not exists (select 1 from public.preview_jobs j
+              where j.generation_id = g.id and j.kind = 'preview' and j.state in ('queued', 'running')))
+         or (g.preview_status = 'processing' and not exists (select 1 from public.preview_jobs j
+              where j.generation_id = g.id and j.kind = 'preview' and j.state = 'running' and j.lease_until >= now())))`;
+  return { rows: rows.length, lost, stuck, failed, duplicates, multiAttempt, orphaned };
 }
 
 const results: string[] = [];
@@ -146,13 +168,14 @@ it('1,000 KIE callbacks (photos, videos, duplicates) → every row ready, once',
     `| peak memory above baseline, generate-preview | max ${fnPreview.max} MB, p95 ${fnPreview.p95} MB (${fnPreview.n} requests) |`,
     `| peak memory above baseline, kie-callback | max ${fnCallback.max} MB, p95 ${fnCallback.p95} MB (${fnCallback.n} requests) |`,
     `| WORKER_LIMIT (546) answers | ${logSince(mark, 'WORKER_LIMIT').length} |`,
-    `| trigger requests that timed out in pg_net (10 s) while queued for an isolate | ${logSince(mark, '[Net]', '/generate-preview failed timed_out=true').length} (pg_net recorded a timeout, but the gateway still delivered each one: no row lost, none needed the sweep) |`,
-    `| generate-preview requests sent by pg_net (trigger + sweep) | ${logSince(mark, '[Net]', '/functions/v1/generate-preview').length} |`,
-    `| invariant: lost / duplicate objects / stuck | ${inv.lost} / ${inv.duplicates} / ${inv.stuck} (rows ${inv.rows}, ready ${done.length}, failed ${inv.failed}, rows that needed a 2nd attempt ${inv.multiAttempt}) |`,
+    `| wakes that timed out in pg_net (10 s) while queued for an isolate | ${logSince(mark, '[Net]', '/generate-preview failed timed_out=true').length} |`,
+    `| generate-preview wakes sent by pg_net (trigger, claims, workers ending, sweep) | ${logSince(mark, '[Net]', '/functions/v1/generate-preview').length} |`,
+    `| workers that declined (isolate spent or ending) | ${logSince(mark, '[Preview] Declined').length} |`,
+    `| invariant: lost / duplicate objects / stuck | ${inv.lost} / ${inv.duplicates} / ${inv.stuck} (rows ${inv.rows}, ready ${done.length}, failed ${inv.failed}, rows that needed a 2nd claim ${inv.multiAttempt}) |`,
     '',
   );
   expect(accepted).toBe(CALLBACKS);
-  expect(inv).toMatchObject({ rows: items.length, lost: 0, stuck: 0, duplicates: 0, failed: 0 });
+  expect(inv).toMatchObject({ rows: items.length, lost: 0, stuck: 0, duplicates: 0, failed: 0, orphaned: 0 });
 });
 
 async function backfillRun(concurrency: number) {
@@ -160,7 +183,7 @@ async function backfillRun(concurrency: number) {
   const jpeg = await landscapeJpeg();
   const name = await kieFile(new Uint8Array(await sharp(jpeg).resize(640).jpeg().toBuffer()), 'jpg', 'image/jpeg');
   const url = (await kie.getTask(await kie.createTask('market', { fixture: name, fake: { callback: 'never' } }))).resultUrls[0];
-  // Old rows: success without a preview, written with the dispatch trigger muted (as if they
+  // Old rows: success without a preview, written with the enqueue trigger muted (as if they
   // predate it). Created in the past so the two runs' rows never mix (--until).
   const createdAt = new Date(Date.now() - (concurrency === 2 ? 3 : 2) * 86_400_000);
   await sql.begin(async (tx) => {
@@ -179,14 +202,14 @@ async function backfillRun(concurrency: number) {
   const mem = peakMb(mark, 'generate-preview');
   results.push(`| ${concurrency} | ${BACKFILL} | ${(ms / 1000).toFixed(1)} s | ${(BACKFILL / (ms / 1000)).toFixed(1)} | max ${mem.max} MB, p95 ${mem.p95} MB | ${inv.lost} / ${inv.duplicates} / ${inv.stuck} (failed ${inv.failed}) | ${run.status} |`);
   expect(run.status, run.stdout.slice(-2000) + run.stderr.slice(-2000)).toBe(0);
-  expect(inv).toMatchObject({ rows: BACKFILL, lost: 0, stuck: 0, duplicates: 0, failed: 0 });
+  expect(inv).toMatchObject({ rows: BACKFILL, lost: 0, stuck: 0, duplicates: 0, failed: 0, orphaned: 0 });
 }
 
 it('backfill of 1,000 rows at concurrency 2 and 4', async () => {
   results.push(
     '## Backfill',
     '',
-    `\`npm run backfill:previews -- --limit=${BACKFILL} --concurrency=N\` over ${BACKFILL} old success rows (JPEG 640 px wide) whose dispatch never happened.`,
+    `\`npm run backfill:previews -- --limit=${BACKFILL} --concurrency=N\` over ${BACKFILL} old success rows (JPEG 640 px wide) that never got a job.`,
     '',
     '| Concurrency | Items | Wall time | Items per second | Peak memory, generate-preview | lost / duplicate objects / stuck | Exit |',
     '|---|---|---|---|---|---|---|',

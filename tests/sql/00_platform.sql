@@ -1,6 +1,6 @@
 -- The local platform bootstrap: roles, auth helpers, storage helpers, vault, net.
 begin;
-select * from no_plan();
+select plan(50);
 
 select has_role('anon');
 select has_role('authenticated');

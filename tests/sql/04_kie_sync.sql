@@ -1,9 +1,10 @@
--- apply_kie_result: the one write of a KIE sync; pending_kie_tasks.
+-- apply_kie_result: the one write of a KIE sync; pending_kie_tasks; the preview job that follows
+-- from a write (the enqueue trigger), once.
 begin;
-select * from no_plan();
+select plan(42);
 
 set local app.skip_preview_dispatch = 'on';
-insert into auth.users (id, email) values ('44444444-0000-4000-8000-000000000001', 'sync@example.test');
+select tests.create_user('sync@example.test', '44444444-0000-4000-8000-000000000001') is not null as created \gset
 insert into public.generations (id, user_id, type, status, task_id, model, created_at) values
   ('dddddddd-0000-4000-8000-000000000001', '44444444-0000-4000-8000-000000000001', 'photo', 'pending', 'kie-1', 'gpt-4o-image', now() - interval '5 minutes'),
   ('dddddddd-0000-4000-8000-000000000002', '44444444-0000-4000-8000-000000000001', 'video', 'queued', 'kie-2', 'veo3', now() - interval '4 minutes'),
@@ -26,9 +27,9 @@ select results_eq(
 select public.record_kie_checks(array['kie-2']);
 select results_eq($$select task_id from public.pending_kie_tasks() where task_id like 'kie-%'$$,
   $$values ('kie-1'::text), ('kie-2'::text)$$, '… which rotates the batch');
-set local role anon;
+select tests.authenticate_as_anon();
 select throws_ok($$select public.record_kie_checks(array['x'])$$, '42501', null, 'anon cannot stamp checks');
-reset role;
+select tests.clear_authentication();
 
 -- unknown task, bad state
 select is_empty($$select * from public.apply_kie_result('nope', 'success', null, 'http://x', null)$$, 'unknown task: no row');
@@ -104,6 +105,28 @@ select results_eq($$select changed from public.apply_kie_result('kie-cover', 'su
 select is((select preview_cover_url from public.generations where task_id = 'kie-cover'), 'https://k.test/cover.jpg', '… stores the cover');
 select results_eq($$select changed from public.apply_kie_result('kie-cover', 'success', '["https://k.test/v.mp4"]', null, null)$$,
   $$values (false)$$, 'the same success without a cover changes nothing');
+
+-- The preview job follows from the write (the enqueue trigger), once
+set local app.skip_preview_dispatch = '';
+insert into public.generations (id, user_id, type, status, task_id, model) values
+  ('dddddddd-0000-4000-8000-000000000006', '44444444-0000-4000-8000-000000000001', 'photo', 'generating', 'kie-6', 'flux');
+select is((select count(*)::int from public.preview_jobs where generation_id = 'dddddddd-0000-4000-8000-000000000006'), 0, 'a generating row has no job');
+select results_eq($$select preview_queued from public.apply_kie_result('kie-6', 'success', '["http://kie.test/6.png"]', null, null)$$,
+  $$values (true)$$, 'success: apply_kie_result says it queued the preview');
+select results_eq($$select kind, state, attempts from public.preview_jobs where generation_id = 'dddddddd-0000-4000-8000-000000000006'$$,
+  $$values ('preview'::text, 'queued'::text, 0)$$, '… and the row has its preview job');
+select results_eq($$select changed, preview_queued from public.apply_kie_result('kie-6', 'success', '["http://kie.test/6.png"]', null, null)$$,
+  $$values (false, false)$$, 'a re-sync changes nothing');
+select is((select count(*)::int from public.preview_jobs where generation_id = 'dddddddd-0000-4000-8000-000000000006'), 1, '… and makes no second job');
+create temp table job6 as select id from public.preview_jobs where generation_id = 'dddddddd-0000-4000-8000-000000000006';
+select is((select attempt from public.claim_preview_jobs(array['preview'], 1, 'dddddddd-0000-4000-8000-000000000006')), 1, 'a worker claims it');
+select results_eq($$select changed, preview_queued from public.apply_kie_result('kie-6', 'success', '["http://kie.test/6b.png"]', null, null)$$,
+  $$values (true, true)$$, 'a new asset while it renders');
+select results_eq($$select id <> (select id from job6), state, attempts from public.preview_jobs where generation_id = 'dddddddd-0000-4000-8000-000000000006'$$,
+  $$values (true, 'queued'::text, 0)$$, '… supersedes the job: the old one is gone, a new one waits');
+select is(public.complete_preview_job((select id from job6), 1, '{"path": "old.webp"}'), false, '… and the old asset''s worker is fenced');
+select results_eq($$select status, changed from public.apply_kie_result('kie-6', 'failed', null, null, 'late failure')$$,
+  $$values ('success'::text, false)$$, 'a failed after success changes nothing (the job stays)');
 
 select * from finish();
 rollback;

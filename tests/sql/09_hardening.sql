@@ -1,10 +1,11 @@
 -- Issue 10's database findings, as PostgREST's roles see them: what API roles may no longer
--- do to the table, original_path under the guard, and one body per KIE signature.
+-- do to the table, original_path under the guard, one body per KIE signature; the job state shut
+-- to API roles whatever policies say; a dead worker's input ends WORKER_LIMIT on the row.
 begin;
-select * from no_plan();
+select plan(35);
 
 set local app.skip_preview_dispatch = 'on';
-insert into auth.users (id, email) values ('99999999-0000-4000-8000-00000000000a', 'hard-alice@example.test');
+select tests.create_user('hard-alice@example.test', '99999999-0000-4000-8000-00000000000a') is not null as created \gset
 insert into public.generations (id, user_id, type, status, asset_url) values
   ('eeeeeeee-0000-4000-8000-00000000000a', '99999999-0000-4000-8000-00000000000a', 'photo', 'success', 'http://kie.test/a.png');
 
@@ -17,26 +18,23 @@ select ok(has_table_privilege('authenticated', 'public.generations', 'SELECT'), 
 
 create function pg_temp.noop() returns trigger language plpgsql as $$ begin return new; end $$;
 grant execute on function pg_temp.noop() to authenticated;
-set local role authenticated;
-set local request.jwt.claims = '{"sub": "99999999-0000-4000-8000-00000000000a", "role": "authenticated"}';
+select tests.authenticate_as('99999999-0000-4000-8000-00000000000a');
 select throws_ok($$truncate public.generations$$, '42501', null, 'authenticated cannot truncate generations');
 select throws_ok($$create trigger t before update on public.generations for each row execute function pg_temp.noop()$$,
   '42501', null, 'authenticated cannot create a trigger on generations');
-reset role;
-set local role anon;
+select tests.authenticate_as_anon();
 select throws_ok($$truncate public.generations$$, '42501', null, 'anon cannot truncate generations');
 select throws_ok($$truncate storage.objects$$, '42501', null, 'anon cannot truncate storage.objects');
-reset role;
+select tests.clear_authentication();
 
 -- Guard: original_path is service-only, even under a permissive update policy.
 create policy "test: users update own" on public.generations for update to authenticated
   using ((select auth.uid()) = user_id) with check ((select auth.uid()) = user_id);
-set local role authenticated;
-set local request.jwt.claims = '{"sub": "99999999-0000-4000-8000-00000000000a", "role": "authenticated"}';
+select tests.authenticate_as('99999999-0000-4000-8000-00000000000a');
 select throws_ok($$update public.generations set original_path = '99999999-0000-4000-8000-00000000000b/originals/x.jpg'
                    where id = 'eeeeeeee-0000-4000-8000-00000000000a'$$,
   '42501', 'generations.original_path is written by the service only', 'a user cannot point original_path anywhere');
-reset role;
+select tests.clear_authentication();
 select is((select original_path from public.generations where id = 'eeeeeeee-0000-4000-8000-00000000000a'), null, 'original_path unchanged');
 
 -- One body per KIE signature.
@@ -49,44 +47,53 @@ update public.kie_callback_receipts set received_at = now() - interval '2 days' 
 select public.cron_trim_history();
 select is((select count(*)::int from public.kie_callback_receipts where task_id in ('hard-task', 'other-task')), 2,
   'the hourly trim forgets receipts a day old');
-set local role anon;
+select tests.authenticate_as_anon();
 select throws_ok($$select public.record_kie_callback('t', 1, 'x')$$, '42501', null, 'anon cannot record receipts');
 select throws_ok($$select * from public.kie_callback_receipts$$, '42501', null, 'anon cannot read receipts');
-reset role;
-set local role authenticated;
+select tests.authenticate_as('99999999-0000-4000-8000-00000000000a');
 select throws_ok($$select public.record_kie_callback('t', 1, 'x')$$, '42501', null, 'authenticated cannot record receipts');
-reset role;
+select tests.clear_authentication();
 
--- A worker killed by the platform (its lease runs out) is retried once; the second dead
--- worker on the same item ends it WORKER_LIMIT, terminal (not five kills, then TIMEOUT).
+-- The job state stays shut even under a permissive policy (as a platform might add one): no
+-- table privilege, whatever RLS would allow.
+create policy "test: anyone reads jobs" on public.preview_jobs for all using (true) with check (true);
+select tests.authenticate_as('99999999-0000-4000-8000-00000000000a');
+select throws_ok($$select * from public.preview_jobs$$, '42501', null, 'a permissive policy does not open preview_jobs to users');
+select throws_ok($$insert into public.preview_jobs (kind, payload, dedupe_key) values ('delete_object', '{"path": "99999999-0000-4000-8000-00000000000b/previews/x_preview.webp"}', 'x')$$,
+  '42501', null, 'nor lets a user queue a deletion of another user''s object');
+select tests.clear_authentication();
+
+-- A worker killed by the platform (its lease runs out) is retried once; the second dead worker
+-- on the same item ends it WORKER_LIMIT, terminal, on the job and on the row.
+set local app.preview_lease = '15 seconds';
+delete from public.preview_jobs;
 insert into public.generations (id, user_id, type, status, asset_url) values
   ('eeeeeeee-0000-4000-8000-00000000000b', '99999999-0000-4000-8000-00000000000a', 'photo', 'success', 'http://kie.test/bomb.png');
-select is((select attempt from public.claim_preview('eeeeeeee-0000-4000-8000-00000000000b')), 1, 'first claim');
-update public.generations set preview_started_at = now() - public.preview_lease() - interval '1 second'
- where id = 'eeeeeeee-0000-4000-8000-00000000000b';
-select is((select reason from public.sweep_previews(1000) where id = 'eeeeeeee-0000-4000-8000-00000000000b'), 'lease_expired',
-  'the sweep re-dispatches a first dead worker''s item');
-select is((select attempt from public.claim_preview('eeeeeeee-0000-4000-8000-00000000000b')), 2, 'a first expired lease is taken over');
-select is((select preview_expired_leases from public.generations where id = 'eeeeeeee-0000-4000-8000-00000000000b'), 1,
-  'the dead worker is counted');
-update public.generations set preview_started_at = now() - public.preview_lease() - interval '1 second'
- where id = 'eeeeeeee-0000-4000-8000-00000000000b';
-select is_empty($$select * from public.claim_preview('eeeeeeee-0000-4000-8000-00000000000b')$$, 'the second expired lease is not taken over');
-select is_empty($$select * from public.sweep_previews(1000) where id = 'eeeeeeee-0000-4000-8000-00000000000b'$$, 'nor re-dispatched');
-select ok(public.expire_preview_leases() >= 1, 'expire_preview_leases ends it');
-select results_eq($$select preview_status, preview_error_code, preview_next_attempt_at is null, preview_expired_leases, preview_attempts
-                     from public.generations where id = 'eeeeeeee-0000-4000-8000-00000000000b'$$,
-  $$values ('failed'::text, 'WORKER_LIMIT'::text, true, 2, 2)$$, 'failed WORKER_LIMIT, terminal, after two attempts');
+select public.queue_preview('eeeeeeee-0000-4000-8000-00000000000b') as bomb \gset
+select is((select attempt from public.claim_preview_jobs(array['preview'], 1, 'eeeeeeee-0000-4000-8000-00000000000b')), 1, 'first claim');
+select tests.travel(public.preview_lease() + interval '1 second');
+select is((select attempt from public.claim_preview_jobs(array['preview'], 1, 'eeeeeeee-0000-4000-8000-00000000000b')), 2,
+  'a first dead worker''s job is taken over by the next claim');
+select is((select expired_leases from public.preview_jobs where id = :bomb), 1, 'the dead worker is counted');
+select tests.travel(public.preview_lease() + interval '1 second');
+select is_empty($$select * from public.claim_preview_jobs(array['preview'], 1, 'eeeeeeee-0000-4000-8000-00000000000b')$$,
+  'the second expired lease is not taken over');
+select results_eq($$select state, last_error_code, expired_leases, attempts from public.preview_jobs where id = $$ || :bomb,
+  $$values ('failed'::text, 'WORKER_LIMIT'::text, 2, 2)$$, 'the job failed WORKER_LIMIT, terminal, after two attempts');
+select results_eq($$select preview_status, preview_error_code from public.generations where id = 'eeeeeeee-0000-4000-8000-00000000000b'$$,
+  $$values ('failed'::text, 'WORKER_LIMIT'::text)$$, 'the row mirrors it');
 select matches((select error from public.generations where id = 'eeeeeeee-0000-4000-8000-00000000000b'),
-  '^Preview worker stopped 2 times on this item', 'the error says the worker was stopped');
+  '^Preview worker stopped 2 times on this item', 'the row''s error says the worker was stopped');
+select tests.authenticate_as('99999999-0000-4000-8000-00000000000a');
+select throws_ok($$update public.generations set preview_status = 'none', preview_error_code = null where id = 'eeeeeeee-0000-4000-8000-00000000000b'$$,
+  '42501', null, 'users cannot reset a failed preview themselves');
+select tests.clear_authentication();
+set local app.skip_preview_dispatch = '';
 update public.generations set asset_url = 'http://kie.test/fixed.png' where id = 'eeeeeeee-0000-4000-8000-00000000000b';
-select results_eq($$select preview_status, preview_expired_leases from public.generations where id = 'eeeeeeee-0000-4000-8000-00000000000b'$$,
-  $$values ('none'::text, 0)$$, 'a new asset starts with no dead workers');
-set local role authenticated;
-set local request.jwt.claims = '{"sub": "99999999-0000-4000-8000-00000000000a", "role": "authenticated"}';
-select throws_ok($$update public.generations set preview_expired_leases = 5 where id = 'eeeeeeee-0000-4000-8000-00000000000b'$$,
-  '42501', 'generations.preview_expired_leases is written by the service only', 'the counter is service-only');
-reset role;
+select results_eq($$select g.preview_status, g.error, j.expired_leases, j.attempts
+                      from public.generations g join public.preview_jobs j on j.generation_id = g.id and j.state = 'queued'
+                     where g.id = 'eeeeeeee-0000-4000-8000-00000000000b'$$,
+  $$values ('none'::text, null::text, 0, 0)$$, 'a new asset starts a job with no dead workers');
 
 select * from finish();
 rollback;

@@ -2,7 +2,7 @@
 -- superuser and owns none of the platform's schemas, so a migration that would fail on a
 -- project (ALTER TABLE storage.objects, a trigger on a platform table) fails here too.
 begin;
-select * from no_plan();
+select plan(23);
 
 select is(current_user::text, 'postgres', 'the tests (like the migrations) run as postgres');
 select ok(not (select rolsuper from pg_roles where rolname = 'postgres'), 'postgres is not a superuser');
@@ -13,6 +13,8 @@ select ok(pg_get_userbyid(c.relowner) <> 'postgres', format('postgres does not o
   from pg_class c join pg_namespace n on n.oid = c.relnamespace
  where (n.nspname, c.relname) in (('auth', 'users'), ('storage', 'objects'), ('storage', 'buckets'), ('net', 'http_request_queue'), ('vault', 'secrets'));
 select is((select pg_get_userbyid(datdba) from pg_database where datname = current_database()), 'postgres', 'postgres owns the database (and so public)');
+select is(pg_get_userbyid(c.relowner)::text, 'postgres', format('postgres owns %s (made by the migrations)', c.oid::regclass))
+  from pg_class c where c.oid in ('public.preview_jobs'::regclass, 'public.preview_worker_wakes'::regclass);
 
 -- What a migration may do on storage: policies, through the platform's grant.
 select lives_ok($$create policy "role model: test" on storage.objects for select to authenticated using (false)$$,

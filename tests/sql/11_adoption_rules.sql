@@ -4,12 +4,11 @@
 -- failures, the guard on every column the pipeline trusts (UPDATE and INSERT, as PostgREST's
 -- roles), the KIE model and retention, apply_kie_result's own report, preview_coverage.
 begin;
-select * from no_plan();
+select plan(66);
 
 set local app.skip_preview_dispatch = 'on';
-insert into auth.users (id, email) values
-  ('abababab-0000-4000-8000-000000000001', 'adopt-a@example.test'),
-  ('abababab-0000-4000-8000-000000000002', 'adopt-b@example.test');
+select tests.create_user('adopt-a@example.test', 'abababab-0000-4000-8000-000000000001') is not null as created \gset
+select tests.create_user('adopt-b@example.test', 'abababab-0000-4000-8000-000000000002') is not null as created \gset
 
 -- ---- the pure rules
 select is(public.preview_kind('photo'), 'image', 'photo → image');
@@ -64,30 +63,51 @@ select results_eq(
   $$values ('01'), ('02'), ('03'), ('06'), ('08')$$,
   'the backfill finds product, NULL-status, stale old-worker and old-failure rows; not a fresh processing row');
 
--- claims
-select results_eq($$select kind, original_path, source_url from public.claim_preview('acacacac-0000-4000-8000-000000000003')$$,
+-- adoption: adopt_preview(row) is what the backfill (and a named request) calls
+set local app.preview_lease = '15 minutes';
+select public.adopt_preview('acacacac-0000-4000-8000-000000000003') as job3 \gset
+select is(public.adopt_preview('acacacac-0000-4000-8000-000000000003'), :job3::bigint, 'adopting a row with a job of ours returns that job');
+select results_eq($$select input ->> 'kind', input ->> 'original_path', input ->> 'source_url' from public.claim_preview_jobs(array['preview'], 1, 'acacacac-0000-4000-8000-000000000003')$$,
   $$values ('image'::text, 'abababab-0000-4000-8000-000000000001/image/x.png'::text, 'https://k.test/asset.png'::text)$$,
-  'the claim returns original_path first, and the URL beside it');
-select results_eq($$select kind, source_url, attempt from public.claim_preview('acacacac-0000-4000-8000-000000000002')$$,
-  $$values ('video'::text, 'https://k.test/v.mp4'::text, 1)$$, 'a NULL preview_status is claimable (as none), result_url is the source');
-select results_eq($$select preview_status, preview_expired_leases from public.generations where id = 'acacacac-0000-4000-8000-000000000006'$$,
-  $$values ('processing'::text, 0)$$, 'before the takeover');
-select results_eq($$select attempt from public.claim_preview('acacacac-0000-4000-8000-000000000006', interval '15 minutes')$$,
-  $$values (1)$$, 'an old worker''s processing row is taken over once its lease (from updated_at) ran out');
-select is((select preview_expired_leases from public.generations where id = 'acacacac-0000-4000-8000-000000000006'), 0,
-  '… without counting the old worker as a dead worker of ours');
-select is_empty($$select * from public.claim_preview('acacacac-0000-4000-8000-000000000007', interval '15 minutes')$$,
+  'the claim gives original_path first, and the URL beside it');
+select ok(public.adopt_preview('acacacac-0000-4000-8000-000000000002') is not null, 'a NULL preview_status is adopted (as none)');
+select results_eq($$select input ->> 'kind', input ->> 'source_url', attempt from public.claim_preview_jobs(array['preview'], 1, 'acacacac-0000-4000-8000-000000000002')$$,
+  $$values ('video'::text, 'https://k.test/v.mp4'::text, 1)$$, '… claimed, result_url is the source');
+select ok(public.adopt_preview('acacacac-0000-4000-8000-000000000006') is not null,
+  'an old worker''s processing row is adopted once its lease (from updated_at) ran out');
+select results_eq($$select preview_status from public.generations where id = 'acacacac-0000-4000-8000-000000000006'$$,
+  $$values ('none'::text)$$, '… back to none');
+select results_eq($$select c.attempt, j.expired_leases from public.claim_preview_jobs(array['preview'], 1, 'acacacac-0000-4000-8000-000000000006') c
+                    join public.preview_jobs j on j.id = c.job_id$$,
+  $$values (1, 0)$$, '… claimed as attempt 1, without counting the old worker as a dead worker of ours');
+select is(public.adopt_preview('acacacac-0000-4000-8000-000000000007'), null,
   'an old worker''s fresh processing row is left to it until the lease runs out');
-select results_eq($$select attempt from public.claim_preview('acacacac-0000-4000-8000-000000000008')$$, $$values (1)$$,
-  'a failure recorded by an earlier system (no code, never attempted here) is claimed once');
-select is(public.fail_preview('acacacac-0000-4000-8000-000000000008', 1, 'DECODE_FAILED', 'Could not decode', false), 'failed', '… and ours is final');
-select is_empty($$select * from public.claim_preview('acacacac-0000-4000-8000-000000000008')$$, '… not claimed again');
-select is(public.complete_preview('acacacac-0000-4000-8000-000000000001', (select preview_attempts from public.generations where id = 'acacacac-0000-4000-8000-000000000001') + 0, 'p', 1, 1, 't'), false,
-  'complete needs a claim');
-select results_eq($$select attempt from public.claim_preview('acacacac-0000-4000-8000-000000000001')$$, $$values (1)$$, 'product claimed');
-select ok(public.complete_preview('acacacac-0000-4000-8000-000000000001', 1, 'abababab-0000-4000-8000-000000000001/previews/p.webp', 1, 1, 't'), 'product completed');
+select results_eq($$select preview_status, (select count(*)::int from public.preview_jobs where generation_id = 'acacacac-0000-4000-8000-000000000007')
+                     from public.generations where id = 'acacacac-0000-4000-8000-000000000007'$$,
+  $$values ('processing'::text, 0)$$, '… untouched, no job');
+select public.adopt_preview('acacacac-0000-4000-8000-000000000008') as job8 \gset
+select ok(:'job8' <> '', 'a failure recorded by an earlier system (no code) is adopted once');
+select is((select attempt from public.claim_preview_jobs(array['preview'], 1, 'acacacac-0000-4000-8000-000000000008')), 1, '… claimed');
+select is(public.fail_preview_job(:'job8', 1, 'DECODE_FAILED', 'Could not decode', false), 'failed', '… and ours is final');
+select is(public.adopt_preview('acacacac-0000-4000-8000-000000000008'), null, '… not adopted again');
+select ok(not exists (select 1 from public.backfill_candidates(null, null, 100000) where id = 'acacacac-0000-4000-8000-000000000008'),
+  '… nor listed by the backfill');
+select public.adopt_preview('acacacac-0000-4000-8000-000000000001') as job1 \gset
+select is(public.complete_preview_job(:job1, 0, '{"path": "p"}'), false, 'complete needs a claim');
+select results_eq($$select attempt from public.claim_preview_jobs(array['preview'], 1, 'acacacac-0000-4000-8000-000000000001')$$, $$values (1)$$, 'product claimed');
+select ok(public.complete_preview_job(:job1, 1, '{"path": "abababab-0000-4000-8000-000000000001/previews/p.webp", "width": 1, "height": 1, "thumbhash": "t"}'), 'product completed');
 select results_eq($$select preview_path, poster_path from public.generations where id = 'acacacac-0000-4000-8000-000000000001'$$,
   $$values ('abababab-0000-4000-8000-000000000001/previews/p.webp'::text, null::text)$$, 'a product shot''s preview goes to preview_path');
+-- an earlier system's failed row carries that system's text in `error` (the preview's, as ours
+-- writes it): once adopted and made ready, the row must not keep the old failure's text
+insert into public.generations (id, user_id, type, status, asset_url, preview_status, preview_error_code, error, updated_at) values
+  ('acacacac-0000-4000-8000-000000000010', 'abababab-0000-4000-8000-000000000001', 'photo', 'success', 'https://k.test/10.png', 'failed', null,
+   'Preview generation failed: timeout', now() - interval '1 day');
+select public.adopt_preview('acacacac-0000-4000-8000-000000000010') as job10 \gset
+select is((select attempt from public.claim_preview_jobs(array['preview'], 1, 'acacacac-0000-4000-8000-000000000010')), 1, 'an earlier system''s failure, adopted and claimed');
+select ok(public.complete_preview_job(:job10, 1, '{"path": "abababab-0000-4000-8000-000000000001/previews/10.webp", "width": 1, "height": 1, "thumbhash": "t"}'), '… completes');
+select results_eq($$select preview_status, error from public.generations where id = 'acacacac-0000-4000-8000-000000000010'$$,
+  $$values ('ready'::text, null::text)$$, '… ready, without the old failure''s text in error');
 
 -- ---- coverage: every row once
 select ok(exists (select 1 from public.preview_coverage where type = 'audio' and state = 'not_previewable' and reason = 'audio'),
@@ -101,8 +121,7 @@ select is((select sum(total)::int from public.preview_coverage), (select count(*
 create policy "test: anyone updates" on public.generations for update using (true) with check (true);
 create policy "test: anyone inserts" on public.generations for insert with check (true);
 create policy "test: anyone reads" on public.generations for select using (true);
-set local role anon;
-set local request.jwt.claims = '{"role": "anon"}';
+select tests.authenticate_as_anon();
 select throws_ok(format($$update public.generations set %s where id = 'acacacac-0000-4000-8000-000000000009'$$, c), '42501',
                  format('generations.%s is written by the service only', split_part(c, ' ', 1)), format('anon cannot change %s', split_part(c, ' ', 1)))
   from unnest(array['asset_url = ''https://evil.test/x.png''', 'result_urls = ''["https://evil.test/x.png"]''', 'result_url = ''https://evil.test/x''',
@@ -117,7 +136,7 @@ select throws_ok($$insert into public.generations (user_id, type, status) values
   '42501', 'generations.status is written by the service only', 'nor in a success-like state');
 select lives_ok($$insert into public.generations (user_id, type, status, model, prompt) values ('abababab-0000-4000-8000-000000000002', 'photo', 'pending', 'nano-banana', 'hi')$$,
   'a pending row with its model and prompt is fine');
-reset role;
+select tests.clear_authentication();
 
 -- ---- KIE: the model from the platform's columns, retention, newest first, apply's report
 alter table public.generations add column model_id text;

@@ -1,10 +1,11 @@
--- invoke_edge_function as migrations/20261203000100_dispatch_without_anon_key.sql redefines it:
--- the dispatch secret is a queued request's only credential, whatever else the vault holds (an
--- older deploy's anon_key), for the pending sync and the preview dispatch alike.
+-- invoke_edge_function (migrations/20261203100400_dispatch.sql): the dispatch secret is a queued
+-- request's only credential, whatever else the vault holds (an older deploy's anon_key), for the
+-- pending sync and the workers' wakes alike.
 begin;
 select plan(13);
--- this file's rows never wait for a dispatch slot (the bound is 16_bounded_dispatch.sql)
-set local app.preview_dispatch_limit = '1000';
+-- a free place for this file's wake (the bound is 16_worker_wakes.sql)
+set local app.preview_worker_limit = '1000';
+delete from public.preview_worker_wakes;
 
 delete from vault.secrets where name in ('project_url', 'anon_key', 'preview_dispatch_secret', 'service_role_key');
 select vault.create_secret('http://127.0.0.1:54321/', 'project_url');
@@ -27,15 +28,15 @@ select results_eq(
   'kie-sync gets the dispatch secret alone: no Authorization, no apikey');
 select is((select body from q where id = (select id from sync)), '{"mode": "pending"}'::jsonb, 'body: mode pending');
 
--- the preview dispatch (the trigger)
-insert into auth.users (id, email) values ('17171717-0000-4000-8000-000000000001', 'no-anon-key@example.test');
+-- the wake of a worker (the enqueue trigger)
+select tests.create_user('no-anon-key@example.test', '17171717-0000-4000-8000-000000000001') is not null as created \gset
 insert into public.generations (id, user_id, type, status, asset_url)
 values ('17171717-1111-4000-8000-000000000001', '17171717-0000-4000-8000-000000000001', 'photo', 'success', 'http://kie.test/17.png');
 select results_eq(
-  $$select url, headers from q where body ->> 'generationId' = '17171717-1111-4000-8000-000000000001'$$,
+  $$select url, headers, body ? 'wake' from q where url like '%/generate-preview'$$,
   $$values ('http://127.0.0.1:54321/functions/v1/generate-preview'::text,
-            '{"Content-Type": "application/json", "x-preview-dispatch": "test-dispatch-secret"}'::jsonb)$$,
-  'generate-preview gets the dispatch secret alone too');
+            '{"Content-Type": "application/json", "x-preview-dispatch": "test-dispatch-secret"}'::jsonb, true)$$,
+  'the wake of generate-preview gets the dispatch secret alone too');
 select is((select count(*)::int from q where headers::text like '%eyJ-test-legacy-anon-key%'), 0,
   'no queued request carries the anon_key still in the vault');
 
@@ -52,14 +53,13 @@ select is(public.invoke_edge_function('kie-sync', '{"mode": "pending"}'::jsonb, 
 reset client_min_messages;
 
 -- who may call it
-set local role anon;
+select tests.authenticate_as_anon();
 select throws_ok($$select public.invoke_edge_function('kie-sync', '{}'::jsonb)$$, '42501', null,
   'anon cannot queue a dispatch');
-reset role;
-set local role authenticated;
+select tests.authenticate_as('17171717-0000-4000-8000-000000000001');
 select throws_ok($$select public.invoke_edge_function('kie-sync', '{}'::jsonb)$$, '42501', null,
   'authenticated cannot queue a dispatch');
-reset role;
+select tests.clear_authentication();
 select ok(has_function_privilege('service_role', 'public.invoke_edge_function(text, jsonb, int)', 'execute'),
   'service_role can');
 select ok((select prosecdef and proconfig = array['search_path=""'] from pg_proc

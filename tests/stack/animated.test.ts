@@ -1,9 +1,11 @@
 // The animated preview end to end, on a stack of its own with PREVIEW_ANIMATED=on (the default is
-// off): a video's poster first, then its clip as a step of its own; a video too large for the
-// edge keeps its poster and records why it has no clip; the library answers a signed URL that
-// plays on hover in Chromium; backfill --animated makes the clips of older videos.
+// off): a video's poster first, then its clip as a job of its own (kind `animated`, asked for after
+// the poster completes); a video too large for the edge keeps its poster and records why it has no
+// clip (its job failed, terminal); the library answers a signed URL that plays on hover in
+// Chromium; backfill --animated makes the clips of older videos.
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type Browser, chromium } from 'playwright-core';
@@ -22,6 +24,14 @@ let user: Awaited<ReturnType<typeof createOwnUser>>;
 const ids = { small: '', large: '' };
 
 const row = async (id: string) => (await sql<Record<string, any>[]>`select * from public.generations where id = ${id}`)[0];
+/** The row's jobs of `kind` (done jobs are deleted; a terminal failure stays). */
+const jobsOf = (id: string, kind: string) =>
+  sql<{ state: string; attempts: number; code: string | null; error: string | null }[]>`
+    select state, attempts, last_error_code as code, last_error as error from public.preview_jobs
+     where generation_id = ${id} and kind = ${kind} order by id`;
+/** The own stack's log lines that mention every needle. */
+const logLines = (...needles: string[]) =>
+  readFileSync(own.env.LOG_FILE, 'utf8').split('\n').filter((l) => needles.every((n) => l.includes(n)));
 
 async function kieUrl(file: string): Promise<string> {
   const kie = createFakeKieClient(own.env.KIE_URL);
@@ -60,7 +70,13 @@ describe('the animated preview (PREVIEW_ANIMATED=on)', () => {
     }, 90_000, 300);
     expect(done.preview_status).toBe('ready');
     expect(done.animated_path).toBe(`${user.id}/previews/${ids.small}_preview.mp4`);
-    expect(done.animated_attempts).toBe(1);
+    expect(done.animated_error_code).toBeNull();
+    // asked for after the poster, run once: the poster's job, then the clip's, both done (deleted)
+    expect(logLines(`[Preview] Queued generationId=${ids.small} reason=animated`)).toHaveLength(1);
+    expect(logLines(`[Preview] Processing generationId=${ids.small} `, ' kind=animated ').map((l) => l.match(/ attempt=(\d+)/)?.[1])).toEqual(['1']);
+    expect(logLines(`[Preview] Ready generationId=${ids.small} type=video path=${done.animated_path} `, ' kind=animated attempt=1')).toHaveLength(1);
+    expect(await jobsOf(ids.small, 'animated')).toEqual([]);
+    expect(await jobsOf(ids.small, 'preview')).toEqual([]);
     const [obj] = await sql<{ mime: string; size: string }[]>`
       select metadata->>'mimetype' as mime, metadata->>'size' as size from storage.objects where bucket_id = 'generations' and name = ${done.animated_path}`;
     expect(obj.mime).toBe('video/mp4');
@@ -72,8 +88,12 @@ describe('the animated preview (PREVIEW_ANIMATED=on)', () => {
       const x = await row(ids.large);
       return x.animated_status === 'failed' ? x : null;
     }, 90_000, 300);
-    expect([r.preview_status, r.animated_error_code, r.animated_next_attempt_at, r.error]).toEqual(['ready', 'OVER_CPU_BUDGET', null, null]);
+    expect([r.preview_status, r.animated_error_code, r.animated_path, r.error]).toEqual(['ready', 'OVER_CPU_BUDGET', null, null]);
     expect(r.poster_path).toBe(`${user.id}/posters/${ids.large}_poster.webp`);
+    // terminal: the job stays failed with its code and readable text, and is not retried
+    const [job] = await jobsOf(ids.large, 'animated');
+    expect(job).toMatchObject({ state: 'failed', attempts: 1, code: 'OVER_CPU_BUDGET' });
+    expect(job.error!.length).toBeGreaterThan(5);
   }, 120_000);
 
   it('the library answers a signed URL of the clip, which plays on hover in Chromium', async () => {
@@ -109,11 +129,14 @@ describe('the animated preview (PREVIEW_ANIMATED=on)', () => {
 
   it('backfill --animated makes the clips of videos that have none', async () => {
     // as for videos from before PREVIEW_ANIMATED was on
-    await sql`update public.generations set animated_status = null, animated_path = null, animated_attempts = 0 where id = ${ids.small}`;
+    await sql`update public.generations set animated_status = null, animated_path = null where id = ${ids.small}`;
     const run = await promisify(execFile)('bash', ['scripts/run-deno.sh', 'scripts/backfill-previews.ts', `--stack-env=${own.dir}/stack.env`, '--animated',
       '--since=1999-01-01T00:00:00Z', '--until=1999-01-02T00:00:00Z'], { timeout: 120_000, env: { ...process.env, SUPABASE_URL: '', SUPABASE_SERVICE_ROLE_KEY: '', SUPABASE_DB_URL: '', NO_COLOR: '1' } });
     expect(run.stdout).toContain(`🎞️ Queuing animated preview for ${ids.small}`);
+    expect(run.stdout).not.toContain(ids.large); // created on the --until instant: outside the window
     const r = await row(ids.small);
     expect([r.animated_status, r.animated_path]).toEqual(['ready', `${user.id}/previews/${ids.small}_preview.mp4`]);
+    expect(await jobsOf(ids.small, 'animated')).toEqual([]);
+    expect(logLines(`[Preview] Ready generationId=${ids.small} `, ' kind=animated ')).toHaveLength(2);
   }, 180_000);
 });

@@ -4,17 +4,18 @@
 import { describe, expect, it } from 'vitest';
 import { sql, waitFor } from '../helpers/stack.ts';
 
+// Deletions and clips are jobs (issue 22): the one preview sweep expires their leases and wakes
+// their workers too, so the former preview-cleanup and animated-sweep jobs are gone.
 const OURS = [
-  { jobname: 'animated-sweep', schedule: '* * * * *', command: 'select public.dispatch_animated_sweep()' },
   { jobname: 'kie-sync-pending', schedule: '* * * * *', command: 'select public.cron_kie_sync_pending()' },
   { jobname: 'net-response-trim', schedule: '17 * * * *', command: 'select public.cron_trim_history()' },
-  { jobname: 'preview-cleanup', schedule: '* * * * *', command: 'select public.dispatch_preview_cleanup()' },
-  { jobname: 'preview-sweep', schedule: '* * * * *', command: 'select public.dispatch_preview_sweep()' },
+  { jobname: 'preview-sweep', schedule: '* * * * *', command: 'select public.preview_sweep()' },
 ];
+const GONE = ['animated-sweep', 'preview-cleanup'];
 
 describe('pg_cron', () => {
-  it('the migrations schedule our five jobs, once each, active', async () => {
-    const jobs = await sql`select jobname, schedule, command, active from cron.job where jobname = any(${OURS.map((j) => j.jobname)}) order by jobname`;
+  it('the migrations schedule our three jobs, once each, active, and none of the pre-baseline ones', async () => {
+    const jobs = await sql`select jobname, schedule, command, active from cron.job where jobname = any(${[...OURS, ...GONE.map((jobname) => ({ jobname }))].map((j) => j.jobname)}) order by jobname`;
     expect(jobs).toEqual(OURS.map((j) => ({ ...j, active: true })));
   });
 

@@ -1,5 +1,6 @@
 // Objects follow their rows: a deleted generation (or user) loses exactly its preview/poster and
-// the original copy we made, through the Storage API, retried after a storage failure; objects
+// the original copy we made, through the Storage API (one delete_object job per object, run by the
+// woken generate-preview workers), retried after a storage failure with the one backoff; objects
 // of rows that still exist are never touched; orphans at our paths are reported and removed on
 // request, other files never.
 import { execFile } from 'node:child_process';
@@ -48,8 +49,13 @@ describe('objects follow their rows', () => {
     await waitFor('the objects to be deleted', async () => (await stored([gone.preview_path, gone.original_path])).length === 0, 60_000, 250);
     expect(await stored([kept.preview_path, kept.original_path])).toEqual([kept.preview_path, kept.original_path].sort());
     expect(logSince(mark, '[Gateway] request method=DELETE path=/storage/v1/object/generations role=service_role').length).toBeGreaterThanOrEqual(1);
-    expect(logSince(mark, '[Cleanup] Deleted', gone.id).length).toBe(2);
-    expect(await sql`select 1 from public.preview_object_deletions where generation_id = ${gone.id}`).toHaveLength(0);
+    for (const path of [gone.preview_path, gone.original_path]) {
+      expect(logSince(mark, `[Cleanup] Deleted path=${path} reason=row_deleted jobId=`, ' kind=delete_object ')).toHaveLength(1);
+    }
+    expect(logSince(mark, '[Cleanup] Deleted', kept.id)).toEqual([]);
+    // done jobs are deleted: nothing of the row is left in the queue (its preview job neither)
+    await waitFor('the deletion jobs to be done', async () =>
+      (await sql`select 1 from public.preview_jobs where generation_id = ${gone.id}`).length === 0, 10_000, 100);
   }, 120_000);
 
   it('deleting a user removes the objects of all their rows (the cascade)', async () => {
@@ -64,21 +70,34 @@ describe('objects follow their rows', () => {
 
   it('a failed Storage API delete is retried after the backoff', async () => {
     const row = await readyPhoto(user.id);
-    await faults({ failRemoves: [{ pattern: row.id, times: 1 }] });
-    await sql`delete from public.generations where id = ${row.id}`;
-    const queued = await waitFor('the failed attempt', async () => {
-      const [q] = await sql<{ attempts: number; last_error: string; due_in: number }[]>`
-        select max(attempts)::int as attempts, max(last_error) as last_error,
-               extract(epoch from min(next_attempt_at) - now())::int as due_in
-          from public.preview_object_deletions where generation_id = ${row.id} having count(*) > 0`;
-      return q?.attempts === 1 ? q : null;
-    }, 60_000, 250);
-    expect(queued.last_error).toBe('Delete failed: 503');
-    expect(queued.due_in).toBeGreaterThan(20); // 30 s: preview_backoff(1)
-    expect(await stored([row.preview_path, row.original_path])).toHaveLength(2);
-    await sql`update public.preview_object_deletions set next_attempt_at = now() where generation_id = ${row.id}`; // the backoff has passed
-    await sql`select public.dispatch_preview_cleanup()`;
-    await waitFor('the retry to delete them', async () => (await stored([row.preview_path, row.original_path])).length === 0, 60_000, 250);
+    const paths = [row.preview_path, row.original_path];
+    // every delete naming the row fails until cleared: the two jobs may be claimed in one batch or two
+    await faults({ failRemoves: [{ pattern: row.id, times: 100 }] });
+    let queued: { path: string; state: string; attempts: number; code: string | null; error: string | null; due_in: number }[];
+    try {
+      await sql`delete from public.generations where id = ${row.id}`;
+      queued = await waitFor('both deletions to have failed once', async () => {
+        const jobs = await sql<typeof queued>`
+          select payload->>'path' as path, state, attempts, last_error_code as code, last_error as error,
+                 extract(epoch from run_at - now())::int as due_in
+            from public.preview_jobs where generation_id = ${row.id} and kind = 'delete_object' order by 1`;
+        return jobs.length === 2 && jobs.every((j) => j.state === 'queued' && j.attempts === 1) ? jobs : null;
+      }, 60_000, 250);
+    } finally {
+      await faults({ failRemoves: [] });
+    }
+    expect(queued.map((j) => j.path)).toEqual([...paths].sort());
+    for (const j of queued) {
+      // a failed Storage call is not one of the closed codes' own: INTERNAL, retryable
+      expect([j.code, j.error]).toEqual(['INTERNAL', 'Internal error: Delete failed: 503']);
+      expect(j.due_in).toBeGreaterThan(20); // 30 s: preview_backoff(1)
+    }
+    expect(await stored(paths)).toHaveLength(2);
+    await sql`update public.preview_jobs set run_at = now() where generation_id = ${row.id} and kind = 'delete_object' and state = 'queued'`; // the backoff has passed
+    await sql`select public.wake_preview_workers()`;
+    await waitFor('the retry to delete them', async () => (await stored(paths)).length === 0, 60_000, 250);
+    await waitFor('the retried jobs to be done', async () =>
+      (await sql`select 1 from public.preview_jobs where generation_id = ${row.id}`).length === 0, 10_000, 100);
   }, 120_000);
 
   it('npm run orphans lists objects at our paths without a row and, with --apply, deletes them; other files stay', async () => {

@@ -1,130 +1,275 @@
-// generatePreview behind its narrow interfaces (store, objects, fetch, render), swapped for
-// in-memory fakes: the order of claim → fetch → render → check → upload → complete, the
-// fencing of a worker that lost its claim, and the mapping of errors to fail_preview.
-import { describe, expect, it } from 'vitest';
-import type { Claim, PreviewStore } from '../../shared/db.ts';
+// The `preview` job behind its narrow interfaces, swapped for in-memory fakes: the handler
+// (previewHandler(deps).run(job, ctx): read → render → still ours? → upload) on its own, and the
+// job runner (drain() of shared/jobs/runner.ts with a fake JobStore) around it: the order of
+// claim → read → render → check → upload → complete, the fencing of a worker that lost its claim
+// before uploading or whose completion comes too late, the mapping of errors to the one failure
+// path, and the guards on a source that is already in our storage.
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PreviewError } from '../../shared/errors.ts';
-import { generatePreview, type PreviewDeps } from '../../shared/preview/generate.ts';
+import { drain, type JobContext, type JobDone, type JobFenced, type JobHandler } from '../../shared/jobs/runner.ts';
+import type { ClaimedJob, JobFailure, JobStore } from '../../shared/jobs/store.ts';
+import { type PreviewDeps, previewHandler } from '../../shared/preview/generate.ts';
+import { resetIsolateBudget } from '../../shared/preview/isolate.ts';
 import type { ObjectStore } from '../../shared/storage.ts';
 
 const JPEG = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0]);
-const claim: Claim = { id: '11111111-1111-4111-8111-111111111111', user_id: 'u1', type: 'photo', kind: 'image', original_path: null, source_url: 'https://kie.example/a.jpg', model: null, attempt: 3, lease_ms: 120_000,
-  target_path: 'u1/previews/11111111-1111-4111-8111-111111111111_preview.webp', original_stem: 'u1/originals/11111111-1111-4111-8111-111111111111', cover_url: null };
+// an ISO-BMFF header with an mp4 brand: sniffed as a video
+const MP4 = new Uint8Array([0, 0, 0, 0x18, ...new TextEncoder().encode('ftypisom'), 0, 0, 2, 0, ...new TextEncoder().encode('isommp41')]);
+const ID = '11111111-1111-4111-8111-111111111111';
+const PREVIEW = `u1/previews/${ID}_preview.webp`;
+const ORIGINAL_COPY = `u1/originals/${ID}.jpg`;
 
-function fakes(opts: { current?: boolean; fetchError?: PreviewError } = {}) {
+/** A claimed preview job as claim_preview_jobs returns it (input: preview_job_input). */
+function previewJob(input: Record<string, unknown> = {}, o: Partial<ClaimedJob> = {}): ClaimedJob {
+  return {
+    job_id: '41', kind: 'preview', generation_id: ID, attempt: 3, lease_ms: 120_000,
+    input: {
+      user_id: 'u1', type: 'photo', kind: 'image', original_path: null, source_url: 'https://kie.example/a.jpg', model: null,
+      target_path: PREVIEW, original_stem: `u1/originals/${ID}`, cover_url: null, ...input,
+    },
+    ...o,
+  };
+}
+
+type Opts = {
+  /** What isCurrent answers (true). */
+  current?: boolean;
+  /** What complete answers (true). */
+  complete?: boolean;
+  /** What fail answers (by retryability: 'retry' or 'failed'). */
+  fail?: 'retry' | 'failed' | null;
+  fetchError?: Error;
+  animated?: boolean;
+};
+
+/** The fakes, every call recorded in order in `calls`. `queue`: what claim hands out. */
+function fakes(opts: Opts = {}, queue: ClaimedJob[] = [previewJob()]) {
   const calls: string[] = [];
   const objects = new Map<string, Uint8Array>();
-  const store: PreviewStore = {
-    claim: async () => (calls.push('claim'), claim),
-    isCurrent: async () => (calls.push('isCurrent'), opts.current ?? true),
-    complete: async (_c, r) => (calls.push(`complete ${r.path} ${r.originalPath}`), true),
-    fail: async (_c, e) => (calls.push(`fail ${e.code} ${e.message} ${e.retryable}`), e.retryable ? 'retry' : 'failed'),
-    requestAnimated: async (id) => (calls.push(`requestAnimated ${id}`), true),
-    releaseClaim: async (c) => (calls.push(`releaseClaim ${c.attempt}`), true),
-    releaseDispatches: async (ids) => void calls.push(`releaseDispatches ${ids.join(' ')}`),
-    dispatchNext: async () => (calls.push('dispatchNext'), 0),
+  const failures: { job: string; failure: JobFailure }[] = [];
+  const completions: { job: string; attempt: number; result: Record<string, unknown> }[] = [];
+  const pending = [...queue];
+  const store: JobStore = {
+    claim: async (o) => {
+      calls.push('claim');
+      const take = pending.filter((j) => !o.kinds || o.kinds.includes(j.kind)).slice(0, o.limit ?? 1);
+      for (const j of take) pending.splice(pending.indexOf(j), 1);
+      return take;
+    },
+    isCurrent: async (j) => (calls.push(`isCurrent ${j.job_id}`), opts.current ?? true),
+    complete: async (j, result) => {
+      calls.push(`complete ${j.job_id}`);
+      completions.push({ job: j.job_id, attempt: j.attempt, result });
+      return opts.complete ?? true;
+    },
+    fail: async (j, e) => {
+      calls.push(`fail ${j.job_id} ${e.code}`);
+      failures.push({ job: j.job_id, failure: e });
+      return opts.fail !== undefined ? opts.fail : e.retryable ? 'retry' : 'failed';
+    },
+    release: async (j) => (calls.push(`release ${j.job_id}`), true),
+    adopt: async (id) => (calls.push(`adopt ${id}`), true),
+    queueAnimated: async (id) => (calls.push(`queueAnimated ${id}`), true),
+    endWake: async (w) => (calls.push(`endWake ${w}`), 0),
+    decide: async () => (calls.push('decide'), 0),
   };
   const objectStore: ObjectStore = {
     upload: async (path, bytes) => void (calls.push(`upload ${path}`), objects.set(path, bytes)),
     size: async (path) => objects.get(path)?.length ?? null,
-    download: async () => new Uint8Array(),
+    download: async (path) => (calls.push(`download ${path}`), JPEG),
     signMany: async () => new Map(),
     remove: async (paths) => void calls.push(`remove ${paths.join(' ')}`),
   };
   const deps: PreviewDeps = {
-    store,
     objects: objectStore,
     fetchSource: async () => {
       calls.push('fetch');
       if (opts.fetchError) throw opts.fetchError;
-      return { bytes: JPEG, contentType: 'image/jpeg' };
+      return { bytes: JPEG, contentType: 'image/jpeg' } as never;
     },
-    renderPhoto: async () => (calls.push('render'), { webp: new Uint8Array([1, 2, 3]), width: 512, height: 320, thumbhash: 'abc' }),
-    renderPoster: async () => {
-      throw new Error('not a video');
+    renderPhoto: async () => (calls.push('render photo'), { webp: new Uint8Array([1, 2, 3]), width: 512, height: 320, thumbhash: 'abc' }),
+    renderPoster: async () => (calls.push('render poster'), { webp: new Uint8Array([4, 5, 6, 7]), width: 512, height: 288, thumbhash: 'def' }),
+    config: {
+      supabaseUrl: 'https://abc.supabase.co',
+      preview: { bucket: 'generations', maxSide: 512, quality: 80, maxSourceBytes: 1e6, maxPixels: 1e7, downloadTimeoutMs: 1000, allowedPrivateHosts: [], ffmpegCoreWasmUrl: undefined, ffmpegCoreWasmPath: 'x', animated: opts.animated ?? false },
     },
-    config: { supabaseUrl: 'https://abc.supabase.co', preview: { bucket: 'generations', maxSide: 512, quality: 80, maxSourceBytes: 1e6, maxPixels: 1e7, downloadTimeoutMs: 1000, allowedPrivateHosts: [], ffmpegCoreWasmUrl: undefined, ffmpegCoreWasmPath: 'x' } },
   };
-  return { deps, calls, objects };
+  const ctx: JobContext = { store, isCurrent: () => store.isCurrent(queue[0]) };
+  const run = () => drain({ store, handlers: { preview: previewHandler(deps) } });
+  return { deps, store, ctx, calls, objects, failures, completions, run };
 }
 
-describe('generatePreview', () => {
-  it('claims, fetches, renders, checks the claim, uploads original and preview, then completes', async () => {
-    const { deps, calls } = fakes();
-    const out = await generatePreview(claim.id, deps);
-    expect(out).toMatchObject({ result: 'ready', path: `u1/previews/${claim.id}_preview.webp`, attempt: 3 });
-    expect(calls).toEqual([
-      'claim', 'fetch', 'render', 'isCurrent',
-      `upload u1/originals/${claim.id}.jpg`, `upload u1/previews/${claim.id}_preview.webp`,
-      `complete u1/previews/${claim.id}_preview.webp u1/originals/${claim.id}.jpg`,
-    ]);
+/** The handler's own run (no runner around it). */
+function runHandler(job: ClaimedJob, deps: PreviewDeps, ctx: JobContext): Promise<JobDone | JobFenced> {
+  const h: JobHandler = previewHandler(deps);
+  if (!('run' in h)) throw new Error('the preview handler runs one job at a time');
+  return h.run(job, ctx);
+}
+
+let logs: string[];
+beforeEach(() => {
+  resetIsolateBudget();
+  logs = [];
+  vi.spyOn(console, 'log').mockImplementation((l: string) => void logs.push(l));
+  vi.spyOn(console, 'error').mockImplementation((l: string) => void logs.push(l));
+});
+afterEach(() => vi.restoreAllMocks());
+
+describe('previewHandler(deps).run(job, ctx)', () => {
+  it('reads, renders, checks the claim, uploads the original copy and the preview, and returns the row\'s result', async () => {
+    const { deps, ctx, calls, objects } = fakes();
+    const done = await runHandler(previewJob(), deps, ctx);
+    expect(calls).toEqual(['fetch', 'render photo', 'isCurrent 41', `upload ${ORIGINAL_COPY}`, `upload ${PREVIEW}`]);
+    expect(objects.get(ORIGINAL_COPY)).toEqual(JPEG);
+    expect(objects.get(PREVIEW)).toEqual(new Uint8Array([1, 2, 3]));
+    expect(done).toMatchObject({
+      result: { path: PREVIEW, width: 512, height: 320, thumbhash: 'abc', originalPath: ORIGINAL_COPY },
+      outcome: { type: 'photo', path: PREVIEW },
+    });
+    expect((done as JobDone).result.version).toMatch(/^r\d+-s512-q80$/);
+    expect((done as JobDone).after).toBeUndefined(); // a photo asks for no clip
   });
 
-  it('a worker that lost its claim while rendering uploads nothing', async () => {
-    const { deps, calls, objects } = fakes({ current: false });
-    const out = await generatePreview(claim.id, deps);
-    expect(out.result).toBe('fenced');
+  it('a worker that lost its claim while rendering uploads nothing and says so (claim_lost_before_upload)', async () => {
+    const { deps, ctx, calls, objects } = fakes({ current: false });
+    expect(await runHandler(previewJob(), deps, ctx)).toEqual({ fenced: 'claim_lost_before_upload' });
     expect(objects.size).toBe(0);
-    expect(calls.some((c) => c.startsWith('complete') || c.startsWith('fail'))).toBe(false);
+    expect(calls).toEqual(['fetch', 'render photo', 'isCurrent 41']);
   });
 
-  it('maps a download error to fail_preview with its code, message and retryability', async () => {
-    const { deps, calls } = fakes({ fetchError: new PreviewError('SOURCE_NOT_FOUND', 'Download failed: 404') });
-    const out = await generatePreview(claim.id, deps);
-    expect(out).toMatchObject({ result: 'failed', code: 'SOURCE_NOT_FOUND', error: 'Download failed: 404' });
-    expect(calls).toContain('fail SOURCE_NOT_FOUND Download failed: 404 false');
+  it('an upload whose stored size differs is an UPLOAD_FAILED error', async () => {
+    const { deps, ctx } = fakes();
+    deps.objects.size = async () => 2;
+    await expect(runHandler(previewJob(), deps, ctx)).rejects.toMatchObject({ code: 'UPLOAD_FAILED', message: 'Upload check failed: stored 2 bytes, expected 3' });
   });
 
-  it('an unexpected error becomes INTERNAL and retryable', async () => {
-    const { deps } = fakes();
-    deps.renderPhoto = async () => {
-      throw new TypeError('boom');
-    };
-    const out = await generatePreview(claim.id, deps);
-    expect(out).toMatchObject({ result: 'retry', code: 'INTERNAL', error: 'Internal error: boom' });
+  it('an asset of the other kind than the database said is UNSUPPORTED_FORMAT, and nothing is uploaded', async () => {
+    const { deps, ctx, objects } = fakes();
+    await expect(runHandler(previewJob({ type: 'video', kind: 'video' }), deps, ctx)).rejects.toMatchObject({ code: 'UNSUPPORTED_FORMAT' });
+    expect(objects.size).toBe(0);
   });
 });
 
-describe('generatePreview with an asset already in our storage', () => {
+describe('the preview job through the runner (drain with a fake JobStore)', () => {
+  it('claims, reads, renders, checks, uploads, completes with the result, and claims again until none is due', async () => {
+    const { calls, completions, failures, run } = fakes();
+    const { outcomes, declined } = await run();
+    expect(declined).toBeNull();
+    expect(calls).toEqual(['claim', 'fetch', 'render photo', 'isCurrent 41', `upload ${ORIGINAL_COPY}`, `upload ${PREVIEW}`, 'complete 41', 'claim']);
+    expect(completions).toEqual([{
+      job: '41', attempt: 3,
+      result: { path: PREVIEW, width: 512, height: 320, thumbhash: 'abc', originalPath: ORIGINAL_COPY, version: expect.stringMatching(/^r\d+-s512-q80$/) },
+    }]);
+    expect(failures).toEqual([]);
+    expect(outcomes).toEqual([{ generationId: ID, jobId: '41', kind: 'preview', attempt: 3, result: 'ready', type: 'photo', path: PREVIEW }]);
+    // one line per state change, the subject first, the job's fields last
+    expect(logs.filter((l) => l.startsWith('[Preview] Processing'))).toEqual([`[Preview] Processing generationId=${ID} type=photo jobId=41 kind=preview attempt=3`]);
+    expect(logs.filter((l) => l.startsWith('[Preview] Ready'))).toEqual([
+      expect.stringMatching(new RegExp(`^\\[Preview\\] Ready generationId=${ID} type=photo path=${PREVIEW} width=512 height=320 bytes=3 isolateCpuMs=\\d+ jobId=41 kind=preview attempt=3$`)),
+    ]);
+  });
+
+  it('the fence before upload: a claim that is no longer current uploads nothing, completes nothing, fails nothing', async () => {
+    const { calls, objects, completions, failures, run } = fakes({ current: false });
+    const { outcomes } = await run();
+    expect(outcomes).toEqual([{ generationId: ID, jobId: '41', kind: 'preview', attempt: 3, result: 'fenced' }]);
+    expect(objects.size).toBe(0);
+    expect(completions).toEqual([]);
+    expect(failures).toEqual([]);
+    expect(calls.filter((c) => c.startsWith('upload'))).toEqual([]);
+    expect(logs).toContain(`[Preview] Fenced generationId=${ID} reason=claim_lost_before_upload jobId=41 kind=preview attempt=3`);
+  });
+
+  it('a stale completion (a newer attempt holds the job) is fenced, not failed, and logs no Ready', async () => {
+    const { completions, failures, run } = fakes({ complete: false });
+    const { outcomes } = await run();
+    expect(completions).toHaveLength(1);
+    expect(failures).toEqual([]);
+    expect(outcomes).toEqual([{ generationId: ID, jobId: '41', kind: 'preview', attempt: 3, result: 'fenced' }]);
+    expect(logs).toContain(`[Preview] Fenced generationId=${ID} reason=newer_attempt jobId=41 kind=preview attempt=3`);
+    expect(logs.some((l) => l.startsWith('[Preview] Ready'))).toBe(false);
+  });
+
+  it('a PreviewError goes to the failure path with its code, message and retryability', async () => {
+    const terminal = fakes({ fetchError: new PreviewError('SOURCE_NOT_FOUND', 'Download failed: 404') });
+    const t = await terminal.run();
+    expect(terminal.failures).toEqual([{ job: '41', failure: { code: 'SOURCE_NOT_FOUND', message: 'Download failed: 404', retryable: false } }]);
+    expect(terminal.completions).toEqual([]);
+    expect(t.outcomes).toEqual([{ generationId: ID, jobId: '41', kind: 'preview', attempt: 3, result: 'failed', code: 'SOURCE_NOT_FOUND', error: 'Download failed: 404' }]);
+    expect(logs).toContain(`[Preview] ❌ Failed for ${ID}: Download failed: 404 generationId=${ID} code=SOURCE_NOT_FOUND next=failed jobId=41 kind=preview attempt=3`);
+
+    const retryable = fakes({ fetchError: new PreviewError('SOURCE_UNREACHABLE', 'Download failed: 503') });
+    const r = await retryable.run();
+    expect(retryable.failures).toEqual([{ job: '41', failure: { code: 'SOURCE_UNREACHABLE', message: 'Download failed: 503', retryable: true } }]);
+    expect(r.outcomes[0]).toMatchObject({ result: 'retry', code: 'SOURCE_UNREACHABLE' });
+  });
+
+  it('an unknown throw becomes INTERNAL and retryable; a failure the database fenced is `fenced`', async () => {
+    const { deps, failures, run } = fakes();
+    deps.renderPhoto = async () => {
+      throw new TypeError('boom');
+    };
+    const { outcomes } = await run();
+    expect(failures).toEqual([{ job: '41', failure: { code: 'INTERNAL', message: 'Internal error: boom', retryable: true } }]);
+    expect(outcomes[0]).toMatchObject({ result: 'retry', code: 'INTERNAL', error: 'Internal error: boom' });
+
+    const late = fakes({ fetchError: new PreviewError('SOURCE_NOT_FOUND', 'Download failed: 404'), fail: null });
+    expect((await late.run()).outcomes[0]).toMatchObject({ result: 'fenced', code: 'SOURCE_NOT_FOUND' });
+    expect(logs.some((l) => l.includes(`❌ Failed for ${ID}: Download failed: 404 generationId=${ID} code=SOURCE_NOT_FOUND next=fenced `))).toBe(true);
+  });
+
+  it('a video\'s poster asks for its clip after the completion (PREVIEW_ANIMATED on), never before it nor after a fenced one', async () => {
+    const video = previewJob({ type: 'video', kind: 'video', target_path: `u1/posters/${ID}_poster.webp` });
+    const on = fakes({ animated: true }, [video]);
+    on.deps.fetchSource = async () => (on.calls.push('fetch'), { bytes: MP4, contentType: 'video/mp4' } as never);
+    expect((await on.run()).outcomes[0]).toMatchObject({ result: 'ready', path: `u1/posters/${ID}_poster.webp` });
+    expect(on.calls).toEqual(['claim', 'fetch', 'render poster', 'isCurrent 41', `upload u1/originals/${ID}.mp4`, `upload u1/posters/${ID}_poster.webp`,
+      'complete 41', `queueAnimated ${ID}`, 'claim']);
+    expect(logs).toContain(`[Preview] Queued generationId=${ID} reason=animated type=video`);
+
+    for (const o of [{ animated: false }, { animated: true, complete: false }]) {
+      const f = fakes(o, [video]);
+      f.deps.fetchSource = async () => ({ bytes: MP4, contentType: 'video/mp4' } as never);
+      await f.run();
+      expect(f.calls.filter((c) => c.startsWith('queueAnimated')), JSON.stringify(o)).toEqual([]);
+    }
+  });
+});
+
+describe('a source already in our storage', () => {
   it('reads the owner\'s own object and keeps it as the original (no copy)', async () => {
-    const { deps, calls } = fakes();
-    const own = { ...claim, source_url: `https://abc.supabase.co/storage/v1/object/public/generations/u1/uploads/${claim.id}.jpg` };
-    deps.store.claim = async () => own;
-    deps.objects.download = async (path) => (calls.push(`download ${path}`), JPEG);
-    const out = await generatePreview(claim.id, deps);
-    expect(out.result).toBe('ready');
-    expect(calls).toContain(`download u1/uploads/${claim.id}.jpg`);
-    expect(calls.filter((c) => c.startsWith('upload'))).toEqual([`upload u1/previews/${claim.id}_preview.webp`]);
+    const { calls, completions, run } = fakes({}, [previewJob({ source_url: `https://abc.supabase.co/storage/v1/object/public/generations/u1/uploads/${ID}.jpg` })]);
+    expect((await run()).outcomes[0].result).toBe('ready');
+    expect(calls).toContain(`download u1/uploads/${ID}.jpg`);
+    expect(calls).not.toContain('fetch');
+    expect(calls.filter((c) => c.startsWith('upload'))).toEqual([`upload ${PREVIEW}`]);
+    expect(completions[0].result.originalPath).toBe(`u1/uploads/${ID}.jpg`);
   });
 
   it('takes original_path before the URL, and the URL when the stored original is gone', async () => {
-    const stored = { ...claim, original_path: `u1/image/${claim.id}_1700000000000.jpg` };
-    let { deps, calls } = fakes();
-    deps.store.claim = async () => stored;
-    deps.objects.download = async (path) => (calls.push(`download ${path}`), JPEG);
-    expect((await generatePreview(claim.id, deps)).result).toBe('ready');
-    expect(calls).toContain(`download ${stored.original_path}`);
-    expect(calls).not.toContain('fetch');
-    expect(calls).toContain(`complete u1/previews/${claim.id}_preview.webp ${stored.original_path}`);
+    const stored = `u1/image/${ID}_1700000000000.jpg`;
+    const first = fakes({}, [previewJob({ original_path: stored })]);
+    expect((await first.run()).outcomes[0].result).toBe('ready');
+    expect(first.calls).toContain(`download ${stored}`);
+    expect(first.calls).not.toContain('fetch');
+    expect(first.completions[0].result).toMatchObject({ path: PREVIEW, originalPath: stored });
 
-    ({ deps, calls } = fakes());
-    deps.store.claim = async () => stored;
-    deps.objects.download = async (path) => {
-      calls.push(`download ${path}`);
+    const gone = fakes({}, [previewJob({ original_path: stored })]);
+    gone.deps.objects.download = async (path) => {
+      gone.calls.push(`download ${path}`);
       throw new PreviewError('SOURCE_NOT_FOUND', 'Download failed: 404');
     };
-    expect((await generatePreview(claim.id, deps)).result).toBe('ready');
-    expect(calls.slice(0, 2)).toEqual([`download ${stored.original_path}`, 'fetch']);
-    expect(calls).toContain(`complete u1/previews/${claim.id}_preview.webp u1/originals/${claim.id}.jpg`);
+    expect((await gone.run()).outcomes[0].result).toBe('ready');
+    expect(gone.calls.slice(1, 3)).toEqual([`download ${stored}`, 'fetch']);
+    expect(gone.completions[0].result).toMatchObject({ path: PREVIEW, originalPath: ORIGINAL_COPY });
   });
 
-  it('refuses an original_path outside the owner\'s folder (SOURCE_FORBIDDEN), reading nothing', async () => {
+  it('refuses an original_path outside the owner\'s folder (SOURCE_FORBIDDEN, terminal), reading nothing', async () => {
     for (const path of ['victim/image/x.jpg', 'u1/../victim/x.jpg', 'u1x/image/x.jpg']) {
-      const { deps, calls } = fakes();
-      deps.store.claim = async () => ({ ...claim, original_path: path });
-      deps.objects.download = async (p) => (calls.push(`download ${p}`), JPEG);
-      expect(await generatePreview(claim.id, deps), path).toMatchObject({ result: 'failed', code: 'SOURCE_FORBIDDEN' });
-      expect(calls.some((c) => c.startsWith('download') || c === 'fetch'), path).toBe(false);
+      const { calls, failures, run } = fakes({}, [previewJob({ original_path: path })]);
+      expect((await run()).outcomes[0], path).toMatchObject({ result: 'failed', code: 'SOURCE_FORBIDDEN' });
+      expect(failures.map((f) => f.failure.retryable), path).toEqual([false]);
+      expect(calls.some((c) => c.startsWith('download') || c.startsWith('upload') || c === 'fetch'), path).toBe(false);
     }
   });
 
@@ -146,11 +291,10 @@ describe('generatePreview with an asset already in our storage', () => {
       'https://abc.supabase.co/rest/v1/generations?select=*',
       'https://abc.supabase.co/storage/v1/object/public/generations/u1%2F..%2F..%2F..%2F..%2Fauth/v1/admin/users',
     ]) {
-      const { deps, calls } = fakes();
-      deps.store.claim = async () => ({ ...claim, source_url: url });
-      deps.objects.download = async (path) => (calls.push(`download ${path}`), JPEG);
-      const out = await generatePreview(claim.id, deps);
-      expect(out, url).toMatchObject({ result: 'failed', code: 'SOURCE_FORBIDDEN' });
+      const { calls, failures, completions, run } = fakes({}, [previewJob({ source_url: url })]);
+      expect((await run()).outcomes[0], url).toMatchObject({ result: 'failed', code: 'SOURCE_FORBIDDEN' });
+      expect(failures.map((f) => f.failure.code), url).toEqual(['SOURCE_FORBIDDEN']);
+      expect(completions, url).toEqual([]);
       expect(calls.some((c) => c.startsWith('download') || c.startsWith('upload') || c === 'fetch'), url).toBe(false);
     }
   });

@@ -1,5 +1,6 @@
 // The isolate's share of the platform's budget (shared/preview/isolate.ts): one job at a time,
-// no job once the estimated CPU reaches the soft limit, none once the runtime announced the
+// no job once the estimated CPU leaves no room for the costliest one (except a request's first job
+// in an idle isolate, which the platform has not retired), none once the runtime announced the
 // isolate's end (beforeunload), and the held claim handed back at that moment.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CPU_HARD_LIMIT_MS, isolateBudget, JOB_OVERHEAD_MS, measureRender, noteIo, resetIsolateBudget, runJob, WORST_JOB_MS } from '../../shared/preview/isolate.ts';
@@ -60,6 +61,22 @@ describe('the isolate budget', () => {
     expect(ran).toBe(false);
   });
 
+  it('a request that finds the isolate idle takes its first job even when the estimate says spent; one queued behind another does not', async () => {
+    await runJob(() => measureRender(async () => busyFor(CPU_HARD_LIMIT_MS - WORST_JOB_MS)));
+    // the platform routed this request here, so the isolate is not retired: its real CPU is under 1 s
+    expect(await runJob(async () => 'first', true)).toEqual({ done: 'first' });
+    // the same request's next job goes by the estimate
+    expect(await runJob(async () => 'second')).toEqual({ declined: 'isolate_cpu_spent' });
+    // two requests at once: only the one that found the isolate idle is let through
+    let release!: () => void;
+    const busy = runJob(async () => new Promise<void>((r) => (release = r)), true);
+    const queued = runJob(async () => 'queued', true);
+    await new Promise((r) => setTimeout(r, 10));
+    release();
+    expect(await busy).toEqual({ done: undefined });
+    expect(await queued).toEqual({ declined: 'isolate_cpu_spent' });
+  });
+
   it('on beforeunload: hands the held claim back and declines what comes after', async () => {
     const released: string[] = [];
     let proceed!: () => void;
@@ -76,5 +93,7 @@ describe('the isolate budget', () => {
     expect(await job).toEqual({ done: 'finished' }); // its result is fenced by the database
     expect(await next).toEqual({ declined: 'isolate_ending_cpu' });
     expect(isolateBudget().ending).toBe('cpu');
+    // an ending isolate takes nothing, not even a request's first job on arrival
+    expect(await runJob(async () => 'late', true)).toEqual({ declined: 'isolate_ending_cpu' });
   });
 });
