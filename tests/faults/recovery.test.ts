@@ -131,11 +131,17 @@ describe('recovery on the stack\'s default settings', () => {
     await pg('stop');
     await pg('start');
     const mark = logMark();
+    const started = Date.now();
     const id = await successRow((await kieTask()).url);
-    await waitFor('the preview', async () => ((await row(id)).preview_status === 'ready' ? row(id) : null), 50_000);
+    // Usually ready within 2 s. Once in three full npm test runs (2026-12-03) it took past 50 s
+    // under the parallel suites' load, not reproduced alone or with a burst beside it (the cause is
+    // not known; the own stack's logs are now kept in .local/last-own-recovery-logs): the bound
+    // allows the minute sweep, the backstop, and the time is printed.
+    await waitFor('the preview', async () => ((await row(id)).preview_status === 'ready' ? row(id) : null), 110_000);
+    console.log(`recovery: first preview after a Postgres restart ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     expect(readyAttempts(mark, id)).toEqual([1]);
     expect(logSince(mark, id, '❌')).toEqual([]);
-  }, 150_000);
+  }, 200_000);
 
   it('a transient database error at completion is retried within the lease: one write per object, attempt 1', async () => {
     const { url } = await kieTask();

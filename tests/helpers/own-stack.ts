@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -37,6 +37,13 @@ export async function startOwnStack(name: string, extraEnv: Record<string, strin
   const stop = async () => {
     if (process.env.KEEP_OWN_STACK === '1') return; // debugging: leave it running
     await run('bash', ['local/stack.sh', 'stop'], { env }).catch(() => {});
+    // its logs outlive it, for the failure that stopped it (as run-stack.sh keeps the test stack's)
+    const logs = join(dir, 'logs');
+    const kept = join(process.cwd(), '.local', `last-own-${name}-logs`);
+    if (existsSync(logs)) {
+      rmSync(kept, { recursive: true, force: true });
+      cpSync(logs, kept, { recursive: true });
+    }
     const location = join(dir, 'pg', 'LOCATION');
     if (existsSync(location)) rmSync(readFileSync(location, 'utf8').trim(), { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
