@@ -214,8 +214,9 @@ export type Database = {
           'request_id': number | null;
           'seen_at': string | null;
           'sent_at': string;
+          'preview_wake_pending': boolean | null;
         };
-        ComputedFields: never;
+        ComputedFields: 'preview_wake_pending';
         Insert: {
           'id'?: number;
           'request_id'?: number | null;
@@ -508,10 +509,19 @@ export type Database = {
         Returns: string;
       };
       'preview_sweep': { Args: { 'p_limit'?: number }; Returns: number };
-      'preview_wake_failed': { Args: { 'p_request_id': number }; Returns: boolean };
       'preview_wake_grace': { Args: Record<PropertyKey, never>; Returns: string };
       'preview_wake_hold': { Args: Record<PropertyKey, never>; Returns: string };
       'preview_wake_lock_wait': { Args: Record<PropertyKey, never>; Returns: string };
+      'preview_wake_pending': {
+        Args: {
+          'w': Omit<
+            Database['public']['Tables']['preview_worker_wakes']['Row'],
+            Database['public']['Tables']['preview_worker_wakes']['ComputedFields']
+          >;
+        };
+        Returns: boolean;
+      };
+      'preview_wake_timeout': { Args: Record<PropertyKey, never>; Returns: string };
       'preview_wanted': {
         Args: {
           'g': Omit<

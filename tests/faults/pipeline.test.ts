@@ -85,7 +85,8 @@ describe('fault matrix: dispatch and workers', () => {
     const assetUrl = (await kie.getTask(taskId)).resultUrls[0];
     const mark = logMark();
     // What kie-callback's write does, in one transaction whose wakes (pg_net requests) are then
-    // lost (deleted before commit: the pg_net worker never sees them).
+    // lost as a crash loses them (deleted before commit: the pg_net worker never sees them; the
+    // wake records go with them, as both UNLOGGED tables are emptied by a crash).
     const jobId = await sql.begin(async (tx) => {
       await tx`set local app.preview_worker_limit = '1000'`; // room for a wake, whatever other files' workers are awake
       await tx`select * from public.apply_kie_result(${taskId}, 'success', ${tx.json([assetUrl])}, ${assetUrl}, null)`;
@@ -99,6 +100,7 @@ describe('fault matrix: dispatch and workers', () => {
            and pg_xact_status(((pg_current_xact_id()::text::bigint >> 32 << 32) + w.xmin::text::bigint)::text::xid8) = 'in progress'
         returning q.id`;
       expect(lost.length).toBeGreaterThanOrEqual(1);
+      await tx`delete from public.preview_worker_wakes where request_id = any(${lost.map((l) => l.id)}::bigint[])`;
       return job.id;
     });
     // The work itself is not lost with the wake: the job committed with the row.

@@ -6,7 +6,7 @@
 -- remain. (Handing a claim back at an isolate's end: release, in
 -- 15_job_behaviour.sql.)
 begin;
-select plan(31);
+select plan(33);
 -- the default bound, whatever the stack set (npm test raises it for its parallel suites)
 set local app.preview_worker_limit = '';
 set local app.preview_lease = '15 seconds';
@@ -51,7 +51,7 @@ select tests.travel(interval '10 seconds');
 select is(public.preview_workers_awake(), 1,
   '30 s on: worker 1 (its job claimed 10 s ago, within the lease) is awake; worker 2, never heard of, no longer holds its place');
 select is(public.wake_preview_workers(), 1, 'so one more is woken');
-select is(pg_temp.wakes_sent(), 3, '… three requests in all');
+select is(pg_temp.wakes_sent(), 4, '… four requests in all: worker 1''s claim at 20 s had woken one too (worker 2, unanswered past preview_wake_timeout(), was presumed lost)');
 
 -- a worker that ends (no due job it may take, its isolate spent) wakes a successor while due jobs remain
 select is(public.end_preview_wake((select w1 from w)), 1, 'worker 1 ends: a successor is woken for the due jobs');
@@ -67,12 +67,12 @@ set local app.preview_worker_limit = '6';
 select is(public.preview_workers_awake(), 0, 'nobody awake any more');
 insert into public.generations (id, user_id, type, status, asset_url)
 values (pg_temp.row_id(6), '16161616-0000-4000-8000-000000000001', 'photo', 'success', 'http://kie.test/b6.png');
-select is(pg_temp.wakes_sent(), 5, 'one new job with six free places: one wake');
+select is(pg_temp.wakes_sent(), 6, 'one new job with six free places: one wake');
 insert into public.generations (id, user_id, type, status, asset_url)
 values (pg_temp.row_id(8), '16161616-0000-4000-8000-000000000001', 'photo', 'success', 'http://kie.test/b8.png');
 insert into public.generations (id, user_id, type, status, asset_url)
 values (pg_temp.row_id(9), '16161616-0000-4000-8000-000000000001', 'photo', 'success', 'http://kie.test/b9.png');
-select is(pg_temp.wakes_sent(), 7, 'two more rows, one after the other: one wake each (three workers for three jobs)');
+select is(pg_temp.wakes_sent(), 8, 'two more rows, one after the other: one wake each (three workers for three jobs)');
 
 -- a row written with the trigger muted (as an old row is) has no job and wakes nobody: it is the
 -- backfill's or the sweep's
@@ -108,6 +108,10 @@ delete from public.preview_worker_wakes;
 insert into public.preview_worker_wakes (sent_at, request_id) values (now(), -16001), (now(), -16002);
 insert into net._http_response (id, status_code, created) values (-16001, 500, now()), (-16002, 202, now());
 select is(public.preview_workers_awake(), 1, 'a wake whose request failed does not count as awake; one answered 202 does until it claims');
+select tests.travel(public.preview_wake_timeout() + interval '1 second');
+select is(public.preview_workers_awake(), 1, 'past pg_net''s timeout the one answered 202 still counts (it may wait in its isolate behind a job)');
+insert into public.preview_worker_wakes (sent_at, request_id) values (now() - public.preview_wake_timeout() - interval '1 second', -16003);
+select is(public.preview_workers_awake(), 1, '… but one never answered by then was lost in flight and does not');
 select is(public.preview_workers_idle(), 1, '… nor as idle');
 
 -- a waker that finds the wake lock held for longer than preview_wake_lock_wait() gives up, and
