@@ -65,15 +65,6 @@ as $$ select interval '30 seconds' $$;
 comment on function public.preview_wake_hold() is
   'How long a wake counts as an awake worker while it has not answered (no claim yet).';
 
--- How long pg_net gives a wake's request (generate-preview answers 202 before any work). A wake
--- with neither an answer nor an error by then was lost in flight (the database restarted while
--- pg_net sent it) and stops counting as a worker on its way.
-create or replace function public.preview_wake_timeout() returns interval
-language sql immutable parallel safe
-as $$ select interval '10 seconds' $$;
-comment on function public.preview_wake_timeout() is
-  'pg_net''s timeout for a wake request; an unanswered wake older than this is presumed lost.';
-
 -- How long a worker that answered still counts as awake while it holds no job: the moment
 -- between two of its jobs, and its pause after a decline (1 s). A worker whose isolate died
 -- holding no job stops counting after this, not after the hold.
@@ -279,7 +270,7 @@ comment on function public.preview_references(public.generations, text) is
 
 grant execute on function public.preview_max_attempts(), public.preview_backoff(int), public.preview_lease(),
   public.preview_max_expired_leases(), public.preview_worker_limit(), public.preview_wake_hold(),
-  public.preview_wake_lock_wait(), public.preview_wake_grace(), public.preview_wake_timeout(),
+  public.preview_wake_lock_wait(), public.preview_wake_grace(),
   public.preview_bucket(), public.preview_kind(text), public.generation_succeeded(text),
   public.kie_task_running(text), public.kie_task_retention(), public.first_result_url(jsonb),
   public.preview_object_path(uuid, uuid, text), public.animated_preview_path(uuid, uuid),

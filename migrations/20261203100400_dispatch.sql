@@ -102,35 +102,29 @@ comment on function public.invoke_edge_function(text, jsonb, int) is
 -- ---------------------------------------------------------------------------------------
 -- Waking workers
 -- ---------------------------------------------------------------------------------------
--- Whether a wake nobody has answered with a claim is still on its way to a worker: its request
--- answered 2xx (the worker may wait in its isolate behind another job) within the hold, or not
--- answered at all yet within pg_net's timeout. A request pg_net recorded as failed (an error, a
--- status other than 2xx: the isolate crashed, the function was down), or one never answered by
--- then (lost in flight when the database restarted), is no worker on its way.
-create or replace function public.preview_wake_pending(w public.preview_worker_wakes) returns boolean
+-- Whether pg_net recorded the wake's request as failed: an error, or a status other than 2xx.
+create or replace function public.preview_wake_failed(p_request_id bigint) returns boolean
 language sql stable
 security definer
 set search_path = ''
 as $$
-  select w.seen_at is null
-     and w.sent_at > now() - public.preview_wake_hold()
-     and coalesce(
-           (select r.status_code between 200 and 299 from net._http_response r where r.id = w.request_id),
-           w.sent_at > now() - public.preview_wake_timeout())
+  select exists (select 1 from net._http_response r
+                  where r.id = p_request_id and (r.status_code is null or r.status_code not between 200 and 299))
 $$;
 
 -- Awake: a woken worker holding a job within its lease (however long the job takes), one that has
 -- not answered yet (within preview_wake_hold()), or one between two jobs (its last claim within
 -- preview_wake_grace()). Ended wakes are gone. A worker whose isolate died stops counting when its
--- job's lease runs out, or after the grace when it held none; a wake whose request failed or was
--- lost is not one on its way (preview_wake_pending).
+-- job's lease runs out, or after the grace when it held none; a wake whose request failed (pg_net
+-- recorded an error or a status other than 2xx: the isolate crashed, the function was down) never
+-- counts as one not answered yet.
 create or replace function public.preview_workers_awake() returns int
 language sql stable
 security definer
 set search_path = ''
 as $$
   select count(*)::int from public.preview_worker_wakes w
-   where public.preview_wake_pending(w)
+   where (w.seen_at is null and w.sent_at > now() - public.preview_wake_hold() and not public.preview_wake_failed(w.request_id))
       or w.seen_at > now() - public.preview_wake_grace()
       or exists (select 1 from public.preview_jobs j
                   where j.state = 'running' and j.locked_by = 'wake:' || w.id and j.lease_until > now())
@@ -147,7 +141,7 @@ security definer
 set search_path = ''
 as $$
   select count(*)::int from public.preview_worker_wakes w
-   where public.preview_wake_pending(w)
+   where w.seen_at is null and w.sent_at > now() - public.preview_wake_hold() and not public.preview_wake_failed(w.request_id)
 $$;
 
 -- Due work: queued jobs past their run_at, and running jobs whose lease ran out (the next claim
@@ -194,8 +188,7 @@ begin
       perform pg_advisory_xact_lock(hashtext('public.wake_preview_workers'));
     exception when lock_not_available then
       perform set_config('lock_timeout', v_timeout, true);
-      perform public.invoke_edge_function('generate-preview', '{"decide": true}'::jsonb,
-        (extract(epoch from public.preview_wake_timeout()) * 1000)::int);
+      perform public.invoke_edge_function('generate-preview', '{"decide": true}'::jsonb, 10000);
       return 0;
     end;
     perform set_config('lock_timeout', v_timeout, true);
@@ -209,8 +202,7 @@ begin
   v_wanted := least(v_free, greatest(public.preview_jobs_due(v_free + public.preview_workers_idle()) - public.preview_workers_idle(), 0));
   while v_sent < v_wanted loop
     insert into public.preview_worker_wakes default values returning id into v_wake;
-    v_request := public.invoke_edge_function('generate-preview', jsonb_build_object('wake', v_wake),
-      (extract(epoch from public.preview_wake_timeout()) * 1000)::int);
+    v_request := public.invoke_edge_function('generate-preview', jsonb_build_object('wake', v_wake), 10000);
     if v_request is null then
       delete from public.preview_worker_wakes w where w.id = v_wake;
       exit;
@@ -335,11 +327,11 @@ comment on function public.preview_sweep(int) is
   'pg_cron preview-sweep: expire_preview_job_leases(), a preview job for rows waiting without one (changed within a day), then wake_preview_workers(). Returns the workers woken. SECURITY DEFINER.';
 
 revoke all on function public.preview_dispatch_secret_ok(text), public.invoke_edge_function(text, jsonb, int),
-  public.preview_wake_pending(public.preview_worker_wakes), public.preview_workers_awake(), public.preview_workers_idle(), public.preview_jobs_due(int),
+  public.preview_wake_failed(bigint), public.preview_workers_awake(), public.preview_workers_idle(), public.preview_jobs_due(int),
   public.wake_preview_workers(), public.end_preview_wake(bigint), public.decide_preview_wakes(), public.generations_queue_preview(),
   public.preview_sweep(int)
   from public, anon, authenticated;
 grant execute on function public.preview_dispatch_secret_ok(text), public.invoke_edge_function(text, jsonb, int),
-  public.preview_wake_pending(public.preview_worker_wakes), public.preview_workers_awake(), public.preview_workers_idle(), public.preview_jobs_due(int), public.wake_preview_workers(),
+  public.preview_wake_failed(bigint), public.preview_workers_awake(), public.preview_workers_idle(), public.preview_jobs_due(int), public.wake_preview_workers(),
   public.end_preview_wake(bigint), public.decide_preview_wakes(), public.preview_sweep(int)
   to service_role;
