@@ -94,9 +94,7 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
     // a transaction gave up waiting for the wake lock: decide once it is free (after that
     // transaction committed, when its jobs are visible)
     const work = settle(() => createJobStore().decide(), null);
-    if (wait) return json({ decided: await work.then(() => true) });
-    if (typeof EdgeRuntime !== 'undefined') EdgeRuntime.waitUntil(work);
-    return json({ accepted: 'decide' }, 202);
+    return await answer(work, wait, () => ({ decided: true }), 'decide');
   }
   if (!wake && ids.length === 0) {
     return errorResponse(
@@ -108,9 +106,19 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
   const store = createJobStore();
   const handlers = jobHandlers();
   const work = wake ? drainWake(store, handlers, wake) : runRows(store, handlers, ids);
-  if (wait) return json({ results: await work });
+  return await answer(work, wait, (results) => ({ results }), wake ? { wake } : ids);
+}
+
+/** With ?wait=1 the work's result; else 202 at once, the work kept alive by EdgeRuntime.waitUntil. */
+async function answer<T>(
+  work: Promise<T>,
+  wait: boolean,
+  result: (done: T) => Record<string, unknown>,
+  accepted: unknown,
+): Promise<Response> {
+  if (wait) return json(result(await work));
   if (typeof EdgeRuntime !== 'undefined') EdgeRuntime.waitUntil(work);
-  return json(wake ? { accepted: { wake } } : { accepted: ids }, 202);
+  return json({ accepted }, 202);
 }
 
 /** A woken worker: every due job while the isolate has budget, then its wake ends. */
