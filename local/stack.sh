@@ -36,7 +36,10 @@ CALLBACK_SECRET=${KIE_CALLBACK_SECRET:-local-callback-secret}
 # The well-known local keys, written down once in local/keys.ts.
 load_keys() { eval "$(bash scripts/run-deno.sh local/keys.ts)"; }
 
-alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+# Whether a pid runs. A zombie does not: where PID 1 never reaps orphans (a container's or a CI
+# runner's), `kill -0` keeps succeeding for a process that exited.
+running() { [ -r "/proc/$1/stat" ] && ! grep -qE '^[0-9]+ \(.*\) Z ' "/proc/$1/stat" 2>/dev/null; }
+alive() { [ -f "$RUN/$1.pid" ] && running "$(cat "$RUN/$1.pid")"; }
 
 wait_http() { # url seconds what
   for _ in $(seq 1 $(( $2 * 10 ))); do
@@ -180,7 +183,7 @@ stop() {
     if alive "$s"; then
       local pid; pid=$(cat "$RUN/$s.pid")
       kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      for _ in $(seq 1 50); do running "$pid" || break; sleep 0.1; done
       kill -KILL -- "-$pid" 2>/dev/null || true
     fi
     reap "$s"

@@ -30,10 +30,11 @@ const pg = (cmd: 'start' | 'stop') => run('bash', ['local/postgres.sh', cmd], { 
 const logMark = () => (existsSync(own.env.LOG_FILE) ? statSync(own.env.LOG_FILE).size : 0);
 const logSince = (mark: number, ...needles: string[]) =>
   readFileSync(own.env.LOG_FILE).subarray(mark).toString('utf8').split('\n').filter((l) => l && needles.every((n) => l.includes(n)));
+/** Whether the process runs. A zombie does not: where the orphaned postmaster's new parent (PID 1
+ *  of a container or CI runner) never reaps it, `kill(pid, 0)` keeps succeeding after it exited. */
 const alive = (pid: number) => {
   try {
-    process.kill(pid, 0);
-    return true;
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return false;
   }
