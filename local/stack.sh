@@ -104,13 +104,16 @@ set_preview_lease() {
   fi
 }
 
-# What `npm run deploy` does after the migrations, with its own code: ffmpeg's core wasm into
+# What `npm run deploy` does after the migrations, with its own code: the mode (kie-owner: a
+# fresh project has no app of its own, so this system takes KIE's callbacks and runs the pending
+# sync; STACK_MODE=previews-only for the other), ffmpeg's core wasm into
 # storage with the secret key (over the 20 MB bundle limit: generate-preview loads it from there
 # at cold start, as on the platform), then the vault (project_url only: no key, pg_net's queue
 # is readable by PUBLIC and the dispatch secret is the migrations' own; an older stack's
 # anon_key or service_role_key is removed).
 deploy_steps() {
-  bash scripts/run-deno.sh scripts/deploy.ts --only core,vault --url "$API_URL" --db-url "$DB_URL" \
+  bash scripts/run-deno.sh scripts/deploy.ts --only mode,core,vault --mode "${STACK_MODE:-kie-owner}" \
+    --url "$API_URL" --db-url "$DB_URL" \
     --service-key "$SECRET_KEY" >"$LOGS/deploy-steps.log" 2>&1 \
     || { cat "$LOGS/deploy-steps.log" >&2; exit 1; }
 }

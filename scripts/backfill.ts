@@ -1,6 +1,8 @@
 /**
- * The preview backfill: walks the rows the database says still need a preview (backfill_candidates:
- * none or NULL without a job, an earlier system's leftovers), oldest first, by keyset pagination
+ * The preview backfill: walks the rows the database says still need a preview
+ * (backfill_preview_candidates: backfill_candidates' none or NULL rows without a job and an earlier
+ * system's leftovers, plus ready rows whose preview the library cannot show, such as a legacy
+ * video whose only preview is an mp4, each with its reason), oldest first, by keyset pagination
  * (never OFFSET, never a self-enqueuing chain), and sends each through `generate-preview?wait=1`,
  * which queues the row's preview job and runs it, so the same jobs, claims and fencing apply as for
  * new generations. At most `concurrency` requests run at once.
@@ -44,6 +46,11 @@ export type Candidate = {
   type: BackfillType;
   created_at: Date;
   preview_status: string;
+  /**
+   * Why a `ready` row's preview is unusable (preview_unusable_reason: legacy_video_preview,
+   * missing_object, …): the row is re-rendered. Null otherwise.
+   */
+  reason?: string | null;
 };
 
 /** How often an item a busy or spent isolate declined is asked for again. */
@@ -91,6 +98,11 @@ export type BackfillTarget = {
   resetForRetry(id: string): Promise<boolean>;
   /** A ready row of another preview version back to `none` with a fresh job (stale); false when it no longer was one. */
   resetForRerender(id: string, version: string): Promise<boolean>;
+  /**
+   * A ready row whose preview is unusable back to `none` with a fresh job
+   * (requeue_unusable_preview); false when it no longer was one.
+   */
+  resetUnusable(id: string): Promise<boolean>;
   /**
    * After a WORKER_LIMIT: waits until the row is no longer held by the killed worker, then
    * returns `retry()`'s outcome (or `ready` when the sweep finished it meanwhile).
@@ -146,8 +158,8 @@ export async function candidatePage(
           ${o.since ?? null}::timestamptz)`;
   }
   return await sql<Candidate[]>`
-    select id, user_id, type, created_at, preview_status
-      from public.backfill_candidates(
+    select id, user_id, type, created_at, preview_status, reason
+      from public.backfill_preview_candidates(
         ${after?.createdAt ?? null}::timestamptz, ${after?.id ?? null}::uuid, ${pageSize}::int,
         ${o.type ?? null}::text, ${o.retryFailed ?? false}::boolean, ${
     o.since ?? null
@@ -190,7 +202,7 @@ export async function countCandidates(sql: postgres.Sql, o: BackfillOptions): Pr
   }
   const [row] = await sql<{ n: number }[]>`
     select count(*)::int as n
-      from public.backfill_candidates(null, null, ${o.limit ?? NO_LIMIT}::int, ${
+      from public.backfill_preview_candidates(null, null, ${o.limit ?? NO_LIMIT}::int, ${
     o.type ?? null
   }::text,
         ${o.retryFailed ?? false}::boolean, ${o.since ?? null}::timestamptz, ${
@@ -233,11 +245,13 @@ export async function runPool<T>(
   await Promise.all(Array.from({ length: Math.max(1, concurrency) }, lane));
 }
 
-export function queueLine(c: Pick<Candidate, 'id' | 'type'>, animated = false): string {
+export function queueLine(c: Pick<Candidate, 'id' | 'type' | 'reason'>, animated = false): string {
   if (animated) return `🎞️ Queuing animated preview for ${c.id}`;
+  // a ready row re-rendered because the library cannot show its preview says why
+  const why = c.reason ? ` (ready without a usable preview: ${c.reason})` : '';
   return c.type === 'video'
-    ? `🎬 Queuing video poster for ${c.id}`
-    : `📸 Queuing ${c.type} preview for ${c.id}`;
+    ? `🎬 Queuing video poster for ${c.id}${why}`
+    : `📸 Queuing ${c.type} preview for ${c.id}${why}`;
 }
 
 function emptySummary(): BackfillSummary {
@@ -325,7 +339,11 @@ export async function runBackfill(
     progress.inFlight++;
     try {
       if (c.preview_status === 'failed' && o.retryFailed) await target.resetForRetry(c.id);
-      if (c.preview_status === 'ready' && o.stale) await target.resetForRerender(c.id, o.stale);
+      // an unusable preview (the app's mp4, a missing object) is re-rendered whatever its version
+      if (c.preview_status === 'ready' && c.reason) await target.resetUnusable(c.id);
+      else if (c.preview_status === 'ready' && o.stale) {
+        await target.resetForRerender(c.id, o.stale);
+      }
       if (o.animated) await target.requestAnimated(c.id);
       let r: Awaited<ReturnType<BackfillTarget['generatePreview']>>;
       try {
@@ -542,6 +560,13 @@ export function httpTarget(
       const [row] = await o.sql<
         { ok: boolean }[]
       >`select public.requeue_preview(${id}::uuid, 'ready', ${version}) is not null as ok`;
+      return row.ok === true;
+    },
+    async resetUnusable(id) {
+      // back to none with a fresh job; the app's old file (an mp4 in preview_path) is left alone
+      const [row] = await o.sql<
+        { ok: boolean }[]
+      >`select public.requeue_unusable_preview(${id}::uuid) is not null as ok`;
       return row.ok === true;
     },
   };

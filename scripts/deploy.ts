@@ -7,18 +7,27 @@
  *
  *   1 link       supabase link --project-ref <ref>
  *   2 migrations supabase db push --db-url <db-url>
- *   3 secrets    supabase secrets set KIE_API_KEY=… KIE_CALLBACK_SECRET=… [KIE_WEBHOOK_HMAC_KEY=…]
- *   4 functions  scripts/gen-codecs.ts (the codecs' wasm as modules), then
+ *   3 mode       configure_preview_adoption: previews-only (the app keeps its KIE webhook and its
+ *                task columns) or kie-owner (KIE calls kie-callback; with --result-columns the
+ *                app's result columns are filled, with --relay-url each callback is relayed to
+ *                the app's old webhook, with --expire-kie-tasks tasks past 14 days are failed)
+ *   4 secrets    supabase secrets set KIE_API_KEY=… KIE_CALLBACK_SECRET=… [KIE_WEBHOOK_HMAC_KEY=…]
+ *   5 functions  scripts/gen-codecs.ts (the codecs' wasm as modules), then
  *                supabase functions deploy kie-callback kie-sync generate-preview library health
- *   5 keys       the project's service key for step 6 (supabase projects api-keys): a secret key
+ *   6 keys       the project's service key for step 6 (supabase projects api-keys): a secret key
  *                (sb_secret_…) when the project has one, else the legacy service_role JWT, so a
  *                project with only the new keys deploys, and one with only the legacy keys too
- *   6 core       ffmpeg's core wasm into the bucket (over the 20 MB bundle limit; generate-preview
- *                loads it from storage), uploaded unless the same size is already there
- *   7 vault      project_url in the vault (created or updated), and no key: the database calls
+ *   7 core       ffmpeg's core wasm into the bucket (over the 20 MB bundle limit; generate-preview
+ *                loads it from storage and compiles only the pinned SHA-256), uploaded unless the same bytes are already there
+ *   8 vault      project_url in the vault (created or updated), and no key: the database calls
  *                the functions with the dispatch secret alone (the migrations make it); an older
  *                deploy's anon_key or service_role_key is deleted. From here on the database
  *                dispatches work, so the core is in place first
+ *
+ * Before any step, with --db-url: deploy refuses while a policy lets everybody write the table or
+ * the bucket (doctor's blocking "policies" finding): from the migrations on, the pipeline is live,
+ * and such a policy lets anyone swap what it renders and stores. Run `npm run adopt` first, or pass
+ * --allow-open-policies to deploy anyway.
  *
  * --dry-run prints the commands (secrets masked) and runs nothing. --only core,vault runs
  * those steps; with --url and --service-key (sb_secret_… or the service_role JWT) given instead
@@ -27,12 +36,23 @@
  * Exits 0 when every step passed, 1 at the first failure, 2 on bad usage.
  */
 import { parseArgs } from 'node:util';
+import postgres from 'postgres';
 import { PREVIEW_BUCKET } from '../shared/config.ts';
+import { openWritePolicies } from './doctor.ts';
 
 // core before vault: once the vault names the project, the trigger and the cron jobs dispatch
 // generate-preview, and a poster needs the core in storage by then (else it fails INTERNAL
 // and waits for its retry)
-const STEPS = ['link', 'migrations', 'secrets', 'functions', 'keys', 'core', 'vault'] as const;
+const STEPS = [
+  'link',
+  'migrations',
+  'mode',
+  'secrets',
+  'functions',
+  'keys',
+  'core',
+  'vault',
+] as const;
 type Step = typeof STEPS[number];
 const FUNCTIONS = ['kie-callback', 'kie-sync', 'generate-preview', 'library', 'health'];
 const CORE = {
@@ -40,6 +60,7 @@ const CORE = {
   file: 'node_modules/@ffmpeg/core/dist/esm/ffmpeg-core.wasm',
 };
 const root = new URL('..', import.meta.url).pathname;
+const psql = '/usr/lib/postgresql/15/bin/psql';
 const supabase = `${root}node_modules/.bin/supabase`;
 
 type Options = {
@@ -50,7 +71,27 @@ type Options = {
   bucket: string;
   url?: string;
   serviceKey?: string;
+  mode?: 'previews_only' | 'kie_owner';
+  resultColumns: Record<string, string>;
+  relayUrl?: string;
+  expireKieTasks: boolean;
+  allowOpenPolicies: boolean;
 };
+
+/** `--result-columns urls=results,first_url=result_url`: which app column gets which value. */
+function resultColumns(raw: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of raw ? raw.split(',') : []) {
+    const m = pair.trim().match(/^(urls|first_url|completed_at|thumbnail_url)=([a-z_][a-z0-9_]*)$/);
+    if (!m) {
+      throw new DeployError(
+        `--result-columns: "${pair}" is not key=column (keys: urls, first_url, completed_at, thumbnail_url)`,
+      );
+    }
+    out[m[1]] = m[2];
+  }
+  return out;
+}
 
 class DeployError extends Error {}
 
@@ -66,6 +107,11 @@ function options(args: string[]): Options {
       url: { type: 'string' },
       'anon-key': { type: 'string' }, // accepted from older invocations; nothing needs it now
       'service-key': { type: 'string' },
+      mode: { type: 'string' },
+      'result-columns': { type: 'string' },
+      'relay-url': { type: 'string' },
+      'expire-kie-tasks': { type: 'boolean', default: false },
+      'allow-open-policies': { type: 'boolean', default: false },
     },
   });
   const only = new Set((values.only ? values.only.split(',') : STEPS) as Step[]);
@@ -86,6 +132,15 @@ function options(args: string[]): Options {
   for (const s of ['link', 'secrets', 'functions', 'keys'] as const) needs(s, '--project-ref', ref);
   needs('migrations', '--db-url', values['db-url']);
   needs('vault', '--db-url', values['db-url']);
+  needs('mode', '--db-url', values['db-url']);
+  const mode = ({ 'previews-only': 'previews_only', 'kie-owner': 'kie_owner' } as const)[
+    values.mode as 'previews-only' | 'kie-owner'
+  ];
+  if (only.has('mode') && !mode) {
+    throw new DeployError(
+      'step mode needs --mode previews-only (your app keeps its KIE webhook; this system only makes previews) or --mode kie-owner (KIE calls kie-callback)',
+    );
+  }
   if (!only.has('keys')) {
     for (const s of ['vault', 'core'] as const) {
       needs(s, '--url (or --project-ref)', values.url ?? ref);
@@ -108,11 +163,17 @@ function options(args: string[]): Options {
     bucket: values.bucket!,
     url: (values.url ?? (ref ? `https://${ref}.supabase.co` : undefined))?.replace(/\/+$/, ''),
     serviceKey: values['service-key'],
+    mode,
+    resultColumns: resultColumns(values['result-columns']),
+    relayUrl: values['relay-url'],
+    expireKieTasks: values['expire-kie-tasks']!,
+    allowOpenPolicies: values['allow-open-policies']!,
   };
 }
 
 const mask = (s: string) =>
-  s.replace(/(KEY|SECRET)=([^ ]{4})[^ ]*/g, '$1=$2…').replace(/:\/\/([^:@/]+):[^@]+@/, '://$1:…@');
+  s.replace(/(KEY|SECRET)=([^ ]{4})[^ ]*/g, '$1=$2…').replace(/(relay=[^ ?]*)\?[^ ]*/, '$1?…')
+    .replace(/:\/\/([^:@/]+):[^@]+@/, '://$1:…@');
 
 async function exec(cmd: string[], o: Options, input?: string): Promise<string> {
   console.log(`deploy:   $ ${mask(cmd.join(' '))}`);
@@ -162,6 +223,11 @@ begin
   delete from vault.secrets where name in ('service_role_key', 'anon_key');
 end $$;`;
 
+/** The mode and what it needs, through the database's own check (configure_preview_adoption). */
+const MODE_SQL = `
+select mode, result_columns, relay_url is not null as relay, expire_kie_tasks
+  from public.configure_preview_adoption(:'mode', :'columns'::jsonb, nullif(:'relay', ''), :'expire'::boolean);`;
+
 /** One entry of `supabase projects api-keys -o json` (the Management API's ApiKeyResponse). */
 export type ApiKey = {
   name: string;
@@ -189,11 +255,57 @@ export function serviceKeyOf(keys: ApiKey[]): { key: string; kind: 'secret' | 'l
   return legacy ? { key: legacy.api_key!, kind: 'legacy' } : null;
 }
 
+/** doctor's policies check: a policy that lets everybody write the table or the bucket stops the deploy. */
+async function refuseOpenPolicies(dbUrl: string): Promise<void> {
+  const sql = postgres(dbUrl, { max: 1, prepare: false, connect_timeout: 10, onnotice: () => {} });
+  try {
+    const open = await openWritePolicies(sql);
+    if (open.length) {
+      throw new DeployError(
+        `refused: ${
+          open.map((f) => f.message).join('; ')
+        }. From the migrations on the pipeline is live, ` +
+          'and such a policy lets anyone change what it fetches and stores. Run npm run adopt -- --db-url … first ' +
+          '(it scopes them to service_role), or pass --allow-open-policies to deploy anyway',
+      );
+    }
+  } finally {
+    await sql.end({ timeout: 2 });
+  }
+}
+
 async function run(o: Options): Promise<void> {
   const steps: Record<Step, () => Promise<string | void>> = {
     link: async () => void await exec([supabase, 'link', '--project-ref', o.ref!], o),
     migrations: async () =>
       void await exec([supabase, 'db', 'push', '--include-all', '--db-url', o.dbUrl!], o),
+    mode: async () => {
+      const out = await exec(
+        [
+          psql,
+          o.dbUrl!,
+          '-X',
+          '-q',
+          '-A',
+          '-t',
+          '-v',
+          'ON_ERROR_STOP=1',
+          '-v',
+          `mode=${o.mode}`,
+          '-v',
+          `columns=${JSON.stringify(o.resultColumns)}`,
+          '-v',
+          `relay=${o.relayUrl ?? ''}`,
+          '-v',
+          `expire=${o.expireKieTasks}`,
+          '-f',
+          '-',
+        ],
+        o,
+        MODE_SQL,
+      );
+      return out.replaceAll('|', ' ');
+    },
     secrets: async () => {
       const pairs = ['KIE_API_KEY', 'KIE_CALLBACK_SECRET', 'KIE_WEBHOOK_HMAC_KEY']
         .filter((k) => Deno.env.get(k) || (o.dryRun && k !== 'KIE_WEBHOOK_HMAC_KEY'))
@@ -236,7 +348,6 @@ async function run(o: Options): Promise<void> {
         : 'the legacy service_role key (the project has no secret key)';
     },
     vault: async () => {
-      const psql = '/usr/lib/postgresql/15/bin/psql';
       await exec(
         [
           psql,
@@ -258,14 +369,41 @@ async function run(o: Options): Promise<void> {
     core: async () => {
       const target = `${o.url}/storage/v1/object/${o.bucket}/${CORE.path}`;
       console.log(`deploy:   POST ${target} (x-upsert, application/wasm, ${CORE.file})`);
+      // generate-preview compiles only the core with the pinned digest (CORE_INTEGRITY
+      // otherwise), so only that file is uploaded, and what is stored is compared by digest:
+      // a same-size object may be a tampered core (anon could overwrite it while the old
+      // public write policies were open)
+      const { FFMPEG_CORE_SHA256, sha256Hex } = await import('../shared/preview/core-digest.ts');
+      const bytes = await Deno.readFile(`${root}${CORE.file}`);
+      const digest = await sha256Hex(bytes);
+      if (digest !== FFMPEG_CORE_SHA256) {
+        throw new DeployError(
+          `${CORE.file} has sha256 ${digest}, not the pinned ${FFMPEG_CORE_SHA256} ` +
+            '(shared/preview/core-digest.ts): install the pinned @ffmpeg/core with npm ci',
+        );
+      }
+      console.log(`deploy:   ${CORE.file}: sha256 ${digest}, the pinned one`);
       if (o.dryRun) return;
       const auth = { authorization: `Bearer ${o.serviceKey}`, apikey: o.serviceKey! };
-      const bytes = await Deno.readFile(`${root}${CORE.file}`);
       const info = await fetch(`${o.url}/storage/v1/object/info/${o.bucket}/${CORE.path}`, {
         headers: auth,
       });
-      if (info.ok && Number((await info.json()).size) === bytes.length) {
-        return `already there (${bytes.length} bytes)`;
+      let replaced = '';
+      const size = info.ok ? Number((await info.json()).size) : await info.body?.cancel();
+      if (size === bytes.length) {
+        // the same size says nothing: download it and compare digests (32 MB, once per deploy)
+        const stored = await fetch(
+          `${o.url}/storage/v1/object/authenticated/${o.bucket}/${CORE.path}`,
+          { headers: auth },
+        );
+        if (stored.ok) {
+          const found = await sha256Hex(new Uint8Array(await stored.arrayBuffer()));
+          if (found === digest) return `already there (${bytes.length} bytes), same sha256`;
+          console.log(`deploy:   the stored core has sha256 ${found}: replacing it`);
+          replaced = ` (replaced a core with sha256 ${found})`;
+        } else {
+          await stored.body?.cancel();
+        }
       }
       const res = await fetch(target, {
         method: 'POST',
@@ -275,9 +413,10 @@ async function run(o: Options): Promise<void> {
       if (!res.ok) {
         throw new DeployError(`upload answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
       }
-      return `${bytes.length} bytes`;
+      return `${bytes.length} bytes${replaced}`;
     },
   };
+  if (o.dbUrl && !o.dryRun && !o.allowOpenPolicies) await refuseOpenPolicies(o.dbUrl);
   const chosen = STEPS.filter((s) => o.only.has(s));
   for (const [i, name] of chosen.entries()) {
     console.log(`deploy: [${i + 1}/${chosen.length}] ${name}${o.dryRun ? ' (dry run)' : ''}`);

@@ -22,7 +22,8 @@ const OUR_MIGRATIONS = new URL('../migrations/', import.meta.url);
 const REQUIRED_COLUMNS = ['id', 'user_id', 'type', 'status', 'created_at', 'updated_at'];
 // what invoke_edge_function reads (no key: the dispatch secret is a dispatch's only credential)
 const VAULT = ['project_url', 'preview_dispatch_secret'];
-const CRON_JOBS = ['preview-sweep', 'kie-sync-pending', 'net-response-trim'];
+// kie-sync-pending only in kie_owner mode (preview_apply_mode)
+const CRON_JOBS = ['preview-sweep', 'net-response-trim'];
 /** The old preview worker polled every 10 s: a `processing` row written this recently without our lease is its. */
 const OLD_WORKER_WINDOW = '10 minutes';
 
@@ -33,6 +34,82 @@ async function ourVersions(): Promise<Set<string>> {
     if (m) versions.add(m[1]);
   }
   return versions;
+}
+
+/**
+ * Policies that let every role, anon included, write the table or the bucket: blocking for doctor,
+ * and deploy refuses to run while one exists (the pipeline would be live with the hole open).
+ */
+export async function openWritePolicies(
+  sql: postgres.Sql | postgres.TransactionSql,
+  dbUrlForFixes = '<db-url>',
+): Promise<Finding[]> {
+  const open = await sql<
+    { schemaname: string; tablename: string; policyname: string; cmd: string }[]
+  >`
+    select schemaname, tablename, policyname, cmd from pg_policies
+     where roles = '{public}' and cmd in ('UPDATE', 'INSERT', 'DELETE', 'ALL')
+       and coalesce(qual, '') !~ 'auth\\.(uid|jwt|role)\\(\\)' and coalesce(with_check, '') !~ 'auth\\.(uid|jwt|role)\\(\\)'
+       and ((schemaname = 'public' and tablename = 'generations')
+            or (schemaname = 'storage' and tablename = 'objects' and coalesce(qual, '') || coalesce(with_check, '') ~ '''generations'''))
+     order by 1, 2, 3`;
+  return open.map((p) => ({
+    level: 'blocking' as const,
+    check: 'policies',
+    message:
+      `policy "${p.policyname}" on ${p.schemaname}.${p.tablename} lets every role, anon included, ${
+        p.cmd === 'ALL' ? 'read and write' : p.cmd
+      }`,
+    fix:
+      `npm run adopt -- --db-url ${dbUrlForFixes} (scopes it to service_role; the app writes with the service key)`,
+  }));
+}
+
+/** This system's own columns (preview_own_columns() in the migrations); the first three are the checklist's. */
+const OWN_COLUMNS = [
+  'preview_path',
+  'poster_path',
+  'preview_status',
+  'preview_error_code',
+  'preview_error',
+  'preview_width',
+  'preview_height',
+  'preview_thumbhash',
+  'preview_version',
+  'preview_cover_url',
+  'animated_path',
+  'animated_status',
+  'animated_error_code',
+];
+const CHECKLIST_COLUMNS = ['preview_path', 'poster_path', 'preview_status'];
+
+type Mode = 'previews_only' | 'kie_owner';
+
+async function mode(tx: postgres.TransactionSql): Promise<Mode> {
+  return (await tx<{ m: Mode }[]>`select public.preview_mode() as m`)[0].m;
+}
+
+/**
+ * The app's policies that let API roles write generations, and what this system changes for those
+ * writes: its own columns are refused; sources written by a client are previewed as untrusted input.
+ */
+async function clientWrites(tx: postgres.TransactionSql, m: Mode | null): Promise<Finding[]> {
+  const policies = await tx<{ policyname: string; cmd: string; roles: string[] }[]>`
+    select policyname, cmd, roles::text[] as roles from pg_policies
+     where schemaname = 'public' and tablename = 'generations' and cmd in ('INSERT', 'UPDATE', 'ALL')
+       and roles && array['public', 'anon', 'authenticated']::name[]
+     order by policyname`;
+  return policies.map((p) => ({
+    level: 'info' as const,
+    check: 'client-writes',
+    message: `policy "${p.policyname}" lets ${p.roles.join(', ')} ${
+      p.cmd === 'ALL' ? 'write' : p.cmd
+    } rows: from the migrations on, their writes of this system's columns (${
+      CHECKLIST_COLUMNS.join(', ')
+    }, preview_error…, animated_…) fail with 42501${
+      m === 'kie_owner' ? ', and so do writes of task_id (kie_owner mode)' : ''
+    }; everything else behaves as before. A success status with an asset_url or result_urls a client wrote gets a preview of that source, for the row's owner only (private addresses and other users' objects are refused)`,
+  }));
 }
 
 export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): Promise<Finding[]> {
@@ -96,6 +173,33 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
         0
       ].f;
 
+    // ---- what the app's own policies let clients write, and what changes for them
+    out.push(...await clientWrites(tx, applied ? await mode(tx) : null));
+    // ---- the app's columns that carry one of this system's names
+    if (!applied && columns.size) {
+      const own = OWN_COLUMNS.filter((c) => columns.has(c));
+      const shared = own.filter((c) => CHECKLIST_COLUMNS.includes(c));
+      const taken = own.filter((c) => !CHECKLIST_COLUMNS.includes(c));
+      if (shared.length) {
+        add(
+          'info',
+          'columns',
+          `the app's ${shared.join(', ')} become this system's: it writes them, clients may not`,
+          'stop the old preview worker that wrote them',
+        );
+      }
+      if (taken.length) {
+        add(
+          'warning',
+          'columns',
+          `the app has column(s) named ${
+            taken.join(', ')
+          }, which this system adds for itself: it would write them and refuse them to clients`,
+          "rename the app's column(s) before the migrations, or accept that this system owns them",
+        );
+      }
+    }
+
     // ---- CLI migration history
     const history = (await tx<
         { t: boolean }[]
@@ -121,25 +225,7 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
     }
 
     // ---- policies that let everybody write (the two legacy PUBLIC ones)
-    const open = await tx<
-      { schemaname: string; tablename: string; policyname: string; cmd: string }[]
-    >`
-      select schemaname, tablename, policyname, cmd from pg_policies
-       where roles = '{public}' and cmd in ('UPDATE', 'INSERT', 'DELETE', 'ALL')
-         and coalesce(qual, '') !~ 'auth\\.(uid|jwt|role)\\(\\)' and coalesce(with_check, '') !~ 'auth\\.(uid|jwt|role)\\(\\)'
-         and ((schemaname = 'public' and tablename = 'generations')
-              or (schemaname = 'storage' and tablename = 'objects' and coalesce(qual, '') || coalesce(with_check, '') ~ '''generations'''))
-       order by 1, 2, 3`;
-    for (const p of open) {
-      add(
-        'blocking',
-        'policies',
-        `policy "${p.policyname}" on ${p.schemaname}.${p.tablename} lets every role, anon included, ${
-          p.cmd === 'ALL' ? 'read and write' : p.cmd
-        }`,
-        `npm run adopt -- --db-url ${dbUrlForFixes} (scopes it to service_role; the app writes with the service key)`,
-      );
-    }
+    out.push(...await openWritePolicies(tx, dbUrlForFixes));
 
     // ---- the bucket
     const [bucket] = await tx<
@@ -234,7 +320,68 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
       return;
     }
 
-    // ---- after the migrations: vault, cron, coverage
+    // ---- after the migrations: mode, vault, cron, coverage
+    // ---- the mode, and what it needs
+    const m = await mode(tx);
+    const [settings] = await tx<
+      {
+        result_columns: Record<string, string>;
+        relay_url: string | null;
+        expire_kie_tasks: boolean;
+      }[]
+    >`select result_columns, relay_url, expire_kie_tasks from public.preview_settings`;
+    const [past] = await tx<{ n: number }[]>`select public.kie_tasks_past_retention() as n`;
+    if (m === 'previews_only') {
+      add(
+        'info',
+        'mode',
+        "previews_only: the app's own KIE webhook writes its tasks; this system previews the rows it marks successful, never writes their status, results or error, and runs no pending sync (kie-callback and kie-sync answer 409)",
+        "npm run deploy -- --only mode --mode kie-owner … hands KIE's callbacks to this system (docs/deploy.md)",
+      );
+    } else {
+      const mapped = Object.entries(settings.result_columns).map(([k, c]) => `${k} → ${c}`);
+      add(
+        'info',
+        'mode',
+        `kie_owner: KIE's callbacks come to kie-callback; the app's result columns: ${
+          mapped.join(', ') || 'none mapped'
+        }; relay to the app's webhook: ${
+          settings.relay_url ? new URL(settings.relay_url).host : 'off'
+        }; expiry of tasks past 14 days: ${settings.expire_kie_tasks ? 'on' : 'off'}`,
+      );
+      const unmapped = ['results', 'completed_at', 'thumbnail_url'].filter((c) =>
+        columns.has(c) && !Object.values(settings.result_columns).includes(c)
+      );
+      if (unmapped.length) {
+        add(
+          'warning',
+          'mode',
+          `the table has ${
+            unmapped.join(', ')
+          }, not mapped: results this system writes stay invisible to an app that reads them`,
+          'npm run deploy -- --only mode --mode kie-owner --result-columns urls=results,first_url=result_url,completed_at=completed_at,thumbnail_url=thumbnail_url …',
+        );
+      }
+    }
+    for (
+      const { problem } of await tx<{ problem: string }[]>`
+      select p as problem from public.preview_settings_problems() p`
+    ) {
+      add('blocking', 'mode', problem, 'npm run deploy -- --only mode … with a mapping that fits');
+    }
+    if (past.n) {
+      add(
+        m === 'kie_owner' && settings.expire_kie_tasks ? 'warning' : 'info',
+        'expiry',
+        m === 'kie_owner' && settings.expire_kie_tasks
+          ? `expiry is on: the next pending sync fails ${past.n} task(s) still running past KIE's 14 days`
+          : `${past.n} task(s) are still running past KIE's 14 days: left as they are (expiry is off)`,
+        m === 'kie_owner' && settings.expire_kie_tasks
+          ? undefined
+          : 'in kie_owner mode, --expire-kie-tasks fails them with a reason',
+      );
+    }
+
     const vault = new Set(
       (await tx<{ name: string }[]>`select name from vault.secrets where name = any(${VAULT})`).map(
         (r) => r.name,
@@ -254,13 +401,14 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
     const jobs = new Set(
       (await tx<{ jobname: string }[]>`select jobname from cron.job`).map((r) => r.jobname),
     );
-    const noJobs = CRON_JOBS.filter((j) => !jobs.has(j));
+    const noJobs = [...CRON_JOBS, ...(m === 'kie_owner' ? ['kie-sync-pending'] : [])]
+      .filter((j) => !jobs.has(j));
     if (noJobs.length) {
       add(
         'blocking',
         'cron',
         `pg_cron job(s) ${noJobs.join(', ')} missing`,
-        'apply the migrations again (20261203100800_cron.sql schedules them)',
+        'apply the migrations again (20261203100800_cron.sql schedules them; the mode step the pending sync)',
       );
     }
 
@@ -289,6 +437,27 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
         `npm run orphans -- --db-url ${dbUrlForFixes} --apply`,
       );
     }
+    // ---- the ffmpeg core: a poster job refused a core whose bytes are not the pinned ones
+    const [core] = await tx<{ failed: number; last_at: Date | null; current: boolean }[]>`
+      with f as (
+        select count(*)::int as failed, max(updated_at) as last_at
+          from public.preview_jobs where state = 'failed' and last_error_code = 'CORE_INTEGRITY')
+      select f.failed, f.last_at,
+             f.failed > 0 and not exists (
+               select 1 from public.generations g
+                where g.preview_status = 'ready' and g.poster_path is not null and g.updated_at > f.last_at) as current
+        from f`;
+    if (core.failed) {
+      add(
+        core.current ? 'blocking' : 'warning',
+        'core',
+        `${core.failed} poster job(s) failed CORE_INTEGRITY (last at ${core.last_at?.toISOString()}): the ffmpeg core in storage is not the one this version pins${
+          core.current ? '' : ' (a poster was made since: probably fixed)'
+        }`,
+        'npm run deploy -- --only core …, then npm run backfill:previews -- --retry-failed',
+      );
+    }
+
     // Jobs of every kind: terminal failures (kept 30 days) and dead workers' jobs waiting for a claim.
     const jobKinds = await tx<
       { kind: string; failed: number; expired: number; error: string | null }[]
@@ -321,8 +490,22 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
       { type: string; state: string; reason: string | null; total: number }[]
     >`
       select type, state, reason, total::int as total from public.preview_coverage
-       where state in ('not_previewable', 'failed') or reason = 'stale_lease' order by state, type, reason`;
-    for (const c of coverage) {
+       where state in ('not_previewable', 'failed', 'unusable') or reason = 'stale_lease'
+       order by state, type, reason`;
+    // ready rows the library shows blank (an older server's mp4-only video, a missing object):
+    // one finding, by reason; the backfill re-renders them (20261203101300_legacy_previews.sql)
+    const unusable = coverage.filter((c) => c.state === 'unusable');
+    if (unusable.length) {
+      add(
+        'info',
+        'coverage',
+        `${unusable.reduce((n, c) => n + c.total, 0)} ready row(s) have no usable preview image (${
+          unusable.map((c) => `${c.reason}: ${c.total} ${c.type}`).join(', ')
+        })`,
+        'npm run backfill:previews re-renders them',
+      );
+    }
+    for (const c of coverage.filter((c) => c.state !== 'unusable')) {
       add(
         'info',
         'coverage',

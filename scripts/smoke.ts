@@ -11,11 +11,13 @@
  *
  * It makes a dedicated user, uploads one photo and one video (scripts/smoke/) into that user's
  * folder, inserts two pending generations with task ids KIE never saw, and sends kie-callback
- * the success KIE would send (with the secret, and KIE's signature when --hmac-key is given).
- * Then: both previews ready within --timeout seconds, the objects are WebP, the library lists
- * them with signed URLs that load, a manual re-sync changes nothing, the database's own request
- * (the pending sync, with the dispatch secret alone) is accepted by kie-sync, a forged callback is
- * refused and changes nothing. Whatever it made is removed at the end, pass or fail (objects
+ * the success KIE would send (with the secret, and KIE's signature when --hmac-key is given). In
+ * previews_only mode (the app's own webhook owns its KIE tasks) kie-callback must refuse that
+ * callback (409) and leave the rows as they are; the smoke test then marks them successful itself,
+ * as the app's webhook would. Then: both previews ready within --timeout seconds, the objects are WebP, the library lists
+ * them with signed URLs that load, a manual re-sync changes nothing (previews_only: is refused),
+ * the database's own request (the pending sync, with the dispatch secret alone) is accepted by
+ * kie-sync (kie_owner only), a forged callback is refused and changes nothing. Whatever it made is removed at the end, pass or fail (objects
  * through the Storage API, then the user, whose rows go with it). --row-defaults adds values
  * for a generations table with more NOT NULL columns than ours.
  * Prints one line per step; exits 0 when all passed, 1 otherwise, 2 on bad usage.
@@ -125,17 +127,22 @@ async function main(o: Options): Promise<boolean> {
     preview_path: string | null;
     poster_path: string | null;
     original_path: string | null;
-    error: string | null;
+    preview_error: string | null;
     updated_at: Date;
   };
   const rows = async (): Promise<Row[]> =>
     await sql<Row[]>`
-    select id, status, preview_status, preview_path, poster_path, original_path, error, updated_at
+    select id, status, preview_status, preview_path, poster_path, original_path, preview_error, updated_at
       from public.generations where id = any(${
       items.map((i) => i.id ?? '00000000-0000-0000-0000-000000000000')
     }::uuid[]) order by type`;
 
+  let mode = '';
   try {
+    await step('the mode', async () => {
+      mode = (await sql<{ m: string }[]>`select public.preview_mode() as m`)[0].m;
+      return mode;
+    });
     await step('health', async () => {
       const res = await fn('health');
       check(
@@ -200,32 +207,59 @@ async function main(o: Options): Promise<boolean> {
       }
       return items.map((i) => i.id).join(', ');
     });
-    await step('KIE success callbacks (secret and signature) → 200', async () => {
-      for (const item of items) {
-        const assetUrl = `${o.url}/storage/v1/object/authenticated/${o.bucket}/${item.path}`;
-        const body = {
-          code: 200,
-          msg: 'success',
-          data: {
-            taskId: item.taskId,
-            state: 'success',
-            resultJson: JSON.stringify({ resultUrls: [assetUrl] }),
-          },
-        };
-        const res = await callback(body, item.taskId);
-        check(
-          res.status === 200,
-          `kie-callback for ${item.type} answered ${res.status}: ${await res.text()}`,
-        );
-      }
+    const successBody = (item: typeof items[number]) => ({
+      code: 200,
+      msg: 'success',
+      data: {
+        taskId: item.taskId,
+        state: 'success',
+        resultJson: JSON.stringify({
+          resultUrls: [`${o.url}/storage/v1/object/authenticated/${o.bucket}/${item.path}`],
+        }),
+      },
     });
+    if (mode === 'previews_only') {
+      await step(
+        'previews_only: kie-callback refuses KIE callbacks (409) and changes nothing',
+        async () => {
+          const before = await rows();
+          const res = await callback(successBody(items[0]), items[0].taskId);
+          check(
+            res.status === 409 && (await res.json()).error === 'PREVIEWS_ONLY',
+            `kie-callback answered ${res.status}`,
+          );
+          check(JSON.stringify(await rows()) === JSON.stringify(before), 'the rows changed');
+        },
+      );
+      await step(
+        "the app's webhook marks them successful (the smoke test in its place)",
+        async () => {
+          for (const item of items) {
+            const url = `${o.url}/storage/v1/object/authenticated/${o.bucket}/${item.path}`;
+            await sql`update public.generations set status = 'success', asset_url = ${url},
+                      result_urls = ${sql.json([url])} where id = ${item.id!}`;
+          }
+        },
+      );
+    }
+    if (mode === 'kie_owner') {
+      await step('KIE success callbacks (secret and signature) → 200', async () => {
+        for (const item of items) {
+          const res = await callback(successBody(item), item.taskId);
+          check(
+            res.status === 200,
+            `kie-callback for ${item.type} answered ${res.status}: ${await res.text()}`,
+          );
+        }
+      });
+    }
     let ready: Row[] = [];
     await step(`previews ready within ${o.timeoutS} s`, async () => {
       const deadline = Date.now() + o.timeoutS * 1000;
       for (;;) {
         ready = await rows();
         const failed = ready.find((r) => r.preview_status === 'failed');
-        check(!failed, `${failed?.id} failed: ${failed?.error}`);
+        check(!failed, `${failed?.id} failed: ${failed?.preview_error}`);
         if (ready.length === 2 && ready.every((r) => r.preview_status === 'ready')) break;
         check(
           Date.now() < deadline,
@@ -267,43 +301,53 @@ async function main(o: Options): Promise<boolean> {
         await img.body?.cancel();
       }
     });
-    await step('a manual re-sync changes nothing', async () => {
-      const before = await rows();
-      const res = await user!.functions.invoke('kie-sync', { body: { taskId: items[0].taskId } });
-      check(!res.error, `kie-sync: ${res.error?.message}`);
-      check(
-        res.data.results?.[0]?.changed === false,
-        `kie-sync answered ${JSON.stringify(res.data)}`,
-      );
-      const after = await rows();
-      check(JSON.stringify(after) === JSON.stringify(before), 'the rows changed');
-    });
-    await step('the database reaches kie-sync with the dispatch secret alone', async () => {
-      // what pg_cron's kie-sync-pending job sends every minute, queued now and awaited
-      const [{ id }] = await sql<{ id: string | null }[]>`
-        select public.invoke_edge_function('kie-sync', '{"mode": "pending"}'::jsonb, 30000) as id`;
-      check(
-        id !== null,
-        'nothing was queued: vault project_url or preview_dispatch_secret missing',
-      );
-      const deadline = Date.now() + 45_000;
-      for (;;) {
-        const [res] = await sql<
-          { status_code: number | null; content: string | null; error_msg: string | null }[]
-        >`select status_code, content, error_msg from net._http_response where id = ${id}`;
-        if (res) {
+    await step(
+      `a manual re-sync ${mode === 'kie_owner' ? 'changes nothing' : 'is refused (409)'}`,
+      async () => {
+        const before = await rows();
+        const res = await user!.functions.invoke('kie-sync', { body: { taskId: items[0].taskId } });
+        if (mode === 'kie_owner') {
+          check(!res.error, `kie-sync: ${res.error?.message}`);
           check(
-            res.status_code === 200,
-            `kie-sync answered ${res.status_code ?? res.error_msg}: ${
-              (res.content ?? '').slice(0, 200)
-            }`,
+            res.data.results?.[0]?.changed === false,
+            `kie-sync answered ${JSON.stringify(res.data)}`,
           );
-          return `request ${id}: 200`;
+        } else {
+          const status = (res.error as { context?: Response } | null)?.context?.status;
+          check(status === 409, `kie-sync answered ${status ?? 'ok'} in previews_only mode`);
         }
-        check(Date.now() < deadline, `pg_net sent no answer for request ${id} within 45 s`);
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    });
+        const after = await rows();
+        check(JSON.stringify(after) === JSON.stringify(before), 'the rows changed');
+      },
+    );
+    if (mode === 'kie_owner') {
+      await step('the database reaches kie-sync with the dispatch secret alone', async () => {
+        // what pg_cron's kie-sync-pending job sends every minute, queued now and awaited
+        const [{ id }] = await sql<{ id: string | null }[]>`
+        select public.invoke_edge_function('kie-sync', '{"mode": "pending"}'::jsonb, 30000) as id`;
+        check(
+          id !== null,
+          'nothing was queued: vault project_url or preview_dispatch_secret missing',
+        );
+        const deadline = Date.now() + 45_000;
+        for (;;) {
+          const [res] = await sql<
+            { status_code: number | null; content: string | null; error_msg: string | null }[]
+          >`select status_code, content, error_msg from net._http_response where id = ${id}`;
+          if (res) {
+            check(
+              res.status_code === 200,
+              `kie-sync answered ${res.status_code ?? res.error_msg}: ${
+                (res.content ?? '').slice(0, 200)
+              }`,
+            );
+            return `request ${id}: 200`;
+          }
+          check(Date.now() < deadline, `pg_net sent no answer for request ${id} within 45 s`);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      });
+    }
     await step('a forged callback is refused (401) and changes nothing', async () => {
       const before = await rows();
       const res = await callback(

@@ -19,6 +19,7 @@ export type Database = {
           'original_path': string | null;
           'poster_path': string | null;
           'preview_cover_url': string | null;
+          'preview_error': string | null;
           'preview_error_code': string | null;
           'preview_height': number | null;
           'preview_path': string | null;
@@ -40,6 +41,7 @@ export type Database = {
           'preview_owned_objects': (string)[] | null;
           'preview_skip_reason': string | null;
           'preview_source_url': string | null;
+          'preview_unusable_reason': string | null;
           'preview_wanted': boolean | null;
         };
         ComputedFields:
@@ -49,6 +51,7 @@ export type Database = {
           | 'preview_owned_objects'
           | 'preview_skip_reason'
           | 'preview_source_url'
+          | 'preview_unusable_reason'
           | 'preview_wanted';
         Insert: {
           'animated_error_code'?: string | null;
@@ -62,6 +65,7 @@ export type Database = {
           'original_path'?: string | null;
           'poster_path'?: string | null;
           'preview_cover_url'?: string | null;
+          'preview_error'?: string | null;
           'preview_error_code'?: string | null;
           'preview_height'?: number | null;
           'preview_path'?: string | null;
@@ -90,6 +94,7 @@ export type Database = {
           'original_path'?: string | null;
           'poster_path'?: string | null;
           'preview_cover_url'?: string | null;
+          'preview_error'?: string | null;
           'preview_error_code'?: string | null;
           'preview_height'?: number | null;
           'preview_path'?: string | null;
@@ -126,6 +131,37 @@ export type Database = {
           'body_sha256'?: string;
           'received_at'?: string;
           'signed_at'?: number;
+          'task_id'?: string;
+        };
+        Relationships: [];
+      };
+      'kie_callback_relays': {
+        Row: {
+          'body': NonNullable<Json>;
+          'delivered_at': string | null;
+          'generation_id': string;
+          'headers': NonNullable<Json>;
+          'queued_at': string;
+          'response_status': number | null;
+          'task_id': string;
+        };
+        ComputedFields: never;
+        Insert: {
+          'body': NonNullable<Json>;
+          'delivered_at'?: string | null;
+          'generation_id': string;
+          'headers'?: NonNullable<Json>;
+          'queued_at'?: string;
+          'response_status'?: number | null;
+          'task_id': string;
+        };
+        Update: {
+          'body'?: NonNullable<Json>;
+          'delivered_at'?: string | null;
+          'generation_id'?: string;
+          'headers'?: NonNullable<Json>;
+          'queued_at'?: string;
+          'response_status'?: number | null;
           'task_id'?: string;
         };
         Relationships: [];
@@ -204,6 +240,34 @@ export type Database = {
           'payload'?: NonNullable<Json>;
           'run_at'?: string;
           'state'?: string;
+          'updated_at'?: string;
+        };
+        Relationships: [];
+      };
+      'preview_settings': {
+        Row: {
+          'expire_kie_tasks': boolean;
+          'id': boolean;
+          'mode': string;
+          'relay_url': string | null;
+          'result_columns': NonNullable<Json>;
+          'updated_at': string;
+        };
+        ComputedFields: never;
+        Insert: {
+          'expire_kie_tasks'?: boolean;
+          'id'?: boolean;
+          'mode'?: string;
+          'relay_url'?: string | null;
+          'result_columns'?: NonNullable<Json>;
+          'updated_at'?: string;
+        };
+        Update: {
+          'expire_kie_tasks'?: boolean;
+          'id'?: boolean;
+          'mode'?: string;
+          'relay_url'?: string | null;
+          'result_columns'?: NonNullable<Json>;
           'updated_at'?: string;
         };
         Relationships: [];
@@ -323,6 +387,25 @@ export type Database = {
           'user_id': string;
         }[];
       };
+      'backfill_preview_candidates': {
+        Args: {
+          'p_after_created_at': string;
+          'p_after_id': string;
+          'p_limit': number;
+          'p_retry_failed'?: boolean;
+          'p_since'?: string;
+          'p_stale_version'?: string;
+          'p_type'?: string;
+        };
+        Returns: {
+          'created_at': string;
+          'id': string;
+          'preview_status': string;
+          'reason': string;
+          'type': string;
+          'user_id': string;
+        }[];
+      };
       'cancel_preview_jobs': {
         Args: { 'p_generation_id': string; 'p_kinds': (string)[] };
         Returns: number;
@@ -347,6 +430,28 @@ export type Database = {
       'complete_preview_job': {
         Args: { 'p_attempt': number; 'p_job_id': number; 'p_result'?: Json };
         Returns: boolean;
+      };
+      'configure_preview_adoption': {
+        Args: {
+          'p_expire_kie_tasks'?: boolean;
+          'p_mode': string;
+          'p_relay_url'?: string;
+          'p_result_columns'?: Json;
+        };
+        Returns: {
+          'expire_kie_tasks': boolean;
+          'id': boolean;
+          'mode': string;
+          'relay_url': string | null;
+          'result_columns': NonNullable<Json>;
+          'updated_at': string;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'preview_settings';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
       };
       'cron_kie_sync_pending': { Args: Record<PropertyKey, never>; Returns: number };
       'cron_trim_history': { Args: Record<PropertyKey, never>; Returns: undefined };
@@ -400,6 +505,7 @@ export type Database = {
       };
       'kie_task_retention': { Args: Record<PropertyKey, never>; Returns: string };
       'kie_task_running': { Args: { 'p_status': string }; Returns: boolean };
+      'kie_tasks_past_retention': { Args: Record<PropertyKey, never>; Returns: number };
       'original_copy_stem': { Args: { 'p_id': string; 'p_user_id': string }; Returns: string };
       'pending_kie_tasks': {
         Args: { 'p_limit'?: number; 'p_min_age'?: string };
@@ -411,6 +517,7 @@ export type Database = {
           'type': string;
         }[];
       };
+      'preview_apply_mode': { Args: Record<PropertyKey, never>; Returns: undefined };
       'preview_backoff': { Args: { 'attempt': number }; Returns: string };
       'preview_bucket': { Args: Record<PropertyKey, never>; Returns: string };
       'preview_dispatch_secret_ok': { Args: { 'p_presented': string }; Returns: boolean };
@@ -459,6 +566,7 @@ export type Database = {
       'preview_lease': { Args: Record<PropertyKey, never>; Returns: string };
       'preview_max_attempts': { Args: Record<PropertyKey, never>; Returns: number };
       'preview_max_expired_leases': { Args: Record<PropertyKey, never>; Returns: number };
+      'preview_mode': { Args: Record<PropertyKey, never>; Returns: string };
       'preview_object_path': {
         Args: { 'p_id': string; 'p_kind': string; 'p_user_id': string };
         Returns: string;
@@ -471,6 +579,7 @@ export type Database = {
           'size': number;
         }[];
       };
+      'preview_own_columns': { Args: Record<PropertyKey, never>; Returns: (string)[] };
       'preview_owned_objects': {
         Args: {
           'g': Omit<
@@ -489,6 +598,16 @@ export type Database = {
           'p_path': string;
         };
         Returns: boolean;
+      };
+      'preview_result_column_types': { Args: { 'p_key': string }; Returns: (string)[] };
+      'preview_settings_problems': {
+        Args: {
+          'p_expire_kie_tasks'?: boolean;
+          'p_mode'?: string;
+          'p_relay_url'?: string;
+          'p_result_columns'?: Json;
+        };
+        Returns: string[];
       };
       'preview_skip_reason': {
         Args: {
@@ -509,6 +628,15 @@ export type Database = {
         Returns: string;
       };
       'preview_sweep': { Args: { 'p_limit'?: number }; Returns: number };
+      'preview_unusable_reason': {
+        Args: {
+          'g': Omit<
+            Database['public']['Tables']['generations']['Row'],
+            Database['public']['Tables']['generations']['ComputedFields']
+          >;
+        };
+        Returns: string;
+      };
       'preview_wake_grace': { Args: Record<PropertyKey, never>; Returns: string };
       'preview_wake_hold': { Args: Record<PropertyKey, never>; Returns: string };
       'preview_wake_lock_wait': { Args: Record<PropertyKey, never>; Returns: string };
@@ -535,6 +663,10 @@ export type Database = {
       'preview_workers_awake': { Args: Record<PropertyKey, never>; Returns: number };
       'preview_workers_idle': { Args: Record<PropertyKey, never>; Returns: number };
       'queue_animated_preview': { Args: { 'p_generation_id': string }; Returns: number };
+      'queue_kie_relay': {
+        Args: { 'p_body': Json; 'p_headers'?: Json; 'p_task_id': string };
+        Returns: string;
+      };
       'queue_object_deletions': {
         Args: {
           'p_delay'?: string;
@@ -558,7 +690,17 @@ export type Database = {
         Args: { 'p_from': string; 'p_generation_id': string; 'p_keep_version'?: string };
         Returns: number;
       };
+      'requeue_unusable_preview': { Args: { 'p_generation_id': string }; Returns: number };
       'wake_preview_workers': { Args: Record<PropertyKey, never>; Returns: number };
+      'write_app_result_columns': {
+        Args: {
+          'p_cover_url': string;
+          'p_generation_id': string;
+          'p_result_urls': Json;
+          'p_state': string;
+        };
+        Returns: undefined;
+      };
     };
     Enums: {
       [_ in never]: never;

@@ -93,6 +93,31 @@ export async function applyKieResult(r: KieWrite, db: Sql = getSql()): Promise<S
   return rows[0] ?? null;
 }
 
+/** previews_only (the app's webhook owns its KIE tasks) or kie_owner (kie-callback and kie-sync do). */
+export type PreviewMode = 'previews_only' | 'kie_owner';
+
+export async function previewMode(db: Sql = getSql()): Promise<PreviewMode> {
+  const [row] = await db<{ mode: PreviewMode }[]>`select public.preview_mode() as mode`;
+  return row.mode;
+}
+
+/**
+ * kie_owner with a relay URL: the task's first accepted callback is relayed to the app's previous
+ * webhook by a `relay` job (once per task, ever). 'off' when relaying is not configured.
+ */
+export async function queueKieRelay(
+  taskId: string,
+  body: Record<string, unknown>,
+  headers: Record<string, string>,
+  db: Sql = getSql(),
+): Promise<'queued' | 'relayed_before' | 'off' | 'unknown_task'> {
+  const [row] = await db<{ r: 'queued' | 'relayed_before' | 'off' | 'unknown_task' }[]>`
+    select public.queue_kie_relay(${taskId}, ${db.json(body as postgres.JSONValue)}, ${
+    db.json(headers)
+  }) as r`;
+  return row.r;
+}
+
 /**
  * Remembers a signed KIE callback by (task, X-Webhook-Timestamp): 'first', 'repeat' (the same
  * body again: a redelivery) or 'replay' (another body under a used signature: refuse).

@@ -18,8 +18,14 @@ export const ERROR_CODES = {
   /** Workers died on this item (the platform's memory/CPU limit): the job's second expired lease. */
   WORKER_LIMIT: { retryable: false },
   NO_VIDEO_FRAME: { retryable: false },
+  /** The ffmpeg core's bytes are not the ones this version pins (core-digest.ts): never compiled. */
+  CORE_INTEGRITY: { retryable: false },
   UPLOAD_FAILED: { retryable: true },
   TIMEOUT: { retryable: true },
+  /** The app's webhook did not take a relayed KIE callback (network, 5xx, 408, 429): sent again. */
+  RELAY_FAILED: { retryable: true },
+  /** The app's webhook refused a relayed KIE callback (another 4xx): not sent again. */
+  RELAY_REFUSED: { retryable: false },
   INTERNAL: { retryable: true },
 } as const;
 

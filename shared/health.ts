@@ -3,10 +3,14 @@
  * stamps; with ?deep=1 (service role only, since it
  * reports queue figures and error text) the database, storage, queue depth, and every codec
  * rendering a tiny embedded sample through the real path (selftest.ts).
+ *
+ * Both also report the ffmpeg core's integrity as the workers met it (coreIntegrity): liveness
+ * answers `{"status":"ok"}` only while no worker rejected the core recently, else 503
+ * `{"status":"degraded","core":"rejected"}`; deep health adds the figures under checks.core.
  */
 import { isServiceRequest } from './auth.ts';
 import { getConfig } from './config.ts';
-import { getSql } from './db.ts';
+import { getSql, type Sql } from './db.ts';
 import { errorResponse, json } from './http.ts';
 import { useDeployedFfmpegCore } from './preview/core-source.ts';
 import { checkCodecs } from './preview/selftest.ts';
@@ -19,7 +23,12 @@ export async function handleHealth(req: Request): Promise<Response> {
   if (params.get('version') === '1') {
     return json({ previewVersion: previewVersion(getConfig().preview) });
   }
-  if (params.get('deep') !== '1') return json({ status: 'ok' });
+  if (params.get('deep') !== '1') {
+    const core = await cachedCoreIntegrity();
+    return core.state === 'rejected'
+      ? json({ status: 'degraded', core: 'rejected' }, 503)
+      : json({ status: 'ok' });
+  }
   if (!isServiceRequest(req, getConfig())) {
     return errorResponse(401, 'UNAUTHORIZED', 'health?deep=1 is for the service role');
   }
@@ -33,6 +42,9 @@ export async function handleHealth(req: Request): Promise<Response> {
     checks.database = { ok: true };
     checks.queue = stats;
     checks.jobs = jobs;
+    const core = await coreIntegrity();
+    checks.core = core;
+    ok &&= core.state === 'ok';
   } catch (err) {
     ok = false;
     checks.database = { ok: false, error: err instanceof Error ? err.message : String(err) };
@@ -50,4 +62,69 @@ export async function handleHealth(req: Request): Promise<Response> {
   checks.codecs = codecs;
   ok &&= Object.values(codecs).every((c) => c.ok);
   return json({ status: ok ? 'ok' : 'degraded', checks }, ok ? 200 : 503);
+}
+
+/**
+ * The ffmpeg core's integrity as the workers met it. A worker that fetches a core whose SHA-256 is
+ * not the pinned one fails the job CORE_INTEGRITY (core-source.ts); the job stays in
+ * preview_jobs, failed, for 30 days. `rejected`: such a failure in the last 24 hours and no video
+ * row got its poster after it (a poster proves a worker compiled a verified core since; the
+ * row's updated_at stands in for when, so an unrelated later update of a ready video row clears
+ * it too). One small query on preview_jobs (done jobs are deleted: it holds live work and
+ * failures); generations is looked at only after such a failure. No 32 MB download: deep
+ * health's mp4 codec check fetches and verifies the core in its own isolate.
+ */
+export type CoreIntegrity =
+  | { state: 'ok' }
+  | { state: 'rejected'; failures: number; lastFailureAt: string; lastError: string | null }
+  | { state: 'unknown'; error: string };
+
+export async function coreIntegrity(sql?: Sql): Promise<CoreIntegrity> {
+  try {
+    const [f] = await (sql ?? getSql())<
+      { failures: number; last_at: Date | null; last_error: string | null; poster_since: boolean }[]
+    >`
+      with f as (
+        select count(*)::int as failures, max(updated_at) as last_at,
+               (array_agg(last_error order by updated_at desc))[1] as last_error
+          from public.preview_jobs
+         where state = 'failed' and last_error_code = 'CORE_INTEGRITY'
+           and updated_at > now() - interval '24 hours'
+      )
+      select f.*, f.failures > 0 and exists (
+               select 1 from public.generations g
+                where g.preview_status = 'ready' and g.poster_path is not null
+                  and g.updated_at > f.last_at
+             ) as poster_since
+        from f`;
+    if (!f || f.failures === 0 || !f.last_at || f.poster_since) return { state: 'ok' };
+    return {
+      state: 'rejected',
+      failures: f.failures,
+      lastFailureAt: new Date(f.last_at).toISOString(),
+      lastError: f.last_error,
+    };
+  } catch (err) {
+    return { state: 'unknown', error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/**
+ * coreIntegrity for the liveness answer anyone may ask for: at most one query every 5 s per
+ * isolate, and never more than 3 s of waiting (a database that does not answer is deep health's
+ * finding; liveness then says ok, as before).
+ */
+const CORE_CACHE_MS = 5_000;
+let coreCache: { at: number; report: Promise<CoreIntegrity> } | null = null;
+
+function cachedCoreIntegrity(): Promise<CoreIntegrity> {
+  if (!coreCache || performance.now() - coreCache.at > CORE_CACHE_MS) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<CoreIntegrity>((done) => {
+      timer = setTimeout(() => done({ state: 'unknown', error: 'no answer within 3 s' }), 3_000);
+    });
+    const report = Promise.race([coreIntegrity(), timeout]).finally(() => clearTimeout(timer));
+    coreCache = { at: performance.now(), report };
+  }
+  return coreCache.report;
 }

@@ -4,10 +4,17 @@
  */
 import { isDispatchRequest, refusedResponse, verifyCaller } from './auth.ts';
 import { ConfigError, getConfig } from './config.ts';
-import { applyKieResult, findGenerationByTask, recordKieCallback } from './db.ts';
+import {
+  applyKieResult,
+  findGenerationByTask,
+  previewMode,
+  queueKieRelay,
+  recordKieCallback,
+} from './db.ts';
 import { errorResponse, json, readJson } from './http.ts';
 import { createKieClient, type KieClient } from './kie/client.ts';
 import { extractTaskId, KieParseError, parseKieCallback } from './kie/parse.ts';
+import { RELAYED_HEADERS } from './kie/relay.ts';
 import { verifyKieSignature } from './kie/signature.ts';
 import { timingSafeEqualString } from './timing-safe.ts';
 import { log } from './log.ts';
@@ -18,6 +25,20 @@ const MAX_CALLBACK_BYTES = 256 * 1024;
 
 function syncStore(): SyncStore {
   return { findByTask: (t) => findGenerationByTask(t), apply: (r) => applyKieResult(r) };
+}
+
+/**
+ * In previews_only mode the app's own webhook owns its KIE tasks: neither KIE's callbacks nor a
+ * sync may write them (apply_kie_result refuses too). The answer says what to do instead.
+ */
+async function refusedInPreviewsOnly(): Promise<Response | null> {
+  if (await previewMode() === 'kie_owner') return null;
+  return errorResponse(
+    409,
+    'PREVIEWS_ONLY',
+    "This project runs in previews_only mode: the app's own KIE webhook writes its tasks. " +
+      'Point KIE at that webhook, or deploy with --mode kie-owner to hand KIE callbacks to this system.',
+  );
 }
 
 function kieClient(): KieClient | null {
@@ -92,6 +113,11 @@ export async function handleKieCallback(req: Request): Promise<Response> {
       );
     }
   }
+  const refused = await refusedInPreviewsOnly();
+  if (refused) {
+    log.error('[Webhook]', 'Refused callback: previews_only mode', { taskId });
+    return refused;
+  }
   log.info('[Webhook]', `Received callback for task: ${taskId}`);
   let result;
   try {
@@ -104,6 +130,15 @@ export async function handleKieCallback(req: Request): Promise<Response> {
     store: syncStore(),
     kie: kieClient(),
   });
+  if (report.found) {
+    const headers = Object.fromEntries(
+      RELAYED_HEADERS.flatMap((h) => req.headers.has(h) ? [[h, req.headers.get(h)!]] : []),
+    );
+    const relay = await queueKieRelay(taskId, body, headers);
+    if (relay === 'queued') {
+      log.info('[Relay]', 'Queued', { generationId: report.generationId, taskId });
+    }
+  }
   return json({ ok: true, ...report });
 }
 
@@ -117,6 +152,8 @@ export async function handleKieSync(req: Request): Promise<Response> {
   if (caller.role === 'anon' && !dispatch) {
     return errorResponse(401, 'UNAUTHORIZED', 'A user JWT or the service role is required');
   }
+  const refused = await refusedInPreviewsOnly();
+  if (refused) return refused;
   const body = await readJson(req);
   if (body === null) return errorResponse(400, 'BAD_REQUEST', 'Body is not a JSON object');
   const url = new URL(req.url);

@@ -68,7 +68,10 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
     return await tx<Row[]>`
       select id, type, status, coalesce(preview_status, 'none') as preview_status,
              public.preview_image_path(g) as image_path, original_path, animated_path, animated_status,
-             preview_width, preview_height, preview_thumbhash, error, created_at
+             preview_width, preview_height, preview_thumbhash, created_at,
+             -- a failed preview's reason is ours (preview_error; an earlier system's in error),
+             -- anything else the generation's own
+             case when preview_status = 'failed' then coalesce(preview_error, error) else error end as error
       from public.generations g
       -- the caller's own rows, whatever select policies the table has (a legacy "public rows"
       -- policy lets every user read others' public generations; the library lists only yours)

@@ -13,6 +13,7 @@ export type LogPrefix =
   | '[Backfill]'
   | '[Sweep]'
   | '[Cleanup]'
+  | '[Relay]'
   | '[Library]'
   | '[Health]'
   | '[Config]'

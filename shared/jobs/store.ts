@@ -9,7 +9,7 @@
 import { getSql, reconnecting, type Sql } from '../db.ts';
 
 /** The handlers' names: the database's preview_jobs.kind. */
-export type JobKind = 'preview' | 'animated' | 'delete_object';
+export type JobKind = 'preview' | 'animated' | 'delete_object' | 'relay';
 
 /** A claimed job: its attempt is the fencing token, lease_ms how long the claim is ours. */
 export type ClaimedJob = {

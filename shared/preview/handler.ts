@@ -13,6 +13,7 @@ import { errorResponse, json, readJson } from '../http.ts';
 import { drain, type Handlers, type JobOutcome } from '../jobs/runner.ts';
 import { createJobStore, type JobStore } from '../jobs/store.ts';
 import { log } from '../log.ts';
+import { relayHandler } from '../kie/relay.ts';
 import { createObjectStore } from '../storage.ts';
 import { renderAnimated } from './animated.ts';
 import { animatedHandler } from './animated-job.ts';
@@ -52,6 +53,7 @@ export function jobHandlers(deps: PreviewDeps = previewDeps()): Handlers {
     preview: previewHandler(deps),
     animated: animatedHandler({ ...deps, renderAnimated }),
     delete_object: cleanupHandler(deps),
+    relay: relayHandler(),
   };
 }
 

@@ -6,8 +6,9 @@
 // do what they say. Every test works in its own far-past window (--since/--until) so other
 // suites' rows are never picked up.
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createUser, generation, logMark, logSince, sql, type TestUser, writesOf } from '../helpers/stack.ts';
+import { adminClient, createUser, generation, logMark, logSince, sql, type TestUser, writesOf } from '../helpers/stack.ts';
 import { kieFile, landscapeJpeg } from '../helpers/media.ts';
 import { read, videoMp4 } from '../fixtures/media.ts';
 import { insertOldSuccess, kieAssetUrl, pastWindow, runBackfillCli } from '../helpers/backfill.ts';
@@ -167,7 +168,7 @@ describe('backfill: npm run backfill:previews -- --limit=10 --concurrency=2', ()
     // a fresh job with a full attempt budget: claimed once, as attempt 1; the failed one is gone
     expect(claims(mark, failed.id)).toEqual([1]);
     expect(await jobsOf([failed.id])).toEqual([]);
-    expect(row.error).toBeNull();
+    expect([row.preview_error, row.error]).toEqual([null, null]);
     expect(row.preview_error_code).toBeNull();
     expect(writesOf(mark, pathOf(failed.id, 'photo'))).toBe(1);
   }, 300_000);
@@ -209,7 +210,74 @@ describe('backfill: npm run backfill:previews -- --limit=10 --concurrency=2', ()
     expect((await generation(ok.id)).preview_status).toBe('ready');
     const row = await generation(bad.id);
     expect(row.preview_status).toBe('failed');
-    expect(row.error).toBe('Download failed: 404');
+    expect([row.preview_error, row.error]).toEqual(['Download failed: 404', null]);
+  }, 300_000);
+
+  it('re-renders ready rows the library shows blank (a legacy mp4-only video, a missing object), leaves the mp4 and good rows, and a rerun finds nothing', async () => {
+    const w = pastWindow();
+    const bucket = adminClient().storage.from('generations');
+    const upload = async (path: string, bytes: Uint8Array, contentType: string) => {
+      const { error } = await bucket.upload(path, bytes, { contentType, upsert: true });
+      if (error) throw new Error(`upload ${path}: ${error.message}`);
+    };
+    // the older server's video: ready, its only preview the 4 s clip in preview_path, no poster
+    const [legacy, missing, good] = await seed(w.at, [
+      { type: 'video', preview: { status: 'ready' } },
+      { type: 'photo', preview: { status: 'ready', stalePath: true } }, // our webp path, no object
+      { type: 'photo', preview: { status: 'ready', stalePath: true } }, // our webp path, object there
+    ]);
+    const mp4Path = `${owner.id}/previews/${legacy.id}_preview.mp4`;
+    const mp4 = read(videoMp4(join(process.cwd(), '.local', 'e2e-media'), 640, 360, 2, { black: 0.5, fade: 0.5 }));
+    await upload(mp4Path, mp4, 'video/mp4');
+    await sql.begin(async (tx) => {
+      await tx`set local app.skip_preview_dispatch = 'on'`;
+      await tx`update public.generations set preview_path = ${mp4Path} where id = ${legacy.id}`;
+    });
+    await upload(pathOf(good.id, 'photo'), new Uint8Array(await sharp(await landscapeJpeg()).resize(64).webp().toBuffer()), 'image/webp');
+    const reasons = async () =>
+      Object.fromEntries((await sql<{ id: string; reason: string | null }[]>`
+        select id::text, public.preview_unusable_reason(g) as reason from public.generations g where id in ${sql([legacy.id, missing.id, good.id])}`)
+        .map((r) => [r.id, r.reason]));
+    expect(await reasons()).toEqual({ [legacy.id]: 'legacy_video_preview', [missing.id]: 'missing_object', [good.id]: null });
+    const goodBefore = await generation(good.id);
+
+    const mark = logMark();
+    const run = await runBackfillCli(['--concurrency=2', ...w.args]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(queueLines(run.stdout).sort()).toEqual([
+      `🎬 Queuing video poster for ${legacy.id} (ready without a usable preview: legacy_video_preview)`,
+      `📸 Queuing photo preview for ${missing.id} (ready without a usable preview: missing_object)`,
+    ].sort());
+    expect(run.stdout).toMatch(/│ total\s+│\s+2 │\s+0 │\s+0 │/);
+
+    // the video: a real poster at this system's path; the app's mp4 stays, in preview_path and in storage
+    const video = await generation(legacy.id);
+    expect([video.preview_status, video.poster_path, video.preview_path, video.error]).toEqual(['ready', pathOf(legacy.id, 'video'), mp4Path, null]);
+    expect(writesOf(mark, pathOf(legacy.id, 'video'))).toBe(1);
+    expect(claims(mark, legacy.id)).toEqual([1]);
+    const poster = await bucket.download(pathOf(legacy.id, 'video'));
+    expect(poster.error).toBeNull();
+    const meta = await sharp(new Uint8Array(await poster.data!.arrayBuffer())).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['webp', video.preview_width, video.preview_height]);
+    expect(writesOf(mark, mp4Path)).toBe(0);
+    const kept = await bucket.download(mp4Path);
+    expect(kept.error).toBeNull();
+    expect(new Uint8Array(await kept.data!.arrayBuffer())).toEqual(mp4);
+    // the photo whose object was missing: rendered again at the same path
+    const photo = await generation(missing.id);
+    expect([photo.preview_status, photo.preview_path]).toEqual(['ready', pathOf(missing.id, 'photo')]);
+    expect(writesOf(mark, pathOf(missing.id, 'photo'))).toBe(1);
+    // the good one is untouched
+    expect(await generation(good.id)).toEqual(goodBefore);
+    expect(writesOf(mark, pathOf(good.id, 'photo'))).toBe(0);
+    expect(await reasons()).toEqual({ [legacy.id]: null, [missing.id]: null, [good.id]: null });
+
+    const rerunMark = logMark();
+    const rerun = await runBackfillCli(['--concurrency=2', ...w.args]);
+    expect(rerun.code, rerun.stdout + rerun.stderr).toBe(0);
+    expect(queueLines(rerun.stdout)).toHaveLength(0);
+    expect(rerun.stdout).toContain('nothing to do');
+    for (const { id, type } of [legacy, missing, good]) expect(writesOf(rerunMark, pathOf(id, type))).toBe(0);
   }, 300_000);
 
   it('rejects bad usage with exit code 2', async () => {

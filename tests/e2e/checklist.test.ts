@@ -132,7 +132,10 @@ describe('checklist 6: an asset that answers 404', () => {
     const row = await waitForPreview(id);
     expect(row.status).toBe('success');
     expect(row.preview_status).toBe('failed');
-    expect(row.error).toBe('Download failed: 404');
+    // The checklist reads `error`; on the first user's database that column is the app's ("why the
+    // generation failed"), so the preview's reason is in preview_error and `error` stays empty.
+    expect(row.preview_error).toBe('Download failed: 404');
+    expect(row.error).toBeNull();
     expect(row.preview_error_code).toBe('SOURCE_NOT_FOUND');
     await waitFor('failure log', async () => logSince(mark, `[Preview] ❌ Failed for ${id}: Download failed: 404`)[0]);
     const task = await kie.getTask(taskId);

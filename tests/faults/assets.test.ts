@@ -121,7 +121,7 @@ describe('fault matrix: the asset', () => {
     const row = await waitForPreview(id);
     await expectSettled(row, { code: 'UNSUPPORTED_FORMAT', error: /^Unsupported format: not a JPEG, PNG/, retryDue: false });
     // the row's error never quotes the remote answer's bytes
-    expect(row.error).not.toMatch(/3c 68|html|Not an image/i);
+    expect(row.preview_error).not.toMatch(/3c 68|html|Not an image/i);
   });
 
   it('is a video with no decodable frame → failed NO_VIDEO_FRAME', async () => {

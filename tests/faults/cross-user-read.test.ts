@@ -47,7 +47,7 @@ describe('an asset URL into our storage names only the row owner\'s object', () 
       const job = await expectSettled(row, { code: 'SOURCE_FORBIDDEN', error: /^Download refused: /, retryDue: false });
       expect(job!.attempts, url).toBe(1);
       expect([row.preview_path, row.original_path], url).toEqual([null, null]);
-      expect(row.error, url).not.toContain(bob.id);
+      expect(row.preview_error, url).not.toContain(bob.id);
     }
     // A legitimate read in the same window: the owner's own object by URL is read (and kept
     // as the original, no copy), and the request log shows the service key reading it.

@@ -49,7 +49,7 @@ export async function insertOldSuccess(r: OldRow): Promise<string> {
     await tx`set local app.skip_preview_dispatch = 'on'`;
     await tx`
       insert into public.generations (id, user_id, type, status, task_id, model, asset_url, created_at,
-        preview_status, error, preview_error_code, preview_path, poster_path)
+        preview_status, preview_error, preview_error_code, preview_path, poster_path)
       values (${id}, ${r.userId}, ${r.type}, 'success', ${`old-${id}`}, ${r.type === 'video' ? 'veo3_fast' : 'google/nano-banana'},
         ${r.assetUrl}, ${r.createdAt}, ${p.status}, ${p.error ?? null}, ${p.code ?? null},
         ${r.type === 'photo' ? stale : null}, ${r.type === 'video' ? stale : null})`;

@@ -214,8 +214,10 @@ export async function expectSettled(
   } else {
     expect(row.preview_status).toBe('failed');
     expect(job!.state).toBe('failed');
-    expect(row.error).toBe(job!.last_error);
-    message = row.error;
+    // the reason is the preview's own column; the generation's `error` stays the app's
+    expect(row.preview_error).toBe(job!.last_error);
+    expect(row.error).toBeNull();
+    message = row.preview_error;
   }
   expect(typeof message).toBe('string');
   expect(message.length).toBeGreaterThan(5);

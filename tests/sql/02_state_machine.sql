@@ -20,6 +20,9 @@ insert into public.generations (id, user_id, type, status, task_id, asset_url, r
   ('bbbbbbbb-0000-4000-8000-000000000006', '22222222-0000-4000-8000-000000000001', 'photo', 'success', 'sm-6', 'http://kie.test/6.png', null, 'flux', null, now(), now() - interval '5 days'),
   ('bbbbbbbb-0000-4000-8000-000000000007', '22222222-0000-4000-8000-000000000001', 'photo', 'success', 'sm-7', 'http://kie.test/7.png', null, 'flux', null, now(), now() - interval '4 days'),
   ('bbbbbbbb-0000-4000-8000-000000000008', '22222222-0000-4000-8000-000000000001', 'video', 'success', 'sm-8', 'http://kie.test/8.mp4', null, 'veo3', null, now(), now() - interval '3 days');
+-- the app's own `error` (why the generation failed, its own notes): the preview work never writes
+-- or clears it; its own reason goes to preview_error
+update public.generations set error = 'the app''s own text' where id in ('bbbbbbbb-0000-4000-8000-000000000001', 'bbbbbbbb-0000-4000-8000-000000000006');
 
 -- ---- the constants of every kind
 select is(public.preview_max_attempts(), 5, 'attempt cap is 5');
@@ -61,12 +64,12 @@ select ok(public.complete_preview_job(:job1, 1, jsonb_build_object(
   'width', 512, 'height', 384, 'thumbhash', 'thumb', 'version', 'r2-s512-q80',
   'originalPath', '22222222-0000-4000-8000-000000000001/originals/bbbbbbbb-0000-4000-8000-000000000001.png')), 'the photo completes');
 select results_eq(
-  $$select preview_status, preview_path, poster_path, preview_width, preview_height, preview_thumbhash, original_path, preview_version, preview_error_code, error
+  $$select preview_status, preview_path, poster_path, preview_width, preview_height, preview_thumbhash, original_path, preview_version, preview_error_code, preview_error, error
       from public.generations where id = 'bbbbbbbb-0000-4000-8000-000000000001'$$,
   $$values ('ready'::text, '22222222-0000-4000-8000-000000000001/previews/bbbbbbbb-0000-4000-8000-000000000001_preview.webp'::text, null::text,
             512, 384, 'thumb'::text, '22222222-0000-4000-8000-000000000001/originals/bbbbbbbb-0000-4000-8000-000000000001.png'::text,
-            'r2-s512-q80'::text, null::text, null::text)$$,
-  'ready: preview_path, size, thumbhash, the original copy, the version');
+            'r2-s512-q80'::text, null::text, null::text, 'the app''s own text'::text)$$,
+  'ready: preview_path, size, thumbhash, the original copy, the version (the app''s error untouched)');
 select ok(public.complete_preview_job(:job2, 1, '{"path": "u/posters/v_poster.webp", "width": 768, "height": 432, "thumbhash": "t"}'), 'the video completes');
 select results_eq($$select preview_path, poster_path, preview_status, original_path from public.generations where id = 'bbbbbbbb-0000-4000-8000-000000000002'$$,
   $$values (null::text, 'u/posters/v_poster.webp'::text, 'ready'::text, null::text)$$, 'a video: poster_path set, preview_path and original_path untouched');
@@ -79,8 +82,8 @@ select is(public.fail_preview_job(:job6, 1, 'SOURCE_UNREACHABLE', 'Download fail
 select tests.travel(public.preview_backoff(1));
 select is((select attempt from public.claim_preview_jobs(array['preview'], 1, 'bbbbbbbb-0000-4000-8000-000000000006')), 2, 'row 6 claimed again');
 select ok(public.complete_preview_job(:job6, 2, '{"path": "p6", "width": 1, "height": 1, "thumbhash": "t"}'), 'row 6 completes');
-select results_eq($$select preview_status, preview_error_code, error from public.generations where id = 'bbbbbbbb-0000-4000-8000-000000000006'$$,
-  $$values ('ready'::text, null::text, null::text)$$, 'ready clears the earlier attempt''s code');
+select results_eq($$select preview_status, preview_error_code, preview_error, error from public.generations where id = 'bbbbbbbb-0000-4000-8000-000000000006'$$,
+  $$values ('ready'::text, null::text, null::text, 'the app''s own text'::text)$$, 'ready clears the earlier attempt''s code and preview_error, not the app''s error');
 
 -- ---- jobs a row no longer wants are dropped at claim; a deleted row's are cancelled
 select public.queue_preview('bbbbbbbb-0000-4000-8000-000000000007') as job7 \gset
@@ -103,13 +106,14 @@ update public.generations set asset_url = 'http://kie.test/6-v2.png' where id = 
 select public.queue_preview('bbbbbbbb-0000-4000-8000-000000000006') as job6 \gset
 select is((select attempt from public.claim_preview_jobs(array['preview'], 1, 'bbbbbbbb-0000-4000-8000-000000000006')), 1, 'a new asset''s job starts at attempt 1');
 select is(public.fail_preview_job(:job6, 1, 'SOURCE_NOT_FOUND', 'Download failed: 404', false), 'failed', 'a non-retryable failure');
-select results_eq($$select preview_status, preview_error_code, error from public.generations where id = 'bbbbbbbb-0000-4000-8000-000000000006'$$,
-  $$values ('failed'::text, 'SOURCE_NOT_FOUND'::text, 'Download failed: 404'::text)$$, 'terminal: the row keeps the code and the readable error');
+select results_eq($$select preview_status, preview_error_code, preview_error, error from public.generations where id = 'bbbbbbbb-0000-4000-8000-000000000006'$$,
+  $$values ('failed'::text, 'SOURCE_NOT_FOUND'::text, 'Download failed: 404'::text, 'the app''s own text'::text)$$,
+  'terminal: the row keeps the code and the readable reason in preview_error; the app''s error untouched');
 select throws_ok($$select public.requeue_preview('bbbbbbbb-0000-4000-8000-000000000006', 'processing')$$, '22023', null, 'requeue from another state is refused');
 select is(public.requeue_preview('bbbbbbbb-0000-4000-8000-000000000001', 'failed'), null, 'requeue --retry-failed leaves a ready row');
 select ok(public.requeue_preview('bbbbbbbb-0000-4000-8000-000000000006', 'failed') is not null, 'requeue --retry-failed takes a failed row');
-select results_eq($$select preview_status, preview_error_code, error from public.generations where id = 'bbbbbbbb-0000-4000-8000-000000000006'$$,
-  $$values ('none'::text, null::text, null::text)$$, '… none, code and error cleared');
+select results_eq($$select preview_status, preview_error_code, preview_error, error from public.generations where id = 'bbbbbbbb-0000-4000-8000-000000000006'$$,
+  $$values ('none'::text, null::text, null::text, 'the app''s own text'::text)$$, '… none, code and preview_error cleared, the app''s error kept');
 select results_eq($$select state, attempts from public.preview_jobs where generation_id = 'bbbbbbbb-0000-4000-8000-000000000006' order by id$$,
   $$values ('queued'::text, 0)$$, '… one fresh job (the terminal failure is gone)');
 select is(public.requeue_preview('bbbbbbbb-0000-4000-8000-000000000001', 'ready', 'r2-s512-q80'), null, '--stale leaves a preview of the current version');
@@ -119,9 +123,9 @@ select results_eq($$select preview_status, preview_path is not null from public.
 
 -- ---- backfill candidates: keyset pagination over (created_at, id)
 delete from public.preview_jobs;
-insert into public.generations (id, user_id, type, status, asset_url, updated_at, created_at) values
-  ('bbbbbbbb-0000-4000-8000-000000000009', '22222222-0000-4000-8000-000000000001', 'photo', 'success', 'http://kie.test/9.png', now(), now() - interval '2 days'),
-  ('bbbbbbbb-0000-4000-8000-00000000000a', '22222222-0000-4000-8000-000000000001', 'video', 'success', 'http://kie.test/a.mp4', now(), now() - interval '1 day');
+insert into public.generations (id, user_id, type, status, asset_url, error, updated_at, created_at) values
+  ('bbbbbbbb-0000-4000-8000-000000000009', '22222222-0000-4000-8000-000000000001', 'photo', 'success', 'http://kie.test/9.png', 'the app''s note on 9', now(), now() - interval '2 days'),
+  ('bbbbbbbb-0000-4000-8000-00000000000a', '22222222-0000-4000-8000-000000000001', 'video', 'success', 'http://kie.test/a.mp4', null, now(), now() - interval '1 day');
 update public.generations set preview_status = 'failed', preview_error_code = 'DECODE_FAILED' where id = 'bbbbbbbb-0000-4000-8000-000000000002';
 select results_eq(
   $$select id from public.backfill_candidates(null, null, 100000) where user_id = '22222222-0000-4000-8000-000000000001'$$,
@@ -157,12 +161,12 @@ select results_eq($$select preview_status, preview_path, preview_width, preview_
   'a new asset on a ready row: none, the preview cleared, original_path kept (the worker overwrites it)');
 select results_eq($$select state, attempts from public.preview_jobs where generation_id = 'bbbbbbbb-0000-4000-8000-000000000009'$$,
   $$values ('queued'::text, 0)$$, '… and a job for the new asset');
--- on a terminal failure: its error goes with it (it was the preview's), the failed job stays as history
+-- on a terminal failure: its preview_error goes with it, the app's error stays, the failed job stays as history
 select is(public.fail_preview_job((select job_id from public.claim_preview_jobs(array['preview'], 1, 'bbbbbbbb-0000-4000-8000-000000000009')), 1,
   'DECODE_FAILED', 'Could not decode', false), 'failed', 'row 9 fails terminally');
 update public.generations set asset_url = 'http://kie.test/9-v3.png' where id = 'bbbbbbbb-0000-4000-8000-000000000009';
-select results_eq($$select preview_status, preview_error_code, error from public.generations where id = 'bbbbbbbb-0000-4000-8000-000000000009'$$,
-  $$values ('none'::text, null::text, null::text)$$, 'a new asset after a terminal failure: none, code and error cleared');
+select results_eq($$select preview_status, preview_error_code, preview_error, error from public.generations where id = 'bbbbbbbb-0000-4000-8000-000000000009'$$,
+  $$values ('none'::text, null::text, null::text, 'the app''s note on 9'::text)$$, 'a new asset after a terminal failure: none, code and preview_error cleared, the app''s error kept');
 select results_eq($$select state from public.preview_jobs where generation_id = 'bbbbbbbb-0000-4000-8000-000000000009' order by id$$,
   $$values ('failed'::text), ('queued')$$, '… a new job beside the old failure');
 -- the same with the trigger muted (a fixture, or a trigger that failed): nothing but the backfill

@@ -2,7 +2,7 @@
 -- state (preview_jobs, preview_worker_wakes) and every SECURITY DEFINER function are the
 -- service's only; users read their own rows and objects, write no preview state.
 begin;
-select plan(71);
+select plan(74);
 
 set local app.skip_preview_dispatch = 'on';
 select tests.create_user('alice@example.test', '66666666-0000-4000-8000-00000000000a') is not null as created \gset
@@ -116,7 +116,7 @@ select ok((select count(*) > 0 from public.preview_job_stats), 'service_role rea
 select tests.clear_authentication();
 
 -- ---- Guard: even with a permissive write policy (as the platform may have), API roles cannot
--- write preview state.
+-- write preview state (this system's own columns); the app's own columns follow its policies.
 create policy "test: users update own" on public.generations for update to authenticated
   using ((select auth.uid()) = user_id) with check ((select auth.uid()) = user_id);
 select tests.authenticate_as('66666666-0000-4000-8000-00000000000b');
@@ -125,9 +125,15 @@ select throws_ok($$update public.generations set preview_status = 'ready' where 
   '42501', 'generations.preview_status is written by the service only', 'but preview columns stay service-only');
 select throws_ok($$update public.generations set animated_status = 'none' where id = 'ffffffff-0000-4000-8000-00000000000b'$$,
   '42501', 'generations.animated_status is written by the service only', '… the clip''s too (no clip asked for by a client)');
-select throws_ok($$update public.generations set model = 'mine' where id = 'ffffffff-0000-4000-8000-00000000000b'$$,
-  '42501', 'generations.model is written by the service only', '… and so does the model (it picks the KIE family)');
+select lives_ok($$update public.generations set model = 'mine' where id = 'ffffffff-0000-4000-8000-00000000000b'$$,
+  'the model is the app''s column: a user''s own row may change it under the app''s policy');
+select throws_ok($$update public.generations set model = 'again', preview_path = 'x.webp' where id = 'ffffffff-0000-4000-8000-00000000000b'$$,
+  '42501', 'generations.preview_path is written by the service only', '… but not together with a column of ours');
+select throws_ok($$update public.generations set preview_error = 'mine' where id = 'ffffffff-0000-4000-8000-00000000000b'$$,
+  '42501', 'generations.preview_error is written by the service only', '… nor our readable error');
 select tests.clear_authentication();
+select results_eq($$select model, prompt, preview_status, preview_path, preview_error from public.generations where id = 'ffffffff-0000-4000-8000-00000000000b'$$,
+  $$values ('mine'::text, 'mine'::text, 'none'::text, null::text, null::text)$$, 'bob''s row: his writes of app columns kept, our columns untouched');
 
 select * from finish();
 rollback;

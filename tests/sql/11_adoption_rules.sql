@@ -1,12 +1,15 @@
 -- Issue 11's rules, each once in SQL: what gets a preview on a drifted production table
 -- (success-like statuses, product shots, NULL preview_status, the source order with result_urls
 -- as a JSON string), leases of rows another system left in processing, an earlier system's
--- failures, the guard on every column the pipeline trusts (UPDATE and INSERT, as PostgREST's
--- roles), the KIE model and retention, apply_kie_result's own report, preview_coverage.
+-- failures, the guard (UPDATE and INSERT, as PostgREST's roles: this system's own columns refused,
+-- the app's allowed, task_id refused in kie_owner mode), the KIE model and retention (expiry
+-- opt-in), apply_kie_result's own report, preview_coverage.
 begin;
-select plan(66);
+select plan(76);
 
 set local app.skip_preview_dispatch = 'on';
+-- the mode the local stack runs (kie_owner, no mapping, expiry off), pinned for this transaction
+select public.configure_preview_adoption('kie_owner', '{}', null, false) is not null as kie_owner \gset
 select tests.create_user('adopt-a@example.test', 'abababab-0000-4000-8000-000000000001') is not null as created \gset
 select tests.create_user('adopt-b@example.test', 'abababab-0000-4000-8000-000000000002') is not null as created \gset
 
@@ -98,16 +101,17 @@ select results_eq($$select attempt from public.claim_preview_jobs(array['preview
 select ok(public.complete_preview_job(:job1, 1, '{"path": "abababab-0000-4000-8000-000000000001/previews/p.webp", "width": 1, "height": 1, "thumbhash": "t"}'), 'product completed');
 select results_eq($$select preview_path, poster_path from public.generations where id = 'acacacac-0000-4000-8000-000000000001'$$,
   $$values ('abababab-0000-4000-8000-000000000001/previews/p.webp'::text, null::text)$$, 'a product shot''s preview goes to preview_path');
--- an earlier system's failed row carries that system's text in `error` (the preview's, as ours
--- writes it): once adopted and made ready, the row must not keep the old failure's text
+-- an earlier system's failed row carries that system's text in `error`: it cannot be told apart
+-- from the app's own, so it is left there; ours goes to preview_error, cleared once ready
 insert into public.generations (id, user_id, type, status, asset_url, preview_status, preview_error_code, error, updated_at) values
   ('acacacac-0000-4000-8000-000000000010', 'abababab-0000-4000-8000-000000000001', 'photo', 'success', 'https://k.test/10.png', 'failed', null,
    'Preview generation failed: timeout', now() - interval '1 day');
 select public.adopt_preview('acacacac-0000-4000-8000-000000000010') as job10 \gset
 select is((select attempt from public.claim_preview_jobs(array['preview'], 1, 'acacacac-0000-4000-8000-000000000010')), 1, 'an earlier system''s failure, adopted and claimed');
 select ok(public.complete_preview_job(:job10, 1, '{"path": "abababab-0000-4000-8000-000000000001/previews/10.webp", "width": 1, "height": 1, "thumbhash": "t"}'), '… completes');
-select results_eq($$select preview_status, error from public.generations where id = 'acacacac-0000-4000-8000-000000000010'$$,
-  $$values ('ready'::text, null::text)$$, '… ready, without the old failure''s text in error');
+select results_eq($$select preview_status, preview_error_code, preview_error, error from public.generations where id = 'acacacac-0000-4000-8000-000000000010'$$,
+  $$values ('ready'::text, null::text, null::text, 'Preview generation failed: timeout'::text)$$,
+  '… ready, no preview error; the text in `error` is left as it was (it may be the app''s)');
 
 -- ---- coverage: every row once
 select ok(exists (select 1 from public.preview_coverage where type = 'audio' and state = 'not_previewable' and reason = 'audio'),
@@ -121,22 +125,39 @@ select is((select sum(total)::int from public.preview_coverage), (select count(*
 create policy "test: anyone updates" on public.generations for update using (true) with check (true);
 create policy "test: anyone inserts" on public.generations for insert with check (true);
 create policy "test: anyone reads" on public.generations for select using (true);
+-- The app's columns (its sources, status, model) follow the app's policies: a client pointing a row
+-- at a URL gets at most a preview of it (the worker's SSRF guard and owner check treat sources as
+-- untrusted). This system's own columns are refused, and, in kie_owner mode (the local stack's),
+-- task_id (it decides which row KIE's result lands on).
 select tests.authenticate_as_anon();
+select lives_ok(format($$update public.generations set %s where id = 'acacacac-0000-4000-8000-000000000009'$$, c),
+                format('anon may change the app''s %s under a policy that allows it', split_part(c, ' ', 1)))
+  from unnest(array['asset_url = ''https://evil.test/x.png''', 'result_urls = ''["https://evil.test/x.png"]''', 'result_url = ''https://evil.test/x''',
+                    'original_path = ''abababab-0000-4000-8000-000000000002/x.png''', 'status = ''success''', 'model = ''veo3''']) c;
 select throws_ok(format($$update public.generations set %s where id = 'acacacac-0000-4000-8000-000000000009'$$, c), '42501',
                  format('generations.%s is written by the service only', split_part(c, ' ', 1)), format('anon cannot change %s', split_part(c, ' ', 1)))
-  from unnest(array['asset_url = ''https://evil.test/x.png''', 'result_urls = ''["https://evil.test/x.png"]''', 'result_url = ''https://evil.test/x''',
-                    'original_path = ''abababab-0000-4000-8000-000000000002/x.png''', 'status = ''success''', 'task_id = ''stolen''',
-                    'model = ''veo3''', 'poster_path = ''x''', 'preview_width = 1']) c;
+  from unnest(array['poster_path = ''x''', 'preview_width = 1', 'preview_status = ''ready''', 'preview_error = ''x''']) c;
+select throws_ok($$update public.generations set task_id = 'stolen' where id = 'acacacac-0000-4000-8000-000000000009'$$, '42501',
+  'generations.task_id is written by the service only (kie_owner mode)', 'anon cannot change task_id (kie_owner mode)');
 select lives_ok($$update public.generations set prompt = 'edited' where id = 'acacacac-0000-4000-8000-000000000009'$$, 'other columns follow the policies');
 select throws_ok($$insert into public.generations (user_id, type, status, task_id) values ('abababab-0000-4000-8000-000000000002', 'photo', 'pending', 'someone-elses-task')$$,
-  '42501', 'generations.task_id is written by the service only', 'a client cannot insert a row on another task (its result would land there)');
-select throws_ok($$insert into public.generations (user_id, type, status, result_urls) values ('abababab-0000-4000-8000-000000000002', 'photo', 'pending', '["https://evil.test/x"]')$$,
-  '42501', 'generations.result_urls is written by the service only', 'nor with a source');
-select throws_ok($$insert into public.generations (user_id, type, status) values ('abababab-0000-4000-8000-000000000002', 'photo', 'completed')$$,
-  '42501', 'generations.status is written by the service only', 'nor in a success-like state');
+  '42501', 'generations.task_id is written by the service only (kie_owner mode)', 'a client cannot insert a row on another task (its result would land there)');
+select lives_ok($$insert into public.generations (id, user_id, type, status, result_urls) values ('acacacac-0000-4000-8000-000000000020', 'abababab-0000-4000-8000-000000000002', 'photo', 'pending', '["https://evil.test/x"]')$$,
+  'a client may insert a row with a source (the app''s column)');
+select lives_ok($$insert into public.generations (id, user_id, type, status) values ('acacacac-0000-4000-8000-000000000021', 'abababab-0000-4000-8000-000000000002', 'photo', 'completed')$$,
+  '… and in a success-like state');
+select throws_ok($$insert into public.generations (user_id, type, status, preview_status, preview_path) values ('abababab-0000-4000-8000-000000000002', 'photo', 'completed', 'ready', 'x.webp')$$,
+  '42501', null, 'but not with a preview of its own (our columns only at their defaults)');
 select lives_ok($$insert into public.generations (user_id, type, status, model, prompt) values ('abababab-0000-4000-8000-000000000002', 'photo', 'pending', 'nano-banana', 'hi')$$,
   'a pending row with its model and prompt is fine');
 select tests.clear_authentication();
+select results_eq($$select asset_url, status, model, task_id, poster_path, preview_width, preview_error, preview_status
+                      from public.generations where id = 'acacacac-0000-4000-8000-000000000009'$$,
+  $$values ('https://evil.test/x.png'::text, 'success'::text, 'veo3'::text, null::text, null::text, null::int, null::text, 'none'::text)$$,
+  'row 9: the app''s columns as anon wrote them; task_id and our columns untouched (the new source waits for a preview, as none)');
+select results_eq($$select id::text, preview_status, preview_path from public.generations where id::text in ('acacacac-0000-4000-8000-000000000020', 'acacacac-0000-4000-8000-000000000021') order by id$$,
+  $$values ('acacacac-0000-4000-8000-000000000020'::text, 'none'::text, null::text), ('acacacac-0000-4000-8000-000000000021', 'none', null)$$,
+  'the client''s rows hold our columns at their defaults');
 
 -- ---- KIE: the model from the platform's columns, retention, newest first, apply's report
 alter table public.generations add column model_id text;
@@ -149,9 +170,17 @@ insert into public.generations (id, user_id, type, status, task_id, model, creat
   ('acacacac-0000-4000-8000-000000000013', 'abababab-0000-4000-8000-000000000001', 'photo', 'processing', 'adopt-mid', 'm', now() - interval '1 hour');
 select results_eq($$select task_id from public.pending_kie_tasks(50) where task_id like 'adopt-%'$$,
   $$values ('adopt-new'::text), ('adopt-mid'::text)$$, 'pending tasks: newest first, a legacy processing status included, past retention excluded');
+-- expiry writes the app's tasks: opt-in (kie_owner with expire_kie_tasks), off on this stack
+select ok(public.kie_tasks_past_retention() >= 1, 'kie_tasks_past_retention counts the task past the retention');
+select is(public.fail_expired_kie_tasks(), 0, 'with expiry off, fail_expired_kie_tasks fails nothing');
+select results_eq($$select status, error from public.generations where task_id = 'adopt-old'$$,
+  $$values ('generating'::text, null::text)$$, '… the old task is untouched');
+select lives_ok($$select public.configure_preview_adoption('kie_owner', '{}', null, true)$$, 'expiry turned on (kie_owner, in this transaction)');
 select ok(public.fail_expired_kie_tasks() >= 1, 'fail_expired_kie_tasks finishes tasks past the retention');
 select results_eq($$select status, error like 'KIE task expired:%' from public.generations where task_id = 'adopt-old'$$,
   $$values ('failed'::text, true)$$, '… as failed with the reason');
+select results_eq($$select status from public.generations where task_id in ('adopt-new', 'adopt-mid') order by task_id$$,
+  $$values ('processing'::text), ('queued')$$, '… and leaves the tasks within it running');
 
 select results_eq($$select status, preview_queued from public.apply_kie_result('adopt-new', 'success', '["https://k.test/new.png"]', null, null)$$,
   $$values ('success'::text, true)$$, 'apply_kie_result says it made the row eligible (the trigger queued it)');

@@ -1,6 +1,6 @@
 -- The animated preview (issue 14, as a job of kind `animated`): asked for only for a ready video,
 -- mirrored in its own columns (animated_status / animated_error_code), never touching the
--- poster's (preview_status, error); a new asset clears it; its object follows the row; backfill
+-- poster's (preview_status, preview_error) nor the app's error; a new asset clears it; its object follows the row; backfill
 -- --animated; guarded for clients. (Fencing, dead workers, cap, backoff, dedupe, release of the
 -- clip's job: 15_job_behaviour.sql.)
 begin;
@@ -35,8 +35,8 @@ select results_eq($$select input, attempt from public.claim_preview_jobs(array['
 select results_eq($$select animated_status, preview_status from public.generations where id = '14141414-aaaa-4000-8000-000000000001'$$,
   $$values ('processing'::text, 'ready'::text)$$, 'the clip is processing, the poster stays ready');
 select is(public.fail_preview_job(:job, 1, 'SOURCE_UNREACHABLE', 'Download failed: 503', true), 'retry', 'a retryable failure');
-select results_eq($$select animated_status, animated_error_code, preview_status, preview_error_code, error from public.generations where id = '14141414-aaaa-4000-8000-000000000001'$$,
-  $$values ('none'::text, 'SOURCE_UNREACHABLE'::text, 'ready'::text, null::text, null::text)$$, '… leaves the poster and the error column alone');
+select results_eq($$select animated_status, animated_error_code, preview_status, preview_error_code, preview_error, error from public.generations where id = '14141414-aaaa-4000-8000-000000000001'$$,
+  $$values ('none'::text, 'SOURCE_UNREACHABLE'::text, 'ready'::text, null::text, null::text, null::text)$$, '… leaves the poster, preview_error and the error column alone');
 select tests.travel(public.preview_backoff(1));
 select results_eq($$select attempt from public.claim_preview_jobs(array['animated'], 1, '14141414-aaaa-4000-8000-000000000001')$$, $$values (2)$$, 'due again: attempt 2');
 select ok(not public.complete_preview_job(:job, 1, '{"path": "x"}'), 'attempt 1 is fenced');

@@ -7,7 +7,7 @@
 -- (tests.jb_new: the row in the right state and its job) and what a row shows (tests.jb_row…).
 -- Time passes through tests.travel (tests/sql/helpers/tests_schema.sql says why).
 begin;
-select plan(3 * 74);
+select plan(3 * 76);
 
 set local app.preview_lease = '15 seconds';
 select tests.create_user('behaviour@example.test') as uid \gset
@@ -23,15 +23,15 @@ begin
   gid := gen_random_uuid();
   if p_kind = 'preview' then
     -- a success photo that wants a preview (the enqueue trigger queues it; queue_preview finds it)
-    insert into public.generations (id, user_id, type, status, asset_url)
-    values (gid, v_user, 'photo', 'success', 'https://kie.test/' || gid || '.png');
+    insert into public.generations (id, user_id, type, status, asset_url, error)
+    values (gid, v_user, 'photo', 'success', 'https://kie.test/' || gid || '.png', 'the app''s own text');
     job := public.queue_preview(gid);
     path := public.preview_object_path(v_user, gid, 'image');
   elsif p_kind = 'animated' then
     -- a ready video whose clip is asked for
-    insert into public.generations (id, user_id, type, status, asset_url, preview_status, poster_path)
+    insert into public.generations (id, user_id, type, status, asset_url, preview_status, poster_path, error)
     values (gid, v_user, 'video', 'success', 'https://kie.test/' || gid || '.mp4', 'ready',
-            public.preview_object_path(v_user, gid, 'video'));
+            public.preview_object_path(v_user, gid, 'video'), 'the app''s own text');
     job := public.queue_animated_preview(gid);
     path := public.animated_preview_path(v_user, gid);
   else
@@ -85,9 +85,16 @@ $$;
 create function tests.jb_d(p_kind text, p_description text) returns text language sql as $$
   select p_kind || ': ' || case when p_kind = 'delete_object' then 'no row mirror (' || p_description || ')' else p_description end
 $$;
--- the readable failure on the row: the poster's is in `error`; the clip's only on its job
+-- the readable failure on the row: the poster's is in preview_error; the clip's only on its job
 create function tests.jb_error(p_kind text, p_gid uuid) returns text language sql as $$
-  select case when p_kind = 'preview' then (select g.error from public.generations g where g.id = p_gid) end
+  select case when p_kind = 'preview' then (select g.preview_error from public.generations g where g.id = p_gid) end
+$$;
+-- the app's own `error` of the row (the preview work never writes it); a deletion's row is gone
+create function tests.jb_app_error(p_kind text, p_gid uuid) returns text language sql as $$
+  select g.error from public.generations g where g.id = p_gid
+$$;
+create function tests.jb_app_error_kept(p_kind text) returns text language sql as $$
+  select case when p_kind <> 'delete_object' then 'the app''s own text' end
 $$;
 -- the object the row shows once the job is done
 create function tests.jb_shown(p_kind text, p_gid uuid) returns text language sql as $$
@@ -212,7 +219,8 @@ begin
     k || ': WORKER_LIMIT, terminal, after two dead workers');
   return next matches(j.last_error, '^Preview worker stopped 2 times on this item', k || ': the text says the worker was stopped');
   return next is(tests.jb_row(k, i.gid), tests.jb_mirror(k, 'failed/WORKER_LIMIT'), tests.jb_d(k, 'the row mirrors the terminal failure'));
-  return next is(tests.jb_error(k, i.gid), case when k = 'preview' then j.last_error end, k || ': a poster''s text is on the row (error), a clip''s only on its job');
+  return next is(tests.jb_error(k, i.gid), case when k = 'preview' then j.last_error end, k || ': a poster''s text is on the row (preview_error), a clip''s only on its job');
+  return next is(tests.jb_app_error(k, i.gid), tests.jb_app_error_kept(k), k || ': the app''s error is untouched by a terminal failure');
   return next is((select count(*)::int from tests.jb_claim(k, i.gid)), 0, k || ': a terminal failure is never claimed');
 
   -- ---- 3. the attempt cap
@@ -246,7 +254,9 @@ begin
   return next is(format('%s/%s/%s/%s', j.state, j.attempts, j.last_error_code, j.last_error), 'queued/1/SOURCE_UNREACHABLE/Download failed: 503',
     k || ': queued with the code and text of the failure');
   return next is(tests.jb_row(k, i.gid), tests.jb_mirror(k, 'none/SOURCE_UNREACHABLE'), tests.jb_d(k, 'the row waits, with the code'));
-  return next is(tests.jb_error(k, i.gid), null, k || ': a retryable failure writes no error on the row');
+  return next is(tests.jb_error(k, i.gid), case when k = 'preview' then 'Download failed: 503' end,
+    k || ': a retryable failure shows its text beside its code (preview_error; a clip''s only on its job)');
+  return next is(tests.jb_app_error(k, i.gid), tests.jb_app_error_kept(k), k || ': the app''s error is untouched by a retryable failure');
   return next is((select count(*)::int from tests.jb_claim(k, i.gid)), 0, k || ': not claimable before the backoff');
   perform tests.travel(public.preview_backoff(1) - interval '1 second');
   return next is((select count(*)::int from tests.jb_claim(k, i.gid)), 0, k || ': nor a second before it ends');

@@ -18,18 +18,20 @@ const REF = 'abcdefghijklmnopqrst';
 const DB = `postgresql://postgres:db-password@db.${REF}.supabase.co:5432/postgres`;
 
 describe('npm run deploy', () => {
-  it('--dry-run prints the seven steps in order with their commands, secrets masked, and changes nothing', async () => {
-    const { code, out } = await deploy(['--project-ref', REF, '--db-url', DB, '--dry-run'], { KIE_API_KEY: 'kie-api-key-value', KIE_CALLBACK_SECRET: 'callback-secret-value' });
+  it('--dry-run prints the eight steps in order with their commands, secrets masked, and changes nothing', async () => {
+    const { code, out } = await deploy(['--project-ref', REF, '--db-url', DB, '--dry-run', '--mode', 'kie-owner', '--result-columns', 'urls=results,completed_at=completed_at',
+      '--relay-url', 'https://app.example.com/api/kie?token=relay-token-value'], { KIE_API_KEY: 'kie-api-key-value', KIE_CALLBACK_SECRET: 'callback-secret-value' });
     expect(code).toBe(0);
-    expect(out.filter((l) => /^deploy: \[\d\/7\]/.test(l))).toEqual(
-      ['link', 'migrations', 'secrets', 'functions', 'keys', 'core', 'vault'].map((s, i) => `deploy: [${i + 1}/7] ${s} (dry run)`),
+    expect(out.filter((l) => /^deploy: \[\d\/8\]/.test(l))).toEqual(
+      ['link', 'migrations', 'mode', 'secrets', 'functions', 'keys', 'core', 'vault'].map((s, i) => `deploy: [${i + 1}/8] ${s} (dry run)`),
     );
     const text = out.join('\n');
     expect(text).toContain(`supabase link --project-ref ${REF}`);
     expect(text).toContain('supabase db push --include-all --db-url postgresql://postgres:…@');
     expect(text).toContain('supabase functions deploy kie-callback kie-sync generate-preview library health');
     expect(text).toContain('KIE_API_KEY=kie-…');
-    for (const secret of ['kie-api-key-value', 'callback-secret-value', 'db-password']) expect(text).not.toContain(secret);
+    expect(text).toContain('-v mode=kie_owner -v columns={"urls":"results","completed_at":"completed_at"} -v relay=https://app.example.com/api/kie?…');
+    for (const secret of ['kie-api-key-value', 'callback-secret-value', 'db-password', 'relay-token-value']) expect(text).not.toContain(secret);
     expect(out.at(-1)).toBe('deploy: dry run: nothing was changed');
   });
 
@@ -37,7 +39,11 @@ describe('npm run deploy', () => {
     expect(await deploy(['--project-ref', REF])).toMatchObject({ code: 2, out: ['deploy: step migrations needs --db-url'] });
     expect(await deploy(['--project-ref', 'not-a-ref', '--db-url', DB])).toMatchObject({ code: 2 });
     expect((await deploy(['--only', 'nope'])).out[0]).toMatch(/unknown step "nope"/);
-    expect((await deploy(['--project-ref', REF, '--db-url', DB])).out[0]).toBe('deploy: step secrets needs KIE_API_KEY in the environment');
+    expect((await deploy(['--project-ref', REF, '--db-url', DB])).out[0]).toMatch(/^deploy: step mode needs --mode previews-only \(.*\) or --mode kie-owner/);
+    expect((await deploy(['--project-ref', REF, '--db-url', DB, '--mode', 'owner'])).out[0]).toMatch(/^deploy: step mode needs --mode/);
+    expect((await deploy(['--only', 'mode', '--db-url', DB, '--mode', 'kie-owner', '--result-columns', 'urls=results,thumb=x'])).out[0])
+      .toBe('deploy: --result-columns: "thumb=x" is not key=column (keys: urls, first_url, completed_at, thumbnail_url)');
+    expect((await deploy(['--project-ref', REF, '--db-url', DB, '--mode', 'previews-only'])).out[0]).toBe('deploy: step secrets needs KIE_API_KEY in the environment');
     expect(await deploy(['--only', 'core', '--url', stack.API_URL])).toMatchObject({ code: 2, out: ['deploy: step core needs --service-key (or the keys step)'] });
   });
 

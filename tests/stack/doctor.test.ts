@@ -19,7 +19,8 @@ describe('npm run doctor', () => {
     const { findings } = JSON.parse(out) as { findings: { level: string; check: string }[] };
     expect(findings.filter((f) => f.level !== 'info'), out).toEqual([]);
     // other suites leave rows to report (failed previews and their jobs, not-previewable rows, planted orphans): only as info
-    expect(findings.every((f) => ['coverage', 'backfill', 'extensions', 'orphans', 'jobs'].includes(f.check)), out).toBe(true);
+    expect(findings.every((f) => ['mode', 'coverage', 'backfill', 'extensions', 'orphans', 'jobs'].includes(f.check)), out).toBe(true);
+    expect(findings.find((f) => f.check === 'mode')).toMatchObject({ level: 'info', message: expect.stringMatching(/^kie_owner: /) });
   });
 
   it('prints findings as text with the masked URL', async () => {

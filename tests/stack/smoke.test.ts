@@ -1,7 +1,8 @@
 // `npm run smoke` against this stack, as an operator runs it against a deployed project:
 // every step passes, and everything it made is gone afterwards; and on a project that has only
 // the new sb_ keys (its own stack with the legacy keys disabled), deploy's steps and smoke pass
-// with them.
+// with them; that project is deployed in previews_only mode (the app's own KIE webhook), where the
+// smoke test checks that kie-callback and kie-sync refuse and marks the rows successful itself.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import postgres from 'postgres';
@@ -9,9 +10,12 @@ import { describe, expect, it } from 'vitest';
 import { startOwnStack } from '../helpers/own-stack.ts';
 import { sql, stack } from '../helpers/stack.ts';
 
-const STEPS = ['health', 'deep health', 'a smoke user', 'upload a photo and a video', 'two pending generations', 'KIE success callbacks',
+const STEPS = ['the mode', 'health', 'deep health', 'a smoke user', 'upload a photo and a video', 'two pending generations', 'KIE success callbacks',
   'previews ready', 'the preview and the poster are WebP', 'the library lists both', 'a manual re-sync changes nothing',
   'the database reaches kie-sync with the dispatch secret alone', 'a forged callback is refused'];
+const PREVIEWS_ONLY_STEPS = ['the mode', 'health', 'deep health', 'a smoke user', 'upload a photo and a video', 'two pending generations',
+  'previews_only: kie-callback refuses KIE callbacks (409) and changes nothing', "the app's webhook marks them successful",
+  'previews ready', 'the preview and the poster are WebP', 'the library lists both', 'a manual re-sync is refused (409)', 'a forged callback is refused'];
 
 async function smoke(extra: { callbackSecret?: string; env?: Record<string, string>; serviceKey?: string; anonKey?: string } = {}) {
   const env = extra.env ?? stack;
@@ -37,6 +41,7 @@ describe('npm run smoke', () => {
     const { code, lines, userId } = await smoke();
     expect(lines.filter((l) => l.startsWith('smoke: ✗'))).toEqual([]);
     for (const step of STEPS) expect(lines.some((l) => l.startsWith(`smoke: ✓ ${step}`)), step).toBe(true);
+    expect(lines).toContainEqual(expect.stringMatching(/^smoke: ✓ the mode \(\d+ ms\): kie_owner$/));
     expect([code, lines.at(-1)]).toEqual([0, 'smoke: all steps passed']);
     expect(lines.find((l) => l.startsWith('smoke: cleanup:'))).toMatch(/\d+ objects, the user and its rows/);
     expect(await leftBehind(userId!)).toEqual({ users: 0, rows: 0, objects: 0 });
@@ -51,8 +56,8 @@ describe('npm run smoke', () => {
     expect(await leftBehind(userId!)).toEqual({ users: 0, rows: 0, objects: 0 });
   }, 150_000);
 
-  it('a project with only sb_ keys (legacy keys disabled): the stack deployed with the secret key, smoke passes with sb_secret_/sb_publishable_', async () => {
-    const own = await startOwnStack('sb-keys', { LEGACY_API_KEYS: 'off' });
+  it('a project with only sb_ keys (legacy keys disabled), in previews_only mode: the stack deployed with the secret key, smoke passes with sb_secret_/sb_publishable_', async () => {
+    const own = await startOwnStack('sb-keys', { LEGACY_API_KEYS: 'off', STACK_MODE: 'previews-only' });
     const db = postgres(own.env.DB_URL, { max: 2, prepare: false, onnotice: () => {} });
     try {
       // the legacy keys are really off there: refused as API keys, unknown to the functions
@@ -67,7 +72,9 @@ describe('npm run smoke', () => {
 
       const { code, lines, userId } = await smoke({ env: own.env, serviceKey: own.env.SECRET_KEY, anonKey: own.env.PUBLISHABLE_KEY });
       expect(lines.filter((l) => l.startsWith('smoke: ✗'))).toEqual([]);
-      for (const step of STEPS) expect(lines.some((l) => l.startsWith(`smoke: ✓ ${step}`)), step).toBe(true);
+      for (const step of PREVIEWS_ONLY_STEPS) expect(lines.some((l) => l.startsWith(`smoke: ✓ ${step}`)), step).toBe(true);
+      expect(lines).toContainEqual(expect.stringMatching(/^smoke: ✓ the mode \(\d+ ms\): previews_only$/));
+      expect(lines.some((l) => l.includes('KIE success callbacks') || l.includes('dispatch secret alone'))).toBe(false);
       expect([code, lines.at(-1)]).toEqual([0, 'smoke: all steps passed']);
       expect(await leftBehind(userId!, db)).toEqual({ users: 0, rows: 0, objects: 0 });
       // and with the legacy keys smoke stops at its first admin step on such a project
