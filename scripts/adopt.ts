@@ -3,9 +3,13 @@
  *
  *   npm run adopt -- --db-url <postgres URL> [--private-bucket] [--dry-run]
  *
- *   1 supabase/adoption/01_scope_legacy_policies.sql  always: write policies that apply to
- *     everybody on generations / the generations bucket are scoped to service_role
- *   2 supabase/adoption/02_private_bucket.sql          with --private-bucket: the bucket becomes
+ *   1 policies  always: every write policy on generations / the generations bucket that lets a
+ *     caller write other users' rows or objects (doctor's policyHoles) is closed: one that checks
+ *     nothing about the caller and applies to everybody (production's "Service can …" pair, meant
+ *     for the service role) is scoped to service_role; one for signed-in users (or anon) without
+ *     an owner check gets the owner check added to its own condition (`auth.uid() = user_id`, the
+ *     caller's folder for objects), so the app's users keep writing their own
+ *   2 supabase/adoption/02_private_bucket.sql  with --private-bucket: the bucket becomes
  *     private and a read-everything policy is dropped (breaks stored public URLs: see the file)
  *
  * Each step runs in one transaction and prints what it changed; --dry-run rolls back. Both
@@ -14,10 +18,46 @@
  */
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
+import { policyHoles } from './doctor.ts';
 
-const STEPS = [
-  { name: 'policies', file: '01_scope_legacy_policies.sql', always: true },
-  { name: 'private-bucket', file: '02_private_bucket.sql', always: false },
+type Step = {
+  name: string;
+  always: boolean;
+  /** What the step runs in its transaction; notices and returned lines are what it changed. */
+  run(tx: postgres.TransactionSql): Promise<string[]>;
+};
+
+const sqlFile = (file: string) => async (tx: postgres.TransactionSql) => {
+  await tx.unsafe(
+    await Deno.readTextFile(new URL(`../supabase/adoption/${file}`, import.meta.url)),
+  );
+  return [];
+};
+
+const STEPS: Step[] = [
+  {
+    name: 'policies',
+    always: true,
+    async run(tx) {
+      const done: string[] = [];
+      for (const hole of await policyHoles(tx)) {
+        await tx.unsafe(hole.fix);
+        done.push(
+          `policy "${hole.policyname}" on ${hole.schemaname}.${hole.tablename} (FOR ${hole.cmd}) ${
+            hole.kind === 'everybody'
+              ? 'now applies to service_role only (it applied to everybody)'
+              : "now checks the owner (it let a caller write other users' data)"
+          }: ${hole.fix}`,
+        );
+      }
+      return done;
+    },
+  },
+  {
+    name: 'private-bucket (supabase/adoption/02_private_bucket.sql)',
+    always: false,
+    run: sqlFile('02_private_bucket.sql'),
+  },
 ];
 
 class UsageError extends Error {}
@@ -51,14 +91,11 @@ async function main(args: string[]): Promise<number> {
   });
   try {
     for (const step of STEPS.filter((s) => s.always || values['private-bucket'])) {
-      const text = await Deno.readTextFile(
-        new URL(`../supabase/adoption/${step.file}`, import.meta.url),
-      );
       notices.length = 0;
-      say(`${step.name} (supabase/adoption/${step.file})${values['dry-run'] ? ' (dry run)' : ''}`);
+      say(`${step.name}${values['dry-run'] ? ' (dry run)' : ''}`);
       try {
         await sql.begin(async (tx) => {
-          await tx.unsafe(text);
+          notices.push(...await step.run(tx));
           if (values['dry-run']) throw new Rollback();
         });
       } catch (err) {

@@ -36,32 +36,104 @@ async function ourVersions(): Promise<Set<string>> {
   return versions;
 }
 
+/** A write policy that lets someone write rows or objects that are not theirs, and the statement that closes it. */
+export type PolicyHole = {
+  schemaname: string;
+  tablename: string;
+  policyname: string;
+  cmd: string;
+  /** everybody: no check of the caller at all (scoped to service_role); any_user: no owner check (one added). */
+  kind: 'everybody' | 'any_user';
+  fix: string;
+};
+
+const OWNER_CHECK = {
+  generations: '(select auth.uid()) = user_id',
+  objects: '(storage.foldername(name))[1] = (select auth.uid())::text',
+};
+
 /**
- * Policies that let every role, anon included, write the table or the bucket: blocking for doctor,
- * and deploy refuses to run while one exists (the pipeline would be live with the hole open).
+ * Write policies on `generations` or the `generations` bucket that let one caller write another
+ * user's rows or objects: a policy for PUBLIC that checks nothing about the caller (production's
+ * "Service can …" pair, meant for the service role, which bypasses RLS: scoped to service_role),
+ * and any policy for PUBLIC, anon or authenticated whose expressions never compare the caller's
+ * `auth.uid()` (any signed-in user writes everyone's: the owner check is added, keeping the
+ * policy's own condition). An expression is owner-checked when it names auth.uid(); an UPDATE or
+ * ALL policy needs it in USING and, when it has one, in WITH CHECK, an INSERT in WITH CHECK.
+ * doctor reports them (blocking), deploy refuses while one exists, adopt runs each `fix`.
+ */
+export async function policyHoles(
+  sql: postgres.Sql | postgres.TransactionSql,
+): Promise<PolicyHole[]> {
+  const rows = await sql<
+    {
+      schemaname: string;
+      tablename: string;
+      policyname: string;
+      cmd: string;
+      roles: string[];
+      qual: string | null;
+      with_check: string | null;
+    }[]
+  >`
+    select schemaname, tablename, policyname, cmd, roles::text[] as roles, qual, with_check from pg_policies
+     where roles && array['public', 'anon', 'authenticated']::name[] and cmd in ('UPDATE', 'INSERT', 'DELETE', 'ALL')
+       and ((schemaname = 'public' and tablename = 'generations')
+            or (schemaname = 'storage' and tablename = 'objects' and coalesce(qual, '') || coalesce(with_check, '') ~ '''generations'''))
+     order by 1, 2, 3`;
+  const uid = /auth\.uid\(\)/;
+  const anyAuth = /auth\.(uid|jwt|role)\(\)/;
+  const holes: PolicyHole[] = [];
+  for (const p of rows) {
+    const using = p.cmd === 'INSERT' ? null : p.qual;
+    const check = p.cmd === 'DELETE' ? null : p.with_check;
+    const owned = (p.cmd === 'INSERT' ? !!check && uid.test(check) : !!using && uid.test(using)) &&
+      (check === null || uid.test(check));
+    if (owned) continue;
+    const target = `${quoteIdent(p.policyname)} on ${p.schemaname}.${p.tablename}`;
+    const everybody = p.roles.length === 1 && p.roles[0] === 'public' &&
+      !anyAuth.test(`${p.qual ?? ''} ${p.with_check ?? ''}`);
+    if (everybody) {
+      holes.push({ ...p, kind: 'everybody', fix: `alter policy ${target} to service_role` });
+      continue;
+    }
+    const owner = p.tablename === 'generations' ? OWNER_CHECK.generations : OWNER_CHECK.objects;
+    const and = (expr: string | null) => expr ? `(${expr}) and ${owner}` : owner;
+    const clauses = [
+      p.cmd === 'INSERT' ? null : `using (${and(using)})`,
+      p.cmd === 'DELETE' ? null : `with check (${and(check ?? using)})`,
+    ].filter(Boolean);
+    holes.push({ ...p, kind: 'any_user', fix: `alter policy ${target} ${clauses.join(' ')}` });
+  }
+  return holes;
+}
+
+const quoteIdent = (name: string) => `"${name.replaceAll('"', '""')}"`;
+
+/**
+ * doctor's findings for policyHoles: blocking; deploy refuses to run while one exists (from the
+ * migrations on the pipeline is live, and such a policy lets callers change what it fetches,
+ * stores and shows for other users).
  */
 export async function openWritePolicies(
   sql: postgres.Sql | postgres.TransactionSql,
   dbUrlForFixes = '<db-url>',
 ): Promise<Finding[]> {
-  const open = await sql<
-    { schemaname: string; tablename: string; policyname: string; cmd: string }[]
-  >`
-    select schemaname, tablename, policyname, cmd from pg_policies
-     where roles = '{public}' and cmd in ('UPDATE', 'INSERT', 'DELETE', 'ALL')
-       and coalesce(qual, '') !~ 'auth\\.(uid|jwt|role)\\(\\)' and coalesce(with_check, '') !~ 'auth\\.(uid|jwt|role)\\(\\)'
-       and ((schemaname = 'public' and tablename = 'generations')
-            or (schemaname = 'storage' and tablename = 'objects' and coalesce(qual, '') || coalesce(with_check, '') ~ '''generations'''))
-     order by 1, 2, 3`;
-  return open.map((p) => ({
+  return (await policyHoles(sql)).map((p) => ({
     level: 'blocking' as const,
     check: 'policies',
-    message:
-      `policy "${p.policyname}" on ${p.schemaname}.${p.tablename} lets every role, anon included, ${
+    message: p.kind === 'everybody'
+      ? `policy "${p.policyname}" on ${p.schemaname}.${p.tablename} lets every role, anon included, ${
         p.cmd === 'ALL' ? 'read and write' : p.cmd
-      }`,
-    fix:
-      `npm run adopt -- --db-url ${dbUrlForFixes} (scopes it to service_role; the app writes with the service key)`,
+      }`
+      : `policy "${p.policyname}" on ${p.schemaname}.${p.tablename} lets a caller ${p.cmd} ${
+        p.tablename === 'generations' ? "other users' rows" : "other users' objects"
+      } (no owner check)`,
+    fix: `npm run adopt -- --db-url ${dbUrlForFixes} (${
+      p.kind === 'everybody'
+        ? 'scopes it to service_role; the app writes with the service key'
+        : 'adds the owner check to it, keeping its own condition'
+    })`,
   }));
 }
 
@@ -224,7 +296,7 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
       );
     }
 
-    // ---- policies that let everybody write (the two legacy PUBLIC ones)
+    // ---- policies that let a caller write other users' rows or objects
     out.push(...await openWritePolicies(tx, dbUrlForFixes));
 
     // ---- the bucket
