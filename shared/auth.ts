@@ -14,8 +14,10 @@
  *   Auth (`GET /auth/v1/user`), as getClaims falls back to getUser. Expiry is checked first, as
  *   getClaims does; then the role must be `authenticated` with a `sub`.
  * - Requests queued through pg_net (the trigger, the sweep, the pending sync) carry only the
- *   vault's dispatch secret in `x-preview-dispatch`: it lets them do that dispatch and nothing
- *   else, because pg_net's queue is readable by PUBLIC on a real project.
+ *   vault's dispatch secret in `x-preview-dispatch`. pg_net's queue is readable by PUBLIC on a
+ *   real project, so the secret only wakes: generate-preview takes `{"wake": n}` (a wake the
+ *   database sent) and `{"decide": true}` from it, kie-sync its pending mode, nothing else, and
+ *   their answers to it carry counts only (net._http_response is readable by PUBLIC too).
  */
 import {
   createRemoteJWKSet,
@@ -223,7 +225,10 @@ export function refusedResponse(): Response {
   return errorResponse(401, 'UNAUTHORIZED', 'Invalid or expired credentials');
 }
 
-/** A pg_net dispatch: the vault's dispatch secret in `x-preview-dispatch` (checked in the database). */
+/**
+ * A pg_net dispatch: the vault's dispatch secret in `x-preview-dispatch` (checked in the
+ * database). It only wakes workers: see the callers for what each one takes from it.
+ */
 export async function isDispatchRequest(req: Request): Promise<boolean> {
   const presented = req.headers.get('x-preview-dispatch')?.trim();
   return !!presented && await dispatchSecretOk(presented);

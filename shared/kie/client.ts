@@ -1,6 +1,11 @@
 /**
  * KIE.ai's documented endpoints, and the record-info client (polling a task's result). Nothing
- * here reads the environment: the base URL, key and timeout come in as arguments.
+ * here reads the environment: the base URL, key, timeout and KIE's shared rate come in as
+ * arguments.
+ *
+ * Every record-info call takes a slot of KIE's rate first, here and nowhere else: the functions
+ * pass the database's `kie_rate_acquire()` (shared/kie-handlers.ts), one pace for every caller in
+ * every isolate (KIE allows about 10 calls a second per key).
  */
 import {
   envelopeCode,
@@ -32,8 +37,51 @@ export const KIE_CREATE_PATHS: Record<KieFamily, string> = {
   mj: '/api/v1/mj/generate',
 };
 
+/**
+ * Takes a slot of KIE's rate: how many ms to wait before calling, or null when no slot is free
+ * within `maxWaitMs` (nothing was taken). The functions' one is the database's kie_rate_acquire().
+ */
+export type KieRateSlot = (maxWaitMs: number) => Promise<number | null>;
+
+/** No slot of KIE's rate within the time the caller could wait: KIE was not asked. */
+export class KieRateLimitedError extends KieApiError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KieRateLimitedError';
+  }
+}
+
+/** How long a record-info call waits for a slot unless its caller says otherwise. */
+export const KIE_RATE_MAX_WAIT_MS = 5_000;
+/**
+ * A slot reached later than this (a late timer, a busy isolate) is not used: a new one is taken.
+ * Calls made late would bunch up with the calls after them, and KIE counts arrivals.
+ */
+export const KIE_RATE_LATE_MS = 50;
+
 export interface KieClient {
-  recordInfo(taskId: string, family: KieFamily): Promise<KieResult>;
+  /** `maxWaitMs`: how long this call may wait for a slot of KIE's rate (KIE_RATE_MAX_WAIT_MS). */
+  recordInfo(taskId: string, family: KieFamily, opts?: { maxWaitMs?: number }): Promise<KieResult>;
+}
+
+/**
+ * Waits for a slot of KIE's rate, at most `maxWaitMs` in all; throws KieRateLimitedError when
+ * there is none in that time.
+ */
+async function awaitSlot(slot: KieRateSlot, maxWaitMs: number, what: string): Promise<void> {
+  const deadline = performance.now() + maxWaitMs;
+  for (;;) {
+    const left = Math.floor(deadline - performance.now());
+    const wait = left >= 0 ? await slot(left) : null;
+    if (wait === null) {
+      throw new KieRateLimitedError(
+        `${what}: no slot of KIE's rate within ${maxWaitMs} ms; not asked`,
+      );
+    }
+    const due = performance.now() + wait;
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (performance.now() - due <= KIE_RATE_LATE_MS) return;
+  }
 }
 
 export function createKieClient(opts: {
@@ -41,6 +89,8 @@ export function createKieClient(opts: {
   apiKey: string;
   fetch?: typeof fetch;
   timeoutMs?: number;
+  /** KIE's rate, shared by every caller (the functions pass the database's); none: unpaced. */
+  rate?: KieRateSlot;
 }): KieClient {
   const base = opts.baseUrl.replace(/\/+$/, '');
   const doFetch = opts.fetch ?? ((input, init) => fetch(input, init));
@@ -48,11 +98,18 @@ export function createKieClient(opts: {
   if (!opts.apiKey) throw new Error('KIE API key is empty');
 
   return {
-    async recordInfo(taskId: string, family: KieFamily): Promise<KieResult> {
+    async recordInfo(
+      taskId: string,
+      family: KieFamily,
+      callOpts: { maxWaitMs?: number } = {},
+    ): Promise<KieResult> {
       const path = KIE_RECORD_INFO_PATHS[family];
       if (!path) throw new Error(`Unknown KIE family: ${family}`);
       const url = `${base}${path}?taskId=${encodeURIComponent(taskId)}`;
       const what = `KIE record-info (${family}) for task ${taskId}`;
+      if (opts.rate) {
+        await awaitSlot(opts.rate, callOpts.maxWaitMs ?? KIE_RATE_MAX_WAIT_MS, what);
+      }
       let res: Response;
       let text: string;
       try {

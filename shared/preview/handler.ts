@@ -3,12 +3,20 @@
  * secret). A worker pulls: `{"wake": id}` (sent by wake_preview_workers) drains every due job, of
  * every kind, while this isolate has budget, then ends its wake (which wakes a successor when jobs
  * remain). `{"decide": true}` (queued by a transaction that gave up waiting for the wake lock)
- * only makes the wake decision, once the lock is free. Ids (`generationId`, `generationIds`, or a database webhook's `record.id`: the backfill,
- * a manual run) run those rows' jobs now, queuing a preview for a row that wants one. Answers 202
- * and works in EdgeRuntime.waitUntil, or with ?wait=1 answers with each job's outcome.
+ * only makes the wake decision, once the lock is free. Answers 202 and works in
+ * EdgeRuntime.waitUntil, or with ?wait=1 answers once the work is done.
+ *
+ * The dispatch secret only wakes: pg_net's queue, where the database's requests wait with it, is
+ * readable by anon. A caller holding it alone may send those two bodies and nothing else (a wake
+ * must name a wake the database sent), and gets counts back, never ids, paths or error texts:
+ * pg_net keeps every answer in net._http_response, which anon reads too. Ids (`generationId`,
+ * `generationIds`, or a database webhook's `record.id`: the backfill, a manual run) run those
+ * rows' jobs now, queuing a preview for a row that wants one, for the service role only and at
+ * most MAX_NAMED_IDS of them a request.
  */
 import { isDispatchRequest, isServiceRequest } from '../auth.ts';
 import { getConfig } from '../config.ts';
+import { getSql } from '../db.ts';
 import { errorResponse, json, readJson } from '../http.ts';
 import { drain, type Handlers, type JobOutcome } from '../jobs/runner.ts';
 import { createJobStore, type JobStore } from '../jobs/store.ts';
@@ -30,6 +38,12 @@ declare const EdgeRuntime: { waitUntil(p: Promise<unknown>): void } | undefined;
 const DECLINED_PAUSE_MS = 1_000;
 /** After ending its wake, a worker looks for due jobs once more after this long. */
 const RECHECK_AFTER_END_MS = 1_000;
+/**
+ * Most rows one request may name (the backfill names one). Each id costs an adopt and a claim in
+ * this isolate, and a body of thousands would keep the isolate busy past its limits while it holds
+ * the claim of a row named last.
+ */
+export const MAX_NAMED_IDS = 100;
 
 export function previewDeps(): PreviewDeps {
   const config = getConfig();
@@ -53,7 +67,7 @@ export function jobHandlers(deps: PreviewDeps = previewDeps()): Handlers {
     preview: previewHandler(deps),
     animated: animatedHandler({ ...deps, renderAnimated }),
     delete_object: cleanupHandler(deps),
-    relay: relayHandler(),
+    relay: relayHandler({ hmacKey: () => getConfig().kie.webhookHmacKey }),
   };
 }
 
@@ -68,6 +82,17 @@ export function generationIdsOf(body: Record<string, unknown>): string[] {
   return [...new Set(ids.filter((v): v is string => typeof v === 'string' && uuid.test(v)))];
 }
 
+/** Whether a body names rows in any form, valid or not (what the dispatch secret may not do). */
+function namesRows(body: Record<string, unknown>): boolean {
+  return 'generationId' in body || 'generationIds' in body || 'record' in body;
+}
+
+/** How many ids a body names, before any is checked or deduplicated. */
+function namedCount(body: Record<string, unknown>): number {
+  return (body.generationId !== undefined ? 1 : 0) +
+    (Array.isArray(body.generationIds) ? body.generationIds.length : 0);
+}
+
 /** The wake id of a body ({"wake": n}), or null. */
 function wakeOf(body: Record<string, unknown>): string | null {
   const w = body.wake;
@@ -77,10 +102,34 @@ function wakeOf(body: Record<string, unknown>): string | null {
     : null;
 }
 
+/** Whether the database sent this wake and it has not ended (a row of preview_worker_wakes). */
+async function wakeSent(wake: string): Promise<boolean> {
+  if (BigInt(wake) > 9223372036854775807n) return false; // past bigint: no wake has that id
+  const [row] = await getSql()<{ sent: boolean }[]>`
+    select exists (select 1 from public.preview_worker_wakes w where w.id = ${wake}::bigint) as sent`;
+  return row?.sent === true;
+}
+
+/** What a dispatched ?wait=1 wake answers: how many jobs ran, by result. Counts only. */
+export function outcomeCounts(outcomes: JobOutcome[]): Record<string, number> {
+  const counts: Record<string, number> = {
+    jobs: outcomes.length,
+    ready: 0,
+    retry: 0,
+    failed: 0,
+    fenced: 0,
+    skipped: 0,
+    declined: 0,
+  };
+  for (const o of outcomes) counts[o.result] = (counts[o.result] ?? 0) + 1;
+  return counts;
+}
+
 export async function handleGeneratePreview(req: Request): Promise<Response> {
   const config = getConfig();
   useDeployedFfmpegCore();
-  if (!isServiceRequest(req, config) && !(await isDispatchRequest(req))) {
+  const service = isServiceRequest(req, config);
+  if (!service && !(await isDispatchRequest(req))) {
     return errorResponse(
       401,
       'UNAUTHORIZED',
@@ -90,6 +139,14 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
   const body = await readJson(req);
   if (body === null) return errorResponse(400, 'BAD_REQUEST', 'Body is not a JSON object');
   const wait = new URL(req.url).searchParams.get('wait') === '1';
+  if (!service) return await dispatched(body, wait);
+  if (namedCount(body) > MAX_NAMED_IDS) {
+    return errorResponse(
+      400,
+      'BAD_REQUEST',
+      `At most ${MAX_NAMED_IDS} generation ids a request: send more requests`,
+    );
+  }
   const wake = wakeOf(body);
   const ids = generationIdsOf(body);
   if (body.decide === true) {
@@ -109,6 +166,38 @@ export async function handleGeneratePreview(req: Request): Promise<Response> {
   const handlers = jobHandlers();
   const work = wake ? drainWake(store, handlers, wake) : runRows(store, handlers, ids);
   return await answer(work, wait, (results) => ({ results }), wake ? { wake } : ids);
+}
+
+/**
+ * A request with the dispatch secret alone: {"wake": n} naming a wake the database sent, or
+ * {"decide": true}; anything naming rows is refused before any work. Answers carry counts only.
+ */
+async function dispatched(body: Record<string, unknown>, wait: boolean): Promise<Response> {
+  if (namesRows(body)) {
+    return errorResponse(
+      403,
+      'FORBIDDEN',
+      'The dispatch secret only wakes workers ({"wake": n} or {"decide": true}): naming rows ' +
+        '(generationId, generationIds, record) needs the service role',
+    );
+  }
+  if (body.decide === true) {
+    const work = settle(() => createJobStore().decide(), null);
+    return await answer(work, wait, () => ({ decided: true }), true);
+  }
+  const wake = wakeOf(body);
+  if (!wake) {
+    return errorResponse(
+      400,
+      'BAD_REQUEST',
+      'Nothing to run: send {"wake": n} or {"decide": true}',
+    );
+  }
+  if (!(await wakeSent(wake))) {
+    return errorResponse(403, 'FORBIDDEN', 'Not a wake the database sent (or it has ended)');
+  }
+  const work = drainWake(createJobStore(), jobHandlers(), wake);
+  return await answer(work, wait, outcomeCounts, true);
 }
 
 /** With ?wait=1 the work's result; else 202 at once, the work kept alive by EdgeRuntime.waitUntil. */

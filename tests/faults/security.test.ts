@@ -176,7 +176,7 @@ describe('what pg_net carries: its queue is readable by anon on a real project',
     expect(Object.keys(headers).sort()).toEqual(['Content-Type', 'x-preview-dispatch']);
     for (const secret of [stack.SERVICE_ROLE_KEY, stack.SECRET_KEY, ANON_KEY]) expect(JSON.stringify(headers)).not.toContain(secret);
 
-    // What someone who read it can do with it: the two dispatches, nothing else.
+    // What someone who read it can do with it: wake workers and run the pending sync, nothing else.
     const asDispatch = async (name: string, init: { body?: unknown; query?: string; method?: string; dispatch?: string }) => {
       const res = await fetch(`${FUNCTIONS_URL}/${name}${init.query ?? ''}`, {
         method: init.method ?? 'POST',
@@ -185,9 +185,10 @@ describe('what pg_net carries: its queue is readable by anon on a real project',
       });
       return { status: res.status, json: await res.json().catch(() => null) };
     };
-    const skipped = await asDispatch('generate-preview', { query: '?wait=1', body: { generationId: randomUUID() } });
-    expect(skipped.status).toBe(200);
-    expect(NOTHING_RAN).toContain(skipped.json?.results?.[0]?.result);
+    // it only wakes: naming a row needs the service role (tests/faults/dispatch-scope.test.ts)
+    const named = await asDispatch('generate-preview', { query: '?wait=1', body: { generationId: randomUUID() } });
+    expect(named.status).toBe(403);
+    expect((await asDispatch('generate-preview', { query: '?wait=1', body: { decide: true } })).json).toEqual({ decided: true });
     expect((await asDispatch('generate-preview', { query: '?wait=1', body: { generationId: randomUUID() }, dispatch: 'wrong' })).status).toBe(401);
     expect((await asDispatch('kie-sync', { body: { mode: 'pending' } })).status).toBe(200);
     const { taskId } = await startGeneration({ userId: alice.id, type: 'photo', fixture: photo, fake: { callback: 'never', stayPending: true } });
