@@ -7,7 +7,7 @@
 import postgres from 'postgres';
 import { getConfig } from './config.ts';
 import type { Database } from './database.types.ts';
-import type { KieWrite } from './sync.ts';
+import type { KieCallback, KieWrite } from './sync.ts';
 
 export type Sql = postgres.Sql;
 
@@ -102,19 +102,23 @@ export async function previewMode(db: Sql = getSql()): Promise<PreviewMode> {
 }
 
 /**
- * kie_owner with a relay URL: the task's first accepted callback is relayed to the app's previous
- * webhook by a `relay` job (once per task, ever). 'off' when relaying is not configured.
+ * kie_owner with a relay URL: a finished task is relayed to the app's previous webhook by a
+ * `relay` job, once per task, ever: the callback as it came, or, for a result no callback carried
+ * (the pending sync, a manual sync), the one KIE's jobs API would have sent (kie_relay_body).
+ * 'off' when relaying is not configured.
  */
 export async function queueKieRelay(
-  taskId: string,
-  body: Record<string, unknown>,
-  headers: Record<string, string>,
+  w: KieWrite,
+  callback?: KieCallback,
   db: Sql = getSql(),
 ): Promise<'queued' | 'relayed_before' | 'off' | 'unknown_task'> {
+  const body = callback ? db.json(callback.body as postgres.JSONValue) : null;
+  const headers = callback?.headers ?? { 'x-preview-relay-source': 'sync' };
+  const urls = db.json(w.resultUrls);
   const [row] = await db<{ r: 'queued' | 'relayed_before' | 'off' | 'unknown_task' }[]>`
-    select public.queue_kie_relay(${taskId}, ${db.json(body as postgres.JSONValue)}, ${
-    db.json(headers)
-  }) as r`;
+    select public.queue_kie_relay(${w.taskId},
+      coalesce(${body}::jsonb, public.kie_relay_body(${w.taskId}, ${w.state}, ${urls}, ${w.error}, ${w.coverUrl})),
+      ${db.json(headers)}) as r`;
   return row.r;
 }
 

@@ -21,9 +21,20 @@ export type KieWrite = {
   error: string | null;
 };
 
+/** The callback that brought a result: its body and KIE's signature headers, relayed as they came. */
+export type KieCallback = { body: Record<string, unknown>; headers: Record<string, string> };
+
 export interface SyncStore {
   findByTask(taskId: string): Promise<GenerationRef | null>;
   apply(r: KieWrite): Promise<SyncOutcome | null>;
+  /**
+   * kie_owner with a relay URL: a task this write finished is relayed to the app's previous webhook,
+   * once per task (the callback as it came, else the callback KIE's jobs API would have sent).
+   */
+  relay(
+    r: KieWrite,
+    callback?: KieCallback,
+  ): Promise<'queued' | 'relayed_before' | 'off' | 'unknown_task'>;
 }
 
 /** What syncKieTask needs: the rows, and KIE's record-info (null without an API key). */
@@ -45,7 +56,13 @@ export type SyncReport = {
  * the final word (a failure to reach it leaves the row pending for the cron sweep).
  */
 export async function syncKieTask(
-  input: { taskId: string; result?: KieResult; source: SyncSource; generation?: GenerationRef },
+  input: {
+    taskId: string;
+    result?: KieResult;
+    source: SyncSource;
+    generation?: GenerationRef;
+    callback?: KieCallback;
+  },
   deps: SyncDeps,
 ): Promise<SyncReport> {
   const { taskId } = input;
@@ -104,15 +121,25 @@ export async function syncKieTask(
     }
   }
 
-  const outcome = await deps.store.apply({
+  const write: KieWrite = {
     taskId,
     state: result.state,
     resultUrls: result.resultUrls,
     assetUrl: result.state === 'success' ? result.resultUrls[0] ?? null : null,
     coverUrl: result.state === 'success' ? result.coverUrls[0] ?? null : null,
     error: result.state === 'failed' ? result.error ?? 'Generation failed' : null,
-  });
+  };
+  const outcome = await deps.store.apply(write);
   if (!outcome) return { taskId, found: false, note: 'unknown task' };
+  // Only a final result is relayed: a `generating` callback first would use the task's one relay.
+  if (outcome.changed && write.state !== 'pending') {
+    // a callback that did not carry the final word (record-info did) is relayed as KIE's jobs API
+    // would have called back with that result
+    const callback = input.callback && input.result === result ? input.callback : undefined;
+    if (await deps.store.relay(write, callback) === 'queued') {
+      log.info('[Relay]', 'Queued', { generationId: outcome.id, taskId, source: input.source });
+    }
+  }
 
   // apply_kie_result says whether its write made the row eligible (the trigger then queued it).
   const needsPreview = outcome.preview_queued;

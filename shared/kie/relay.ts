@@ -1,21 +1,28 @@
 /**
  * The `relay` job's handler (kie_owner mode with a relay URL): sends a KIE callback this system
  * accepted on to the app's previous webhook, so whatever the app's webhook does besides writing
- * the row (credits, refunds, notifications) still happens. The body is KIE's, unchanged, with
- * KIE's signature headers, so the app's own verification holds while the signature is fresh. The
+ * the row (credits, refunds, notifications) still happens. The body is KIE's callback, unchanged
+ * (or, for a result the pending sync or the expiry found, the callback KIE would have sent). KIE
+ * signs only `taskId.timestamp` with the project's webhook key, which this system holds too
+ * (KIE_WEBHOOK_HMAC_KEY): the relay signs at send time, so the app's own check (±300 s) holds on a
+ * retry minutes later as on the first try; without the key KIE's own headers are passed on. The
  * database queued one job per task, ever (queue_kie_relay); the job model retries a failed
  * delivery with the one backoff up to the one attempt cap.
  */
 import { PreviewError } from '../errors.ts';
 import type { JobHandler } from '../jobs/runner.ts';
+import { signKieWebhook } from './signature.ts';
 
 /** KIE's headers the app may check, passed through as received. */
 export const RELAYED_HEADERS = ['x-webhook-signature', 'x-webhook-timestamp'] as const;
 
 const RELAY_TIMEOUT_MS = 10_000;
 
-export function relayHandler(deps: { fetch?: typeof fetch } = {}): JobHandler {
+export function relayHandler(
+  deps: { fetch?: typeof fetch; hmacKey?: () => string | undefined; now?: () => number } = {},
+): JobHandler {
   const send = deps.fetch ?? fetch;
+  const now = deps.now ?? Date.now;
   return {
     prefix: '[Relay]',
     success: 'Delivered',
@@ -28,11 +35,18 @@ export function relayHandler(deps: { fetch?: typeof fetch } = {}): JobHandler {
       };
       // a worker whose lease ran out must not deliver twice
       if (!await ctx.isCurrent()) return { fenced: 'claim_lost_before_relay' };
+      const key = deps.hmacKey?.();
+      const signed: Record<string, string> = { ...headers };
+      if (key) {
+        const timestamp = String(Math.floor(now() / 1000));
+        signed['x-webhook-timestamp'] = timestamp;
+        signed['x-webhook-signature'] = await signKieWebhook(key, taskId, timestamp);
+      }
       let res: Response;
       try {
         res = await send(url, {
           method: 'POST',
-          headers: { ...headers, 'content-type': 'application/json', 'x-preview-relay': '1' },
+          headers: { ...signed, 'content-type': 'application/json', 'x-preview-relay': '1' },
           body: JSON.stringify(body),
           signal: AbortSignal.timeout(RELAY_TIMEOUT_MS),
           redirect: 'manual',

@@ -8,7 +8,7 @@
 -- preview_error while the app's `error` keeps its value.
 -- The local stack runs kie_owner (no mapping, expiry off); every mode change here is rolled back.
 begin;
-select plan(153);
+select plan(156);
 
 set local app.skip_preview_dispatch = 'on';
 set local app.preview_lease = '15 seconds';
@@ -249,8 +249,16 @@ select is(public.kie_tasks_past_retention(), :base_past + 1, 'kie_tasks_past_ret
 select is(public.fail_expired_kie_tasks(), 0, 'expiry off (the default): fail_expired_kie_tasks returns 0');
 select results_eq($$select status, error, completed_at from public.generations where task_id = 'm-old'$$,
   $$values ('generating'::text, null::text, null::timestamptz)$$, '… and the old task is untouched');
-select public.configure_preview_adoption('kie_owner', '{"urls": "results", "completed_at": "completed_at"}', null, true) is not null as configured \gset
+select public.configure_preview_adoption('kie_owner', '{"urls": "results", "completed_at": "completed_at"}', 'https://app.test/hook', true) is not null as configured \gset
 select is(public.fail_expired_kie_tasks(), :base_past + 1, 'expiry on: it fails every task past the retention');
+select results_eq($$select (body ->> 'code')::int, body -> 'data' ->> 'state', body -> 'data' ->> 'failMsg' like 'KIE task expired: no result within 14 days%', headers
+                      from public.kie_callback_relays where task_id = 'm-old'$$,
+  $$values (501, 'fail'::text, true, '{"x-preview-relay-source": "expiry"}'::jsonb)$$,
+  '… and relays each failure to the app''s webhook, as the callback KIE''s jobs API sends (its refund is the app''s)');
+select is(public.kie_relay_body('t-9', 'success', '["https://k.test/9.png"]', null),
+  '{"code": 200, "msg": "success", "data": {"taskId": "t-9", "state": "success", "resultJson": "{\"resultUrls\": [\"https://k.test/9.png\"]}"}}'::jsonb,
+  'kie_relay_body: a success as KIE''s jobs API calls back');
+select is((public.kie_relay_body('t-9', 'failed', null, '') -> 'data' ->> 'failMsg'), 'Generation failed', 'kie_relay_body: a failure without text says so');
 select results_eq($$select status, error like 'KIE task expired: no result within 14 days%', completed_at, results from public.generations where task_id = 'm-old'$$,
   $$values ('failed'::text, true, now(), null::jsonb)$$, '… as failed with the reason, and the app''s completion time');
 select results_eq($$select task_id, status, completed_at from public.generations where task_id in ('m-old-done', 'm-young') order by task_id$$,

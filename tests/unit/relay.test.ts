@@ -7,6 +7,7 @@ import { PreviewError } from '../../shared/errors.ts';
 import type { JobContext } from '../../shared/jobs/runner.ts';
 import type { ClaimedJob, JobStore } from '../../shared/jobs/store.ts';
 import { relayHandler } from '../../shared/kie/relay.ts';
+import { signKieWebhook, verifyKieSignature } from '../../shared/kie/signature.ts';
 
 const BODY = { code: 200, msg: 'success', data: { taskId: 't-1', state: 'success', resultJson: '{"resultUrls":["https://k.test/a.png"]}' } };
 const job: ClaimedJob = {
@@ -24,8 +25,8 @@ function recorder(answer: () => Response | Promise<Response>) {
   return { calls, fetch };
 }
 
-const run = (fetch: typeof globalThis.fetch, current = true) => {
-  const h = relayHandler({ fetch });
+const run = (fetch: typeof globalThis.fetch, current = true, more: Parameters<typeof relayHandler>[0] = {}) => {
+  const h = relayHandler({ fetch, ...more });
   if (!('run' in h)) throw new Error('relay is not a single-job handler');
   return h.run(job, ctx(current));
 };
@@ -56,6 +57,18 @@ describe('relay handler', () => {
   it('a network error is retryable (RELAY_FAILED) and says why', async () => {
     const err = await run(recorder(() => { throw new TypeError('connection refused'); }).fetch).catch((e) => e);
     expect([err.code, err.retryable, err.message]).toEqual(['RELAY_FAILED', true, "Relay to the app's webhook failed: connection refused"]);
+  });
+
+  it('with the project\'s webhook key, signs at send time: a retry minutes later still passes the app\'s ±300 s check', async () => {
+    const r = recorder(() => new Response('ok'));
+    const at = 1_800_000_000_000; // long after KIE's own timestamp in the stored headers
+    await run(r.fetch, true, { hmacKey: () => 'the-webhook-key', now: () => at });
+    const headers = r.calls[0].init.headers as Record<string, string>;
+    expect(headers['x-webhook-timestamp']).toBe('1800000000');
+    expect(headers['x-webhook-signature']).toBe(await signKieWebhook('the-webhook-key', 't-1', '1800000000'));
+    expect(await verifyKieSignature({
+      hmacKey: 'the-webhook-key', taskId: 't-1', timestamp: headers['x-webhook-timestamp'], signature: headers['x-webhook-signature'], nowSeconds: 1_800_000_100,
+    })).toBe(true);
   });
 
   it('sends nothing once the claim is lost (a stale worker must not deliver twice)', async () => {
