@@ -19,6 +19,11 @@ export type FakeKieBehaviour = {
   asset?: 'ok' | '404' | '500' | '500-then-ok' | 'slow' | 'truncated' | 'hang';
   slowMs?: number;
   stayPending?: boolean;
+  /**
+   * suno only: the progress callbacks sent before the final one, in order (default
+   * ['text', 'first']; [] = the final callback only). Each waits for the receiver's answer.
+   */
+  stages?: ('text' | 'first')[];
 };
 
 export type FakeKieCallbackAttempt = {
@@ -64,6 +69,8 @@ export type FakeKieTask = {
   coverUrls: string[];
   createdAt: string;
   completedAt: string | null;
+  /** suno: the last progress stage reached while the task runs. */
+  stage: 'text' | 'first' | null;
   callbacks: FakeKieCallbackAttempt[];
   recordInfoCalls: number;
   fileRequests: FakeKieFileRequest[];
@@ -72,9 +79,12 @@ export type FakeKieTask = {
 export type CreateFakeTaskOptions = {
   model?: string;
   callBackUrl?: string | null;
-  /** An uploaded file name, or several for several results. */
+  /** An uploaded file name, or several for several results (suno: one track each). */
   fixture?: string | string[];
-  /** An uploaded image used as the video cover (runway image_url, veo imageUrls). */
+  /**
+   * An uploaded image used as the cover (runway image_url, veo imageUrls, every suno track's
+   * image_url).
+   */
   coverFixture?: string;
   fake?: FakeKieBehaviour;
   prompt?: string;
@@ -158,6 +168,8 @@ export function createFakeKieClient(
       } else {
         body = {
           ...common,
+          // suno: what KIE's generate-music requires besides prompt, model and callBackUrl
+          ...(family === 'suno' ? { customMode: false, instrumental: false } : {}),
           ...(o.model ? { model: o.model } : {}),
           fixture: o.fixture,
           coverFixture: o.coverFixture,

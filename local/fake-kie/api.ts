@@ -19,6 +19,8 @@ import {
 export const createRoutes = new Map(
   Object.entries(KIE_CREATE_PATHS).map(([f, p]) => [p, f as KieFamily]),
 );
+// Extend Music makes a suno task too: same callbacks, same record-info.
+createRoutes.set('/api/v1/generate/extend', 'suno');
 export const recordRoutes = new Map(
   Object.entries(KIE_RECORD_INFO_PATHS).map(([f, p]) => [p, f as KieFamily]),
 );
@@ -79,6 +81,7 @@ export async function createTask(
     timers: new Set(),
     fileHits: new Map(),
     recordInfoCalls: 0,
+    stage: null,
   };
   s.tasks.set(taskId, t);
   log(
@@ -86,7 +89,7 @@ export async function createTask(
       fixtures.join(',') || '-'
     } state=${fake.state} callback=${fake.callback} asset=${fake.asset}${
       fake.stayPending ? ' stayPending' : ''
-    }`,
+    }${family === 'suno' ? ` stages=${fake.stages.join(',') || '-'}` : ''}`,
   );
   schedule(s, t);
   return json({ code: 200, msg: 'success', data: { taskId } });

@@ -71,11 +71,22 @@ function later(t: Task, ms: number, fn: () => void | Promise<void>): void {
   t.timers.add(id);
 }
 
-/** Completes the task after its delay (unless stayPending) and sends its callback(s). */
+/**
+ * Completes the task after its delay (unless stayPending) and sends its callback(s). A suno task
+ * first goes through its progress stages (fake.stages), each with its callback, one after the
+ * other: the next stage waits for the receiver's answer, so record-info asked while a callback is
+ * being answered tells that callback's stage.
+ */
 export function schedule(s: FakeKieState, t: Task): void {
   if (t.fake.stayPending || t.callbackScheduled) return;
   t.callbackScheduled = true;
   later(t, t.fake.callbackDelayMs, async () => {
+    if (t.family === 'suno') {
+      for (const stage of t.fake.stages) {
+        t.stage = stage;
+        if (t.fake.callback !== 'never') await sendCallback(s, t);
+      }
+    }
     t.completedAt = Date.now();
     switch (t.fake.callback) {
       case 'never':

@@ -12,6 +12,7 @@ const DEFAULT_FAIL: Record<KieFamily, { code: number; msg: string }> = {
   veo: { code: 400, msg: 'Your prompt was flagged by Website as violating content policies.' },
   runway: { code: 400, msg: 'Inappropriate content detected. Please replace the image or video.' },
   mj: { code: 500, msg: 'Image generation failed' },
+  suno: { code: 501, msg: 'Audio generation failed' },
 };
 
 const SUCCESS_MSG: Record<KieFamily, string> = {
@@ -21,6 +22,7 @@ const SUCCESS_MSG: Record<KieFamily, string> = {
   veo: 'Veo3.1 video generated successfully.',
   runway: 'All generated successfully.',
   mj: 'success',
+  suno: 'All generated successfully.',
 };
 
 const failOf = (t: Task) => ({
@@ -29,6 +31,88 @@ const failOf = (t: Task) => ({
 });
 
 const paramJson = (t: Task) => JSON.stringify(t.request);
+
+/** KIE's time format in suno payloads: `2025-01-01 00:00:00`. */
+const sunoTime = (ms: number) => new Date(ms).toISOString().replace('T', ' ').slice(0, 19);
+
+/**
+ * A suno task's tracks (one per fixture, each with the cover), in the callback's snake case
+ * (`camel`: record-info's camel case). `audio` says which tracks have their file yet: KIE fills
+ * audioUrl as each track finishes. The fake does not measure the audio: `duration` is the
+ * request's `duration` when it is a number, else 120.
+ */
+function sunoTracks(
+  s: FakeKieState,
+  t: Task,
+  o: { camel: boolean; audio: 'all' | 'first' | 'none' },
+): Record<string, unknown>[] {
+  const covers = coverUrls(s, t);
+  const model = `chirp-${t.model.toLowerCase().replace(/_/g, '-')}`;
+  return resultUrls(s, t).map((url, i) => {
+    const audio = o.audio === 'all' || (o.audio === 'first' && i === 0) ? url : '';
+    const track = {
+      id: `${t.taskId}-${i + 1}`,
+      audioUrl: audio,
+      streamAudioUrl: `${url}?stream=1`,
+      imageUrl: covers[0] ?? '',
+      prompt: typeof t.request.prompt === 'string' ? t.request.prompt : '',
+      modelName: model,
+      title: typeof t.request.title === 'string' ? t.request.title : 'Fake KIE track',
+      tags: typeof t.request.style === 'string' ? t.request.style : '',
+      createTime: sunoTime(t.createdAt),
+      duration: typeof t.request.duration === 'number' ? t.request.duration : 120,
+    };
+    if (o.camel) return track;
+    return {
+      id: track.id,
+      audio_url: track.audioUrl,
+      stream_audio_url: track.streamAudioUrl,
+      image_url: track.imageUrl,
+      prompt: track.prompt,
+      model_name: track.modelName,
+      title: track.title,
+      tags: track.tags,
+      createTime: track.createTime,
+      duration: track.duration,
+    };
+  });
+}
+
+/** A suno callback: a progress stage while the task runs (t.stage), else complete or error. */
+function sunoCallback(s: FakeKieState, t: Task): Record<string, unknown> {
+  const task_id = t.taskId;
+  if (t.completedAt === null && t.stage === 'text') {
+    return {
+      code: 200,
+      msg: 'Text generation completed.',
+      data: { callbackType: 'text', task_id, data: [] },
+    };
+  }
+  if (t.completedAt === null && t.stage === 'first') {
+    return {
+      code: 200,
+      msg: 'First track generated successfully.',
+      data: {
+        callbackType: 'first',
+        task_id,
+        data: sunoTracks(s, t, { camel: false, audio: 'first' }).slice(0, 1),
+      },
+    };
+  }
+  if (t.fake.state !== 'success') {
+    const { code, msg } = failOf(t);
+    return { code, msg, data: { callbackType: 'error', task_id, data: null } };
+  }
+  return {
+    code: 200,
+    msg: SUCCESS_MSG.suno,
+    data: {
+      callbackType: 'complete',
+      task_id,
+      data: sunoTracks(s, t, { camel: false, audio: 'all' }),
+    },
+  };
+}
 
 export function callbackBody(s: FakeKieState, t: Task): Record<string, unknown> {
   const ok = t.fake.state === 'success';
@@ -118,6 +202,8 @@ export function callbackBody(s: FakeKieState, t: Task): Record<string, unknown> 
           data: { taskId: t.taskId, promptJson: paramJson(t), resultUrls: urls },
         }
         : { code, msg, data: { taskId: t.taskId, promptJson: paramJson(t), resultUrls: [] } };
+    case 'suno':
+      return sunoCallback(s, t);
   }
 }
 
@@ -229,5 +315,35 @@ export function recordInfoBody(s: FakeKieState, t: Task): Record<string, unknown
         errorCode: st === 'fail' ? code : null,
         errorMessage: st === 'fail' ? msg : null,
       });
+    case 'suno': {
+      const stage = st === 'pending' ? t.stage : null;
+      const status = st === 'success'
+        ? 'SUCCESS'
+        : st === 'fail'
+        ? 'GENERATE_AUDIO_FAILED'
+        : stage === 'first'
+        ? 'FIRST_SUCCESS'
+        : stage === 'text'
+        ? 'TEXT_SUCCESS'
+        : 'PENDING';
+      const sunoData = st === 'fail' || status === 'PENDING' ? [] : sunoTracks(s, t, {
+        camel: true,
+        audio: st === 'success' ? 'all' : stage === 'first' ? 'first' : 'none',
+      });
+      return envelope({
+        taskId: t.taskId,
+        parentMusicId: typeof t.request.audioId === 'string' ? t.request.audioId : '',
+        param: paramJson(t),
+        response: {
+          taskId: t.taskId,
+          sunoData,
+          ...(st === 'fail' ? { errorMessage: msg } : {}),
+        },
+        status,
+        type: 'GENERATE',
+        errorCode: st === 'fail' ? code : null,
+        errorMessage: st === 'fail' ? msg : null,
+      });
+    }
   }
 }

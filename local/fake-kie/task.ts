@@ -10,7 +10,15 @@ export type FakeBehaviour = {
   asset: 'ok' | '404' | '500' | '500-then-ok' | 'slow' | 'truncated' | 'hang';
   slowMs: number;
   stayPending: boolean;
+  /**
+   * suno only: the progress callbacks KIE sends before the final one (`complete` or `error`), in
+   * order; [] = the final callback only (KIE says some tasks skip the stages).
+   */
+  stages: SunoStage[];
 };
+
+/** A suno task's progress callbacks: lyrics written (`text`), first track done (`first`). */
+export type SunoStage = 'text' | 'first';
 
 export const DEFAULT_BEHAVIOUR: FakeBehaviour = {
   state: 'success',
@@ -19,6 +27,7 @@ export const DEFAULT_BEHAVIOUR: FakeBehaviour = {
   asset: 'ok',
   slowMs: 2000,
   stayPending: false,
+  stages: ['text', 'first'],
 };
 
 export type StoredFile = { bytes: Uint8Array<ArrayBuffer>; contentType: string };
@@ -41,6 +50,8 @@ export type Task = {
   timers: Set<ReturnType<typeof setTimeout>>;
   fileHits: Map<string, number>;
   recordInfoCalls: number;
+  /** suno: the last progress callback reached (record-info says TEXT_SUCCESS / FIRST_SUCCESS). */
+  stage: SunoStage | null;
 };
 
 export const DEFAULT_MODEL: Record<KieFamily, string> = {
@@ -50,6 +61,7 @@ export const DEFAULT_MODEL: Record<KieFamily, string> = {
   veo: 'veo3_fast',
   runway: 'runway',
   mj: 'midjourney',
+  suno: 'V4_5',
 };
 
 /** What every part of the fake shares. */
@@ -119,6 +131,15 @@ export function mergeBehaviour(base: FakeBehaviour, patch: unknown): FakeBehavio
         if (typeof v !== 'boolean') return 'fake.stayPending must be a boolean';
         out.stayPending = v;
         break;
+      case 'stages':
+        if (
+          !Array.isArray(v) || v.some((x) => x !== 'text' && x !== 'first') ||
+          new Set(v).size !== v.length
+        ) {
+          return "fake.stages must be a list of 'text' and 'first' (each at most once)";
+        }
+        out.stages = [...v] as SunoStage[];
+        break;
       default:
         return `unknown fake option: ${k}`;
     }
@@ -167,6 +188,7 @@ export function taskView(s: FakeKieState, t: Task) {
     coverUrls: coverUrls(s, t),
     createdAt: new Date(t.createdAt).toISOString(),
     completedAt: t.completedAt === null ? null : new Date(t.completedAt).toISOString(),
+    stage: t.stage,
     callbacks: t.callbacks,
     recordInfoCalls: t.recordInfoCalls,
     fileRequests: s.requests.filter((r) => r.taskId === t.taskId),

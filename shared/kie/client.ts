@@ -25,6 +25,8 @@ export const KIE_RECORD_INFO_PATHS: Record<KieFamily, string> = {
   veo: '/api/v1/veo/record-info',
   runway: '/api/v1/runway/record-detail',
   mj: '/api/v1/mj/record-info',
+  // Suno (music): tasks of generate and of extend (docs.kie.ai/suno-api/get-music-details).
+  suno: '/api/v1/generate/record-info',
 };
 
 /** Task creation endpoint of each family, as KIE documents them. */
@@ -35,6 +37,7 @@ export const KIE_CREATE_PATHS: Record<KieFamily, string> = {
   veo: '/api/v1/veo/generate',
   runway: '/api/v1/runway/generate',
   mj: '/api/v1/mj/generate',
+  suno: '/api/v1/generate',
 };
 
 /**

@@ -11,16 +11,19 @@
  * says `complete: false` and the caller should ask record-info for the final word.
  */
 
-export type KieFamily = 'market' | '4o' | 'flux-kontext' | 'veo' | 'runway' | 'mj';
+export type KieFamily = 'market' | '4o' | 'flux-kontext' | 'veo' | 'runway' | 'mj' | 'suno';
 export type KieState = 'pending' | 'success' | 'failed';
 
 export type KieResult = {
   taskId: string;
   family: KieFamily;
   state: KieState;
-  /** The generated files (images or videos), absolute http(s) URLs. */
+  /** The generated files (images, videos, or audio tracks for suno), absolute http(s) URLs. */
   resultUrls: string[];
-  /** Cover/thumbnail images KIE gives for videos (runway image_url, veo imageUrls…); may be empty. */
+  /**
+   * Cover/thumbnail images KIE gives for videos and audio (runway image_url, veo imageUrls, each
+   * suno track's image_url…); may be empty.
+   */
   coverUrls: string[];
   /** A readable failure message when state is 'failed', else null. */
   error: string | null;
@@ -35,6 +38,7 @@ export const KIE_FAMILIES: readonly KieFamily[] = [
   'veo',
   'runway',
   'mj',
+  'suno',
 ];
 
 /** A body that cannot be a KIE payload (not an object, no task id). Maps to HTTP 400. */
@@ -196,10 +200,18 @@ export function extractTaskId(body: unknown): string | null {
   return firstStr(body.taskId, body.task_id, data?.taskId, data?.task_id);
 }
 
+/**
+ * Suno's model versions as KIE's generate-music endpoint takes them (`V3_5`, `V4`, `V4_5`,
+ * `V4_5PLUS`, `V5`…), or as apps write them (`v4.5`).
+ */
+const SUNO_VERSION = /^v\d+(?:[._]\d+)?(?:plus|all)?$/;
+
 /** The family whose endpoints serve a model name. Unknown or missing → 'market'. */
 export function familyForModel(model: string | null | undefined): KieFamily {
   const m = (model ?? '').trim().toLowerCase();
   if (m === '') return 'market';
+  // suno-v4, suno_v4_5, suno/v5 (apps' names), chirp-v3-5 (Suno's own, in KIE's answers), V4_5
+  if (m.startsWith('suno') || m.startsWith('chirp') || SUNO_VERSION.test(m)) return 'suno';
   if (m.startsWith('gpt4o') || m.startsWith('4o') || m.startsWith('gpt-4o')) return '4o';
   if (m.startsWith('flux-kontext') || m.startsWith('flux_kontext') || m.startsWith('fluxkontext')) {
     return 'flux-kontext';
@@ -218,6 +230,14 @@ export function detectCallbackFamily(body: unknown): KieFamily | null {
   const info = asObj(data.info);
   const has = (o: Obj | null, ...keys: string[]) => o !== null && keys.some((k) => k in o);
 
+  // Suno: every callback names its stage (text | first | complete | error); record-info shapes
+  // carry the tracks in response.sunoData.
+  if (
+    has(data, 'callbackType', 'callback_type', 'sunoData', 'suno_data') ||
+    has(asObj(data.response), 'sunoData', 'suno_data')
+  ) {
+    return 'suno';
+  }
   if (has(data, 'video_url', 'video_id', 'image_url', 'videoUrl', 'videoInfo', 'video_info')) {
     return 'runway';
   }
@@ -280,6 +300,78 @@ function fourOStatusState(v: unknown): KieState | null {
     return 'failed';
   }
   return null;
+}
+
+/** Suno's callback stage: `complete` settles the task; `text` and `first` are progress only. */
+function sunoCallbackState(v: unknown): KieState | null {
+  const s = str(v)?.toLowerCase();
+  if (!s) return null;
+  if (s === 'complete') return 'success';
+  if (s === 'text' || s === 'first') return 'pending';
+  if (s === 'error') return 'failed';
+  return null;
+}
+
+/**
+ * Suno's record-info `status` values, with KIE's description of each (used as the failure
+ * message when the answer has none).
+ */
+const SUNO_PENDING = new Set(['PENDING', 'TEXT_SUCCESS', 'FIRST_SUCCESS', 'GENERATING', 'QUEUING']);
+const SUNO_FAILED: Record<string, string> = {
+  CREATE_TASK_FAILED: 'Failed to create task',
+  GENERATE_AUDIO_FAILED: 'Failed to generate audio',
+  CALLBACK_EXCEPTION: 'Error during callback process',
+  SENSITIVE_WORD_ERROR: 'Content filtered due to sensitive words',
+  FAILED: 'Generation failed',
+};
+
+function sunoStatusState(v: unknown): KieState | null {
+  const s = str(v)?.toUpperCase();
+  if (!s) return null;
+  if (s === 'SUCCESS') return 'success';
+  if (SUNO_PENDING.has(s)) return 'pending';
+  if (Object.hasOwn(SUNO_FAILED, s)) return 'failed';
+  return null;
+}
+
+/** The first value that is an absolute http(s) URL. */
+function firstHttpUrl(...vals: unknown[]): string | null {
+  for (const v of vals) {
+    const s = str(v);
+    if (s !== null && isHttpUrl(s)) return s;
+  }
+  return null;
+}
+
+/**
+ * A suno task's tracks: the callback's `data.data[]` (snake case), record-info's
+ * `data.response.sunoData[]` (camel case), or `data.sunoData[]`; arrays may be JSON strings.
+ */
+function sunoTracks(data: Obj): Obj[] {
+  const response = asObj(data.response);
+  for (
+    const v of [
+      data.data,
+      response?.sunoData,
+      response?.suno_data,
+      data.sunoData,
+      data.suno_data,
+    ]
+  ) {
+    let list: unknown = v;
+    if (typeof list === 'string' && list.trim().startsWith('[')) {
+      try {
+        list = JSON.parse(list);
+      } catch {
+        list = null;
+      }
+    }
+    if (Array.isArray(list)) {
+      const tracks = list.map(asObj).filter((t): t is Obj => t !== null);
+      if (tracks.length > 0) return tracks;
+    }
+  }
+  return [];
 }
 
 type Parts = {
@@ -381,6 +473,40 @@ function familyParts(family: KieFamily, data: Obj): Parts {
         ...errors,
       };
     }
+    case 'suno': {
+      // Each track: its audio file (audio_url; source_audio_url when KIE gives only that; never
+      // the stream URL, which is for live playback) and its cover image, in KIE's order.
+      const tracks = sunoTracks(data);
+      const audio = tracks.map((t) =>
+        firstHttpUrl(t.audio_url, t.audioUrl, t.source_audio_url, t.sourceAudioUrl)
+      );
+      const images = tracks.map((t) =>
+        firstHttpUrl(t.image_url, t.imageUrl, t.source_image_url, t.sourceImageUrl)
+      );
+      const status = str(data.status)?.toUpperCase() ?? null;
+      const callbackType = data.callbackType ?? data.callback_type;
+      let stated = sunoCallbackState(callbackType) ?? sunoStatusState(status);
+      // CALLBACK_EXCEPTION is KIE failing to deliver the callback, not necessarily the music:
+      // with every track's audio there, the generation succeeded.
+      if (
+        status === 'CALLBACK_EXCEPTION' && audio.length > 0 && audio.every((u) => u !== null)
+      ) {
+        stated = 'success';
+      }
+      return {
+        stated,
+        resultUrls: urlList(audio.filter((u): u is string => u !== null)),
+        coverUrls: urlList(images.filter((u): u is string => u !== null)),
+        failMsg: firstStr(
+          data.errorMessage,
+          data.error_message,
+          response?.errorMessage,
+          response?.error_message,
+          data.error,
+        ) ?? (status !== null && Object.hasOwn(SUNO_FAILED, status) ? SUNO_FAILED[status] : null),
+        failCode: firstStr(data.errorCode, data.error_code),
+      };
+    }
   }
 }
 
@@ -448,8 +574,13 @@ export function parseKieCallback(body: unknown, opts: { family?: KieFamily } = {
   // The payload's own state wins over the envelope code when it is explicit; otherwise the
   // envelope code decides: 200 = success, any other code = failure.
   // A state field we do not understand leaves the task undecided (complete=false).
-  const hasStateField = ['state', 'status', 'successFlag'].some((k) => str(data[k]) !== null);
+  // Suno's callbackType is a stage, not a verdict: its envelope code decides failure first (a
+  // `text` or `first` callback with code 501 is the task failing).
+  const hasStateField = ['state', 'status', 'successFlag', 'callbackType', 'callback_type'].some((
+    k,
+  ) => str(data[k]) !== null);
   let state: KieState | null = parts.stated;
+  if (family === 'suno' && code !== null && code !== 200) state = 'failed';
   if (state === null && !hasStateField) {
     if (code === 200) state = 'success';
     else if (code !== null) state = 'failed';

@@ -14,6 +14,7 @@ export const MODELS: Record<KieFamily, string> = {
   mj: 'mj-v7',
   veo: 'veo3_fast',
   runway: 'runway-gen4',
+  suno: 'V4_5',
 };
 
 export async function startGeneration(o: {

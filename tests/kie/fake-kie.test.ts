@@ -3,6 +3,7 @@
  * that what it sends and answers is what shared/kie.ts understands, for every family.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -28,6 +29,12 @@ const PNG = Uint8Array.from(
 );
 const MP4 = Uint8Array.from({ length: 4096 }, (_, i) => (i * 31 + 7) & 0xff);
 const VIDEO_FAMILIES = new Set<KieFamily>(['veo', 'runway']);
+// suno (music) has its own tests below: progress callbacks before the final one
+const VISUAL_FAMILIES = KIE_FAMILIES.filter((f) => f !== 'suno');
+// A real MP3 and JPEG cover (tests/fixtures/kie-payloads/README.md says how they were made).
+const MEDIA = join(repoRoot, 'tests/fixtures/kie-payloads/media');
+const MP3 = new Uint8Array(readFileSync(join(MEDIA, 'suno-track.mp3')));
+const JPEG = new Uint8Array(readFileSync(join(MEDIA, 'suno-cover.jpeg')));
 
 vi.setConfig({ testTimeout: 15_000 });
 
@@ -42,6 +49,9 @@ let receiver: Server;
 let receiverUrl = '';
 const received: Received[] = [];
 let receiverStatus = 200;
+/** Runs before the receiver answers a callback (the fake waits for the answer). */
+let onCallback: ((r: Received) => Promise<void>) | null = null;
+const hookErrors: unknown[] = [];
 
 
 /** The fake's view of a task once all its callback attempts have their answer recorded. */
@@ -65,9 +75,14 @@ beforeAll(async () => {
       } catch {
         body = Buffer.concat(chunks).toString('utf8');
       }
-      received.push({ path: req.url ?? '', headers: req.headers, body, at: Date.now() });
-      res.writeHead(receiverStatus, { 'content-type': 'application/json' });
-      res.end('{"ok":true}');
+      const r: Received = { path: req.url ?? '', headers: req.headers, body, at: Date.now() };
+      received.push(r);
+      const answer = () => {
+        res.writeHead(receiverStatus, { 'content-type': 'application/json' });
+        res.end('{"ok":true}');
+      };
+      if (!onCallback) return answer();
+      void onCallback(r).catch((err) => hookErrors.push(err)).finally(answer);
     });
   });
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
@@ -110,13 +125,19 @@ afterAll(async () => {
 
 beforeEach(async () => {
   receiverStatus = 200;
+  onCallback = null;
+  hookErrors.length = 0;
   await kie.reset();
   await kie.putFile('photo.png', PNG, 'image/png');
   await kie.putFile('clip.mp4', MP4, 'video/mp4');
   await kie.putFile('cover.png', PNG, 'image/png');
+  await kie.putFile('take-1.mp3', MP3, 'audio/mpeg');
+  await kie.putFile('take-2.mp3', MP3, 'audio/mpeg');
+  await kie.putFile('cover.jpeg', JPEG, 'image/jpeg');
 });
 
 function fixtureFor(family: KieFamily) {
+  if (family === 'suno') return { fixture: 'take-1.mp3', coverFixture: 'cover.jpeg' };
   return VIDEO_FAMILIES.has(family)
     ? { fixture: 'clip.mp4', coverFixture: 'cover.png' }
     : { fixture: 'photo.png' };
@@ -154,7 +175,7 @@ describe('fake KIE server: API surface', () => {
   });
 });
 
-describe.each(KIE_FAMILIES.map((f) => [f]))('fake KIE server: %s', (family) => {
+describe.each(VISUAL_FAMILIES.map((f) => [f]))('fake KIE server: %s', (family) => {
   it('success: signed callback in the family shape, record-info agrees, file served', async () => {
     const fx = fixtureFor(family);
     const taskId = await kie.createTask(family, {
@@ -437,7 +458,242 @@ describe('createKieClient against the fake', () => {
       '/api/v1/veo/record-info',
       '/api/v1/runway/record-detail',
       '/api/v1/mj/record-info',
+      '/api/v1/generate/record-info',
     ]);
     expect(seen.every((s) => s.endsWith(' Bearer secret-key'))).toBe(true);
+  });
+});
+
+describe('fake KIE server: suno (music)', () => {
+  type SunoCallback = {
+    code: number;
+    msg: string;
+    data: { callbackType: string; task_id: string; data: Record<string, unknown>[] | null };
+  };
+  const typesOf = (taskId: string) =>
+    callbacksFor(taskId).map((r) => (r.body as SunoCallback).data.callbackType);
+  /** The fake's record-info answer as KIE words it (the client only gives the parsed result). */
+  async function rawRecordInfo(taskId: string) {
+    const res = await fetch(`${fakeUrl}/api/v1/generate/record-info?taskId=${taskId}`, {
+      headers: { authorization: 'Bearer k' },
+    });
+    return (await res.json()) as {
+      code: number;
+      data: {
+        taskId: string;
+        status: string;
+        response: { sunoData: Record<string, unknown>[] } | null;
+      };
+    };
+  }
+
+  it('text → first → complete, signed, in order; record-info follows each stage; real files', async () => {
+    const seen: { type: string; status: string; parsed: unknown; audio: unknown[] }[] = [];
+    // while the receiver answers a callback, record-info tells that callback's stage
+    onCallback = async (r) => {
+      const taskId = extractTaskId(r.body)!;
+      const raw = await rawRecordInfo(taskId);
+      seen.push({
+        type: (r.body as SunoCallback).data.callbackType,
+        status: raw.data.status,
+        parsed: await client.recordInfo(taskId, 'suno'),
+        audio: (raw.data.response?.sunoData ?? []).map((t) => t.audioUrl),
+      });
+    };
+    const taskId = await kie.createTask('suno', {
+      model: 'V4_5',
+      callBackUrl: `${receiverUrl}/cb/suno?secret=s3`,
+      fixture: ['take-1.mp3', 'take-2.mp3'],
+      coverFixture: 'cover.jpeg',
+      prompt: 'a calm piano piece',
+    });
+    const task = await settledTask(kie, taskId, 3);
+    expect(hookErrors).toEqual([]);
+    expect(typesOf(taskId)).toEqual(['text', 'first', 'complete']);
+    expect(task.resultUrls).toEqual([
+      `${fakeUrl}/files/${taskId}/take-1.mp3`,
+      `${fakeUrl}/files/${taskId}/take-2.mp3`,
+    ]);
+    expect(task.coverUrls).toEqual([`${fakeUrl}/files/${taskId}/cover.jpeg`]);
+
+    const [text, first, complete] = callbacksFor(taskId);
+    const pending = {
+      taskId,
+      family: 'suno',
+      state: 'pending',
+      resultUrls: [],
+      coverUrls: [],
+      error: null,
+      complete: true,
+    };
+    expect(parseKieCallback(text.body)).toEqual(pending);
+    expect((text.body as SunoCallback).data.data).toEqual([]);
+    expect(parseKieCallback(first.body)).toEqual(pending);
+    expect((first.body as SunoCallback).data.data).toMatchObject([
+      { audio_url: task.resultUrls[0], image_url: task.coverUrls[0], model_name: 'chirp-v4-5' },
+    ]);
+    const done = parseKieCallback(complete.body);
+    expect(done).toEqual({
+      taskId,
+      family: 'suno',
+      state: 'success',
+      resultUrls: task.resultUrls,
+      coverUrls: task.coverUrls,
+      error: null,
+      complete: true,
+    });
+    expect((complete.body as SunoCallback).data.data).toHaveLength(2);
+    expect((complete.body as SunoCallback).data.task_id).toBe(taskId);
+
+    // record-info as each callback was being answered, then after
+    expect(seen.map((x) => [x.type, x.status])).toEqual([
+      ['text', 'TEXT_SUCCESS'],
+      ['first', 'FIRST_SUCCESS'],
+      ['complete', 'SUCCESS'],
+    ]);
+    expect(seen[0].parsed).toEqual(pending);
+    expect(seen[1].parsed).toEqual(pending);
+    expect(seen[0].audio).toEqual(['', '']);
+    expect(seen[1].audio).toEqual([task.resultUrls[0], '']);
+    expect(seen[2].parsed).toEqual(done);
+    expect(await client.recordInfo(taskId, 'suno')).toEqual(done);
+
+    for (const cb of callbacksFor(taskId)) {
+      const ts = cb.headers['x-webhook-timestamp'] as string;
+      const sig = cb.headers['x-webhook-signature'] as string;
+      expect(cb.path).toBe('/cb/suno?secret=s3');
+      expect(await verifyKieSignature({ hmacKey: HMAC_KEY, taskId, timestamp: ts, signature: sig }))
+        .toBe(true);
+    }
+
+    // the audio and the cover are the real files
+    const audio = await fetch(done.resultUrls[1]);
+    expect(audio.status).toBe(200);
+    expect(audio.headers.get('content-type')).toBe('audio/mpeg');
+    expect(new Uint8Array(await audio.arrayBuffer())).toEqual(MP3);
+    const part = await fetch(done.resultUrls[0], { headers: { range: 'bytes=0-1' } });
+    expect(part.status).toBe(206);
+    expect([...new Uint8Array(await part.arrayBuffer())]).toEqual([0xff, MP3[1]]); // MPEG frame sync
+    expect(MP3[1] & 0xe0).toBe(0xe0);
+    const cover = await fetch(done.coverUrls[0]);
+    expect(cover.headers.get('content-type')).toBe('image/jpeg');
+    const jpeg = new Uint8Array(await cover.arrayBuffer());
+    expect(jpeg).toEqual(JPEG);
+    expect([jpeg[0], jpeg[1]]).toEqual([0xff, 0xd8]);
+    expect(fakeLog.some((l) => l.includes(`created task=${taskId} family=suno model=V4_5`)))
+      .toBe(true);
+  });
+
+  it('fail: the error callback after the stages; record-info says the same', async () => {
+    const taskId = await kie.createTask('suno', {
+      callBackUrl: `${receiverUrl}/cb`,
+      fake: { state: 'fail', failMsg: 'boom in suno', stages: ['text'], callbackDelayMs: 10 },
+    });
+    await settledTask(kie, taskId, 2);
+    expect(typesOf(taskId)).toEqual(['text', 'error']);
+    const [text, error] = callbacksFor(taskId);
+    expect(parseKieCallback(text.body)).toMatchObject({ state: 'pending' });
+    expect(error.body).toEqual({
+      code: 501,
+      msg: 'boom in suno',
+      data: { callbackType: 'error', task_id: taskId, data: null },
+    });
+    const parsed = parseKieCallback(error.body);
+    expect(parsed).toEqual({
+      taskId,
+      family: 'suno',
+      state: 'failed',
+      resultUrls: [],
+      coverUrls: [],
+      error: 'Generation failed: boom in suno (code 501)',
+      complete: true,
+    });
+    expect(await client.recordInfo(taskId, 'suno')).toEqual(parsed);
+    expect((await rawRecordInfo(taskId)).data).toMatchObject({
+      status: 'GENERATE_AUDIO_FAILED',
+      errorCode: 501,
+      errorMessage: 'boom in suno',
+    });
+  });
+
+  it('stages [] sends complete only; twice repeats it; never sends none', async () => {
+    const only = await kie.createTask('suno', {
+      callBackUrl: `${receiverUrl}/cb`,
+      ...fixtureFor('suno'),
+      fake: { stages: [], callbackDelayMs: 10 },
+    });
+    const twice = await kie.createTask('suno', {
+      callBackUrl: `${receiverUrl}/cb`,
+      ...fixtureFor('suno'),
+      fake: { callback: 'twice', callbackDelayMs: 10 },
+    });
+    const never = await kie.createTask('suno', {
+      callBackUrl: `${receiverUrl}/cb`,
+      ...fixtureFor('suno'),
+      fake: { callback: 'never', callbackDelayMs: 10 },
+    });
+    await settledTask(kie, only, 1);
+    await settledTask(kie, twice, 4);
+    expect(typesOf(only)).toEqual(['complete']);
+    expect(typesOf(twice)).toEqual(['text', 'first', 'complete', 'complete']);
+    expect(parseKieCallback(callbacksFor(twice)[3].body)).toEqual(
+      parseKieCallback(callbacksFor(twice)[2].body),
+    );
+    await waitFor('the silent task to complete', async () =>
+      (await kie.getTask(never)).state === 'success', 5000, 20);
+    expect(callbacksFor(never)).toHaveLength(0);
+    expect(await client.recordInfo(never, 'suno')).toMatchObject({
+      state: 'success',
+      resultUrls: [`${fakeUrl}/files/${never}/take-1.mp3`],
+      coverUrls: [`${fakeUrl}/files/${never}/cover.jpeg`],
+    });
+  });
+
+  it('stayPending: PENDING and no callback; Extend Music makes a suno task too', async () => {
+    const held = await kie.createTask('suno', {
+      callBackUrl: `${receiverUrl}/cb`,
+      ...fixtureFor('suno'),
+      fake: { stayPending: true, callbackDelayMs: 10 },
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(callbacksFor(held)).toHaveLength(0);
+    expect((await rawRecordInfo(held)).data).toMatchObject({
+      status: 'PENDING',
+      response: { sunoData: [] },
+    });
+    expect(await client.recordInfo(held, 'suno')).toMatchObject({
+      state: 'pending',
+      complete: true,
+    });
+
+    const res = await fetch(`${fakeUrl}/api/v1/generate/extend`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer k', 'content-type': 'application/json' },
+      body: JSON.stringify({
+        audioId: 'e231-track',
+        continueAt: 60,
+        model: 'V4_5',
+        fixture: 'take-2.mp3',
+        fake: { callbackDelayMs: 0 },
+      }),
+    });
+    const body = await res.json();
+    expect(body).toMatchObject({ code: 200, msg: 'success' });
+    const extended = body.data.taskId as string;
+    expect((await kie.getTask(extended)).family).toBe('suno');
+    await waitFor('the extension to complete', async () =>
+      (await kie.getTask(extended)).state === 'success', 5000, 20);
+    expect((await rawRecordInfo(extended)).data).toMatchObject({ parentMusicId: 'e231-track' });
+    expect((await client.recordInfo(extended, 'suno')).resultUrls).toEqual([
+      `${fakeUrl}/files/${extended}/take-2.mp3`,
+    ]);
+  });
+
+  it('refuses bad stages', async () => {
+    for (const stages of [['complete'], ['text', 'text'], 'text']) {
+      await expect(
+        kie.createTask('suno', { ...fixtureFor('suno'), fake: { stages } as never }),
+      ).rejects.toThrow(/code 422.*fake\.stages/);
+    }
   });
 });
