@@ -166,6 +166,22 @@ export type Database = {
         };
         Relationships: [];
       };
+      'kie_rate': {
+        Row: {
+          'id': boolean;
+          'next_at': string;
+        };
+        ComputedFields: never;
+        Insert: {
+          'id'?: boolean;
+          'next_at'?: string;
+        };
+        Update: {
+          'id'?: boolean;
+          'next_at'?: string;
+        };
+        Relationships: [];
+      };
       'kie_task_checks': {
         Row: {
           'checked_at': string;
@@ -467,6 +483,10 @@ export type Database = {
         Returns: number;
       };
       'expire_preview_job_leases': { Args: Record<PropertyKey, never>; Returns: number };
+      'extend_preview_job_lease': {
+        Args: { 'p_attempt': number; 'p_job_id': number };
+        Returns: boolean;
+      };
       'fail_expired_kie_tasks': { Args: Record<PropertyKey, never>; Returns: number };
       'fail_preview_job': {
         Args: {
@@ -503,6 +523,19 @@ export type Database = {
         Args: { 'p_body': Json; 'p_function': string; 'p_timeout_milliseconds'?: number };
         Returns: number;
       };
+      'kie_rate_acquire': { Args: { 'p_max_wait_ms'?: number }; Returns: number };
+      'kie_rate_interval': { Args: Record<PropertyKey, never>; Returns: string };
+      'kie_rate_limit': { Args: Record<PropertyKey, never>; Returns: number };
+      'kie_relay_body': {
+        Args: {
+          'p_cover_url'?: string;
+          'p_error': string;
+          'p_result_urls': Json;
+          'p_state': string;
+          'p_task_id': string;
+        };
+        Returns: Json;
+      };
       'kie_task_retention': { Args: Record<PropertyKey, never>; Returns: string };
       'kie_task_running': { Args: { 'p_status': string }; Returns: boolean };
       'kie_tasks_past_retention': { Args: Record<PropertyKey, never>; Returns: number };
@@ -521,6 +554,7 @@ export type Database = {
       'preview_backoff': { Args: { 'attempt': number }; Returns: string };
       'preview_bucket': { Args: Record<PropertyKey, never>; Returns: string };
       'preview_dispatch_secret_ok': { Args: { 'p_presented': string }; Returns: boolean };
+      'preview_heartbeat_lease': { Args: Record<PropertyKey, never>; Returns: string };
       'preview_image_path': {
         Args: {
           'g': Omit<
@@ -571,6 +605,7 @@ export type Database = {
         Args: { 'p_id': string; 'p_kind': string; 'p_user_id': string };
         Returns: string;
       };
+      'preview_object_referenced': { Args: { 'p_path': string }; Returns: boolean };
       'preview_orphan_objects': {
         Args: { 'p_limit'?: number; 'p_user_id'?: string };
         Returns: {

@@ -2,7 +2,10 @@
  * The database, reached directly through SUPABASE_DB_URL with postgres.js (`prepare: false`
  * so it also works through Supabase's transaction pooler). Every state change is a named SQL
  * function from the migrations; this module only calls them and writes no ad-hoc UPDATE of
- * preview state.
+ * preview state. Every call goes through one retry policy (reconnecting): a connection error is
+ * tried again for about 5 s, or, for a call made while holding a job, until that job's lease would
+ * end. A write retried after its first try committed finds its own work done, as when KIE, pg_net
+ * or the sweep sends the request again after a 500.
  */
 import postgres from 'postgres';
 import { getConfig } from './config.ts';
@@ -34,20 +37,48 @@ export function isTransientDbError(err: unknown): boolean {
     .includes(code) || code.startsWith('08') || ['57P01', '57P02', '57P03', '53300'].includes(code);
 }
 
-/** Retries of a call that failed on the connection: 0.2 + 0.4 + 0.8 + 1.6 + 2 s, about 5 s in all. */
+/** The waits between tries of a call that failed on the connection: 0.2, 0.4, 0.8, 1.6 s, then 2 s each. */
 const RECONNECT_DELAYS_MS = [200, 400, 800, 1600, 2000];
 
 /**
- * fn, tried again while it fails on the connection (the first use after a server restart, a
- * server still running crash recovery), for about 5 s; other errors are thrown at once.
+ * How long a call that holds no job keeps trying: its last try starts within 5.5 s of its first,
+ * that is the five waits above (0.2 + 0.4 + 0.8 + 1.6 + 2 s), about 5 s.
  */
-export async function reconnecting<T>(fn: () => Promise<T>): Promise<T> {
+export const RECONNECT_BUDGET_MS = 5_500;
+
+/** How a call is retried on the connection (reconnecting). */
+export type RetryPolicy = {
+  /**
+   * No try starts after this (performance.now() ms), read again after each failure: for a call
+   * made while holding a job, when that job's lease would end less a margin (its heartbeats move
+   * it on: shared/jobs/runner.ts). Default: RECONNECT_BUDGET_MS after the first try.
+   */
+  until?: number | (() => number);
+  /** Told before each wait (the runner logs a held job's retries). */
+  onRetry?: (err: unknown, inMs: number) => void;
+};
+
+/**
+ * The one retry policy of every database call: fn, tried again while it fails on the connection
+ * (a server that restarted, crashed or is still in crash recovery; a pooled connection that died
+ * while idle, the first call of a request included), waiting 0.2 s doubling to 2 s between tries,
+ * until `until` (a held job's lease; about 5 s otherwise). Other errors are thrown at once, and so
+ * is the last connection error.
+ */
+export async function reconnecting<T>(fn: () => Promise<T>, policy: RetryPolicy = {}): Promise<T> {
+  const first = performance.now();
+  const until = () =>
+    typeof policy.until === 'function'
+      ? policy.until()
+      : policy.until ?? first + RECONNECT_BUDGET_MS;
   for (let i = 0;; i++) {
     try {
       return await fn();
     } catch (err) {
-      if (!isTransientDbError(err) || i >= RECONNECT_DELAYS_MS.length) throw err;
-      await new Promise((r) => setTimeout(r, RECONNECT_DELAYS_MS[i]));
+      const wait = RECONNECT_DELAYS_MS[Math.min(i, RECONNECT_DELAYS_MS.length - 1)];
+      if (!isTransientDbError(err) || performance.now() + wait > until()) throw err;
+      policy.onRetry?.(err, wait);
+      await new Promise((r) => setTimeout(r, wait));
     }
   }
 }
@@ -86,10 +117,12 @@ export type GenerationRef =
 
 /** The one write of a KIE sync (terminal states final; no write when nothing changes). */
 export async function applyKieResult(r: KieWrite, db: Sql = getSql()): Promise<SyncOutcome | null> {
-  const rows = await db<SyncOutcome[]>`
+  const rows = await reconnecting(() =>
+    db<SyncOutcome[]>`
     select * from public.apply_kie_result(${r.taskId}, ${r.state}, ${
-    db.json(r.resultUrls)
-  }, ${r.assetUrl}, ${r.error}, ${r.coverUrl})`;
+      db.json(r.resultUrls)
+    }, ${r.assetUrl}, ${r.error}, ${r.coverUrl})`
+  );
   return rows[0] ?? null;
 }
 
@@ -97,7 +130,9 @@ export async function applyKieResult(r: KieWrite, db: Sql = getSql()): Promise<S
 export type PreviewMode = 'previews_only' | 'kie_owner';
 
 export async function previewMode(db: Sql = getSql()): Promise<PreviewMode> {
-  const [row] = await db<{ mode: PreviewMode }[]>`select public.preview_mode() as mode`;
+  const [row] = await reconnecting(() =>
+    db<{ mode: PreviewMode }[]>`select public.preview_mode() as mode`
+  );
   return row.mode;
 }
 
@@ -115,10 +150,12 @@ export async function queueKieRelay(
   const body = callback ? db.json(callback.body as postgres.JSONValue) : null;
   const headers = callback?.headers ?? { 'x-preview-relay-source': 'sync' };
   const urls = db.json(w.resultUrls);
-  const [row] = await db<{ r: 'queued' | 'relayed_before' | 'off' | 'unknown_task' }[]>`
+  const [row] = await reconnecting(() =>
+    db<{ r: 'queued' | 'relayed_before' | 'off' | 'unknown_task' }[]>`
     select public.queue_kie_relay(${w.taskId},
       coalesce(${body}::jsonb, public.kie_relay_body(${w.taskId}, ${w.state}, ${urls}, ${w.error}, ${w.coverUrl})),
-      ${db.json(headers)}) as r`;
+      ${db.json(headers)}) as r`
+  );
   return row.r;
 }
 
@@ -132,16 +169,22 @@ export async function recordKieCallback(
   bodySha256: string,
   db: Sql = getSql(),
 ): Promise<'first' | 'repeat' | 'replay'> {
-  const [row] = await db<{ use: 'first' | 'repeat' | 'replay' }[]>`
-    select public.record_kie_callback(${taskId}, ${signedAt}, ${bodySha256}) as use`;
+  const [row] = await reconnecting(() =>
+    db<{ use: 'first' | 'repeat' | 'replay' }[]>`
+    select public.record_kie_callback(${taskId}, ${signedAt}, ${bodySha256}) as use`
+  );
   return row.use;
 }
 
-/** Whether `presented` is the vault's dispatch secret (what pg_net's requests carry). */
+/**
+ * Whether `presented` is the vault's dispatch secret (what pg_net's requests carry). Often the
+ * first database call of a request: on a pooled connection that died while idle (a Postgres
+ * restart) it is retried like every other call, not answered 500.
+ */
 export async function dispatchSecretOk(presented: string, db: Sql = getSql()): Promise<boolean> {
-  const [row] = await db<
-    { ok: boolean }[]
-  >`select public.preview_dispatch_secret_ok(${presented}) as ok`;
+  const [row] = await reconnecting(() =>
+    db<{ ok: boolean }[]>`select public.preview_dispatch_secret_ok(${presented}) as ok`
+  );
   return row.ok === true;
 }
 
@@ -150,18 +193,22 @@ export async function findGenerationByTask(
   db: Sql = getSql(),
 ): Promise<GenerationRef | null> {
   // the newest row of the task, the one apply_kie_result writes
-  const rows = await db<GenerationRef[]>`
+  const rows = await reconnecting(() =>
+    db<GenerationRef[]>`
     select g.id, g.user_id, g.task_id, g.type, g.status, g.preview_status, public.generation_model(g) as model, g.asset_url
-      from public.generations g where g.task_id = ${taskId} order by g.created_at desc limit 1`;
+      from public.generations g where g.task_id = ${taskId} order by g.created_at desc limit 1`
+  );
   return rows[0] ?? null;
 }
 
 /** The pending sync asked KIE about these tasks: the next batch takes others first. */
 export async function recordKieChecks(taskIds: string[], db: Sql = getSql()): Promise<void> {
-  if (taskIds.length) await db`select public.record_kie_checks(${taskIds})`;
+  if (taskIds.length) await reconnecting(() => db`select public.record_kie_checks(${taskIds})`);
 }
 
 export async function pendingKieTasks(limit: number, db: Sql = getSql()) {
-  return await db<{ id: string; task_id: string; model: string | null; type: string }[]>`
-    select id, task_id, model, type from public.pending_kie_tasks(${limit})`;
+  return await reconnecting(() =>
+    db<{ id: string; task_id: string; model: string | null; type: string }[]>`
+    select id, task_id, model, type from public.pending_kie_tasks(${limit})`
+  );
 }

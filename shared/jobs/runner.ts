@@ -2,11 +2,14 @@
  * The job runner: the one claim, completion and failure path of every kind. A worker drains due
  * jobs one at a time while its isolate has budget (isolate.ts runJob: one job per isolate at a
  * time, declined before the claim when spent or ending), hands each to the handler registered for
- * its kind, then completes it (retrying a completion that fails on a transient database error
- * while the lease holds) or sends its error through the database's one failure path. Handlers do
- * the work and nothing else: no claim, no state, no retry of their own.
+ * its kind, then completes it or sends its error through the database's one failure path. While
+ * it holds a job it proves it is alive: a heartbeat extends the job's short lease every third of
+ * it (extend_preview_job_lease), so a worker that dies leaves its job due again within the
+ * heartbeat lease, and every database call of the job rides out a connection outage until that
+ * lease would end (the one retry policy of shared/db.ts, bounded by the lease). Handlers do the
+ * work and nothing else: no claim, no state, no retry of their own.
  */
-import { isTransientDbError } from '../db.ts';
+import type { RetryPolicy } from '../db.ts';
 import { toPreviewError } from '../errors.ts';
 import { log, type LogFields, type LogPrefix } from '../log.ts';
 import { isolateBudget, runJob } from '../preview/isolate.ts';
@@ -57,8 +60,10 @@ export type JobOutcome = {
   attempt?: number;
 };
 
-/** How long before the lease ends a worker stops retrying its completion. */
-const COMPLETE_MARGIN_MS = 2_000;
+/** How long before its lease ends a worker stops retrying a held job's database calls. */
+const LEASE_MARGIN_MS = 2_000;
+/** Heartbeats per heartbeat lease: the lease is extended every third of it. */
+const BEATS_PER_LEASE = 3;
 
 /** What a job is about, first on its log lines (the checklist's `generationId=…`, or the object). */
 const subjectOf = (j: ClaimedJob): LogFields =>
@@ -74,44 +79,92 @@ const fieldsOf = (j: ClaimedJob, extra: LogFields = {}): LogFields => ({
 });
 
 /**
- * complete_preview_job after the work is done. A transient database error (a restart, a crash) is
- * retried, fenced by the attempt, while the lease holds (less a margin): the objects are there, and
- * giving up would make the next attempt do it all again.
+ * A job this worker holds, and its lease as the worker knows it: `until` (performance.now() ms) is
+ * when the claim, then the last heartbeat, was sent plus lease_ms, never past the claim's hard cap
+ * (max_lease_ms): the database's lease_until is at or after it. While the job is held a heartbeat
+ * extends the lease every third of lease_ms; one the database refuses (the attempt no longer holds
+ * the job: taken over, cancelled, done, past the cap) marks the lease lost, and isCurrent then
+ * answers false without asking. `retry(call)` is the policy of the job's database calls: retried
+ * on a connection error until the lease would end, less a margin, each retry logged
+ * (`Database retry … call=complete`).
  */
-async function completeWhileLeased(
+type Lease = {
+  job: ClaimedJob;
+  until: number;
+  lost: boolean;
+  retry(call: string): RetryPolicy;
+  /** Stops the heartbeat (the job was completed, failed, fenced or handed back). */
+  stop(): void;
+};
+
+/** Holds a claimed job (claim sent at `sentAt`): its lease, kept alive by a heartbeat until stop(). */
+function holdLease(
   store: JobStore,
-  handler: JobHandler,
+  handler: Pick<JobHandler, 'prefix'>,
   job: ClaimedJob,
-  claimedAt: number,
-  result: Record<string, unknown>,
-): Promise<boolean> {
-  const until = claimedAt + job.lease_ms - COMPLETE_MARGIN_MS;
-  for (let delay = 250;; delay = Math.min(delay * 2, 4000)) {
+  sentAt: number,
+): Lease {
+  const capAt = sentAt + Math.max(job.max_lease_ms ?? job.lease_ms, job.lease_ms);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
+  const lease: Lease = {
+    job,
+    until: Math.min(sentAt + job.lease_ms, capAt),
+    lost: false,
+    retry: (call) => ({
+      until: () => lease.until - LEASE_MARGIN_MS,
+      onRetry: (err, inMs) =>
+        log.info(
+          handler.prefix,
+          'Database retry',
+          fieldsOf(job, { call, code: (err as { code?: string }).code, inMs }),
+        ),
+    }),
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+  const beat = async () => {
+    const sent = performance.now();
     try {
-      return await store.complete(job, result);
+      if (await store.extend(job, lease.retry('heartbeat'))) {
+        lease.until = Math.min(sent + job.lease_ms, capAt);
+      } else if (!stopped) {
+        lease.lost = true;
+        log.info(handler.prefix, 'Lease lost', fieldsOf(job, { reason: 'heartbeat_refused' }));
+      }
     } catch (err) {
-      if (!isTransientDbError(err) || performance.now() + delay > until) throw err;
-      log.info(handler.prefix, 'Completion retry', {
-        ...fieldsOf(job, { code: (err as { code?: string }).code, inMs: delay }),
-      });
-      await new Promise((done) => setTimeout(done, delay));
+      if (stopped) return;
+      log.error(
+        handler.prefix,
+        `Heartbeat failed: ${err instanceof Error ? err.message : err}`,
+        fieldsOf(job, { code: (err as { code?: string } | null)?.code }),
+      );
+      // the database could not be asked until the lease ended: it is not ours any more
+      if (performance.now() >= lease.until) lease.lost = true;
     }
-  }
+    if (!stopped && !lease.lost) timer = setTimeout(beat, job.lease_ms / BEATS_PER_LEASE);
+  };
+  timer = setTimeout(beat, job.lease_ms / BEATS_PER_LEASE);
+  return lease;
 }
 
 /** The one failure path: the error as a closed code, recorded by the database, one log line. */
 async function failed(
   store: JobStore,
   handler: JobHandler,
-  job: ClaimedJob,
+  lease: Lease,
   err: unknown,
 ): Promise<JobOutcome> {
+  const job = lease.job;
   const pe = toPreviewError(err);
   const state = await store.fail(job, {
     code: pe.code,
     message: pe.message,
     retryable: pe.retryable,
-  });
+  }, lease.retry('fail'));
+  lease.stop(); // ended (or no longer this attempt's): nothing to keep alive
   const subject = Object.values(subjectOf(job))[0];
   log.error(
     handler.prefix,
@@ -129,21 +182,28 @@ async function failed(
   };
 }
 
-/** A handler's answer for one claimed job, completed or fenced, logged. */
+/**
+ * A handler's answer for one claimed job, completed or fenced, logged. The completion is retried on
+ * a connection error while the lease holds (the objects are there: giving up would make the next
+ * attempt do it all again).
+ */
 async function finish(
   store: JobStore,
   handler: JobHandler,
-  job: ClaimedJob,
-  claimedAt: number,
+  lease: Lease,
   r: JobDone | JobFenced,
 ): Promise<JobOutcome> {
+  const job = lease.job;
   const base = {
     generationId: job.generation_id,
     jobId: job.job_id,
     kind: job.kind,
     attempt: job.attempt,
   };
-  if ('fenced' in r || !(await completeWhileLeased(store, handler, job, claimedAt, r.result))) {
+  const completed = !('fenced' in r) &&
+    await store.complete(job, r.result, lease.retry('complete'));
+  lease.stop(); // done (or no longer this attempt's): nothing to keep alive
+  if (!completed) {
     const reason = 'fenced' in r ? r.fenced : 'newer_attempt';
     log.info(handler.prefix, 'Fenced', fieldsOf(job, { reason }));
     return { ...base, result: 'fenced' };
@@ -165,9 +225,9 @@ async function finish(
 async function runClaimed(
   store: JobStore,
   handler: JobHandler,
-  jobs: ClaimedJob[],
+  leases: Lease[],
 ): Promise<JobOutcome[]> {
-  const claimedAt = performance.now();
+  const jobs = leases.map((l) => l.job);
   for (const job of jobs) {
     log.info(
       handler.prefix,
@@ -175,34 +235,42 @@ async function runClaimed(
       fieldsOf(job, { type: typeof job.input.type === 'string' ? job.input.type : undefined }),
     );
   }
-  const ctxOf = (job: ClaimedJob): JobContext => ({ store, isCurrent: () => store.isCurrent(job) });
+  const ctxOf = (lease: Lease): JobContext => ({
+    store,
+    isCurrent: async () => {
+      if (lease.lost) return false;
+      if (await store.isCurrent(lease.job, lease.retry('isCurrent'))) return true;
+      lease.lost = true;
+      return false;
+    },
+  });
   if ('runBatch' in handler) {
     let results: (JobDone | JobFenced)[];
     try {
-      results = await handler.runBatch(jobs, jobs.map(ctxOf));
+      results = await handler.runBatch(jobs, leases.map(ctxOf));
     } catch (err) {
-      return await Promise.all(jobs.map((job) => failed(store, handler, job, err)));
+      return await Promise.all(leases.map((lease) => failed(store, handler, lease, err)));
     }
-    return await Promise.all(
-      jobs.map((job, i) => finish(store, handler, job, claimedAt, results[i])),
-    );
+    return await Promise.all(leases.map((lease, i) => finish(store, handler, lease, results[i])));
   }
   const out: JobOutcome[] = [];
-  for (const job of jobs) {
+  for (const lease of leases) {
     try {
-      out.push(await finish(store, handler, job, claimedAt, await handler.run(job, ctxOf(job))));
+      out.push(await finish(store, handler, lease, await handler.run(lease.job, ctxOf(lease))));
     } catch (err) {
-      out.push(await failed(store, handler, job, err));
+      out.push(await failed(store, handler, lease, err));
     }
   }
   return out;
 }
 
 /** The isolate is ending (beforeunload): the held jobs go back to the queue at once. */
-async function release(store: JobStore, handler: JobHandler, jobs: ClaimedJob[]): Promise<void> {
-  for (const job of jobs) {
-    if (await store.release(job)) {
-      log.info(handler.prefix, 'Released', fieldsOf(job, { reason: 'isolate_ending' }));
+async function release(store: JobStore, handler: JobHandler, leases: Lease[]): Promise<void> {
+  for (const lease of leases) {
+    if (await store.release(lease.job, lease.retry('release'))) {
+      lease.lost = true;
+      lease.stop();
+      log.info(handler.prefix, 'Released', fieldsOf(lease.job, { reason: 'isolate_ending' }));
     }
   }
 }
@@ -219,6 +287,7 @@ export async function drain(
   const outcomes: JobOutcome[] = [];
   for (let first = true;; first = false) {
     const r = await runJob(async (hold) => {
+      const sentAt = performance.now();
       const [first] = await o.store.claim({
         kinds,
         generationId: o.generationId,
@@ -226,19 +295,23 @@ export async function drain(
       });
       if (!first) return null;
       const handler = o.handlers[first.kind] as JobHandler;
-      const jobs = 'batch' in handler && handler.batch > 1
-        ? [
-          first,
-          ...await o.store.claim({
+      const leases = [holdLease(o.store, handler, first, sentAt)];
+      try {
+        if ('batch' in handler && handler.batch > 1) {
+          const moreSentAt = performance.now();
+          const more = await o.store.claim({
             kinds: [first.kind],
             limit: handler.batch - 1,
             generationId: o.generationId,
             wake: o.wake,
-          }),
-        ]
-        : [first];
-      hold({ release: () => release(o.store, handler, jobs) });
-      return await runClaimed(o.store, handler, jobs);
+          });
+          leases.push(...more.map((job) => holdLease(o.store, handler, job, moreSentAt)));
+        }
+        hold({ release: () => release(o.store, handler, leases) });
+        return await runClaimed(o.store, handler, leases);
+      } finally {
+        for (const lease of leases) lease.stop();
+      }
     }, first);
     if ('declined' in r) {
       log.info('[Preview]', 'Declined', {

@@ -2,16 +2,22 @@
  * The job queue as TypeScript sees it (preview_jobs, migrations/…_jobs.sql): the narrow interface
  * the runner and the tests swap. Every state change is a named SQL function; the database decides
  * what is due, what is current and what a failure becomes. Each call is retried on connection
- * errors (reconnecting): a claim whose first try reached the server before the connection died
- * finds the job claimed on the retry (its lease expires and it is retried), and complete, fail and
- * release are fenced by (job, attempt).
+ * errors under the one policy of shared/db.ts (reconnecting): about 5 s, or, for the calls of a
+ * held job, the RetryPolicy the runner passes (until that job's lease would end). A claim whose
+ * first try reached the server before the connection died finds the job claimed on the retry (its
+ * heartbeat lease runs out and it is retried); isCurrent, extend, complete, fail and release are
+ * fenced by (job, attempt).
  */
-import { getSql, reconnecting, type Sql } from '../db.ts';
+import { getSql, reconnecting, type RetryPolicy, type Sql } from '../db.ts';
 
 /** The handlers' names: the database's preview_jobs.kind. */
 export type JobKind = 'preview' | 'animated' | 'delete_object' | 'relay';
 
-/** A claimed job: its attempt is the fencing token, lease_ms how long the claim is ours. */
+/**
+ * A claimed job: its attempt is the fencing token, lease_ms how long the claim is ours without a
+ * heartbeat (preview_heartbeat_lease()), max_lease_ms how long at most (preview_lease(), the hard
+ * cap from the claim).
+ */
 export type ClaimedJob = {
   /** int8, as text (postgres.js returns bigint as a string). */
   job_id: string;
@@ -19,25 +25,36 @@ export type ClaimedJob = {
   generation_id: string | null;
   attempt: number;
   lease_ms: number;
+  max_lease_ms?: number;
   /** What the job works with (preview_job_input), by kind. */
   input: Record<string, unknown>;
 };
 
 export type JobFailure = { code: string; message: string; retryable: boolean };
 
+/**
+ * The calls of a held job (isCurrent, extend, complete, fail, release) take the runner's
+ * RetryPolicy: retried on a connection error until that job's lease would end. Without one, and
+ * for every other call, the default (about 5 s).
+ */
 export interface JobStore {
   /** Up to `limit` due jobs (of `kinds`, of one row), oldest first; `wake`: the wake being answered. */
   claim(
     o: { kinds?: JobKind[]; limit?: number; generationId?: string; wake?: string },
   ): Promise<ClaimedJob[]>;
   /** Whether this attempt still holds the job (checked right before writing or deleting objects). */
-  isCurrent(j: ClaimedJob): Promise<boolean>;
+  isCurrent(j: ClaimedJob, retry?: RetryPolicy): Promise<boolean>;
+  /**
+   * The heartbeat (extend_preview_job_lease): the lease extended by lease_ms, never past the hard
+   * cap. False when this attempt no longer holds the job.
+   */
+  extend(j: ClaimedJob, retry?: RetryPolicy): Promise<boolean>;
   /** Done: the job goes, its result is written on the row. False when fenced. */
-  complete(j: ClaimedJob, result: Record<string, unknown>): Promise<boolean>;
+  complete(j: ClaimedJob, result: Record<string, unknown>, retry?: RetryPolicy): Promise<boolean>;
   /** The one failure path: 'retry' (queued again after the backoff), 'failed' (terminal), null (fenced). */
-  fail(j: ClaimedJob, e: JobFailure): Promise<'retry' | 'failed' | null>;
+  fail(j: ClaimedJob, e: JobFailure, retry?: RetryPolicy): Promise<'retry' | 'failed' | null>;
   /** The isolate is ending: the job is due again at once. */
-  release(j: ClaimedJob): Promise<boolean>;
+  release(j: ClaimedJob, retry?: RetryPolicy): Promise<boolean>;
   /** A named row's preview job (adopt_preview): queued when it wants one. */
   adopt(generationId: string): Promise<boolean>;
   /** After a video's poster (PREVIEW_ANIMATED on): its animated preview asked for, a job of its own. */
@@ -52,40 +69,58 @@ export interface JobStore {
 }
 
 export function createJobStore(db: Sql = getSql()): JobStore {
-  const one = async <T>(q: () => Promise<T[]>) => (await reconnecting(q))[0];
+  const one = async <T>(q: () => Promise<T[]>, retry?: RetryPolicy) =>
+    (await reconnecting(q, retry))[0];
   return {
     claim: (o) =>
       reconnecting(() =>
         db<ClaimedJob[]>`
-        select job_id::text, kind, generation_id, attempt, lease_ms, input
+        select job_id::text, kind, generation_id, attempt, lease_ms,
+               (extract(epoch from public.preview_lease()) * 1000)::int as max_lease_ms, input
           from public.claim_preview_jobs(${o.kinds ?? null}::text[], ${o.limit ?? 1},
                                          ${o.generationId ?? null}::uuid, ${
           o.wake ?? null
         }::bigint)`
       ),
-    isCurrent: async (j) =>
-      (await one(() =>
-        db<
-          { ok: boolean }[]
-        >`select public.preview_job_is_current(${j.job_id}::bigint, ${j.attempt}) as ok`
+    isCurrent: async (j, retry) =>
+      (await one(
+        () =>
+          db<
+            { ok: boolean }[]
+          >`select public.preview_job_is_current(${j.job_id}::bigint, ${j.attempt}) as ok`,
+        retry,
       )).ok === true,
-    complete: async (j, result) =>
-      (await one(() =>
-        db<{ ok: boolean }[]>`
+    extend: async (j, retry) =>
+      (await one(
+        () =>
+          db<
+            { ok: boolean }[]
+          >`select public.extend_preview_job_lease(${j.job_id}::bigint, ${j.attempt}) as ok`,
+        retry,
+      )).ok === true,
+    complete: async (j, result, retry) =>
+      (await one(
+        () =>
+          db<{ ok: boolean }[]>`
         select public.complete_preview_job(${j.job_id}::bigint, ${j.attempt}, ${
-          db.json(result as never)
-        }) as ok`
+            db.json(result as never)
+          }) as ok`,
+        retry,
       )).ok === true,
-    fail: async (j, e) =>
-      (await one(() =>
-        db<{ state: 'retry' | 'failed' | null }[]>`
-        select public.fail_preview_job(${j.job_id}::bigint, ${j.attempt}, ${e.code}, ${e.message}, ${e.retryable}) as state`
+    fail: async (j, e, retry) =>
+      (await one(
+        () =>
+          db<{ state: 'retry' | 'failed' | null }[]>`
+        select public.fail_preview_job(${j.job_id}::bigint, ${j.attempt}, ${e.code}, ${e.message}, ${e.retryable}) as state`,
+        retry,
       )).state ?? null,
-    release: async (j) =>
-      (await one(() =>
-        db<
-          { ok: boolean }[]
-        >`select public.release_preview_job(${j.job_id}::bigint, ${j.attempt}) as ok`
+    release: async (j, retry) =>
+      (await one(
+        () =>
+          db<
+            { ok: boolean }[]
+          >`select public.release_preview_job(${j.job_id}::bigint, ${j.attempt}) as ok`,
+        retry,
       )).ok === true,
     adopt: async (id) =>
       (await one(() => db<{ id: string | null }[]>`select public.adopt_preview(${id}::uuid) as id`))

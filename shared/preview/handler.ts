@@ -16,7 +16,7 @@
  */
 import { isDispatchRequest, isServiceRequest } from '../auth.ts';
 import { getConfig } from '../config.ts';
-import { getSql } from '../db.ts';
+import { getSql, reconnecting } from '../db.ts';
 import { errorResponse, json, readJson } from '../http.ts';
 import { drain, type Handlers, type JobOutcome } from '../jobs/runner.ts';
 import { createJobStore, type JobStore } from '../jobs/store.ts';
@@ -102,11 +102,16 @@ function wakeOf(body: Record<string, unknown>): string | null {
     : null;
 }
 
-/** Whether the database sent this wake and it has not ended (a row of preview_worker_wakes). */
+/**
+ * Whether the database sent this wake and it has not ended (a row of preview_worker_wakes). Under
+ * the one retry policy of every database call, as the dispatch secret's check before it.
+ */
 async function wakeSent(wake: string): Promise<boolean> {
   if (BigInt(wake) > 9223372036854775807n) return false; // past bigint: no wake has that id
-  const [row] = await getSql()<{ sent: boolean }[]>`
-    select exists (select 1 from public.preview_worker_wakes w where w.id = ${wake}::bigint) as sent`;
+  const [row] = await reconnecting(() =>
+    getSql()<{ sent: boolean }[]>`
+    select exists (select 1 from public.preview_worker_wakes w where w.id = ${wake}::bigint) as sent`
+  );
   return row?.sent === true;
 }
 

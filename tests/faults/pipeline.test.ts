@@ -143,7 +143,7 @@ describe('fault matrix: dispatch and workers', () => {
     expect(writesOf(mark, row.preview_path)).toBe(1);
   });
 
-  it('generate-preview is killed while it holds the claim → processing until the lease expires, then TIMEOUT and claimed again (attempt 2) → ready; attempt 1 is fenced', async () => {
+  it('generate-preview is killed while it holds the claim → processing until its heartbeat lease runs out, then TIMEOUT and claimed again (attempt 2) → ready; attempt 1 is fenced', async () => {
     // A slow asset keeps the worker busy downloading long enough to kill its isolate.
     const { id, taskId } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { asset: 'slow', slowMs: 4000 } });
     const claimed = await waitForClaim(id, 1);
@@ -158,13 +158,15 @@ describe('fault matrix: dispatch and workers', () => {
     expect(await previewJob(id)).toMatchObject({ id: claimed.id, state: 'running', attempts: 1, expired_leases: 0 });
     expect(await sql`select job_id from public.claim_preview_jobs(array['preview'], 1, ${id}::uuid)`).toHaveLength(0);
     expect((await generation(id)).preview_status).toBe('processing');
-    // The lease runs out: the dead worker's job goes through the failure path (TIMEOUT, retryable,
-    // due again at once) and attempt 1 no longer holds it.
+    // The dead worker extends its lease no more; the heartbeat lease runs out: its job goes through
+    // the failure path (TIMEOUT, retryable, due again at once) and attempt 1 no longer holds it.
     await expireLease(id);
+    const [{ beat }] = await sql<{ beat: boolean }[]>`select public.extend_preview_job_lease(${claimed.id}::bigint, 1) as beat`;
+    expect(beat, 'a late heartbeat cannot take the job back').toBe(false);
     await sql`select public.expire_preview_job_leases()`;
     const expired = await previewJob(id);
     expect(expired).toMatchObject({ id: claimed.id, expired_leases: 1, last_error_code: 'TIMEOUT' });
-    expect(expired!.last_error).toMatch(/^The worker of attempt 1 did not finish within its lease/);
+    expect(expired!.last_error).toMatch(/^The worker of attempt 1 did not finish within its lease: it stopped renewing it \(heartbeat lease /);
     // The killed attempt's result, were it to arrive now, is refused by the fencing token.
     const [{ current }] = await sql<{ current: boolean }[]>`select public.preview_job_is_current(${claimed.id}::bigint, 1) as current`;
     expect(current).toBe(false);

@@ -1,10 +1,14 @@
 // Recovery under crashes, on a stack of its own with the stack's default settings (durable
-// Postgres, 2-minute lease, 2 workers awake, no test shortcuts): a Postgres crash loses no
-// acknowledged callback; a killed gateway leaves no function worker alive; the first claim after
-// a Postgres restart succeeds; a transient database error at completion leaves one write per
-// object; and with 50 callbacks lost and 100 rows left without a preview job, every row is ready
-// within 90 s of the first cron run. Restarting Postgres and killing the gateway would disturb
-// the other suites, hence the own stack.
+// Postgres, 2-minute lease with a 30 s heartbeat lease, 2 workers awake, no test shortcuts): a
+// Postgres crash loses no acknowledged callback; a killed gateway leaves no function worker alive;
+// the first claim after a Postgres restart succeeds; a transient database error at completion
+// leaves one write per object; liveness: a worker killed while it holds a job has it retried
+// within the heartbeat lease and a claim, not the 2-minute lease; a worker holding a job rides out
+// an 8 s Postgres stop (ready at attempt 1, no INTERNAL); the first dispatch after a Postgres
+// restart succeeds though its connection dies under its first query (the dispatch secret's check
+// is retried); and with 50 callbacks lost and 100 rows left without a preview job, every row is
+// ready within 90 s of the first cron run. Restarting Postgres and killing the gateway would
+// disturb the other suites, hence the own stack.
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -40,11 +44,11 @@ const alive = (pid: number) => {
   }
 };
 
-/** A KIE task that succeeded with a small photo; its callback is ours to send (or lose). */
-async function kieTask(): Promise<{ taskId: string; url: string }> {
+/** A KIE task that succeeded with a small photo; its callback is ours to send (or lose). `fake`: how KIE serves it. */
+async function kieTask(fake: Record<string, unknown> = {}): Promise<{ taskId: string; url: string }> {
   const name = `${randomUUID()}.jpg`;
   await kie.putFile(name, photo, 'image/jpeg');
-  const taskId = await kie.createTask('market', { model: 'google/nano-banana', callBackUrl: null, fixture: name, fake: { callback: 'never' } });
+  const taskId = await kie.createTask('market', { model: 'google/nano-banana', callBackUrl: null, fixture: name, fake: { callback: 'never', ...fake } });
   await waitFor('the fake task to finish', async () => (await kie.getTask(taskId)).state === 'success', 10_000, 50);
   return { taskId, url: (await kie.getTask(taskId)).resultUrls[0] };
 }
@@ -57,9 +61,31 @@ function callback(taskId: string, url: string) {
   });
 }
 
-async function isolates(): Promise<{ fn: string; pid: number }[]> {
+async function isolates(): Promise<{ fn: string; pid: number; busy: boolean; requests: { body: string }[] }[]> {
   const res = await fetch(`${own.env.API_URL}/_local/isolates`, { headers: { authorization: `Bearer ${own.env.SERVICE_ROLE_KEY}` } });
   return (await res.json()).isolates;
+}
+
+type Job = { id: string; state: string; attempts: number; locked_by: string | null; locked_at: Date | null; lease_until: Date | null };
+/** The row's preview job, or null (done: deleted). */
+const previewJob = async (id: string) =>
+  (await sql<Job[]>`select id::text as id, state, attempts, locked_by, locked_at, lease_until from public.preview_jobs
+                     where generation_id = ${id} and kind = 'preview' order by id desc limit 1`)[0] ?? null;
+const claimOf = (id: string, attempt = 1) =>
+  waitFor(`claim ${attempt} of ${id}`, async () => {
+    const j = await previewJob(id);
+    return j?.state === 'running' && j.attempts === attempt ? j : null;
+  }, 30_000, 50);
+/** The generate-preview isolate whose request is the wake that claimed `job`. */
+const workerOf = (job: Job) =>
+  waitFor(`the worker of ${job.locked_by}`, async () =>
+    (await isolates()).find((i) => i.fn === 'generate-preview' && i.busy &&
+      i.requests.some((r) => job.locked_by === `wake:${(JSON.parse(r.body || '{}') as { wake?: unknown }).wake}`)), 15_000, 50);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The test's own pool, anew after a restart (its connections died with the server). */
+async function reconnect() {
+  await sql.end({ timeout: 1 });
+  sql = postgres(own.env.DB_URL, { max: 4, prepare: false, onnotice: () => {} });
 }
 
 /** The attempt of each `[Preview] Ready` line of the row's preview job since `mark` (done jobs are deleted: the log keeps it). */
@@ -148,8 +174,9 @@ describe('recovery on the stack\'s default settings', () => {
 
   it('a transient database error at completion is retried within the lease: one write per object, attempt 1', async () => {
     const { url } = await kieTask();
-    // eight completions in a row fail as if the server had gone away (57P01), about 6 s: longer than
-    // the database layer's own reconnect retries (about 5 s), so the worker's lease-bound retry runs
+    // eight completions in a row fail as if the server had gone away (57P01), about 11 s of waits:
+    // longer than a call holding no job is retried (about 5 s), within the lease a held job's calls
+    // are retried for (the one policy of shared/db.ts, bounded by the job's heartbeat lease)
     await sql`create sequence if not exists public.test_complete_faults`;
     await sql.unsafe(`
       create or replace function public.test_fail_completion() returns trigger language plpgsql as $$
@@ -170,13 +197,113 @@ describe('recovery on the stack\'s default settings', () => {
       expect(readyAttempts(mark, id)).toEqual([1]);
       // the job is done (deleted) only with the completion that went through
       expect(await sql`select id from public.preview_jobs where generation_id = ${id}`).toHaveLength(0);
-      expect(logSince(mark, '[Preview]', 'Completion retry', id).length).toBeGreaterThanOrEqual(1);
+      expect(logSince(mark, '[Preview] Database retry', id, 'call=complete').length).toBeGreaterThanOrEqual(6);
       const writes = (path: string) => logSince(mark, '[Storage] write', `name=${path} `).length;
       expect(writes(done.preview_path)).toBe(1);
       expect(writes(done.original_path)).toBe(1);
     } finally {
       await sql`drop trigger if exists zz_test_fail_completion on public.generations`;
       await sql`drop function if exists public.test_fail_completion()`;
+    }
+  }, 120_000);
+
+  it('a worker killed while it holds a job: its heartbeats stop and the job is retried within the heartbeat lease and a claim, not the 2-minute lease', async () => {
+    // a slow asset keeps the worker downloading long enough to see it heartbeat, then to kill it
+    const { taskId, url } = await kieTask({ asset: 'slow', slowMs: 15_000 });
+    const mark = logMark();
+    const id = await successRow(url);
+    const claimed = await claimOf(id);
+    expect(claimed.lease_until!.getTime() - claimed.locked_at!.getTime()).toBe(30_000); // the heartbeat lease, not 2 minutes
+    // alive, it extends its lease every third of it (10 s)
+    const beat = await waitFor('a heartbeat', async () => {
+      const j = await previewJob(id);
+      return j && j.attempts === 1 && j.lease_until!.getTime() > claimed.lease_until!.getTime() ? j : null;
+    }, 20_000, 200);
+    const worker = await workerOf(claimed);
+    await kie.setTask(taskId, { asset: 'ok' });
+    process.kill(worker.pid, 'SIGKILL');
+    const killed = Date.now();
+    await sleep(500);
+    const last = (await previewJob(id))!.lease_until!.getTime();
+    expect(last).toBeGreaterThanOrEqual(beat.lease_until!.getTime());
+    // dead, it stops: its job is due when the heartbeat lease runs out
+    const due = await waitFor('the dead worker\'s lease to run out', async () => {
+      const [r] = await sql<{ due: boolean }[]>`select lease_until < now() as due from public.preview_jobs where id = ${claimed.id}`;
+      return r?.due ? Date.now() : null;
+    }, 40_000, 100);
+    expect((await previewJob(id))?.lease_until?.getTime(), 'no heartbeat after the kill').toBe(last);
+    // the next claim takes it over: what any claim, enqueue or the minute's sweep does
+    await sql`select public.preview_sweep()`;
+    await waitFor('the preview', async () => (await row(id)).preview_status === 'ready', 60_000);
+    const ready = Date.now();
+    expect(readyAttempts(mark, id)).toEqual([2]);
+    console.log(`recovery: a worker killed holding a job: due again ${((due - killed) / 1000).toFixed(1)} s after its death ` +
+      `(heartbeat lease 30 s), ready at attempt 2 ${((ready - killed) / 1000).toFixed(1)} s after it`);
+    expect(due - killed).toBeLessThanOrEqual(31_000);
+    expect(ready - killed).toBeLessThan(60_000); // the 2-minute lease alone was 120 s
+  }, 150_000);
+
+  it('a worker holding a job rides out an 8 s Postgres stop: ready at attempt 1, no INTERNAL', async () => {
+    // a slow asset: the worker still holds the job (downloading) when Postgres stops, and asks the
+    // database (its heartbeat, the check before its uploads) while Postgres is down
+    const { url } = await kieTask({ asset: 'slow', slowMs: 3_000 });
+    const mark = logMark();
+    const id = await successRow(url);
+    await claimOf(id);
+    await pg('stop');
+    const stopped = Date.now();
+    await sleep(8_000);
+    await pg('start');
+    const outage = (Date.now() - stopped) / 1000;
+    await reconnect();
+    await waitFor('the preview', async () => ((await row(id)).preview_status === 'ready' ? row(id) : null), 60_000);
+    expect(readyAttempts(mark, id)).toEqual([1]);
+    expect(logSince(mark, id, '❌')).toEqual([]);
+    expect(logSince(mark, 'code=INTERNAL')).toEqual([]);
+    expect(logSince(mark, 'Worker stopped')).toEqual([]);
+    const retries = logSince(mark, '[Preview] Database retry', `generationId=${id} `);
+    expect(retries.length, 'the worker waited for the database').toBeGreaterThanOrEqual(1);
+    console.log(`recovery: a worker holding a job rode out a ${outage.toFixed(1)} s Postgres stop (${retries.length} retries: ` +
+      `${[...new Set(retries.map((l) => l.match(/call=(\w+)/)?.[1]))].join(', ')}); ready at attempt 1`);
+  }, 120_000);
+
+  it('the first dispatch after a Postgres restart succeeds though its pooled connection dies under its first query (the dispatch secret\'s check is retried)', async () => {
+    const [{ secret }] = await sql<{ secret: string }[]>`select decrypted_secret as secret from vault.decrypted_secrets where name = 'preview_dispatch_secret'`;
+    const dispatch = () => fetch(`${own.env.API_URL}/functions/v1/generate-preview?wait=1`, {
+      method: 'POST', headers: { 'content-type': 'application/json', 'x-preview-dispatch': secret }, body: '{"decide": true}',
+    });
+    // a warm worker with pooled connections
+    expect((await dispatch()).status).toBe(200);
+    await pg('stop');
+    await pg('start');
+    await reconnect();
+    // On the platform a pooled connection that outlived the restart (through the pooler) answers
+    // its next query with FATAL 57P01 "terminating connection due to administrator command"; the
+    // local Postgres closes idle connections outright, which postgres.js notices. So the first
+    // secret check after the restart gets what the stale one got: its backend terminated under it.
+    const [{ def }] = await sql<{ def: string }[]>`select pg_get_functiondef('public.preview_dispatch_secret_ok(text)'::regprocedure) as def`;
+    await sql`create sequence if not exists public.test_dispatch_faults`;
+    await sql`select setval('public.test_dispatch_faults', 1, false)`;
+    await sql.unsafe(`
+      create or replace function public.preview_dispatch_secret_ok(p_presented text) returns boolean
+      language plpgsql volatile security definer set search_path = '' as $$
+      begin
+        if nextval('public.test_dispatch_faults') = 1 then
+          perform pg_terminate_backend(pg_backend_pid());
+          perform pg_sleep(5);
+        end if;
+        return coalesce((select sha256(convert_to(s.decrypted_secret, 'UTF8')) = sha256(convert_to(coalesce(p_presented, ''), 'UTF8'))
+                           from vault.decrypted_secrets s where s.name = 'preview_dispatch_secret' and s.decrypted_secret <> '' limit 1), false);
+      end $$`);
+    try {
+      const res = await dispatch();
+      expect(res.status, await res.clone().text()).toBe(200);
+      expect(await res.json()).toEqual({ decided: true });
+      const [{ calls }] = await sql<{ calls: number }[]>`select last_value::int as calls from public.test_dispatch_faults`;
+      expect(calls, 'the check ran again after its connection died').toBeGreaterThanOrEqual(2);
+    } finally {
+      await sql.unsafe(def);
+      await sql`drop sequence if exists public.test_dispatch_faults`;
     }
   }, 120_000);
 

@@ -107,10 +107,14 @@ export function isolateWorkingOn(id: string, attempt = 1, timeoutMs = 15_000): P
   }, timeoutMs, 50);
 }
 
-/** Moves the lease of the row's running preview job into the past (as if it had run out). */
+/**
+ * Moves the lease of the row's running preview job into the past, as if its worker had stopped
+ * heartbeating a heartbeat lease ago: its job is lost (a late heartbeat of the worker is refused,
+ * extend_preview_job_lease) and due to the next claim.
+ */
 export async function expireLease(id: string): Promise<void> {
   const moved = await sql`
-    update public.preview_jobs set lease_until = now() - interval '1 second', locked_at = now() - public.preview_lease() - interval '1 second'
+    update public.preview_jobs set lease_until = now() - interval '1 second'
      where generation_id = ${id} and kind = 'preview' and state = 'running' returning id`;
   expect(moved, `a running preview job of ${id}`).toHaveLength(1);
 }

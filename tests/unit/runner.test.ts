@@ -1,13 +1,17 @@
 // The job runner (shared/jobs/runner.ts) with a fake JobStore and fake handlers: what every kind
 // shares. One claim at a time until none is due; the completion retried on a transient database
-// error while the lease holds, and sent through the failure path once it does not; a batch kind
-// (delete_object: cleanupHandler) claims up to its batch, deletes with one Storage call, and one
-// failed call fails every job of the batch; a claim held when the isolate is ending is handed back,
-// and an ending isolate claims nothing more.
+// error while the lease holds (the store's calls under the one retry policy of shared/db.ts, over a
+// fake postgres.js), and sent through the failure path once it does not; liveness: a heartbeat
+// extends a held job's lease every third of it and stops with the job, a refused heartbeat makes
+// isCurrent false at once, and a held job's calls ride out an outage past the default 5 s up to
+// its lease; a batch kind (delete_object: cleanupHandler) claims up to its batch, deletes with one
+// Storage call, and one failed call fails every job of the batch; a claim held when the isolate is
+// ending is handed back, and an ending isolate claims nothing more.
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { Sql } from '../../shared/db.ts';
 import { PreviewError } from '../../shared/errors.ts';
 import { drain, type Handlers, type JobHandler } from '../../shared/jobs/runner.ts';
-import type { ClaimedJob, JobFailure, JobKind, JobStore } from '../../shared/jobs/store.ts';
+import { type ClaimedJob, createJobStore, type JobFailure, type JobKind, type JobStore } from '../../shared/jobs/store.ts';
 import { cleanupHandler } from '../../shared/preview/cleanup.ts';
 import { resetIsolateBudget } from '../../shared/preview/isolate.ts';
 import type { ObjectStore } from '../../shared/storage.ts';
@@ -26,6 +30,8 @@ type StoreOpts = {
   /** complete: each call takes the next answer (a value, or an error to throw); then true. */
   complete?: (boolean | Error)[];
   current?: (j: ClaimedJob) => boolean;
+  /** What each heartbeat answers (true: still held). */
+  extend?: (j: ClaimedJob) => boolean;
 };
 
 function fakeStore(queue: ClaimedJob[], opts: StoreOpts = {}) {
@@ -43,6 +49,7 @@ function fakeStore(queue: ClaimedJob[], opts: StoreOpts = {}) {
       return take;
     },
     isCurrent: async (j) => (calls.push(`isCurrent ${j.job_id}`), opts.current?.(j) ?? true),
+    extend: async (j) => (calls.push(`extend ${j.job_id}`), opts.extend?.(j) ?? true),
     complete: async (j) => {
       calls.push(`complete ${j.job_id}`);
       const a = answers.shift() ?? true;
@@ -117,34 +124,206 @@ describe('drain', () => {
   });
 });
 
-describe('the completion', () => {
+/**
+ * The real store (createJobStore) over a fake postgres.js: each SQL function answers from `script`
+ * (rows, or an error to throw), by name; every call is recorded in order.
+ */
+function sqlStore(queue: ClaimedJob[], script: Partial<Record<string, () => unknown[] | Error>> = {}) {
+  const calls: string[] = [];
+  const names = ['claim_preview_jobs', 'preview_job_is_current', 'extend_preview_job_lease', 'complete_preview_job', 'fail_preview_job', 'release_preview_job'];
+  const pending = [...queue];
+  const defaults: Record<string, () => unknown[]> = {
+    claim_preview_jobs: () => pending.splice(0, 1),
+    preview_job_is_current: () => [{ ok: true }],
+    extend_preview_job_lease: () => [{ ok: true }],
+    complete_preview_job: () => [{ ok: true }],
+    fail_preview_job: () => [{ state: 'retry' }],
+    release_preview_job: () => [{ ok: true }],
+  };
+  const query = (strings: TemplateStringsArray) => {
+    const name = names.find((n) => strings.join('?').includes(`public.${n}(`)) ?? '?';
+    calls.push(name);
+    const answer = (script[name] ?? defaults[name])?.() ?? [];
+    return answer instanceof Error ? Promise.reject(answer) : Promise.resolve(answer);
+  };
+  return { store: createJobStore(Object.assign(query, { json: (v: unknown) => v }) as unknown as Sql), calls };
+}
+
+/** An answer that fails `times` times with `err()`, then gives `ok`. */
+function failing(times: number, err: () => Error, ok: unknown[]) {
+  let n = 0;
+  return () => (n++ < times ? err() : ok);
+}
+
+describe('the completion (the store\'s calls under the one retry policy)', () => {
   it('is retried on a transient database error while the lease holds: completed once, never failed', async () => {
-    const { store, calls, failures } = fakeStore([job(1)], { complete: [transient(), transient(), true] });
+    const { store, calls } = sqlStore([job(1)], { complete_preview_job: failing(2, transient, [{ ok: true }]) });
     const started = performance.now();
     const r = await drain({ store, handlers: { preview: okHandler() } });
     expect(r.outcomes).toEqual([{ generationId: GEN, jobId: '1', kind: 'preview', attempt: 1, result: 'ready' }]);
-    expect(calls).toEqual(['claim 1', 'complete 1', 'complete 1', 'complete 1', 'claim ']);
-    expect(failures).toEqual([]);
-    expect(performance.now() - started).toBeGreaterThanOrEqual(700); // 250 + 500 ms of backoff
-    expect(logs.filter((l) => l.startsWith('[Preview] Completion retry'))).toEqual([
-      `[Preview] Completion retry generationId=${GEN} code=57P01 inMs=250 jobId=1 kind=preview attempt=1`,
-      `[Preview] Completion retry generationId=${GEN} code=57P01 inMs=500 jobId=1 kind=preview attempt=1`,
+    expect(calls).toEqual(['claim_preview_jobs', 'complete_preview_job', 'complete_preview_job', 'complete_preview_job', 'claim_preview_jobs']);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(550); // 200 + 400 ms of backoff
+    expect(logs.filter((l) => l.startsWith('[Preview] Database retry'))).toEqual([
+      `[Preview] Database retry generationId=${GEN} call=complete code=57P01 inMs=200 jobId=1 kind=preview attempt=1`,
+      `[Preview] Database retry generationId=${GEN} call=complete code=57P01 inMs=400 jobId=1 kind=preview attempt=1`,
     ]);
   });
 
   it('is not retried past the lease (less its margin): the job goes through the failure path instead', async () => {
-    // a lease of 2.1 s leaves 100 ms before the margin: the first 250 ms wait would pass it
-    const { store, calls, failures } = fakeStore([job(1, 'preview', { lease_ms: 2_100 })], { complete: [transient()] });
+    // a lease of 2.1 s leaves 100 ms before the margin: the first 200 ms wait would pass it
+    const { store, calls } = sqlStore([job(1, 'preview', { lease_ms: 2_100 })], { complete_preview_job: transient });
     const r = await drain({ store, handlers: { preview: okHandler() } });
-    expect(calls).toEqual(['claim 1', 'complete 1', 'fail 1 INTERNAL', 'claim ']);
-    expect(failures[0].failure).toMatchObject({ code: 'INTERNAL', retryable: true });
+    expect(calls).toEqual(['claim_preview_jobs', 'complete_preview_job', 'fail_preview_job', 'claim_preview_jobs']);
     expect(r.outcomes[0]).toMatchObject({ result: 'retry', code: 'INTERNAL' });
   });
 
   it('is not retried on an error that is not the connection\'s', async () => {
-    const { store, calls } = fakeStore([job(1)], { complete: [Object.assign(new Error('check constraint'), { code: '23514' })] });
+    const { store, calls } = sqlStore([job(1)], { complete_preview_job: () => Object.assign(new Error('check constraint'), { code: '23514' }) });
     await drain({ store, handlers: { preview: okHandler() } });
-    expect(calls).toEqual(['claim 1', 'complete 1', 'fail 1 INTERNAL', 'claim ']);
+    expect(calls).toEqual(['claim_preview_jobs', 'complete_preview_job', 'fail_preview_job', 'claim_preview_jobs']);
+  });
+});
+
+describe('liveness: the heartbeat of a held job', () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('extends the lease every third of it while the handler runs, and stops with the job', async () => {
+    // a 300 ms heartbeat lease: a beat every 100 ms
+    const { store, calls } = fakeStore([job(1, 'preview', { lease_ms: 300 })]);
+    await drain({ store, handlers: { preview: okHandler(() => sleep(350)) } });
+    const beats = calls.filter((c) => c === 'extend 1').length;
+    expect(beats).toBeGreaterThanOrEqual(2);
+    expect(beats).toBeLessThanOrEqual(4);
+    expect(calls.indexOf('extend 1')).toBeLessThan(calls.indexOf('complete 1'));
+    await sleep(350);
+    expect(calls.filter((c) => c === 'extend 1').length, 'no heartbeat after the job ended').toBe(beats);
+  });
+
+  it('stops on every exit path: a failure, a fenced job', async () => {
+    const { store, calls } = fakeStore([job(1, 'preview', { lease_ms: 150 }), job(2, 'preview', { lease_ms: 150 })], { current: (j) => j.job_id !== '2' });
+    await drain({
+      store,
+      handlers: {
+        preview: {
+          prefix: '[Preview]',
+          success: 'Ready',
+          async run(j, ctx) {
+            await sleep(120);
+            if (j.job_id === '1') throw new PreviewError('DECODE_FAILED', 'Decode failed: truncated');
+            return (await ctx.isCurrent()) ? { result: {} } : { fenced: 'claim_lost_before_upload' };
+          },
+        },
+      },
+    });
+    const before = calls.length;
+    expect(calls).toEqual(expect.arrayContaining(['extend 1', 'fail 1 DECODE_FAILED', 'extend 2', 'isCurrent 2']));
+    await sleep(300);
+    expect(calls.slice(before)).toEqual([]);
+  });
+
+  it('a heartbeat the database refuses (the job is no longer this attempt\'s) makes isCurrent false at once, without asking', async () => {
+    const { store, calls } = fakeStore([job(1, 'preview', { lease_ms: 150 })], { extend: () => false });
+    let current: boolean | undefined;
+    const r = await drain({
+      store,
+      handlers: {
+        preview: {
+          prefix: '[Preview]',
+          success: 'Ready',
+          async run(_j, ctx) {
+            await sleep(120); // past the first beat (50 ms)
+            current = await ctx.isCurrent();
+            return current ? { result: {} } : { fenced: 'claim_lost_before_upload' };
+          },
+        },
+      },
+    });
+    expect(current).toBe(false);
+    expect(calls).toEqual(['claim 1', 'extend 1', 'claim ']); // one refused beat, no isCurrent, no complete
+    expect(r.outcomes[0]).toMatchObject({ jobId: '1', result: 'fenced' });
+    expect(logs).toContain(`[Preview] Lease lost generationId=${GEN} reason=heartbeat_refused jobId=1 kind=preview attempt=1`);
+  });
+
+  describe('a database outage (fake clock)', () => {
+    beforeEach(() => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    });
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    /** Fails every call from `from` to `to` ms (fake clock, from now) as a server that is down. */
+    function outage(from: number, to: number) {
+      const t0 = performance.now();
+      return (ok: unknown[]) => () => {
+        const t = performance.now() - t0;
+        return t >= from && t < to ? refused() : ok;
+      };
+    }
+
+    it('a worker holding a job rides out 8 s without a database (heartbeats, the check, the completion): ready at attempt 1', async () => {
+      const down = outage(1_000, 9_000);
+      const { store, calls } = sqlStore([job(1, 'preview', { lease_ms: 30_000, max_lease_ms: 120_000 })], {
+        preview_job_is_current: down([{ ok: true }]),
+        extend_preview_job_lease: down([{ ok: true }]),
+        complete_preview_job: down([{ ok: true }]),
+      });
+      let checked = 0;
+      const running = drain({
+        store,
+        handlers: {
+          preview: {
+            prefix: '[Preview]',
+            success: 'Ready',
+            async run(_j, ctx) {
+              await new Promise((r) => setTimeout(r, 2_000)); // the render, inside the outage
+              if (!(await ctx.isCurrent())) return { fenced: 'claim_lost_before_upload' };
+              checked = performance.now();
+              await new Promise((r) => setTimeout(r, 12_000)); // uploads, past a heartbeat
+              return { result: {} };
+            },
+          },
+        },
+      });
+      await vi.advanceTimersByTimeAsync(40_000);
+      const r = await running;
+      expect(r.outcomes).toEqual([{ generationId: GEN, jobId: '1', kind: 'preview', attempt: 1, result: 'ready' }]);
+      expect(checked).toBeGreaterThanOrEqual(9_000); // the check waited for the database
+      expect(calls.filter((c) => c === 'fail_preview_job')).toEqual([]);
+      expect(calls.filter((c) => c === 'extend_preview_job_lease').length).toBeGreaterThanOrEqual(2);
+      expect(logs.filter((l) => l.includes('Database retry') && l.includes('call=isCurrent') && l.includes('code=ECONNREFUSED')).length).toBeGreaterThan(5);
+      expect(logs.filter((l) => l.includes('❌'))).toEqual([]);
+    });
+
+    it('… but not past its lease: an outage longer than the lease ends in the failure path, fenced by the database', async () => {
+      const { store, calls } = sqlStore([job(1, 'preview', { lease_ms: 9_000 })], {
+        preview_job_is_current: refused,
+        extend_preview_job_lease: refused,
+        fail_preview_job: refused,
+      });
+      const running = drain({
+        store,
+        handlers: {
+          preview: {
+            prefix: '[Preview]',
+            success: 'Ready',
+            async run(_j, ctx) {
+              return (await ctx.isCurrent()) ? { result: {} } : { fenced: 'claim_lost_before_upload' };
+            },
+          },
+        },
+      }).catch((err: Error) => err);
+      await vi.advanceTimersByTimeAsync(30_000);
+      const err = await running;
+      expect(err).toMatchObject({ code: 'ECONNREFUSED' });
+      // the check retried until the lease less its margin (7 s), then the failure path could not be recorded either
+      const retries = logs.filter((l) => l.includes('Database retry') && l.includes('call=isCurrent'));
+      expect(retries.reduce((ms, l) => ms + Number(l.match(/inMs=(\d+)/)![1]), 0)).toBeLessThanOrEqual(7_000);
+      expect(retries.reduce((ms, l) => ms + Number(l.match(/inMs=(\d+)/)![1]), 0)).toBeGreaterThan(5_000);
+      expect(calls.at(-1)).toBe('fail_preview_job');
+      expect(vi.getTimerCount(), 'no heartbeat left behind').toBe(0);
+    });
   });
 });
 
