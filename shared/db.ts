@@ -177,6 +177,22 @@ export async function recordKieCallback(
 }
 
 /**
+ * A slot of KIE's rate from the database (kie_rate_acquire): one pace for every caller in every
+ * isolate, the pending syncs, manual syncs and callbacks together. The ms to wait, or null when
+ * no slot comes within maxWaitMs.
+ */
+export async function kieRateAcquire(
+  maxWaitMs: number,
+  db: Sql = getSql(),
+): Promise<number | null> {
+  const [row] = await reconnecting(() =>
+    db<{ wait_ms: number | null }[]>`
+      select public.kie_rate_acquire(${Math.max(0, Math.floor(maxWaitMs))}::int) as wait_ms`
+  );
+  return row?.wait_ms ?? null;
+}
+
+/**
  * Whether `presented` is the vault's dispatch secret (what pg_net's requests carry). Often the
  * first database call of a request: on a pooled connection that died while idle (a Postgres
  * restart) it is retried like every other call, not answered 500.

@@ -10,7 +10,7 @@
  */
 import { isServiceRequest } from './auth.ts';
 import { getConfig } from './config.ts';
-import { getSql, type Sql } from './db.ts';
+import { getSql, reconnecting, type Sql } from './db.ts';
 import { errorResponse, json } from './http.ts';
 import { useDeployedFfmpegCore } from './preview/core-source.ts';
 import { checkCodecs } from './preview/selftest.ts';
@@ -35,10 +35,12 @@ export async function handleHealth(req: Request): Promise<Response> {
   const checks: Record<string, unknown> = {};
   let ok = true;
   try {
-    const stats =
-      await getSql()`select type, preview_status, total, extract(epoch from oldest_waiting_age)::int as oldest_waiting_seconds, failures_by_code from public.preview_stats`;
-    const jobs =
-      await getSql()`select kind, state, total, due, expired_leases, extract(epoch from oldest_age)::int as oldest_seconds, failures_by_code from public.preview_job_stats`;
+    const stats = await reconnecting(() =>
+      getSql()`select type, preview_status, total, extract(epoch from oldest_waiting_age)::int as oldest_waiting_seconds, failures_by_code from public.preview_stats`
+    );
+    const jobs = await reconnecting(() =>
+      getSql()`select kind, state, total, due, expired_leases, extract(epoch from oldest_age)::int as oldest_seconds, failures_by_code from public.preview_job_stats`
+    );
     checks.database = { ok: true };
     checks.queue = stats;
     checks.jobs = jobs;
@@ -81,9 +83,15 @@ export type CoreIntegrity =
 
 export async function coreIntegrity(sql?: Sql): Promise<CoreIntegrity> {
   try {
-    const [f] = await (sql ?? getSql())<
-      { failures: number; last_at: Date | null; last_error: string | null; poster_since: boolean }[]
-    >`
+    const [f] = await reconnecting(() =>
+      (sql ?? getSql())<
+        {
+          failures: number;
+          last_at: Date | null;
+          last_error: string | null;
+          poster_since: boolean;
+        }[]
+      >`
       with f as (
         select count(*)::int as failures, max(updated_at) as last_at,
                (array_agg(last_error order by updated_at desc))[1] as last_error
@@ -96,7 +104,8 @@ export async function coreIntegrity(sql?: Sql): Promise<CoreIntegrity> {
                 where g.preview_status = 'ready' and g.poster_path is not null
                   and g.updated_at > f.last_at
              ) as poster_since
-        from f`;
+        from f`
+    );
     if (!f || f.failures === 0 || !f.last_at || f.poster_since) return { state: 'ok' };
     return {
       state: 'rejected',

@@ -7,7 +7,7 @@ import { ConfigError, getConfig } from './config.ts';
 import {
   applyKieResult,
   findGenerationByTask,
-  getSql,
+  kieRateAcquire,
   previewMode,
   queueKieRelay,
   recordKieCallback,
@@ -46,16 +46,6 @@ async function refusedInPreviewsOnly(): Promise<Response | null> {
   );
 }
 
-/**
- * A slot of KIE's rate from the database (kie_rate_acquire): one pace for every caller in every
- * isolate, the pending syncs, manual syncs and callbacks together. The ms to wait, or null.
- */
-async function kieRateSlot(maxWaitMs: number): Promise<number | null> {
-  const [row] = await getSql()<{ wait_ms: number | null }[]>`
-    select public.kie_rate_acquire(${Math.max(0, Math.floor(maxWaitMs))}::int) as wait_ms`;
-  return row?.wait_ms ?? null;
-}
-
 function kieClient(): KieClient | null {
   const { kie } = getConfig();
   return kie.apiKey
@@ -63,7 +53,7 @@ function kieClient(): KieClient | null {
       baseUrl: kie.baseUrl,
       apiKey: kie.apiKey,
       timeoutMs: kie.timeoutMs,
-      rate: kieRateSlot,
+      rate: kieRateAcquire,
     })
     : null;
 }

@@ -6,7 +6,7 @@
  */
 import { callerOf } from './auth.ts';
 import { getConfig } from './config.ts';
-import { getSql } from './db.ts';
+import { getSql, reconnecting } from './db.ts';
 import { errorResponse, json, readJson } from './http.ts';
 import { createObjectStore } from './storage.ts';
 
@@ -63,9 +63,11 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
   const config = getConfig();
   const after = decodeCursor(opts.cursor);
   const claims = JSON.stringify({ sub: userId, role: 'authenticated' });
-  const rows = await getSql().begin(async (tx) => {
-    await tx`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${claims}, true)`;
-    return await tx<Row[]>`
+  // read-only: the whole transaction is tried again on a connection error (the one retry policy)
+  const rows = await reconnecting(() =>
+    getSql().begin(async (tx) => {
+      await tx`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${claims}, true)`;
+      return await tx<Row[]>`
       select id, type, status, coalesce(preview_status, 'none') as preview_status,
              public.preview_image_path(g) as image_path, original_path, animated_path, animated_status,
              preview_width, preview_height, preview_thumbhash, created_at,
@@ -78,11 +80,12 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
       where user_id = ${userId}
         and public.preview_kind(type) is not null
         and (${after === null} or (created_at, id) < (${after?.[0] ?? null}::timestamptz, ${
-      after?.[1] ?? null
-    }::uuid))
+        after?.[1] ?? null
+      }::uuid))
       order by created_at desc, id desc
       limit ${opts.limit + 1}`;
-  }) as Row[];
+    })
+  ) as Row[];
   const page = rows.slice(0, opts.limit);
   const animated = (r: Row) => (r.animated_status === 'ready' ? r.animated_path : null);
   const paths = page.flatMap((r) => [r.image_path, r.original_path, animated(r)])

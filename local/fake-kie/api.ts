@@ -105,6 +105,6 @@ export function recordInfo(s: FakeKieState, family: KieFamily, url: URL): Respon
   }
   t.recordInfoCalls++;
   const body = recordInfoBody(s, t);
-  log(`record-info task=${taskId} family=${family} state=${currentState(t)}`);
+  log(`record-info task=${taskId} family=${family} state=${currentState(t)} at=${Date.now()}`);
   return json(body);
 }
