@@ -6,7 +6,15 @@
  */
 import type { JobHandler } from '../jobs/runner.ts';
 import type { renderAnimated } from './animated.ts';
-import { type PreviewDeps, readSource, type SourceRef } from './generate.ts';
+import { releaseSource } from './fetch.ts';
+import { measureRender } from './isolate.ts';
+import {
+  HandedBack,
+  orHandBack,
+  type PreviewDeps,
+  readSource,
+  type SourceRef,
+} from './generate.ts';
 
 export type AnimatedDeps = Pick<PreviewDeps, 'objects' | 'fetchSource' | 'config'> & {
   renderAnimated: typeof renderAnimated;
@@ -19,9 +27,23 @@ export function animatedHandler(deps: AnimatedDeps): JobHandler {
     async run(job, ctx) {
       const input = job.input as Omit<SourceRef, 'id'> & { target_path: string };
       const { bytes } = await readSource({ ...input, id: job.generation_id as string }, deps);
-      const clip = await deps.renderAnimated(bytes, {
-        maxBytes: deps.config.preview.maxSourceBytes,
-      });
+      let clip: Uint8Array;
+      try {
+        // (the source is released once the clip is made or refused: fetch.ts releaseSource)
+        // counted in the isolate's CPU estimate like a poster's render (isolate.ts)
+        clip = await orHandBack(
+          ctx,
+          () =>
+            measureRender(() =>
+              deps.renderAnimated(bytes, { maxBytes: deps.config.preview.maxSourceBytes })
+            ),
+        );
+      } catch (err) {
+        if (err instanceof HandedBack) return { fenced: 'handed_to_fresh_isolate' };
+        throw err;
+      } finally {
+        releaseSource(bytes);
+      }
       if (!(await ctx.isCurrent())) return { fenced: 'claim_lost_before_upload' };
       await deps.objects.upload(input.target_path, clip, 'video/mp4');
       return {

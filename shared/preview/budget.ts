@@ -24,11 +24,15 @@
  *   fade-in (more frames decoded before the picture settles), 2160p H.264 took 3.2 s of
  *   JS-thread CPU cold and 281 MB, HEVC 3.5 s and 300 MB (bench/RESULTS.md, 2026-11-30):
  *   over both limits, so the worker would be stopped twice and the row end WORKER_LIMIT.
- *   So above 2560×1440 only keyframes are decoded (videoDecodeMode); a video whose keyframes
- *   show no picture falls back to KIE's cover image where the task has one.
+ *   So above 2560×1440 only keyframes are decoded; a video whose keyframes show no picture falls
+ *   back to KIE's cover image where the task has one. Those figures were peak RSS; by the
+ *   platform's measure (V8 heap + external) and from the bitstream's own parameters, the video
+ *   plan below (planVideo, VIDEO_MEMORY, VIDEO_CPU) decides, measured on the corpus of
+ *   scripts/hostile-corpus.ts (docs/rendering.md "Hostile files").
  */
 import { PreviewError } from '../errors.ts';
-import type { VideoSize } from './container.ts';
+import { type Codec, frameBytes, type StreamInfo } from './bitstream.ts';
+import type { Sample, VideoSize, VideoTrack } from './container.ts';
 import type { ImageHeader } from './header.ts';
 import type { SniffResult } from './sniff.ts';
 
@@ -49,7 +53,8 @@ export const VIDEO_MAX_DECODE_PIXELS = 2560 * 1440;
  */
 export const VIDEO_MAX_KEYFRAME_PIXELS = 4096 * 2160;
 
-const mb = (bytes: number) => Math.round(bytes / 1048576);
+const MB = 1048576;
+const mb = (bytes: number) => Math.round(bytes / MB);
 
 /** The frame the decoder will allocate (larger of canvas and first frame). */
 export function decodedSize(header: ImageHeader): { width: number; height: number } {
@@ -84,13 +89,87 @@ export function photoDecodeCost(format: SniffResult['format'], header: ImageHead
 }
 
 /**
+ * By the platform's measure (heap + external), a photo's render holds besides the decoder: the
+ * isolate (24 MB), the source, a copy of it in the decoder's heap (libjpeg-turbo and libwebp
+ * read from there) and the WebP encoder (16 MB); libjpeg-turbo's heap holds about 24 MB of its own
+ * on top (a 62.5 MB baseline 7000² JPEG: 161 MB peak). A progressive JPEG's coefficients cost
+ * about 1.05× their size in wasm memory (5800² 4:2:0: 97 MB of coefficients, 110 MB of heap with
+ * its 12 MB copy): photoDecodeCost's 1.5× is the peak RSS, which the platform does not count.
+ */
+export const PHOTO_MEMORY = {
+  isolateBase: 24 * MB,
+  encoder: 16 * MB,
+  jpegHeap: 24 * MB,
+  progressivePerCoefficientByte: 1.05,
+  /** what a photo may take the isolate to, by this estimate */
+  budget: 208 * MB,
+};
+
+/**
+ * Photo decoding CPU on the isolate's thread (Deno 2.1.4, measured on sharp-made JPEGs of 2–62 MB):
+ * a baseline JPEG about 15 ms per MB of file plus 2.5 ms per megapixel (DCT-scaled), a progressive
+ * one about 80 ms per MB plus 4 ms per megapixel; a streaming PNG about 9 ms per MB inflated; the
+ * first decode of an isolate about 250 ms more. Multiplied by `margin`.
+ */
+export const PHOTO_CPU = {
+  coldMs: 250,
+  jpegMsPerMB: { baseline: 15, progressive: 80 },
+  jpegMsPerMP: { baseline: 2.5, progressive: 4 },
+  pngMsPerInflatedMB: 9,
+  margin: 1.1,
+};
+
+/** The isolate's peak by the platform's measure while this photo renders (estimate). */
+export function photoPeakBytes(
+  format: SniffResult['format'],
+  header: ImageHeader,
+  inputBytes: number,
+): number {
+  const base = PHOTO_MEMORY.isolateBase + PHOTO_MEMORY.encoder + inputBytes;
+  if (format === 'jpeg') {
+    const progressive = header.progressive
+      ? (photoDecodeCost(format, header) / PROGRESSIVE_OVERHEAD) *
+        PHOTO_MEMORY.progressivePerCoefficientByte
+      : 0;
+    return base + inputBytes + PHOTO_MEMORY.jpegHeap + progressive;
+  }
+  if (format === 'webp') return base + inputBytes + photoDecodeCost(format, header);
+  return base + photoDecodeCost(format, header);
+}
+
+/** The photo's decode CPU (ms) by PHOTO_CPU, cold (the decoder's first use in the isolate). */
+export function photoCpuMs(
+  format: SniffResult['format'],
+  header: ImageHeader,
+  inputBytes: number,
+): number {
+  const c = PHOTO_CPU;
+  const { width, height } = decodedSize(header);
+  if (format === 'jpeg') {
+    const kind = header.progressive ? 'progressive' : 'baseline';
+    return c.coldMs +
+      c.margin *
+        ((inputBytes / MB) * c.jpegMsPerMB[kind] + (width * height / 1e6) * c.jpegMsPerMP[kind]);
+  }
+  if (format === 'png') {
+    return c.coldMs + c.margin * (photoDecodeCost(format, header) / MB) * c.pngMsPerInflatedMB;
+  }
+  return 0;
+}
+
+/**
  * Refuses, before decoding, an image whose decoded frame is over the pixel cap
- * (TOO_MANY_PIXELS) or whose decode would not fit the memory budget (OVER_MEMORY_BUDGET).
+ * (TOO_MANY_PIXELS), whose decode would not fit the decoder's memory budget or, with its source,
+ * the isolate's (OVER_MEMORY_BUDGET), or whose decode would take more CPU than a fresh isolate has
+ * (OVER_CPU_BUDGET; `cpu`: what this isolate has left and what a fresh one has; one that fits a
+ * fresh isolate only is FreshIsolateNeeded).
  */
 export function checkPhotoBudget(
   format: SniffResult['format'],
   header: ImageHeader,
   maxPixels: number,
+  inputBytes = 0,
+  cpu?: { roomMs: number; freshMs: number },
 ): void {
   const { width, height } = decodedSize(header);
   const pixels = width * height;
@@ -114,15 +193,15 @@ export function checkPhotoBudget(
       `Decode failed: WebP frame ${header.frame.width}x${header.frame.height} is larger than its canvas ${header.width}x${header.height}`,
     );
   }
+  const kind = format === 'jpeg'
+    ? (header.progressive ? 'progressive JPEG' : 'baseline JPEG')
+    : format === 'png'
+    ? `${header.bitsPerPixel}-bit-per-pixel PNG`
+    : format === 'webp'
+    ? (header.webp?.lossless ? 'lossless WebP' : header.webp?.alpha ? 'WebP with alpha' : 'WebP')
+    : format.toUpperCase();
   const cost = photoDecodeCost(format, header);
   if (cost > DECODE_BUDGET_BYTES) {
-    const kind = format === 'jpeg'
-      ? 'progressive JPEG'
-      : format === 'png'
-      ? `${header.bitsPerPixel}-bit-per-pixel PNG`
-      : format === 'webp'
-      ? (header.webp?.lossless ? 'lossless WebP' : 'WebP with alpha')
-      : format.toUpperCase();
     throw new PreviewError(
       'OVER_MEMORY_BUDGET',
       `Over the memory budget: decoding this ${width}x${height}${frame} ${kind} needs about ${
@@ -130,27 +209,361 @@ export function checkPhotoBudget(
       } MB (budget ${mb(DECODE_BUDGET_BYTES)} MB)`,
     );
   }
+  const peak = photoPeakBytes(format, header, inputBytes);
+  if (peak > PHOTO_MEMORY.budget) {
+    throw new PreviewError(
+      'OVER_MEMORY_BUDGET',
+      `Over the memory budget: rendering this ${width}x${height}${frame} ${kind} of ${
+        mb(inputBytes)
+      } MB takes the isolate to about ${mb(peak)} MB (budget ${mb(PHOTO_MEMORY.budget)} MB)`,
+    );
+  }
+  if (cpu) {
+    const ms = Math.round(photoCpuMs(format, header, inputBytes));
+    const what = `Over the CPU budget: decoding this ${width}x${height}${frame} ${kind} of ${
+      mb(inputBytes)
+    } MB takes about ${ms} ms of CPU`;
+    if (ms > cpu.freshMs) {
+      throw new PreviewError('OVER_CPU_BUDGET', `${what}; an edge isolate has ${cpu.freshMs} ms`);
+    }
+    if (ms > cpu.roomMs) {
+      throw new FreshIsolateNeeded(`${what}; this isolate has ${cpu.roomMs} ms left`);
+    }
+  }
+}
+
+/** What a plan needs from the isolate: the CPU left for this render, and what a fresh one has. */
+export type CpuRoom = { roomMs: number; freshMs: number; coreCold: boolean; coreInstance: boolean };
+
+/**
+ * Video decoding as measured here (Deno 2.1.4, the ffmpeg core with non-reference frames and the
+ * loop filter skipped; docs/rendering.md "Hostile video"): the JS thread's CPU per decoded frame is
+ * about frame MB × (8 for a key frame incl. its scaling to the preview, 2.5–4 for an inter frame)
+ * plus 220 ms per MB of its bitstream (CABAC; CAVLC is cheaper); a frame read but skipped costs
+ * about 25 ms per MB (its NAL units are still unescaped; a skipped VP9 frame about 1.2 ms per frame
+ * MB); compiling the core and the first use of a decoder's code is up to 500 ms once per isolate,
+ * an ffmpeg run 40 ms. The estimate is multiplied by `margin`.
+ */
+export const VIDEO_CPU = {
+  coreColdMs: 500,
+  coreInstanceMs: 60,
+  execMs: 40,
+  bitsMsPerMB: 220,
+  skipMsPerMB: 25,
+  /** VP9 and the rest parse a skipped frame further: per frame MB as well */
+  skipMsPerFrameMB: { h264: 0, hevc: 0, vp9: 1.2, av1: 1.2, other: 1.2 } as Record<Codec, number>,
+  keyMsPerFrameMB: { h264: 8, hevc: 8, vp9: 11, av1: 12, other: 12 } as Record<Codec, number>,
+  interMsPerFrameMB: { h264: 2.5, hevc: 4, vp9: 4, av1: 5, other: 5 } as Record<Codec, number>,
+  /** every SAMPLE_STEP a sample is scaled to the preview box and converted */
+  sampleMsPerFrameMB: 1,
+  margin: 1.2,
+};
+
+/**
+ * Video memory by the platform's measure (heap + external), measured on the corpus of
+ * scripts/hostile-corpus.ts: the core starts at 32 MB of wasm memory and grows by about 16 MB of
+ * buffers plus whole frames at the coded size: the decoded picture buffer (the SPS's
+ * max_dec_frame_buffering / sps_max_dec_pic_buffering, 8 slots for VP9) plus two when every
+ * reference frame is decoded, three when only key frames are. Besides the core: the isolate
+ * (24 MB), the input, the WebP encoder (16 MB).
+ */
+export const VIDEO_MEMORY = {
+  isolateBase: 24 * MB,
+  encoder: 16 * MB,
+  coreBase: 48 * MB,
+  /** what a poster may take the isolate to, by this estimate */
+  budget: 208 * MB,
+};
+
+/** One planned decode of a poster (or a clip): how, what it will hold, how far ffmpeg may read. */
+export type VideoPlan = {
+  mode: 'all' | 'keyframes';
+  /** The size the decoder allocates (bitstream), or the container's claim when unreadable. */
+  size: VideoSize | null;
+  stream: StreamInfo | null;
+  /** What the container says, when it disagrees with the bitstream: for messages. */
+  claimNote: string;
+  /** Estimated wasm memory of the core (bytes) and of the whole isolate. */
+  coreBytes: number;
+  memoryBytes: number;
+  /** ffmpeg reads the media data only below this offset (and the headers): null, all of it. */
+  cut: number | null;
+  /** The container's byte ranges besides the media data (readable whatever the cut). */
+  headers: [number, number][];
+  /** Estimated CPU (ms) of the planned decode, core included. */
+  cpuMs: number;
+  /** Seconds of video the cut reaches, and the key frames it holds. */
+  seconds: number;
+  keyframes: number;
+  /** This isolate's room stopped the plan short of what a fresh isolate would decode. */
+  limitedByRoom: boolean;
+};
+
+/**
+ * A render that does not fit the CPU this isolate has left but fits a fresh isolate's: the job is
+ * handed back (generate.ts) rather than failed for a reason that is not the file's. If it cannot be
+ * handed back, it fails as what it is: OVER_CPU_BUDGET.
+ */
+export class FreshIsolateNeeded extends PreviewError {
+  constructor(message: string) {
+    super('OVER_CPU_BUDGET', message);
+  }
+}
+
+const frameMB = (s: StreamInfo) => frameBytes(s) / MB;
+
+/**
+ * A render estimated at `peakBytes` in a fresh isolate, in this one: with what earlier jobs left
+ * (`carried`, isolate.ts carriedBytes; `reused`, the part of it a kept decoder instance the render
+ * reuses) it must still fit `budget`, else the job goes to a fresh isolate (FreshIsolateNeeded).
+ */
+export function checkCarried(
+  peakBytes: number,
+  carried: number,
+  reused: number,
+  budget: number,
+  what: string,
+): void {
+  const total = peakBytes + Math.max(0, carried - reused);
+  if (carried > 0 && total > budget) {
+    throw new FreshIsolateNeeded(
+      `Over the memory budget: ${what} needs about ${
+        mb(peakBytes)
+      } MB, and this isolate still holds ${mb(carried)} MB from earlier jobs (budget ${
+        mb(budget)
+      } MB)`,
+    );
+  }
+}
+
+/** The container's claim beside the bitstream's size, when they disagree. */
+function claimNote(claimed: VideoSize | null, stream: StreamInfo | null): string {
+  if (!stream) return '';
+  if (!claimed) return ' (the container does not say its size)';
+  const off = (a: number, b: number) => Math.abs(a - b) > 16;
+  return off(claimed.width, stream.width) || off(claimed.height, stream.height)
+    ? ` (the container says ${claimed.width}x${claimed.height})`
+    : '';
 }
 
 /**
- * How a video is decoded for its poster: every reference frame ('all'), or only keyframes
- * ('keyframes', above 2560×1440). Refuses a video over the pixel cap (TOO_MANY_PIXELS) or over
- * 4096×2160 (OVER_MEMORY_BUDGET: one 8K frame alone measured 330 MB).
+ * The poster's decode, planned before ffmpeg runs, from what the decoder will really hold: the
+ * bitstream's size (never the container's), its chroma format, bit depth and reference frames.
+ * - over the pixel cap: TOO_MANY_PIXELS; over 4096×2160, or over the memory budget even with key
+ *   frames only: OVER_MEMORY_BUDGET (the message names the container's claim when it lies);
+ * - every reference frame is decoded up to 2560×1440 while the picture buffer fits, else only
+ *   key frames;
+ * - ffmpeg may read the media only up to `cut`: as many frames as the CPU this isolate has left
+ *   allows (MAX_WINDOW / the key-frame window at most). If not even the first key frame fits a
+ *   fresh isolate: OVER_CPU_BUDGET; if it fits a fresh one but not this one: FreshIsolateNeeded.
  */
-export function videoDecodeMode(size: VideoSize | null, maxPixels: number): 'all' | 'keyframes' {
-  if (!size) return 'all';
-  const pixels = size.width * size.height;
-  if (pixels > maxPixels) {
-    throw new PreviewError(
-      'TOO_MANY_PIXELS',
-      `Too many pixels: ${size.width}x${size.height} video (${pixels} > ${maxPixels})`,
-    );
+export function planVideo(o: {
+  track: VideoTrack | null;
+  stream: StreamInfo | null;
+  inputBytes: number;
+  maxPixels: number;
+  cpu: CpuRoom;
+  window: { all: number; keyframes: number; maxKeyframes: number; sampleStep: number };
+}): VideoPlan {
+  const { track, stream } = o;
+  const note = claimNote(track?.claimed ?? null, stream);
+  const size: VideoSize | null = stream
+    ? { width: stream.width, height: stream.height }
+    : track?.claimed ?? null;
+  const base = VIDEO_MEMORY.isolateBase + o.inputBytes + VIDEO_MEMORY.encoder +
+    VIDEO_MEMORY.coreBase;
+  if (size) {
+    const pixels = size.width * size.height;
+    if (pixels > o.maxPixels) {
+      throw new PreviewError(
+        'TOO_MANY_PIXELS',
+        `Too many pixels: ${size.width}x${size.height} video${note} (${pixels} > ${o.maxPixels})`,
+      );
+    }
+    if (pixels > VIDEO_MAX_KEYFRAME_PIXELS) {
+      throw new PreviewError(
+        'OVER_MEMORY_BUDGET',
+        `Over the memory budget: a ${size.width}x${size.height} video${note} needs more memory and CPU to decode than an edge isolate has (up to 4096x2160)`,
+      );
+    }
   }
-  if (pixels > VIDEO_MAX_KEYFRAME_PIXELS) {
+  // a stream we cannot read (a codec not parsed here, or no readable track): planned as the
+  // container says, else as 1080p, 4:2:0, 8-bit; the decoder's memory is then held by the guard
+  // while it runs (ffmpeg.ts) and its frames by their decoded size (video.ts)
+  const s: StreamInfo = stream ?? {
+    codec: track?.codec ?? 'other',
+    width: size?.width ?? 1920,
+    height: size?.height ?? 1080,
+    codedWidth: size?.width ?? 1920,
+    codedHeight: size?.height ?? 1080,
+    chroma: 1,
+    bitDepth: 8,
+    dpb: 4,
+    reorder: 2,
+  };
+  const frame = frameBytes(s);
+  const memory = (frames: number) => base + frames * frame;
+  let mode: 'all' | 'keyframes' =
+    s.width * s.height <= VIDEO_MAX_DECODE_PIXELS && memory(s.dpb + 2) <= VIDEO_MEMORY.budget
+      ? 'all'
+      : 'keyframes';
+  const frames = mode === 'all' ? s.dpb + 2 : 3;
+  if (memory(frames) > VIDEO_MEMORY.budget && (stream || size)) {
     throw new PreviewError(
       'OVER_MEMORY_BUDGET',
-      `Over the memory budget: a ${size.width}x${size.height} video needs more memory and CPU to decode than an edge isolate has (up to 4096x2160)`,
+      `Over the memory budget: decoding this ${s.width}x${s.height} ${
+        streamKind(s)
+      } video${note} needs about ${mb(memory(frames))} MB with its ${
+        o.inputBytes >> 20
+      } MB file (budget ${mb(VIDEO_MEMORY.budget)} MB)`,
     );
   }
-  return pixels > VIDEO_MAX_DECODE_PIXELS ? 'keyframes' : 'all';
+  const fixed = (o.cpu.coreCold ? VIDEO_CPU.coreColdMs : 0) +
+    (o.cpu.coreInstance ? VIDEO_CPU.coreInstanceMs : 0) + VIDEO_CPU.execMs;
+  // a fresh isolate compiles the core: what is refused for good is refused by that, whatever
+  // this isolate has already loaded
+  const freshFixed = VIDEO_CPU.coreColdMs + VIDEO_CPU.coreInstanceMs + VIDEO_CPU.execMs;
+  const fresh = cutFor(track, s, mode, o.cpu.freshMs - freshFixed, o.window);
+  const here = cutFor(track, s, mode, Math.min(o.cpu.roomMs, o.cpu.freshMs) - fixed, o.window);
+  const what = `this ${s.width}x${s.height} ${streamKind(s)} video${note}`;
+  if (fresh.units === 0) {
+    throw new PreviewError(
+      'OVER_CPU_BUDGET',
+      `Over the CPU budget: decoding the first key frame of ${what} (${
+        (fresh.firstKeyBytes / MB).toFixed(1)
+      } MB) takes about ${
+        Math.round(freshFixed + fresh.firstKeyMs)
+      } ms of CPU; an edge isolate has ${o.cpu.freshMs} ms for a render`,
+    );
+  }
+  if (here.units === 0) {
+    throw new FreshIsolateNeeded(
+      `Over the CPU budget: ${what} needs about ${
+        Math.round(fixed + fresh.firstKeyMs)
+      } ms of CPU and this isolate has ${o.cpu.roomMs} ms left`,
+    );
+  }
+  mode = here.mode;
+  return {
+    mode,
+    size,
+    stream,
+    claimNote: note,
+    coreBytes: VIDEO_MEMORY.coreBase + frames * frame,
+    memoryBytes: memory(frames),
+    cut: here.cut,
+    headers: track?.headers ?? [],
+    cpuMs: Math.round(fixed + here.ms),
+    seconds: here.seconds,
+    keyframes: here.keyframes,
+    limitedByRoom: here.cut !== null && (fresh.cut === null || here.cut < fresh.cut),
+  };
 }
+
+function streamKind(s: StreamInfo): string {
+  const chroma = ['4:0:0', '4:2:0', '4:2:2', '4:4:4'][s.chroma] ?? '';
+  const codec = { h264: 'H.264 ', hevc: 'HEVC ', vp9: 'VP9 ', av1: 'AV1 ', other: '' }[s.codec];
+  return `${codec}${chroma} ${s.bitDepth}-bit`;
+}
+
+type Cut = {
+  mode: 'all' | 'keyframes';
+  /** decodable units that fit (frames, or key frames): 0 when not even the first does */
+  units: number;
+  cut: number | null;
+  ms: number;
+  seconds: number;
+  keyframes: number;
+  firstKeyMs: number;
+  firstKeyBytes: number;
+};
+
+/**
+ * How far ffmpeg may read so that the frames it decodes fit `budgetMs`: frames in decode order,
+ * each costed by the model (VIDEO_CPU), up to the window. Without a frame list, by bytes alone
+ * (every byte a decoded one, a frame every 16 KB).
+ */
+function cutFor(
+  track: VideoTrack | null,
+  s: StreamInfo,
+  mode: 'all' | 'keyframes',
+  budgetMs: number,
+  window: { all: number; keyframes: number; maxKeyframes: number; sampleStep: number },
+): Cut {
+  const c = VIDEO_CPU;
+  const fmb = frameMB(s);
+  const keyMs = (bytes: number) =>
+    c.margin * (fmb * c.keyMsPerFrameMB[s.codec] + (bytes / MB) * c.bitsMsPerMB);
+  const samples = track?.samples;
+  if (!samples || !isMonotonic(samples)) {
+    // no frame list: bytes alone, from the start of the file (headers first)
+    const perMB = c.margin * (c.bitsMsPerMB + (fmb * c.interMsPerFrameMB[s.codec] * MB) / 16384);
+    const first = keyMs(0);
+    const bytes = Math.max(0, Math.floor(((budgetMs - first) / perMB) * MB));
+    const lead =
+      track?.headers.reduce((end, [from, to]) => (from <= end ? Math.max(end, to) : end), 0) ?? 0;
+    return {
+      mode,
+      units: budgetMs >= first ? 1 : 0,
+      cut: lead + bytes,
+      ms: budgetMs,
+      seconds: NaN,
+      keyframes: NaN,
+      firstKeyMs: first,
+      firstKeyBytes: 0,
+    };
+  }
+  const firstKey = samples.find((x) => x.key) ?? samples[0];
+  const out: Cut = {
+    mode,
+    units: 0,
+    cut: null,
+    ms: 0,
+    seconds: 0,
+    keyframes: 0,
+    firstKeyMs: keyMs(firstKey.size),
+    firstKeyBytes: firstKey.size,
+  };
+  let ms = 0;
+  let skipped = 0;
+  let nextSample = 0;
+  // key frames only: nothing after the last one planned is needed (its output is flushed at the
+  // end of the input); every frame: the next one's start
+  let lastEnd = 0;
+  const stop = (at: number) => ({ ...out, cut: mode === 'keyframes' ? lastEnd : at });
+  for (let i = 0; i < samples.length; i++) {
+    const x = samples[i];
+    const inWindow = x.time < (mode === 'all' ? window.all : window.keyframes);
+    if (!inWindow) return stop(x.offset);
+    let cost: number;
+    if (mode === 'keyframes') {
+      if (!x.key) {
+        skipped += c.margin * ((x.size / MB) * c.skipMsPerMB + fmb * c.skipMsPerFrameMB[s.codec]);
+        continue;
+      }
+      if (out.keyframes >= window.maxKeyframes) return stop(x.offset);
+      cost = keyMs(x.size) + skipped;
+    } else if (x.reference === false) {
+      cost = c.margin * ((x.size / MB) * c.skipMsPerMB + fmb * c.skipMsPerFrameMB[s.codec]);
+    } else {
+      cost = x.key ? keyMs(x.size) : c.margin *
+        (fmb * c.interMsPerFrameMB[s.codec] + (x.size / MB) * c.bitsMsPerMB);
+      if (x.time >= nextSample) {
+        cost += c.margin * fmb * c.sampleMsPerFrameMB;
+        nextSample = x.time + window.sampleStep;
+      }
+    }
+    if (ms + cost > budgetMs) return stop(x.offset);
+    ms += cost;
+    skipped = 0;
+    lastEnd = x.offset + x.size;
+    out.ms = ms;
+    out.units++;
+    out.seconds = x.time;
+    if (x.key) out.keyframes++;
+  }
+  return mode === 'keyframes' ? { ...out, cut: lastEnd } : { ...out, cut: null };
+}
+
+const isMonotonic = (samples: Sample[]) =>
+  samples.every((x, i) => i === 0 || x.offset >= samples[i - 1].offset + samples[i - 1].size);

@@ -11,11 +11,12 @@ import type { ClaimedJob } from '../jobs/store.ts';
 import { PreviewError } from '../errors.ts';
 import { log } from '../log.ts';
 import { isSafeObjectKey, type ObjectStore } from '../storage.ts';
-import type { FetchedSource } from './fetch.ts';
+import { adoptSource, type FetchedSource, releaseSource } from './fetch.ts';
 import { originalCopyPath, storageObjectFromUrl } from './paths.ts';
 import type { Rendered, RenderOptions } from './photo.ts';
 import type { PosterOptions } from './video.ts';
-import { isolateBudget, measureRender, noteIo } from './isolate.ts';
+import { FreshIsolateNeeded } from './budget.ts';
+import { handBack, isolateBudget, measureRender, noteIo } from './isolate.ts';
 import { sniff } from './sniff.ts';
 import { previewVersion } from './version.ts';
 
@@ -72,7 +73,7 @@ export async function readSource(
     }
     try {
       return {
-        bytes: await deps.objects.download(claim.original_path),
+        bytes: adoptSource(await deps.objects.download(claim.original_path)),
         storedAt: claim.original_path,
       };
     } catch (err) {
@@ -104,7 +105,7 @@ export async function readSource(
         "Download refused: the URL points into this project's storage but not at an object of this generation's owner",
       );
     }
-    return { bytes: await deps.objects.download(object.path), storedAt: object.path };
+    return { bytes: adoptSource(await deps.objects.download(object.path)), storedAt: object.path };
   }
   const { bytes } = await deps.fetchSource(claim.source_url);
   return { bytes, storedAt: null };
@@ -118,8 +119,13 @@ type Render = {
   storedAt: string | null;
 };
 
-async function render(claim: Claim, deps: PreviewDeps): Promise<Render> {
+async function render(
+  claim: Claim,
+  deps: PreviewDeps,
+  got: (bytes: Uint8Array) => void = () => {},
+): Promise<Render> {
   const { bytes, storedAt } = await readSource(claim, deps);
+  got(bytes);
   const kind = sniff(bytes);
   if (kind.kind !== claim.kind) {
     throw new PreviewError(
@@ -145,6 +151,7 @@ async function render(claim: Claim, deps: PreviewDeps): Promise<Render> {
       try {
         return (await deps.fetchSource(coverUrl)).bytes;
       } finally {
+        // (the poster releases the cover's bytes once it has read them: video.ts tryCover)
         noteIo(performance.now() - started);
       }
     }
@@ -158,6 +165,35 @@ async function render(claim: Claim, deps: PreviewDeps): Promise<Render> {
 }
 
 /**
+ * Runs a render; one that does not fit the CPU this isolate has left but fits a fresh isolate's
+ * (budget.ts FreshIsolateNeeded) hands its job back to the queue and ends this isolate's claims
+ * (isolate.ts handBack): the job is fenced here and taken up by a fresh isolate, and nothing is
+ * counted against the file. At the attempt cap nothing can be handed back: it fails
+ * OVER_CPU_BUDGET.
+ */
+export async function orHandBack<T>(
+  ctx: { isCurrent(): Promise<boolean> },
+  fn: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof FreshIsolateNeeded) {
+      await handBack('cpu_for_render');
+      if (!(await ctx.isCurrent())) throw new HandedBack();
+    }
+    throw err;
+  }
+}
+
+/** Thrown by orHandBack once the job went back to the queue; handlers answer `fenced`. */
+export class HandedBack extends Error {
+  constructor() {
+    super('handed back to a fresh isolate');
+  }
+}
+
+/**
  * The preview job: the source read, rendered, written (after checking the claim is still ours:
  * a worker whose lease ran out while it rendered must not overwrite a newer attempt's objects).
  * A video's poster asks for its clip afterwards when PREVIEW_ANIMATED is on.
@@ -166,7 +202,11 @@ export function previewHandler(deps: PreviewDeps): JobHandler {
   return {
     prefix: '[Preview]',
     success: 'Ready',
-    run: (job, ctx) => runPreview(claimOf(job), deps, ctx),
+    run: (job, ctx) =>
+      runPreview(claimOf(job), deps, ctx).catch((err) => {
+        if (err instanceof HandedBack) return { fenced: 'handed_to_fresh_isolate' };
+        throw err;
+      }),
   };
 }
 
@@ -175,7 +215,22 @@ async function runPreview(
   deps: PreviewDeps,
   ctx: Parameters<Extract<JobHandler, { run: unknown }>['run']>[1],
 ): Promise<JobDone | JobFenced> {
-  const { rendered, source, format, mime, storedAt } = await render(claim, deps);
+  let source: Uint8Array | undefined;
+  try {
+    const r = await orHandBack(ctx, () => render(claim, deps, (bytes) => (source = bytes)));
+    return await uploadPreview(claim, deps, ctx, r);
+  } finally {
+    // the source is not carried into the isolate's next job (fetch.ts releaseSource)
+    releaseSource(source);
+  }
+}
+
+async function uploadPreview(
+  claim: Claim,
+  deps: PreviewDeps,
+  ctx: Parameters<Extract<JobHandler, { run: unknown }>['run']>[1],
+  { rendered, source, format, mime, storedAt }: Render,
+): Promise<JobDone | JobFenced> {
   if (!(await ctx.isCurrent())) return { fenced: 'claim_lost_before_upload' };
   // KIE deletes its files after about 14 days: keep our own copy of the original.
   const original = storedAt ?? originalCopyPath(claim.original_stem, format);

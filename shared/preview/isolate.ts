@@ -27,6 +27,17 @@ export const CPU_HARD_LIMIT_MS = 2000;
 export const WORST_JOB_MS = 800;
 /** Kept free under the hard limit: the runtime samples CPU, and GC runs when it runs. */
 const MARGIN_MS = 100;
+/**
+ * No job is claimed while the isolate holds this much by the platform's measure (an idle isolate
+ * holds about 12 MB, a kept ffmpeg instance up to 64 MB more): what is above it is garbage of
+ * earlier jobs that the collector has not freed yet (upload bodies, storage downloads held twice:
+ * as a Blob and as its bytes), and it counts until then. Measured: an isolate that had made a
+ * 47 MB video's poster held 105 MB when it claimed the clip, and the clip's download of the same
+ * 47 MB from storage took it to 220 MB.
+ */
+export const MEMORY_DECLINE_BYTES = 96 * 1048576;
+/** What a declined request costs the isolate. */
+export const DECLINE_OVERHEAD_MS = 25;
 /** What a job costs besides its render: the request, the claim, the uploads, the completion. */
 export const JOB_OVERHEAD_MS = 20;
 
@@ -41,6 +52,8 @@ const state = {
   /** Jobs waiting for the isolate or running in it. */
   pending: 0,
   held: null as Held | null,
+  /** The isolate's memory (platform measure) when the running job started: what earlier jobs left. */
+  heldAtStart: null as number | null,
   listening: false,
 };
 
@@ -61,8 +74,13 @@ export async function measureRender<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 /** The isolate's estimated CPU so far, and whether the runtime announced its end. */
-export function isolateBudget(): { spentMs: number; ending: string | null } {
-  return { spentMs: Math.round(state.spentMs), ending: state.ending };
+export function isolateBudget(): { spentMs: number; ending: string | null; memoryMb?: number } {
+  const memory = isolateMemory();
+  return {
+    spentMs: Math.round(state.spentMs),
+    ending: state.ending,
+    ...(memory === null ? {} : { memoryMb: Math.round(memory / 1048576) }),
+  };
 }
 
 /**
@@ -75,6 +93,10 @@ export function isolateBudget(): { spentMs: number; ending: string | null } {
  */
 function declineReason(arrived: boolean): string | null {
   if (state.ending) return `isolate_ending_${state.ending}`;
+  // an isolate holding garbage of earlier jobs: another large job in it could take it past the
+  // limit before the collector runs (the next isolate starts clean)
+  const memory = isolateMemory();
+  if (memory !== null && memory >= MEMORY_DECLINE_BYTES) return 'isolate_memory_held';
   if (arrived) return null;
   if (state.spentMs + WORST_JOB_MS >= CPU_HARD_LIMIT_MS - MARGIN_MS) return 'isolate_cpu_spent';
   return null;
@@ -96,7 +118,13 @@ export function runJob<T>(
   const run = state.queue.then(async () => {
     try {
       const reason = declineReason(arrived);
-      if (reason) return { declined: reason };
+      if (reason) {
+        // a declined request is not free: its parse, claim check and answer (about 20 ms a time on
+        // the local runner; an isolate holding garbage declined 18 wakes in a row)
+        state.spentMs += DECLINE_OVERHEAD_MS;
+        return { declined: reason };
+      }
+      state.heldAtStart = isolateMemory();
       try {
         return { done: await job((held) => (state.held = held)) };
       } finally {
@@ -124,11 +152,82 @@ function listenForUnload(): void {
   });
 }
 
+/**
+ * What a job does besides its render (the claim, the download and the upload of the original copy,
+ * the preview's upload, the completion), set aside from the render's CPU: a fixed part and a part
+ * per MB of the source (measured on the local runner: a 40 MB source's download and upload about
+ * 120 ms of the isolate's thread).
+ */
+export const RENDER_RESERVE_MS = 150;
+export const RESERVE_MS_PER_MB = 3;
+/** A fresh isolate's CPU before its first job (boot, the first request). */
+export const BOOT_MS = 60;
+
+/**
+ * The CPU (ms) a render of `inputBytes` may still spend in this isolate (`roomMs`) and would have
+ * in a fresh one (`freshMs`), the rest of the job and the margin set aside. The planners size
+ * their decodes to `roomMs` and refuse, terminally, only what does not fit `freshMs`.
+ */
+export function cpuRoom(inputBytes: number): { roomMs: number; freshMs: number } {
+  const reserve = RENDER_RESERVE_MS + RESERVE_MS_PER_MB * (inputBytes / 1048576);
+  const freshMs = Math.round(CPU_HARD_LIMIT_MS - MARGIN_MS - BOOT_MS - reserve);
+  const roomMs = Math.round(
+    Math.min(freshMs, CPU_HARD_LIMIT_MS - MARGIN_MS - state.spentMs - reserve),
+  );
+  return { roomMs: Math.max(0, roomMs), freshMs };
+}
+
+/**
+ * The platform's memory measure of this isolate (V8 used heap + external, wasm memory included:
+ * `Deno.memoryUsage()`, which the edge runtime answers from the same heap statistics its MemCheck
+ * reads), or null where that is not this isolate's budget (Node, where tests run: its heap is the
+ * test runner's).
+ */
+export function isolateMemory(): number | null {
+  const deno =
+    (globalThis as { Deno?: { memoryUsage?: () => { heapUsed: number; external: number } } })
+      .Deno;
+  if (!deno?.memoryUsage) return null;
+  try {
+    const m = deno.memoryUsage();
+    return m.heapUsed + m.external;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Hands the held job back to the queue (as at the isolate's end: due again at once, its late
+ * result fenced) and takes no further job in this isolate: a render that does not fit what this
+ * isolate has left but fits a fresh one. The caller asks its job context whether the job was
+ * handed back (it no longer holds it); if not (at the attempt cap), it fails the job instead.
+ */
+export async function handBack(reason: string): Promise<void> {
+  const held = state.held;
+  state.ending = reason;
+  state.held = null;
+  await held?.release().catch(() => {});
+}
+
+/** What an idle isolate of generate-preview holds by the platform's measure (runtime, modules). */
+export const IDLE_ISOLATE_BYTES = 16 * 1048576;
+
+/**
+ * What earlier jobs left in this isolate when the running job started (a kept decoder instance,
+ * sources and upload bodies the collector has not freed yet), beyond an idle isolate's; 0 where it
+ * cannot be measured. A job whose estimate fits a fresh isolate but not with this on top is handed
+ * to a fresh isolate (budget.ts checkCarried).
+ */
+export function carriedBytes(): number {
+  return state.heldAtStart === null ? 0 : Math.max(0, state.heldAtStart - IDLE_ISOLATE_BYTES);
+}
+
 /** For tests: a fresh isolate. */
 export function resetIsolateBudget(): void {
   state.spentMs = 0;
   state.ioMs = 0;
   state.ending = null;
   state.held = null;
+  state.heldAtStart = null;
   state.pending = 0;
 }

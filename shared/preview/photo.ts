@@ -5,7 +5,8 @@
  * Runs on JavaScript + WebAssembly only (the edge runtime's rules), in Deno and in Node.
  */
 import { PreviewError, toPreviewError } from '../errors.ts';
-import { checkPhotoBudget } from './budget.ts';
+import { checkCarried, checkPhotoBudget, PHOTO_MEMORY, photoPeakBytes } from './budget.ts';
+import { carriedBytes, cpuRoom } from './isolate.ts';
 import { decodeToSize } from './decode.ts';
 import { RENDER_DEFAULTS } from './defaults.ts';
 import { finishPreview, type Rendered } from './encode.ts';
@@ -81,7 +82,14 @@ export async function renderPhotoBitmap(
       );
     }
     const header = readImageHeader(bytes, s.format);
-    checkPhotoBudget(s.format, header, o.maxPixels);
+    checkPhotoBudget(s.format, header, o.maxPixels, bytes.length, cpuRoom(bytes.length));
+    checkCarried(
+      photoPeakBytes(s.format, header, bytes.length),
+      carriedBytes(),
+      0,
+      PHOTO_MEMORY.budget,
+      `this ${header.width}x${header.height} ${s.format.toUpperCase()}`,
+    );
     const box = fitInside(header.width, header.height, o.maxSide);
     const rgba = await decodeToSize(bytes, s.format, header, box.width, box.height);
     return orient(rgba, box.width, box.height, header.orientation);

@@ -13,12 +13,37 @@
  * the best sample wins. Non-reference frames and the deblocking filter are skipped while
  * decoding (the chosen frame is a reference frame; at a 3-4x downscale the difference is not
  * visible, SSIM in bench/RESULTS.md), which roughly halves the CPU cost.
+ *
+ * Before ffmpeg runs, the decode is planned from what the bitstream says (readVideo,
+ * budget.ts planVideo): every reference frame or key frames only, and how far into the media
+ * ffmpeg may read (past the plan's cut the input reads as ended, so the frames decoded fit the
+ * CPU this isolate has left). While it runs, every decoded frame is checked against the size the
+ * bitstream's header said (showinfo@dec) and the core's heap against the memory budget
+ * (ffmpeg.ts withCore).
  */
 import { PreviewError, toPreviewError } from '../errors.ts';
-import { videoDecodeMode } from './budget.ts';
-import { videoDimensions } from './container.ts';
+import { isReference, nalLengthSize, type StreamInfo, streamInfo } from './bitstream.ts';
+import {
+  checkCarried,
+  FreshIsolateNeeded,
+  planVideo,
+  VIDEO_MAX_KEYFRAME_PIXELS,
+  VIDEO_MEMORY,
+  type VideoPlan,
+} from './budget.ts';
+import { type VideoSize, type VideoTrack, videoTrack } from './container.ts';
 import { finishPreview, type Rendered } from './encode.ts';
-import { execFfmpeg, type FFmpegCore, withCore, WORK_DIR } from './ffmpeg.ts';
+import {
+  coreHeldBytes,
+  coreState,
+  execFfmpeg,
+  type FFmpegCore,
+  limitReads,
+  withCore,
+  WORK_DIR,
+} from './ffmpeg.ts';
+import { releaseSource } from './fetch.ts';
+import { carriedBytes, cpuRoom } from './isolate.ts';
 import { checkBytes, type RenderOptions, renderPhotoBitmap, resolveOptions } from './photo.ts';
 import { sniff } from './sniff.ts';
 
@@ -71,31 +96,99 @@ export function hasContent(s: FrameStats): boolean {
 const score = (s: FrameStats) => (hasContent(s) ? 1000 : 0) + s.mean + 2 * s.contrast;
 
 /** Poster failures KIE's cover image can stand in for. */
-const COVER_FALLBACK = new Set(['TOO_MANY_PIXELS', 'OVER_MEMORY_BUDGET', 'NO_VIDEO_FRAME']);
+const COVER_FALLBACK = new Set([
+  'TOO_MANY_PIXELS',
+  'OVER_MEMORY_BUDGET',
+  'OVER_CPU_BUDGET',
+  'NO_VIDEO_FRAME',
+]);
 
-/** A video's container format and coded size, after the byte cap; anything else is UNSUPPORTED_FORMAT. */
-export function readVideo(bytes: Uint8Array, maxBytes: number) {
+export type VideoInput = {
+  format: string;
+  /** The size the decoder allocates: the bitstream's, else the container's claim. */
+  size: VideoSize | null;
+  /** What the container says. */
+  claimed: VideoSize | null;
+  track: VideoTrack | null;
+  stream: StreamInfo | null;
+};
+
+/**
+ * A video's container format, its first video track and what its bitstream says (bitstream.ts),
+ * after the byte cap; anything else is UNSUPPORTED_FORMAT. Each listed frame is marked as one
+ * `-skip_frame noref` decodes or skips (H.264/HEVC: from its NAL header).
+ */
+export function readVideo(bytes: Uint8Array, maxBytes: number): VideoInput {
   checkBytes(bytes, maxBytes);
   const s = sniff(bytes);
   if (s.kind !== 'video') {
     throw new PreviewError('UNSUPPORTED_FORMAT', `Unsupported format: ${s.format} is not a video`);
   }
-  return { format: s.format, size: videoDimensions(bytes, s.format) };
+  const track = videoTrack(bytes, s.format);
+  const at = (x: { offset: number; size: number }, max = x.size) =>
+    bytes.subarray(x.offset, x.offset + Math.min(x.size, max));
+  const first = track?.samples?.[0];
+  const stream = track ? streamInfo(track.codec, track.config, first ? at(first) : null) : null;
+  if (track?.samples && (track.codec === 'h264' || track.codec === 'hevc')) {
+    const lengthSize = nalLengthSize(track.codec, track.config);
+    for (const x of track.samples) x.reference = isReference(track.codec, at(x, 4096), lengthSize);
+  }
+  const claimed = track?.claimed ?? null;
+  return {
+    format: s.format,
+    size: stream ? { width: stream.width, height: stream.height } : claimed,
+    claimed,
+    track,
+    stream,
+  };
+}
+
+/** The poster's decode, planned from the bitstream for what this isolate has left (budget.ts). */
+export function planPoster(video: VideoInput, inputBytes: number, maxPixels: number): VideoPlan {
+  const core = coreState();
+  const room = cpuRoom(inputBytes);
+  return planVideo({
+    track: video.track,
+    stream: video.stream,
+    inputBytes,
+    maxPixels,
+    cpu: { ...room, coreCold: core.cold, coreInstance: core.instance },
+    window: {
+      all: MAX_WINDOW,
+      keyframes: KEYFRAME_WINDOW,
+      maxKeyframes: MAX_KEYFRAMES,
+      sampleStep: SAMPLE_STEP,
+    },
+  });
 }
 
 export async function extractPoster(bytes: Uint8Array, options?: PosterOptions): Promise<Rendered> {
   const o = resolveOptions(options);
   let frame: Frame;
   try {
-    const { format, size } = readVideo(bytes, o.maxBytes);
-    const mode = videoDecodeMode(size, o.maxPixels);
-    frame = await withCore((core) => pickFrame(core, bytes, format, o, mode, size));
+    const video = readVideo(bytes, o.maxBytes);
+    const plan = planPoster(video, bytes.length, o.maxPixels);
+    checkCarried(
+      plan.memoryBytes,
+      carriedBytes(),
+      coreHeldBytes(),
+      VIDEO_MEMORY.budget,
+      `this ${plan.size?.width}x${plan.size?.height} video`,
+    );
+    frame = await withCore((core) => pickFrame(core, bytes, video.format, o, plan), {
+      memory: {
+        // where the isolate's own measure is not available (tests in Node): the plan's budget
+        staticCap: VIDEO_MEMORY.budget - (plan.memoryBytes - plan.coreBytes),
+        what: `this ${plan.size?.width}x${plan.size?.height} video${plan.claimNote}`,
+      },
+    });
     if (frame.width * frame.height > o.maxPixels) {
       throw new PreviewError('TOO_MANY_PIXELS', `Too many pixels: ${frame.width}x${frame.height}`);
     }
   } catch (err) {
     const pe = toPreviewError(err);
-    if (!COVER_FALLBACK.has(pe.code)) throw pe;
+    // not the file's limit but this isolate's: handed back to a fresh one (generate.ts)
+    if (pe instanceof FreshIsolateNeeded || !COVER_FALLBACK.has(pe.code)) throw pe;
     const cover = await tryCover(options?.loadCover, o);
     if (cover) return cover;
     throw pe;
@@ -117,14 +210,18 @@ async function tryCover(
   o: ReturnType<typeof resolveOptions>,
 ): Promise<Rendered | null> {
   if (!load) return null;
+  let bytes: Uint8Array | null = null;
   try {
-    const bytes = await load();
+    bytes = await load();
     if (!bytes || bytes.length === 0) return null;
     const bmp = await renderPhotoBitmap(bytes, o);
+    releaseSource(bytes);
     if (!hasContent(lumaStats(bmp.data))) return null;
     return await finishPreview(bmp.data, bmp.width, bmp.height, o.quality);
   } catch {
     return null;
+  } finally {
+    releaseSource(bytes);
   }
 }
 
@@ -143,22 +240,29 @@ function pickFrame(
   bytes: Uint8Array,
   format: string,
   o: ReturnType<typeof resolveOptions>,
-  mode: 'all' | 'keyframes',
-  size: { width: number; height: number } | null,
+  plan: VideoPlan,
 ): Frame {
-  const keyframes = mode === 'keyframes';
+  const keyframes = plan.mode === 'keyframes';
+  const size = plan.size;
   const FS = core.FS;
   FS.mkdir(WORK_DIR);
   const input = `${WORK_DIR}/in.${format}`;
   // canOwn: the file system keeps a view of the caller's bytes instead of a copy (ffmpeg only
   // reads it; truncating or unlinking it drops the view and never touches the bytes)
   FS.writeFile(input, bytes, { canOwn: true });
+  // only as many frames as the plan's CPU allows: the media past its cut reads as the file's end
+  limitReads(core, input, plan.cut, plan.headers);
   const box = o.maxSide;
   const vf = [
+    // every decoded frame, at its decoded size: one larger than the bitstream's header said (a
+    // size change in band) stops the decode before it allocates more of them
+    'showinfo@dec=checksum=0',
     `select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,${SAMPLE_STEP - 0.01})'`,
     `scale='min(${box},iw)':'min(${box},ih)':force_original_aspect_ratio=decrease:flags=area`,
     'format=rgba',
   ].join(',');
+  const allowedPixels = size ? size.width * size.height * 1.05 : VIDEO_MAX_KEYFRAME_PIXELS;
+  let oversize: string | null = null;
 
   const stats: FrameStats[] = [];
   let chosen = -1;
@@ -208,9 +312,15 @@ function pickFrame(
   };
   const log: string[] = [];
   core.setLogger((m) => {
-    if (m.message.includes('Parsed_showinfo') && /\bn:\s*\d+/.test(m.message)) {
+    if (m.message.includes('showinfo@dec')) {
+      const s = /\bs:(\d+)x(\d+)/.exec(m.message);
+      if (s && !oversize && Number(s[1]) * Number(s[2]) > allowedPixels) {
+        oversize = `${s[1]}x${s[2]}`;
+        FS.truncate(input, 0);
+      }
+    } else if (m.message.includes('showinfo@out') && /\bn:\s*\d+/.test(m.message)) {
       try {
-        onSample();
+        if (!oversize) onSample();
       } catch {
         // a sample that cannot be read is simply not a candidate
       }
@@ -236,7 +346,7 @@ function pickFrame(
       '-sn',
       '-dn',
       '-vf',
-      `${vf},showinfo=checksum=0`,
+      `${vf},showinfo@out=checksum=0`,
       '-fps_mode',
       'vfr',
       '-c:v',
@@ -247,6 +357,14 @@ function pickFrame(
     ]);
   } finally {
     core.setLogger(() => {});
+  }
+  if (oversize) {
+    throw new PreviewError(
+      'OVER_MEMORY_BUDGET',
+      `Over the memory budget: this video's frames decode to ${oversize}, larger than the ${
+        size ? `${size.width}x${size.height} its bitstream header says` : '4096x2160 decoded here'
+      }${plan.claimNote}`,
+    );
   }
   // account for everything written (the last sample has no successor)
   while (chosen < 0 && FS.analyzePath(sampleFile(written)).exists) {
@@ -259,6 +377,14 @@ function pickFrame(
     if (keyframes) judge(written - 1);
     else if (written >= 2) judge(written - 2);
   }
+  // stopped short by this isolate's CPU before the picture settled: a fresh isolate reads further
+  if (plan.limitedByRoom && chosen < 0) {
+    throw new FreshIsolateNeeded(
+      `Over the CPU budget: this isolate had CPU for ${
+        plan.seconds.toFixed(1)
+      } s of this video and no settled picture within them`,
+    );
+  }
   if (written === 0) {
     const reason = ffmpegReason(log);
     throw new PreviewError(
@@ -269,7 +395,14 @@ function pickFrame(
   if (chosen < 0 && keyframes) {
     throw new PreviewError(
       'NO_VIDEO_FRAME',
-      `No video frame: no keyframe of this ${size?.width}x${size?.height} video within ${KEYFRAME_WINDOW} s shows a picture (above 2560x1440 only keyframes are decoded)`,
+      `No video frame: no keyframe of this ${size?.width}x${size?.height} video within ${
+        Math.min(KEYFRAME_WINDOW, plan.keyframes ? plan.seconds + SAMPLE_STEP : KEYFRAME_WINDOW)
+          .toFixed(1)
+      } s shows a picture (${
+        plan.stream && plan.stream.width * plan.stream.height <= 2560 * 1440
+          ? 'its reference frames do not fit the memory budget, so'
+          : 'above 2560x1440'
+      } only keyframes are decoded)`,
     );
   }
   if (chosen < 0) {
