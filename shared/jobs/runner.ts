@@ -12,6 +12,7 @@
 import type { RetryPolicy } from '../db.ts';
 import { toPreviewError } from '../errors.ts';
 import { log, type LogFields, type LogPrefix } from '../log.ts';
+import { sha256Hex } from '../preview/core-digest.ts';
 import { isolateBudget, runJob } from '../preview/isolate.ts';
 import type { ClaimedJob, JobKind, JobStore } from './store.ts';
 
@@ -32,6 +33,16 @@ export type JobContext = {
   store: JobStore;
   /** Whether this attempt still holds the job: asked right before objects are written or deleted. */
   isCurrent(): Promise<boolean>;
+  /**
+   * Writes an object once across attempts: 'kept' when an earlier attempt of this job already wrote
+   * these bytes there (a worker killed between its upload and its completion), 'fenced' when this
+   * attempt no longer holds the job; else notes the content on the job, then runs `write`.
+   */
+  writeOnce(
+    path: string,
+    bytes: Uint8Array,
+    write: () => Promise<void>,
+  ): Promise<'written' | 'kept' | 'fenced'>;
 };
 
 /** A kind's handler. `batch` > 1: one claim takes that many due jobs of the kind (deletions). */
@@ -242,6 +253,24 @@ async function runClaimed(
       if (await store.isCurrent(lease.job, lease.retry('isCurrent'))) return true;
       lease.lost = true;
       return false;
+    },
+    writeOnce: async (path, bytes, write) => {
+      const o = { path, size: bytes.length, sha256: await sha256Hex(bytes) };
+      if (lease.lost) return 'fenced';
+      if (await store.objectWritten(lease.job, o, lease.retry('objectWritten'))) {
+        log.info(
+          handler.prefix,
+          'Kept',
+          fieldsOf(lease.job, { path, reason: 'written_by_an_earlier_attempt' }),
+        );
+        return 'kept';
+      }
+      if (!await store.noteObject(lease.job, o, lease.retry('noteObject'))) {
+        lease.lost = true;
+        return 'fenced';
+      }
+      await write();
+      return 'written';
     },
   });
   if ('runBatch' in handler) {

@@ -32,6 +32,9 @@ export type ClaimedJob = {
 
 export type JobFailure = { code: string; message: string; retryable: boolean };
 
+/** An object an attempt is about to write: where, and what (SHA-256 as hex, bytes). */
+export type ObjectWrite = { path: string; sha256: string; size: number };
+
 /**
  * The calls of a held job (isCurrent, extend, complete, fail, release) take the runner's
  * RetryPolicy: retried on a connection error until that job's lease would end. Without one, and
@@ -49,6 +52,13 @@ export interface JobStore {
    * cap. False when this attempt no longer holds the job.
    */
   extend(j: ClaimedJob, retry?: RetryPolicy): Promise<boolean>;
+  /**
+   * Before an upload (note_preview_job_object): this attempt notes the path, SHA-256 and size it is
+   * about to write. False when fenced.
+   */
+  noteObject(j: ClaimedJob, o: ObjectWrite, retry?: RetryPolicy): Promise<boolean>;
+  /** Whether an earlier attempt of the job already wrote exactly this content at the path. */
+  objectWritten(j: ClaimedJob, o: ObjectWrite, retry?: RetryPolicy): Promise<boolean>;
   /** Done: the job goes, its result is written on the row. False when fenced. */
   complete(j: ClaimedJob, result: Record<string, unknown>, retry?: RetryPolicy): Promise<boolean>;
   /** The one failure path: 'retry' (queued again after the backoff), 'failed' (terminal), null (fenced). */
@@ -96,6 +106,20 @@ export function createJobStore(db: Sql = getSql()): JobStore {
           db<
             { ok: boolean }[]
           >`select public.extend_preview_job_lease(${j.job_id}::bigint, ${j.attempt}) as ok`,
+        retry,
+      )).ok === true,
+    noteObject: async (j, o, retry) =>
+      (await one(
+        () =>
+          db<{ ok: boolean }[]>`
+            select public.note_preview_job_object(${j.job_id}::bigint, ${j.attempt}, ${o.path}, ${o.sha256}, ${o.size}) as ok`,
+        retry,
+      )).ok === true,
+    objectWritten: async (j, o, retry) =>
+      (await one(
+        () =>
+          db<{ ok: boolean }[]>`
+            select public.preview_job_object_written(${j.job_id}::bigint, ${o.path}, ${o.sha256}, ${o.size}) as ok`,
         retry,
       )).ok === true,
     complete: async (j, result, retry) =>

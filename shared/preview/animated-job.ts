@@ -45,7 +45,10 @@ export function animatedHandler(deps: AnimatedDeps): JobHandler {
         releaseSource(bytes);
       }
       if (!(await ctx.isCurrent())) return { fenced: 'claim_lost_before_upload' };
-      await deps.objects.upload(input.target_path, clip, 'video/mp4');
+      const write = () => deps.objects.upload(input.target_path, clip, 'video/mp4');
+      if (await ctx.writeOnce(input.target_path, clip, write) === 'fenced') {
+        return { fenced: 'claim_lost_before_upload' };
+      }
       return {
         result: { path: input.target_path },
         fields: { type: 'video', path: input.target_path, bytes: clip.length },

@@ -232,11 +232,24 @@ async function uploadPreview(
   { rendered, source, format, mime, storedAt }: Render,
 ): Promise<JobDone | JobFenced> {
   if (!(await ctx.isCurrent())) return { fenced: 'claim_lost_before_upload' };
-  // KIE deletes its files after about 14 days: keep our own copy of the original.
+  // KIE deletes its files after about 14 days: keep our own copy of the original. Each object is
+  // written once across attempts: a worker killed after an upload leaves it to the next attempt.
   const original = storedAt ?? originalCopyPath(claim.original_stem, format);
-  if (!storedAt) await deps.objects.upload(original, source, mime);
+  const fenced = { fenced: 'claim_lost_before_upload' };
+  if (
+    !storedAt &&
+    await ctx.writeOnce(original, source, () => deps.objects.upload(original, source, mime)) ===
+      'fenced'
+  ) return fenced;
   const path = claim.target_path;
-  await deps.objects.upload(path, rendered.webp, 'image/webp');
+  if (
+    await ctx.writeOnce(
+      path,
+      rendered.webp,
+      () => deps.objects.upload(path, rendered.webp, 'image/webp'),
+    ) ===
+      'fenced'
+  ) return fenced;
   const stored = await deps.objects.size(path);
   if (stored !== rendered.webp.length) {
     throw new PreviewError(

@@ -26,7 +26,7 @@ afterAll(async () => {
 });
 
 describe('fault matrix: storage', () => {
-  it('rejects the preview upload once → UPLOAD_FAILED, retryable (row none, job queued), the sweep retries, ready; one write per attempt', async () => {
+  it('rejects the preview upload once → UPLOAD_FAILED, retryable (row none, job queued), the sweep retries, ready; each object written once across the attempts', async () => {
     const { id, taskId } = await startGeneration({ userId: user.id, type: 'photo', fixture: photo, fake: { stayPending: true } });
     await failUploads(`${id}_preview`, 1);
     const mark = logMark();
@@ -42,11 +42,13 @@ describe('fault matrix: storage', () => {
     const row = await waitForPreview(id);
     await expectSettled(row, { ready: true });
     expect(readyAttempts(mark, id)).toEqual([2]);
-    // attempt 1 wrote the original and no preview; attempt 2 wrote each once.
+    // attempt 1 wrote the original and no preview; attempt 2 kept that original (the same bytes,
+    // noted on the job) and wrote the preview: each object once in all
     expect(writesOf(mark, row.preview_path)).toBe(1);
     expect(writesOf(mid, row.preview_path)).toBe(1);
-    expect(writesOf(mark, row.original_path)).toBe(2);
-    expect(writesOf(mid, row.original_path)).toBe(1);
+    expect(writesOf(mark, row.original_path)).toBe(1);
+    expect(writesOf(mid, row.original_path)).toBe(0);
+    expect(logSince(mid, `[Preview] Kept generationId=${id} `, `path=${row.original_path} `, ' attempt=2')).toHaveLength(1);
   });
 
   it('rejects every upload → UPLOAD_FAILED, retried with backoff up to the attempt cap, then terminal', async () => {

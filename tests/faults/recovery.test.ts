@@ -243,6 +243,48 @@ describe('recovery on the stack\'s default settings', () => {
     expect(ready - killed).toBeLessThan(60_000); // the 2-minute lease alone was 120 s
   }, 150_000);
 
+  it('a worker killed between its uploads and its completion: the next attempt writes no object again (exactly once per object)', async () => {
+    // the completion of this row waits (pg_sleep in a trigger) until the test has killed the worker
+    // that sent it, then fails: attempt 1 wrote both objects and never completed
+    await sql`create sequence if not exists public.test_kill_at_completion`;
+    await sql.unsafe(`
+      create or replace function public.test_kill_at_completion() returns trigger language plpgsql as $$
+      begin
+        if new.preview_status = 'ready' and old.preview_status = 'processing' and new.prompt = 'kill-at-completion'
+           and nextval('public.test_kill_at_completion') = 1 then
+          perform pg_sleep(4);
+          raise exception 'injected: the worker died before its completion';
+        end if;
+        return new;
+      end $$`);
+    await sql`create trigger zz_test_kill_at_completion before update on public.generations for each row execute function public.test_kill_at_completion()`;
+    try {
+      const { url } = await kieTask();
+      const mark = logMark();
+      const [{ id }] = await sql<{ id: string }[]>`
+        insert into public.generations (user_id, type, status, task_id, model, asset_url, prompt)
+        values (${userId}, 'photo', 'success', ${`rec-${randomUUID()}`}, 'google/nano-banana', ${url}, 'kill-at-completion') returning id`;
+      const claimed = await claimOf(id);
+      const worker = await workerOf(claimed);
+      await waitFor('the completion to wait in the trigger', async () =>
+        (await sql`select 1 from pg_stat_activity where wait_event = 'PgSleep' and query like '%complete_preview_job%'`).length > 0, 60_000, 50);
+      process.kill(worker.pid, 'SIGKILL');
+      await waitFor('the dead worker\'s lease to run out', async () =>
+        (await sql`select 1 from public.preview_jobs where id = ${claimed.id} and lease_until < now()`).length > 0, 45_000, 250);
+      await sql`select public.preview_sweep()`;
+      const done = await waitFor('the preview', async () => ((await row(id)).preview_status === 'ready' ? row(id) : null), 60_000);
+      expect(readyAttempts(mark, id)).toEqual([2]);
+      const writes = (path: string) => logSince(mark, '[Storage] write', `name=${path} `).length;
+      expect(writes(done.preview_path)).toBe(1);
+      expect(writes(done.original_path)).toBe(1);
+      expect(logSince(mark, '[Preview] Kept', id, ' attempt=2').map((l) => l.match(/ path=(\S+)/)?.[1]).sort())
+        .toEqual([done.original_path, done.preview_path].sort());
+    } finally {
+      await sql`drop trigger if exists zz_test_kill_at_completion on public.generations`;
+      await sql`drop function if exists public.test_kill_at_completion()`;
+    }
+  }, 150_000);
+
   it('a worker holding a job rides out an 8 s Postgres stop: ready at attempt 1, no INTERNAL', async () => {
     // a slow asset: the worker still holds the job (downloading) when Postgres stops, and asks the
     // database (its heartbeat, the check before its uploads) while Postgres is down

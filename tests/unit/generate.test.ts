@@ -40,6 +40,8 @@ type Opts = {
   fail?: 'retry' | 'failed' | null;
   fetchError?: Error;
   animated?: boolean;
+  /** Objects an earlier attempt of the job already wrote (objectWritten answers true for them). */
+  writtenBefore?: string[];
 };
 
 /** The fakes, every call recorded in order in `calls`. `queue`: what claim hands out. */
@@ -57,6 +59,9 @@ function fakes(opts: Opts = {}, queue: ClaimedJob[] = [previewJob()]) {
       return take;
     },
     isCurrent: async (j) => (calls.push(`isCurrent ${j.job_id}`), opts.current ?? true),
+    extend: async () => opts.current ?? true,
+    noteObject: async (j, o) => (calls.push(`note ${o.path}`), opts.current ?? true),
+    objectWritten: async (_j, o) => opts.writtenBefore?.includes(o.path) ?? false,
     complete: async (j, result) => {
       calls.push(`complete ${j.job_id}`);
       completions.push({ job: j.job_id, attempt: j.attempt, result });
@@ -94,7 +99,12 @@ function fakes(opts: Opts = {}, queue: ClaimedJob[] = [previewJob()]) {
       preview: { bucket: 'generations', maxSide: 512, quality: 80, maxSourceBytes: 1e6, maxPixels: 1e7, downloadTimeoutMs: 1000, allowedPrivateHosts: [], ffmpegCoreWasmUrl: undefined, ffmpegCoreWasmPath: 'x', animated: opts.animated ?? false },
     },
   };
-  const ctx: JobContext = { store, isCurrent: () => store.isCurrent(queue[0]) };
+  // the handler on its own: writeOnce writes (the runner's own writeOnce is tested through drain)
+  const ctx: JobContext = {
+    store,
+    isCurrent: () => store.isCurrent(queue[0]),
+    writeOnce: async (_path, _bytes, write) => (await write(), 'written'),
+  };
   const run = () => drain({ store, handlers: { preview: previewHandler(deps) } });
   return { deps, store, ctx, calls, objects, failures, completions, run };
 }
@@ -155,7 +165,7 @@ describe('the preview job through the runner (drain with a fake JobStore)', () =
     const { calls, completions, failures, run } = fakes();
     const { outcomes, declined } = await run();
     expect(declined).toBeNull();
-    expect(calls).toEqual(['claim', 'fetch', 'render photo', 'isCurrent 41', `upload ${ORIGINAL_COPY}`, `upload ${PREVIEW}`, 'complete 41', 'claim']);
+    expect(calls).toEqual(['claim', 'fetch', 'render photo', 'isCurrent 41', `note ${ORIGINAL_COPY}`, `upload ${ORIGINAL_COPY}`, `note ${PREVIEW}`, `upload ${PREVIEW}`, 'complete 41', 'claim']);
     expect(completions).toEqual([{
       job: '41', attempt: 3,
       result: { path: PREVIEW, width: 512, height: 320, thumbhash: 'abc', originalPath: ORIGINAL_COPY, version: expect.stringMatching(/^r\d+-s512-q80$/) },
@@ -167,6 +177,17 @@ describe('the preview job through the runner (drain with a fake JobStore)', () =
     expect(logs.filter((l) => l.startsWith('[Preview] Ready'))).toEqual([
       expect.stringMatching(new RegExp(`^\\[Preview\\] Ready generationId=${ID} type=photo path=${PREVIEW} width=512 height=320 bytes=3 isolateCpuMs=\\d+ jobId=41 kind=preview attempt=3$`)),
     ]);
+  });
+
+  it('exactly once across attempts: what an earlier attempt of the job already wrote is kept, not uploaded again', async () => {
+    // attempt 2 after a worker was killed between its uploads and its completion
+    const { calls, completions, objects, run } = fakes({ writtenBefore: [ORIGINAL_COPY, PREVIEW] });
+    objects.set(ORIGINAL_COPY, JPEG).set(PREVIEW, new Uint8Array([1, 2, 3]));
+    const { outcomes } = await run();
+    expect(calls).toEqual(['claim', 'fetch', 'render photo', 'isCurrent 41', 'complete 41', 'claim']);
+    expect(completions.map((c) => c.result.path)).toEqual([PREVIEW]);
+    expect(outcomes.map((o) => o.result)).toEqual(['ready']);
+    expect(logs.filter((l) => l.startsWith('[Preview] Kept')).map((l) => l.match(/ path=(\S+)/)?.[1])).toEqual([ORIGINAL_COPY, PREVIEW]);
   });
 
   it('the fence before upload: a claim that is no longer current uploads nothing, completes nothing, fails nothing', async () => {
@@ -223,7 +244,8 @@ describe('the preview job through the runner (drain with a fake JobStore)', () =
     const on = fakes({ animated: true }, [video]);
     on.deps.fetchSource = async () => (on.calls.push('fetch'), { bytes: MP4, contentType: 'video/mp4' } as never);
     expect((await on.run()).outcomes[0]).toMatchObject({ result: 'ready', path: `u1/posters/${ID}_poster.webp` });
-    expect(on.calls).toEqual(['claim', 'fetch', 'render poster', 'isCurrent 41', `upload u1/originals/${ID}.mp4`, `upload u1/posters/${ID}_poster.webp`,
+    expect(on.calls).toEqual(['claim', 'fetch', 'render poster', 'isCurrent 41', `note u1/originals/${ID}.mp4`, `upload u1/originals/${ID}.mp4`,
+      `note u1/posters/${ID}_poster.webp`, `upload u1/posters/${ID}_poster.webp`,
       'complete 41', `queueAnimated ${ID}`, 'claim']);
     expect(logs).toContain(`[Preview] Queued generationId=${ID} reason=animated type=video`);
 

@@ -14,7 +14,11 @@ const job: ClaimedJob = {
   job_id: '7', kind: 'relay', generation_id: '11111111-1111-4111-8111-111111111111', attempt: 1, lease_ms: 120_000,
   input: { task_id: 't-1', url: 'https://app.example/api/kie', body: BODY, headers: { 'x-webhook-signature': 'sig', 'x-webhook-timestamp': '1700000000' } },
 };
-const ctx = (current = true): JobContext => ({ store: {} as JobStore, isCurrent: async () => current });
+const ctx = (current = true): JobContext => ({
+  store: {} as JobStore,
+  isCurrent: async () => current,
+  writeOnce: () => Promise.reject(new Error('a relay writes no object')),
+});
 
 function recorder(answer: () => Response | Promise<Response>) {
   const calls: { url: string; init: RequestInit }[] = [];

@@ -50,6 +50,8 @@ function fakeStore(queue: ClaimedJob[], opts: StoreOpts = {}) {
     },
     isCurrent: async (j) => (calls.push(`isCurrent ${j.job_id}`), opts.current?.(j) ?? true),
     extend: async (j) => (calls.push(`extend ${j.job_id}`), opts.extend?.(j) ?? true),
+    noteObject: async () => true,
+    objectWritten: async () => false,
     complete: async (j) => {
       calls.push(`complete ${j.job_id}`);
       const a = answers.shift() ?? true;
