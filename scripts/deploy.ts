@@ -274,38 +274,28 @@ async function refuseOpenPolicies(dbUrl: string): Promise<void> {
   }
 }
 
+/** A SQL script through psql on --db-url, with psql variables; its unaligned, tuples-only output. */
+function psqlScript(o: Options, script: string, vars: Record<string, string>): Promise<string> {
+  const args = Object.entries(vars).flatMap(([k, v]) => ['-v', `${k}=${v}`]);
+  return exec(
+    [psql, o.dbUrl!, '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', ...args, '-f', '-'],
+    o,
+    script,
+  );
+}
+
 async function run(o: Options): Promise<void> {
   const steps: Record<Step, () => Promise<string | void>> = {
     link: async () => void await exec([supabase, 'link', '--project-ref', o.ref!], o),
     migrations: async () =>
       void await exec([supabase, 'db', 'push', '--include-all', '--db-url', o.dbUrl!], o),
-    mode: async () => {
-      const out = await exec(
-        [
-          psql,
-          o.dbUrl!,
-          '-X',
-          '-q',
-          '-A',
-          '-t',
-          '-v',
-          'ON_ERROR_STOP=1',
-          '-v',
-          `mode=${o.mode}`,
-          '-v',
-          `columns=${JSON.stringify(o.resultColumns)}`,
-          '-v',
-          `relay=${o.relayUrl ?? ''}`,
-          '-v',
-          `expire=${o.expireKieTasks}`,
-          '-f',
-          '-',
-        ],
-        o,
-        MODE_SQL,
-      );
-      return out.replaceAll('|', ' ');
-    },
+    mode: async () =>
+      (await psqlScript(o, MODE_SQL, {
+        mode: o.mode!,
+        columns: JSON.stringify(o.resultColumns),
+        relay: o.relayUrl ?? '',
+        expire: String(o.expireKieTasks),
+      })).replaceAll('|', ' '),
     secrets: async () => {
       const pairs = ['KIE_API_KEY', 'KIE_CALLBACK_SECRET', 'KIE_WEBHOOK_HMAC_KEY']
         .filter((k) => Deno.env.get(k) || (o.dryRun && k !== 'KIE_WEBHOOK_HMAC_KEY'))
@@ -348,22 +338,7 @@ async function run(o: Options): Promise<void> {
         : 'the legacy service_role key (the project has no secret key)';
     },
     vault: async () => {
-      await exec(
-        [
-          psql,
-          o.dbUrl!,
-          '-X',
-          '-q',
-          '-v',
-          'ON_ERROR_STOP=1',
-          '-v',
-          `url=${o.url}`,
-          '-f',
-          '-',
-        ],
-        o,
-        VAULT_SQL,
-      );
+      await psqlScript(o, VAULT_SQL, { url: o.url! });
       return "project_url (no key: the dispatch secret is the migrations' own)";
     },
     core: async () => {

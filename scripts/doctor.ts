@@ -14,6 +14,7 @@
  */
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
+import { coreRejections } from '../shared/db.ts';
 
 export type Level = 'blocking' | 'warning' | 'info';
 export type Finding = { level: Level; check: string; message: string; fix?: string };
@@ -510,21 +511,13 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
       );
     }
     // ---- the ffmpeg core: a poster job refused a core whose bytes are not the pinned ones
-    const [core] = await tx<{ failed: number; last_at: Date | null; current: boolean }[]>`
-      with f as (
-        select count(*)::int as failed, max(updated_at) as last_at
-          from public.preview_jobs where state = 'failed' and last_error_code = 'CORE_INTEGRITY')
-      select f.failed, f.last_at,
-             f.failed > 0 and not exists (
-               select 1 from public.generations g
-                where g.preview_status = 'ready' and g.poster_path is not null and g.updated_at > f.last_at) as current
-        from f`;
-    if (core.failed) {
+    const core = await coreRejections(null, tx);
+    if (core.failures) {
       add(
-        core.current ? 'blocking' : 'warning',
+        core.poster_since ? 'warning' : 'blocking',
         'core',
-        `${core.failed} poster job(s) failed CORE_INTEGRITY (last at ${core.last_at?.toISOString()}): the ffmpeg core in storage is not the one this version pins${
-          core.current ? '' : ' (a poster was made since: probably fixed)'
+        `${core.failures} poster job(s) failed CORE_INTEGRITY (last at ${core.last_at?.toISOString()}): the ffmpeg core in storage is not the one this version pins${
+          core.poster_since ? ' (a poster was made since: probably fixed)' : ''
         }`,
         'npm run deploy -- --only core …, then npm run backfill:previews -- --retry-failed',
       );

@@ -177,6 +177,42 @@ export async function recordKieCallback(
 }
 
 /**
+ * The poster jobs that refused the ffmpeg core (CORE_INTEGRITY), in the last `within` (an
+ * interval; null: all that are kept), the last one's time and text, and whether a video got its
+ * poster after it: a worker compiled a verified core since (the row's updated_at stands in for
+ * when). health and doctor read the same answer.
+ */
+export async function coreRejections(
+  within: string | null,
+  db: Sql | postgres.TransactionSql = getSql(),
+): Promise<{
+  failures: number;
+  last_at: Date | null;
+  last_error: string | null;
+  poster_since: boolean;
+}> {
+  const [f] = await reconnecting(() =>
+    db<
+      { failures: number; last_at: Date | null; last_error: string | null; poster_since: boolean }[]
+    >`
+      with f as (
+        select count(*)::int as failures, max(updated_at) as last_at,
+               (array_agg(last_error order by updated_at desc))[1] as last_error
+          from public.preview_jobs
+         where state = 'failed' and last_error_code = 'CORE_INTEGRITY'
+           and (${within}::interval is null or updated_at > now() - ${within}::interval)
+      )
+      select f.*, f.failures > 0 and exists (
+               select 1 from public.generations g
+                where g.preview_status = 'ready' and g.poster_path is not null
+                  and g.updated_at > f.last_at
+             ) as poster_since
+        from f`
+  );
+  return f;
+}
+
+/**
  * A slot of KIE's rate from the database (kie_rate_acquire): one pace for every caller in every
  * isolate, the pending syncs, manual syncs and callbacks together. The ms to wait, or null when
  * no slot comes within maxWaitMs.

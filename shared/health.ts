@@ -10,7 +10,7 @@
  */
 import { isServiceRequest } from './auth.ts';
 import { getConfig } from './config.ts';
-import { getSql, reconnecting, type Sql } from './db.ts';
+import { coreRejections, getSql, reconnecting, type Sql } from './db.ts';
 import { errorResponse, json } from './http.ts';
 import { useDeployedFfmpegCore } from './preview/core-source.ts';
 import { checkCodecs } from './preview/selftest.ts';
@@ -83,29 +83,7 @@ export type CoreIntegrity =
 
 export async function coreIntegrity(sql?: Sql): Promise<CoreIntegrity> {
   try {
-    const [f] = await reconnecting(() =>
-      (sql ?? getSql())<
-        {
-          failures: number;
-          last_at: Date | null;
-          last_error: string | null;
-          poster_since: boolean;
-        }[]
-      >`
-      with f as (
-        select count(*)::int as failures, max(updated_at) as last_at,
-               (array_agg(last_error order by updated_at desc))[1] as last_error
-          from public.preview_jobs
-         where state = 'failed' and last_error_code = 'CORE_INTEGRITY'
-           and updated_at > now() - interval '24 hours'
-      )
-      select f.*, f.failures > 0 and exists (
-               select 1 from public.generations g
-                where g.preview_status = 'ready' and g.poster_path is not null
-                  and g.updated_at > f.last_at
-             ) as poster_since
-        from f`
-    );
+    const f = await coreRejections('24 hours', sql);
     if (!f || f.failures === 0 || !f.last_at || f.poster_since) return { state: 'ok' };
     return {
       state: 'rejected',
