@@ -19,6 +19,8 @@ export type FakeKieBehaviour = {
   asset?: 'ok' | '404' | '500' | '500-then-ok' | 'slow' | 'truncated' | 'hang';
   slowMs?: number;
   stayPending?: boolean;
+  /** 'hang': this task's record-info never answers (the caller times out). */
+  recordInfo?: 'ok' | 'hang';
   /**
    * suno only: the progress callbacks sent before the final one, in order (default
    * ['text', 'first']; [] = the final callback only). Each waits for the receiver's answer.
@@ -101,6 +103,8 @@ export interface FakeKieClient {
   /** Sends one more callback for the task now (e.g. a late duplicate). */
   sendCallback(taskId: string): Promise<FakeKieCallbackAttempt>;
   requests(taskId?: string): Promise<FakeKieFileRequest[]>;
+  /** KIE's record-info fails for `ms` (0 ends it): it hangs past the caller's timeout, or answers 500. */
+  outage(ms: number, kind?: 'hang' | 'error'): Promise<void>;
   reset(): Promise<void>;
   health(): Promise<boolean>;
 }
@@ -204,6 +208,9 @@ export function createFakeKieClient(
         'GET',
         `/__control/requests${taskId ? `?taskId=${encodeURIComponent(taskId)}` : ''}`,
       );
+    },
+    async outage(ms, kind = 'hang') {
+      await call('POST', '/__control/outage', { ms, kind });
     },
     async reset() {
       await call('POST', '/__control/reset');

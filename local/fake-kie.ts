@@ -34,6 +34,7 @@ export function createFakeKie(opts: { publicUrl: () => string; hmacKey?: string 
     requests: [],
     hmacKey: opts.hmacKey || null,
     publicUrl: opts.publicUrl,
+    outage: null,
   };
 
   async function handler(req: Request): Promise<Response> {
@@ -65,7 +66,7 @@ export function createFakeKie(opts: { publicUrl: () => string; hmacKey?: string 
         const createFamily = createRoutes.get(path);
         if (createFamily && req.method === 'POST') return await createTask(s, createFamily, req);
         const recordFamily = recordRoutes.get(path);
-        if (recordFamily && req.method === 'GET') return recordInfo(s, recordFamily, url);
+        if (recordFamily && req.method === 'GET') return await recordInfo(s, recordFamily, url);
         return kieError(404, `Not Found: ${req.method} ${path}`, 404);
       }
       return new Response('Not Found', { status: 404 });

@@ -484,6 +484,18 @@ export async function diagnose(sql: postgres.Sql, dbUrlForFixes = '<db-url>'): P
         'apply the migrations again (20261203100800_cron.sql schedules them; the mode step the pending sync)',
       );
     }
+    // the sweep's cadence follows pg_cron's version (20261203101900_recovery_pace.sql)
+    const [sweep] = await tx<{ schedule: string | null; version: string | null }[]>`
+      select (select schedule from cron.job where jobname = 'preview-sweep') as schedule,
+             (select extversion from pg_extension where extname = 'pg_cron') as version`;
+    if (sweep?.schedule === '* * * * *') {
+      add(
+        'info',
+        'cron',
+        `pg_cron ${sweep.version} runs the preview sweep every minute: a lost wake or a dead worker's job can wait up to a minute for it (every 10 s from pg_cron 1.5)`,
+        'alter extension pg_cron update; then apply the migrations again (20261203101900_recovery_pace.sql reschedules the sweep)',
+      );
+    }
 
     const [todo] = await tx<{ n: number; null_status: number }[]>`
       select count(*)::int as n, count(*) filter (where c.preview_status is null)::int as null_status

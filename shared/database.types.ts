@@ -539,6 +539,16 @@ export type Database = {
       'kie_task_retention': { Args: Record<PropertyKey, never>; Returns: string };
       'kie_task_running': { Args: { 'p_status': string }; Returns: boolean };
       'kie_tasks_past_retention': { Args: Record<PropertyKey, never>; Returns: number };
+      'note_preview_job_object': {
+        Args: {
+          'p_attempt': number;
+          'p_job_id': number;
+          'p_path': string;
+          'p_sha256': string;
+          'p_size': number;
+        };
+        Returns: boolean;
+      };
       'original_copy_stem': { Args: { 'p_id': string; 'p_user_id': string }; Returns: string };
       'pending_kie_tasks': {
         Args: { 'p_limit'?: number; 'p_min_age'?: string };
@@ -550,6 +560,7 @@ export type Database = {
           'type': string;
         }[];
       };
+      'pg_cron_version': { Args: Record<PropertyKey, never>; Returns: (number)[] };
       'preview_apply_mode': { Args: Record<PropertyKey, never>; Returns: undefined };
       'preview_backoff': { Args: { 'attempt': number }; Returns: string };
       'preview_bucket': { Args: Record<PropertyKey, never>; Returns: string };
@@ -594,6 +605,10 @@ export type Database = {
           'p_state': string;
         };
         Returns: undefined;
+      };
+      'preview_job_object_written': {
+        Args: { 'p_job_id': number; 'p_path': string; 'p_sha256': string; 'p_size': number };
+        Returns: boolean;
       };
       'preview_jobs_due': { Args: { 'p_limit': number }; Returns: number };
       'preview_kind': { Args: { 'p_type': string }; Returns: string };
@@ -663,6 +678,7 @@ export type Database = {
         Returns: string;
       };
       'preview_sweep': { Args: { 'p_limit'?: number }; Returns: number };
+      'preview_sweep_schedule': { Args: { 'p_version'?: (number)[] }; Returns: string };
       'preview_unusable_reason': {
         Args: {
           'g': Omit<

@@ -17,8 +17,15 @@ import { type SyncDeps, syncKieTask, type SyncReport } from './sync.ts';
  * (docs/reliability.md, Timeouts).
  */
 const PENDING_SWEEP_BUDGET_MS = 20_000;
-/** Syncs in flight at once (a slow answer does not hold the pace back). */
-const PENDING_SYNC_CONCURRENCY = 4;
+/**
+ * Syncs in flight at once. The pace is KIE's rate (a slot every 110 ms); what is in flight only has
+ * to outlast the slow answers: a record-info call that hangs holds its place for KIE_TIMEOUT_MS
+ * (10 s). With 4 places, four hanging tasks at the front of a batch stopped the run for 10 s each
+ * (16 of 150 tasks asked in a minute when KIE was failing); with 16, a run keeps its pace while up
+ * to one task a second hangs (10 in flight at a time), and a KIE that hangs for everyone costs at
+ * most 16 calls at once (measured: tests/faults/chaos.test.ts).
+ */
+const PENDING_SYNC_CONCURRENCY = 16;
 
 /**
  * What one run did, in counts only: this is all a dispatched run answers (pg_net keeps the answer

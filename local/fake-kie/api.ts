@@ -2,7 +2,7 @@
 import { KIE_CREATE_PATHS, KIE_RECORD_INFO_PATHS } from '../../shared/kie/client.ts';
 import type { KieFamily } from '../../shared/kie/parse.ts';
 import { schedule } from './callbacks.ts';
-import { json, kieError, log } from './http.ts';
+import { json, kieError, log, sleep } from './http.ts';
 import { recordInfoBody } from './shapes.ts';
 import {
   currentState,
@@ -95,8 +95,19 @@ export async function createTask(
   return json({ code: 200, msg: 'success', data: { taskId } });
 }
 
-export function recordInfo(s: FakeKieState, family: KieFamily, url: URL): Response {
+export async function recordInfo(
+  s: FakeKieState,
+  family: KieFamily,
+  url: URL,
+): Promise<Response> {
   const taskId = url.searchParams.get('taskId') ?? url.searchParams.get('task_id');
+  const outage = s.outage;
+  if (outage && Date.now() < outage.until) {
+    log(`record-info task=${taskId} outage=${outage.kind} at=${Date.now()}`);
+    if (outage.kind === 'error') return kieError(500, 'Server error', 500);
+    // a hang: the answer comes only when the outage ends, long after the caller gave up
+    await sleep(outage.until - Date.now());
+  }
   if (!taskId) return kieError(422, 'taskId is required');
   const t = s.tasks.get(taskId);
   if (!t) return kieError(404, 'recordInfo is null: task not found');
@@ -104,6 +115,10 @@ export function recordInfo(s: FakeKieState, family: KieFamily, url: URL): Respon
     return kieError(404, `recordInfo is null: task is not a ${family} task`);
   }
   t.recordInfoCalls++;
+  if (t.fake.recordInfo === 'hang') {
+    log(`record-info task=${taskId} family=${family} hang at=${Date.now()}`);
+    await sleep(120_000); // past any caller's timeout
+  }
   const body = recordInfoBody(s, t);
   log(`record-info task=${taskId} family=${family} state=${currentState(t)} at=${Date.now()}`);
   return json(body);

@@ -8,6 +8,7 @@ export function reset(s: FakeKieState): void {
   s.tasks.clear();
   s.files.clear();
   s.requests.length = 0;
+  s.outage = null;
 }
 
 export async function control(s: FakeKieState, req: Request, url: URL): Promise<Response> {
@@ -17,6 +18,18 @@ export async function control(s: FakeKieState, req: Request, url: URL): Promise<
     reset(s);
     log('reset');
     return json({ ok: true });
+  }
+  if (what === 'outage' && req.method === 'POST') {
+    // {"ms": 60000, "kind": "hang" | "error"}: KIE's API fails for that long; {"ms": 0} ends it
+    const body = await req.json().catch(() => null) as { ms?: unknown; kind?: unknown } | null;
+    const ms = Number(body?.ms);
+    const kind = body?.kind ?? 'hang';
+    if (!Number.isFinite(ms) || ms < 0 || (kind !== 'hang' && kind !== 'error')) {
+      return json({ ok: false, error: 'body must be {"ms": >= 0, "kind": "hang" | "error"}' }, 400);
+    }
+    s.outage = ms > 0 ? { until: Date.now() + ms, kind } : null;
+    log(`outage kind=${kind} ms=${ms}`);
+    return json({ ok: true, until: s.outage?.until ?? null });
   }
   if (what === 'requests' && req.method === 'GET') {
     const taskId = url.searchParams.get('taskId');

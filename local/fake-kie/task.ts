@@ -10,6 +10,8 @@ export type FakeBehaviour = {
   asset: 'ok' | '404' | '500' | '500-then-ok' | 'slow' | 'truncated' | 'hang';
   slowMs: number;
   stayPending: boolean;
+  /** 'hang': this task's record-info never answers (the caller times out); 'ok': it answers. */
+  recordInfo: 'ok' | 'hang';
   /**
    * suno only: the progress callbacks KIE sends before the final one (`complete` or `error`), in
    * order; [] = the final callback only (KIE says some tasks skip the stages).
@@ -27,6 +29,7 @@ export const DEFAULT_BEHAVIOUR: FakeBehaviour = {
   asset: 'ok',
   slowMs: 2000,
   stayPending: false,
+  recordInfo: 'ok',
   stages: ['text', 'first'],
 };
 
@@ -71,6 +74,12 @@ export type FakeKieState = {
   requests: FakeKieFileRequest[];
   hmacKey: string | null;
   publicUrl: () => string;
+  /**
+   * KIE's API failing until `until` (ms since the epoch): record-info hangs past any client's
+   * timeout ('hang') or answers HTTP 500 {code:500,msg:"Server error"} ('error'). Files are
+   * still served (they come from KIE's file host).
+   */
+  outage: { until: number; kind: 'hang' | 'error' } | null;
 };
 
 export function isObj(v: unknown): v is Record<string, unknown> {
@@ -99,6 +108,7 @@ const BEHAVIOUR_VALUES = {
   state: ['success', 'fail'],
   callback: ['once', 'twice', 'concurrent', 'never'],
   asset: ['ok', '404', '500', '500-then-ok', 'slow', 'truncated', 'hang'],
+  recordInfo: ['ok', 'hang'],
 } as const;
 
 /** Validates and merges a behaviour patch; returns an error message for a bad one. */
@@ -110,7 +120,8 @@ export function mergeBehaviour(base: FakeBehaviour, patch: unknown): FakeBehavio
     switch (k) {
       case 'state':
       case 'callback':
-      case 'asset': {
+      case 'asset':
+      case 'recordInfo': {
         const allowed = BEHAVIOUR_VALUES[k] as readonly string[];
         if (typeof v !== 'string' || !allowed.includes(v)) {
           return `fake.${k} must be one of ${allowed.join(', ')}`;

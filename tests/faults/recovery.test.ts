@@ -1,27 +1,23 @@
 // Recovery under crashes, on a stack of its own with the stack's default settings (durable
 // Postgres, 2-minute lease with a 30 s heartbeat lease, 2 workers awake, no test shortcuts): a
-// Postgres crash loses no acknowledged callback; a killed gateway leaves no function worker alive;
-// the first claim after a Postgres restart succeeds; a transient database error at completion
-// leaves one write per object; liveness: a worker killed while it holds a job has it retried
+// Postgres crash loses no acknowledged callback; the first claim after a Postgres restart
+// succeeds; a transient database error at completion leaves one write per object; liveness: a worker killed while it holds a job has it retried
 // within the heartbeat lease and a claim, not the 2-minute lease; a worker holding a job rides out
 // an 8 s Postgres stop (ready at attempt 1, no INTERNAL); the first dispatch after a Postgres
 // restart succeeds though its connection dies under its first query (the dispatch secret's check
 // is retried); and with 50 callbacks lost and 100 rows left without a preview job, every row is
-// ready within 90 s of the first cron run. Restarting Postgres and killing the gateway would
-// disturb the other suites, hence the own stack.
-import { execFile } from 'node:child_process';
+// ready within 90 s of the first cron run. Restarting Postgres would disturb the other suites,
+// hence the own stack. Faults landing on a batch under way: chaos.test.ts.
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFakeKieClient, type FakeKieClient } from '../../local/fake-kie-client.ts';
 import { encodePhoto, photoPng, read } from '../fixtures/media.ts';
-import { createOwnUser, type OwnStack, startOwnStack } from '../helpers/own-stack.ts';
+import { alive, createOwnUser, type OwnStack, stackTools, startOwnStack } from '../helpers/own-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-const run = promisify(execFile);
 const MEDIA = join(process.cwd(), '.local', 'e2e-media');
 
 let own: OwnStack;
@@ -30,19 +26,10 @@ let kie: FakeKieClient;
 let userId: string;
 let photo: Uint8Array;
 
-const pg = (cmd: 'start' | 'stop') => run('bash', ['local/postgres.sh', cmd], { env: { ...process.env, STACK_DIR: own.dir, DB_PORT: new URL(own.env.DB_URL).port } });
-const logMark = () => (existsSync(own.env.LOG_FILE) ? statSync(own.env.LOG_FILE).size : 0);
-const logSince = (mark: number, ...needles: string[]) =>
-  readFileSync(own.env.LOG_FILE).subarray(mark).toString('utf8').split('\n').filter((l) => l && needles.every((n) => l.includes(n)));
-/** Whether the process runs. A zombie does not: where the orphaned postmaster's new parent (PID 1
- *  of a container or CI runner) never reaps it, `kill(pid, 0)` keeps succeeding after it exited. */
-const alive = (pid: number) => {
-  try {
-    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-};
+let pg: ReturnType<typeof stackTools>['pg'];
+let logMark: ReturnType<typeof stackTools>['logMark'];
+let logSince: ReturnType<typeof stackTools>['logSince'];
+let isolates: ReturnType<typeof stackTools>['isolates'];
 
 /** A KIE task that succeeded with a small photo; its callback is ours to send (or lose). `fake`: how KIE serves it. */
 async function kieTask(fake: Record<string, unknown> = {}): Promise<{ taskId: string; url: string }> {
@@ -59,11 +46,6 @@ function callback(taskId: string, url: string) {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ code: 200, msg: 'success', data: { taskId, state: 'success', resultJson: JSON.stringify({ resultUrls: [url] }) } }),
   });
-}
-
-async function isolates(): Promise<{ fn: string; pid: number; busy: boolean; requests: { body: string }[] }[]> {
-  const res = await fetch(`${own.env.API_URL}/_local/isolates`, { headers: { authorization: `Bearer ${own.env.SERVICE_ROLE_KEY}` } });
-  return (await res.json()).isolates;
 }
 
 type Job = { id: string; state: string; attempts: number; locked_by: string | null; locked_at: Date | null; lease_until: Date | null };
@@ -108,6 +90,7 @@ beforeAll(async () => {
     PREVIEW_LEASE_SECONDS: '', PREVIEW_DOWNLOAD_TIMEOUT_MS: '', PREVIEW_MAX_SOURCE_BYTES: '', KIE_WEBHOOK_HMAC_KEY: '', EXTRA_FUNCTIONS_CONFIG: '',
     PREVIEW_WORKER_LIMIT: '',
   });
+  ({ pg, logMark, logSince, isolates } = stackTools(own));
   sql = postgres(own.env.DB_URL, { max: 4, prepare: false, onnotice: () => {} });
   kie = createFakeKieClient(own.env.KIE_URL);
   photo = read(await encodePhoto(photoPng(MEDIA, 480, 320, { seed: 5 }), 'jpeg', join(MEDIA, 'recovery.jpg')));
@@ -348,24 +331,6 @@ describe('recovery on the stack\'s default settings', () => {
       await sql`drop sequence if exists public.test_dispatch_faults`;
     }
   }, 120_000);
-
-  it('a killed gateway leaves no function worker alive, and stack start brings it back', async () => {
-    await fetch(`${own.env.API_URL}/functions/v1/health`);
-    const workers = await waitFor('live workers', async () => {
-      const list = await isolates();
-      return list.length > 0 ? list : null;
-    });
-    const gateway = Number(readFileSync(join(own.dir, 'run', 'gateway.pid'), 'utf8'));
-    process.kill(gateway, 'SIGKILL');
-    await waitFor('every worker to exit', async () => workers.every((w) => !alive(w.pid)), 10_000, 100);
-    await run('bash', ['local/stack.sh', 'start'], {
-      env: { ...process.env, STACK_DIR: own.dir, API_PORT: new URL(own.env.API_URL).port, DB_PORT: new URL(own.env.DB_URL).port, KIE_PORT: new URL(own.env.KIE_URL).port,
-        PREVIEW_LEASE_SECONDS: '', PREVIEW_DOWNLOAD_TIMEOUT_MS: '', PREVIEW_MAX_SOURCE_BYTES: '', KIE_WEBHOOK_HMAC_KEY: '', EXTRA_FUNCTIONS_CONFIG: '',
-        PREVIEW_WORKER_LIMIT: '' },
-      timeout: 120_000,
-    });
-    expect((await fetch(`${own.env.API_URL}/functions/v1/health`)).status).toBe(200);
-  }, 180_000);
 
   it('with 50 callbacks lost and 100 rows left without a preview job, every row is ready within 90 s of the first cron run', async () => {
     // 50 tasks KIE finished whose callbacks never came; 100 success rows written two minutes ago

@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { cpSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -24,7 +24,13 @@ function freePort(): Promise<number> {
   });
 }
 
-export type OwnStack = { env: Record<string, string>; dir: string; stop(): Promise<void> };
+export type OwnStack = {
+  env: Record<string, string>;
+  dir: string;
+  stop(): Promise<void>;
+  /** stack.sh start again, with the settings it was started with: starts what is not running. */
+  start(): Promise<void>;
+};
 
 export async function startOwnStack(name: string, extraEnv: Record<string, string> = {}): Promise<OwnStack> {
   const runEnv = process.env.STACK_ENV_FILE;
@@ -59,7 +65,40 @@ export async function startOwnStack(name: string, extraEnv: Record<string, strin
   }
   const stackEnv = parseEnvFile(readFileSync(join(dir, 'stack.env'), 'utf8'));
   stackEnv.ADMIN_DB_URL = stackEnv.DB_URL.replace('postgres:postgres@', 'supabase_admin:postgres@');
-  return { env: stackEnv, dir, stop };
+  const start = async () => void await run('bash', ['local/stack.sh', 'start'], { env, timeout: 120_000, maxBuffer: 1 << 24 });
+  return { env: stackEnv, dir, stop, start };
+}
+
+/** Whether the process runs. A zombie does not: where the orphaned process's new parent (PID 1 of a
+ *  container or CI runner) never reaps it, `kill(pid, 0)` keeps succeeding after it exited. */
+export function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+export type OwnIsolate = { fn: string; pid: number; busy: boolean; requests: { body: string }[] };
+
+/** What a fault test does to its own stack: read its log, stop or crash its Postgres, list its isolates. */
+export function stackTools(own: OwnStack) {
+  const logMark = () => (existsSync(own.env.LOG_FILE) ? statSync(own.env.LOG_FILE).size : 0);
+  return {
+    logMark,
+    /** The log's lines since `mark` that contain every needle. */
+    logSince: (mark: number, ...needles: string[]) =>
+      readFileSync(own.env.LOG_FILE).subarray(mark).toString('utf8').split('\n').filter((l) => l && needles.every((n) => l.includes(n))),
+    /** local/postgres.sh: start, stop (a fast shutdown) or crash (an immediate one). */
+    pg: (cmd: 'start' | 'stop' | 'crash') =>
+      run('bash', ['local/postgres.sh', cmd], { env: { ...process.env, STACK_DIR: own.dir, DB_PORT: new URL(own.env.DB_URL).port } }),
+    /** The gateway's live function isolates. */
+    isolates: async (): Promise<OwnIsolate[]> => {
+      const res = await fetch(`${own.env.API_URL}/_local/isolates`, { headers: { authorization: `Bearer ${own.env.SERVICE_ROLE_KEY}` } });
+      return (await res.json()).isolates;
+    },
+    gatewayPid: () => Number(readFileSync(join(own.dir, 'run', 'gateway.pid'), 'utf8')),
+  };
 }
 
 /** A user of that stack, created through its Auth API and signed in with supabase-js. */

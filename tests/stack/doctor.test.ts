@@ -19,8 +19,12 @@ describe('npm run doctor', () => {
     const { findings } = JSON.parse(out) as { findings: { level: string; check: string }[] };
     expect(findings.filter((f) => f.level !== 'info'), out).toEqual([]);
     // other suites leave rows to report (failed previews and their jobs, not-previewable rows, planted orphans): only as info
-    expect(findings.every((f) => ['mode', 'coverage', 'backfill', 'extensions', 'orphans', 'jobs'].includes(f.check)), out).toBe(true);
+    expect(findings.every((f) => ['mode', 'coverage', 'backfill', 'extensions', 'orphans', 'jobs', 'cron'].includes(f.check)), out).toBe(true);
     expect(findings.find((f) => f.check === 'mode')).toMatchObject({ level: 'info', message: expect.stringMatching(/^kie_owner: /) });
+    // this stack's pg_cron (Debian 12's 1.4.2) knows minutes only: the sweep's cadence is said, as info
+    expect(findings.filter((f) => f.check === 'cron')).toEqual([
+      expect.objectContaining({ level: 'info', message: expect.stringMatching(/^pg_cron 1\.4\S* runs the preview sweep every minute/) }),
+    ]);
   });
 
   it('prints findings as text with the masked URL', async () => {
