@@ -1,8 +1,9 @@
 /**
  * The job runner: the one claim, completion and failure path of every kind. A worker drains due
- * jobs one at a time while its isolate has budget (isolate.ts runJob: one job per isolate at a
- * time, declined before the claim when spent or ending), hands each to the handler registered for
- * its kind, then completes it or sends its error through the database's one failure path. While
+ * jobs one at a time while its isolate has budget (isolate.ts runJob: one job holds the isolate at
+ * a time, another may download beside it; declined before the claim when spent or ending), hands
+ * each to the handler registered for its kind, then completes it or sends its error through the
+ * database's one failure path. While
  * it holds a job it proves it is alive: a heartbeat extends the job's short lease every third of
  * it (extend_preview_job_lease), so a worker that dies leaves its job due again within the
  * heartbeat lease, and every database call of the job rides out a connection outage until that
@@ -13,7 +14,7 @@ import type { RetryPolicy } from '../db.ts';
 import { toPreviewError } from '../errors.ts';
 import { log, type LogFields, type LogPrefix } from '../log.ts';
 import { sha256Hex } from '../preview/core-digest.ts';
-import { isolateBudget, runJob } from '../preview/isolate.ts';
+import { isolateBudget, JOBS_AT_ONCE, type JobSlot, runJob } from '../preview/isolate.ts';
 import type { ClaimedJob, JobKind, JobStore } from './store.ts';
 
 /** What a handler hands back for a job: its result for the row, or why it stopped (fenced). */
@@ -31,6 +32,12 @@ export type JobFenced = { fenced: string };
 
 export type JobContext = {
   store: JobStore;
+  /**
+   * The isolate, shared with jobs running beside this one (isolate.ts): `take` before rendering
+   * (a handler with `downloadsFirst` reads its source beside another job's render first, asking
+   * `beside` before it holds more), `handBack` to give the job to a fresh isolate.
+   */
+  isolate: Pick<JobSlot, 'take' | 'beside' | 'handBack'>;
   /** Whether this attempt still holds the job: asked right before objects are written or deleted. */
   isCurrent(): Promise<boolean>;
   /**
@@ -45,9 +52,13 @@ export type JobContext = {
   ): Promise<'written' | 'kept' | 'fenced'>;
 };
 
-/** A kind's handler. `batch` > 1: one claim takes that many due jobs of the kind (deletions). */
+/**
+ * A kind's handler. `batch` > 1: one claim takes that many due jobs of the kind (deletions).
+ * `downloadsFirst`: the job starts by waiting on the network and takes the isolate itself
+ * (ctx.isolate.take) before it renders; any other job holds the isolate from its claim on.
+ */
 export type JobHandler =
-  & { prefix: LogPrefix; success: string }
+  & { prefix: LogPrefix; success: string; downloadsFirst?: boolean }
   & (
     | { run(job: ClaimedJob, ctx: JobContext): Promise<JobDone | JobFenced> }
     | {
@@ -71,6 +82,8 @@ export type JobOutcome = {
   attempt?: number;
 };
 
+/** A job still downloading this long after its claim gets the next job claimed beside it. */
+const BESIDE_AFTER_MS = 500;
 /** How long before its lease ends a worker stops retrying a held job's database calls. */
 const LEASE_MARGIN_MS = 2_000;
 /** Heartbeats per heartbeat lease: the lease is extended every third of it. */
@@ -237,6 +250,7 @@ async function runClaimed(
   store: JobStore,
   handler: JobHandler,
   leases: Lease[],
+  isolate: JobContext['isolate'],
 ): Promise<JobOutcome[]> {
   const jobs = leases.map((l) => l.job);
   for (const job of jobs) {
@@ -248,6 +262,7 @@ async function runClaimed(
   }
   const ctxOf = (lease: Lease): JobContext => ({
     store,
+    isolate,
     isCurrent: async () => {
       if (lease.lost) return false;
       if (await store.isCurrent(lease.job, lease.retry('isCurrent'))) return true;
@@ -306,52 +321,77 @@ async function release(store: JobStore, handler: JobHandler, leases: Lease[]): P
 
 /**
  * Drains due jobs (of one row when `generationId` is given), one claim at a time, until none is
- * due or the isolate declines (spent or ending: `declined` says why). `wake`: the wake this worker
- * answers (each claim is its sign of life).
+ * due or the isolate declines (spent or ending: `declined` says why). A job still downloading its
+ * source BESIDE_AFTER_MS after its claim (a slow file host) does not hold up the jobs behind it:
+ * another claim starts beside it (up to JOBS_AT_ONCE at once; one job holds the isolate, the
+ * others wait on the network, isolate.ts). `wake`: the wake this worker answers (each claim is
+ * its sign of life).
  */
 export async function drain(
   o: { store: JobStore; handlers: Handlers; wake?: string; generationId?: string },
 ): Promise<{ outcomes: JobOutcome[]; declined: string | null }> {
   const kinds = Object.keys(o.handlers) as JobKind[];
   const outcomes: JobOutcome[] = [];
-  for (let first = true;; first = false) {
-    const r = await runJob(async (hold) => {
-      const sentAt = performance.now();
-      const [first] = await o.store.claim({
-        kinds,
-        generationId: o.generationId,
-        wake: o.wake,
-      });
-      if (!first) return null;
-      const handler = o.handlers[first.kind] as JobHandler;
-      const leases = [holdLease(o.store, handler, first, sentAt)];
-      try {
-        if ('batch' in handler && handler.batch > 1) {
-          const moreSentAt = performance.now();
-          const more = await o.store.claim({
-            kinds: [first.kind],
-            limit: handler.batch - 1,
+  let declined: string | null = null;
+  const running = new Set<Promise<void>>();
+  const claims = async (first: boolean) => {
+    for (;; first = false) {
+      if (declined) return;
+      const r = await runJob(async (slot) => {
+        const sentAt = performance.now();
+        const [first] = await o.store.claim({
+          kinds,
+          generationId: o.generationId,
+          wake: o.wake,
+        });
+        if (!first) return null;
+        const handler = o.handlers[first.kind] as JobHandler;
+        const leases = [holdLease(o.store, handler, first, sentAt)];
+        // still waiting on its download after a moment: the next job is claimed beside it
+        const slow = handler.downloadsFirst
+          ? setTimeout(() => !slot.holds() && start(false), BESIDE_AFTER_MS)
+          : undefined;
+        try {
+          if ('batch' in handler && handler.batch > 1) {
+            const moreSentAt = performance.now();
+            const more = await o.store.claim({
+              kinds: [first.kind],
+              limit: handler.batch - 1,
+              generationId: o.generationId,
+              wake: o.wake,
+            });
+            leases.push(...more.map((job) => holdLease(o.store, handler, job, moreSentAt)));
+          }
+          slot.hold({ release: () => release(o.store, handler, leases) });
+          if (!handler.downloadsFirst) await slot.take();
+          return await runClaimed(o.store, handler, leases, slot);
+        } finally {
+          clearTimeout(slow);
+          for (const lease of leases) lease.stop();
+        }
+      }, first);
+      if ('declined' in r) {
+        if (!declined) {
+          declined = r.declined;
+          log.info('[Preview]', 'Declined', {
             generationId: o.generationId,
             wake: o.wake,
+            reason: r.declined,
+            ...isolateBudget(),
           });
-          leases.push(...more.map((job) => holdLease(o.store, handler, job, moreSentAt)));
         }
-        hold({ release: () => release(o.store, handler, leases) });
-        return await runClaimed(o.store, handler, leases);
-      } finally {
-        for (const lease of leases) lease.stop();
+        return;
       }
-    }, first);
-    if ('declined' in r) {
-      log.info('[Preview]', 'Declined', {
-        generationId: o.generationId,
-        wake: o.wake,
-        reason: r.declined,
-        ...isolateBudget(),
-      });
-      return { outcomes, declined: r.declined };
+      if (r.done === null) return;
+      outcomes.push(...r.done);
     }
-    if (r.done === null) return { outcomes, declined: null };
-    outcomes.push(...r.done);
-  }
+  };
+  const start = (first: boolean) => {
+    if (declined || running.size >= JOBS_AT_ONCE) return;
+    const p: Promise<void> = claims(first).finally(() => running.delete(p));
+    running.add(p);
+  };
+  start(true);
+  while (running.size) await Promise.all(running);
+  return { outcomes, declined };
 }

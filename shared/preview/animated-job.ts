@@ -26,7 +26,11 @@ export function animatedHandler(deps: AnimatedDeps): JobHandler {
     success: 'Ready',
     async run(job, ctx) {
       const input = job.input as Omit<SourceRef, 'id'> & { target_path: string };
-      const { bytes } = await readSource({ ...input, id: job.generation_id as string }, deps);
+      const { bytes } = await readSource(
+        { ...input, id: job.generation_id as string },
+        deps,
+        ctx.isolate,
+      );
       let clip: Uint8Array;
       try {
         // (the source is released once the clip is made or refused: fetch.ts releaseSource)

@@ -18,6 +18,14 @@ export type Resolver = (hostname: string) => Promise<string[]>;
 
 export type FetchedSource = { bytes: Uint8Array; contentType: string | null };
 
+/**
+ * A download running beside another job's render (isolate.ts JobSlot.beside): asked with the
+ * bytes the download is about to hold in all, before its buffer is allocated (a declared length)
+ * or grown (an unknown one); it returns when the download may hold them (at once while the
+ * downloads beside stay small, else once this job holds the isolate: reading waits meanwhile).
+ */
+export type Beside = (bytes: number) => Promise<void>;
+
 const MAX_REDIRECTS = 5;
 
 /**
@@ -142,6 +150,7 @@ export async function fetchSource(
   rawUrl: string,
   limits: FetchLimits,
   deps: { fetch?: typeof fetch; resolve?: Resolver; pin?: Pinner } = {},
+  beside?: Beside,
 ): Promise<FetchedSource> {
   const doFetch = deps.fetch ?? fetch;
   const resolve = deps.resolve ?? systemResolver;
@@ -210,7 +219,7 @@ export async function fetchSource(
       );
     }
     return {
-      bytes: await readCapped(res.body!, declared, limits.maxBytes),
+      bytes: await readCapped(res.body!, declared, limits.maxBytes, beside),
       contentType: res.headers.get('content-type'),
     };
   } catch (err) {
@@ -236,8 +245,9 @@ async function readCapped(
   body: ReadableStream<Uint8Array>,
   declared: number,
   maxBytes: number,
+  beside?: Beside,
 ): Promise<Uint8Array> {
-  return await readGrowing(body, declared, maxBytes);
+  return await readGrowing(body, declared, maxBytes, beside);
 }
 
 const tooLong = (declared: number) =>
@@ -292,8 +302,10 @@ async function readGrowing(
   body: ReadableStream<Uint8Array>,
   declared: number,
   maxBytes: number,
+  beside?: Beside,
 ): Promise<Uint8Array> {
   const known = Number.isFinite(declared) && declared >= 0;
+  if (known) await beside?.(declared);
   // deno-lint-ignore no-explicit-any
   const buf: any = known
     ? new ArrayBuffer(declared)
@@ -315,6 +327,7 @@ async function readGrowing(
         await reader.cancel();
         throw tooLong(declared);
       }
+      await beside?.(total + value.length);
       buf.resize(total + value.length);
     }
     new Uint8Array(buf, total, value.length).set(value);

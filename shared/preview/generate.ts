@@ -6,23 +6,24 @@
  * error code and readable message there.
  */
 import type { Config } from '../config.ts';
-import type { JobDone, JobFenced, JobHandler } from '../jobs/runner.ts';
+import type { JobContext, JobDone, JobFenced, JobHandler } from '../jobs/runner.ts';
 import type { ClaimedJob } from '../jobs/store.ts';
 import { PreviewError } from '../errors.ts';
 import { log } from '../log.ts';
 import { isSafeObjectKey, type ObjectStore } from '../storage.ts';
-import { adoptSource, type FetchedSource, releaseSource } from './fetch.ts';
+import { adoptSource, type Beside, type FetchedSource, releaseSource } from './fetch.ts';
 import { originalCopyPath, storageObjectFromUrl } from './paths.ts';
 import type { Rendered, RenderOptions } from './photo.ts';
 import type { PosterOptions } from './video.ts';
 import { FreshIsolateNeeded } from './budget.ts';
-import { handBack, isolateBudget, measureRender, noteIo } from './isolate.ts';
+import { isolateBudget, measureRender, noteIo } from './isolate.ts';
 import { sniff } from './sniff.ts';
 import { previewVersion } from './version.ts';
 
 export type PreviewDeps = {
   objects: ObjectStore;
-  fetchSource: (url: string) => Promise<FetchedSource>;
+  /** `beside`: the download runs beside another job's render (fetch.ts Beside). */
+  fetchSource: (url: string, beside?: Beside) => Promise<FetchedSource>;
   renderPhoto: (bytes: Uint8Array, options: RenderOptions) => Promise<Rendered>;
   renderPoster: (bytes: Uint8Array, options: PosterOptions) => Promise<Rendered>;
   config: Pick<Config, 'supabaseUrl'> & { preview: Config['preview'] };
@@ -56,12 +57,19 @@ export function claimOf(job: ClaimedJob): Claim {
 /** What a claim (the poster's or the animated preview's) says about its source. */
 export type SourceRef = Pick<Claim, 'id' | 'user_id' | 'original_path' | 'source_url'>;
 
-/** The claim's source: its original in our storage (original_path) when it has one, else its URL. */
+/**
+ * The claim's source: its original in our storage (original_path) when it has one, else its URL.
+ * `isolate`: the job's (JobContext.isolate). Our storage answers at once: it is read holding the
+ * isolate; a URL is downloaded beside another job's render while the downloads beside stay small.
+ */
 export async function readSource(
   claim: SourceRef,
   deps: Pick<PreviewDeps, 'objects' | 'fetchSource' | 'config'>,
+  isolate: Pick<JobContext['isolate'], 'take' | 'beside'>,
 ): Promise<{ bytes: Uint8Array; storedAt: string | null }> {
+  const take = isolate.take;
   if (claim.original_path) {
+    await take();
     // The service key reads any object: only one under the row's owner's folder is this row's.
     if (
       !claim.original_path.startsWith(`${claim.user_id}/`) || !isSafeObjectKey(claim.original_path)
@@ -105,9 +113,10 @@ export async function readSource(
         "Download refused: the URL points into this project's storage but not at an object of this generation's owner",
       );
     }
+    await take();
     return { bytes: adoptSource(await deps.objects.download(object.path)), storedAt: object.path };
   }
-  const { bytes } = await deps.fetchSource(claim.source_url);
+  const { bytes } = await deps.fetchSource(claim.source_url, isolate.beside);
   return { bytes, storedAt: null };
 }
 
@@ -122,10 +131,13 @@ type Render = {
 async function render(
   claim: Claim,
   deps: PreviewDeps,
+  isolate: JobContext['isolate'],
   got: (bytes: Uint8Array) => void = () => {},
 ): Promise<Render> {
-  const { bytes, storedAt } = await readSource(claim, deps);
+  const { bytes, storedAt } = await readSource(claim, deps, isolate);
   got(bytes);
+  // the render and what follows hold the isolate
+  await isolate.take();
   const kind = sniff(bytes);
   if (kind.kind !== claim.kind) {
     throw new PreviewError(
@@ -167,19 +179,19 @@ async function render(
 /**
  * Runs a render; one that does not fit the CPU this isolate has left but fits a fresh isolate's
  * (budget.ts FreshIsolateNeeded) hands its job back to the queue and ends this isolate's claims
- * (isolate.ts handBack): the job is fenced here and taken up by a fresh isolate, and nothing is
+ * (isolate.ts JobSlot.handBack): the job is fenced here and taken up by a fresh isolate, and nothing is
  * counted against the file. At the attempt cap nothing can be handed back: it fails
  * OVER_CPU_BUDGET.
  */
 export async function orHandBack<T>(
-  ctx: { isCurrent(): Promise<boolean> },
+  ctx: Pick<JobContext, 'isCurrent' | 'isolate'>,
   fn: () => Promise<T>,
 ): Promise<T> {
   try {
     return await fn();
   } catch (err) {
     if (err instanceof FreshIsolateNeeded) {
-      await handBack('cpu_for_render');
+      await ctx.isolate.handBack('cpu_for_render');
       if (!(await ctx.isCurrent())) throw new HandedBack();
     }
     throw err;
@@ -202,6 +214,7 @@ export function previewHandler(deps: PreviewDeps): JobHandler {
   return {
     prefix: '[Preview]',
     success: 'Ready',
+    downloadsFirst: true,
     run: (job, ctx) =>
       runPreview(claimOf(job), deps, ctx).catch((err) => {
         if (err instanceof HandedBack) return { fenced: 'handed_to_fresh_isolate' };
@@ -217,7 +230,10 @@ async function runPreview(
 ): Promise<JobDone | JobFenced> {
   let source: Uint8Array | undefined;
   try {
-    const r = await orHandBack(ctx, () => render(claim, deps, (bytes) => (source = bytes)));
+    const r = await orHandBack(
+      ctx,
+      () => render(claim, deps, ctx.isolate, (bytes) => (source = bytes)),
+    );
     return await uploadPreview(claim, deps, ctx, r);
   } finally {
     // the source is not carried into the isolate's next job (fetch.ts releaseSource)

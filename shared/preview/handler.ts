@@ -54,7 +54,7 @@ export function previewDeps(): PreviewDeps {
   };
   return {
     objects: createObjectStore(),
-    fetchSource: (url) => fetchSource(url, limits),
+    fetchSource: (url, beside) => fetchSource(url, limits, {}, beside),
     renderPhoto: renderPhotoPreview,
     renderPoster: extractPoster,
     config,

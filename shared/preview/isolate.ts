@@ -2,10 +2,17 @@
  * This isolate's share of the platform's budget. The edge runtime gives every concurrent
  * request for a function to the same active isolate and counts CPU over the isolate's whole
  * life: at 1 s (soft) it retires the isolate (no new requests), at 2 s (hard) it kills it with
- * every request inside (546 WORKER_LIMIT). So an isolate runs one job at a time: a worker that
- * finds it busy waits (spending no CPU), then claims its next job only if even the costliest job
- * still ends under the hard limit; otherwise, or once the runtime announced the isolate's end, it
- * declines before claiming (the jobs stay queued) and its wake ends (shared/jobs/runner.ts).
+ * every request inside (546 WORKER_LIMIT). So an isolate renders one job at a time: a job holds
+ * the isolate (take) for its render and what follows; a worker that finds it held waits (spending
+ * no CPU), then claims its next job only if even the costliest job still ends under the hard
+ * limit; otherwise, or once the runtime announced the isolate's end, it declines before claiming
+ * (the jobs stay queued) and its wake ends (shared/jobs/runner.ts).
+ *
+ * A source's download is not the render: a job whose download is slow (a slow file host, KIE's
+ * CDN under load) held the isolate for it, and every job of the project waited behind it. So up to
+ * JOBS_AT_ONCE jobs run at once: one holds the isolate, the others may download beside it while
+ * all they hold together stays within BESIDE_BYTES; a source that would take them past it takes the
+ * isolate first (its download waits meanwhile: the socket's flow control holds the rest).
  *
  * The isolate cannot read its own CPU on the runtime's Deno (2.1.4: process.cpuUsage is a stub,
  * /proc is out of reach), so it is estimated from above: the wall time of each render less the
@@ -41,18 +48,57 @@ export const DECLINE_OVERHEAD_MS = 25;
 /** What a job costs besides its render: the request, the claim, the uploads, the completion. */
 export const JOB_OVERHEAD_MS = 20;
 
+/** Jobs running at once in an isolate: one holds it (renders), the others download beside it. */
+export const JOBS_AT_ONCE = 6;
+/**
+ * What the downloads beside the render hold together at most (KIE's photos are 0.3–5 MB; a video is
+ * larger and takes the isolate first). The job holding the isolate plans its render with this much
+ * more held by the others (carriedBytes).
+ */
+export const BESIDE_BYTES = 24 * 1048576;
+
 type Held = { release(): Promise<unknown> };
+
+/** A FIFO lock: `acquire` resolves with its release once the holders before it released. */
+function fifoLock(slots: number) {
+  let free = slots;
+  const waiting: (() => void)[] = [];
+  const release = () => {
+    const next = waiting.shift();
+    if (next) next();
+    else free++;
+  };
+  return {
+    acquire(): Promise<() => void> {
+      if (free > 0) {
+        free--;
+        return Promise.resolve(release);
+      }
+      return new Promise((resolve) => waiting.push(() => resolve(release)));
+    },
+  };
+}
 
 const state = {
   spentMs: 0,
   ioMs: 0,
   /** The beforeunload reason once the runtime announced the isolate's end. */
   ending: null as string | null,
-  queue: Promise.resolve() as Promise<unknown>,
-  /** Jobs waiting for the isolate or running in it. */
+  /** JOBS_AT_ONCE places for jobs; the isolate itself, held by one job at a time. */
+  slots: fifoLock(JOBS_AT_ONCE),
+  isolate: fifoLock(1),
+  /** Jobs waiting for a place or running. */
   pending: 0,
-  held: null as Held | null,
-  /** The isolate's memory (platform measure) when the running job started: what earlier jobs left. */
+  /** Jobs running (in a place). */
+  running: 0,
+  /** What each download beside the render holds (bytes), by job. */
+  beside: new Map<symbol, number>(),
+  /** What the running jobs hold (their claims), handed back at the isolate's end. */
+  held: new Set<Held>(),
+  /**
+   * The isolate's memory (platform measure) when the job holding the isolate took it, with a
+   * download beside it counted at its most: what earlier jobs left and the other job may hold.
+   */
   heldAtStart: null as number | null,
   listening: false,
 };
@@ -103,19 +149,41 @@ function declineReason(arrived: boolean): string | null {
 }
 
 /**
- * Runs `job` when the isolate is free (one job at a time), unless the isolate is spent or
- * ending by then: `{ declined: reason }` and `job` never runs. `hold` registers what the job
- * holds (its claim), released if the runtime announces the isolate's end meanwhile. `first`: the
- * request's first job (taken when the request found the isolate idle, see declineReason).
+ * What a running job may do with the isolate: `hold` registers what it holds (its claim), released
+ * if the runtime announces the isolate's end meanwhile; `take` waits for the isolate and holds it
+ * to the job's end (idempotent). A job that has not taken the isolate runs beside the one that
+ * holds it: it may wait on the network, not render, and asks `beside(bytes)` before it holds
+ * `bytes` in all: that returns at once while the downloads beside stay within BESIDE_BYTES, else it
+ * takes the isolate.
+ */
+export type JobSlot = {
+  hold(held: Held | null): void;
+  take(): Promise<void>;
+  /** Whether the job holds the isolate (has taken it). */
+  holds(): boolean;
+  beside(bytes: number): Promise<void>;
+  /**
+   * Hands this job's claim back to the queue (as at the isolate's end: due again at once, its late
+   * result fenced) and takes no further job in this isolate: a render that does not fit what this
+   * isolate has left but fits a fresh one. The caller asks its job context whether the job was
+   * handed back (it no longer holds it); if not (at the attempt cap), it fails the job instead.
+   */
+  handBack(reason: string): Promise<void>;
+};
+
+/**
+ * Runs `job` in one of the isolate's JOBS_AT_ONCE places when one is free, unless the isolate is
+ * spent or ending by then: `{ declined: reason }` and `job` never runs. `first`: the request's
+ * first job (taken when the request found the isolate idle, see declineReason).
  */
 export function runJob<T>(
-  job: (hold: (held: Held | null) => void) => Promise<T>,
+  job: (slot: JobSlot) => Promise<T>,
   first = false,
 ): Promise<{ done: T } | { declined: string }> {
   listenForUnload();
   const arrived = first && state.pending === 0;
   state.pending++;
-  const run = state.queue.then(async () => {
+  return state.slots.acquire().then(async (leave) => {
     try {
       const reason = declineReason(arrived);
       if (reason) {
@@ -124,19 +192,63 @@ export function runJob<T>(
         state.spentMs += DECLINE_OVERHEAD_MS;
         return { declined: reason };
       }
-      state.heldAtStart = isolateMemory();
+      state.running++;
+      const me = Symbol('job');
+      let held: Held | null = null;
+      let taking: Promise<void> | null = null;
+      let unlock: (() => void) | null = null;
+      const slot: JobSlot = {
+        hold(h) {
+          if (held) state.held.delete(held);
+          held = h;
+          if (h) state.held.add(h);
+        },
+        take() {
+          taking ??= state.isolate.acquire().then((release) => {
+            unlock = release;
+            state.beside.delete(me); // what it holds now counts in the isolate's memory
+            const memory = isolateMemory();
+            // the downloads beside may grow to their bound while this job renders
+            let others = 0;
+            for (const b of state.beside.values()) others += b;
+            state.heldAtStart = memory === null
+              ? null
+              : memory + (state.running > 1 ? Math.max(0, BESIDE_BYTES - others) : 0);
+          });
+          return taking;
+        },
+        holds: () => unlock !== null,
+        beside(bytes) {
+          if (taking) return taking;
+          let others = 0;
+          for (const [job, b] of state.beside) if (job !== me) others += b;
+          if (others + bytes <= BESIDE_BYTES) {
+            state.beside.set(me, bytes);
+            return Promise.resolve();
+          }
+          return slot.take();
+        },
+        async handBack(reason) {
+          state.ending = reason;
+          const h = held;
+          slot.hold(null);
+          await h?.release().catch(() => {});
+        },
+      };
       try {
-        return { done: await job((held) => (state.held = held)) };
+        return { done: await job(slot) };
       } finally {
-        state.held = null;
+        if (held) state.held.delete(held);
+        state.beside.delete(me);
+        state.running--;
         state.spentMs += JOB_OVERHEAD_MS;
+        (unlock as (() => void) | null)?.();
       }
     } finally {
       state.pending--;
+      leave();
     }
   });
-  state.queue = run.catch(() => {});
-  return run;
 }
 
 /** The runtime's beforeunload (CPU, memory or wall clock at 90 %, or an early drop). */
@@ -145,10 +257,10 @@ function listenForUnload(): void {
   state.listening = true;
   addEventListener('beforeunload', (e) => {
     state.ending = String((e as CustomEvent).detail?.reason ?? 'unload');
-    const held = state.held;
-    state.held = null;
-    // hand the claim back now rather than leaving it to the lease
-    held?.release().catch(() => {});
+    const held = [...state.held];
+    state.held.clear();
+    // hand the claims back now rather than leaving them to the lease
+    for (const h of held) h.release().catch(() => {});
   });
 }
 
@@ -196,19 +308,6 @@ export function isolateMemory(): number | null {
   }
 }
 
-/**
- * Hands the held job back to the queue (as at the isolate's end: due again at once, its late
- * result fenced) and takes no further job in this isolate: a render that does not fit what this
- * isolate has left but fits a fresh one. The caller asks its job context whether the job was
- * handed back (it no longer holds it); if not (at the attempt cap), it fails the job instead.
- */
-export async function handBack(reason: string): Promise<void> {
-  const held = state.held;
-  state.ending = reason;
-  state.held = null;
-  await held?.release().catch(() => {});
-}
-
 /** What an idle isolate of generate-preview holds by the platform's measure (runtime, modules). */
 export const IDLE_ISOLATE_BYTES = 16 * 1048576;
 
@@ -227,7 +326,11 @@ export function resetIsolateBudget(): void {
   state.spentMs = 0;
   state.ioMs = 0;
   state.ending = null;
-  state.held = null;
+  state.held.clear();
   state.heldAtStart = null;
   state.pending = 0;
+  state.running = 0;
+  state.beside.clear();
+  state.slots = fifoLock(JOBS_AT_ONCE);
+  state.isolate = fifoLock(1);
 }

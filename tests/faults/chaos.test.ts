@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFakeKieClient, type FakeKieClient } from '../../local/fake-kie-client.ts';
+import { createFakeKieClient, type FakeKieBehaviour, type FakeKieClient } from '../../local/fake-kie-client.ts';
 import { encodePhoto, photoPng, read } from '../fixtures/media.ts';
 import { alive, createOwnUser, type OwnStack, stackTools, startOwnStack } from '../helpers/own-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -50,13 +50,14 @@ type Task = { taskId: string; url: string; id: string };
 
 /**
  * `n` generations the app started (rows `generating` with their KIE task) whose KIE tasks
- * finished; their callbacks are the test's to send or lose.
+ * finished; their callbacks are the test's to send or lose. `serve`: how KIE serves the i-th asset
+ * (by default every fourth in 4 s).
  */
-async function generations(n: number, label: string): Promise<Task[]> {
+async function generations(n: number, label: string, serve: (i: number) => FakeKieBehaviour = (i) => (i % 4 === 0 ? { asset: 'slow', slowMs: 4_000 } : {})): Promise<Task[]> {
   const tasks = await Promise.all(Array.from({ length: n }, async (_, i) => {
     const name = `${label}-${randomUUID()}.jpg`;
     await kie.putFile(name, photos[i % photos.length], 'image/jpeg');
-    const fake = { callback: 'never' as const, ...(i % 4 === 0 ? { asset: 'slow' as const, slowMs: 4_000 } : {}) };
+    const fake: FakeKieBehaviour = { callback: 'never', ...serve(i) };
     const taskId = await kie.createTask('market', { model: 'google/nano-banana', callBackUrl: null, fixture: name, fake });
     await waitFor('the fake task to finish', async () => (await kie.getTask(taskId)).state === 'success', 10_000, 50);
     return { taskId, url: (await kie.getTask(taskId)).resultUrls[0] };
@@ -211,6 +212,22 @@ describe('chaos: a batch under way when the fault lands, recovered within 90 s o
     const killed = new Date();
     await recovered('busy workers killed', tasks, mark, killed);
   }, 300_000);
+
+  it('slow sources do not block fast ones: with 4 of 16 assets taking 10 s, every fast row is ready before the first slow one', async () => {
+    const tasks = await generations(16, 'slow-lane', (i) => (i < 4 ? { asset: 'slow', slowMs: 10_000 } : {}));
+    const slow = new Set(tasks.slice(0, 4).map((t) => t.id));
+    const sent = Date.now();
+    expect(await callbacks(tasks)).toEqual(Array(16).fill(200));
+    const ids = tasks.map((t) => t.id);
+    await waitFor('every row ready', async () => (await progress(ids)).ready === ids.length, 90_000, 250);
+    const rows = await sql<{ id: string; at: Date }[]>`
+      select id, updated_at as at from public.generations where id = any(${ids}::uuid[])`;
+    const fast = rows.filter((r) => !slow.has(r.id)).map((r) => r.at.getTime() - sent).sort((a, b) => a - b);
+    const slowAt = rows.filter((r) => slow.has(r.id)).map((r) => r.at.getTime() - sent).sort((a, b) => a - b);
+    console.log(`chaos: 12 fast and 4 slow (10 s) sources at once: fast rows ready p50 ${(fast[5] / 1000).toFixed(1)} s, ` +
+      `last ${(fast[11] / 1000).toFixed(1)} s; slow rows ready ${(slowAt[0] / 1000).toFixed(1)}–${(slowAt[3] / 1000).toFixed(1)} s after the callbacks`);
+    expect(fast[11], 'the last fast row before the first slow one').toBeLessThan(slowAt[0]);
+  }, 150_000);
 
   it('a pending sync whose tasks hang at KIE for almost a third still asks every task of its run', async () => {
     // 40 lost callbacks, 12 of whose record-info never answers: each holds its place in the run for

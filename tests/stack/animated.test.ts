@@ -134,7 +134,12 @@ describe('the animated preview (PREVIEW_ANIMATED=on)', () => {
       '--since=1999-01-01T00:00:00Z', '--until=1999-01-02T00:00:00Z'], { timeout: 120_000, env: { ...process.env, SUPABASE_URL: '', SUPABASE_SERVICE_ROLE_KEY: '', SUPABASE_DB_URL: '', NO_COLOR: '1' } });
     expect(run.stdout).toContain(`🎞️ Queuing animated preview for ${ids.small}`);
     expect(run.stdout).not.toContain(ids.large); // created on the --until instant: outside the window
-    const r = await row(ids.small);
+    // ready when the backfill answers, or soon after when a busy machine's isolate handed the clip
+    // to a fresh one (isolate.ts: the released job is due at once and woken)
+    const r = await waitFor('the clip', async () => {
+      const x = await row(ids.small);
+      return x.animated_status === 'ready' ? x : null;
+    }, 60_000, 250);
     expect([r.animated_status, r.animated_path]).toEqual(['ready', `${user.id}/previews/${ids.small}_preview.mp4`]);
     expect(await jobsOf(ids.small, 'animated')).toEqual([]);
     expect(logLines(`[Preview] Ready generationId=${ids.small} `, ' kind=animated ')).toHaveLength(2);

@@ -102,6 +102,7 @@ function fakes(opts: Opts = {}, queue: ClaimedJob[] = [previewJob()]) {
   // the handler on its own: writeOnce writes (the runner's own writeOnce is tested through drain)
   const ctx: JobContext = {
     store,
+    isolate: { take: async () => {}, handBack: async () => {} },
     isCurrent: () => store.isCurrent(queue[0]),
     writeOnce: async (_path, _bytes, write) => (await write(), 'written'),
   };

@@ -1,9 +1,9 @@
-// The isolate's share of the platform's budget (shared/preview/isolate.ts): one job at a time,
-// no job once the estimated CPU leaves no room for the costliest one (except a request's first job
+// The isolate's share of the platform's budget (shared/preview/isolate.ts): one job holds the
+// isolate at a time (a second may wait on the network beside it, a third waits for a place), no job once the estimated CPU leaves no room for the costliest one (except a request's first job
 // in an idle isolate, which the platform has not retired), none once the runtime announced the
 // isolate's end (beforeunload), and the held claim handed back at that moment.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CPU_HARD_LIMIT_MS, isolateBudget, JOB_OVERHEAD_MS, measureRender, noteIo, resetIsolateBudget, runJob, WORST_JOB_MS } from '../../shared/preview/isolate.ts';
+import { BESIDE_BYTES, CPU_HARD_LIMIT_MS, isolateBudget, JOB_OVERHEAD_MS, JOBS_AT_ONCE, measureRender, noteIo, resetIsolateBudget, runJob, WORST_JOB_MS } from '../../shared/preview/isolate.ts';
 
 const events = new EventTarget();
 beforeAll(() => {
@@ -21,20 +21,71 @@ const busyFor = (ms: number) => {
 };
 
 describe('the isolate budget', () => {
-  it('runs one job at a time: a second waits for the first', async () => {
+  it('one job holds the isolate at a time; the others run beside it until they take it; past JOBS_AT_ONCE a job waits for a place', async () => {
     const order: string[] = [];
     let release!: () => void;
-    const first = runJob(async () => {
-      order.push('first start');
+    const first = runJob(async (slot) => {
+      await slot.take();
+      order.push('first holds');
       await new Promise<void>((r) => (release = r));
       order.push('first end');
     });
-    const second = runJob(async () => void order.push('second'));
+    const beside = Array.from({ length: JOBS_AT_ONCE - 1 }, (_, i) =>
+      runJob(async (slot) => {
+        order.push(`beside ${i}`);
+        await slot.take();
+        order.push(`holds ${i}`);
+      }));
+    const waiting = runJob(async () => void order.push('in a place'));
     await new Promise((r) => setTimeout(r, 20));
-    expect(order).toEqual(['first start']);
+    expect([...order].sort()).toEqual(['beside 0', 'beside 1', 'beside 2', 'first holds'].slice(4 - JOBS_AT_ONCE));
     release();
-    await Promise.all([first, second]);
-    expect(order).toEqual(['first start', 'first end', 'second']);
+    await Promise.all([first, ...beside, waiting]);
+    expect(order.indexOf('first end')).toBeLessThan(order.indexOf('holds 0'));
+    expect(order.indexOf('first end')).toBeLessThan(order.indexOf('in a place'));
+    expect(order.filter((e) => e.startsWith('holds'))).toEqual(['holds 0', 'holds 1', 'holds 2'].slice(0, JOBS_AT_ONCE - 1));
+  });
+
+  it('downloads beside the render hold BESIDE_BYTES together at most: past it a job takes the isolate (waits for it)', async () => {
+    let release!: () => void;
+    const renders = runJob(async (slot) => {
+      await slot.take();
+      await new Promise<void>((r) => (release = r));
+    });
+    const answers: string[] = [];
+    let bGoesOn!: () => void;
+    let cEnds!: () => void;
+    const b = runJob(async (slot) => {
+      await slot.beside(1000);
+      answers.push('b: within');
+      await new Promise<void>((r) => (bGoesOn = r));
+      await slot.beside(1001); // with c's share, past the bound
+      answers.push(`b: holds the isolate ${slot.holds()}`);
+    });
+    const c = runJob(async (slot) => {
+      await slot.beside(BESIDE_BYTES - 1000);
+      answers.push('c: within');
+      await new Promise<void>((r) => (cEnds = r));
+    });
+    await new Promise((r) => setTimeout(r, 10));
+    bGoesOn();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(answers).toEqual(['b: within', 'c: within']); // b waits for the isolate
+    release();
+    await Promise.all([renders, b]);
+    expect(answers).toEqual(['b: within', 'c: within', 'b: holds the isolate true']);
+    cEnds();
+    await c;
+  });
+
+  it('take is once per job: a second take returns at once, and the isolate is free again at the job\'s end', async () => {
+    const r = await runJob(async (slot) => {
+      await slot.take();
+      await slot.take();
+      return 'held twice, taken once';
+    });
+    expect(r).toEqual({ done: 'held twice, taken once' });
+    expect(await runJob(async (slot) => (await slot.take(), 'next'))).toEqual({ done: 'next' });
   });
 
   it('counts a render\'s wall time less the downloads inside it, plus a fixed cost per job', async () => {
@@ -77,23 +128,46 @@ describe('the isolate budget', () => {
     expect(await queued).toEqual({ declined: 'isolate_cpu_spent' });
   });
 
-  it('on beforeunload: hands the held claim back and declines what comes after', async () => {
+  it('on beforeunload: hands the running jobs\' claims back and declines what comes after', async () => {
     const released: string[] = [];
-    let proceed!: () => void;
-    const job = runJob(async (hold) => {
-      hold({ release: async () => void released.push('claim-1') });
-      await new Promise<void>((r) => (proceed = r));
-      return 'finished';
-    });
+    const proceed: (() => void)[] = [];
+    const job = (name: string) =>
+      runJob(async (slot) => {
+        slot.hold({ release: async () => void released.push(name) });
+        await new Promise<void>((r) => proceed.push(r));
+        return 'finished';
+      });
+    const running = Array.from({ length: JOBS_AT_ONCE }, (_, i) => job(`claim-${i + 1}`));
     const next = runJob(async () => 'ran');
     await new Promise((r) => setTimeout(r, 10));
     dispatchEvent(new CustomEvent('beforeunload', { detail: { reason: 'cpu' } }));
-    expect(released).toEqual(['claim-1']);
-    proceed();
-    expect(await job).toEqual({ done: 'finished' }); // its result is fenced by the database
+    expect(released.sort()).toEqual(Array.from({ length: JOBS_AT_ONCE }, (_, i) => `claim-${i + 1}`));
+    for (const p of proceed) p();
+    for (const r of running) expect(await r).toEqual({ done: 'finished' }); // their results are fenced by the database
     expect(await next).toEqual({ declined: 'isolate_ending_cpu' });
     expect(isolateBudget().ending).toBe('cpu');
     // an ending isolate takes nothing, not even a request's first job on arrival
     expect(await runJob(async () => 'late', true)).toEqual({ declined: 'isolate_ending_cpu' });
+  });
+
+  it('handBack gives back its own job\'s claim only, and ends the isolate\'s claims', async () => {
+    const released: string[] = [];
+    let proceed!: () => void;
+    const beside = runJob(async (slot) => {
+      slot.hold({ release: async () => void released.push('beside') });
+      await new Promise<void>((r) => (proceed = r));
+      return 'beside finished';
+    });
+    const handed = runJob(async (slot) => {
+      slot.hold({ release: async () => void released.push('handed') });
+      await slot.take();
+      await slot.handBack('cpu_for_render');
+      return 'handed back';
+    });
+    expect(await handed).toEqual({ done: 'handed back' });
+    expect(released).toEqual(['handed']);
+    proceed();
+    expect(await beside).toEqual({ done: 'beside finished' });
+    expect(await runJob(async () => 'late')).toEqual({ declined: 'isolate_ending_cpu_for_render' });
   });
 });

@@ -16,6 +16,7 @@ const job: ClaimedJob = {
 };
 const ctx = (current = true): JobContext => ({
   store: {} as JobStore,
+  isolate: { take: async () => {}, handBack: async () => {} },
   isCurrent: async () => current,
   writeOnce: () => Promise.reject(new Error('a relay writes no object')),
 });
