@@ -388,10 +388,26 @@ export async function drain(
   };
   const start = (first: boolean) => {
     if (declined || running.size >= JOBS_AT_ONCE) return;
-    const p: Promise<void> = claims(first).finally(() => running.delete(p));
+    // a claim beside the first that fails (the database away: its claims are retried about 5 s)
+    // ends only itself; the first one's failure is the worker's
+    const run = first ? claims(true) : claims(false).catch((err) =>
+      log.error(
+        '[Preview]',
+        `Claim beside failed: ${err instanceof Error ? err.message : err}`,
+        { wake: o.wake, code: (err as { code?: string } | null)?.code },
+      )
+    );
+    const p: Promise<void> = run.finally(() => running.delete(p));
     running.add(p);
   };
   start(true);
-  while (running.size) await Promise.all(running);
+  // every claim loop ends before the drain does, a failed one too (its error is the worker's)
+  let failure: { err: unknown } | null = null;
+  while (running.size) {
+    for (const r of await Promise.allSettled(running)) {
+      if (r.status === 'rejected') failure ??= { err: r.reason };
+    }
+  }
+  if (failure) throw failure.err;
   return { outcomes, declined };
 }

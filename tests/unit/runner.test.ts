@@ -112,6 +112,58 @@ describe('drain', () => {
     expect(claims).toEqual(Array(3).fill({ kinds: ['preview'], generationId: GEN, wake: '7' }));
   });
 
+  it('a job still downloading after a moment gets the next job claimed beside it; the render waits for the isolate', async () => {
+    const { store, calls } = fakeStore([job(1), job(2), job(3)]);
+    let arrive!: () => void;
+    const downloads: string[] = [];
+    const handler: JobHandler = {
+      prefix: '[Preview]',
+      success: 'Ready',
+      downloadsFirst: true,
+      async run(j, ctx) {
+        // job 1's source is slow; the others' arrive at once
+        if (j.job_id === '1') await new Promise<void>((r) => (arrive = r));
+        downloads.push(j.job_id);
+        await ctx.isolate.take();
+        return { result: { ok: j.job_id } };
+      },
+    };
+    const done = drain({ store, handlers: { preview: handler } });
+    await new Promise((r) => setTimeout(r, 700)); // past BESIDE_AFTER_MS (500 ms)
+    expect(downloads).toEqual(['2', '3']); // claimed and done beside the slow one
+    arrive();
+    const r = await done;
+    expect(r.outcomes.map((o) => [o.jobId, o.result]).sort()).toEqual([['1', 'ready'], ['2', 'ready'], ['3', 'ready']]);
+    expect(calls.filter((c) => c.startsWith('complete'))).toEqual(['complete 2', 'complete 3', 'complete 1']);
+  });
+
+  it('a claim beside the first that fails ends only itself: the drain goes on and ends without an error', async () => {
+    const { store } = fakeStore([job(1), job(2)]);
+    let claimsSeen = 0;
+    const claim = store.claim;
+    store.claim = async (o) => {
+      if (++claimsSeen === 2) throw new Error('connect ECONNREFUSED');
+      return await claim(o);
+    };
+    let arrive!: () => void;
+    const handler: JobHandler = {
+      prefix: '[Preview]',
+      success: 'Ready',
+      downloadsFirst: true,
+      async run(j, ctx) {
+        if (j.job_id === '1') await new Promise<void>((r) => (arrive = r));
+        await ctx.isolate.take();
+        return { result: { ok: j.job_id } };
+      },
+    };
+    const done = drain({ store, handlers: { preview: handler } });
+    await new Promise((r) => setTimeout(r, 700));
+    arrive();
+    const r = await done;
+    expect(r.outcomes.map((o) => [o.jobId, o.result])).toEqual([['1', 'ready'], ['2', 'ready']]);
+    expect(logs.some((l) => l.includes('Claim beside failed: connect ECONNREFUSED'))).toBe(true);
+  });
+
   it('a handler\'s throw is that job\'s failure only: the next job still runs', async () => {
     const { store, failures, calls } = fakeStore([job(1), job(2)]);
     const r = await drain({
