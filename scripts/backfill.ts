@@ -362,7 +362,10 @@ export async function runBackfill(
         r = await target.generatePreview(c.id, o.animated);
       }
       // Another worker holds (or is about to take) the row's job: its outcome is this item's.
-      if ((r.result === 'skipped' || r.result === 'declined') && target.settle) {
+      if (
+        (r.result === 'skipped' || r.result === 'declined' || r.result === 'fenced') &&
+        target.settle
+      ) {
         r = (await target.settle(c.id, o.animated)) ?? r;
       }
       const result = (['ready', 'failed', 'retry', 'skipped', 'fenced'].includes(r.result)

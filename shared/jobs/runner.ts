@@ -82,7 +82,7 @@ export type JobOutcome = {
   attempt?: number;
 };
 
-/** A job still downloading this long after its claim gets the next job claimed beside it. */
+/** A job whose source has not answered this long after its claim gets the next job claimed beside it. */
 const BESIDE_AFTER_MS = 500;
 /** How long before its lease ends a worker stops retrying a held job's database calls. */
 const LEASE_MARGIN_MS = 2_000;
@@ -321,8 +321,8 @@ async function release(store: JobStore, handler: JobHandler, leases: Lease[]): P
 
 /**
  * Drains due jobs (of one row when `generationId` is given), one claim at a time, until none is
- * due or the isolate declines (spent or ending: `declined` says why). A job still downloading its
- * source BESIDE_AFTER_MS after its claim (a slow file host) does not hold up the jobs behind it:
+ * due or the isolate declines (spent or ending: `declined` says why). A job whose source has not
+ * answered BESIDE_AFTER_MS after its claim (a slow file host) does not hold up the jobs behind it:
  * another claim starts beside it (up to JOBS_AT_ONCE at once; one job holds the isolate, the
  * others wait on the network, isolate.ts). `wake`: the wake this worker answers (each claim is
  * its sign of life).
@@ -347,9 +347,14 @@ export async function drain(
         if (!first) return null;
         const handler = o.handlers[first.kind] as JobHandler;
         const leases = [holdLease(o.store, handler, first, sentAt)];
-        // still waiting on its download after a moment: the next job is claimed beside it
+        // its source has not answered after a moment (a slow host): the next job is claimed beside
+        // it. Not for a job waiting for the isolate (its render is next) or one whose bytes arrive
         const slow = handler.downloadsFirst
-          ? setTimeout(() => !slot.holds() && start(false), BESIDE_AFTER_MS)
+          ? setTimeout(() => {
+            if (slot.started()) return;
+            slot.park();
+            start(false);
+          }, BESIDE_AFTER_MS)
           : undefined;
         try {
           if ('batch' in handler && handler.batch > 1) {

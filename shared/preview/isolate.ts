@@ -9,10 +9,12 @@
  * (the jobs stay queued) and its wake ends (shared/jobs/runner.ts).
  *
  * A source's download is not the render: a job whose download is slow (a slow file host, KIE's
- * CDN under load) held the isolate for it, and every job of the project waited behind it. So up to
- * JOBS_AT_ONCE jobs run at once: one holds the isolate, the others may download beside it while
- * all they hold together stays within BESIDE_BYTES; a source that would take them past it takes the
- * isolate first (its download waits meanwhile: the socket's flow control holds the rest).
+ * CDN under load) held the isolate for it, and every job of the project waited behind it. So a job
+ * whose source has not answered after a moment parks (runner.ts): it stops counting, and the next
+ * job is claimed and rendered beside it, up to JOBS_AT_ONCE jobs in all. Once a parked job's bytes
+ * arrive it downloads beside the render while what the downloads beside hold together stays within
+ * BESIDE_BYTES; a source that would take them past it takes the isolate first (its download waits
+ * meanwhile: the socket's flow control holds the rest).
  *
  * The isolate cannot read its own CPU on the runtime's Deno (2.1.4: process.cpuUsage is a stub,
  * /proc is out of reach), so it is estimated from above: the wall time of each render less the
@@ -91,6 +93,10 @@ const state = {
   pending: 0,
   /** Jobs running (in a place). */
   running: 0,
+  /** Running jobs parked on a slow source (they do not count against the admission of others). */
+  parked: 0,
+  /** Jobs waiting for admission (runJob). */
+  waiting: [] as (() => void)[],
   /** What each download beside the render holds (bytes), by job. */
   beside: new Map<symbol, number>(),
   /** What the running jobs hold (their claims), handed back at the isolate's end. */
@@ -161,6 +167,16 @@ export type JobSlot = {
   take(): Promise<void>;
   /** Whether the job holds the isolate (has taken it). */
   holds(): boolean;
+  /**
+   * Whether the job got past waiting for its source: its download asked `beside` (the first bytes
+   * arrived) or it took the isolate (or waits for it).
+   */
+  started(): boolean;
+  /**
+   * The job waits on a slow source: until its first bytes arrive it does not count against the
+   * admission of other jobs (a job beside it may be claimed and rendered meanwhile).
+   */
+  park(): void;
   beside(bytes: number): Promise<void>;
   /**
    * Hands this job's claim back to the queue (as at the isolate's end: due again at once, its late
@@ -170,6 +186,36 @@ export type JobSlot = {
    */
   handBack(reason: string): Promise<void>;
 };
+
+/** Wakes the jobs waiting for admission: a job ended or parked. */
+function changed(): void {
+  for (const w of state.waiting.splice(0)) w();
+}
+
+/**
+ * Whether a job may be claimed now: null to go on, else why not (declined). One job at a time is
+ * busy here (claimed, not parked on a slow source): the next waits for it to end or park, then the
+ * rule of an idle isolate applies (declineReason). Two busy jobs were tried: their downloads and
+ * claims inflate each other's render estimates (wall time), and a burst of 50 was twice as slow,
+ * with more declines, jobs handed to fresh isolates and a 4K poster's isolate at 235 MB.
+ */
+async function admission(arrived: boolean): Promise<string | null> {
+  for (;;) {
+    const busy = state.running - state.parked;
+    const reason = busy === 0
+      ? declineReason(arrived)
+      : state.ending
+      ? `isolate_ending_${state.ending}`
+      : undefined;
+    if (reason === undefined) {
+      await new Promise<void>((r) => state.waiting.push(r));
+      continue;
+    }
+    // counted in the same step as the check: the next job's check sees this one
+    if (reason === null) state.running++;
+    return reason;
+  }
+}
 
 /**
  * Runs `job` in one of the isolate's JOBS_AT_ONCE places when one is free, unless the isolate is
@@ -185,15 +231,20 @@ export function runJob<T>(
   state.pending++;
   return state.slots.acquire().then(async (leave) => {
     try {
-      const reason = declineReason(arrived);
+      const reason = await admission(arrived);
       if (reason) {
         // a declined request is not free: its parse, claim check and answer (about 20 ms a time on
         // the local runner; an isolate holding garbage declined 18 wakes in a row)
         state.spentMs += DECLINE_OVERHEAD_MS;
         return { declined: reason };
       }
-      state.running++;
       const me = Symbol('job');
+      let parked = false;
+      const unpark = () => {
+        if (!parked) return;
+        parked = false;
+        state.parked--;
+      };
       let held: Held | null = null;
       let taking: Promise<void> | null = null;
       let unlock: (() => void) | null = null;
@@ -203,7 +254,14 @@ export function runJob<T>(
           held = h;
           if (h) state.held.add(h);
         },
+        park() {
+          if (parked || slot.started()) return;
+          parked = true;
+          state.parked++;
+          changed();
+        },
         take() {
+          unpark();
           taking ??= state.isolate.acquire().then((release) => {
             unlock = release;
             state.beside.delete(me); // what it holds now counts in the isolate's memory
@@ -218,7 +276,9 @@ export function runJob<T>(
           return taking;
         },
         holds: () => unlock !== null,
+        started: () => taking !== null || state.beside.has(me),
         beside(bytes) {
+          unpark();
           if (taking) return taking;
           let others = 0;
           for (const [job, b] of state.beside) if (job !== me) others += b;
@@ -240,9 +300,11 @@ export function runJob<T>(
       } finally {
         if (held) state.held.delete(held);
         state.beside.delete(me);
+        unpark();
         state.running--;
         state.spentMs += JOB_OVERHEAD_MS;
         (unlock as (() => void) | null)?.();
+        changed();
       }
     } finally {
       state.pending--;
@@ -330,6 +392,8 @@ export function resetIsolateBudget(): void {
   state.heldAtStart = null;
   state.pending = 0;
   state.running = 0;
+  state.parked = 0;
+  state.waiting.length = 0;
   state.beside.clear();
   state.slots = fifoLock(JOBS_AT_ONCE);
   state.isolate = fifoLock(1);

@@ -1,7 +1,9 @@
-// The isolate's share of the platform's budget (shared/preview/isolate.ts): one job holds the
-// isolate at a time (a second may wait on the network beside it, a third waits for a place), no job once the estimated CPU leaves no room for the costliest one (except a request's first job
-// in an idle isolate, which the platform has not retired), none once the runtime announced the
-// isolate's end (beforeunload), and the held claim handed back at that moment.
+// The isolate's share of the platform's budget (shared/preview/isolate.ts): one job busy at a time
+// (the next is claimed when it ends, or when it parks on a slow source: then it renders beside it;
+// a download beside the render holds BESIDE_BYTES at most without the isolate), at most JOBS_AT_ONCE
+// jobs in all, no job once the estimated CPU leaves no room for the costliest one (except a
+// request's first job in an idle isolate, which the platform has not retired), none once the
+// runtime announced the isolate's end (beforeunload), and the held claims handed back at that moment.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BESIDE_BYTES, CPU_HARD_LIMIT_MS, isolateBudget, JOB_OVERHEAD_MS, JOBS_AT_ONCE, measureRender, noteIo, resetIsolateBudget, runJob, WORST_JOB_MS } from '../../shared/preview/isolate.ts';
 
@@ -21,62 +23,76 @@ const busyFor = (ms: number) => {
 };
 
 describe('the isolate budget', () => {
-  it('one job holds the isolate at a time; the others run beside it until they take it; past JOBS_AT_ONCE a job waits for a place', async () => {
+  it('one job is busy at a time: the next is claimed when it ends, or when it parks on a slow source (then renders beside it)', async () => {
     const order: string[] = [];
-    let release!: () => void;
+    let parks!: () => void;
+    let arrives!: () => void;
     const first = runJob(async (slot) => {
+      order.push('first in');
+      await new Promise<void>((r) => (parks = r));
+      slot.park(); // its source has not answered: it stops counting
+      await new Promise<void>((r) => (arrives = r));
+      await slot.beside(1000); // its bytes arrive
       await slot.take();
       order.push('first holds');
-      await new Promise<void>((r) => (release = r));
-      order.push('first end');
     });
-    const beside = Array.from({ length: JOBS_AT_ONCE - 1 }, (_, i) =>
-      runJob(async (slot) => {
-        order.push(`beside ${i}`);
-        await slot.take();
-        order.push(`holds ${i}`);
-      }));
-    const waiting = runJob(async () => void order.push('in a place'));
+    const second = runJob(async (slot) => {
+      order.push('second in');
+      await slot.take();
+      order.push('second holds');
+    });
     await new Promise((r) => setTimeout(r, 20));
-    const besides = Array.from({ length: JOBS_AT_ONCE - 1 }, (_, i) => `beside ${i}`);
-    expect([...order].sort()).toEqual([...besides, 'first holds'].sort());
-    release();
-    await Promise.all([first, ...beside, waiting]);
-    expect(order.indexOf('first end')).toBeLessThan(order.indexOf('holds 0'));
-    expect(order.indexOf('first end')).toBeLessThan(order.indexOf('in a place'));
-    expect(order.filter((e) => e.startsWith('holds'))).toEqual(besides.map((b) => b.replace('beside', 'holds')));
+    expect(order).toEqual(['first in']); // the second waits for the first
+    parks();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(order).toEqual(['first in', 'second in', 'second holds']); // claimed and rendered beside it
+    arrives();
+    await Promise.all([first, second]);
+    expect(order).toEqual(['first in', 'second in', 'second holds', 'first holds']);
   });
 
-  it('downloads beside the render hold BESIDE_BYTES together at most: past it a job takes the isolate (waits for it)', async () => {
+  it('past JOBS_AT_ONCE jobs (all parked on slow sources) a job waits for a place', async () => {
+    const proceed: (() => void)[] = [];
+    const parked = Array.from({ length: JOBS_AT_ONCE }, () =>
+      runJob(async (slot) => {
+        slot.park();
+        await new Promise<void>((r) => proceed.push(r));
+      }));
+    let ran = false;
+    const waiting = runJob(async () => void (ran = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(proceed).toHaveLength(JOBS_AT_ONCE);
+    expect(ran).toBe(false);
+    proceed[0]();
+    await waiting;
+    expect(ran).toBe(true);
+    for (const p of proceed) p();
+    await Promise.all(parked);
+  });
+
+  it('a download beside the render past BESIDE_BYTES takes the isolate first: it waits for the render', async () => {
+    const answers: string[] = [];
+    let arrives!: () => void;
+    const download = runJob(async (slot) => {
+      slot.park();
+      await new Promise<void>((r) => (arrives = r));
+      await slot.beside(BESIDE_BYTES - 1000);
+      answers.push(`within, holds the isolate: ${slot.holds()}`);
+      await slot.beside(BESIDE_BYTES + 1);
+      answers.push(`past, holds the isolate: ${slot.holds()}`);
+    });
     let release!: () => void;
     const renders = runJob(async (slot) => {
       await slot.take();
       await new Promise<void>((r) => (release = r));
     });
-    const answers: string[] = [];
-    let bGoesOn!: () => void;
-    let cEnds!: () => void;
-    const b = runJob(async (slot) => {
-      await slot.beside(1000);
-      answers.push('b: within');
-      await new Promise<void>((r) => (bGoesOn = r));
-      await slot.beside(1001); // with c's share, past the bound
-      answers.push(`b: holds the isolate ${slot.holds()}`);
-    });
-    const c = runJob(async (slot) => {
-      await slot.beside(BESIDE_BYTES - 1000);
-      answers.push('c: within');
-      await new Promise<void>((r) => (cEnds = r));
-    });
-    await new Promise((r) => setTimeout(r, 10));
-    bGoesOn();
-    await new Promise((r) => setTimeout(r, 10));
-    expect(answers).toEqual(['b: within', 'c: within']); // b waits for the isolate
+    await new Promise((r) => setTimeout(r, 20));
+    arrives();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(answers).toEqual(['within, holds the isolate: false']); // waits for the isolate
     release();
-    await Promise.all([renders, b]);
-    expect(answers).toEqual(['b: within', 'c: within', 'b: holds the isolate true']);
-    cEnds();
-    await c;
+    await Promise.all([renders, download]);
+    expect(answers).toEqual(['within, holds the isolate: false', 'past, holds the isolate: true']);
   });
 
   it('take is once per job: a second take returns at once, and the isolate is free again at the job\'s end', async () => {
@@ -134,6 +150,7 @@ describe('the isolate budget', () => {
     const proceed: (() => void)[] = [];
     const job = (name: string) =>
       runJob(async (slot) => {
+        slot.park(); // every one waits on its source: all JOBS_AT_ONCE are let in
         slot.hold({ release: async () => void released.push(name) });
         await new Promise<void>((r) => proceed.push(r));
         return 'finished';
@@ -155,6 +172,7 @@ describe('the isolate budget', () => {
     const released: string[] = [];
     let proceed!: () => void;
     const beside = runJob(async (slot) => {
+      slot.park();
       slot.hold({ release: async () => void released.push('beside') });
       await new Promise<void>((r) => (proceed = r));
       return 'beside finished';
