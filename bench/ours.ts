@@ -3,7 +3,7 @@
  * with the functions' import map), so peak memory is per case: wasm memory never shrinks. Run
  * with the edge capabilities only: reads of the input and the ffmpeg core, writes of the
  * output; no FFI, no subprocesses, no workers. Started by bench/run.ts (runOurs), which answers
- * its CPU marks and reads its peak RSS. Usage: ours.ts photo|video|animated <input> <output> <calls>
+ * its CPU marks and reads its peak RSS. Usage: ours.ts photo|video|animated|audio <input> <output> <calls>
  * Prints one JSON line: per call wall ms, CPU ms (process: all threads; thread: the JS thread
  * only, which the edge runtime's CPU limit counts) and the peak of the platform's memory
  * measure (V8 used heap + external, `heapExt` MB; bench/measure.ts), then `done`, and waits
@@ -13,6 +13,7 @@ import { useLocalFfmpegCore } from '../local/local-core.ts';
 import { renderPhotoPreview } from '../shared/preview/photo.ts';
 import { extractPoster } from '../shared/preview/video.ts';
 import { renderAnimated } from '../shared/preview/animated.ts';
+import { renderWaveform } from '../shared/preview/audio.ts';
 import { cpuMark, HeapExternalPeak, holdUntilStdinCloses } from './measure.ts';
 
 useLocalFfmpegCore();
@@ -35,6 +36,8 @@ for (let i = 0; i < calls && !error; i++) {
       ? await extractPoster(bytes)
       : kind === 'animated'
       ? { webp: await renderAnimated(bytes, { maxBytes: 2 ** 31 }) }
+      : kind === 'audio'
+      ? await renderWaveform(bytes)
       : await renderPhotoPreview(bytes);
   } catch (err) {
     // a refusal (e.g. TOO_MANY_PIXELS) is a result too: reported with its cost

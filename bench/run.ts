@@ -4,7 +4,8 @@
  * ffmpeg for posters), same inputs, one process per run so peak memory is per case. Ours
  * reports the platform's memory measure (peak V8 used heap + external) beside peak RSS, and
  * JS-thread CPU from /proc (2.1.4 has no process.threadCpuUsage). Writes bench/RESULTS.md.
- * Usage: run.ts [--quick]
+ * Usage: run.ts [--quick] [--only=<text>]  (--only: the cases whose name contains the text, e.g.
+ * `--only=waveform`; RESULTS.md untouched, as with --quick)
  */
 import { LOCAL_CORE_WASM } from '../local/local-core.ts';
 import { edgeDenoBin } from '../local/paths.ts';
@@ -15,6 +16,9 @@ const ROOT = new URL('../', import.meta.url).pathname;
 const EDGE_DENO = edgeDenoBin();
 const DIR = `${ROOT}.local/bench`;
 const quick = Deno.args.includes('--quick');
+const only = Deno.args.find((a) => a.startsWith('--only='))?.slice(7).toLowerCase() ?? null;
+/** Whether a case runs (--only). */
+const wanted = (name: string) => only === null || name.toLowerCase().includes(only);
 const PROCS = quick ? 1 : 3; // processes per case (medians across them)
 const CALLS = 3; // calls per process: the first is cold (wasm compile, core load), others warm
 Deno.mkdirSync(DIR, { recursive: true });
@@ -132,6 +136,40 @@ function video(w: number, h: number, s: number, codec: Codec = 'h264', fade = 0.
   }
   return f;
 }
+/**
+ * A music-like stereo MP3 of `seconds` at 192 kbit/s (44.1 kHz): a beat whose pitch steps every
+ * 2 s, a chord, pink noise, and a loudness that swells over 23 s.
+ */
+function music(seconds: number): string {
+  const f = `${DIR}/music_${seconds}s_192k.mp3`;
+  if (!exists(f)) {
+    const voices = (shift: number) =>
+      `(0.35+0.3*sin(2*PI*t/23))*(0.6*exp(-9*mod(t+${shift}\\,0.5))*sin(2*PI*(55+5*floor(mod(t/2\\,4)))*t)+0.25*sin(2*PI*${
+        220 + shift * 100
+      }*t)+0.18*sin(2*PI*277.2*t+1)+0.15*sin(2*PI*329.6*t))`;
+    ffmpeg([
+      '-f',
+      'lavfi',
+      '-i',
+      `aevalsrc=exprs='${voices(0)}|${voices(0.01)}':s=44100:d=${seconds}`,
+      '-f',
+      'lavfi',
+      '-i',
+      `anoisesrc=c=pink:a=0.08:d=${seconds}:r=44100:seed=3`,
+      '-filter_complex',
+      '[1]aformat=channel_layouts=mono,asplit[n1][n2];[n1][n2]join=inputs=2:channel_layout=stereo[n];[0][n]amix=inputs=2:normalize=0,volume=0.9',
+      '-c:a',
+      'libmp3lame',
+      '-b:a',
+      '192k',
+      '-metadata',
+      `title=Synthetic track ${seconds} s`,
+      f,
+    ]);
+  }
+  return f;
+}
+
 function rawRgba(
   file: string,
   w?: number,
@@ -254,7 +292,7 @@ function timed(cmd: string, args: string[]) {
 }
 
 async function ours(
-  kind: 'photo' | 'video' | 'animated',
+  kind: 'photo' | 'video' | 'animated' | 'audio',
   input: string,
   out: string,
 ): Promise<Result[]> {
@@ -307,6 +345,35 @@ function nativeAnchor(input: string, out: string): Result[] {
       '80',
       out,
     ]);
+    const run = { wall: r.wallS * 1000, cpu: r.cpuS * 1000, thread: NaN };
+    res.push({
+      runs: [run, run, run],
+      peakRss: r.maxRssMb,
+      peakHeapExt: NaN,
+      outBytes: Deno.statSync(out).size,
+    });
+  }
+  return res;
+}
+
+/** Native ffmpeg's waveform picture of the whole track, the tile's size (PNG). */
+function nativeWaveform(input: string, out: string): Result[] {
+  const res: Result[] = [];
+  for (let p = 0; p < PROCS; p++) {
+    const r = timed('ffmpeg', [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-y',
+      '-i',
+      input,
+      '-filter_complex',
+      'showwavespic=s=512x288',
+      '-frames:v',
+      '1',
+      out,
+    ]);
+    if (r.code !== 0) throw new Error(`ffmpeg showwavespic ${input}: ${r.err}`);
     const run = { wall: r.wallS * 1000, cpu: r.cpuS * 1000, thread: NaN };
     res.push({
       runs: [run, run, run],
@@ -419,8 +486,9 @@ const photoCases: [string, number, number][] = ['jpeg', 'png', 'webp'].flatMap((
 );
 if (!quick) photoCases.push(['webp', 7000, 7000], ['jpeg', 12000, 4000]);
 for (const [fmt, w, h] of photoCases) {
-  const input = photo(fmt, w, h);
   const name = `${fmt.toUpperCase()} ${w}×${h}`;
+  if (!wanted(name)) continue;
+  const input = photo(fmt, w, h);
   const oOut = `${DIR}/out_ours_${fmt}_${w}x${h}.webp`,
     sOut = `${DIR}/out_sharp_${fmt}_${w}x${h}.webp`;
   const o = await ours('photo', input, oOut);
@@ -462,10 +530,11 @@ const videos: [number, number, number, Codec, number][] = quick
     [1920, 1080, 10, 'vp9', 0.5],
   ];
 for (const [w, h, s, codec, fade] of videos) {
-  const input = video(w, h, s, codec, fade);
   const name = `${
     codec === 'vp9' ? 'WebM VP9' : codec === 'hevc' ? 'MP4 HEVC' : 'MP4'
   } ${h}p ${s} s${fade === 0.5 ? '' : ` (${fade} s fade)`}`;
+  if (!wanted(name)) continue;
+  const input = video(w, h, s, codec, fade);
   const tag = `${h}p_${s}${codec === 'h264' ? '' : `_${codec}`}`;
   const oOut = `${DIR}/out_ours_${tag}.webp`, nOut = `${DIR}/out_native_${tag}.webp`;
   const o = await ours('video', input, oOut);
@@ -505,8 +574,9 @@ const animatedCases: [number, number, number][] = quick
   ? [[1280, 720, 10]]
   : [[1280, 720, 5], [1280, 720, 10], [1920, 1080, 10]];
 for (const [w, h, s] of animatedCases) {
-  const input = video(w, h, s);
   const name = `animated ${h}p ${s} s`;
+  if (!wanted(name)) continue;
+  const input = video(w, h, s);
   const o = await ours('animated', input, `${DIR}/out_ours_anim_${h}p_${s}.mp4`);
   const n = nativeAnimated(input, `${DIR}/out_native_anim_${h}p_${s}.mp4`);
   if ((o[0] as any).error) {
@@ -515,6 +585,22 @@ for (const [w, h, s] of animatedCases) {
     rows.push(summarize(name, 'animated', 'ours (Deno, ffmpeg.wasm)', o, NaN));
   }
   rows.push(summarize(name, 'animated', 'native ffmpeg', n, NaN));
+  console.error(`${name} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+}
+
+// Waveform tiles of KIE's Suno music (issue 26): a music-like stereo MP3 at 192 kbit/s, ours
+// (audio.ts: ffmpeg.wasm's decode to 8 kHz mono, bars drawn, WebP q80) against native ffmpeg
+// drawing the same tile with showwavespic (PNG).
+const audioCases: number[] = quick ? [240] : [180, 240];
+for (const seconds of audioCases) {
+  const name = `MP3 ${seconds / 60} min 192 kbit/s waveform`;
+  if (!wanted(name)) continue;
+  const input = music(seconds);
+  const o = await ours('audio', input, `${DIR}/out_ours_wave_${seconds}.webp`);
+  const n = nativeWaveform(input, `${DIR}/out_native_wave_${seconds}.png`);
+  if ((o[0] as any).error) rows.push(refusedRow(name, 'audio', o));
+  else rows.push(summarize(name, 'audio', 'ours (Deno, ffmpeg.wasm)', o, NaN));
+  rows.push(summarize(name, 'audio', 'native ffmpeg (showwavespic)', n, NaN));
   console.error(`${name} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 }
 
@@ -528,7 +614,7 @@ const rowFiles = quick ? [video(1920, 1080, 10), video(1920, 1080, 10), video(19
   video(1920, 1080, 10),
 ];
 const inARow: { peakRss: number; threads: number[]; heapExt: number[] }[] = [];
-for (let p = 0; p < PROCS; p++) {
+for (let p = 0; p < (wanted('posters in a row') ? PROCS : 0); p++) {
   const r = await runEdge(`${ROOT}bench/posters.ts`, [...new Set(rowFiles)], [], [
     '--marks',
     '--hold',
@@ -544,7 +630,9 @@ for (let p = 0; p < PROCS; p++) {
     heapExt: calls.map((c) => c.heapExternalMb),
   });
 }
-console.error(`posters in a row done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+if (inARow.length) {
+  console.error(`posters in a row done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+}
 
 // ------------------------------------------------------------------ report
 const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
@@ -602,21 +690,23 @@ for (let i = 0; i < rows.length; i += 2) {
   );
 }
 lines.push('');
-lines.push(
-  `Posters in a row, one process (${
-    rowFiles.map((f) => f.replace(/.*v_\d+x(\d+)_(\d+)s\.mp4$/, '$1p $2 s')).join(', ')
-  }): ` +
-    `peak heap + external ${
-      f0(median(inARow.map((x) => Math.max(...x.heapExt))))
-    } MB, per call (median) ${
-      rowFiles.map((_, i) => f0(median(inARow.map((x) => x.heapExt[i])))).join(' / ')
-    } MB; peak RSS ${f0(median(inARow.map((x) => x.peakRss)))} MB (median of ${PROCS}; ${
-      inARow.map((x) => f0(x.peakRss)).join(', ')
-    }); ` +
-    `JS-thread CPU per call (median) ${
-      rowFiles.map((_, i) => f0(median(inARow.map((x) => x.threads[i])))).join(' / ')
-    } ms.`,
-);
+if (inARow.length) {
+  lines.push(
+    `Posters in a row, one process (${
+      rowFiles.map((f) => f.replace(/.*v_\d+x(\d+)_(\d+)s\.mp4$/, '$1p $2 s')).join(', ')
+    }): ` +
+      `peak heap + external ${
+        f0(median(inARow.map((x) => Math.max(...x.heapExt))))
+      } MB, per call (median) ${
+        rowFiles.map((_, i) => f0(median(inARow.map((x) => x.heapExt[i])))).join(' / ')
+      } MB; peak RSS ${f0(median(inARow.map((x) => x.peakRss)))} MB (median of ${PROCS}; ${
+        inARow.map((x) => f0(x.peakRss)).join(', ')
+      }); ` +
+      `JS-thread CPU per call (median) ${
+        rowFiles.map((_, i) => f0(median(inARow.map((x) => x.threads[i])))).join(' / ')
+      } ms.`,
+  );
+}
 const table = lines.join('\n');
 console.log(table);
 const resultsFile = `${ROOT}bench/RESULTS.md`;
@@ -627,9 +717,9 @@ const start = '<!-- bench:start -->', end = '<!-- bench:end -->';
 if (!doc.includes(start)) doc += `\n${start}\n${end}\n`;
 doc = doc.slice(0, doc.indexOf(start) + start.length) + '\n' + table + '\n' +
   doc.slice(doc.indexOf(end));
-if (!quick) Deno.writeTextFileSync(resultsFile, doc);
+if (!quick && only === null) Deno.writeTextFileSync(resultsFile, doc);
 console.error(
   `bench finished in ${((performance.now() - t0) / 1000).toFixed(0)} s${
-    quick ? ' (quick: RESULTS.md not written)' : ''
+    quick || only !== null ? ` (${quick ? 'quick' : `only ${only}`}: RESULTS.md not written)` : ''
   }`,
 );

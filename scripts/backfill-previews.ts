@@ -6,7 +6,7 @@
  * Options:
  *   --limit=N            at most N items this run (default: all)
  *   --concurrency=N      generate-preview calls in flight at once (default 2)
- *   --type=photo|product|video   only one type
+ *   --type=photo|product|video|audio   only one type
  *   --retry-failed       also take rows whose preview failed (reset to none, then claimed)
  *   --animated           instead: the animated previews of ready videos that have none yet
  *   --stale              instead: re-render ready previews another renderer or other settings made
@@ -37,7 +37,7 @@ import { parseEnvFile } from '../local/env-file.ts';
 type Target = { url: string; serviceKey: string; dbUrl: string; label: string };
 
 const USAGE =
-  'usage: backfill-previews [--limit=N] [--concurrency=N] [--type=photo|product|video] [--retry-failed] [--stale] [--animated] ' +
+  'usage: backfill-previews [--limit=N] [--concurrency=N] [--type=photo|product|video|audio] [--retry-failed] [--stale] [--animated] ' +
   '[--since=DATE] [--until=DATE] [--dry-run] [--stack-env=FILE]';
 
 class UsageError extends Error {}
@@ -72,8 +72,8 @@ export function parseArgs(args: string[]): BackfillOptions & { stackEnv?: string
         o.concurrency = int(name, value, 1, 64);
         break;
       case 'type':
-        if (value !== 'photo' && value !== 'product' && value !== 'video') {
-          throw new UsageError(`--type must be photo, product or video, got "${value}"`);
+        if (value !== 'photo' && value !== 'product' && value !== 'video' && value !== 'audio') {
+          throw new UsageError(`--type must be photo, product, video or audio, got "${value}"`);
         }
         o.type = value;
         break;
@@ -192,7 +192,7 @@ function table(rows: string[][]): string {
 
 function printSummary(s: BackfillSummary, dryRun: boolean) {
   const rows = [['type', dryRun ? 'would queue' : 'ready', 'failed', 'skipped']];
-  for (const t of ['photo', 'product', 'video'] as const) {
+  for (const t of ['photo', 'product', 'video', 'audio'] as const) {
     const b = s.byType[t];
     rows.push([t, String(dryRun ? b.listed : b.ready), String(b.failed), String(b.skipped)]);
   }

@@ -16,7 +16,7 @@
  */
 import type postgres from 'postgres';
 
-export type BackfillType = 'photo' | 'product' | 'video';
+export type BackfillType = 'photo' | 'product' | 'video' | 'audio';
 
 export type BackfillOptions = {
   /** At most this many items in this run (undefined: all). */
@@ -251,6 +251,8 @@ export function queueLine(c: Pick<Candidate, 'id' | 'type' | 'reason'>, animated
   const why = c.reason ? ` (ready without a usable preview: ${c.reason})` : '';
   return c.type === 'video'
     ? `🎬 Queuing video poster for ${c.id}${why}`
+    : c.type === 'audio'
+    ? `🎵 Queuing audio tile for ${c.id}${why}`
     : `📸 Queuing ${c.type} preview for ${c.id}${why}`;
 }
 
@@ -264,7 +266,7 @@ function emptySummary(): BackfillSummary {
     skipped: 0,
     errors: 0,
     listed: 0,
-    byType: { photo: t(), product: t(), video: t() },
+    byType: { photo: t(), product: t(), video: t(), audio: t() },
     seconds: 0,
     perSecond: 0,
     outcomes: [],

@@ -19,6 +19,7 @@ export type Database = {
           'original_path': string | null;
           'poster_path': string | null;
           'preview_cover_url': string | null;
+          'preview_duration_ms': number | null;
           'preview_error': string | null;
           'preview_error_code': string | null;
           'preview_height': number | null;
@@ -26,6 +27,7 @@ export type Database = {
           'preview_status': string;
           'preview_thumbhash': string | null;
           'preview_version': string | null;
+          'preview_waveform_path': string | null;
           'preview_width': number | null;
           'prompt': string | null;
           'result_url': string | null;
@@ -65,6 +67,7 @@ export type Database = {
           'original_path'?: string | null;
           'poster_path'?: string | null;
           'preview_cover_url'?: string | null;
+          'preview_duration_ms'?: number | null;
           'preview_error'?: string | null;
           'preview_error_code'?: string | null;
           'preview_height'?: number | null;
@@ -72,6 +75,7 @@ export type Database = {
           'preview_status'?: string;
           'preview_thumbhash'?: string | null;
           'preview_version'?: string | null;
+          'preview_waveform_path'?: string | null;
           'preview_width'?: number | null;
           'prompt'?: string | null;
           'result_url'?: string | null;
@@ -94,6 +98,7 @@ export type Database = {
           'original_path'?: string | null;
           'poster_path'?: string | null;
           'preview_cover_url'?: string | null;
+          'preview_duration_ms'?: number | null;
           'preview_error'?: string | null;
           'preview_error_code'?: string | null;
           'preview_height'?: number | null;
@@ -101,6 +106,7 @@ export type Database = {
           'preview_status'?: string;
           'preview_thumbhash'?: string | null;
           'preview_version'?: string | null;
+          'preview_waveform_path'?: string | null;
           'preview_width'?: number | null;
           'prompt'?: string | null;
           'result_url'?: string | null;
@@ -385,6 +391,7 @@ export type Database = {
           'user_id': string;
         }[];
       };
+      'audio_waveform_path': { Args: { 'p_id': string; 'p_user_id': string }; Returns: string };
       'backfill_candidates': {
         Args: {
           'p_after_created_at': string;

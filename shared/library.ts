@@ -21,6 +21,11 @@ export type LibraryItem = {
   previewUrl: string | null;
   /** A video's animated preview (PREVIEW_ANIMATED), signed, when it is ready. */
   animatedUrl: string | null;
+  /** An audio row's waveform tile (its previewUrl too when KIE sent no cover), signed. */
+  waveformUrl: string | null;
+  /** An audio row's length in ms. */
+  durationMs: number | null;
+  /** The original copy: the full-size photo, the video, the audio track. */
   originalUrl: string | null;
   error: string | null;
   createdAt: string;
@@ -35,6 +40,8 @@ type Row = {
   original_path: string | null;
   animated_path: string | null;
   animated_status: string | null;
+  preview_waveform_path: string | null;
+  preview_duration_ms: number | null;
   preview_width: number | null;
   preview_height: number | null;
   preview_thumbhash: string | null;
@@ -70,6 +77,7 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
       return await tx<Row[]>`
       select id, type, status, coalesce(preview_status, 'none') as preview_status,
              public.preview_image_path(g) as image_path, original_path, animated_path, animated_status,
+             preview_waveform_path, preview_duration_ms,
              preview_width, preview_height, preview_thumbhash, created_at,
              -- a failed preview's reason is ours (preview_error; an earlier system's in error),
              -- anything else the generation's own
@@ -88,7 +96,10 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
   ) as Row[];
   const page = rows.slice(0, opts.limit);
   const animated = (r: Row) => (r.animated_status === 'ready' ? r.animated_path : null);
-  const paths = page.flatMap((r) => [r.image_path, r.original_path, animated(r)])
+  const ready = (r: Row, path: string | null) => (r.preview_status === 'ready' ? path : null);
+  const paths = page.flatMap((
+    r,
+  ) => [r.image_path, r.original_path, animated(r), ready(r, r.preview_waveform_path)])
     .filter((p): p is string => !!p && p.startsWith(`${userId}/`));
   const signed = await createObjectStore().signMany(
     [...new Set(paths)],
@@ -106,6 +117,10 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
       thumbhash: r.preview_thumbhash,
       previewUrl: r.preview_status === 'ready' && preview ? signed.get(preview) ?? null : null,
       animatedUrl: animated(r) ? signed.get(animated(r)!) ?? null : null,
+      waveformUrl: ready(r, r.preview_waveform_path)
+        ? signed.get(r.preview_waveform_path!) ?? null
+        : null,
+      durationMs: r.preview_duration_ms,
       originalUrl: r.original_path ? signed.get(r.original_path) ?? null : null,
       error: r.error,
       createdAt: r.created_at.toISOString(),

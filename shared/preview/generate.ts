@@ -26,11 +26,16 @@ export type PreviewDeps = {
   fetchSource: (url: string, beside?: Beside) => Promise<FetchedSource>;
   renderPhoto: (bytes: Uint8Array, options: RenderOptions) => Promise<Rendered>;
   renderPoster: (bytes: Uint8Array, options: PosterOptions) => Promise<Rendered>;
+  /** An audio row's waveform tile and its length (audio.ts). */
+  renderWaveform: (bytes: Uint8Array, options: RenderOptions) => Promise<Waveform>;
   config: Pick<Config, 'supabaseUrl'> & { preview: Config['preview'] };
 };
 
 /** The preview a generation gets (the database's preview_kind): preview_path or poster_path. */
-export type PreviewKind = 'image' | 'video';
+export type PreviewKind = 'image' | 'video' | 'audio';
+
+/** An audio row's waveform tile, with the track's length. */
+export type Waveform = Rendered & { durationMs: number };
 
 /** A preview job's input (preview_job_input), with the row's id. */
 export type Claim = {
@@ -45,8 +50,13 @@ export type Claim = {
   /** Where the preview goes, and the original copy's path without its extension. */
   target_path: string;
   original_stem: string;
-  /** KIE's cover image of a video, the poster's fallback (apply_kie_result stores it). */
+  /**
+   * KIE's cover image (apply_kie_result stores it): a video's poster fallback, an audio row's
+   * preview.
+   */
   cover_url: string | null;
+  /** An audio row's waveform tile path (audio_waveform_path), null for the others. */
+  waveform_path?: string | null;
 };
 
 /** The job's input as a Claim. */
@@ -126,6 +136,8 @@ type Render = {
   format: string;
   mime: string;
   storedAt: string | null;
+  /** An audio row's waveform (its preview too, unless the cover is). */
+  waveform?: Waveform;
 };
 
 async function render(
@@ -142,7 +154,9 @@ async function render(
   if (kind.kind !== claim.kind) {
     throw new PreviewError(
       'UNSUPPORTED_FORMAT',
-      `Expected ${claim.kind === 'video' ? 'a video' : 'an image'} but the asset is ${kind.mime}`,
+      `Expected ${
+        { video: 'a video', audio: 'an audio track', image: 'an image' }[claim.kind]
+      } but the asset is ${kind.mime}`,
     );
   }
   const options = {
@@ -151,6 +165,15 @@ async function render(
     maxPixels: deps.config.preview.maxPixels,
     maxBytes: deps.config.preview.maxSourceBytes,
   };
+  if (claim.kind === 'audio') {
+    return {
+      ...(await renderAudio(claim, deps, bytes, options)),
+      source: bytes,
+      format: kind.format,
+      mime: kind.mime,
+      storedAt,
+    };
+  }
   const coverUrl = claim.cover_url;
   // KIE's cover image, fetched (with the same download guard) only if the poster needs it
   const loadCover = coverUrl
@@ -174,6 +197,46 @@ async function render(
       : deps.renderPhoto(bytes, options)
   );
   return { rendered, source: bytes, format: kind.format, mime: kind.mime, storedAt };
+}
+
+/**
+ * An audio row: the waveform tile always (the track's length comes with it), and KIE's cover image
+ * as the preview when it sent one (Suno's image_url). A cover that cannot be fetched or read leaves
+ * the waveform as the preview: the row still gets a tile, and the log says why.
+ */
+async function renderAudio(
+  claim: Claim,
+  deps: PreviewDeps,
+  bytes: Uint8Array,
+  options: RenderOptions,
+): Promise<{ rendered: Rendered; waveform: Waveform }> {
+  const waveform = await measureRender(() => deps.renderWaveform(bytes, options));
+  if (!claim.cover_url) return { rendered: waveform, waveform };
+  const started = performance.now();
+  let cover: Uint8Array;
+  try {
+    cover = (await deps.fetchSource(claim.cover_url)).bytes;
+  } catch (err) {
+    log.info('[Preview]', 'Cover unusable', {
+      generationId: claim.id,
+      reason: err instanceof PreviewError ? err.code : 'download_failed',
+    });
+    return { rendered: waveform, waveform };
+  } finally {
+    noteIo(performance.now() - started);
+  }
+  try {
+    return { rendered: await measureRender(() => deps.renderPhoto(cover, options)), waveform };
+  } catch (err) {
+    if (err instanceof FreshIsolateNeeded) throw err;
+    log.info('[Preview]', 'Cover unusable', {
+      generationId: claim.id,
+      reason: err instanceof PreviewError ? err.code : 'render_failed',
+    });
+    return { rendered: waveform, waveform };
+  } finally {
+    releaseSource(cover);
+  }
 }
 
 /**
@@ -245,7 +308,7 @@ async function uploadPreview(
   claim: Claim,
   deps: PreviewDeps,
   ctx: Parameters<Extract<JobHandler, { run: unknown }>['run']>[1],
-  { rendered, source, format, mime, storedAt }: Render,
+  { rendered, source, format, mime, storedAt, waveform }: Render,
 ): Promise<JobDone | JobFenced> {
   if (!(await ctx.isCurrent())) return { fenced: 'claim_lost_before_upload' };
   // KIE deletes its files after about 14 days: keep our own copy of the original. Each object is
@@ -273,6 +336,19 @@ async function uploadPreview(
       `Upload check failed: stored ${stored} bytes, expected ${rendered.webp.length}`,
     );
   }
+  // an audio row's waveform: the preview itself, or its own tile beside the cover
+  let waveformPath: string | undefined;
+  if (waveform) {
+    waveformPath = waveform === rendered ? path : claim.waveform_path ?? undefined;
+    if (
+      waveformPath && waveformPath !== path &&
+      await ctx.writeOnce(
+          waveformPath,
+          waveform.webp,
+          () => deps.objects.upload(waveformPath!, waveform.webp, 'image/webp'),
+        ) === 'fenced'
+    ) return fenced;
+  }
   return {
     result: {
       path,
@@ -281,6 +357,7 @@ async function uploadPreview(
       thumbhash: rendered.thumbhash,
       originalPath: original,
       version: previewVersion(deps.config.preview),
+      ...(waveform ? { waveformPath, durationMs: waveform.durationMs } : {}),
     },
     fields: {
       type: claim.type,
@@ -288,6 +365,7 @@ async function uploadPreview(
       width: rendered.width,
       height: rendered.height,
       bytes: rendered.webp.length,
+      ...(waveform ? { durationMs: waveform.durationMs } : {}),
       isolateCpuMs: isolateBudget().spentMs,
     },
     outcome: { type: claim.type, path },

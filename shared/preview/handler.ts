@@ -27,6 +27,7 @@ import { renderAnimated } from './animated.ts';
 import { animatedHandler } from './animated-job.ts';
 import { cleanupHandler } from './cleanup.ts';
 import { useDeployedFfmpegCore } from './core-source.ts';
+import { renderWaveform } from './audio.ts';
 import { fetchSource } from './fetch.ts';
 import { type PreviewDeps, previewHandler } from './generate.ts';
 import { renderPhotoPreview } from './photo.ts';
@@ -57,6 +58,7 @@ export function previewDeps(): PreviewDeps {
     fetchSource: (url, beside) => fetchSource(url, limits, {}, beside),
     renderPhoto: renderPhotoPreview,
     renderPoster: extractPoster,
+    renderWaveform,
     config,
   };
 }

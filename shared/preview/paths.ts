@@ -14,6 +14,12 @@ const EXTENSIONS: Record<string, string> = {
   mp4: 'mp4',
   mov: 'mov',
   webm: 'webm',
+  mp3: 'mp3',
+  aac: 'aac',
+  m4a: 'm4a',
+  wav: 'wav',
+  ogg: 'ogg',
+  flac: 'flac',
 };
 
 /** `{original_stem}.{ext}`: the original copy's path for bytes of this format. */

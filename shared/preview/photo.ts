@@ -78,7 +78,9 @@ export async function renderPhotoBitmap(
     if (s.kind !== 'image') {
       throw new PreviewError(
         'UNSUPPORTED_FORMAT',
-        `Unsupported format: ${s.format} is a video, not a photo`,
+        `Unsupported format: ${s.format} is ${
+          s.kind === 'audio' ? 'audio' : 'a video'
+        }, not a photo`,
       );
     }
     const header = readImageHeader(bytes, s.format);

@@ -281,8 +281,8 @@ describe('backfill: npm run backfill:previews -- --limit=10 --concurrency=2', ()
   }, 300_000);
 
   it('rejects bad usage with exit code 2', async () => {
-    const run = await runBackfillCli(['--type=audio']);
+    const run = await runBackfillCli(['--type=music']);
     expect(run.code).toBe(2);
-    expect(run.stderr).toContain('--type must be photo, product or video');
+    expect(run.stderr).toContain('--type must be photo, product, video or audio');
   });
 });

@@ -2,14 +2,15 @@
 // opens the local stack's /library page, signs in through the login link, and the test
 // checks what a customer sees: every tile's image loaded, a video tile that is not black
 // (pixels sampled through a canvas), the aspect ratio from width/height, a clear failed
-// state, a click that opens the full-size photo, a click that plays the video, and a second
-// user who sees none of the first user's items. A screenshot goes to tests/artifacts/.
+// state, a click that opens the full-size photo, a click that plays the video, an audio tile's
+// length and play control (its track plays), and a second user who sees none of the first user's
+// items. A screenshot goes to tests/artifacts/.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { API_URL, createUser, type GenerationRow, type TestUser, waitForPreview } from '../helpers/stack.ts';
-import { fadeInVideo, kieFile, landscapeJpeg, transparentPng } from '../helpers/media.ts';
+import { fadeInVideo, kieFile, landscapeJpeg, musicMp3, transparentPng } from '../helpers/media.ts';
 import { startGeneration } from '../helpers/flow.ts';
 
 let browser: Browser;
@@ -18,21 +19,27 @@ let photo: GenerationRow;
 let png: GenerationRow;
 let video: GenerationRow;
 let failed: GenerationRow;
+let song: GenerationRow;
+let voice: GenerationRow;
 
 beforeAll(async () => {
   alice = await createUser('browser');
   const jpg = await kieFile(await landscapeJpeg(), 'jpg', 'image/jpeg');
   const pngFile = await kieFile(await transparentPng(), 'png', 'image/png');
   const mp4 = await kieFile(fadeInVideo(), 'mp4', 'video/mp4');
+  const mp3 = await kieFile(musicMp3(30), 'mp3', 'audio/mpeg');
   const ids = [
     await startGeneration({ userId: alice.id, type: 'photo', fixture: jpg }),
     await startGeneration({ userId: alice.id, type: 'photo', family: 'flux-kontext', fixture: pngFile }),
     await startGeneration({ userId: alice.id, type: 'video', family: 'veo', fixture: mp4 }),
     await startGeneration({ userId: alice.id, type: 'photo', fixture: jpg, fake: { asset: '404' } }),
+    // music with KIE's cover, and a track without one (its waveform is its tile)
+    await startGeneration({ userId: alice.id, type: 'audio', family: 'suno', fixture: mp3, cover: jpg }),
+    await startGeneration({ userId: alice.id, type: 'audio', family: 'suno', fixture: mp3 }),
   ];
   // A video's first render can meet the edge CPU limit on a cold isolate; the sweep then
   // retries it after the lease, so allow for one retry.
-  [photo, png, video, failed] = await Promise.all(ids.map((g) => waitForPreview(g.id, 200_000)));
+  [photo, png, video, failed, song, voice] = await Promise.all(ids.map((g) => waitForPreview(g.id, 200_000)));
   // playwright gives each launch a fresh temporary profile (its own --user-data-dir).
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
@@ -64,9 +71,10 @@ describe('the library page in Chromium', () => {
     const page = await openLibrary(alice);
 
     const tiles = await page.$$eval('#grid .tile', (els) => els.map((e) => ({ id: (e as HTMLElement).dataset.id, type: (e as HTMLElement).dataset.type, status: (e as HTMLElement).dataset.status })));
-    expect(tiles).toHaveLength(4);
+    expect(tiles).toHaveLength(6);
     expect(new Map(tiles.map((t) => [t.id, `${t.type}:${t.status}`]))).toEqual(new Map([
       [photo.id, 'photo:ready'], [png.id, 'photo:ready'], [video.id, 'video:ready'], [failed.id, 'photo:failed'],
+      [song.id, 'audio:ready'], [voice.id, 'audio:ready'],
     ]));
 
     // Every ready tile's image loads.
@@ -77,7 +85,7 @@ describe('the library page in Chromium', () => {
       const box = e.getBoundingClientRect();
       return { id: (e as HTMLElement).dataset.id, natural: [img.naturalWidth, img.naturalHeight], ratio: box.width / box.height };
     }));
-    for (const row of [photo, png, video]) {
+    for (const row of [photo, png, video, song, voice]) {
       const s = sizes.find((x) => x.id === row.id)!;
       expect(s.natural).toEqual([row.preview_width, row.preview_height]);
       expect(s.ratio).toBeCloseTo(row.preview_width / row.preview_height, 1);
@@ -133,6 +141,21 @@ describe('the library page in Chromium', () => {
     }, null, { timeout: 20_000 });
     const v = await page.$eval('#viewer video', (e) => ({ w: (e as HTMLVideoElement).videoWidth, error: (e as HTMLVideoElement).error }));
     expect(v).toEqual({ w: 1280, error: null });
+    await page.keyboard.press('Escape');
+
+    // An audio tile shows its length and plays its track behind its play control, in the tile.
+    for (const row of [song, voice]) {
+      expect(await page.textContent(`.tile[data-id="${row.id}"] .badge`)).toBe('♪ 0:30');
+    }
+    await page.click(`.tile[data-id="${song.id}"] button[data-role="play"]`);
+    await page.waitForFunction((id) => {
+      const a = document.querySelector<HTMLAudioElement>(`.tile[data-id="${id}"] audio[data-role="audio"]`);
+      return a && !a.paused && a.currentTime > 0.5;
+    }, song.id, { timeout: 20_000 });
+    expect(await page.getAttribute(`.tile[data-id="${song.id}"]`, 'data-playing')).toBe('true');
+    expect(await page.isHidden('#viewer')).toBe(true); // it plays in the tile, no viewer
+    await page.click(`.tile[data-id="${song.id}"] button[data-role="play"]`);
+    await page.waitForFunction((id) => document.querySelector<HTMLAudioElement>(`.tile[data-id="${id}"] audio`)?.paused === true, song.id);
     await page.close();
   }, 120_000);
 

@@ -19,10 +19,10 @@ export const MODELS: Record<KieFamily, string> = {
 
 export async function startGeneration(o: {
   userId: string;
-  type: 'photo' | 'video';
+  type: 'photo' | 'video' | 'audio';
   family?: KieFamily;
   fixture: string;
-  /** An uploaded image KIE reports as the video's cover (runway image_url, veo imageUrls). */
+  /** An uploaded image KIE reports as the cover (runway image_url, veo imageUrls, suno image_url). */
   cover?: string;
   fake?: FakeKieBehaviour;
   createdAt?: Date;

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { encodePhoto, photoPng, read, videoMp4 } from '../fixtures/media.ts';
+import { encodePhoto, musicMp3 as musicMp3File, photoPng, read, videoMp4 } from '../fixtures/media.ts';
 import { kie } from './stack.ts';
 
 const DIR = join(process.cwd(), '.local', 'e2e-media');
@@ -21,6 +21,11 @@ export async function transparentPng(): Promise<Uint8Array> {
 /** A 720p H.264 clip that starts with 1 s of black and a 0.5 s fade in. */
 export function fadeInVideo(): Uint8Array {
   return read(videoMp4(DIR, 1280, 720, 3, { black: 1, fade: 0.5 }));
+}
+
+/** A 192 kbit/s stereo MP3 of `seconds`, loud in its first half, quiet in its second. */
+export function musicMp3(seconds: number): Uint8Array {
+  return read(musicMp3File(DIR, seconds));
 }
 
 /** Uploads bytes to the fake KIE server under a unique name and returns the name. */

@@ -105,16 +105,20 @@ describe('bad photo inputs give the right code and never hang', () => {
 });
 
 describe('bad video inputs', () => {
-  it('zero-length → UNSUPPORTED_FORMAT; truncated/corrupt/audio-only → NO_VIDEO_FRAME', async () => {
+  it('zero-length → UNSUPPORTED_FORMAT; truncated/corrupt/sound-only MP4 → NO_VIDEO_FRAME; an M4A (audio, sniff.ts) → UNSUPPORTED_FORMAT', async () => {
     expect(await code(extractPoster(new Uint8Array(0)))).toBe('UNSUPPORTED_FORMAT');
     const mp4 = read(videoMp4(dir, 320, 240, 2, { fade: 0 }));
     expect(await code(extractPoster(mp4.slice(0, 2000)))).toBe('NO_VIDEO_FRAME');
     const garbage = mp4.slice();
     for (let i = 64; i < garbage.length; i++) garbage[i] = (i * 31) & 255;
     expect(await code(extractPoster(garbage))).toBe('NO_VIDEO_FRAME');
+    // a video container whose only track is sound has no frame; an M4A is audio, not a video
+    const soundOnly = join(dir, 'tone.mp4');
+    ffmpeg(['-f', 'lavfi', '-i', 'sine=d=1', '-c:a', 'aac', '-brand', 'isom', soundOnly]);
+    expect(await code(extractPoster(read(soundOnly)))).toBe('NO_VIDEO_FRAME');
     const audio = join(dir, 'tone.m4a');
     ffmpeg(['-f', 'lavfi', '-i', 'sine=d=1', '-c:a', 'aac', audio]);
-    expect(await code(extractPoster(read(audio)))).toBe('NO_VIDEO_FRAME');
+    expect(await code(extractPoster(read(audio)))).toBe('UNSUPPORTED_FORMAT');
     expect(await code(extractPoster(mp4, { maxBytes: 100 }))).toBe('SOURCE_TOO_LARGE');
   });
 });

@@ -49,13 +49,13 @@ select tests.authenticate_as_anon();
 select throws_ok($$select public.preview_dispatch_secret_ok('x')$$, '42501', null, 'anon cannot probe the dispatch secret');
 select tests.clear_authentication();
 
--- Ineligible rows: nothing
+-- Ineligible rows: nothing (an audio row with its track is eligible)
 insert into public.generations (id, user_id, type, status, task_id, asset_url) values
   ('eeeeeeee-0000-4000-8000-000000000002', '55555555-0000-4000-8000-000000000001', 'photo', 'pending', 'disp-2', null),
   ('eeeeeeee-0000-4000-8000-000000000003', '55555555-0000-4000-8000-000000000001', 'audio', 'success', 'disp-3', 'http://kie.test/e3.mp3'),
   ('eeeeeeee-0000-4000-8000-000000000004', '55555555-0000-4000-8000-000000000001', 'video', 'success', 'disp-4', null);
 select is(pg_temp.jobs_for('eeeeeeee-0000-4000-8000-000000000002'), 0, 'pending row: no job');
-select is(pg_temp.jobs_for('eeeeeeee-0000-4000-8000-000000000003'), 0, 'audio row: no job');
+select is(pg_temp.jobs_for('eeeeeeee-0000-4000-8000-000000000003'), 1, 'audio row: a job (its tile: 20261203102000_audio_previews.sql)');
 select is(pg_temp.jobs_for('eeeeeeee-0000-4000-8000-000000000004'), 0, 'success without asset: no job');
 
 -- UPDATE into eligibility via the KIE sync: exactly one job, and re-syncs add none

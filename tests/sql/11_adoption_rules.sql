@@ -17,14 +17,14 @@ select tests.create_user('adopt-b@example.test', 'abababab-0000-4000-8000-000000
 select is(public.preview_kind('photo'), 'image', 'photo → image');
 select is(public.preview_kind('product'), 'image', 'product → image (preview_path)');
 select is(public.preview_kind('video'), 'video', 'video → video (poster_path)');
-select is(public.preview_kind('audio'), null, 'audio → no preview');
+select is(public.preview_kind('audio'), 'audio', 'audio → audio (preview_path: the cover, else the waveform; 20261203102000)');
 
 -- preview_image_path: the column complete_preview wrote for the row's kind
 select is(public.preview_image_path(row(g.*)::public.generations), e, d)
   from (values ('video', 'p.webp', 'v_poster.webp', 'v_poster.webp', 'a video''s image is its poster'),
                ('photo', 'p.webp', null, 'p.webp', 'a photo''s image is its preview'),
                ('product', 'p.webp', 'x.webp', 'p.webp', 'a product shot''s image is its preview'),
-               ('audio', 'p.webp', 'x.webp', null, 'audio has none')) v(t, pp, po, e, d)
+               ('audio', 'p.webp', 'x.webp', 'p.webp', 'an audio row''s image is its preview (the cover or the waveform)')) v(t, pp, po, e, d)
   cross join lateral (select (jsonb_populate_record(null::public.generations,
     jsonb_build_object('type', v.t, 'preview_path', v.pp, 'poster_path', v.po))).*) g;
 select ok(public.generation_succeeded('completed') and public.generation_succeeded('succeeded') and public.generation_succeeded('success'), 'success-like statuses');
@@ -57,14 +57,14 @@ update public.generations set preview_status = null where id = 'acacacac-0000-40
 
 select results_eq(
   $$select right(id::text, 2), public.preview_skip_reason(g) from public.generations g where id::text like 'acacacac-%' order by id$$,
-  $$values ('01', null::text), ('02', null), ('03', null), ('04', 'no_source'), ('05', 'audio'), ('06', null), ('07', null), ('08', null), ('09', 'cancelled')$$,
-  'preview_skip_reason: product, result_url only, original_path, no source, audio, cancelled');
+  $$values ('01', null::text), ('02', null), ('03', null), ('04', 'no_source'), ('05', null), ('06', null), ('07', null), ('08', null), ('09', 'cancelled')$$,
+  'preview_skip_reason: product, result_url only, original_path, no source, audio (result_url: its track), cancelled');
 select is(public.preview_source_url(g), 'https://k.test/asset.png', 'asset_url before result_urls and result_url')
   from public.generations g where id = 'acacacac-0000-4000-8000-000000000003';
 select results_eq(
   $$select right(id::text, 2) from public.backfill_candidates(null, null, 100000) where id::text like 'acacacac-%'$$,
-  $$values ('01'), ('02'), ('03'), ('06'), ('08')$$,
-  'the backfill finds product, NULL-status, stale old-worker and old-failure rows; not a fresh processing row');
+  $$values ('01'), ('02'), ('03'), ('05'), ('06'), ('08')$$,
+  'the backfill finds product, NULL-status, audio, stale old-worker and old-failure rows; not a fresh processing row');
 
 -- adoption: adopt_preview(row) is what the backfill (and a named request) calls
 set local app.preview_lease = '15 minutes';
@@ -114,8 +114,9 @@ select results_eq($$select preview_status, preview_error_code, preview_error, er
   '… ready, no preview error; the text in `error` is left as it was (it may be the app''s)');
 
 -- ---- coverage: every row once
-select ok(exists (select 1 from public.preview_coverage where type = 'audio' and state = 'not_previewable' and reason = 'audio'),
-  'preview_coverage counts audio as not previewable, by reason');
+select ok(exists (select 1 from public.preview_coverage where type = 'audio' and state = 'none' and reason = 'no_job')
+          and not exists (select 1 from public.preview_coverage where type = 'audio' and state = 'not_previewable'),
+  'preview_coverage counts the audio row as waiting for its preview (no job yet), not as not previewable');
 select ok(exists (select 1 from public.preview_coverage where type = 'photo' and state = 'failed' and reason = 'DECODE_FAILED'),
   '… and a failed preview by its code');
 select is((select sum(total)::int from public.preview_coverage), (select count(*)::int from public.generations),

@@ -4,7 +4,7 @@
 -- orphans are listed; versions and --stale. (Claim, fencing, backoff and cap of the deletion jobs:
 -- 15_job_behaviour.sql.)
 begin;
-select plan(32);
+select plan(33);
 
 set local app.skip_preview_dispatch = 'on';
 set local app.preview_lease = '15 seconds';
@@ -31,7 +31,13 @@ insert into public.generations (id, user_id, type, status, asset_url, preview_st
 
 select is(public.preview_object_path('13131313-0000-4000-8000-000000000001', '13131313-aaaa-4000-8000-000000000001', 'image'),
   '13131313-0000-4000-8000-000000000001/previews/13131313-aaaa-4000-8000-000000000001_preview.webp', 'the preview path scheme');
-select is(public.preview_owned_objects(g), '{}'::text[], 'an audio row owns no object') from public.generations g where id = '13131313-aaaa-4000-8000-000000000004';
+select is(public.preview_owned_objects(g), array['13131313-0000-4000-8000-000000000002/previews/13131313-aaaa-4000-8000-000000000004_preview.webp'],
+  'an audio row owns its tile (20261203102000_audio_previews.sql)') from public.generations g where id = '13131313-aaaa-4000-8000-000000000004';
+select is(public.preview_owned_objects(g), array['13131313-0000-4000-8000-000000000002/previews/13131313-aaaa-4000-8000-000000000004_preview.webp',
+                                                 '13131313-0000-4000-8000-000000000002/previews/13131313-aaaa-4000-8000-000000000004_waveform.webp'],
+  '… and its waveform beside the cover, once written')
+  from (select (jsonb_populate_record(x, jsonb_build_object('preview_waveform_path', public.audio_waveform_path(x.user_id, x.id)))).*
+          from public.generations x where id = '13131313-aaaa-4000-8000-000000000004') g;
 select throws_ok($$select public.queue_object_deletions(array['x'], null, 'because')$$, '22023', null, 'a deletion needs a known reason');
 
 -- a delete queues exactly ours, due now, and cancels the row's pending work
@@ -56,8 +62,9 @@ select results_eq(
 delete from auth.users where id = '13131313-0000-4000-8000-000000000002';
 select is((select count(*)::int from public.preview_jobs where generation_id = '13131313-aaaa-4000-8000-000000000003' and kind = 'delete_object'), 2,
   'deleting a user queues the objects of their rows (the cascade fires the row trigger)');
-select is((select count(*)::int from public.preview_jobs where generation_id = '13131313-aaaa-4000-8000-000000000004'), 0,
-  '… and nothing for a row without objects');
+select results_eq($$select kind, payload ->> 'path' from public.preview_jobs where generation_id = '13131313-aaaa-4000-8000-000000000004'$$,
+  $$values ('delete_object'::text, '13131313-0000-4000-8000-000000000002/previews/13131313-aaaa-4000-8000-000000000004_preview.webp'::text)$$,
+  '… the audio row''s tile; its pending preview job cancelled');
 
 -- a replaced original copy, due after two leases; a re-render writing the same path takes it back
 insert into public.generations (id, user_id, type, status, asset_url, original_path) values
@@ -81,33 +88,35 @@ select results_eq($$select input ->> 'path', input ->> 'reason' from claimed whe
   $$values ('13131313-0000-4000-8000-000000000001/originals/13131313-aaaa-4000-8000-000000000005.png'::text, 'replaced'::text)$$,
   'a path its row references again (.jpg) is dropped, not deleted; the copy it replaced in turn (.png) is claimed');
 select ok(not exists (select 1 from public.preview_jobs where payload ->> 'path' like '%13131313-aaaa-4000-8000-000000000005.jpg'), 'the dropped job is gone');
-select ok((select count(*) = 8 and bool_and(attempt = 1 and kind = 'delete_object') from claimed), 'the due deletions are claimed once, attempt 1');
+select ok((select count(*) = 9 and bool_and(attempt = 1 and kind = 'delete_object') from claimed), 'the due deletions are claimed once, attempt 1');
 select is_empty($$select * from public.claim_preview_jobs(array['delete_object'], 1000) where generation_id::text like '13131313-%'$$, 'a claimed deletion is not claimed again');
 select ok((select bool_and(public.preview_job_is_current(job_id, attempt)) from claimed), 'each claim is current (checked right before the delete)');
-select is((select count(*)::int from claimed where public.fail_preview_job(job_id, attempt, 'STORAGE_ERROR', 'Delete failed: 503', true) = 'retry'), 8,
+select is((select count(*)::int from claimed where public.fail_preview_job(job_id, attempt, 'STORAGE_ERROR', 'Delete failed: 503', true) = 'retry'), 9,
   'failed deletions are retried');
 select ok((select bool_and(run_at = now() + public.preview_backoff(1) and last_error = 'Delete failed: 503') from public.preview_jobs
             where id in (select job_id from claimed)), '… after preview_backoff(1)');
 select tests.travel(public.preview_backoff(1));
 select is((select count(*)::int from public.claim_preview_jobs(array['delete_object'], 1000) c
-            where c.generation_id::text like '13131313-%' and public.complete_preview_job(c.job_id, c.attempt)), 8, 'deleted: completed');
+            where c.generation_id::text like '13131313-%' and public.complete_preview_job(c.job_id, c.attempt)), 9, 'deleted: completed');
 select is((select count(*)::int from public.preview_jobs where generation_id::text like '13131313-%'), 0, '… the jobs are gone');
 
 -- orphans: objects at our paths whose row is gone; queued for deletion by npm run orphans
 insert into storage.objects (bucket_id, name) values
   ('generations', '13131313-0000-4000-8000-000000000001/previews/13131313-aaaa-4000-8000-0000000000f1_preview.webp'),
   ('generations', '13131313-0000-4000-8000-000000000001/previews/13131313-aaaa-4000-8000-0000000000f1_preview.mp4'),
+  ('generations', '13131313-0000-4000-8000-000000000001/previews/13131313-aaaa-4000-8000-0000000000f1_waveform.webp'),
   ('generations', '13131313-0000-4000-8000-000000000001/originals/13131313-aaaa-4000-8000-000000000005.jpg'),
   ('generations', '13131313-0000-4000-8000-000000000001/image/13131313-aaaa-4000-8000-0000000000f2.png');
 select results_eq($$select path from public.preview_orphan_objects(1000, '13131313-0000-4000-8000-000000000001') order by 1$$,
   $$values ('13131313-0000-4000-8000-000000000001/previews/13131313-aaaa-4000-8000-0000000000f1_preview.mp4'::text),
-           ('13131313-0000-4000-8000-000000000001/previews/13131313-aaaa-4000-8000-0000000000f1_preview.webp')$$,
-  'orphans: our paths (the clip''s included) whose row is gone; not a row''s own object, not a path we never make');
-select is(public.queue_object_deletions(array(select path from public.preview_orphan_objects(1000, '13131313-0000-4000-8000-000000000001')), null, 'orphan'), 2,
+           ('13131313-0000-4000-8000-000000000001/previews/13131313-aaaa-4000-8000-0000000000f1_preview.webp'),
+           ('13131313-0000-4000-8000-000000000001/previews/13131313-aaaa-4000-8000-0000000000f1_waveform.webp')$$,
+  'orphans: our paths (the clip''s and the waveform''s included) whose row is gone; not a row''s own object, not a path we never make');
+select is(public.queue_object_deletions(array(select path from public.preview_orphan_objects(1000, '13131313-0000-4000-8000-000000000001')), null, 'orphan'), 3,
   'orphans are queued for deletion');
-select is(public.queue_object_deletions(array(select path from public.preview_orphan_objects(1000, '13131313-0000-4000-8000-000000000001')), null, 'orphan'), 2,
+select is(public.queue_object_deletions(array(select path from public.preview_orphan_objects(1000, '13131313-0000-4000-8000-000000000001')), null, 'orphan'), 3,
   'listing them again …');
-select is((select count(*)::int from public.preview_jobs where payload ->> 'reason' = 'orphan'), 2, '… makes no second job per object');
+select is((select count(*)::int from public.preview_jobs where payload ->> 'reason' = 'orphan'), 3, '… makes no second job per object');
 
 -- preview versions: a completion stamps one; --stale takes ready rows of another
 insert into public.generations (id, user_id, type, status, asset_url, created_at) values

@@ -51,7 +51,7 @@ insert into public.generations (id, user_id, type, status, asset_url, preview_st
    :'u' || '/image/20202020-aaaa-4000-8000-000000000008_1700000000000.JPG', null, null, '1980-01-01 00:00:08+00'),
   -- not ready: waiting for its first preview (the backfill's as before)
   ('20202020-aaaa-4000-8000-000000000009', :'u', 'photo', 'success', 'http://kie.test/l9.png', 'none', null, null, null, '1980-01-01 00:00:09+00'),
-  -- audio: no preview image at all
+  -- audio marked ready by the app, with no tile: since 20261203102000 an audio row gets one (the backfill makes it)
   ('20202020-aaaa-4000-8000-00000000000a', :'u', 'audio', 'success', 'http://kie.test/la.mp3', 'ready', null, null, null, '1980-01-01 00:00:10+00'),
   -- the older server's video without any source left: nothing can re-render it
   ('20202020-aaaa-4000-8000-000000000011', :'u', 'video', 'success', null, 'ready',
@@ -61,8 +61,8 @@ insert into public.generations (id, user_id, type, status, asset_url, preview_st
 select results_eq(
   $$select right(id::text, 2), public.preview_unusable_reason(g) from public.generations g where id::text like '20202020-aaaa-%' order by created_at$$,
   $$values ('01', 'legacy_video_preview'::text), ('02', 'missing_object'), ('03', null), ('04', null), ('05', 'not_an_image'),
-           ('06', 'foreign_path'), ('07', 'no_image_path'), ('08', null), ('09', null), ('0a', null), ('11', 'legacy_video_preview')$$,
-  'preview_unusable_reason: the mp4-only video, a missing object, an mp4 as an image, another folder, no path; good rows, a waiting row and audio are null');
+           ('06', 'foreign_path'), ('07', 'no_image_path'), ('08', null), ('09', null), ('0a', 'no_image_path'), ('11', 'legacy_video_preview')$$,
+  'preview_unusable_reason: the mp4-only video, a missing object, an mp4 as an image, another folder, no path (an audio row''s too); good rows and a waiting row are null');
 
 -- ---- coverage: unusable ready rows by reason, not as ready
 create function pg_temp.coverage_added(p_type text, p_state text, p_reason text) returns bigint language sql as $$
@@ -87,8 +87,8 @@ select results_eq(
   $$select right(id::text, 2), preview_status, reason from public.backfill_preview_candidates(null, null, 100000)
      where user_id = '20202020-0000-4000-8000-000000000001'$$,
   $$values ('01', 'ready'::text, 'legacy_video_preview'::text), ('02', 'ready', 'missing_object'), ('05', 'ready', 'not_an_image'),
-           ('06', 'ready', 'foreign_path'), ('07', 'ready', 'no_image_path'), ('09', 'none', null)$$,
-  'backfill_preview_candidates: the unusable ready rows with their reason beside the waiting row, oldest first; not good rows, audio or a row without a source');
+           ('06', 'ready', 'foreign_path'), ('07', 'ready', 'no_image_path'), ('09', 'none', null), ('0a', 'ready', 'no_image_path')$$,
+  'backfill_preview_candidates: the unusable ready rows with their reason beside the waiting row, oldest first (the audio row without a tile too); not good rows or a row without a source');
 select results_eq(
   $$select right(id::text, 2) from public.backfill_preview_candidates(null, null, 100000, 'video') where user_id = '20202020-0000-4000-8000-000000000001'$$,
   $$values ('01'), ('07')$$, '… the type filter applies to them');
@@ -149,7 +149,7 @@ select ok(public.complete_preview_job((select id from public.preview_jobs where 
   '… and completes');
 select results_eq(
   $$select right(id::text, 2) from public.backfill_preview_candidates(null, null, 100000) where user_id = '20202020-0000-4000-8000-000000000001'$$,
-  $$values ('05'), ('06'), ('07'), ('09')$$, 'a second walk finds neither re-rendered row again');
+  $$values ('05'), ('06'), ('07'), ('09'), ('0a')$$, 'a second walk finds neither re-rendered row again');
 
 -- ---- the service's only
 select is_empty($$select r || ' ' || f from unnest(array['anon', 'authenticated']) r,

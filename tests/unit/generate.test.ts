@@ -4,6 +4,8 @@
 // claim → read → render → check → upload → complete, the fencing of a worker that lost its claim
 // before uploading or whose completion comes too late, the mapping of errors to the one failure
 // path, and the guards on a source that is already in our storage.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PreviewError } from '../../shared/errors.ts';
 import { drain, type JobContext, type JobDone, type JobFenced, type JobHandler } from '../../shared/jobs/runner.ts';
@@ -13,6 +15,8 @@ import { resetIsolateBudget } from '../../shared/preview/isolate.ts';
 import type { ObjectStore } from '../../shared/storage.ts';
 
 const JPEG = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0]);
+/** A real MP3 (KIE's Suno fixture): what sniff.ts takes for audio. */
+const MP3 = new Uint8Array(readFileSync(join(process.cwd(), 'tests/fixtures/kie-payloads/media/suno-track.mp3')));
 // an ISO-BMFF header with an mp4 brand: sniffed as a video
 const MP4 = new Uint8Array([0, 0, 0, 0x18, ...new TextEncoder().encode('ftypisom'), 0, 0, 2, 0, ...new TextEncoder().encode('isommp41')]);
 const ID = '11111111-1111-4111-8111-111111111111';
@@ -42,6 +46,8 @@ type Opts = {
   animated?: boolean;
   /** Objects an earlier attempt of the job already wrote (objectWritten answers true for them). */
   writtenBefore?: string[];
+  /** The fetch of KIE's cover (a URL ending in .jpeg) fails with this. */
+  coverError?: Error;
 };
 
 /** The fakes, every call recorded in order in `calls`. `queue`: what claim hands out. */
@@ -87,13 +93,15 @@ function fakes(opts: Opts = {}, queue: ClaimedJob[] = [previewJob()]) {
   };
   const deps: PreviewDeps = {
     objects: objectStore,
-    fetchSource: async () => {
+    fetchSource: async (url: string) => {
       calls.push('fetch');
       if (opts.fetchError) throw opts.fetchError;
-      return { bytes: JPEG, contentType: 'image/jpeg' } as never;
+      if (url.endsWith('.jpeg') && opts.coverError) throw opts.coverError;
+      return { bytes: url.endsWith('.mp3') ? MP3 : JPEG, contentType: null } as never;
     },
     renderPhoto: async () => (calls.push('render photo'), { webp: new Uint8Array([1, 2, 3]), width: 512, height: 320, thumbhash: 'abc' }),
     renderPoster: async () => (calls.push('render poster'), { webp: new Uint8Array([4, 5, 6, 7]), width: 512, height: 288, thumbhash: 'def' }),
+    renderWaveform: async () => (calls.push('render waveform'), { webp: new Uint8Array([9, 9, 9, 9, 9]), width: 512, height: 288, thumbhash: 'wav', durationMs: 1567 }),
     config: {
       supabaseUrl: 'https://abc.supabase.co',
       preview: { bucket: 'generations', maxSide: 512, quality: 80, maxSourceBytes: 1e6, maxPixels: 1e7, downloadTimeoutMs: 1000, allowedPrivateHosts: [], ffmpegCoreWasmUrl: undefined, ffmpegCoreWasmPath: 'x', animated: opts.animated ?? false },
@@ -139,6 +147,25 @@ describe('previewHandler(deps).run(job, ctx)', () => {
     });
     expect((done as JobDone).result.version).toMatch(/^r\d+-s512-q80$/);
     expect((done as JobDone).after).toBeUndefined(); // a photo asks for no clip
+  });
+
+  it('an audio row with KIE\'s cover: the cover is the tile, the waveform is written beside it, with the length', async () => {
+    const job = previewJob({ type: 'audio', kind: 'audio', source_url: 'https://kie.example/t.mp3', cover_url: 'https://kie.example/c.jpeg', waveform_path: `u1/previews/${ID}_waveform.webp` });
+    const { deps, ctx, calls } = fakes({}, [job]);
+    const r = await runHandler(job, deps, ctx) as JobDone;
+    expect(r.result).toMatchObject({ path: PREVIEW, width: 512, height: 320, thumbhash: 'abc', originalPath: `u1/originals/${ID}.mp3`, waveformPath: `u1/previews/${ID}_waveform.webp`, durationMs: 1567 });
+    expect(calls.filter((c) => c.startsWith('render') || c.startsWith('upload'))).toEqual([
+      'render waveform', 'render photo', `upload u1/originals/${ID}.mp3`, `upload ${PREVIEW}`, `upload u1/previews/${ID}_waveform.webp`,
+    ]);
+  });
+
+  it('an audio row whose cover cannot be fetched: the waveform is the tile (one object), and the log says why', async () => {
+    const job = previewJob({ type: 'audio', kind: 'audio', source_url: 'https://kie.example/t.mp3', cover_url: 'https://kie.example/c.jpeg', waveform_path: `u1/previews/${ID}_waveform.webp` });
+    const { deps, ctx, calls } = fakes({ coverError: new PreviewError('SOURCE_NOT_FOUND', 'Download failed: 404') }, [job]);
+    const r = await runHandler(job, deps, ctx) as JobDone;
+    expect(r.result).toMatchObject({ path: PREVIEW, width: 512, height: 288, thumbhash: 'wav', waveformPath: PREVIEW, durationMs: 1567 });
+    expect(calls.filter((c) => c.startsWith('upload'))).toEqual([`upload u1/originals/${ID}.mp3`, `upload ${PREVIEW}`]);
+    expect(logs.some((l) => l.includes(`[Preview] Cover unusable generationId=${ID} reason=SOURCE_NOT_FOUND`))).toBe(true);
   });
 
   it('a worker that lost its claim while rendering uploads nothing and says so (claim_lost_before_upload)', async () => {
