@@ -322,29 +322,15 @@ function sharpAnchor(input: string, out: string): Result[] {
   }
   return res;
 }
-/** Native ffmpeg poster: the frame at 0.6 s (just after the 0.5 s fade), 512 box, WebP q80. */
-function nativeAnchor(input: string, out: string): Result[] {
+/**
+ * Native ffmpeg, PROCS processes of `args` writing `out`: the anchors (the poster at 0.6 s, the
+ * waveform of the whole track, the animated clip), each with our settings.
+ */
+function nativeFfmpeg(what: string, args: string[], out: string): Result[] {
   const res: Result[] = [];
   for (let p = 0; p < PROCS; p++) {
-    const r = timed('ffmpeg', [
-      '-hide_banner',
-      '-loglevel',
-      'error',
-      '-y',
-      '-ss',
-      '0.6',
-      '-i',
-      input,
-      '-frames:v',
-      '1',
-      '-vf',
-      "scale='min(512,iw)':'min(512,ih)':force_original_aspect_ratio=decrease:flags=area",
-      '-c:v',
-      'libwebp',
-      '-quality',
-      '80',
-      out,
-    ]);
+    const r = timed('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', ...args, out]);
+    if (r.code !== 0) throw new Error(`ffmpeg ${what}: ${r.err}`);
     const run = { wall: r.wallS * 1000, cpu: r.cpuS * 1000, thread: NaN };
     res.push({
       runs: [run, run, run],
@@ -355,65 +341,47 @@ function nativeAnchor(input: string, out: string): Result[] {
   }
   return res;
 }
+
+/** Native ffmpeg poster: the frame at 0.6 s (just after the 0.5 s fade), 512 box, WebP q80. */
+const nativeAnchor = (input: string, out: string) =>
+  nativeFfmpeg(`poster ${input}`, [
+    '-ss',
+    '0.6',
+    '-i',
+    input,
+    '-frames:v',
+    '1',
+    '-vf',
+    "scale='min(512,iw)':'min(512,ih)':force_original_aspect_ratio=decrease:flags=area",
+    '-c:v',
+    'libwebp',
+    '-quality',
+    '80',
+  ], out);
 
 /** Native ffmpeg's waveform picture of the whole track, the tile's size (PNG). */
-function nativeWaveform(input: string, out: string): Result[] {
-  const res: Result[] = [];
-  for (let p = 0; p < PROCS; p++) {
-    const r = timed('ffmpeg', [
-      '-hide_banner',
-      '-loglevel',
-      'error',
-      '-y',
-      '-i',
-      input,
-      '-filter_complex',
-      'showwavespic=s=512x288',
-      '-frames:v',
-      '1',
-      out,
-    ]);
-    if (r.code !== 0) throw new Error(`ffmpeg showwavespic ${input}: ${r.err}`);
-    const run = { wall: r.wallS * 1000, cpu: r.cpuS * 1000, thread: NaN };
-    res.push({
-      runs: [run, run, run],
-      peakRss: r.maxRssMb,
-      peakHeapExt: NaN,
-      outBytes: Deno.statSync(out).size,
-    });
-  }
-  return res;
-}
+const nativeWaveform = (input: string, out: string) =>
+  nativeFfmpeg(`showwavespic ${input}`, [
+    '-i',
+    input,
+    '-filter_complex',
+    'showwavespic=s=512x288',
+    '-frames:v',
+    '1',
+  ], out);
 
 /** Native ffmpeg animated preview: the same clip, with our settings (animated.ts). */
-function nativeAnimated(input: string, out: string): Result[] {
-  const res: Result[] = [];
-  for (let p = 0; p < PROCS; p++) {
-    const r = timed('ffmpeg', [
-      '-hide_banner',
-      '-loglevel',
-      'error',
-      '-y',
-      '-ss',
-      String(ANIMATED.start),
-      '-t',
-      String(ANIMATED.seconds),
-      '-i',
-      input,
-      '-an',
-      ...animatedEncodeArgs(),
-      out,
-    ]);
-    const run = { wall: r.wallS * 1000, cpu: r.cpuS * 1000, thread: NaN };
-    res.push({
-      runs: [run, run, run],
-      peakRss: r.maxRssMb,
-      peakHeapExt: NaN,
-      outBytes: Deno.statSync(out).size,
-    });
-  }
-  return res;
-}
+const nativeAnimated = (input: string, out: string) =>
+  nativeFfmpeg(`animated ${input}`, [
+    '-ss',
+    String(ANIMATED.start),
+    '-t',
+    String(ANIMATED.seconds),
+    '-i',
+    input,
+    '-an',
+    ...animatedEncodeArgs(),
+  ], out);
 
 type Row = {
   name: string;

@@ -16,7 +16,7 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFakeKieClient, type FakeKieBehaviour, type FakeKieClient } from '../../local/fake-kie-client.ts';
 import { encodePhoto, photoPng, read } from '../fixtures/media.ts';
-import { alive, createOwnUser, type OwnStack, stackTools, startOwnStack } from '../helpers/own-stack.ts';
+import { alive, createOwnUser, type OwnStack, STACK_DEFAULTS, stackTools, startOwnStack } from '../helpers/own-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const MEDIA = join(process.cwd(), '.local', 'e2e-media');
@@ -151,10 +151,7 @@ async function batchUnderWay(label: string): Promise<{ tasks: Task[]; mark: numb
 
 beforeAll(async () => {
   // the stack's defaults, not the test run's shortcuts
-  own = await startOwnStack('chaos', {
-    PREVIEW_LEASE_SECONDS: '', PREVIEW_DOWNLOAD_TIMEOUT_MS: '', PREVIEW_MAX_SOURCE_BYTES: '', KIE_WEBHOOK_HMAC_KEY: '', EXTRA_FUNCTIONS_CONFIG: '',
-    PREVIEW_WORKER_LIMIT: '',
-  });
+  own = await startOwnStack('chaos', STACK_DEFAULTS);
   tools = stackTools(own);
   sql = postgres(own.env.DB_URL, { max: 4, prepare: false, onnotice: () => {} });
   kie = createFakeKieClient(own.env.KIE_URL);

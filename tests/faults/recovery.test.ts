@@ -15,7 +15,7 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFakeKieClient, type FakeKieClient } from '../../local/fake-kie-client.ts';
 import { encodePhoto, photoPng, read } from '../fixtures/media.ts';
-import { alive, createOwnUser, type OwnStack, stackTools, startOwnStack } from '../helpers/own-stack.ts';
+import { alive, createOwnUser, type OwnStack, STACK_DEFAULTS, stackTools, startOwnStack } from '../helpers/own-stack.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const MEDIA = join(process.cwd(), '.local', 'e2e-media');
@@ -86,10 +86,7 @@ const row = async (id: string) => (await sql<Record<string, any>[]>`select * fro
 
 beforeAll(async () => {
   // the stack's defaults, not the test run's shortcuts
-  own = await startOwnStack('recovery', {
-    PREVIEW_LEASE_SECONDS: '', PREVIEW_DOWNLOAD_TIMEOUT_MS: '', PREVIEW_MAX_SOURCE_BYTES: '', KIE_WEBHOOK_HMAC_KEY: '', EXTRA_FUNCTIONS_CONFIG: '',
-    PREVIEW_WORKER_LIMIT: '',
-  });
+  own = await startOwnStack('recovery', STACK_DEFAULTS);
   ({ pg, logMark, logSince, isolates } = stackTools(own));
   sql = postgres(own.env.DB_URL, { max: 4, prepare: false, onnotice: () => {} });
   kie = createFakeKieClient(own.env.KIE_URL);

@@ -24,6 +24,12 @@ function freePort(): Promise<number> {
   });
 }
 
+/** The stack's own defaults, not the test run's shortcuts (lease, download timeout, byte cap, HMAC, extra functions, worker limit). */
+export const STACK_DEFAULTS: Record<string, string> = {
+  PREVIEW_LEASE_SECONDS: '', PREVIEW_DOWNLOAD_TIMEOUT_MS: '', PREVIEW_MAX_SOURCE_BYTES: '', KIE_WEBHOOK_HMAC_KEY: '', EXTRA_FUNCTIONS_CONFIG: '',
+  PREVIEW_WORKER_LIMIT: '',
+};
+
 export type OwnStack = {
   env: Record<string, string>;
   dir: string;

@@ -19,6 +19,7 @@ import { measureRender, resetIsolateBudget } from '../../shared/preview/isolate.
 import { sniff } from '../../shared/preview/sniff.ts';
 import { ffmpeg, read } from '../fixtures/media.ts';
 import { rgba } from '../fixtures/quality.ts';
+import { code } from '../helpers/preview-error.ts';
 
 const FIXTURE = 'tests/fixtures/kie-payloads/media/suno-track.mp3';
 const OPTIONS = { maxSide: 512, quality: 80, maxBytes: 100 * 1024 * 1024 };
@@ -74,16 +75,6 @@ async function barHeights(webp: Uint8Array, maxSide = 512): Promise<{ lit: numbe
   return { lit, bright };
 }
 
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(PreviewError);
-    expect((err as PreviewError).message.length).toBeGreaterThan(10);
-    return (err as PreviewError).code;
-  }
-  return 'OK';
-}
 
 describe('renderWaveform', () => {
   it("draws KIE's Suno fixture as a 16:9 tile with its length", async () => {

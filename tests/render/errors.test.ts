@@ -7,6 +7,7 @@ import { renderPhotoPreview } from '../../shared/preview/photo.ts';
 import { sniff } from '../../shared/preview/sniff.ts';
 import { extractPoster } from '../../shared/preview/video.ts';
 import { encodePhoto, ffmpeg, photoPng, read, videoMp4 } from '../fixtures/media.ts';
+import { code } from '../helpers/preview-error.ts';
 
 let dir: string;
 beforeAll(() => {
@@ -14,16 +15,6 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(PreviewError);
-    expect((err as PreviewError).message.length).toBeGreaterThan(10);
-    return (err as PreviewError).code;
-  }
-  return 'OK';
-}
 
 const hex = (s: string) => new Uint8Array(s.split(' ').map((x) => parseInt(x, 16)));
 
