@@ -1,14 +1,13 @@
 /**
  * The job runner: the one claim, completion and failure path of every kind. A worker drains due
- * jobs one at a time while its isolate has budget (isolate.ts runJob: one job holds the isolate at
- * a time, another may download beside it; declined before the claim when spent or ending), hands
- * each to the handler registered for its kind, then completes it or sends its error through the
- * database's one failure path. While
- * it holds a job it proves it is alive: a heartbeat extends the job's short lease every third of
- * it (extend_preview_job_lease), so a worker that dies leaves its job due again within the
- * heartbeat lease, and every database call of the job rides out a connection outage until that
- * lease would end (the one retry policy of shared/db.ts, bounded by the lease). Handlers do the
- * work and nothing else: no claim, no state, no retry of their own.
+ * jobs one at a time while its isolate has budget (isolate.ts runJob: one job busy at a time, more
+ * beside it only while it waits on a slow source; declined before the claim when spent or
+ * ending), hands each to the handler registered for its kind, then completes it or sends its
+ * error through the database's one failure path. While it holds a job it proves it is alive: a heartbeat extends
+ * the job's short lease every third of it (extend_preview_job_lease), so a worker that dies leaves
+ * its job due again within the heartbeat lease, and every database call of the job rides out a
+ * connection outage until that lease would end (the one retry policy of shared/db.ts, bounded by
+ * the lease). Handlers do the work and nothing else: no claim, no state, no retry of their own.
  */
 import type { RetryPolicy } from '../db.ts';
 import { toPreviewError } from '../errors.ts';

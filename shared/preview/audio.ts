@@ -28,6 +28,7 @@
  */
 import { PreviewError, toPreviewError } from '../errors.ts';
 import { checkCarried, FreshIsolateNeeded, VIDEO_CPU, VIDEO_MEMORY } from './budget.ts';
+import { isoBmffTracks } from './container.ts';
 import { finishPreview, type Rendered } from './encode.ts';
 import {
   coreHeldBytes,
@@ -168,7 +169,7 @@ export function readAudio(bytes: Uint8Array, maxBytes: number): AudioInput {
   const s = sniff(bytes);
   let format: AudioFormat;
   if (s.kind === 'audio') format = s.format as AudioFormat;
-  else if ((s.format === 'mp4' || s.format === 'mov') && isoTracks(bytes)?.soundOnly) {
+  else if ((s.format === 'mp4' || s.format === 'mov') && isoTracks(bytes).soundOnly) {
     format = 'm4a';
   } else {
     throw new PreviewError(
@@ -212,7 +213,7 @@ export function readAudio(bytes: Uint8Array, maxBytes: number): AudioInput {
         return { format, ...none, ...flacInfo(bytes) };
       case 'm4a': {
         const t = isoTracks(bytes);
-        return { format, ...none, ...(t?.sound ?? {}) };
+        return { format, ...none, ...(t.sound ?? {}) };
       }
     }
   } catch {
@@ -964,66 +965,45 @@ function flacInfo(b: Uint8Array): Partial<Info> {
  */
 function isoTracks(
   b: Uint8Array,
-): { soundOnly: boolean; sound: Partial<Info & { codec: AudioCodec }> | null } | null {
-  const boxes = function* (from: number, to: number): Generator<[string, number, number]> {
-    let at = from;
-    while (at + 8 <= to) {
-      let size = u32be(b, at);
-      let head = 8;
-      if (size === 1) {
-        size = u32be(b, at + 8) * 2 ** 32 + u32be(b, at + 12);
-        head = 16;
-      } else if (size === 0) size = to - at;
-      if (size < head) return;
-      yield [ascii(b, at + 4, 4), at + head, Math.min(to, at + size)];
-      at += size;
-    }
-  };
-  const child = (from: number, to: number, type: string) => {
-    for (const [t, s, e] of boxes(from, to)) if (t === type) return [s, e] as const;
-    return null;
-  };
-  const moov = child(0, b.length, 'moov');
-  if (!moov) return null;
+): { soundOnly: boolean; sound: Partial<Info & { codec: AudioCodec }> | null } {
   let sound: Partial<Info & { codec: AudioCodec }> | null = null;
   let other = false;
-  for (const [t, s, e] of boxes(moov[0], moov[1])) {
-    if (t !== 'trak') continue;
-    const mdia = child(s, e, 'mdia');
-    if (!mdia) continue;
-    const hdlr = child(mdia[0], mdia[1], 'hdlr');
-    const handler = hdlr ? ascii(b, hdlr[0] + 8, 4) : '';
-    if (handler === 'vide') other = true;
-    if (handler !== 'soun' || sound) continue;
-    const info: Partial<Info & { codec: AudioCodec }> = {};
-    const mdhd = child(mdia[0], mdia[1], 'mdhd');
-    if (mdhd) {
-      const v1 = b[mdhd[0]] === 1;
-      const scale = u32be(b, mdhd[0] + (v1 ? 20 : 12));
-      const duration = v1
-        ? u32be(b, mdhd[0] + 24) * 2 ** 32 + u32be(b, mdhd[0] + 28)
-        : u32be(b, mdhd[0] + 16);
-      if (scale) info.seconds = duration / scale;
+  try {
+    for (const { handler, mdia, child } of isoBmffTracks(b)) {
+      if (handler === 'vide') other = true;
+      if (handler !== 'soun' || sound) continue;
+      const info: Partial<Info & { codec: AudioCodec }> = {};
+      const mdhd = child(mdia, 'mdhd');
+      if (mdhd) {
+        const v1 = b[mdhd.start] === 1;
+        const scale = u32be(b, mdhd.start + (v1 ? 20 : 12));
+        const duration = v1
+          ? u32be(b, mdhd.start + 24) * 2 ** 32 + u32be(b, mdhd.start + 28)
+          : u32be(b, mdhd.start + 16);
+        if (scale) info.seconds = duration / scale;
+      }
+      const minf = child(mdia, 'minf');
+      const stbl = minf && child(minf, 'stbl');
+      const stsd = stbl && child(stbl, 'stsd');
+      if (stsd) {
+        const entry = stsd.start + 8; // version, flags, entry count
+        info.channels = (b[entry + 24] << 8) | b[entry + 25];
+        info.sampleRate = u32be(b, entry + 32) >>> 16;
+        const type = ascii(b, entry + 4, 4);
+        info.codec = type === 'mp4a'
+          ? 'aac'
+          : type === 'Opus'
+          ? 'opus'
+          : type === 'fLaC'
+          ? 'flac'
+          : type === '.mp3'
+          ? 'mpeg'
+          : 'other';
+      }
+      sound = info;
     }
-    const minf = child(mdia[0], mdia[1], 'minf');
-    const stbl = minf && child(minf[0], minf[1], 'stbl');
-    const stsd = stbl && child(stbl[0], stbl[1], 'stsd');
-    if (stsd) {
-      const entry = stsd[0] + 8; // version, flags, entry count
-      info.channels = (b[entry + 24] << 8) | b[entry + 25];
-      info.sampleRate = u32be(b, entry + 32) >>> 16;
-      const type = ascii(b, entry + 4, 4);
-      info.codec = type === 'mp4a'
-        ? 'aac'
-        : type === 'Opus'
-        ? 'opus'
-        : type === 'fLaC'
-        ? 'flac'
-        : type === '.mp3'
-        ? 'mpeg'
-        : 'other';
-    }
-    sound = info;
+  } catch {
+    // a box we cannot read ends the walk: what it found so far stands
   }
   return { soundOnly: !!sound && !other, sound };
 }

@@ -86,7 +86,7 @@ export function videoDimensions(
 // ---------------------------------------------------------------- ISO BMFF
 
 /** A box: its type, its content's start, its end, and where its header begins. */
-type Box = { type: string; start: number; end: number; from: number };
+export type Box = { type: string; start: number; end: number; from: number };
 
 function* boxes(bytes: Uint8Array, dv: DataView, from: number, to: number): Generator<Box> {
   let pos = from;
@@ -118,29 +118,56 @@ function child(bytes: Uint8Array, dv: DataView, box: Box, type: string): Box | n
   return null;
 }
 
-function isoBmffSize(bytes: Uint8Array): VideoSize | null {
+/**
+ * The tracks of an ISO BMFF file, in moov order: each with its handler (`vide`, `soun`, …) and its
+ * mdia box; `child` reads a box inside one of them. Nothing when there is no moov.
+ */
+export function* isoBmffTracks(
+  bytes: Uint8Array,
+): Generator<{ handler: string; mdia: Box; child: (box: Box, type: string) => Box | null }> {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const top: Box = { type: 'file', start: 0, end: bytes.length, from: 0 };
   const moov = child(bytes, dv, top, 'moov');
-  if (!moov) return null;
+  if (!moov) return;
+  const inside = (box: Box, type: string) => child(bytes, dv, box, type);
   for (const trak of boxes(bytes, dv, moov.start, moov.end)) {
     if (trak.type !== 'trak') continue;
-    const mdia = child(bytes, dv, trak, 'mdia');
-    const hdlr = mdia && child(bytes, dv, mdia, 'hdlr');
+    const mdia = inside(trak, 'mdia');
+    const hdlr = mdia && inside(mdia, 'hdlr');
     if (!mdia || !hdlr || hdlr.start + 12 > hdlr.end) continue;
     const handler = String.fromCharCode(...bytes.subarray(hdlr.start + 8, hdlr.start + 12));
+    yield { handler, mdia, child: inside };
+  }
+}
+
+/**
+ * The first video track whose sample description (stsd) holds at least `entryBytes` of its first
+ * sample entry: that entry's offset, its stbl and its mdia.
+ */
+function isoBmffVideo(
+  bytes: Uint8Array,
+  entryBytes: number,
+): { mdia: Box; stbl: Box; stsd: Box; entry: number } | null {
+  for (const { handler, mdia, child } of isoBmffTracks(bytes)) {
     if (handler !== 'vide') continue;
-    const minf = child(bytes, dv, mdia, 'minf');
-    const stbl = minf && child(bytes, dv, minf, 'stbl');
-    const stsd = stbl && child(bytes, dv, stbl, 'stsd');
-    if (!stsd) continue;
-    // full box (4) + entry_count (4), then the first sample entry: size, type, 6 reserved,
-    // data_reference_index (2), pre_defined/reserved (16), width (2), height (2)
-    const entry = stsd.start + 8;
-    if (entry + 36 > stsd.end) continue;
-    return { width: dv.getUint16(entry + 32), height: dv.getUint16(entry + 34) };
+    const minf = child(mdia, 'minf');
+    const stbl = minf && child(minf, 'stbl');
+    const stsd = stbl && child(stbl, 'stsd');
+    // full box (4) + entry_count (4), then the first sample entry
+    if (stbl && stsd && stsd.start + 8 + entryBytes <= stsd.end) {
+      return { mdia, stbl, stsd, entry: stsd.start + 8 };
+    }
   }
   return null;
+}
+
+function isoBmffSize(bytes: Uint8Array): VideoSize | null {
+  // the sample entry: size, type, 6 reserved, data_reference_index (2), pre_defined/reserved
+  // (16), width (2), height (2)
+  const video = isoBmffVideo(bytes, 36);
+  if (!video) return null;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return { width: dv.getUint16(video.entry + 32), height: dv.getUint16(video.entry + 34) };
 }
 
 // ---------------------------------------------------------------- Matroska / WebM
@@ -204,55 +231,39 @@ const u32 = (dv: DataView, p: number) => dv.getUint32(p);
 function isoBmffTrack(bytes: Uint8Array): VideoTrack | null {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headers: [number, number][] = [];
-  let moov: Box | null = null;
   for (const b of boxes(bytes, dv, 0, bytes.length)) {
     if (b.type !== 'mdat') headers.push([b.from, b.end]);
-    if (b.type === 'moov') moov = b;
   }
-  if (!moov) return null;
-  for (const trak of boxes(bytes, dv, moov.start, moov.end)) {
-    if (trak.type !== 'trak') continue;
-    const mdia = child(bytes, dv, trak, 'mdia');
-    const hdlr = mdia && child(bytes, dv, mdia, 'hdlr');
-    if (!mdia || !hdlr || hdlr.start + 12 > hdlr.end) continue;
-    if (String.fromCharCode(...bytes.subarray(hdlr.start + 8, hdlr.start + 12)) !== 'vide') {
-      continue;
+  const video = isoBmffVideo(bytes, 86);
+  if (!video) return null;
+  const { mdia, stbl, stsd, entry } = video;
+  const mdhd = child(bytes, dv, mdia, 'mdhd');
+  const timescale = mdhd
+    ? (bytes[mdhd.start] === 1 ? u32(dv, mdhd.start + 20) : u32(dv, mdhd.start + 12))
+    : 0;
+  const entryEnd = Math.min(stsd.end, entry + u32(dv, entry));
+  const fourcc = String.fromCharCode(...bytes.subarray(entry + 4, entry + 8));
+  const w = dv.getUint16(entry + 32);
+  const h = dv.getUint16(entry + 34);
+  let config: Uint8Array | null = null;
+  for (const c of boxes(bytes, dv, entry + 86, entryEnd)) {
+    if (c.type === 'avcC' || c.type === 'hvcC' || c.type === 'av1C') {
+      config = bytes.subarray(c.start, c.end);
     }
-    const mdhd = child(bytes, dv, mdia, 'mdhd');
-    const timescale = mdhd
-      ? (bytes[mdhd.start] === 1 ? u32(dv, mdhd.start + 20) : u32(dv, mdhd.start + 12))
-      : 0;
-    const minf = child(bytes, dv, mdia, 'minf');
-    const stbl = minf && child(bytes, dv, minf, 'stbl');
-    const stsd = stbl && child(bytes, dv, stbl, 'stsd');
-    if (!stbl || !stsd) continue;
-    const entry = stsd.start + 8;
-    if (entry + 86 > stsd.end) continue;
-    const entryEnd = Math.min(stsd.end, entry + u32(dv, entry));
-    const fourcc = String.fromCharCode(...bytes.subarray(entry + 4, entry + 8));
-    const w = dv.getUint16(entry + 32);
-    const h = dv.getUint16(entry + 34);
-    let config: Uint8Array | null = null;
-    for (const c of boxes(bytes, dv, entry + 86, entryEnd)) {
-      if (c.type === 'avcC' || c.type === 'hvcC' || c.type === 'av1C') {
-        config = bytes.subarray(c.start, c.end);
-      }
-    }
-    let samples: Sample[] | null = null;
-    try {
-      samples = timescale > 0 ? sampleTable(bytes, dv, stbl, timescale) : null;
-    } catch {
-      samples = null;
-    }
-    return {
-      claimed: w && h ? { width: w, height: h } : null,
-      codec: FOURCC[fourcc] ?? 'other',
-      config,
-      samples: samples?.length ? samples : null,
-      headers,
-    };
   }
-  return null;
+  let samples: Sample[] | null = null;
+  try {
+    samples = timescale > 0 ? sampleTable(bytes, dv, stbl, timescale) : null;
+  } catch {
+    samples = null;
+  }
+  return {
+    claimed: w && h ? { width: w, height: h } : null,
+    codec: FOURCC[fourcc] ?? 'other',
+    config,
+    samples: samples?.length ? samples : null,
+    headers,
+  };
 }
 
 /** The first samples of a track's sample table (stsz, stsc, stco/co64, stts, stss). */

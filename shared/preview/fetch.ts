@@ -232,24 +232,6 @@ export async function fetchSource(
   }
 }
 
-/**
- * The body into ONE buffer, never over `maxBytes`, counting the bytes as they arrive (after the
- * runtime's inflation of a compressed body: what is counted is what is held). With a
- * Content-Length (file hosts and KIE's CDN send one): a buffer of exactly that size, each chunk
- * copied in. Without one: a resizable buffer grown in place as chunks arrive. A list of chunks
- * joined at the end held the file twice (a 99 MB download peaked at 287 MB that way). A BYOB reader
- * straight into the buffer, used before, cost 5× the CPU on Deno 2.1.4 (99 MB: 0.95–1.39 s of the
- * isolate's thread against 0.19 s; each read transfers the whole buffer).
- */
-async function readCapped(
-  body: ReadableStream<Uint8Array>,
-  declared: number,
-  maxBytes: number,
-  beside?: Beside,
-): Promise<Uint8Array> {
-  return await readGrowing(body, declared, maxBytes, beside);
-}
-
 const tooLong = (declared: number) =>
   new PreviewError(
     'SOURCE_UNREACHABLE',
@@ -298,7 +280,17 @@ export function adoptSource(bytes: Uint8Array): Uint8Array {
   return bytes;
 }
 
-async function readGrowing(
+/**
+ * The body into ONE buffer, never over `maxBytes`, counting the bytes as they arrive (after the
+ * runtime's inflation of a compressed body: what is counted is what is held). With a
+ * Content-Length (file hosts and KIE's CDN send one): a buffer of exactly that size, each chunk
+ * copied in. Without one: a resizable buffer grown in place as chunks arrive. A list of chunks
+ * joined at the end held the file twice (a 99 MB download peaked at 287 MB that way). A BYOB reader
+ * straight into the buffer, used before, cost 5× the CPU on Deno 2.1.4 (99 MB: 0.95–1.39 s of the
+ * isolate's thread against 0.19 s; each read transfers the whole buffer). `beside` is asked
+ * before the buffer is allocated (a declared length) or grown (an unknown one).
+ */
+async function readCapped(
   body: ReadableStream<Uint8Array>,
   declared: number,
   maxBytes: number,

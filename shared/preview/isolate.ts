@@ -187,6 +187,13 @@ export type JobSlot = {
   handBack(reason: string): Promise<void>;
 };
 
+/** What the downloads beside the render hold together, `except` one job's. */
+function besideHeld(except?: symbol): number {
+  let held = 0;
+  for (const [job, bytes] of state.beside) if (job !== except) held += bytes;
+  return held;
+}
+
 /** Wakes the jobs waiting for admission: a job ended or parked. */
 function changed(): void {
   for (const w of state.waiting.splice(0)) w();
@@ -267,11 +274,9 @@ export function runJob<T>(
             state.beside.delete(me); // what it holds now counts in the isolate's memory
             const memory = isolateMemory();
             // the downloads beside may grow to their bound while this job renders
-            let others = 0;
-            for (const b of state.beside.values()) others += b;
             state.heldAtStart = memory === null
               ? null
-              : memory + (state.running > 1 ? Math.max(0, BESIDE_BYTES - others) : 0);
+              : memory + (state.running > 1 ? Math.max(0, BESIDE_BYTES - besideHeld()) : 0);
           });
           return taking;
         },
@@ -280,9 +285,7 @@ export function runJob<T>(
         beside(bytes) {
           unpark();
           if (taking) return taking;
-          let others = 0;
-          for (const [job, b] of state.beside) if (job !== me) others += b;
-          if (others + bytes <= BESIDE_BYTES) {
+          if (besideHeld(me) + bytes <= BESIDE_BYTES) {
             state.beside.set(me, bytes);
             return Promise.resolve();
           }

@@ -84,6 +84,28 @@ function okHandler(work?: (j: ClaimedJob) => Promise<void>): JobHandler {
   };
 }
 
+/**
+ * A handler that downloads first (preview): job 1's source answers only when `arrive()` is called,
+ * the others' at once; `downloads` lists the jobs whose source arrived, in order.
+ */
+function slowFirstJob() {
+  let answer!: () => void;
+  const slow = new Promise<void>((r) => (answer = r));
+  const downloads: string[] = [];
+  const handler: JobHandler = {
+    prefix: '[Preview]',
+    success: 'Ready',
+    downloadsFirst: true,
+    async run(j, ctx) {
+      if (j.job_id === '1') await slow;
+      downloads.push(j.job_id);
+      await ctx.isolate.take();
+      return { result: { ok: j.job_id } };
+    },
+  };
+  return { handler, downloads, arrive: () => answer() };
+}
+
 /** A Postgres error as postgres.js throws it (a restart: admin_shutdown). */
 const transient = () => Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
 
@@ -114,20 +136,7 @@ describe('drain', () => {
 
   it('a job still downloading after a moment gets the next job claimed beside it; the render waits for the isolate', async () => {
     const { store, calls } = fakeStore([job(1), job(2), job(3)]);
-    let arrive!: () => void;
-    const downloads: string[] = [];
-    const handler: JobHandler = {
-      prefix: '[Preview]',
-      success: 'Ready',
-      downloadsFirst: true,
-      async run(j, ctx) {
-        // job 1's source is slow; the others' arrive at once
-        if (j.job_id === '1') await new Promise<void>((r) => (arrive = r));
-        downloads.push(j.job_id);
-        await ctx.isolate.take();
-        return { result: { ok: j.job_id } };
-      },
-    };
+    const { handler, downloads, arrive } = slowFirstJob();
     const done = drain({ store, handlers: { preview: handler } });
     await new Promise((r) => setTimeout(r, 700)); // past BESIDE_AFTER_MS (500 ms)
     expect(downloads).toEqual(['2', '3']); // claimed and done beside the slow one
@@ -145,17 +154,7 @@ describe('drain', () => {
       if (++claimsSeen === 2) throw new Error('connect ECONNREFUSED');
       return await claim(o);
     };
-    let arrive!: () => void;
-    const handler: JobHandler = {
-      prefix: '[Preview]',
-      success: 'Ready',
-      downloadsFirst: true,
-      async run(j, ctx) {
-        if (j.job_id === '1') await new Promise<void>((r) => (arrive = r));
-        await ctx.isolate.take();
-        return { result: { ok: j.job_id } };
-      },
-    };
+    const { handler, arrive } = slowFirstJob();
     const done = drain({ store, handlers: { preview: handler } });
     await new Promise((r) => setTimeout(r, 700));
     arrive();
