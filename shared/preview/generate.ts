@@ -182,13 +182,8 @@ async function render(
         generationId: claim.id,
         reason: 'poster_needs_cover',
       });
-      const started = performance.now();
-      try {
-        return (await deps.fetchSource(coverUrl)).bytes;
-      } finally {
-        // (the poster releases the cover's bytes once it has read them: video.ts tryCover)
-        noteIo(performance.now() - started);
-      }
+      // (the poster releases the cover's bytes once it has read them: video.ts tryCover)
+      return await fetchCover(coverUrl, deps);
     }
     : undefined;
   const rendered = await measureRender(() =>
@@ -197,6 +192,22 @@ async function render(
       : deps.renderPhoto(bytes, options)
   );
   return { rendered, source: bytes, format: kind.format, mime: kind.mime, storedAt };
+}
+
+/**
+ * KIE's cover image, fetched inside a render with the same download guard: its wall time is the
+ * network's, not the isolate's CPU (isolate.ts noteIo).
+ */
+async function fetchCover(
+  url: string,
+  deps: Pick<PreviewDeps, 'fetchSource'>,
+): Promise<Uint8Array> {
+  const started = performance.now();
+  try {
+    return (await deps.fetchSource(url)).bytes;
+  } finally {
+    noteIo(performance.now() - started);
+  }
 }
 
 /**
@@ -212,18 +223,15 @@ async function renderAudio(
 ): Promise<{ rendered: Rendered; waveform: Waveform }> {
   const waveform = await measureRender(() => deps.renderWaveform(bytes, options));
   if (!claim.cover_url) return { rendered: waveform, waveform };
-  const started = performance.now();
   let cover: Uint8Array;
   try {
-    cover = (await deps.fetchSource(claim.cover_url)).bytes;
+    cover = await fetchCover(claim.cover_url, deps);
   } catch (err) {
     log.info('[Preview]', 'Cover unusable', {
       generationId: claim.id,
       reason: err instanceof PreviewError ? err.code : 'download_failed',
     });
     return { rendered: waveform, waveform };
-  } finally {
-    noteIo(performance.now() - started);
   }
   try {
     return { rendered: await measureRender(() => deps.renderPhoto(cover, options)), waveform };
