@@ -65,19 +65,27 @@ it(`a burst of ${PHOTOS + VIDEOS} photos and videos: every one ready once, no WO
   const ready = logSince(mark, 'fn:generate-preview', '[Preview] Ready').filter((l) => ids.some((id) => l.includes(`generationId=${id}`)));
   const readyPerRow = ids.map((id) => ready.filter((l) => l.includes(`generationId=${id} `)).length);
   const duplicates = readyPerRow.filter((n) => n > 1).length;
-  const retried = ready.filter((l) => !l.includes(' attempt=1')).length;
+  // a job handed to a fresh isolate (its render needed more CPU than this one had left by the
+  // estimate) is claimed again at once: rendered once, at attempt 2; anything else retried is not
+  const handedBack = new Set(logSince(mark, 'fn:generate-preview', '[Preview] Fenced')
+    .filter((l) => l.includes('reason=handed_to_fresh_isolate'))
+    .map((l) => l.match(/generationId=(\S+)/)![1]));
+  const later = ready.filter((l) => !l.includes(' attempt=1'));
+  const retried = later.filter((l) => !handedBack.has(l.match(/generationId=(\S+)/)![1])).length;
   console.log(`burst: ${rows.filter((r) => r.preview_status === 'ready').length}/${ids.length} ready in ${seconds.toFixed(0)} s; ` +
     `worker limit ${limit}, most awake ${mostAwake} (wake rows ${mostWakeRows}); ${requests} generate-preview requests; ${isolates.size} isolates; ended ${ended.length} ` +
     `(max cpuMs ${Math.max(0, ...ended.map((e) => e.cpuMs))}, max peakMb ${Math.max(0, ...ended.map((e) => e.peakMb))}, ` +
     `reasons ${[...new Set(ended.map((e) => e.reason))].join(',')}); declined ${declined}; duplicates ${duplicates}; ` +
-    `attempts>1: ${retried}; WORKER_LIMIT ${logSince(mark, 'WORKER_LIMIT').length}`);
+    `handed back ${handedBack.size}; retried otherwise ${retried}; WORKER_LIMIT ${logSince(mark, 'WORKER_LIMIT').length}`);
 
   expect(rows.map((r) => r.preview_status)).toEqual(ids.map(() => 'ready'));
   expect(logSince(mark, 'WORKER_LIMIT')).toEqual([]);
   expect(ended.filter((e) => e.reason === 'cpu' || e.reason === 'memory' || e.reason === 'wall')).toEqual([]);
-  // each row rendered once, by its first claim
+  // each row rendered once, by its first claim or by the one after a hand-back
   expect(readyPerRow).toEqual(ids.map(() => 1));
   expect(retried).toBe(0);
+  // the estimate runs ahead of the isolate's CPU on a busy machine; it may hand a few jobs on
+  expect(handedBack.size).toBeLessThanOrEqual(ids.length / 10);
   // pulled, not pushed: never more workers awake than the limit, however many rows are due
   expect(mostAwake).toBeGreaterThan(0);
   expect(mostAwake).toBeLessThanOrEqual(limit);

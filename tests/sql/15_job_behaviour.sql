@@ -7,7 +7,7 @@
 -- (tests.jb_new: the row in the right state and its job) and what a row shows (tests.jb_row…).
 -- Time passes through tests.travel (tests/sql/helpers/tests_schema.sql says why).
 begin;
-select plan(3 * 76);
+select plan(3 * 77);
 
 set local app.preview_lease = '15 seconds';
 select tests.create_user('behaviour@example.test') as uid \gset
@@ -309,12 +309,14 @@ begin
   -- ---- 7. release (the isolate is ending): handed back, due now, fenced; not at the cap
   delete from public.preview_jobs;
   select * into i from tests.jb_new(k);
+  update public.preview_jobs set run_at = now() - interval '1 minute' where id = i.job;
   select * into c from tests.jb_claim(k, i.gid);
   return next is(public.release_preview_job(i.job, 2), false, k || ': another attempt cannot hand it back');
   return next is(public.release_preview_job(i.job, 1), true, k || ': the holder hands it back');
   select * into j from public.preview_jobs where id = i.job;
   return next is(format('%s/%s/%s/%s', j.state, j.attempts, j.run_at <= now(), j.lease_until is null and j.locked_by is null),
     'queued/1/t/t', k || ': queued, due now, the attempt counted, no lease');
+  return next is(j.run_at, now() - interval '1 minute', k || ': due from when it was first due: first in line (20261203102100)');
   return next is(tests.jb_row(k, i.gid), tests.jb_mirror(k, 'none'), tests.jb_d(k, 'the row waits again'));
   return next is(public.complete_preview_job(i.job, 1, tests.jb_result(k, i.path)), false, k || ': the released attempt''s completion is fenced');
   select * into c from tests.jb_claim(k, i.gid);

@@ -2,10 +2,11 @@
 // (the next is claimed when it ends, or when it parks on a slow source: then it renders beside it;
 // a download beside the render holds BESIDE_BYTES at most without the isolate), at most JOBS_AT_ONCE
 // jobs in all, no job once the estimated CPU leaves no room for the costliest one (except a
-// request's first job in an idle isolate, which the platform has not retired), none once the
+// request's first job in an idle isolate, which the platform has not retired: the estimate then
+// starts again from the soft limit when it was above), none once the
 // runtime announced the isolate's end (beforeunload), and the held claims handed back at that moment.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BESIDE_BYTES, CPU_HARD_LIMIT_MS, isolateBudget, JOB_OVERHEAD_MS, JOBS_AT_ONCE, measureRender, noteIo, resetIsolateBudget, runJob, WORST_JOB_MS } from '../../shared/preview/isolate.ts';
+import { BESIDE_BYTES, CPU_HARD_LIMIT_MS, CPU_SOFT_LIMIT_MS, isolateBudget, JOB_OVERHEAD_MS, JOBS_AT_ONCE, measureRender, noteIo, resetIsolateBudget, runJob, WORST_JOB_MS } from '../../shared/preview/isolate.ts';
 
 const events = new EventTarget();
 beforeAll(() => {
@@ -131,13 +132,18 @@ describe('the isolate budget', () => {
 
   it('a request that finds the isolate idle takes its first job even when the estimate says spent; one queued behind another does not', async () => {
     await runJob(() => measureRender(async () => busyFor(CPU_HARD_LIMIT_MS - WORST_JOB_MS)));
-    // the platform routed this request here, so the isolate is not retired: its real CPU is under 1 s
-    expect(await runJob(async () => 'first', true)).toEqual({ done: 'first' });
-    // the same request's next job goes by the estimate
+    // the platform routed this request here, so the isolate is not retired: its real CPU is under
+    // the soft limit, and the estimate starts again from there (it ran ahead of the truth)
+    expect(await runJob(async () => ({ spentMs: isolateBudget().spentMs }), true)).toEqual({ done: { spentMs: CPU_SOFT_LIMIT_MS } });
+    // the same request's next job goes by the estimate: the first job's render counts on top
+    await runJob(() => measureRender(async () => busyFor(CPU_HARD_LIMIT_MS - CPU_SOFT_LIMIT_MS - WORST_JOB_MS)));
     expect(await runJob(async () => 'second')).toEqual({ declined: 'isolate_cpu_spent' });
     // two requests at once: only the one that found the isolate idle is let through
     let release!: () => void;
-    const busy = runJob(async () => new Promise<void>((r) => (release = r)), true);
+    const busy = runJob(async () => {
+      await measureRender(async () => busyFor(CPU_HARD_LIMIT_MS - CPU_SOFT_LIMIT_MS - WORST_JOB_MS));
+      await new Promise<void>((r) => (release = r));
+    }, true);
     const queued = runJob(async () => 'queued', true);
     await new Promise((r) => setTimeout(r, 10));
     release();
