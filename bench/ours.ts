@@ -3,13 +3,16 @@
  * with the functions' import map), so peak memory is per case: wasm memory never shrinks. Run
  * with the edge capabilities only: reads of the input and the ffmpeg core, writes of the
  * output; no FFI, no subprocesses, no workers. Started by bench/run.ts (runOurs), which answers
- * its CPU marks and reads its peak RSS. Usage: ours.ts photo|video|animated|audio <input> <output> <calls>
+ * its CPU marks and reads its peak RSS. Usage: ours.ts photo|photo-sizes|video|video-sizes|animated|audio <input> <output> <calls>
+ * (photo, video, audio: 512 only, as the anchors make; photo-sizes, video-sizes: 512 and 1024
+ * from one decode, as deployed, the 1024 one written to <output>)
  * Prints one JSON line: per call wall ms, CPU ms (process: all threads; thread: the JS thread
  * only, which the edge runtime's CPU limit counts) and the peak of the platform's memory
  * measure (V8 used heap + external, `heapExt` MB; bench/measure.ts), then `done`, and waits
  * until stdin closes.
  */
 import { useLocalFfmpegCore } from '../local/local-core.ts';
+import { PREVIEW_SIZES_DEFAULT } from '../shared/preview/defaults.ts';
 import { renderPhotoPreview } from '../shared/preview/photo.ts';
 import { extractPoster } from '../shared/preview/video.ts';
 import { renderAnimated } from '../shared/preview/animated.ts';
@@ -19,6 +22,9 @@ import { cpuMark, HeapExternalPeak, holdUntilStdinCloses } from './measure.ts';
 useLocalFfmpegCore();
 
 const [kind, input, output, callsArg] = Deno.args;
+// *-sizes: every size of PREVIEW_SIZES' default (512, 1024) from one decode, as deployed
+const [maxSide, ...sides] = PREVIEW_SIZES_DEFAULT;
+const production = { maxSide, sides };
 const calls = Number(callsArg ?? 3);
 const memory = new HeapExternalPeak();
 
@@ -30,14 +36,18 @@ let error: string | null = null;
 for (let i = 0; i < calls && !error; i++) {
   memory.take();
   const c0 = (await cpuMark(true))!, w0 = performance.now();
-  let r: { webp: Uint8Array } | null = null;
+  let r: { webp: Uint8Array; sizes?: { webp: Uint8Array }[] } | null = null;
   try {
     r = kind === 'video'
       ? await extractPoster(bytes)
+      : kind === 'video-sizes'
+      ? await extractPoster(bytes, production)
       : kind === 'animated'
       ? { webp: await renderAnimated(bytes, { maxBytes: 2 ** 31 }) }
       : kind === 'audio'
       ? await renderWaveform(bytes)
+      : kind === 'photo-sizes'
+      ? await renderPhotoPreview(bytes, production)
       : await renderPhotoPreview(bytes);
   } catch (err) {
     // a refusal (e.g. TOO_MANY_PIXELS) is a result too: reported with its cost
@@ -51,8 +61,8 @@ for (let i = 0; i < calls && !error; i++) {
     heapExt: memory.get(),
   });
   if (r && i === 0) {
-    await Deno.writeFile(output, r.webp);
-    outBytes = r.webp.length;
+    await Deno.writeFile(output, r.sizes?.at(-1)?.webp ?? r.webp);
+    outBytes = r.webp.length + (r.sizes ?? []).reduce((n, x) => n + x.webp.length, 0);
   }
 }
 memory.stop();

@@ -138,8 +138,11 @@ export async function openWritePolicies(
   }));
 }
 
-/** This system's own columns (preview_own_columns() in the migrations); the first three are the checklist's. */
-const OWN_COLUMNS = [
+/**
+ * This system's own columns (preview_own_columns() in the migrations, which doctor may run before:
+ * tests/stack/doctor.test.ts holds the two equal); the first three are the checklist's.
+ */
+export const OWN_COLUMNS = [
   'preview_path',
   'poster_path',
   'preview_status',
@@ -153,6 +156,9 @@ const OWN_COLUMNS = [
   'animated_path',
   'animated_status',
   'animated_error_code',
+  'preview_waveform_path',
+  'preview_duration_ms',
+  'preview_sizes',
 ];
 const CHECKLIST_COLUMNS = ['preview_path', 'poster_path', 'preview_status'];
 

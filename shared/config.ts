@@ -4,7 +4,7 @@
  * validated once per isolate and a missing or malformed value fails with a message that
  * names the variable.
  */
-import { RENDER_DEFAULTS } from './preview/defaults.ts';
+import { PREVIEW_SIZES_DEFAULT, RENDER_DEFAULTS } from './preview/defaults.ts';
 
 /** The storage bucket, fixed: the migrations' policies name it too (public.preview_bucket()). */
 export const PREVIEW_BUCKET = 'generations';
@@ -49,7 +49,8 @@ export type Config = {
   };
   preview: {
     bucket: string;
-    maxSide: number;
+    /** PREVIEW_SIZES: long sides, ascending; the first is the preview, the others larger sizes. */
+    sizes: number[];
     quality: number;
     maxSourceBytes: number;
     maxPixels: number;
@@ -63,6 +64,34 @@ export type Config = {
   };
   library: { signedUrlTtlSeconds: number; pageSize: number };
 };
+
+/**
+ * PREVIEW_SIZES: 1 to 4 long sides (32..4096 px), ascending, e.g. `512,1024`. PREVIEW_MAX_SIDE
+ * (one size) was replaced by it: set, it is refused with the fix rather than silently ignored.
+ */
+function sizes(env: EnvReader): number[] {
+  if (env('PREVIEW_MAX_SIDE') !== undefined) {
+    throw new ConfigError(
+      'PREVIEW_MAX_SIDE was replaced by PREVIEW_SIZES (long sides, ascending; the first is the preview): ' +
+        `set PREVIEW_SIZES=${env('PREVIEW_MAX_SIDE')},${
+          PREVIEW_SIZES_DEFAULT.slice(1).join(',')
+        } or ` +
+        `PREVIEW_SIZES=${env('PREVIEW_MAX_SIDE')} and unset PREVIEW_MAX_SIDE`,
+    );
+  }
+  const raw = env('PREVIEW_SIZES');
+  if (raw === undefined) return [...PREVIEW_SIZES_DEFAULT];
+  const list = raw.split(',').map((v) => Number(v.trim()));
+  if (
+    list.length < 1 || list.length > 4 ||
+    list.some((v, i) => !Number.isInteger(v) || v < 32 || v > 4096 || (i > 0 && v <= list[i - 1]))
+  ) {
+    throw new ConfigError(
+      `PREVIEW_SIZES must be 1 to 4 integers between 32 and 4096, ascending (e.g. 512,1024), got "${raw}"`,
+    );
+  }
+  return list;
+}
 
 function required(env: EnvReader, name: string): string {
   const value = env(name);
@@ -141,7 +170,7 @@ export function loadConfig(env: EnvReader = readEnv): Config {
     },
     preview: {
       bucket: PREVIEW_BUCKET,
-      maxSide: integer(env, 'PREVIEW_MAX_SIDE', RENDER_DEFAULTS.maxSide, 32, 4096),
+      sizes: sizes(env),
       quality: integer(env, 'PREVIEW_QUALITY', RENDER_DEFAULTS.quality, 1, 100),
       maxSourceBytes: integer(
         env,

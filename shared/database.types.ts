@@ -24,6 +24,7 @@ export type Database = {
           'preview_error_code': string | null;
           'preview_height': number | null;
           'preview_path': string | null;
+          'preview_sizes': Json | null;
           'preview_status': string;
           'preview_thumbhash': string | null;
           'preview_version': string | null;
@@ -41,6 +42,7 @@ export type Database = {
           'has_previewable_asset': boolean | null;
           'preview_image_path': string | null;
           'preview_owned_objects': (string)[] | null;
+          'preview_size_paths': (string)[] | null;
           'preview_skip_reason': string | null;
           'preview_source_url': string | null;
           'preview_unusable_reason': string | null;
@@ -51,6 +53,7 @@ export type Database = {
           | 'has_previewable_asset'
           | 'preview_image_path'
           | 'preview_owned_objects'
+          | 'preview_size_paths'
           | 'preview_skip_reason'
           | 'preview_source_url'
           | 'preview_unusable_reason'
@@ -72,6 +75,7 @@ export type Database = {
           'preview_error_code'?: string | null;
           'preview_height'?: number | null;
           'preview_path'?: string | null;
+          'preview_sizes'?: Json | null;
           'preview_status'?: string;
           'preview_thumbhash'?: string | null;
           'preview_version'?: string | null;
@@ -103,6 +107,7 @@ export type Database = {
           'preview_error_code'?: string | null;
           'preview_height'?: number | null;
           'preview_path'?: string | null;
+          'preview_sizes'?: Json | null;
           'preview_status'?: string;
           'preview_thumbhash'?: string | null;
           'preview_version'?: string | null;
@@ -665,6 +670,29 @@ export type Database = {
           'p_result_columns'?: Json;
         };
         Returns: string[];
+      };
+      'preview_size_paths': {
+        Args: {
+          'g': Omit<
+            Database['public']['Tables']['generations']['Row'],
+            Database['public']['Tables']['generations']['ComputedFields']
+          >;
+        };
+        Returns: (string)[];
+      };
+      'preview_size_stem': {
+        Args: { 'p_id': string; 'p_kind': string; 'p_user_id': string };
+        Returns: string;
+      };
+      'preview_sizes_checked': {
+        Args: {
+          'g': Omit<
+            Database['public']['Tables']['generations']['Row'],
+            Database['public']['Tables']['generations']['ComputedFields']
+          >;
+          'p_sizes': Json;
+        };
+        Returns: Json;
       };
       'preview_skip_reason': {
         Args: {

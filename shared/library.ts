@@ -19,6 +19,12 @@ export type LibraryItem = {
   height: number | null;
   thumbhash: string | null;
   previewUrl: string | null;
+  /**
+   * Every size of the preview, signed, smallest first (the first is previewUrl): for screens of a
+   * higher density. `srcset` is the same as an <img srcset> (`{url} {width}w, …`).
+   */
+  sizes: { url: string; width: number; height: number }[];
+  srcset: string | null;
   /** A video's animated preview (PREVIEW_ANIMATED), signed, when it is ready. */
   animatedUrl: string | null;
   /** An audio row's waveform tile (its previewUrl too when KIE sent no cover), signed. */
@@ -44,6 +50,7 @@ type Row = {
   preview_duration_ms: number | null;
   preview_width: number | null;
   preview_height: number | null;
+  preview_sizes: { path: string; width: number; height: number }[] | null;
   preview_thumbhash: string | null;
   error: string | null;
   created_at: Date;
@@ -78,7 +85,7 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
       select id, type, status, coalesce(preview_status, 'none') as preview_status,
              public.preview_image_path(g) as image_path, original_path, animated_path, animated_status,
              preview_waveform_path, preview_duration_ms,
-             preview_width, preview_height, preview_thumbhash, created_at,
+             preview_width, preview_height, preview_sizes, preview_thumbhash, created_at,
              -- a failed preview's reason is ours (preview_error; an earlier system's in error),
              -- anything else the generation's own
              case when preview_status = 'failed' then coalesce(preview_error, error) else error end as error
@@ -97,9 +104,16 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
   const page = rows.slice(0, opts.limit);
   const animated = (r: Row) => (r.animated_status === 'ready' ? r.animated_path : null);
   const ready = (r: Row, path: string | null) => (r.preview_status === 'ready' ? path : null);
+  const larger = (r: Row) => (r.preview_status === 'ready' ? r.preview_sizes ?? [] : []);
   const paths = page.flatMap((
     r,
-  ) => [r.image_path, r.original_path, animated(r), ready(r, r.preview_waveform_path)])
+  ) => [
+    r.image_path,
+    r.original_path,
+    animated(r),
+    ready(r, r.preview_waveform_path),
+    ...larger(r).map((x) => x.path),
+  ])
     .filter((p): p is string => !!p && p.startsWith(`${userId}/`));
   const signed = await createObjectStore().signMany(
     [...new Set(paths)],
@@ -107,6 +121,16 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
   );
   const items: LibraryItem[] = page.map((r) => {
     const preview = r.image_path;
+    const previewUrl = r.preview_status === 'ready' && preview ? signed.get(preview) ?? null : null;
+    const sizes = previewUrl && r.preview_width && r.preview_height
+      ? [
+        { url: previewUrl, width: r.preview_width, height: r.preview_height },
+        ...larger(r).flatMap((x) => {
+          const url = signed.get(x.path);
+          return url ? [{ url, width: x.width, height: x.height }] : [];
+        }),
+      ]
+      : [];
     return {
       id: r.id,
       type: r.type,
@@ -115,7 +139,9 @@ export async function listLibrary(userId: string, opts: { cursor: string | null;
       width: r.preview_width,
       height: r.preview_height,
       thumbhash: r.preview_thumbhash,
-      previewUrl: r.preview_status === 'ready' && preview ? signed.get(preview) ?? null : null,
+      previewUrl,
+      sizes,
+      srcset: sizes.length ? sizes.map((x) => `${x.url} ${x.width}w`).join(', ') : null,
       animatedUrl: animated(r) ? signed.get(animated(r)!) ?? null : null,
       waveformUrl: ready(r, r.preview_waveform_path)
         ? signed.get(r.preview_waveform_path!) ?? null

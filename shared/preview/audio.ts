@@ -29,7 +29,7 @@
 import { PreviewError, toPreviewError } from '../errors.ts';
 import { checkCarried, FreshIsolateNeeded, VIDEO_CPU, VIDEO_MEMORY } from './budget.ts';
 import { isoBmffTracks } from './container.ts';
-import { finishPreview, type Rendered } from './encode.ts';
+import { finishPreview, type Rendered, renderSide } from './encode.ts';
 import {
   coreHeldBytes,
   coreState,
@@ -45,8 +45,8 @@ import { type AudioFormat, id3v2End, mpegAudioFrame, sniff } from './sniff.ts';
 /** The waveform tile and the track's length (ms). */
 export type Waveform = Rendered & { durationMs: number };
 
-/** maxSide (the tile's long side; 16:9), quality (WebP), maxBytes (the byte cap). */
-export type WaveformOptions = Pick<RenderOptions, 'maxSide' | 'quality' | 'maxBytes'>;
+/** maxSide (the tile's long side; 16:9), sides (its larger sizes), quality (WebP), maxBytes (the byte cap). */
+export type WaveformOptions = Pick<RenderOptions, 'maxSide' | 'quality' | 'maxBytes' | 'sides'>;
 
 /** The tile's look: the library page's colours (example/library.html). */
 export const WAVEFORM_STYLE = {
@@ -259,11 +259,16 @@ function msPerSecond(a: AudioInput): number {
 
 /**
  * The decode, planned for what this isolate has left (see the module's comment). `bars`: the
- * tile's bar count (runs: at least one per bar).
+ * tile's bar count (runs: at least one per bar); `sides`: the tile's larger sizes (their cost).
  */
-export function planAudio(a: AudioInput, inputBytes: number, bars: number): AudioPlan {
+export function planAudio(
+  a: AudioInput,
+  inputBytes: number,
+  bars: number,
+  sides: readonly number[] = [],
+): AudioPlan {
   const core = coreState();
-  const room = cpuRoom(inputBytes);
+  const room = cpuRoom(inputBytes, sides);
   const c = VIDEO_CPU;
   const draw = AUDIO_CPU.margin * AUDIO_CPU.drawMs;
   const encoder = AUDIO_CPU.margin * AUDIO_CPU.encoderColdMs;
@@ -397,8 +402,11 @@ function sumLengths(f: Frames): number {
   return n;
 }
 
-/** The tile's size and bar layout for a long side of `maxSide` px. */
-export function waveformLayout(maxSide: number) {
+/**
+ * The tile's size and bar layout for a long side of `maxSide` px; `barCount`: that many bars
+ * (a larger size of the same tile draws the first size's bars, at most as many as fit).
+ */
+export function waveformLayout(maxSide: number, barCount?: number) {
   const st = WAVEFORM_STYLE;
   const width = Math.max(16, Math.round(maxSide));
   const height = Math.max(9, Math.round(width / st.aspect));
@@ -406,7 +414,8 @@ export function waveformLayout(maxSide: number) {
   const gap = Math.max(1, Math.round(barWidth * st.gapPerBar));
   const pitch = barWidth + gap;
   const inner = width - 2 * Math.round(width * st.marginX);
-  const bars = Math.max(1, Math.floor((inner + gap) / pitch));
+  const fit = Math.max(1, Math.floor((inner + gap) / pitch));
+  const bars = barCount === undefined ? fit : Math.max(1, Math.min(barCount, fit));
   const left = (width - (bars * pitch - gap)) / 2;
   const maxHeight = height - 2 * Math.round(height * st.marginY);
   return { width, height, barWidth, pitch, bars, left, maxHeight, minHeight: barWidth };
@@ -422,9 +431,11 @@ export async function renderWaveform(
   try {
     const o = resolveOptions(options);
     const { levels, durationMs } = await waveformLevels(bytes, o);
-    const layout = waveformLayout(o.maxSide);
-    const rgba = drawWaveform(levels, o.maxSide);
-    const tile = await finishPreview(rgba, layout.width, layout.height, o.quality);
+    // drawn once, in the largest size's box, with the first size's bars: each size scales it down
+    const layout = waveformLayout(renderSide(o), levels.peak.length);
+    const rgba = drawWaveform(levels, renderSide(o));
+    const natural = { width: layout.width, height: layout.height };
+    const tile = await finishPreview(rgba, layout.width, layout.height, o, natural);
     return { ...tile, durationMs };
   } catch (err) {
     throw toPreviewError(err);
@@ -443,7 +454,7 @@ export async function waveformLevels(
     const o = resolveOptions(options);
     const bars = waveformLayout(o.maxSide).bars;
     const input = readAudio(bytes, o.maxBytes);
-    const plan = planAudio(input, bytes.length, bars);
+    const plan = planAudio(input, bytes.length, bars, o.sides);
     const what = `this ${input.format.toUpperCase()} track`;
     if (plan.memoryBytes > VIDEO_MEMORY.budget) {
       throw new PreviewError(
@@ -742,7 +753,7 @@ function aggregate(s: BlockStats, bars: number, at: (k: number) => number | null
  * the loudest peak (or WAVEFORM_STYLE.floor); a silent bar is a dot.
  */
 export function drawWaveform(levels: Levels, maxSide: number): Uint8ClampedArray {
-  const L = waveformLayout(maxSide);
+  const L = waveformLayout(maxSide, levels.peak.length);
   const st = WAVEFORM_STYLE;
   const { width, height } = L;
   const rgba = new Uint8ClampedArray(width * height * 4);

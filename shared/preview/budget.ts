@@ -271,13 +271,32 @@ export const VIDEO_MEMORY = {
   isolateBase: 24 * MB,
   encoder: 16 * MB,
   coreBase: 48 * MB,
+  /**
+   * The reference-frame pass past a black key frame (planReferences) at 4K: the core itself is as
+   * modelled (coreBase + picture buffer + 2 frames: 119 MB for 4K H.264 with 4 slots; 115 MB
+   * measured), but the isolate peaked this much higher than the other terms say (measured on Deno
+   * 2.1.4 in a fresh isolate, docs/rendering.md "4K whose only keyframe is black").
+   */
+  referencesExtra: 24 * MB,
+  /**
+   * Each larger size of the poster (PREVIEW_SIZES past the first), per pixel of its box: the
+   * samples in its box in the core's file system, the chosen frame's copy, its scaling and WebP
+   * encode. Measured on Deno 2.1.4 with a 1024 size: 4K keyframe poster 140 → 159 MB, 1080p
+   * poster 98 → 106 MB.
+   */
+  perLargerBoxPixel: 18,
   /** what a poster may take the isolate to, by this estimate */
   budget: 208 * MB,
 };
 
-/** One planned decode of a poster (or a clip): how, what it will hold, how far ffmpeg may read. */
+/**
+ * One planned decode of a poster (or a clip): how, what it will hold, how far ffmpeg may read.
+ * Modes: 'all', every reference frame with a sample every sample step; 'keyframes', key frames
+ * only; 'references', every reference frame and each one a sample (the pass after a key-frame
+ * pass that found no picture, planReferences).
+ */
 export type VideoPlan = {
-  mode: 'all' | 'keyframes';
+  mode: 'all' | 'keyframes' | 'references';
   /** The size the decoder allocates (bitstream), or the container's claim when unreadable. */
   size: VideoSize | null;
   stream: StreamInfo | null;
@@ -297,7 +316,15 @@ export type VideoPlan = {
   keyframes: number;
   /** This isolate's room stopped the plan short of what a fresh isolate would decode. */
   limitedByRoom: boolean;
+  /**
+   * Mode 'keyframes': the pass to run when no key frame decoded shows a picture (the same core,
+   * right after), or why it cannot run; null when there is none (no frame list to plan it by).
+   */
+  references?: ReferencePass | null;
 };
+
+/** The reference-frame pass after a key-frame pass (planReferences): its plan, or its refusal. */
+export type ReferencePass = { plan: VideoPlan } | { refused: PreviewError };
 
 /**
  * A render that does not fit the CPU this isolate has left but fits a fresh isolate's: the job is
@@ -364,14 +391,20 @@ export function planVideo(o: {
   maxPixels: number;
   cpu: CpuRoom;
   window: { all: number; keyframes: number; maxKeyframes: number; sampleStep: number };
+  /** The poster's larger sizes (long sides): their boxes' memory. */
+  sides?: readonly number[];
 }): VideoPlan {
   const { track, stream } = o;
   const note = claimNote(track?.claimed ?? null, stream);
   const size: VideoSize | null = stream
     ? { width: stream.width, height: stream.height }
     : track?.claimed ?? null;
+  const larger = (o.sides ?? []).reduce(
+    (bytes, side) => bytes + VIDEO_MEMORY.perLargerBoxPixel * side * side,
+    0,
+  );
   const base = VIDEO_MEMORY.isolateBase + o.inputBytes + VIDEO_MEMORY.encoder +
-    VIDEO_MEMORY.coreBase;
+    VIDEO_MEMORY.coreBase + larger;
   if (size) {
     const pixels = size.width * size.height;
     if (pixels > o.maxPixels) {
@@ -403,7 +436,7 @@ export function planVideo(o: {
   };
   const frame = frameBytes(s);
   const memory = (frames: number) => base + frames * frame;
-  let mode: 'all' | 'keyframes' =
+  let mode: VideoPlan['mode'] =
     s.width * s.height <= VIDEO_MAX_DECODE_PIXELS && memory(s.dpb + 2) <= VIDEO_MEMORY.budget
       ? 'all'
       : 'keyframes';
@@ -457,6 +490,100 @@ export function planVideo(o: {
     seconds: here.seconds,
     keyframes: here.keyframes,
     limitedByRoom: here.cut !== null && (fresh.cut === null || here.cut < fresh.cut),
+    ...(mode === 'keyframes'
+      ? {
+        references: planReferences(o, s, size, note, {
+          here: fixed + here.ms,
+          fresh: freshFixed + fresh.ms,
+        }),
+      }
+      : {}),
+  };
+}
+
+/**
+ * The pass after a key-frame pass that found no picture (every key frame in its window black: a
+ * 4K fade-in from black whose only key frame is the first, as x264 writes without scene cuts), in
+ * the same core, right after it: every reference frame from the start (`-skip_frame noref
+ * -skip_loop_filter all`), each one a sample, the first with content wins (MAX_WINDOW at most).
+ * Allowed up to 4096×2160 (the key-frame limit), planned with the core's real memory: the picture
+ * buffer plus two frames at the coded size and what the isolate was measured to hold beyond the
+ * model (VIDEO_MEMORY.referencesExtra), so with the budget it runs for 4K sources up to about 25 MB.
+ * Its CPU is what the key-frame pass leaves (`spent`: that pass's estimate here and in a fresh
+ * isolate), the core already loaded. Refused: over the memory budget (OVER_MEMORY_BUDGET), no frame
+ * past the first key frame within a fresh isolate's CPU (OVER_CPU_BUDGET), past it in a fresh
+ * isolate only (FreshIsolateNeeded). Null without a frame list (nothing to plan the cut by).
+ */
+function planReferences(
+  o: Parameters<typeof planVideo>[0],
+  s: StreamInfo,
+  size: VideoSize | null,
+  note: string,
+  spent: { here: number; fresh: number },
+): ReferencePass | null {
+  const samples = o.track?.samples;
+  if (!samples?.length || !isMonotonic(samples)) return null;
+  const frames = s.dpb + 2;
+  const coreBytes = VIDEO_MEMORY.coreBase + frames * frameBytes(s);
+  const memoryBytes = VIDEO_MEMORY.isolateBase + o.inputBytes + VIDEO_MEMORY.encoder + coreBytes +
+    VIDEO_MEMORY.referencesExtra;
+  const what = `no keyframe of this ${s.width}x${s.height} ${
+    streamKind(s)
+  } video${note} shows a picture, and decoding its reference frames to find one`;
+  if (memoryBytes > VIDEO_MEMORY.budget) {
+    return {
+      refused: new PreviewError(
+        'OVER_MEMORY_BUDGET',
+        `Over the memory budget: ${what} needs about ${mb(memoryBytes)} MB with its ${
+          mb(o.inputBytes)
+        } MB file (budget ${mb(VIDEO_MEMORY.budget)} MB)`,
+      ),
+    };
+  }
+  const fixed = VIDEO_CPU.execMs;
+  const fresh = cutFor(o.track, s, 'references', o.cpu.freshMs - spent.fresh - fixed, o.window);
+  const here = cutFor(
+    o.track,
+    s,
+    'references',
+    Math.min(o.cpu.roomMs, o.cpu.freshMs) - spent.here - fixed,
+    o.window,
+  );
+  // the first frame is the black key frame: a pass that decodes nothing past it finds nothing
+  if (fresh.units < 2) {
+    return {
+      refused: new PreviewError(
+        'OVER_CPU_BUDGET',
+        `Over the CPU budget: ${what} takes more CPU than an edge isolate has left after its keyframes (${
+          Math.max(0, Math.round(o.cpu.freshMs - spent.fresh))
+        } ms)`,
+      ),
+    };
+  }
+  if (here.units < 2) {
+    return {
+      refused: new FreshIsolateNeeded(
+        `Over the CPU budget: ${what} needs more CPU than this isolate has left (${
+          Math.max(0, Math.round(o.cpu.roomMs - spent.here))
+        } ms after its keyframes)`,
+      ),
+    };
+  }
+  return {
+    plan: {
+      mode: 'references',
+      size,
+      stream: o.stream,
+      claimNote: note,
+      coreBytes,
+      memoryBytes,
+      cut: here.cut,
+      headers: o.track?.headers ?? [],
+      cpuMs: Math.round(fixed + here.ms),
+      seconds: here.seconds,
+      keyframes: here.keyframes,
+      limitedByRoom: here.cut !== null && (fresh.cut === null || here.cut < fresh.cut),
+    },
   };
 }
 
@@ -467,7 +594,7 @@ function streamKind(s: StreamInfo): string {
 }
 
 type Cut = {
-  mode: 'all' | 'keyframes';
+  mode: VideoPlan['mode'];
   /** decodable units that fit (frames, or key frames): 0 when not even the first does */
   units: number;
   cut: number | null;
@@ -486,7 +613,7 @@ type Cut = {
 function cutFor(
   track: VideoTrack | null,
   s: StreamInfo,
-  mode: 'all' | 'keyframes',
+  mode: VideoPlan['mode'],
   budgetMs: number,
   window: { all: number; keyframes: number; maxKeyframes: number; sampleStep: number },
 ): Cut {
@@ -533,7 +660,7 @@ function cutFor(
   const stop = (at: number) => ({ ...out, cut: mode === 'keyframes' ? lastEnd : at });
   for (let i = 0; i < samples.length; i++) {
     const x = samples[i];
-    const inWindow = x.time < (mode === 'all' ? window.all : window.keyframes);
+    const inWindow = x.time < (mode === 'keyframes' ? window.keyframes : window.all);
     if (!inWindow) return stop(x.offset);
     let cost: number;
     if (mode === 'keyframes') {
@@ -548,7 +675,8 @@ function cutFor(
     } else {
       cost = x.key ? keyMs(x.size) : c.margin *
         (fmb * c.interMsPerFrameMB[s.codec] + (x.size / MB) * c.bitsMsPerMB);
-      if (x.time >= nextSample) {
+      // 'references': every decoded frame is a sample
+      if (mode === 'references' || x.time >= nextSample) {
         cost += c.margin * fmb * c.sampleMsPerFrameMB;
         nextSample = x.time + window.sampleStep;
       }

@@ -12,3 +12,9 @@ export const RENDER_DEFAULTS = {
   /** Byte cap of the input. */
   maxBytes: 100 * 1024 * 1024,
 } as const;
+
+/**
+ * The preview's sizes (long side, px): the first is the preview (preview_path, poster_path), the
+ * others are larger sizes for screens of a higher density, made from the same decode.
+ */
+export const PREVIEW_SIZES_DEFAULT: readonly number[] = [512, 1024];

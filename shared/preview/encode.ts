@@ -8,7 +8,20 @@ import { PreviewError } from '../errors.ts';
 import { fitInside, resizeArea } from './resize.ts';
 import { ensureImageData, wasmModule } from './wasm.ts';
 
-export type Rendered = { webp: Uint8Array; width: number; height: number; thumbhash: string };
+/** One more size of a preview (PREVIEW_SIZES past the first): for screens of a higher density. */
+export type SizedWebp = { side: number; webp: Uint8Array; width: number; height: number };
+
+/**
+ * A preview: the WebP in the first size's box, its dimensions and thumbhash, and the larger sizes
+ * made from the same decode (none when the picture is no larger than the first box).
+ */
+export type Rendered = {
+  webp: Uint8Array;
+  width: number;
+  height: number;
+  thumbhash: string;
+  sizes?: SizedWebp[];
+};
 
 type WebpEncoderModule = {
   encode(
@@ -111,13 +124,53 @@ export function thumbhashOf(rgba: Uint8ClampedArray, width: number, height: numb
   return toBase64(rgbaToThumbHash(box.width, box.height, small));
 }
 
-/** WebP + dimensions + thumbhash of the final (already sized and upright) bitmap. */
+/**
+ * The long side of the bitmap a renderer makes: the largest of the preview's sizes (`maxSide`, the
+ * first, and `sides`, the larger ones), so every size comes from one decode.
+ */
+export function renderSide(o: { maxSide: number; sides?: readonly number[] }): number {
+  return Math.max(o.maxSide, ...(o.sides ?? []));
+}
+
+/**
+ * The preview from the upright bitmap a renderer made in the box of renderSide: the first size
+ * (`maxSide`: WebP, dimensions, thumbhash) and each larger one of `sides` whose box holds more of
+ * the picture than the sizes before it (a picture no larger than a box has nothing more to give),
+ * each scaled down by area from the bitmap. `natural`: the picture's own upright size, which the
+ * boxes fit (the bitmap's when omitted).
+ */
 export async function finishPreview(
   rgba: Uint8ClampedArray,
   width: number,
   height: number,
-  quality: number,
+  o: { maxSide: number; quality: number; sides?: readonly number[] },
+  natural: { width: number; height: number } = { width, height },
 ): Promise<Rendered> {
-  const webp = await encodeWebp(rgba, width, height, quality);
-  return { webp, width, height, thumbhash: thumbhashOf(rgba, width, height) };
+  const boxed = (side: number) => {
+    const box = fitInside(natural.width, natural.height, side);
+    // never past the bitmap itself (a renderer that could not reach the box: never enlarged)
+    if (box.width >= width || box.height >= height) return { width, height, data: rgba };
+    return { ...box, data: resizeArea(rgba, width, height, 4, box.width, box.height) };
+  };
+  const first = boxed(o.maxSide);
+  const rendered: Rendered = {
+    webp: await encodeWebp(first.data, first.width, first.height, o.quality),
+    width: first.width,
+    height: first.height,
+    thumbhash: thumbhashOf(first.data, first.width, first.height),
+  };
+  let last = first;
+  for (const side of [...(o.sides ?? [])].sort((a, b) => a - b)) {
+    if (side <= o.maxSide) continue;
+    const b = boxed(side);
+    if (b.width <= last.width && b.height <= last.height) continue;
+    rendered.sizes = [...(rendered.sizes ?? []), {
+      side,
+      webp: await encodeWebp(b.data, b.width, b.height, o.quality),
+      width: b.width,
+      height: b.height,
+    }];
+    last = b;
+  }
+  return rendered;
 }

@@ -12,7 +12,7 @@ import { PreviewError } from '../errors.ts';
 import { log } from '../log.ts';
 import { isSafeObjectKey, type ObjectStore } from '../storage.ts';
 import { adoptSource, type Beside, type FetchedSource, releaseSource } from './fetch.ts';
-import { originalCopyPath, storageObjectFromUrl } from './paths.ts';
+import { originalCopyPath, sizePath, storageObjectFromUrl } from './paths.ts';
 import type { Rendered, RenderOptions } from './photo.ts';
 import type { PosterOptions } from './video.ts';
 import { FreshIsolateNeeded } from './budget.ts';
@@ -57,6 +57,8 @@ export type Claim = {
   cover_url: string | null;
   /** An audio row's waveform tile path (audio_waveform_path), null for the others. */
   waveform_path?: string | null;
+  /** The larger sizes' path without `_{side}.webp` (paths.ts sizePath). */
+  size_stem: string;
 };
 
 /** The job's input as a Claim. */
@@ -159,8 +161,10 @@ async function render(
       } but the asset is ${kind.mime}`,
     );
   }
+  const [first, ...larger] = deps.config.preview.sizes;
   const options = {
-    maxSide: deps.config.preview.maxSide,
+    maxSide: first,
+    sides: larger,
     quality: deps.config.preview.quality,
     maxPixels: deps.config.preview.maxPixels,
     maxBytes: deps.config.preview.maxSourceBytes,
@@ -344,6 +348,16 @@ async function uploadPreview(
       `Upload check failed: stored ${stored} bytes, expected ${rendered.webp.length}`,
     );
   }
+  // the larger sizes, beside the preview
+  const sizes: { side: number; path: string; width: number; height: number }[] = [];
+  for (const size of rendered.sizes ?? []) {
+    const at = sizePath(claim.size_stem, size.side);
+    if (
+      await ctx.writeOnce(at, size.webp, () => deps.objects.upload(at, size.webp, 'image/webp')) ===
+        'fenced'
+    ) return fenced;
+    sizes.push({ side: size.side, path: at, width: size.width, height: size.height });
+  }
   // an audio row's waveform: the preview itself, or its own tile beside the cover
   let waveformPath: string | undefined;
   if (waveform) {
@@ -365,6 +379,7 @@ async function uploadPreview(
       thumbhash: rendered.thumbhash,
       originalPath: original,
       version: previewVersion(deps.config.preview),
+      sizes,
       ...(waveform ? { waveformPath, durationMs: waveform.durationMs } : {}),
     },
     fields: {
@@ -373,6 +388,7 @@ async function uploadPreview(
       width: rendered.width,
       height: rendered.height,
       bytes: rendered.webp.length,
+      sizes: sizes.map((x) => `${x.width}x${x.height}`).join(',') || 'none',
       ...(waveform ? { durationMs: waveform.durationMs } : {}),
       isolateCpuMs: isolateBudget().spentMs,
     },

@@ -31,11 +31,13 @@ export const CPU_HARD_LIMIT_MS = 2000;
 /** The platform routes no new request to an isolate past this much CPU (soft limit: retired). */
 export const CPU_SOFT_LIMIT_MS = 1000;
 /**
- * The costliest job's CPU, measured on the local runner (Deno 2.1.4, a fresh isolate, the ffmpeg
- * core fetched and compiled inside): 4K H.264 poster 620 ms, 1080p poster 510 ms, 4096² PNG
- * 360 ms (docs/worker-model.md). Inputs past the caps of budget.ts are refused before decoding.
+ * The costliest job's CPU, measured on Deno 2.1.4 (a fresh isolate, the ffmpeg core fetched and
+ * compiled inside): a 4K poster whose only keyframe is black (the reference-frame pass) 700–790 ms,
+ * a 1080p poster with its 1024 size 670 ms, a 4K keyframe poster 570 ms, a 4096² PNG 360 ms
+ * (docs/worker-model.md, docs/rendering.md). Inputs past the caps of budget.ts are refused before
+ * decoding.
  */
-export const WORST_JOB_MS = 800;
+export const WORST_JOB_MS = 850;
 /** Kept free under the hard limit: the runtime samples CPU, and GC runs when it runs. */
 const MARGIN_MS = 100;
 /**
@@ -141,7 +143,7 @@ export function isolateBudget(): { spentMs: number; ending: string | null; memor
  * Why this isolate would not take a job now, or null when it would. `arrived`: the first job of a
  * request that found the isolate idle. The platform routes a request only to an isolate it has not
  * retired, that is one whose CPU is under the soft limit (1 s): with nothing else running, the
- * costliest job (800 ms) still ends under the hard limit whatever the estimate says. Taking it
+ * costliest job (850 ms) still ends under the hard limit whatever the estimate says. Taking it
  * gets an isolate whose estimate ran ahead of its real CPU retired; declining it would bounce
  * every request off that isolate until its real CPU crept up to the soft limit.
  */
@@ -343,16 +345,28 @@ function listenForUnload(): void {
  */
 export const RENDER_RESERVE_MS = 150;
 export const RESERVE_MS_PER_MB = 3;
+/**
+ * What each larger size of the preview (PREVIEW_SIZES past the first) adds, per MP of its box: the
+ * decode to the larger box, the area scaling and the WebP encode. Measured on Deno 2.1.4 (bench,
+ * 2048² JPEG, PNG, WebP): 512 and 1024 from one decode took 130–155 ms more of the JS thread than
+ * 512 alone, cold and warm.
+ */
+export const LARGER_SIZE_MS_PER_MP = 150;
 /** A fresh isolate's CPU before its first job (boot, the first request). */
 export const BOOT_MS = 60;
 
 /**
  * The CPU (ms) a render of `inputBytes` may still spend in this isolate (`roomMs`) and would have
- * in a fresh one (`freshMs`), the rest of the job and the margin set aside. The planners size
+ * in a fresh one (`freshMs`), the rest of the job, the larger sizes (`sides`) and the margin set
+ * aside. The planners size
  * their decodes to `roomMs` and refuse, terminally, only what does not fit `freshMs`.
  */
-export function cpuRoom(inputBytes: number): { roomMs: number; freshMs: number } {
-  const reserve = RENDER_RESERVE_MS + RESERVE_MS_PER_MB * (inputBytes / 1048576);
+export function cpuRoom(
+  inputBytes: number,
+  sides: readonly number[] = [],
+): { roomMs: number; freshMs: number } {
+  const reserve = RENDER_RESERVE_MS + RESERVE_MS_PER_MB * (inputBytes / 1048576) +
+    sides.reduce((ms, side) => ms + LARGER_SIZE_MS_PER_MP * side * side / 1e6, 0);
   const freshMs = Math.round(CPU_HARD_LIMIT_MS - MARGIN_MS - BOOT_MS - reserve);
   const roomMs = Math.round(
     Math.min(freshMs, CPU_HARD_LIMIT_MS - MARGIN_MS - state.spentMs - reserve),

@@ -27,6 +27,15 @@ export function originalCopyPath(stem: string, format: string): string {
   return `${stem}.${EXTENSIONS[format] ?? 'bin'}`;
 }
 
+/**
+ * `{size_stem}_{side}.webp`: a larger size's path (`size_stem` is the job input's, the preview's
+ * path without `.webp`: `{user}/previews/{id}_preview_1024.webp`, `{user}/posters/{id}_poster_1024.webp`).
+ * The database accepts no other (preview_job_apply_result).
+ */
+export function sizePath(stem: string, side: number): string {
+  return `${stem}_${side}.webp`;
+}
+
 /** What an asset URL says about our own storage (see storageObjectFromUrl). */
 export type OwnStorageRef =
   | { ours: false }

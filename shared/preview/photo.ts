@@ -9,7 +9,7 @@ import { checkCarried, checkPhotoBudget, PHOTO_MEMORY, photoPeakBytes } from './
 import { carriedBytes, cpuRoom } from './isolate.ts';
 import { decodeToSize } from './decode.ts';
 import { RENDER_DEFAULTS } from './defaults.ts';
-import { finishPreview, type Rendered } from './encode.ts';
+import { finishPreview, type Rendered, renderSide } from './encode.ts';
 import { readImageHeader } from './header.ts';
 import { fitInside, orient } from './resize.ts';
 import { sniff } from './sniff.ts';
@@ -25,13 +25,19 @@ export type RenderOptions = {
   maxPixels?: number;
   /** Byte cap of the input (default 100 MB). */
   maxBytes?: number;
+  /** Larger long sides made from the same decode (PREVIEW_SIZES past the first; default none). */
+  sides?: readonly number[];
 };
 
 export function resolveOptions(options: RenderOptions = {}) {
-  const o: { maxSide: number; quality: number; maxPixels: number; maxBytes: number } = {
-    ...RENDER_DEFAULTS,
-  };
-  for (const k of Object.keys(RENDER_DEFAULTS) as (keyof RenderOptions)[]) {
+  const o: {
+    maxSide: number;
+    quality: number;
+    maxPixels: number;
+    maxBytes: number;
+    sides: readonly number[];
+  } = { ...RENDER_DEFAULTS, sides: [] };
+  for (const k of Object.keys(RENDER_DEFAULTS) as (keyof typeof RENDER_DEFAULTS)[]) {
     const v = options[k];
     if (v !== undefined) {
       if (!Number.isFinite(v) || v <= 0) {
@@ -42,6 +48,12 @@ export function resolveOptions(options: RenderOptions = {}) {
   }
   o.quality = Math.min(100, o.quality);
   o.maxSide = Math.max(1, Math.round(o.maxSide));
+  for (const side of options.sides ?? []) {
+    if (!Number.isInteger(side) || side <= 0) {
+      throw new PreviewError('INTERNAL', `Internal error: invalid preview size ${side}`);
+    }
+  }
+  o.sides = options.sides ?? [];
   return o;
 }
 
@@ -61,17 +73,27 @@ export async function renderPhotoPreview(
   try {
     const o = resolveOptions(options);
     const up = await renderPhotoBitmap(bytes, o);
-    return await finishPreview(up.data, up.width, up.height, o.quality);
+    return await finishPreview(up.data, up.width, up.height, o, up.natural);
   } catch (err) {
     throw toPreviewError(err);
   }
 }
 
-/** The upright, preview-sized RGBA bitmap of a photo (before WebP encoding). */
+/**
+ * The upright RGBA bitmap of a photo in the box of its largest preview size (before WebP
+ * encoding), and the photo's own upright size.
+ */
 export async function renderPhotoBitmap(
   bytes: Uint8Array,
   o: ReturnType<typeof resolveOptions>,
-): Promise<{ data: Uint8ClampedArray; width: number; height: number }> {
+): Promise<
+  {
+    data: Uint8ClampedArray;
+    width: number;
+    height: number;
+    natural: { width: number; height: number };
+  }
+> {
   {
     checkBytes(bytes, o.maxBytes);
     const s = sniff(bytes);
@@ -84,7 +106,13 @@ export async function renderPhotoBitmap(
       );
     }
     const header = readImageHeader(bytes, s.format);
-    checkPhotoBudget(s.format, header, o.maxPixels, bytes.length, cpuRoom(bytes.length));
+    checkPhotoBudget(
+      s.format,
+      header,
+      o.maxPixels,
+      bytes.length,
+      cpuRoom(bytes.length, o.sides),
+    );
     checkCarried(
       photoPeakBytes(s.format, header, bytes.length),
       carriedBytes(),
@@ -92,8 +120,14 @@ export async function renderPhotoBitmap(
       PHOTO_MEMORY.budget,
       `this ${header.width}x${header.height} ${s.format.toUpperCase()}`,
     );
-    const box = fitInside(header.width, header.height, o.maxSide);
+    const box = fitInside(header.width, header.height, renderSide(o));
     const rgba = await decodeToSize(bytes, s.format, header, box.width, box.height);
-    return orient(rgba, box.width, box.height, header.orientation);
+    const turned = header.orientation >= 5 && header.orientation <= 8;
+    return {
+      ...orient(rgba, box.width, box.height, header.orientation),
+      natural: turned
+        ? { width: header.height, height: header.width }
+        : { width: header.width, height: header.height },
+    };
   }
 }

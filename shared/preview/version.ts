@@ -9,8 +9,10 @@
  * choice); tests/render/renderer-version.test.ts fails until you do (its golden keeps the bytes).
  */
 // 2 (was 1): new JPEG, WebP, GIF and interlaced PNG decoders; 4K posters from keyframes.
-export const RENDERER_VERSION = 2;
+// 3: every size from one decode in the largest size's box (the first scaled down from it).
+export const RENDERER_VERSION = 3;
 
-export function previewVersion(p: { maxSide: number; quality: number }): string {
-  return `r${RENDERER_VERSION}-s${p.maxSide}-q${p.quality}`;
+/** `r3-s512,1024-q80`: the renderer, PREVIEW_SIZES and PREVIEW_QUALITY. */
+export function previewVersion(p: { sizes: readonly number[]; quality: number }): string {
+  return `r${RENDERER_VERSION}-s${p.sizes.join(',')}-q${p.quality}`;
 }

@@ -32,8 +32,9 @@ import {
   type VideoPlan,
 } from './budget.ts';
 import { type VideoSize, type VideoTrack, videoTrack } from './container.ts';
-import { finishPreview, type Rendered } from './encode.ts';
+import { finishPreview, type Rendered, renderSide } from './encode.ts';
 import {
+  CORE_MEMORY,
   coreHeldBytes,
   coreState,
   execFfmpeg,
@@ -43,7 +44,7 @@ import {
   WORK_DIR,
 } from './ffmpeg.ts';
 import { releaseSource } from './fetch.ts';
-import { carriedBytes, cpuRoom } from './isolate.ts';
+import { carriedBytes, cpuRoom, isolateMemory } from './isolate.ts';
 import { checkBytes, type RenderOptions, renderPhotoBitmap, resolveOptions } from './photo.ts';
 import { sniff } from './sniff.ts';
 
@@ -144,9 +145,14 @@ export function readVideo(bytes: Uint8Array, maxBytes: number): VideoInput {
 }
 
 /** The poster's decode, planned from the bitstream for what this isolate has left (budget.ts). */
-export function planPoster(video: VideoInput, inputBytes: number, maxPixels: number): VideoPlan {
+export function planPoster(
+  video: VideoInput,
+  inputBytes: number,
+  maxPixels: number,
+  sides: readonly number[] = [],
+): VideoPlan {
   const core = coreState();
-  const room = cpuRoom(inputBytes);
+  const room = cpuRoom(inputBytes, sides);
   return planVideo({
     track: video.track,
     stream: video.stream,
@@ -159,6 +165,7 @@ export function planPoster(video: VideoInput, inputBytes: number, maxPixels: num
       maxKeyframes: MAX_KEYFRAMES,
       sampleStep: SAMPLE_STEP,
     },
+    sides,
   });
 }
 
@@ -167,7 +174,7 @@ export async function extractPoster(bytes: Uint8Array, options?: PosterOptions):
   let frame: Frame;
   try {
     const video = readVideo(bytes, o.maxBytes);
-    const plan = planPoster(video, bytes.length, o.maxPixels);
+    const plan = planPoster(video, bytes.length, o.maxPixels, o.sides);
     checkCarried(
       plan.memoryBytes,
       carriedBytes(),
@@ -198,7 +205,7 @@ export async function extractPoster(bytes: Uint8Array, options?: PosterOptions):
       const cover = await tryCover(options?.loadCover, o);
       if (cover) return cover; // every sample was black: KIE's cover is the better poster
     }
-    return await finishPreview(frame.data, frame.width, frame.height, o.quality);
+    return await finishPreview(frame.data, frame.width, frame.height, o);
   } catch (err) {
     throw toPreviewError(err);
   }
@@ -217,7 +224,7 @@ async function tryCover(
     const bmp = await renderPhotoBitmap(bytes, o);
     releaseSource(bytes);
     if (!hasContent(lumaStats(bmp.data))) return null;
-    return await finishPreview(bmp.data, bmp.width, bmp.height, o.quality);
+    return await finishPreview(bmp.data, bmp.width, bmp.height, o, bmp.natural);
   } catch {
     return null;
   } finally {
@@ -232,8 +239,13 @@ type Frame = { data: Uint8ClampedArray; width: number; height: number };
  * seconds, and a sample wins once it has content and the next one is stable (the fade is
  * over). mode 'keyframes' (above 2560×1440): only keyframes are decoded, each is a sample, and
  * the first with content wins (a keyframe is a whole picture, there is nothing to wait for);
- * at most MAX_KEYFRAMES within KEYFRAME_WINDOW seconds, and none with content is
- * NO_VIDEO_FRAME (KIE's cover stands in when there is one).
+ * at most MAX_KEYFRAMES within KEYFRAME_WINDOW seconds. When none has content (a 4K fade-in
+ * from black whose only keyframe is the first), a second pass in the same core decodes every
+ * reference frame from the start, each one a sample, and the first with content wins, lightened
+ * when it is caught in the fade (lightenFade); it runs only as the planner allows it
+ * (budget.ts planReferences: the core's real memory, sources up to about 25 MB at 4K, the CPU the
+ * keyframe pass leaves). No picture, or no room for that pass, is NO_VIDEO_FRAME or the
+ * planner's refusal (KIE's cover stands in when there is one).
  */
 function pickFrame(
   core: FFmpegCore,
@@ -242,22 +254,107 @@ function pickFrame(
   o: ReturnType<typeof resolveOptions>,
   plan: VideoPlan,
 ): Frame {
+  core.FS.mkdir(WORK_DIR);
+  // the instance before the keyframe pass grows it: what extractPoster's checkCarried counted as
+  // reused (an instance new to this job counts its first 32 MB too; the live check below does not)
+  const reused = coreHeldBytes();
+  const picked = decodePass(core, bytes, format, o, plan);
+  if (picked) return picked.frame;
+  // mode 'keyframes', and no keyframe showed a picture
+  const next = plan.references;
+  if (!next) throw noKeyframePicture(plan);
+  if ('refused' in next) throw next.refused;
+  const size = next.plan.size;
+  const what = `decoding the reference frames of this ${size?.width}x${size?.height} video`;
+  checkCarried(next.plan.memoryBytes, carriedBytes(), reused, VIDEO_MEMORY.budget, what);
+  // and by what the isolate holds now (the platform's measure): the cores of earlier posters that
+  // the collector has not freed yet count until it does, and the memory guard would stop the pass
+  // half-way (ffmpeg.ts withCore), failing for good what a fresh isolate renders
+  const live = isolateMemory();
+  if (live !== null) {
+    const during = live - coreHeldBytes() + next.plan.coreBytes;
+    if (during > CORE_MEMORY.guardTotal) {
+      throw new FreshIsolateNeeded(
+        `Over the memory budget: ${what} takes this isolate to about ${
+          Math.round(during / 1048576)
+        } MB while it decodes: it holds ${
+          Math.round(live / 1048576)
+        } MB now (the decoder is stopped at ${Math.round(CORE_MEMORY.guardTotal / 1048576)} MB)`,
+      );
+    }
+  }
+  emptyWorkDir(core);
+  const found = decodePass(core, bytes, format, o, next.plan);
+  if (!found) {
+    throw new PreviewError(
+      'NO_VIDEO_FRAME',
+      `No video frame: no frame of this ${size?.width}x${size?.height} video up to ${
+        next.plan.seconds.toFixed(1)
+      } s shows a picture (its keyframes, then its reference frames, were decoded)`,
+    );
+  }
+  lightenFade(found.frame.data, found.stats, found.before);
+  return found.frame;
+}
+
+/** The keyframe pass's NO_VIDEO_FRAME, when no second pass is planned. */
+function noKeyframePicture(plan: VideoPlan): PreviewError {
+  const size = plan.size;
+  return new PreviewError(
+    'NO_VIDEO_FRAME',
+    `No video frame: no keyframe of this ${size?.width}x${size?.height} video within ${
+      Math.min(KEYFRAME_WINDOW, plan.keyframes ? plan.seconds + SAMPLE_STEP : KEYFRAME_WINDOW)
+        .toFixed(1)
+    } s shows a picture (${
+      plan.stream && plan.stream.width * plan.stream.height <= 2560 * 1440
+        ? 'its reference frames do not fit the memory budget, so'
+        : 'above 2560x1440'
+    } only keyframes are decoded)`,
+  );
+}
+
+/** Removes every file of WORK_DIR (the input and the samples of a pass), keeping the folder. */
+function emptyWorkDir(core: FFmpegCore): void {
+  for (const name of core.FS.readdir(WORK_DIR) as string[]) {
+    if (name !== '.' && name !== '..') core.FS.unlink(`${WORK_DIR}/${name}`);
+  }
+}
+
+/** A pass's winning sample, its statistics and those of the sample before it. */
+type Picked = { frame: Frame; stats: FrameStats; before: FrameStats | null };
+
+/**
+ * One ffmpeg run of `plan` (see pickFrame): the chosen sample, or null when mode 'keyframes' or
+ * 'references' found no sample with content (mode 'all' falls back to the best sample).
+ */
+function decodePass(
+  core: FFmpegCore,
+  bytes: Uint8Array,
+  format: string,
+  o: ReturnType<typeof resolveOptions>,
+  plan: VideoPlan,
+): Picked | null {
   const keyframes = plan.mode === 'keyframes';
+  // keyframes and every reference frame: each decoded frame is a sample, the first with content wins
+  const firstWins = plan.mode !== 'all';
   const size = plan.size;
   const FS = core.FS;
-  FS.mkdir(WORK_DIR);
   const input = `${WORK_DIR}/in.${format}`;
   // canOwn: the file system keeps a view of the caller's bytes instead of a copy (ffmpeg only
   // reads it; truncating or unlinking it drops the view and never touches the bytes)
   FS.writeFile(input, bytes, { canOwn: true });
   // only as many frames as the plan's CPU allows: the media past its cut reads as the file's end
   limitReads(core, input, plan.cut, plan.headers);
-  const box = o.maxSide;
+  // the reference-frame pass makes the first size only: with a larger box its samples took the
+  // isolate past the budget (a 23 MB 4K file: 215–231 MB with 1024, 190–198 MB with 512 alone)
+  const box = plan.mode === 'references' ? o.maxSide : renderSide(o);
   const vf = [
     // every decoded frame, at its decoded size: one larger than the bitstream's header said (a
     // size change in band) stops the decode before it allocates more of them
     'showinfo@dec=checksum=0',
-    `select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,${SAMPLE_STEP - 0.01})'`,
+    ...(plan.mode === 'references'
+      ? []
+      : [`select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,${SAMPLE_STEP - 0.01})'`]),
     `scale='min(${box},iw)':'min(${box},ih)':force_original_aspect_ratio=decrease:flags=area`,
     'format=rgba',
   ].join(',');
@@ -288,7 +385,7 @@ function pickFrame(
   // Judge sample k once sample k+1 is known. A rejected sample is kept only while it is the
   // best fallback, so at most three samples are on the file system at any time.
   const judge = (k: number) => {
-    if (keyframes ? hasContent(stats[k]) : isChosen(stats, k)) {
+    if (firstWins ? hasContent(stats[k]) : isChosen(stats, k)) {
       chosen = k;
       return;
     }
@@ -304,7 +401,7 @@ function pickFrame(
     while (chosen < 0 && written < shown - 1) {
       measure(written);
       written++;
-      if (keyframes) judge(written - 1);
+      if (firstWins) judge(written - 1);
       else if (written >= 2) judge(written - 2);
       if (chosen >= 0) FS.truncate(input, 0); // end of input: ffmpeg finishes after what it holds
     }
@@ -374,7 +471,7 @@ function pickFrame(
       break;
     }
     written++;
-    if (keyframes) judge(written - 1);
+    if (firstWins) judge(written - 1);
     else if (written >= 2) judge(written - 2);
   }
   // stopped short by this isolate's CPU before the picture settled: a fresh isolate reads further
@@ -382,7 +479,7 @@ function pickFrame(
     throw new FreshIsolateNeeded(
       `Over the CPU budget: this isolate had CPU for ${
         plan.seconds.toFixed(1)
-      } s of this video and no settled picture within them`,
+      } s of this video and no ${plan.mode === 'references' ? '' : 'settled '}picture within them`,
     );
   }
   if (written === 0) {
@@ -392,24 +489,58 @@ function pickFrame(
       `No video frame: ffmpeg exit ${code}${reason ? `: ${reason}` : ''}`,
     );
   }
-  if (chosen < 0 && keyframes) {
-    throw new PreviewError(
-      'NO_VIDEO_FRAME',
-      `No video frame: no keyframe of this ${size?.width}x${size?.height} video within ${
-        Math.min(KEYFRAME_WINDOW, plan.keyframes ? plan.seconds + SAMPLE_STEP : KEYFRAME_WINDOW)
-          .toFixed(1)
-      } s shows a picture (${
-        plan.stream && plan.stream.width * plan.stream.height <= 2560 * 1440
-          ? 'its reference frames do not fit the memory budget, so'
-          : 'above 2560x1440'
-      } only keyframes are decoded)`,
-    );
-  }
+  if (chosen < 0 && firstWins) return null;
   if (chosen < 0) {
     const last = written - 1; // never judged: no successor
     chosen = best >= 0 && score(stats[best]) >= score(stats[last]) ? best : last;
   }
-  return readPam(sample(chosen), true);
+  return {
+    frame: readPam(sample(chosen), true),
+    stats: stats[chosen],
+    before: stats[chosen - 1] ?? null,
+  };
+}
+
+/** The most a frame caught in a fade-in is lightened by (lightenFade). */
+export const MAX_FADE_GAIN = 4;
+
+/**
+ * A frame the reference-frame pass found in a fade-in from black is the first with content, so it
+ * is dim (a 1.2 s fade at 4K: mean luma 31 of 255, a quarter into the fade). A fade scales the
+ * picture toward black, so a gain undoes it: the brightest 1 % of the picture is taken to full
+ * scale, by MAX_FADE_GAIN at most, in place. Only when the sample before it was already lit (at
+ * least half as bright: a fade in progress); a cut from black to a dark scene is left as it is.
+ * About 1 ms for 512×288 (a lookup table). Returns the gain (1: unchanged).
+ */
+export function lightenFade(
+  rgba: Uint8ClampedArray,
+  stats: FrameStats,
+  before: FrameStats | null,
+): number {
+  if (!before || before.mean < stats.mean / 2) return 1;
+  const hist = new Uint32Array(256);
+  for (let i = 0; i < rgba.length; i += 4) {
+    const r = rgba[i], g = rgba[i + 1], b = rgba[i + 2];
+    hist[r > g ? (r > b ? r : b) : g > b ? g : b]++;
+  }
+  const n = rgba.length >> 2;
+  let top = 255;
+  for (let v = 0, acc = 0; v < 256; v++) {
+    if ((acc += hist[v]) >= 0.99 * n) {
+      top = v;
+      break;
+    }
+  }
+  const gain = Math.min(MAX_FADE_GAIN, 255 / Math.max(1, top));
+  if (gain < 1.05) return 1;
+  const lut = new Uint8ClampedArray(256);
+  for (let v = 0; v < 256; v++) lut[v] = Math.round(v * gain);
+  for (let i = 0; i < rgba.length; i += 4) {
+    rgba[i] = lut[rgba[i]];
+    rgba[i + 1] = lut[rgba[i + 1]];
+    rgba[i + 2] = lut[rgba[i + 2]];
+  }
+  return gain;
 }
 
 /**

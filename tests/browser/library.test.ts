@@ -52,8 +52,8 @@ afterAll(async () => {
   await browser?.close();
 });
 
-async function openLibrary(user: TestUser): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+async function openLibrary(user: TestUser, deviceScaleFactor = 1): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 }, deviceScaleFactor });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   await page.goto(`${API_URL}/library#email=${encodeURIComponent(user.email)}&password=${encodeURIComponent(user.password)}`);
@@ -62,6 +62,24 @@ async function openLibrary(user: TestUser): Promise<Page> {
   // The password does not stay in the address bar.
   expect(page.url()).not.toContain('password');
   return page;
+}
+
+/**
+ * Each ready tile's image as loaded: the file the browser chose from its srcset (currentSrc) and
+ * that file's own pixel size (naturalWidth is in CSS pixels once a srcset has w descriptors).
+ */
+async function loadedImages(page: Page) {
+  return await page.$$eval('.tile[data-status="ready"]', (els) => Promise.all(els.map(async (e) => {
+    const img = e.querySelector('img')!;
+    const box = e.getBoundingClientRect();
+    const bitmap = await createImageBitmap(await (await fetch(img.currentSrc)).blob());
+    return {
+      id: (e as HTMLElement).dataset.id,
+      src: new URL(img.currentSrc).pathname,
+      natural: [bitmap.width, bitmap.height],
+      ratio: box.width / box.height,
+    };
+  })));
 }
 
 describe('the library page in Chromium', () => {
@@ -80,13 +98,11 @@ describe('the library page in Chromium', () => {
     // Every ready tile's image loads.
     await page.waitForFunction(() => [...document.querySelectorAll<HTMLImageElement>('.tile[data-status="ready"] img')]
       .every((img) => img.complete && img.naturalWidth > 0), null, { timeout: 30_000 });
-    const sizes = await page.$$eval('.tile[data-status="ready"]', (els) => els.map((e) => {
-      const img = e.querySelector('img')!;
-      const box = e.getBoundingClientRect();
-      return { id: (e as HTMLElement).dataset.id, natural: [img.naturalWidth, img.naturalHeight], ratio: box.width / box.height };
-    }));
+    const sizes = await loadedImages(page);
+    // the 512 size on a screen of density 1
     for (const row of [photo, png, video, song, voice]) {
       const s = sizes.find((x) => x.id === row.id)!;
+      expect(s.src.endsWith(`/${row.preview_path ?? row.poster_path}`), s.src).toBe(true);
       expect(s.natural).toEqual([row.preview_width, row.preview_height]);
       expect(s.ratio).toBeCloseTo(row.preview_width / row.preview_height, 1);
     }
@@ -158,6 +174,25 @@ describe('the library page in Chromium', () => {
     await page.waitForFunction((id) => document.querySelector<HTMLAudioElement>(`.tile[data-id="${id}"] audio`)?.paused === true, song.id);
     await page.close();
   }, 120_000);
+
+  it('a screen of twice the density loads the 1024 size of every tile that has one', async () => {
+    const rows = [photo, png, video, song, voice];
+    // the sizes the database lists: each row has its larger size (the fixtures are over 1024 px)
+    for (const row of rows) {
+      expect(row.preview_sizes.map((x: { side: number }) => x.side), row.id).toEqual([1024]);
+    }
+    const page = await openLibrary(alice, 2);
+    await page.waitForFunction(() => [...document.querySelectorAll<HTMLImageElement>('.tile[data-status="ready"] img')]
+      .every((img) => img.complete && img.naturalWidth > 0), null, { timeout: 30_000 });
+    const loaded = await loadedImages(page);
+    for (const row of rows) {
+      const [size] = row.preview_sizes as { path: string; width: number; height: number }[];
+      const l = loaded.find((x) => x.id === row.id)!;
+      expect(l.src.endsWith(`/${size.path}`), `${l.src} is ${size.path}`).toBe(true);
+      expect(l.natural).toEqual([size.width, size.height]);
+    }
+    await page.close();
+  }, 60_000);
 
   it('a second user sees none of the first user\'s items', async () => {
     const bob = await createUser('bob-browser');

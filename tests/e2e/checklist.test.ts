@@ -41,6 +41,11 @@ describe('checklist 1 + 4: a new photo through the webhook', () => {
     expect(Math.max(webp.width, webp.height)).toBe(512);
     expect([webp.width, webp.height]).toEqual([row.preview_width, row.preview_height]);
     expect(row.preview_thumbhash).toMatch(/^[A-Za-z0-9+/=]{10,}$/);
+    // the 1024 size beside it (PREVIEW_SIZES' default), at the name the database gave it
+    expect(row.preview_sizes).toEqual([{ side: 1024, path: `${alice.id}/previews/${id}_preview_1024.webp`, width: 1024, height: 640 }]);
+    const large = await decodeWebp(await stored(row.preview_sizes[0].path));
+    expect([large.format, large.width, large.height]).toEqual(['webp', 1024, 640]);
+    expect(row.preview_version).toMatch(/^r\d+-s512,1024-q80$/);
     // KIE deletes its files: the original was copied into our bucket.
     expect(row.original_path).toBe(`${alice.id}/originals/${id}.jpg`);
     expect((await stored(row.original_path)).length).toBeGreaterThan(10_000);
@@ -71,6 +76,11 @@ describe('checklist 2: a new video', () => {
     expect(poster.width / poster.height).toBeCloseTo(16 / 9, 1);
     expect(poster.meanLuma).toBeGreaterThan(50);
     expect(poster.lumaStd).toBeGreaterThan(20);
+    // the poster's 1024 size: the same frame
+    expect(row.preview_sizes).toEqual([{ side: 1024, path: `${alice.id}/posters/${id}_poster_1024.webp`, width: 1024, height: 576 }]);
+    const large = await decodeWebp(await stored(row.preview_sizes[0].path));
+    expect([large.width, large.height]).toEqual([1024, 576]);
+    expect(Math.abs(large.meanLuma - poster.meanLuma)).toBeLessThan(5);
   });
 });
 

@@ -99,6 +99,20 @@ describe('renderWaveform', () => {
     expect([px.width, px.height]).toEqual([400, 225]);
   });
 
+  it('with a larger size (PREVIEW_SIZES 512,1024): the same bars in both, each size its own 16:9 tile', async () => {
+    const r = await renderWaveform(read(FIXTURE), { ...OPTIONS, sides: [1024] });
+    expect([r.width, r.height]).toEqual([512, 288]);
+    expect(r.sizes?.map((s) => [s.side, s.width, s.height])).toEqual([[1024, 1024, 576]]);
+    const big = await rgba(r.sizes![0].webp);
+    expect([big.width, big.height]).toEqual([1024, 576]);
+    // the first size scaled from the larger drawing: its bars as the first size drawn alone
+    const alone = await barHeights((await renderWaveform(read(FIXTURE), OPTIONS)).webp);
+    const both = await barHeights(r.webp);
+    expect(both.lit.length).toBe(alone.lit.length);
+    const diff = both.lit.map((h, i) => Math.abs(h - alone.lit[i]));
+    expect(Math.max(...diff), `bar heights ${both.lit} vs ${alone.lit}`).toBeLessThanOrEqual(4);
+  });
+
   it('a silent track gives flat bars', async () => {
     const file = join(dir, 'silence.mp3');
     ffmpeg(['-f', 'lavfi', '-i', 'anullsrc=r=44100:cl=stereo', '-t', '20', ...MP3, file]);

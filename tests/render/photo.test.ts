@@ -226,3 +226,60 @@ describe('EXIF orientation', () => {
     });
   }
 });
+
+describe('sizes (PREVIEW_SIZES 512,1024): every size from one decode, each against sharp at its size', () => {
+  /** Our size at `side` against an area-average reference, sharp's resize to that side as the anchor. */
+  async function sizeAgainstSharp(input: Uint8Array, webp: Uint8Array, width: number, height: number, side: number) {
+    const px = await rgba(webp);
+    expect([px.width, px.height]).toEqual([width, height]);
+    const sharpPx = await rgba(new Uint8Array(
+      await sharp(input).rotate().resize(side, side, { fit: 'inside', withoutEnlargement: true }).webp({ quality: 80 }).toBuffer(),
+    ));
+    expect([sharpPx.width, sharpPx.height]).toEqual([width, height]);
+    const ref = areaReference(await rgba(new Uint8Array(await sharp(input).rotate().png().toBuffer())), width, height);
+    const sOurs = ssim(px.data, ref, width, height);
+    const sSharp = ssim(sharpPx.data, ref, width, height);
+    console.log(`size ${side}: ssim ours=${sOurs.toFixed(4)} sharp=${sSharp.toFixed(4)} ${width}x${height} ${webp.length}B`);
+    expect(sOurs, `${side}: ours ${sOurs.toFixed(4)} sharp ${sSharp.toFixed(4)}`).toBeGreaterThanOrEqual(sSharp - 0.01);
+  }
+
+  const cases: [string, 'jpeg' | 'png' | 'webp', number, number, { alpha?: boolean }][] = [
+    ['JPEG 2048²', 'jpeg', 2048, 2048, {}],
+    ['PNG 1600×1000 with alpha', 'png', 1600, 1000, { alpha: true }],
+    ['WebP 3000×1000 panorama', 'webp', 3000, 1000, {}],
+  ];
+  for (const [name, format, w, h, opts] of cases) {
+    it(name, async () => {
+      const file = await encodePhoto(photoPng(dir, w, h, opts), format, join(dir, `sizes-${w}x${h}.${format}`));
+      const input = read(file);
+      const r = await renderPhotoPreview(input, { maxSide: 512, sides: [1024], quality: 80 });
+      // the first size is where it always was: the same box as a render of that size alone
+      const alone = await renderPhotoPreview(input, { maxSide: 512, quality: 80 });
+      expect([r.width, r.height]).toEqual([alone.width, alone.height]);
+      expect(r.thumbhash).toMatch(/^[A-Za-z0-9+/]+=*$/);
+      await sizeAgainstSharp(input, r.webp, r.width, r.height, 512);
+      expect(r.sizes?.map((s) => s.side)).toEqual([1024]);
+      const [big] = r.sizes!;
+      expect(Math.max(big.width, big.height)).toBe(1024);
+      await sizeAgainstSharp(input, big.webp, big.width, big.height, 1024);
+    });
+  }
+
+  it('a picture no larger than a box gets no size past it; one between the boxes gets its own size', async () => {
+    const small = read(await encodePhoto(photoPng(dir, 400, 300), 'png', join(dir, 'sizes-small.png')));
+    const r = await renderPhotoPreview(small, { maxSide: 512, sides: [1024, 2048] });
+    expect([r.width, r.height, r.sizes]).toEqual([400, 300, undefined]);
+    const mid = read(await encodePhoto(photoPng(dir, 900, 700), 'png', join(dir, 'sizes-mid.png')));
+    const m = await renderPhotoPreview(mid, { maxSide: 512, sides: [1024, 2048] });
+    expect([m.width, m.height]).toEqual([512, 398]);
+    expect(m.sizes?.map((s) => [s.side, s.width, s.height])).toEqual([[1024, 900, 700]]);
+  });
+
+  it('an EXIF-turned photo: every size upright, in its own box', async () => {
+    const input = read(await encodePhoto(photoPng(dir, 1600, 1000, { seed: 3 }), 'jpeg', join(dir, 'sizes-orient6.jpeg'), { orientation: 6 }));
+    const r = await renderPhotoPreview(input, { maxSide: 512, sides: [1024] });
+    expect([r.width, r.height]).toEqual([320, 512]);
+    await sizeAgainstSharp(input, r.sizes![0].webp, 640, 1024, 1024);
+    expect(r.sizes!.map((s) => [s.width, s.height])).toEqual([[640, 1024]]);
+  });
+});

@@ -44,6 +44,18 @@ describe('extractPoster', () => {
     expect(r.thumbhash.length).toBeGreaterThan(10);
   });
 
+  it('with a larger size (PREVIEW_SIZES 512,1024): the same frame in both, the 1024 one against native ffmpeg at 1024', async () => {
+    const file = videoMp4(dir, 1920, 1080, 3, { fade: 0.5 });
+    const alone = await extractPoster(read(file));
+    const r = await extractPoster(read(file), { maxSide: 512, sides: [1024] });
+    expect([r.width, r.height]).toEqual([512, 288]);
+    expect(r.sizes?.map((s) => [s.side, s.width, s.height])).toEqual([[1024, 1024, 576]]);
+    const small = await rgba(r.webp), big = await rgba(r.sizes![0].webp);
+    expect(Math.abs(meanLuma(small.data) - meanLuma((await rgba(alone.webp)).data))).toBeLessThan(3);
+    // the frame's 1024 size matches a native frame of the settled picture at 1024
+    expect(ssim(big.data, nativeFrame(file, 1.0, 1024, 576), 1024, 576)).toBeGreaterThan(0.9);
+  });
+
   it('honours rotation metadata', async () => {
     const file = videoMp4(dir, 640, 360, 1, { fade: 0, rotate: 90 });
     const r = await extractPoster(read(file));
@@ -100,12 +112,18 @@ describe('extractPoster', () => {
     // a cover that cannot be fetched leaves the original reason
     await expect(extractPoster(large, { maxPixels: 500_000, loadCover: async () => { throw new Error('404'); } }))
       .rejects.toMatchObject({ code: 'TOO_MANY_PIXELS' });
-    // above 2560×1440 only keyframes are decoded: when none shows a picture (a fade-in whose
-    // only keyframe is black), there is no poster, and the cover stands in
-    const big = read(videoMp4(dir, 2688, 1512, 1, { fade: 0.9, keyint: 300 }));
+    // above 2560×1440 only keyframes are decoded; when none shows a picture (a fade-in whose
+    // only keyframe is black), its reference frames are decoded next, before any cover is fetched
+    // (tests/render/video-keyframe.test.ts) …
+    const fading = read(videoMp4(dir, 2688, 1512, 1, { fade: 0.9, keyint: 300 }));
+    const before = loads;
+    expect((await extractPoster(fading, { loadCover: cover(bright) })).width).toBe(512);
+    expect(loads).toBe(before);
+    // … and when they show none either (black throughout), there is no poster and the cover stands in
+    const big = read(videoMp4(dir, 2688, 1512, 1, { black: 5, fade: 0.1, keyint: 300 }));
     await expect(extractPoster(big)).rejects.toMatchObject({
       code: 'NO_VIDEO_FRAME',
-      message: expect.stringContaining('no keyframe of this 2688x1512 video'),
+      message: expect.stringContaining('no frame of this 2688x1512 video'),
     });
     await expectCover(await extractPoster(big, { loadCover: cover(bright) }));
     // not a video at all: no fallback

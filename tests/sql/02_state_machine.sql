@@ -49,12 +49,14 @@ select is((select input from public.claim_preview_jobs(array['preview'], 1, 'bbb
   jsonb_build_object('user_id', '22222222-0000-4000-8000-000000000001', 'type', 'photo', 'kind', 'image', 'original_path', null,
     'source_url', 'http://kie.test/1.png', 'model', 'gpt-4o-image',
     'target_path', '22222222-0000-4000-8000-000000000001/previews/bbbbbbbb-0000-4000-8000-000000000001_preview.webp',
+    'size_stem', '22222222-0000-4000-8000-000000000001/previews/bbbbbbbb-0000-4000-8000-000000000001_preview',
     'original_stem', '22222222-0000-4000-8000-000000000001/originals/bbbbbbbb-0000-4000-8000-000000000001', 'cover_url', null),
-  'a photo''s claim: the source, the model, the preview path, the original copy''s stem');
+  'a photo''s claim: the source, the model, the preview path, the larger sizes'' stem, the original copy''s stem');
 select public.queue_preview('bbbbbbbb-0000-4000-8000-000000000002') as job2 \gset
 select is((select input - 'user_id' - 'original_stem' - 'original_path' from public.claim_preview_jobs(array['preview'], 1, 'bbbbbbbb-0000-4000-8000-000000000002')),
   jsonb_build_object('type', 'video', 'kind', 'video', 'source_url', 'http://kie.test/2.mp4', 'model', 'veo3',
     'target_path', '22222222-0000-4000-8000-000000000001/posters/bbbbbbbb-0000-4000-8000-000000000002_poster.webp',
+    'size_stem', '22222222-0000-4000-8000-000000000001/posters/bbbbbbbb-0000-4000-8000-000000000002_poster',
     'cover_url', 'http://kie.test/2.jpg'),
   'a video''s claim: the poster path and KIE''s cover (the fallback)');
 

@@ -8,7 +8,7 @@
 -- preview_error while the app's `error` keeps its value.
 -- The local stack runs kie_owner (no mapping, expiry off); every mode change here is rolled back.
 begin;
-select plan(158);
+select plan(159);
 
 set local app.skip_preview_dispatch = 'on';
 set local app.preview_lease = '15 seconds';
@@ -273,11 +273,11 @@ create policy "Users can insert own generations" on public.generations for inser
 select is(public.preview_own_columns(),
   array['preview_path', 'poster_path', 'preview_status', 'preview_error_code', 'preview_error', 'preview_width', 'preview_height',
         'preview_thumbhash', 'preview_version', 'preview_cover_url', 'animated_path', 'animated_status', 'animated_error_code',
-        'preview_waveform_path', 'preview_duration_ms'],
-  'this system''s own columns, by exact name (the audio ones since 20261203102000)');
+        'preview_waveform_path', 'preview_duration_ms', 'preview_sizes'],
+  'this system''s own columns, by exact name (the audio ones since 20261203102000, preview_sizes since 20261203102200)');
 select tests.authenticate_as('19191919-0000-4000-8000-00000000000a');
 select throws_ok(format($$update public.generations set %I = %L where id = '19191919-aaaa-4000-8000-000000000012'$$, c,
-                        case c when 'preview_width' then '7' when 'preview_height' then '7' when 'preview_duration_ms' then '7' when 'preview_status' then 'ready'
+                        case c when 'preview_width' then '7' when 'preview_height' then '7' when 'preview_duration_ms' then '7' when 'preview_sizes' then '[]' when 'preview_status' then 'ready'
                                when 'animated_status' then 'ready' else 'x' end),
                  '42501', format('generations.%s is written by the service only', c), format('a user cannot write %s of their own row', c))
   from unnest(public.preview_own_columns()) c;

@@ -4,7 +4,8 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { stack } from '../helpers/stack.ts';
+import { OWN_COLUMNS } from '../../scripts/doctor.ts';
+import { sql, stack } from '../helpers/stack.ts';
 
 async function doctor(args: string[]) {
   const r = await promisify(execFile)('bash', ['scripts/run-deno.sh', 'scripts/doctor.ts', ...args], { timeout: 60_000 })
@@ -25,6 +26,11 @@ describe('npm run doctor', () => {
     expect(findings.filter((f) => f.check === 'cron')).toEqual([
       expect.objectContaining({ level: 'info', message: expect.stringMatching(/^pg_cron 1\.4\S* runs the preview sweep every minute/) }),
     ]);
+  });
+
+  it('knows the same own columns as the migrations (it may run before them)', async () => {
+    const [{ cols }] = await sql<{ cols: string[] }[]>`select public.preview_own_columns() as cols`;
+    expect(OWN_COLUMNS).toEqual(cols);
   });
 
   it('prints findings as text with the masked URL', async () => {

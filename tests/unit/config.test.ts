@@ -20,7 +20,7 @@ describe('loadConfig', () => {
       anonKeys: [],
       kie: { apiKey: undefined, baseUrl: 'https://api.kie.ai', callbackSecret: undefined, webhookHmacKey: undefined, timeoutMs: 10_000, pendingBatch: 150 },
       preview: {
-        bucket: 'generations', maxSide: 512, quality: 80, maxSourceBytes: 104_857_600, maxPixels: 50_000_000,
+        bucket: 'generations', sizes: [512, 1024], quality: 80, maxSourceBytes: 104_857_600, maxPixels: 50_000_000,
         downloadTimeoutMs: 20_000, allowedPrivateHosts: [], ffmpegCoreWasmUrl: undefined,
         ffmpegCoreWasmPath: '_runtime/ffmpeg-core-0.12.10.wasm', animated: false,
       },
@@ -32,6 +32,15 @@ describe('loadConfig', () => {
     expect(loadConfig(env({ PREVIEW_ANIMATED: 'on' })).preview.animated).toBe(true);
     expect(loadConfig(env({ PREVIEW_ANIMATED: 'off' })).preview.animated).toBe(false);
     expect(() => loadConfig(env({ PREVIEW_ANIMATED: 'yes' }))).toThrow('PREVIEW_ANIMATED must be on or off, got "yes"');
+  });
+
+  it('PREVIEW_SIZES: ascending long sides, the first the preview; PREVIEW_MAX_SIDE, which it replaced, is refused with the fix', () => {
+    expect(loadConfig(env({ PREVIEW_SIZES: '400' })).preview.sizes).toEqual([400]);
+    expect(loadConfig(env({ PREVIEW_SIZES: ' 256, 512 ,1024,2048' })).preview.sizes).toEqual([256, 512, 1024, 2048]);
+    for (const bad of ['1024,512', '512,512', '512,abc', '16', '512,8192', '', '128,256,512,1024,2048']) {
+      expect(() => loadConfig(env({ PREVIEW_SIZES: bad })), bad).toThrow(`PREVIEW_SIZES must be 1 to 4 integers between 32 and 4096, ascending (e.g. 512,1024), got "${bad}"`);
+    }
+    expect(() => loadConfig(env({ PREVIEW_MAX_SIDE: '400' }))).toThrow('PREVIEW_MAX_SIDE was replaced by PREVIEW_SIZES (long sides, ascending; the first is the preview): set PREVIEW_SIZES=400,1024 or PREVIEW_SIZES=400 and unset PREVIEW_MAX_SIDE');
   });
 
   it('names a missing variable', () => {

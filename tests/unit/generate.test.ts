@@ -21,6 +21,7 @@ const MP3 = new Uint8Array(readFileSync(join(process.cwd(), 'tests/fixtures/kie-
 const MP4 = new Uint8Array([0, 0, 0, 0x18, ...new TextEncoder().encode('ftypisom'), 0, 0, 2, 0, ...new TextEncoder().encode('isommp41')]);
 const ID = '11111111-1111-4111-8111-111111111111';
 const PREVIEW = `u1/previews/${ID}_preview.webp`;
+const PREVIEW_1024 = `u1/previews/${ID}_preview_1024.webp`;
 const ORIGINAL_COPY = `u1/originals/${ID}.jpg`;
 
 /** A claimed preview job as claim_preview_jobs returns it (input: preview_job_input). */
@@ -29,7 +30,7 @@ function previewJob(input: Record<string, unknown> = {}, o: Partial<ClaimedJob> 
     job_id: '41', kind: 'preview', generation_id: ID, attempt: 3, lease_ms: 120_000,
     input: {
       user_id: 'u1', type: 'photo', kind: 'image', original_path: null, source_url: 'https://kie.example/a.jpg', model: null,
-      target_path: PREVIEW, original_stem: `u1/originals/${ID}`, cover_url: null, ...input,
+      target_path: PREVIEW, size_stem: `u1/previews/${ID}_preview`, original_stem: `u1/originals/${ID}`, cover_url: null, ...input,
     },
     ...o,
   };
@@ -48,6 +49,8 @@ type Opts = {
   writtenBefore?: string[];
   /** The fetch of KIE's cover (a URL ending in .jpeg) fails with this. */
   coverError?: Error;
+  /** PREVIEW_SIZES ([512]). */
+  sizes?: number[];
 };
 
 /** The fakes, every call recorded in order in `calls`. `queue`: what claim hands out. */
@@ -99,12 +102,16 @@ function fakes(opts: Opts = {}, queue: ClaimedJob[] = [previewJob()]) {
       if (url.endsWith('.jpeg') && opts.coverError) throw opts.coverError;
       return { bytes: url.endsWith('.mp3') ? MP3 : JPEG, contentType: null } as never;
     },
-    renderPhoto: async () => (calls.push('render photo'), { webp: new Uint8Array([1, 2, 3]), width: 512, height: 320, thumbhash: 'abc' }),
+    // a photo of 1600x1000: its 1024 size when PREVIEW_SIZES asks for it
+    renderPhoto: async (_bytes, o) => (calls.push('render photo'), {
+      webp: new Uint8Array([1, 2, 3]), width: 512, height: 320, thumbhash: 'abc',
+      ...(o.sides?.includes(1024) ? { sizes: [{ side: 1024, webp: new Uint8Array([1, 2, 3, 4, 5, 6]), width: 1024, height: 640 }] } : {}),
+    }),
     renderPoster: async () => (calls.push('render poster'), { webp: new Uint8Array([4, 5, 6, 7]), width: 512, height: 288, thumbhash: 'def' }),
     renderWaveform: async () => (calls.push('render waveform'), { webp: new Uint8Array([9, 9, 9, 9, 9]), width: 512, height: 288, thumbhash: 'wav', durationMs: 1567 }),
     config: {
       supabaseUrl: 'https://abc.supabase.co',
-      preview: { bucket: 'generations', maxSide: 512, quality: 80, maxSourceBytes: 1e6, maxPixels: 1e7, downloadTimeoutMs: 1000, allowedPrivateHosts: [], ffmpegCoreWasmUrl: undefined, ffmpegCoreWasmPath: 'x', animated: opts.animated ?? false },
+      preview: { bucket: 'generations', sizes: opts.sizes ?? [512], quality: 80, maxSourceBytes: 1e6, maxPixels: 1e7, downloadTimeoutMs: 1000, allowedPrivateHosts: [], ffmpegCoreWasmUrl: undefined, ffmpegCoreWasmPath: 'x', animated: opts.animated ?? false },
     },
   };
   // the handler on its own: writeOnce writes (the runner's own writeOnce is tested through drain)
@@ -146,7 +153,17 @@ describe('previewHandler(deps).run(job, ctx)', () => {
       outcome: { type: 'photo', path: PREVIEW },
     });
     expect((done as JobDone).result.version).toMatch(/^r\d+-s512-q80$/);
+    expect((done as JobDone).result.sizes).toEqual([]);
     expect((done as JobDone).after).toBeUndefined(); // a photo asks for no clip
+  });
+
+  it('PREVIEW_SIZES 512,1024: the larger size goes to the path the database named ({size_stem}_1024.webp), listed in the result', async () => {
+    const { deps, ctx, calls, objects } = fakes({ sizes: [512, 1024] });
+    const done = await runHandler(previewJob(), deps, ctx) as JobDone;
+    expect(calls).toEqual(['fetch', 'render photo', 'isCurrent 41', `upload ${ORIGINAL_COPY}`, `upload ${PREVIEW}`, `upload ${PREVIEW_1024}`]);
+    expect(objects.get(PREVIEW_1024)).toEqual(new Uint8Array([1, 2, 3, 4, 5, 6]));
+    expect(done.result).toMatchObject({ path: PREVIEW, width: 512, height: 320, sizes: [{ side: 1024, path: PREVIEW_1024, width: 1024, height: 640 }] });
+    expect(done.result.version).toMatch(/^r\d+-s512,1024-q80$/);
   });
 
   it('an audio row with KIE\'s cover: the cover is the tile, the waveform is written beside it, with the length', async () => {
@@ -190,20 +207,23 @@ describe('previewHandler(deps).run(job, ctx)', () => {
 
 describe('the preview job through the runner (drain with a fake JobStore)', () => {
   it('claims, reads, renders, checks, uploads, completes with the result, and claims again until none is due', async () => {
-    const { calls, completions, failures, run } = fakes();
+    const { calls, completions, failures, run } = fakes({ sizes: [512, 1024] });
     const { outcomes, declined } = await run();
     expect(declined).toBeNull();
-    expect(calls).toEqual(['claim', 'fetch', 'render photo', 'isCurrent 41', `note ${ORIGINAL_COPY}`, `upload ${ORIGINAL_COPY}`, `note ${PREVIEW}`, `upload ${PREVIEW}`, 'complete 41', 'claim']);
+    expect(calls).toEqual(['claim', 'fetch', 'render photo', 'isCurrent 41', `note ${ORIGINAL_COPY}`, `upload ${ORIGINAL_COPY}`, `note ${PREVIEW}`, `upload ${PREVIEW}`, `note ${PREVIEW_1024}`, `upload ${PREVIEW_1024}`, 'complete 41', 'claim']);
     expect(completions).toEqual([{
       job: '41', attempt: 3,
-      result: { path: PREVIEW, width: 512, height: 320, thumbhash: 'abc', originalPath: ORIGINAL_COPY, version: expect.stringMatching(/^r\d+-s512-q80$/) },
+      result: {
+        path: PREVIEW, width: 512, height: 320, thumbhash: 'abc', originalPath: ORIGINAL_COPY, version: expect.stringMatching(/^r\d+-s512,1024-q80$/),
+        sizes: [{ side: 1024, path: PREVIEW_1024, width: 1024, height: 640 }],
+      },
     }]);
     expect(failures).toEqual([]);
     expect(outcomes).toEqual([{ generationId: ID, jobId: '41', kind: 'preview', attempt: 3, result: 'ready', type: 'photo', path: PREVIEW }]);
     // one line per state change, the subject first, the job's fields last
     expect(logs.filter((l) => l.startsWith('[Preview] Processing'))).toEqual([`[Preview] Processing generationId=${ID} type=photo jobId=41 kind=preview attempt=3`]);
     expect(logs.filter((l) => l.startsWith('[Preview] Ready'))).toEqual([
-      expect.stringMatching(new RegExp(`^\\[Preview\\] Ready generationId=${ID} type=photo path=${PREVIEW} width=512 height=320 bytes=3 isolateCpuMs=\\d+ jobId=41 kind=preview attempt=3$`)),
+      expect.stringMatching(new RegExp(`^\\[Preview\\] Ready generationId=${ID} type=photo path=${PREVIEW} width=512 height=320 bytes=3 sizes=1024x640 isolateCpuMs=\\d+ jobId=41 kind=preview attempt=3$`)),
     ]);
   });
 
