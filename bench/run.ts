@@ -479,6 +479,40 @@ function refusedRow(name: string, kind: Row['kind'], o: Result[]): Row {
   };
 }
 
+/**
+ * The best SSIM of our poster `op` against native full-quality frames of `input` at `times` (s),
+ * each passed through `adjust` first (the lightening ours applied, for the one-keyframe case).
+ */
+function bestSsim(
+  op: { data: Uint8Array; width: number; height: number },
+  input: string,
+  times: number[],
+  adjust: (frame: Uint8Array) => Uint8Array = (f) => f,
+): number {
+  let best = 0;
+  for (const t of times) {
+    const frame = adjust(rawRgba(input, op.width, op.height, t).data);
+    best = Math.max(best, ssim(op.data, frame, op.width, op.height));
+  }
+  return best;
+}
+/** Every 0.1 s of the first two seconds. */
+const FIRST_TWO_SECONDS = Array.from({ length: 21 }, (_, i) => i / 10);
+
+/** Native ffmpeg's poster row: its SSIM against the native frame at 0.6 s, and its luma. */
+function nativePosterRow(name: string, n: Result[], nOut: string, input: string): Row {
+  const np = rawRgba(nOut);
+  const nref = rawRgba(input, np.width, np.height, 0.6);
+  return summarize(
+    name,
+    'video',
+    'native ffmpeg',
+    n,
+    ssim(np.data, nref.data, np.width, np.height),
+    meanLuma(np.data),
+  );
+}
+
 // ------------------------------------------------------------------ cases
 const rows: Row[] = [];
 const sizes: [number, number][] = quick
@@ -490,14 +524,29 @@ const photoCases: [string, number, number][] = ['jpeg', 'png', 'webp'].flatMap((
   sizes.map(([w, h]) => [fmt, w, h] as [string, number, number])
 );
 if (!quick) photoCases.push(['webp', 7000, 7000], ['jpeg', 12000, 4000]);
-for (const [fmt, w, h] of photoCases) {
-  const name = `${fmt.toUpperCase()} ${w}×${h}`;
+// Sizes (issue 26): the preview in 512 and 1024 (PREVIEW_SIZES' default) from one decode, against
+// sharp making both; compare with the 512-only rows for the cost of the extra size. The output and
+// SSIM of such a case are the 1024 size's; its bytes are both sizes'.
+const sizedCases: [string, number, number][] = quick
+  ? [['jpeg', 2048, 2048]]
+  : [['jpeg', 2048, 2048], ['png', 2048, 2048], ['webp', 2048, 2048], ['jpeg', 4096, 4096], [
+    'jpeg',
+    12000,
+    4000,
+  ]];
+for (
+  const [fmt, w, h, sized] of [
+    ...photoCases.map((c) => [...c, false] as const),
+    ...sizedCases.map((c) => [...c, true] as const),
+  ]
+) {
+  const name = `${fmt.toUpperCase()} ${w}×${h}${sized ? ' 512+1024' : ''}`;
   if (!wanted(name)) continue;
   const input = photo(fmt, w, h);
-  const oOut = `${DIR}/out_ours_${fmt}_${w}x${h}.webp`,
-    sOut = `${DIR}/out_sharp_${fmt}_${w}x${h}.webp`;
-  const o = await ours('photo', input, oOut);
-  const s = sharpAnchor(input, sOut);
+  const tag = `${fmt}_${w}x${h}${sized ? '_1024' : ''}`;
+  const oOut = `${DIR}/out_ours_${tag}.webp`, sOut = `${DIR}/out_sharp_${tag}.webp`;
+  const o = await ours(sized ? 'photo-sizes' : 'photo', input, oOut);
+  const s = sharpAnchor(input, sOut, sized ? '512,1024' : '512');
   if ((o[0] as any).error) {
     const err = (o[0] as any).error;
     rows.push(refusedRow(name, 'photo', o));
@@ -522,44 +571,6 @@ for (const [fmt, w, h] of photoCases) {
   );
   console.error(`${name} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 }
-// Sizes (issue 26): the preview in 512 and 1024 (PREVIEW_SIZES' default) from one decode, against
-// sharp making both; compare with the 512-only rows above for the cost of the extra size. The
-// output and SSIM are the 1024 size's; the bytes are both sizes'.
-const sizedCases: [string, number, number][] = quick
-  ? [['jpeg', 2048, 2048]]
-  : [['jpeg', 2048, 2048], ['png', 2048, 2048], ['webp', 2048, 2048], ['jpeg', 4096, 4096], [
-    'jpeg',
-    12000,
-    4000,
-  ]];
-for (const [fmt, w, h] of sizedCases) {
-  const name = `${fmt.toUpperCase()} ${w}×${h} 512+1024`;
-  if (!wanted(name)) continue;
-  const input = photo(fmt, w, h);
-  const oOut = `${DIR}/out_ours_${fmt}_${w}x${h}_1024.webp`,
-    sOut = `${DIR}/out_sharp_${fmt}_${w}x${h}_1024.webp`;
-  const o = await ours('photo-sizes', input, oOut);
-  const s = sharpAnchor(input, sOut, '512,1024');
-  if ((o[0] as any).error) {
-    rows.push(refusedRow(name, 'photo', o));
-    rows.push(summarize(name, 'photo', 'sharp (Node)', s, NaN));
-    console.error(`${name} refused: ${(o[0] as any).error}`);
-    continue;
-  }
-  const op = rawRgba(oOut), sp = rawRgba(sOut);
-  const ref = areaReference(rawRgba(input), op.width, op.height);
-  rows.push(summarize(name, 'photo', 'ours (Deno)', o, ssim(op.data, ref, op.width, op.height)));
-  rows.push(summarize(
-    name,
-    'photo',
-    'sharp (Node)',
-    s,
-    sp.width === op.width && sp.height === op.height
-      ? ssim(sp.data, ref, op.width, op.height)
-      : NaN,
-  ));
-  console.error(`${name} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
-}
 const videos: [number, number, number, Codec, number][] = quick
   ? [[1920, 1080, 10, 'h264', 0.5]]
   : [
@@ -572,54 +583,27 @@ const videos: [number, number, number, Codec, number][] = quick
     [3840, 2160, 8, 'hevc', 1.2],
     [1920, 1080, 10, 'vp9', 0.5],
   ];
-for (const [w, h, s, codec, fade] of videos) {
+// Posters in 512 and 1024 from one frame (PREVIEW_SIZES' default), against native ffmpeg making
+// both from one decode (split); compare with the 512-only rows for the extra size. Output and SSIM
+// of such a case: the 1024 poster's.
+const sizedVideos: [number, number, number, Codec, number][] = quick
+  ? []
+  : [[1920, 1080, 10, 'h264', 0.5], [3840, 2160, 8, 'h264', 1.2]];
+for (
+  const [w, h, s, codec, fade, sized] of [
+    ...videos.map((v) => [...v, false] as const),
+    ...sizedVideos.map((v) => [...v, true] as const),
+  ]
+) {
   const name = `${
     codec === 'vp9' ? 'WebM VP9' : codec === 'hevc' ? 'MP4 HEVC' : 'MP4'
-  } ${h}p ${s} s${fade === 0.5 ? '' : ` (${fade} s fade)`}`;
+  } ${h}p ${s} s${fade === 0.5 ? '' : ` (${fade} s fade)`}${sized ? ' 512+1024' : ''}`;
   if (!wanted(name)) continue;
   const input = video(w, h, s, codec, fade);
-  const tag = `${h}p_${s}${codec === 'h264' ? '' : `_${codec}`}`;
+  const tag = `${h}p_${s}${codec === 'h264' ? '' : `_${codec}`}${sized ? '_1024' : ''}`;
   const oOut = `${DIR}/out_ours_${tag}.webp`, nOut = `${DIR}/out_native_${tag}.webp`;
-  const o = await ours('video', input, oOut);
-  const n = nativeAnchor(input, nOut);
-  if ((o[0] as any).error) {
-    rows.push(refusedRow(name, 'video', o));
-    rows.push(summarize(name, 'video', 'native ffmpeg', n, NaN));
-    console.error(`${name} refused: ${(o[0] as any).error}`);
-    continue;
-  }
-  const op = rawRgba(oOut), np = rawRgba(nOut);
-  // fidelity: best SSIM of our poster against native full-quality frames at 0.0–2.0 s
-  let best = 0;
-  for (let t = 0; t <= 2.0; t += 0.1) {
-    best = Math.max(
-      best,
-      ssim(op.data, rawRgba(input, op.width, op.height, t).data, op.width, op.height),
-    );
-  }
-  const nref = rawRgba(input, np.width, np.height, 0.6);
-  rows.push(summarize(name, 'video', 'ours (Deno, ffmpeg.wasm)', o, best, meanLuma(op.data)));
-  rows.push(
-    summarize(
-      name,
-      'video',
-      'native ffmpeg',
-      n,
-      ssim(np.data, nref.data, np.width, np.height),
-      meanLuma(np.data),
-    ),
-  );
-  console.error(`${name} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
-}
-// Posters in 512 and 1024 from one frame (PREVIEW_SIZES' default), against native ffmpeg making
-// both from one decode; compare with the 512-only rows above for the extra size. SSIM: the 1024.
-for (const [w, h, s, fade] of quick ? [] : [[1920, 1080, 10, 0.5], [3840, 2160, 8, 1.2]]) {
-  const name = `MP4 ${h}p ${s} s${fade === 0.5 ? '' : ` (${fade} s fade)`} 512+1024`;
-  if (!wanted(name)) continue;
-  const input = video(w, h, s, 'h264', fade);
-  const oOut = `${DIR}/out_ours_${h}p_${s}_1024.webp`;
-  const o = await ours('video-sizes', input, oOut);
-  const n = nativeSizesAnchor(input, `${DIR}/out_native_${h}p_${s}_1024.webp`);
+  const o = await ours(sized ? 'video-sizes' : 'video', input, oOut);
+  const n = sized ? nativeSizesAnchor(input, nOut) : nativeAnchor(input, nOut);
   if ((o[0] as any).error) {
     rows.push(refusedRow(name, 'video', o));
     rows.push(summarize(name, 'video', 'native ffmpeg', n, NaN));
@@ -627,15 +611,10 @@ for (const [w, h, s, fade] of quick ? [] : [[1920, 1080, 10, 0.5], [3840, 2160, 
     continue;
   }
   const op = rawRgba(oOut);
-  let best = 0;
-  for (let t = 0; t <= 2.0; t += 0.1) {
-    best = Math.max(
-      best,
-      ssim(op.data, rawRgba(input, op.width, op.height, t).data, op.width, op.height),
-    );
-  }
+  // fidelity: best SSIM of our poster against native full-quality frames at 0.0–2.0 s
+  const best = bestSsim(op, input, FIRST_TWO_SECONDS);
   rows.push(summarize(name, 'video', 'ours (Deno, ffmpeg.wasm)', o, best, meanLuma(op.data)));
-  rows.push(summarize(name, 'video', 'native ffmpeg', n, NaN));
+  rows.push(nativePosterRow(name, n, nOut, input));
   console.error(`${name} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 }
 
@@ -660,26 +639,16 @@ for (const [w, h, s, fade] of quick ? [] : [[3840, 2160, 8, 1.2]]) {
     console.error(`${name} refused: ${(o[0] as any).error}`);
     continue;
   }
-  const op = rawRgba(oOut), np = rawRgba(nOut);
-  let best = 0;
-  for (let i = 0; i <= 30; i++) {
-    const lit = new Uint8ClampedArray(rawRgba(input, op.width, op.height, i / 30).data);
+  const op = rawRgba(oOut);
+  const everyFrame = Array.from({ length: 31 }, (_, i) => i / 30);
+  const best = bestSsim(op, input, everyFrame, (frame) => {
+    const lit = new Uint8ClampedArray(frame);
     const st = lumaStats(lit);
     lightenFade(lit, st, st);
-    best = Math.max(best, ssim(op.data, new Uint8Array(lit.buffer), op.width, op.height));
-  }
-  const nref = rawRgba(input, np.width, np.height, 0.6);
+    return new Uint8Array(lit.buffer);
+  });
   rows.push(summarize(name, 'video', 'ours (Deno, ffmpeg.wasm)', o, best, meanLuma(op.data)));
-  rows.push(
-    summarize(
-      name,
-      'video',
-      'native ffmpeg',
-      n,
-      ssim(np.data, nref.data, np.width, np.height),
-      meanLuma(np.data),
-    ),
-  );
+  rows.push(nativePosterRow(name, n, nOut, input));
   console.error(`${name} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 }
 

@@ -363,6 +363,28 @@ export function checkCarried(
   }
 }
 
+/**
+ * A render's plan with its larger sizes (PREVIEW_SIZES past the first) when they fit this isolate,
+ * else with the first size alone: the larger sizes are optional, so a row is never refused or
+ * handed back for their sake. `plan` throws PreviewError (the budget's codes) when a plan does
+ * not fit; it runs before anything is decoded.
+ */
+export function withSizesIfTheyFit<T>(
+  sides: readonly number[],
+  plan: (sides: readonly number[]) => T,
+): { plan: T; sides: readonly number[] } {
+  if (sides.length === 0) return { plan: plan(sides), sides };
+  try {
+    return { plan: plan(sides), sides };
+  } catch (err) {
+    if (
+      !(err instanceof PreviewError) ||
+      (err.code !== 'OVER_CPU_BUDGET' && err.code !== 'OVER_MEMORY_BUDGET')
+    ) throw err;
+    return { plan: plan([]), sides: [] };
+  }
+}
+
 /** The container's claim beside the bitstream's size, when they disagree. */
 function claimNote(claimed: VideoSize | null, stream: StreamInfo | null): string {
   if (!stream) return '';

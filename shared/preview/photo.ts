@@ -5,7 +5,13 @@
  * Runs on JavaScript + WebAssembly only (the edge runtime's rules), in Deno and in Node.
  */
 import { PreviewError, toPreviewError } from '../errors.ts';
-import { checkCarried, checkPhotoBudget, PHOTO_MEMORY, photoPeakBytes } from './budget.ts';
+import {
+  checkCarried,
+  checkPhotoBudget,
+  PHOTO_MEMORY,
+  photoPeakBytes,
+  withSizesIfTheyFit,
+} from './budget.ts';
 import { carriedBytes, cpuRoom } from './isolate.ts';
 import { decodeToSize } from './decode.ts';
 import { RENDER_DEFAULTS } from './defaults.ts';
@@ -73,7 +79,7 @@ export async function renderPhotoPreview(
   try {
     const o = resolveOptions(options);
     const up = await renderPhotoBitmap(bytes, o);
-    return await finishPreview(up.data, up.width, up.height, o, up.natural);
+    return await finishPreview(up.data, up.width, up.height, { ...o, sides: up.sides }, up.natural);
   } catch (err) {
     throw toPreviewError(err);
   }
@@ -81,19 +87,19 @@ export async function renderPhotoPreview(
 
 /**
  * The upright RGBA bitmap of a photo in the box of its largest preview size (before WebP
- * encoding), and the photo's own upright size.
+ * encoding), the photo's own upright size, and the larger sizes it was planned for (none when
+ * they did not fit: withSizesIfTheyFit).
  */
 export async function renderPhotoBitmap(
   bytes: Uint8Array,
   o: ReturnType<typeof resolveOptions>,
-): Promise<
-  {
-    data: Uint8ClampedArray;
-    width: number;
-    height: number;
-    natural: { width: number; height: number };
-  }
-> {
+): Promise<{
+  data: Uint8ClampedArray;
+  width: number;
+  height: number;
+  natural: { width: number; height: number };
+  sides: readonly number[];
+}> {
   {
     checkBytes(bytes, o.maxBytes);
     const s = sniff(bytes);
@@ -106,12 +112,10 @@ export async function renderPhotoBitmap(
       );
     }
     const header = readImageHeader(bytes, s.format);
-    checkPhotoBudget(
-      s.format,
-      header,
-      o.maxPixels,
-      bytes.length,
-      cpuRoom(bytes.length, o.sides),
+    const { sides } = withSizesIfTheyFit(
+      o.sides,
+      (sides) =>
+        checkPhotoBudget(s.format, header, o.maxPixels, bytes.length, cpuRoom(bytes.length, sides)),
     );
     checkCarried(
       photoPeakBytes(s.format, header, bytes.length),
@@ -120,11 +124,12 @@ export async function renderPhotoBitmap(
       PHOTO_MEMORY.budget,
       `this ${header.width}x${header.height} ${s.format.toUpperCase()}`,
     );
-    const box = fitInside(header.width, header.height, renderSide(o));
+    const box = fitInside(header.width, header.height, renderSide({ maxSide: o.maxSide, sides }));
     const rgba = await decodeToSize(bytes, s.format, header, box.width, box.height);
     const turned = header.orientation >= 5 && header.orientation <= 8;
     return {
       ...orient(rgba, box.width, box.height, header.orientation),
+      sides,
       natural: turned
         ? { width: header.height, height: header.width }
         : { width: header.width, height: header.height },

@@ -30,6 +30,7 @@ import {
   VIDEO_MAX_KEYFRAME_PIXELS,
   VIDEO_MEMORY,
   type VideoPlan,
+  withSizesIfTheyFit,
 } from './budget.ts';
 import { type VideoSize, type VideoTrack, videoTrack } from './container.ts';
 import { finishPreview, type Rendered, renderSide } from './encode.ts';
@@ -170,11 +171,16 @@ export function planPoster(
 }
 
 export async function extractPoster(bytes: Uint8Array, options?: PosterOptions): Promise<Rendered> {
-  const o = resolveOptions(options);
+  let o = resolveOptions(options);
   let frame: Frame;
   try {
     const video = readVideo(bytes, o.maxBytes);
-    const plan = planPoster(video, bytes.length, o.maxPixels, o.sides);
+    const planned = withSizesIfTheyFit(
+      o.sides,
+      (sides) => planPoster(video, bytes.length, o.maxPixels, sides),
+    );
+    const plan = planned.plan;
+    o = { ...o, sides: planned.sides };
     checkCarried(
       plan.memoryBytes,
       carriedBytes(),
@@ -224,7 +230,13 @@ async function tryCover(
     const bmp = await renderPhotoBitmap(bytes, o);
     releaseSource(bytes);
     if (!hasContent(lumaStats(bmp.data))) return null;
-    return await finishPreview(bmp.data, bmp.width, bmp.height, o, bmp.natural);
+    return await finishPreview(
+      bmp.data,
+      bmp.width,
+      bmp.height,
+      { ...o, sides: bmp.sides },
+      bmp.natural,
+    );
   } catch {
     return null;
   } finally {

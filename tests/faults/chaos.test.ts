@@ -210,8 +210,10 @@ describe('chaos: a batch under way when the fault lands, recovered within 90 s o
     await recovered('busy workers killed', tasks, mark, killed);
   }, 300_000);
 
-  it('slow sources do not block fast ones: with 4 of 16 assets taking 10 s, the fast rows are ready before the first slow one', async () => {
-    const tasks = await generations(16, 'slow-lane', (i) => (i < 4 ? { asset: 'slow', slowMs: 10_000 } : {}));
+  it('slow sources do not block fast ones: with 4 of 16 assets taking 15 s, the fast rows are ready before the first slow one', async () => {
+    // 15 s (10 s until the 1024 size: twelve fast rows with both sizes took up to 12.2 s alone;
+    // under the download timeout, 20 s)
+    const tasks = await generations(16, 'slow-lane', (i) => (i < 4 ? { asset: 'slow', slowMs: 15_000 } : {}));
     const slow = new Set(tasks.slice(0, 4).map((t) => t.id));
     const sent = Date.now();
     expect(await callbacks(tasks)).toEqual(Array(16).fill(200));
@@ -221,7 +223,7 @@ describe('chaos: a batch under way when the fault lands, recovered within 90 s o
       select id, updated_at as at from public.generations where id = any(${ids}::uuid[])`;
     const fast = rows.filter((r) => !slow.has(r.id)).map((r) => r.at.getTime() - sent).sort((a, b) => a - b);
     const slowAt = rows.filter((r) => slow.has(r.id)).map((r) => r.at.getTime() - sent).sort((a, b) => a - b);
-    console.log(`chaos: 12 fast and 4 slow (10 s) sources at once: fast rows ready p50 ${(fast[5] / 1000).toFixed(1)} s, ` +
+    console.log(`chaos: 12 fast and 4 slow (15 s) sources at once: fast rows ready p50 ${(fast[5] / 1000).toFixed(1)} s, ` +
       `last ${(fast[11] / 1000).toFixed(1)} s; slow rows ready ${(slowAt[0] / 1000).toFixed(1)}–${(slowAt[3] / 1000).toFixed(1)} s after the callbacks`);
     // one job at a time per isolate (before): 0 of the 12 fast rows were ready before the first slow
     // one (p50 41.6 s). A spent isolate still declines until the platform retires it, which can

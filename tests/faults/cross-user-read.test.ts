@@ -63,8 +63,8 @@ describe('an asset URL into our storage names only the row owner\'s object', () 
     // Nothing asked for in this window named bob's folder or reached the marker's route.
     expect(logSince(mark, '[Gateway] request ', bob.id)).toEqual([]);
     expect(logSince(mark, marker)).toEqual([]);
-    // alice's folder holds her upload and its preview, and no copy of anything else
+    // alice's folder holds her upload and its preview (both sizes), and no copy of anything else
     const names = (await sql<{ name: string }[]>`select name from storage.objects where name like ${`${alice.id}/%`} order by name`).map((r) => r.name);
-    expect(names).toEqual([`${alice.id}/previews/${own.id}_preview.webp`, ownPath]);
+    expect(names).toEqual([`${alice.id}/previews/${own.id}_preview.webp`, `${alice.id}/previews/${own.id}_preview_1024.webp`, ownPath]);
   });
 });

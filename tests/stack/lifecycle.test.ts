@@ -70,18 +70,20 @@ describe('objects follow their rows', () => {
 
   it('a failed Storage API delete is retried after the backoff', async () => {
     const row = await readyPhoto(user.id);
-    const paths = [row.preview_path, row.original_path];
-    // every delete naming the row fails until cleared: the two jobs may be claimed in one batch or two
+    // the preview, its larger size and the original copy
+    const paths = [row.preview_path, ...row.preview_sizes.map((x: { path: string }) => x.path), row.original_path];
+    expect(paths).toHaveLength(3);
+    // every delete naming the row fails until cleared: the jobs may be claimed in one batch or more
     await faults({ failRemoves: [{ pattern: row.id, times: 100 }] });
     let queued: { path: string; state: string; attempts: number; code: string | null; error: string | null; due_in: number }[];
     try {
       await sql`delete from public.generations where id = ${row.id}`;
-      queued = await waitFor('both deletions to have failed once', async () => {
+      queued = await waitFor('every deletion to have failed once', async () => {
         const jobs = await sql<typeof queued>`
           select payload->>'path' as path, state, attempts, last_error_code as code, last_error as error,
                  extract(epoch from run_at - now())::int as due_in
             from public.preview_jobs where generation_id = ${row.id} and kind = 'delete_object' order by 1`;
-        return jobs.length === 2 && jobs.every((j) => j.state === 'queued' && j.attempts === 1) ? jobs : null;
+        return jobs.length === paths.length && jobs.every((j) => j.state === 'queued' && j.attempts === 1) ? jobs : null;
       }, 60_000, 250);
     } finally {
       await faults({ failRemoves: [] });
@@ -92,7 +94,7 @@ describe('objects follow their rows', () => {
       expect([j.code, j.error]).toEqual(['INTERNAL', 'Internal error: Delete failed: 503']);
       expect(j.due_in).toBeGreaterThan(20); // 30 s: preview_backoff(1)
     }
-    expect(await stored(paths)).toHaveLength(2);
+    expect(await stored(paths)).toHaveLength(paths.length);
     await sql`update public.preview_jobs set run_at = now() where generation_id = ${row.id} and kind = 'delete_object' and state = 'queued'`; // the backoff has passed
     await sql`select public.wake_preview_workers()`;
     await waitFor('the retry to delete them', async () => (await stored(paths)).length === 0, 60_000, 250);

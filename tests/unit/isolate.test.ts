@@ -6,7 +6,9 @@
 // starts again from the soft limit when it was above), none once the
 // runtime announced the isolate's end (beforeunload), and the held claims handed back at that moment.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BESIDE_BYTES, CPU_HARD_LIMIT_MS, CPU_SOFT_LIMIT_MS, isolateBudget, JOB_OVERHEAD_MS, JOBS_AT_ONCE, measureRender, noteIo, resetIsolateBudget, runJob, WORST_JOB_MS } from '../../shared/preview/isolate.ts';
+import { PreviewError } from '../../shared/errors.ts';
+import { FreshIsolateNeeded, withSizesIfTheyFit } from '../../shared/preview/budget.ts';
+import { BESIDE_BYTES, cpuRoom, CPU_HARD_LIMIT_MS, CPU_SOFT_LIMIT_MS, isolateBudget, JOB_OVERHEAD_MS, JOBS_AT_ONCE, measureRender, noteIo, resetIsolateBudget, runJob, WORST_JOB_MS } from '../../shared/preview/isolate.ts';
 
 const events = new EventTarget();
 beforeAll(() => {
@@ -194,5 +196,30 @@ describe('the isolate budget', () => {
     proceed();
     expect(await beside).toEqual({ done: 'beside finished' });
     expect(await runJob(async () => 'late')).toEqual({ declined: 'isolate_ending_cpu_for_render' });
+  });
+});
+
+describe('the larger sizes are optional (budget.ts withSizesIfTheyFit)', () => {
+  const planFor = (limitMs: number) => (sides: readonly number[]) => {
+    // a plan costing 500 ms, and the larger sizes' share of the isolate as cpuRoom sets it aside
+    const { roomMs } = cpuRoom(0, sides);
+    if (500 > roomMs) throw new FreshIsolateNeeded(`needs 500 ms; ${roomMs} ms left`);
+    if (500 > limitMs) throw new PreviewError('DECODE_FAILED', 'not a budget code');
+    return roomMs;
+  };
+
+  it('keeps them when they fit, drops them (not the row) when only the first size fits', async () => {
+    expect(withSizesIfTheyFit([1024], planFor(Infinity)).sides).toEqual([1024]);
+    // spend until a 1024 size (157 ms) no longer fits beside a 500 ms render, but the render alone does
+    await runJob(() => measureRender(async () => busyFor(CPU_HARD_LIMIT_MS - 100 - 150 - 500 - 100)));
+    const r = withSizesIfTheyFit([1024], planFor(Infinity));
+    expect(r.sides).toEqual([]);
+    expect(r.plan).toBeGreaterThanOrEqual(500);
+  });
+
+  it('passes on what is not the budget, and what does not fit even without them', async () => {
+    expect(() => withSizesIfTheyFit([1024], planFor(0))).toThrow('not a budget code');
+    await runJob(() => measureRender(async () => busyFor(CPU_HARD_LIMIT_MS - 100 - 150 - 400)));
+    expect(() => withSizesIfTheyFit([1024], planFor(Infinity))).toThrow(FreshIsolateNeeded);
   });
 });
