@@ -324,10 +324,18 @@ async function release(store: JobStore, handler: JobHandler, leases: Lease[]): P
  * answered BESIDE_AFTER_MS after its claim (a slow file host) does not hold up the jobs behind it:
  * another claim starts beside it (up to JOBS_AT_ONCE at once; one job holds the isolate, the
  * others wait on the network, isolate.ts). `wake`: the wake this worker answers (each claim is
- * its sign of life).
+ * its sign of life). The drain ends when every claimed job has; `onDeclined` hears of a decline
+ * at once, while jobs parked on slow sources may still hold the drain for seconds.
  */
 export async function drain(
-  o: { store: JobStore; handlers: Handlers; wake?: string; generationId?: string },
+  o: {
+    store: JobStore;
+    handlers: Handlers;
+    wake?: string;
+    generationId?: string;
+    /** Called once when the isolate declines, while jobs parked beside may still run. */
+    onDeclined?: () => void;
+  },
 ): Promise<{ outcomes: JobOutcome[]; declined: string | null }> {
   const kinds = Object.keys(o.handlers) as JobKind[];
   const outcomes: JobOutcome[] = [];
@@ -383,6 +391,7 @@ export async function drain(
             reason: r.declined,
             ...isolateBudget(),
           });
+          o.onDeclined?.();
         }
         return;
       }

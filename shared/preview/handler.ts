@@ -219,12 +219,26 @@ async function answer<T>(
   return json({ accepted }, 202);
 }
 
-/** A woken worker: every due job while the isolate has budget, then its wake ends. */
+/**
+ * A woken worker: every due job while the isolate has budget, then its wake ends. A worker whose
+ * isolate declined ends its wake then (a moment later), not when the jobs it parked on slow sources
+ * end: those wait on the network, and the due jobs behind them get a successor meanwhile.
+ */
 async function drainWake(store: JobStore, handlers: Handlers, wake: string): Promise<JobOutcome[]> {
   let outcomes: JobOutcome[] = [];
-  let declined: string | null = null;
+  let ended: Promise<void> | null = null;
+  // A spent isolate keeps receiving requests until the platform retires it: the successor is
+  // woken a moment later, not at once into the same isolate.
+  const endWake = (pauseMs: number) =>
+    ended ??= new Promise((done) => setTimeout(done, pauseMs))
+      .then(() => settle(() => store.endWake(wake), wake));
   try {
-    ({ outcomes, declined } = await drain({ store, handlers, wake }));
+    ({ outcomes } = await drain({
+      store,
+      handlers,
+      wake,
+      onDeclined: () => endWake(DECLINED_PAUSE_MS),
+    }));
   } catch (err) {
     log.error('[Preview]', `❌ Worker stopped: ${(err as Error).message}`, {
       wake,
@@ -232,10 +246,7 @@ async function drainWake(store: JobStore, handlers: Handlers, wake: string): Pro
       next: 'sweep',
     });
   }
-  // A spent isolate keeps receiving requests until the platform retires it: the successor is
-  // woken a moment later, not at once into the same isolate.
-  if (declined) await new Promise((done) => setTimeout(done, DECLINED_PAUSE_MS));
-  await settle(() => store.endWake(wake), wake);
+  await endWake(0);
   // A row committed while this worker ended was not visible to its decision, and the row's own
   // transaction found the wake lock taken: look once more a moment later (the minute sweep is the
   // backstop).

@@ -141,7 +141,7 @@ export function isolateBudget(): { spentMs: number; ending: string | null; memor
 
 /**
  * Why this isolate would not take a job now, or null when it would. `arrived`: the first job of a
- * request that found the isolate idle. The platform routes a request only to an isolate it has not
+ * request that found the isolate idle (or running only jobs parked on a slow source). The platform routes a request only to an isolate it has not
  * retired, that is one whose CPU is under the soft limit (1 s): with nothing else running, the
  * costliest job (850 ms) still ends under the hard limit whatever the estimate says. Taking it
  * gets an isolate whose estimate ran ahead of its real CPU retired; declining it would bounce
@@ -235,14 +235,16 @@ async function admission(arrived: boolean): Promise<string | null> {
 /**
  * Runs `job` in one of the isolate's JOBS_AT_ONCE places when one is free, unless the isolate is
  * spent or ending by then: `{ declined: reason }` and `job` never runs. `first`: the request's
- * first job (taken when the request found the isolate idle, see declineReason).
+ * first job (taken when the request found the isolate idle but for parked jobs, see declineReason).
  */
 export function runJob<T>(
   job: (slot: JobSlot) => Promise<T>,
   first = false,
 ): Promise<{ done: T } | { declined: string }> {
   listenForUnload();
-  const arrived = first && state.pending === 0;
+  // idle but for jobs parked on a slow source: they wait on the network, and each plans its render
+  // against the estimate when its bytes arrive (handed to a fresh isolate if it no longer fits)
+  const arrived = first && state.pending === state.parked;
   state.pending++;
   return state.slots.acquire().then(async (leave) => {
     try {

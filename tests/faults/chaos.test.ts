@@ -226,11 +226,12 @@ describe('chaos: a batch under way when the fault lands, recovered within 90 s o
     console.log(`chaos: 12 fast and 4 slow (15 s) sources at once: fast rows ready p50 ${(fast[5] / 1000).toFixed(1)} s, ` +
       `last ${(fast[11] / 1000).toFixed(1)} s; slow rows ready ${(slowAt[0] / 1000).toFixed(1)}–${(slowAt[3] / 1000).toFixed(1)} s after the callbacks`);
     // one job at a time per isolate (before): 0 of the 12 fast rows were ready before the first slow
-    // one (p50 41.6 s). A spent isolate still declines until the platform retires it, which can
-    // hold a few fast rows past the slow ones on a loaded machine (with the 1024 size, which fills
-    // isolates sooner: 4 of 12 in one CI run, p50 3.4 s); the median fast row is not held
+    // one (p50 41.6 s). A worker whose isolate declined kept its place until the jobs it parked on
+    // the slow sources ended: with both places held so, a CI run had 1 of 12 before them (p50 18.2
+    // s); it ends its wake at the decline now, and a request into an isolate running only parked
+    // jobs takes its first job (isolate.ts)
     const beforeSlow = fast.filter((t) => t < slowAt[0]).length;
-    expect(beforeSlow, 'fast rows ready before the first slow one').toBeGreaterThanOrEqual(8);
+    expect(beforeSlow, 'fast rows ready before the first slow one').toBeGreaterThanOrEqual(10);
     expect(fast[5], 'the median fast row, against the first slow one').toBeLessThan(slowAt[0] / 2);
   }, 150_000);
 

@@ -8,6 +8,7 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PreviewError } from '../../shared/errors.ts';
 import { FreshIsolateNeeded, withSizesIfTheyFit } from '../../shared/preview/budget.ts';
+import { busyFor } from '../helpers/cpu.ts';
 import { BESIDE_BYTES, cpuRoom, CPU_HARD_LIMIT_MS, CPU_SOFT_LIMIT_MS, isolateBudget, JOB_OVERHEAD_MS, JOBS_AT_ONCE, measureRender, noteIo, resetIsolateBudget, runJob, WORST_JOB_MS } from '../../shared/preview/isolate.ts';
 
 const events = new EventTarget();
@@ -19,11 +20,6 @@ beforeAll(() => {
   });
 });
 afterEach(() => resetIsolateBudget());
-
-const busyFor = (ms: number) => {
-  const end = performance.now() + ms;
-  while (performance.now() < end) { /* the CPU of a render */ }
-};
 
 describe('the isolate budget', () => {
   it('one job is busy at a time: the next is claimed when it ends, or when it parks on a slow source (then renders beside it)', async () => {
@@ -151,6 +147,22 @@ describe('the isolate budget', () => {
     release();
     expect(await busy).toEqual({ done: undefined });
     expect(await queued).toEqual({ declined: 'isolate_cpu_spent' });
+  });
+
+  it('jobs parked on slow sources do not make the isolate busy for an arriving request: its first job is taken, its next goes by the estimate', async () => {
+    let arrives!: () => void;
+    const parked = runJob(async (slot) => {
+      slot.park(); // its source has not answered: it waits on the network
+      await new Promise<void>((r) => (arrives = r));
+    }, true);
+    await runJob(() => measureRender(async () => busyFor(CPU_HARD_LIMIT_MS - WORST_JOB_MS)));
+    // the platform routed a request here while the parked job waits: the isolate is not retired
+    expect(await runJob(async () => ({ spentMs: isolateBudget().spentMs }), true)).toEqual({ done: { spentMs: CPU_SOFT_LIMIT_MS } });
+    await runJob(() => measureRender(async () => busyFor(CPU_HARD_LIMIT_MS - CPU_SOFT_LIMIT_MS - WORST_JOB_MS)));
+    // that request's next job goes by the estimate
+    expect(await runJob(async () => 'next')).toEqual({ declined: 'isolate_cpu_spent' });
+    arrives();
+    expect(await parked).toEqual({ done: undefined });
   });
 
   it('on beforeunload: hands the running jobs\' claims back and declines what comes after', async () => {

@@ -13,8 +13,9 @@ import { PreviewError } from '../../shared/errors.ts';
 import { drain, type Handlers, type JobHandler } from '../../shared/jobs/runner.ts';
 import { type ClaimedJob, createJobStore, type JobFailure, type JobKind, type JobStore } from '../../shared/jobs/store.ts';
 import { cleanupHandler } from '../../shared/preview/cleanup.ts';
-import { resetIsolateBudget } from '../../shared/preview/isolate.ts';
+import { CPU_HARD_LIMIT_MS, measureRender, resetIsolateBudget, runJob, WORST_JOB_MS } from '../../shared/preview/isolate.ts';
 import type { ObjectStore } from '../../shared/storage.ts';
+import { busyFor } from '../helpers/cpu.ts';
 
 const GEN = '22222222-2222-4222-8222-222222222222';
 
@@ -144,6 +145,34 @@ describe('drain', () => {
     const r = await done;
     expect(r.outcomes.map((o) => [o.jobId, o.result]).sort()).toEqual([['1', 'ready'], ['2', 'ready'], ['3', 'ready']]);
     expect(calls.filter((c) => c.startsWith('complete'))).toEqual(['complete 2', 'complete 3', 'complete 1']);
+  });
+
+  it('a decline is heard at once (onDeclined) while a job parked on a slow source still holds the drain', async () => {
+    const { store, calls } = fakeStore([job(1), job(2), job(3)]);
+    const { handler, arrive } = slowFirstJob();
+    const run = (handler as Extract<JobHandler, { run: unknown }>).run;
+    const spending: JobHandler = {
+      ...handler,
+      async run(j, ctx) {
+        const done = await run(j, ctx);
+        // job 2 renders beside the parked job 1 and leaves no room for the costliest job
+        if (j.job_id === '2') await measureRender(async () => busyFor(100));
+        return done;
+      },
+    };
+    await runJob(() => measureRender(async () => busyFor(CPU_HARD_LIMIT_MS - WORST_JOB_MS - 210)));
+    let heard = 0;
+    let ended = false;
+    const done = drain({ store, handlers: { preview: spending }, onDeclined: () => heard++ });
+    void done.then(() => (ended = true));
+    await new Promise((r) => setTimeout(r, 900)); // past BESIDE_AFTER_MS and job 2's render
+    expect(heard).toBe(1);
+    expect(ended).toBe(false); // job 1 still waits on its source
+    arrive();
+    const r = await done;
+    expect(r.declined).toBe('isolate_cpu_spent');
+    expect(r.outcomes.map((o) => [o.jobId, o.result]).sort()).toEqual([['1', 'ready'], ['2', 'ready']]);
+    expect(calls.filter((c) => c.startsWith('claim'))).toEqual(['claim 1', 'claim 2']); // job 3 stays queued
   });
 
   it('a claim beside the first that fails ends only itself: the drain goes on and ends without an error', async () => {
